@@ -1,0 +1,200 @@
+//! Process-wide counters and gauges for Prometheus.
+//!
+//! Owns the atomics every actor and edge bumps, and their text rendering. Counters are relaxed
+//! atomics bumped once per batch where the code has a batch. Must never block or allocate on the
+//! bump path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub const fn new() -> Self {
+        Counter(AtomicU64::new(0))
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub const fn new() -> Self {
+        Gauge(AtomicI64::new(0))
+    }
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn dec(&self) {
+        self.add(-1);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Why a message was not delivered to a subscriber.
+#[derive(Debug, Clone, Copy)]
+pub enum DropReason {
+    /// A QoS 0 message for a subscriber whose outbound queue was full (slow subscriber).
+    OutboundFull = 0,
+    /// A QoS 1/2 message for a session whose queue reached its count or byte limit.
+    QueueFull = 1,
+    /// A QoS 0 message for a session with no connection.
+    Offline = 2,
+    /// The message expiry interval ran out before delivery.
+    Expired = 3,
+    /// Larger than the maximum packet size the client accepts.
+    TooLarge = 4,
+}
+
+const DROP_LABELS: [&str; 5] = [
+    "outbound_full",
+    "queue_full",
+    "offline_qos0",
+    "expired",
+    "too_large",
+];
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub connections_refused: Counter,
+    pub protocol_errors: Counter,
+    pub sessions: Gauge,
+    pub subscriptions: Gauge,
+    pub retained: Gauge,
+    pub messages_in: [Counter; 3],
+    pub bytes_in: [Counter; 3],
+    pub messages_out: [Counter; 3],
+    pub bytes_out: [Counter; 3],
+    pub dropped: [Counter; 5],
+}
+
+pub static METRICS: Metrics = Metrics {
+    connections: Gauge::new(),
+    connections_total: Counter::new(),
+    connections_refused: Counter::new(),
+    protocol_errors: Counter::new(),
+    sessions: Gauge::new(),
+    subscriptions: Gauge::new(),
+    retained: Gauge::new(),
+    messages_in: [Counter::new(), Counter::new(), Counter::new()],
+    bytes_in: [Counter::new(), Counter::new(), Counter::new()],
+    messages_out: [Counter::new(), Counter::new(), Counter::new()],
+    bytes_out: [Counter::new(), Counter::new(), Counter::new()],
+    dropped: [
+        Counter::new(),
+        Counter::new(),
+        Counter::new(),
+        Counter::new(),
+        Counter::new(),
+    ],
+};
+
+impl Metrics {
+    pub fn drop(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].add(n);
+    }
+
+    /// Prometheus text exposition format, version 0.0.4.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, v: i64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "evgrid_mqtt_connections",
+            "Open MQTT connections.",
+            self.connections.get(),
+        );
+        gauge(
+            "evgrid_mqtt_sessions",
+            "MQTT sessions, connected or not.",
+            self.sessions.get(),
+        );
+        gauge(
+            "evgrid_mqtt_subscriptions",
+            "MQTT subscriptions across all sessions.",
+            self.subscriptions.get(),
+        );
+        gauge(
+            "evgrid_mqtt_retained_messages",
+            "Retained MQTT messages.",
+            self.retained.get(),
+        );
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            "evgrid_mqtt_connections_total",
+            "MQTT connections accepted.",
+            self.connections_total.get(),
+        );
+        counter(
+            "evgrid_mqtt_connections_refused_total",
+            "MQTT CONNECTs refused with a failure CONNACK.",
+            self.connections_refused.get(),
+        );
+        counter(
+            "evgrid_mqtt_protocol_errors_total",
+            "MQTT connections closed for a protocol violation or malformed packet.",
+            self.protocol_errors.get(),
+        );
+        let per_qos = |s: &mut String, name: &str, help: &str, c: &[Counter; 3]| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (q, c) in c.iter().enumerate() {
+                let _ = writeln!(s, "{name}{{qos=\"{q}\"}} {}", c.get());
+            }
+        };
+        per_qos(
+            &mut s,
+            "evgrid_mqtt_messages_received_total",
+            "PUBLISH packets accepted from clients.",
+            &self.messages_in,
+        );
+        per_qos(
+            &mut s,
+            "evgrid_mqtt_bytes_received_total",
+            "Payload bytes accepted from clients.",
+            &self.bytes_in,
+        );
+        per_qos(
+            &mut s,
+            "evgrid_mqtt_messages_sent_total",
+            "PUBLISH packets written to clients.",
+            &self.messages_out,
+        );
+        per_qos(
+            &mut s,
+            "evgrid_mqtt_bytes_sent_total",
+            "Payload bytes written to clients.",
+            &self.bytes_out,
+        );
+        let name = "evgrid_mqtt_messages_dropped_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Messages not delivered to a subscriber, by reason.\n# TYPE {name} counter"
+        );
+        for (label, c) in DROP_LABELS.iter().zip(&self.dropped) {
+            let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
+        }
+        s
+    }
+}

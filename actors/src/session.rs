@@ -1,0 +1,470 @@
+//! MQTT session actor: one per client id, outliving the connections that attach to it.
+//!
+//! Owns everything MQTT keeps per session: the attached connection (if any), QoS 1/2 messages in
+//! flight with their packet ids (redelivered with DUP on resume), the queue of messages waiting
+//! for window space or for the client to come back (bounded by count and bytes), the will message
+//! and its delay, and the session expiry. Subscriptions themselves live in the routing shards,
+//! keyed by this session's id.
+//!
+//! Writes to the client only through the connection's writer channel (the ntex sink is not `Send`),
+//! in batches: one channel message per mailbox message. Must never wait on a connection or on the
+//! routers while handling a message.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use ntex_bytes::ByteString;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::Broker;
+use crate::message::{CloseReason, ConnId, Delivery, Message, Out, OutMsg, SessionId};
+use crate::metrics::{DropReason, METRICS};
+
+/// Messages routed to this session, in routing order. Sent by routing shards.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Vec<Delivery>);
+
+/// The connection side of a session: where to write and how much it may have in flight.
+#[derive(Debug)]
+pub struct Link {
+    pub conn: ConnId,
+    pub tx: UnboundedSender<Out>,
+    /// QoS 0 messages handed to the writer and not yet written; the writer decrements it.
+    pub pending: Arc<AtomicUsize>,
+    /// QoS 1/2 messages in flight at once: min(server inflight limit, client receive maximum).
+    pub window: usize,
+}
+
+/// A will message and when it is due after an ungraceful disconnect.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub msg: Message,
+    pub delay_secs: u32,
+}
+
+/// A connection attaches to this session (new or resumed). Answers whether state was present.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Attach {
+    pub link: Link,
+    pub expiry_secs: u32,
+    pub will: Option<Will>,
+    /// This actor was created for this very connection (so no state can be present).
+    pub fresh: bool,
+}
+
+/// A connection ended. Sent by the connection's state when it is dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub conn: ConnId,
+    /// The client sent DISCONNECT (and, in v5, not "disconnect with will").
+    pub graceful: bool,
+    /// A v5 DISCONNECT may change the session expiry interval.
+    pub expiry_secs: Option<u32>,
+}
+
+/// The client acknowledged a QoS 1 message (PUBACK) or completed a QoS 2 one (PUBCOMP).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Acked {
+    pub conn: ConnId,
+    pub pid: u16,
+}
+
+/// The client received a QoS 2 message (PUBREC): it must not be sent again as a PUBLISH.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Received {
+    pub conn: ConnId,
+    pub pid: u16,
+}
+
+/// A new connection with the same client id asked for a clean start: this session ends now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Discard;
+
+/// Per-session limits from the server configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    /// QoS 0 messages buffered towards the socket before further ones are dropped.
+    pub max_outbound: usize,
+    pub max_session_expiry_secs: u32,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_outbound: 10_000,
+            max_session_expiry_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inflight {
+    pid: u16,
+    d: Delivery,
+    /// PUBREC seen: only PUBREL/PUBCOMP remain.
+    received: bool,
+}
+
+pub struct Session {
+    id: SessionId,
+    client_id: ByteString,
+    broker: Broker,
+    limits: SessionLimits,
+    link: Option<Link>,
+    inflight: VecDeque<Inflight>,
+    next_pid: u16,
+    queue: VecDeque<Delivery>,
+    queue_bytes: usize,
+    expiry_secs: u32,
+    will: Option<Will>,
+    will_timer: Option<SpawnHandle>,
+    expiry_timer: Option<SpawnHandle>,
+    /// Bumped on every attach/detach so a stale timer can tell it is stale.
+    epoch: u64,
+}
+
+impl Session {
+    pub fn new(
+        id: SessionId,
+        client_id: ByteString,
+        broker: Broker,
+        limits: SessionLimits,
+    ) -> Self {
+        Session {
+            id,
+            client_id,
+            broker,
+            limits,
+            link: None,
+            inflight: VecDeque::new(),
+            next_pid: 0,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            expiry_secs: 0,
+            will: None,
+            will_timer: None,
+            expiry_timer: None,
+            epoch: 0,
+        }
+    }
+
+    fn alloc_pid(&mut self) -> u16 {
+        loop {
+            self.next_pid = self.next_pid.wrapping_add(1);
+            if self.next_pid != 0 && !self.inflight.iter().any(|i| i.pid == self.next_pid) {
+                return self.next_pid;
+            }
+        }
+    }
+
+    fn enqueue(&mut self, d: Delivery) {
+        let w = d.msg.weight();
+        if self.queue.len() >= self.limits.max_queued_messages
+            || self.queue_bytes + w > self.limits.max_queued_bytes
+        {
+            METRICS.drop(DropReason::QueueFull, 1);
+            return;
+        }
+        self.queue_bytes += w;
+        self.queue.push_back(d);
+    }
+
+    /// Puts one delivery on its way: to the writer, into the window, or into the queue.
+    fn dispatch(&mut self, d: Delivery, now: Instant, batch: &mut Vec<OutMsg>) {
+        if d.msg.is_expired(now) {
+            METRICS.drop(DropReason::Expired, 1);
+            return;
+        }
+        let Some(link) = &self.link else {
+            if d.qos == 0 {
+                METRICS.drop(DropReason::Offline, 1);
+            } else {
+                self.enqueue(d);
+            }
+            return;
+        };
+        if d.qos == 0 {
+            if link.pending.load(Ordering::Relaxed) + batch.len() >= self.limits.max_outbound {
+                METRICS.drop(DropReason::OutboundFull, 1);
+                return;
+            }
+            batch.push(OutMsg {
+                msg: d.msg,
+                qos: 0,
+                pid: 0,
+                dup: false,
+                retain: d.retain,
+                sub_ids: d.sub_ids,
+            });
+            return;
+        }
+        if self.inflight.len() >= link.window || !self.queue.is_empty() {
+            self.enqueue(d);
+            return;
+        }
+        let pid = self.alloc_pid();
+        batch.push(OutMsg {
+            msg: d.msg.clone(),
+            qos: d.qos,
+            pid,
+            dup: false,
+            retain: d.retain,
+            sub_ids: d.sub_ids.clone(),
+        });
+        self.inflight.push_back(Inflight {
+            pid,
+            d,
+            received: false,
+        });
+    }
+
+    /// Moves queued messages into the window while it has room.
+    fn fill_window(&mut self, now: Instant, batch: &mut Vec<OutMsg>) {
+        let Some(window) = self.link.as_ref().map(|l| l.window) else {
+            return;
+        };
+        while self.inflight.len() < window {
+            let Some(d) = self.queue.pop_front() else {
+                break;
+            };
+            self.queue_bytes -= d.msg.weight();
+            if d.msg.is_expired(now) {
+                METRICS.drop(DropReason::Expired, 1);
+                continue;
+            }
+            let pid = self.alloc_pid();
+            batch.push(OutMsg {
+                msg: d.msg.clone(),
+                qos: d.qos,
+                pid,
+                dup: false,
+                retain: d.retain,
+                sub_ids: d.sub_ids.clone(),
+            });
+            self.inflight.push_back(Inflight {
+                pid,
+                d,
+                received: false,
+            });
+        }
+    }
+
+    fn send(&mut self, batch: Vec<OutMsg>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(link) = &self.link {
+            let qos0 = batch.iter().filter(|m| m.qos == 0).count();
+            link.pending.fetch_add(qos0, Ordering::Relaxed);
+            if link.tx.send(Out::Batch(batch)).is_err() {
+                // The writer is gone; the Detach that follows will clear the link. QoS 1/2
+                // messages stay in flight and are redelivered on resume.
+                link.pending.fetch_sub(qos0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn publish_will(&mut self) {
+        if let Some(t) = self.will_timer.take() {
+            let _ = t; // the timer (if any) is cancelled by the caller or has fired
+        }
+        if let Some(will) = self.will.take() {
+            tracing::debug!(client_id = %self.client_id, topic = %will.msg.topic, "publishing will");
+            self.broker.publish(will.msg);
+        }
+    }
+
+    /// Closes the attached connection, if any, from the broker's side.
+    fn close_link(&mut self, reason: CloseReason) {
+        if let Some(link) = self.link.take() {
+            let _ = link.tx.send(Out::Close(reason));
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        METRICS.sessions.inc();
+        // do_send ignores the capacity; this bounds only `send` callers (connections' control).
+        ctx.set_mailbox_capacity(256);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        METRICS.sessions.dec();
+        // A will still waiting for its delay is due when the session ends [MQTT-3.1.3-9].
+        self.publish_will();
+        self.broker.session_ended(&self.client_id, self.id);
+        if self.queue.len() + self.inflight.len() > 0 {
+            tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
+                inflight = self.inflight.len(), "session expired with undelivered messages");
+        }
+    }
+}
+
+impl Handler<Attach> for Session {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> bool {
+        let present = !msg.fresh;
+        if self.link.is_some() {
+            // [MQTT-3.1.4-3]: the existing connection is closed; v5 says why (0x8E).
+            self.close_link(CloseReason::SessionTakenOver);
+        }
+        self.epoch += 1;
+        if let Some(t) = self.expiry_timer.take() {
+            ctx.cancel_future(t);
+        }
+        if let Some(t) = self.will_timer.take() {
+            ctx.cancel_future(t);
+        }
+        // A will pending from the previous connection is not sent: the client is back.
+        self.will = msg.will;
+        self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
+        self.link = Some(msg.link);
+
+        // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH packets with DUP, same packet ids.
+        let now = Instant::now();
+        let mut batch = Vec::with_capacity(self.inflight.len());
+        let before = self.inflight.len();
+        // ntex-mqtt 9.0 cannot resend a bare PUBREL for a resumed session, so a QoS 2 message
+        // the client already received is treated as complete.
+        self.inflight.retain(|i| !i.received);
+        if before != self.inflight.len() {
+            tracing::debug!(client_id = %self.client_id, n = before - self.inflight.len(),
+                "dropped QoS 2 messages awaiting PUBREL on resume");
+        }
+        for i in &self.inflight {
+            batch.push(OutMsg {
+                msg: i.d.msg.clone(),
+                qos: i.d.qos,
+                pid: i.pid,
+                dup: true,
+                retain: i.d.retain,
+                sub_ids: i.d.sub_ids.clone(),
+            });
+        }
+        self.fill_window(now, &mut batch);
+        self.send(batch);
+        present
+    }
+}
+
+impl Handler<Detach> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, ctx: &mut Self::Context) {
+        if self.link.as_ref().is_none_or(|l| l.conn != msg.conn) {
+            return; // a connection that was already taken over
+        }
+        self.link = None;
+        self.epoch += 1;
+        if let Some(e) = msg.expiry_secs {
+            self.expiry_secs = e.min(self.limits.max_session_expiry_secs);
+        }
+        if msg.graceful {
+            self.will = None; // [MQTT-3.1.2-10]
+        }
+        if self.expiry_secs == 0 {
+            ctx.stop();
+            return;
+        }
+        if let Some(w) = &self.will {
+            if w.delay_secs == 0 {
+                self.publish_will();
+            } else {
+                let epoch = self.epoch;
+                let delay = Duration::from_secs(u64::from(w.delay_secs));
+                self.will_timer = Some(ctx.run_later(delay, move |s, _| {
+                    if s.epoch == epoch {
+                        s.will_timer = None;
+                        s.publish_will();
+                    }
+                }));
+            }
+        }
+        let epoch = self.epoch;
+        let expiry = Duration::from_secs(u64::from(self.expiry_secs));
+        self.expiry_timer = Some(ctx.run_later(expiry, move |s, ctx| {
+            if s.epoch == epoch && s.link.is_none() {
+                tracing::debug!(client_id = %s.client_id, "session expired");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+        let now = Instant::now();
+        let mut batch = Vec::with_capacity(msg.0.len());
+        for d in msg.0 {
+            self.dispatch(d, now, &mut batch);
+        }
+        self.send(batch);
+    }
+}
+
+impl Handler<Acked> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Acked, _: &mut Self::Context) {
+        if self.link.as_ref().is_none_or(|l| l.conn != msg.conn) {
+            return;
+        }
+        if let Some(pos) = self.inflight.iter().position(|i| i.pid == msg.pid) {
+            self.inflight.remove(pos);
+        }
+        let mut batch = Vec::new();
+        self.fill_window(Instant::now(), &mut batch);
+        self.send(batch);
+    }
+}
+
+impl Handler<Received> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Received, _: &mut Self::Context) {
+        if self.link.as_ref().is_none_or(|l| l.conn != msg.conn) {
+            return;
+        }
+        if let Some(i) = self.inflight.iter_mut().find(|i| i.pid == msg.pid) {
+            i.received = true;
+        }
+    }
+}
+
+impl Handler<Discard> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Discard, ctx: &mut Self::Context) {
+        if self.link.is_some() {
+            self.close_link(CloseReason::SessionTakenOver);
+        } else {
+            // Offline with a will still delayed: the session ends, so the will is due now.
+        }
+        ctx.stop();
+    }
+}
+
+impl Session {
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+}

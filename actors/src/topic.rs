@@ -1,0 +1,654 @@
+//! Topic names, topic filters, the subscription trie and the retained-message index.
+//!
+//! Owns the MQTT matching rules (`+`, `#`, `$`-topics, `$share/{group}/{filter}`), a trie of
+//! subscriptions that answers "who gets this topic" without scanning all subscriptions, and a trie
+//! of retained messages that answers "which retained messages match this filter" without scanning
+//! all retained messages. Pure data structures: no actors, no I/O, no clocks except the `now` a
+//! caller passes in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::message::{Message, SessionId};
+
+/// Why a topic name or filter is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicError {
+    Empty,
+    TooLong,
+    TooManyLevels,
+    /// A wildcard in a topic name, or a misplaced wildcard in a filter.
+    Wildcard,
+    /// A `$share/` filter without a group name, with a wildcard in the group, or without a filter.
+    SharedSyntax,
+    NulChar,
+}
+
+/// Limits a deployment puts on names and filters.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicLimits {
+    pub max_len: usize,
+    pub max_levels: usize,
+}
+
+impl TopicLimits {
+    /// For re-parsing filters that an edge already checked against the configured limits.
+    pub const UNLIMITED: TopicLimits = TopicLimits {
+        max_len: usize::MAX,
+        max_levels: usize::MAX,
+    };
+}
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        TopicLimits {
+            max_len: 65_535,
+            max_levels: 128,
+        }
+    }
+}
+
+/// Checks a PUBLISH topic name [MQTT-3.3.2-2], [MQTT-4.7.3-1].
+pub fn validate_topic(topic: &str, limits: TopicLimits) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > limits.max_len {
+        return Err(TopicError::TooLong);
+    }
+    if topic.contains(['+', '#']) {
+        return Err(TopicError::Wildcard);
+    }
+    if topic.contains('\0') {
+        return Err(TopicError::NulChar);
+    }
+    if topic.split('/').count() > limits.max_levels {
+        return Err(TopicError::TooManyLevels);
+    }
+    Ok(())
+}
+
+/// A parsed subscription filter: the shared group (if any) and the filter proper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filter<'a> {
+    pub group: Option<&'a str>,
+    pub filter: &'a str,
+}
+
+/// Parses and checks a SUBSCRIBE topic filter [MQTT-4.7.1], [MQTT-4.8.2].
+pub fn parse_filter(raw: &str, limits: TopicLimits) -> Result<Filter<'_>, TopicError> {
+    if raw.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if raw.len() > limits.max_len {
+        return Err(TopicError::TooLong);
+    }
+    if raw.contains('\0') {
+        return Err(TopicError::NulChar);
+    }
+    let (group, filter) = match raw.strip_prefix("$share/") {
+        Some(rest) => {
+            let (group, filter) = rest.split_once('/').ok_or(TopicError::SharedSyntax)?;
+            if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
+                return Err(TopicError::SharedSyntax);
+            }
+            (Some(group), filter)
+        }
+        None => (None, raw),
+    };
+    let mut levels = 0;
+    let mut iter = filter.split('/').peekable();
+    while let Some(level) = iter.next() {
+        levels += 1;
+        match level {
+            "+" => {}
+            "#" if iter.peek().is_none() => {}
+            l if l.contains(['+', '#']) => return Err(TopicError::Wildcard),
+            _ => {}
+        }
+    }
+    if levels > limits.max_levels {
+        return Err(TopicError::TooManyLevels);
+    }
+    Ok(Filter { group, filter })
+}
+
+/// Options of one subscription, as granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubOpts {
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// 0: send retained at subscribe, 1: only if the subscription is new, 2: never.
+    pub retain_handling: u8,
+    pub sub_id: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    session: SessionId,
+    opts: SubOpts,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    name: Box<str>,
+    members: Vec<Entry>,
+    next: usize,
+}
+
+#[derive(Debug, Default)]
+struct Subs {
+    direct: Vec<Entry>,
+    groups: Vec<Group>,
+}
+
+impl Subs {
+    fn is_empty(&self) -> bool {
+        self.direct.is_empty() && self.groups.is_empty()
+    }
+
+    /// Inserts or replaces; returns true when the session already had this subscription.
+    fn upsert(&mut self, group: Option<&str>, e: Entry) -> bool {
+        let list = match group {
+            None => &mut self.direct,
+            Some(g) => match self.groups.iter().position(|x| &*x.name == g) {
+                Some(i) => &mut self.groups[i].members,
+                None => {
+                    self.groups.push(Group {
+                        name: g.into(),
+                        members: Vec::new(),
+                        next: 0,
+                    });
+                    &mut self.groups.last_mut().expect("just pushed").members
+                }
+            },
+        };
+        match list.iter_mut().find(|x| x.session == e.session) {
+            Some(x) => {
+                x.opts = e.opts;
+                true
+            }
+            None => {
+                list.push(e);
+                false
+            }
+        }
+    }
+
+    fn remove(&mut self, group: Option<&str>, session: SessionId) -> bool {
+        match group {
+            None => {
+                let before = self.direct.len();
+                self.direct.retain(|x| x.session != session);
+                before != self.direct.len()
+            }
+            Some(g) => {
+                let Some(i) = self.groups.iter().position(|x| &*x.name == g) else {
+                    return false;
+                };
+                let members = &mut self.groups[i].members;
+                let before = members.len();
+                members.retain(|x| x.session != session);
+                let removed = before != members.len();
+                if members.is_empty() {
+                    self.groups.swap_remove(i);
+                }
+                removed
+            }
+        }
+    }
+
+    fn collect(&mut self, out: &mut Vec<Matched>) {
+        for e in &self.direct {
+            out.push(Matched {
+                session: e.session,
+                opts: e.opts,
+                shared: false,
+            });
+        }
+        for g in &mut self.groups {
+            // Round-robin: each message to exactly one member of the group, evenly.
+            let i = g.next % g.members.len();
+            g.next = g.next.wrapping_add(1);
+            let e = g.members[i];
+            out.push(Matched {
+                session: e.session,
+                opts: e.opts,
+                shared: true,
+            });
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    plus: Option<Box<Node>>,
+    /// Subscriptions whose filter ends in `#` right below this node.
+    hash: Subs,
+    /// Subscriptions whose filter ends exactly at this node.
+    end: Subs,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_empty()
+            && self.end.is_empty()
+    }
+}
+
+/// One match of a topic against the trie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    pub session: SessionId,
+    pub opts: SubOpts,
+    pub shared: bool,
+}
+
+/// Every subscription of every session, indexed by filter level.
+#[derive(Debug, Default)]
+pub struct SubTrie {
+    root: Node,
+    count: usize,
+}
+
+impl SubTrie {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds or updates a subscription; returns true when it existed before (then it is replaced).
+    pub fn insert(&mut self, filter: Filter<'_>, session: SessionId, opts: SubOpts) -> bool {
+        let mut node = &mut self.root;
+        let mut levels = filter.filter.split('/').peekable();
+        let e = Entry { session, opts };
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                let existed = node.hash.upsert(filter.group, e);
+                self.count += usize::from(!existed);
+                return existed;
+            }
+            node = if level == "+" {
+                node.plus.get_or_insert_with(Default::default)
+            } else {
+                node.children.entry(level.into()).or_default()
+            };
+        }
+        let existed = node.end.upsert(filter.group, e);
+        self.count += usize::from(!existed);
+        existed
+    }
+
+    /// Removes a subscription; returns true when it existed.
+    pub fn remove(&mut self, filter: Filter<'_>, session: SessionId) -> bool {
+        let levels: Vec<&str> = filter.filter.split('/').collect();
+        let removed = Self::remove_at(&mut self.root, &levels, filter.group, session);
+        self.count -= usize::from(removed);
+        removed
+    }
+
+    fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, s: SessionId) -> bool {
+        match levels {
+            [] => node.end.remove(group, s),
+            ["#"] => node.hash.remove(group, s),
+            [first, rest @ ..] => {
+                if *first == "+" {
+                    let Some(child) = node.plus.as_deref_mut() else {
+                        return false;
+                    };
+                    let removed = Self::remove_at(child, rest, group, s);
+                    if child.is_empty() {
+                        node.plus = None;
+                    }
+                    removed
+                } else {
+                    let Some(child) = node.children.get_mut(*first) else {
+                        return false;
+                    };
+                    let removed = Self::remove_at(child, rest, group, s);
+                    if child.is_empty() {
+                        node.children.remove(*first);
+                    }
+                    removed
+                }
+            }
+        }
+    }
+
+    /// Appends every subscription matching `topic` to `out` (one entry per matching filter; shared
+    /// groups contribute the one member picked for this message).
+    pub fn matches(&mut self, topic: &str, out: &mut Vec<Matched>) {
+        // [MQTT-4.7.2-1]: a leading wildcard does not match a topic that starts with '$'.
+        let dollar = topic.starts_with('$');
+        let mut levels = topic.split('/');
+        let first = levels.next().unwrap_or("");
+        Self::walk(&mut self.root, first, levels, true, dollar, out);
+    }
+
+    fn walk<'t>(
+        node: &mut Node,
+        level: &'t str,
+        rest: std::str::Split<'t, char>,
+        root: bool,
+        dollar: bool,
+        out: &mut Vec<Matched>,
+    ) {
+        let wild_ok = !(root && dollar);
+        if wild_ok {
+            node.hash.collect(out);
+        }
+        let mut after = rest.clone();
+        let next = after.next();
+        if let Some(child) = node.children.get_mut(level) {
+            match next {
+                None => {
+                    child.end.collect(out);
+                    // "a/#" also matches "a" [MQTT-4.7.1-2].
+                    child.hash.collect(out);
+                }
+                Some(n) => Self::walk(child, n, after.clone(), false, dollar, out),
+            }
+        }
+        if wild_ok && let Some(child) = node.plus.as_deref_mut() {
+            match next {
+                None => {
+                    child.end.collect(out);
+                    child.hash.collect(out);
+                }
+                Some(n) => Self::walk(child, n, after, false, dollar, out),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RetainNode {
+    children: HashMap<Box<str>, RetainNode>,
+    msg: Option<Arc<Message>>,
+}
+
+/// Retained messages by topic level, so a filter finds its matches by walking only what it names.
+#[derive(Debug, Default)]
+pub struct RetainedIndex {
+    root: RetainNode,
+    count: usize,
+}
+
+impl RetainedIndex {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Stores (or, with an empty payload, clears) the retained message of its topic [MQTT-3.3.1-6..7].
+    /// Returns the change in the number of retained messages (-1, 0 or +1).
+    pub fn set(&mut self, msg: Arc<Message>) -> isize {
+        let levels: Vec<&str> = msg.topic.split('/').collect();
+        if msg.payload.is_empty() {
+            let removed = Self::clear(&mut self.root, &levels);
+            self.count -= usize::from(removed);
+            -isize::from(removed)
+        } else {
+            let mut node = &mut self.root;
+            for l in &levels {
+                node = node.children.entry((*l).into()).or_default();
+            }
+            let added = node.msg.replace(msg).is_none();
+            self.count += usize::from(added);
+            isize::from(added)
+        }
+    }
+
+    fn clear(node: &mut RetainNode, levels: &[&str]) -> bool {
+        match levels {
+            [] => node.msg.take().is_some(),
+            [first, rest @ ..] => {
+                let Some(child) = node.children.get_mut(*first) else {
+                    return false;
+                };
+                let removed = Self::clear(child, rest);
+                if child.msg.is_none() && child.children.is_empty() {
+                    node.children.remove(*first);
+                }
+                removed
+            }
+        }
+    }
+
+    /// Appends the live retained messages matching `filter` (already parsed, without `$share`).
+    pub fn matches(&self, filter: &str, now: Instant, out: &mut Vec<Arc<Message>>) {
+        let levels: Vec<&str> = filter.split('/').collect();
+        Self::walk(&self.root, &levels, true, now, out);
+    }
+
+    fn walk(
+        node: &RetainNode,
+        levels: &[&str],
+        root: bool,
+        now: Instant,
+        out: &mut Vec<Arc<Message>>,
+    ) {
+        match levels {
+            [] => {
+                if let Some(m) = &node.msg
+                    && !m.is_expired(now)
+                {
+                    out.push(m.clone());
+                }
+            }
+            ["#"] => {
+                // "a/#" includes "a" itself.
+                if !root
+                    && let Some(m) = &node.msg
+                    && !m.is_expired(now)
+                {
+                    out.push(m.clone());
+                }
+                for (name, child) in &node.children {
+                    if root && name.starts_with('$') {
+                        continue;
+                    }
+                    Self::all(child, now, out);
+                }
+            }
+            ["+", rest @ ..] => {
+                for (name, child) in &node.children {
+                    if root && name.starts_with('$') {
+                        continue;
+                    }
+                    Self::walk(child, rest, false, now, out);
+                }
+            }
+            [first, rest @ ..] => {
+                if let Some(child) = node.children.get(*first) {
+                    Self::walk(child, rest, false, now, out);
+                }
+            }
+        }
+    }
+
+    fn all(node: &RetainNode, now: Instant, out: &mut Vec<Arc<Message>>) {
+        if let Some(m) = &node.msg
+            && !m.is_expired(now)
+        {
+            out.push(m.clone());
+        }
+        for child in node.children.values() {
+            Self::all(child, now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntex_bytes::{ByteString, Bytes};
+
+    fn f(s: &str) -> Filter<'_> {
+        parse_filter(s, TopicLimits::default()).unwrap()
+    }
+
+    fn matched(t: &mut SubTrie, topic: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        t.matches(topic, &mut out);
+        let mut v: Vec<u64> = out.iter().map(|m| m.session.0).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn filter_syntax() {
+        let l = TopicLimits::default();
+        for ok in [
+            "a",
+            "a/b",
+            "+",
+            "#",
+            "a/+/c",
+            "a/#",
+            "+/+",
+            "/",
+            "$share/g/a/#",
+            "$SYS/#",
+        ] {
+            assert!(parse_filter(ok, l).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a#",
+            "a/#/b",
+            "a+",
+            "a/b+/c",
+            "$share/g",
+            "$share//a",
+            "$share/g+/a",
+            "#/a",
+        ] {
+            assert!(parse_filter(bad, l).is_err(), "{bad}");
+        }
+        assert_eq!(f("$share/grp/x/+").group, Some("grp"));
+        assert_eq!(f("$share/grp/x/+").filter, "x/+");
+        let tight = TopicLimits {
+            max_len: 5,
+            max_levels: 2,
+        };
+        assert_eq!(parse_filter("abcdef", tight), Err(TopicError::TooLong));
+        assert_eq!(parse_filter("a/b/c", tight), Err(TopicError::TooManyLevels));
+        assert_eq!(validate_topic("a/+", l), Err(TopicError::Wildcard));
+        assert_eq!(validate_topic("", l), Err(TopicError::Empty));
+        assert_eq!(
+            validate_topic("a/b/c", tight),
+            Err(TopicError::TooManyLevels)
+        );
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        let mut t = SubTrie::default();
+        let o = SubOpts::default();
+        t.insert(f("a/b/c"), SessionId(1), o);
+        t.insert(f("a/+/c"), SessionId(2), o);
+        t.insert(f("a/#"), SessionId(3), o);
+        t.insert(f("#"), SessionId(4), o);
+        t.insert(f("+/+/+"), SessionId(5), o);
+        t.insert(f("$SYS/#"), SessionId(6), o);
+        t.insert(f("+/b"), SessionId(7), o);
+        assert_eq!(matched(&mut t, "a/b/c"), vec![1, 2, 3, 4, 5]);
+        assert_eq!(matched(&mut t, "a"), vec![3, 4]);
+        assert_eq!(matched(&mut t, "a/b"), vec![3, 4, 7]);
+        assert_eq!(matched(&mut t, "$SYS/x"), vec![6]);
+        assert_eq!(matched(&mut t, "x/y/z"), vec![4, 5]);
+        assert_eq!(t.len(), 7);
+        assert!(t.remove(f("a/#"), SessionId(3)));
+        assert!(!t.remove(f("a/#"), SessionId(3)));
+        assert_eq!(matched(&mut t, "a/b/c"), vec![1, 2, 4, 5]);
+        assert_eq!(t.len(), 6);
+    }
+
+    #[test]
+    fn empty_levels() {
+        let mut t = SubTrie::default();
+        t.insert(f("/+"), SessionId(1), SubOpts::default());
+        t.insert(f("+/"), SessionId(2), SubOpts::default());
+        assert_eq!(matched(&mut t, "/x"), vec![1]);
+        assert_eq!(matched(&mut t, "x/"), vec![2]);
+        assert_eq!(matched(&mut t, "/"), vec![1, 2]);
+    }
+
+    #[test]
+    fn shared_groups_round_robin() {
+        let mut t = SubTrie::default();
+        for s in 1..=3 {
+            t.insert(f("$share/g/t/#"), SessionId(s), SubOpts::default());
+        }
+        t.insert(f("$share/h/t/#"), SessionId(9), SubOpts::default());
+        let mut counts = [0; 10];
+        for _ in 0..300 {
+            let mut out = Vec::new();
+            t.matches("t/x", &mut out);
+            assert_eq!(out.len(), 2, "one member of each group");
+            for m in out {
+                assert!(m.shared);
+                counts[m.session.0 as usize] += 1;
+            }
+        }
+        assert_eq!(&counts[1..4], &[100, 100, 100]);
+        assert_eq!(counts[9], 300);
+        assert!(t.remove(f("$share/g/t/#"), SessionId(2)));
+        let mut out = Vec::new();
+        t.matches("t/x", &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    fn msg(topic: &str, payload: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            topic: ByteString::from(topic.to_string()),
+            payload: Bytes::from_static(payload),
+            qos: 0,
+            retain: true,
+            props: None,
+            expires_at: None,
+            publisher: None,
+        })
+    }
+
+    fn retained(r: &RetainedIndex, filter: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        r.matches(filter, Instant::now(), &mut out);
+        let mut v: Vec<String> = out.iter().map(|m| m.topic.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn retained_index() {
+        let mut r = RetainedIndex::default();
+        assert_eq!(r.set(msg("a/b", b"1")), 1);
+        assert_eq!(r.set(msg("a/b", b"2")), 0);
+        r.set(msg("a/c/d", b"x"));
+        r.set(msg("a", b"x"));
+        r.set(msg("$SYS/x", b"x"));
+        assert_eq!(r.len(), 4);
+        assert_eq!(retained(&r, "a/#"), vec!["a", "a/b", "a/c/d"]);
+        assert_eq!(retained(&r, "a/+"), vec!["a/b"]);
+        assert_eq!(retained(&r, "#"), vec!["a", "a/b", "a/c/d"]);
+        assert_eq!(retained(&r, "+/+"), vec!["a/b"]);
+        assert_eq!(retained(&r, "$SYS/#"), vec!["$SYS/x"]);
+        assert_eq!(retained(&r, "a/b"), vec!["a/b"]);
+        assert_eq!(r.set(msg("a/b", b"")), -1);
+        assert_eq!(retained(&r, "a/#"), vec!["a", "a/c/d"]);
+        assert_eq!(r.set(msg("nope", b"")), 0);
+        assert_eq!(r.len(), 3);
+    }
+}

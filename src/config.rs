@@ -1,0 +1,370 @@
+//! Server configuration: one struct, every default in one place.
+//!
+//! Owns loading (TOML file, then `EVGRID_*` environment overrides, then command-line flags) and
+//! validation. Everything is checked before anything starts; a bad value is reported with its
+//! key. Must never start listeners or touch the data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where evgrid keeps its data.
+    pub data_dir: PathBuf,
+    /// Log filter in `tracing` syntax (overridden by `RUST_LOG`).
+    pub log: String,
+    pub mqtt: MqttConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+    /// actix-web worker threads.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub bind: SocketAddr,
+    /// Accept clients that present no credentials (a warning is logged at start).
+    pub allow_anonymous: bool,
+    /// Highest QoS granted and accepted: 2, or 1 for Event Grid's behaviour.
+    pub max_qos: u8,
+    /// Largest MQTT packet accepted or sent, in bytes.
+    pub max_packet_size: u32,
+    /// Longest topic name or filter, in bytes.
+    pub max_topic_length: usize,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Open connections at most; further CONNECTs are refused with "server unavailable".
+    pub max_connections: usize,
+    /// QoS 1/2 messages in flight to one client (also capped by the client's receive maximum).
+    pub max_inflight: u16,
+    /// QoS 1/2 messages the broker takes from one client before it acknowledges earlier ones.
+    pub max_receive: u16,
+    /// Messages queued per session while offline or while its window is full.
+    pub max_queued_messages: usize,
+    /// Bytes queued per session (payload and topic) while offline or while its window is full.
+    pub max_queued_bytes: usize,
+    /// QoS 0 messages buffered towards one slow subscriber before further ones are dropped.
+    pub max_outbound_messages: usize,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions_per_client: usize,
+    /// Highest keep-alive a client may ask for, in seconds (Event Grid's: 1160).
+    pub max_keepalive: u16,
+    /// Topic aliases a v5 client may use towards the broker.
+    pub max_topic_alias: u16,
+    /// Cap on any session expiry interval, in seconds (v3 persistent sessions use it as theirs).
+    pub max_session_expiry: u32,
+    /// Routing shards (topic-hashed routing actors).
+    pub router_shards: usize,
+    /// ntex worker threads for MQTT connections (0: one per core).
+    pub workers: usize,
+    /// actix arbiter threads for session and routing actors (0: one per core).
+    pub actor_threads: usize,
+    /// Seconds a client has to send CONNECT after the TCP connection opens.
+    pub connect_timeout: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./evgrid-data"),
+            log: "info".into(),
+            mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: "0.0.0.0:8080".parse().expect("literal"),
+            workers: 1,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            bind: "0.0.0.0:1883".parse().expect("literal"),
+            allow_anonymous: true,
+            max_qos: 2,
+            max_packet_size: 1024 * 1024,
+            max_topic_length: 1024,
+            max_topic_levels: 16,
+            max_connections: 100_000,
+            max_inflight: 100,
+            max_receive: 100,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_outbound_messages: 10_000,
+            max_subscriptions_per_client: 100,
+            max_keepalive: 1160,
+            max_topic_alias: 10,
+            max_session_expiry: 7 * 24 * 3600,
+            router_shards: 1,
+            workers: 0,
+            actor_threads: 0,
+            connect_timeout: 10,
+        }
+    }
+}
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads the file (if any), then applies `EVGRID_<SECTION>_<KEY>` / `EVGRID_<KEY>` variables.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                let v: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
+                // Check the file alone first so its errors name the file, not a variable.
+                toml::Value::Table(v.clone())
+                    .try_into::<Config>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?;
+                v
+            }
+            None => toml::Table::new(),
+        };
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        for (var, raw) in env {
+            let Some(key) = var.strip_prefix("EVGRID_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if key == "admin_key" {
+                continue; // read by the management API, not part of this struct
+            }
+            let path = resolve_env_key(&defaults, &key).ok_or_else(|| ConfigError::Env {
+                var: var.clone(),
+                message: "no such setting".into(),
+            })?;
+            let default = lookup(&defaults, &path).expect("resolved");
+            let parsed = parse_like(default, &raw).map_err(|message| ConfigError::Env {
+                var: var.clone(),
+                message,
+            })?;
+            set(&mut value, &path, parsed);
+        }
+        toml::Value::Table(value)
+            .try_into::<Config>()
+            .map_err(|e| ConfigError::Env {
+                var: "EVGRID_*".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Checks every value before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.mqtt;
+        let bad = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if m.max_qos > 2 {
+            return bad("mqtt.max_qos", "must be 0, 1 or 2");
+        }
+        if m.max_packet_size < 64 || m.max_packet_size > 268_435_455 {
+            return bad(
+                "mqtt.max_packet_size",
+                "must be between 64 and 268435455 bytes",
+            );
+        }
+        if m.max_topic_length == 0 || m.max_topic_length > 65_535 {
+            return bad("mqtt.max_topic_length", "must be between 1 and 65535");
+        }
+        if m.max_topic_levels == 0 {
+            return bad("mqtt.max_topic_levels", "must be at least 1");
+        }
+        if m.max_connections == 0 {
+            return bad("mqtt.max_connections", "must be at least 1");
+        }
+        if m.max_inflight == 0 {
+            return bad("mqtt.max_inflight", "must be at least 1");
+        }
+        if m.max_receive == 0 {
+            return bad("mqtt.max_receive", "must be at least 1");
+        }
+        if m.max_keepalive == 0 {
+            return bad("mqtt.max_keepalive", "must be at least 1 second");
+        }
+        if m.max_subscriptions_per_client == 0 {
+            return bad("mqtt.max_subscriptions_per_client", "must be at least 1");
+        }
+        if m.router_shards == 0 || m.router_shards > 64 {
+            return bad("mqtt.router_shards", "must be between 1 and 64");
+        }
+        if m.max_outbound_messages == 0 {
+            return bad("mqtt.max_outbound_messages", "must be at least 1");
+        }
+        if self.http.workers == 0 {
+            return bad("http.workers", "must be at least 1");
+        }
+        if m.bind == self.http.bind {
+            return bad("mqtt.bind", "must differ from http.bind");
+        }
+        Ok(())
+    }
+}
+
+/// `mqtt_max_qos` → ["mqtt", "max_qos"]; `data_dir` → ["data_dir"].
+fn resolve_env_key(defaults: &toml::Table, key: &str) -> Option<Vec<String>> {
+    if defaults.get(key).is_some_and(|v| !v.is_table()) {
+        return Some(vec![key.to_string()]);
+    }
+    for (section, v) in defaults {
+        if let (Some(t), Some(rest)) = (v.as_table(), key.strip_prefix(&format!("{section}_")))
+            && t.contains_key(rest)
+        {
+            return Some(vec![section.clone(), rest.to_string()]);
+        }
+    }
+    None
+}
+
+fn lookup<'a>(t: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let v = t.get(&path[0])?;
+    match &path[1..] {
+        [] => Some(v),
+        rest => lookup(v.as_table()?, rest),
+    }
+}
+
+fn set(t: &mut toml::Table, path: &[String], v: toml::Value) {
+    if path.len() == 1 {
+        t.insert(path[0].clone(), v);
+        return;
+    }
+    let child = t
+        .entry(path[0].clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(child) = child.as_table_mut() {
+        set(child, &path[1..], v);
+    }
+}
+
+fn parse_like(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    match default {
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("expected an integer, got {raw:?}")),
+        toml::Value::Boolean(_) => match raw.trim() {
+            "true" | "1" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" => Ok(toml::Value::Boolean(false)),
+            _ => Err(format!("expected true or false, got {raw:?}")),
+        },
+        toml::Value::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
+        _ => Ok(toml::Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = Config::load(None, std::iter::empty()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.mqtt.bind.port(), 1883);
+        assert_eq!(c.http.bind.port(), 8080);
+        assert_eq!(c.mqtt.max_keepalive, 1160);
+    }
+
+    #[test]
+    fn env_overrides() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("EVGRID_MQTT_MAX_QOS", "1"),
+                ("EVGRID_DATA_DIR", "/tmp/x"),
+                ("PATH", "/bin"),
+            ])
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.max_qos, 1);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        let e = Config::load(None, env(&[("EVGRID_MQTT_NOPE", "1")]).into_iter()).unwrap_err();
+        assert!(e.to_string().contains("EVGRID_MQTT_NOPE"), "{e}");
+        let e = Config::load(None, env(&[("EVGRID_MQTT_MAX_QOS", "x")]).into_iter()).unwrap_err();
+        assert!(e.to_string().contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn file_then_validate() {
+        let dir = std::env::temp_dir().join(format!("evgrid-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "[mqtt]\nmax_qos = 3\n").unwrap();
+        let c = Config::load(Some(&p), std::iter::empty()).unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("mqtt.max_qos")
+        );
+        std::fs::write(&p, "[mqtt]\nbogus = 1\n").unwrap();
+        let e = Config::load(Some(&p), std::iter::empty()).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        // env applies on top of the file
+        std::fs::write(&p, "[mqtt]\nmax_qos = 1\n").unwrap();
+        let c = Config::load(
+            Some(&p),
+            env(&[("EVGRID_MQTT_MAX_INFLIGHT", "7")]).into_iter(),
+        )
+        .unwrap();
+        assert_eq!((c.mqtt.max_qos, c.mqtt.max_inflight), (1, 7));
+    }
+}

@@ -1,0 +1,96 @@
+//! The `evgrid` binary: `evgrid serve` (the default) runs the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use evgrid::config::Config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "evgrid",
+    version,
+    about = "A self-hosted event grid: MQTT broker, event publishing, push and pull delivery"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Print the effective configuration (file, environment and flags applied) as TOML.
+    Config(ServeArgs),
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// MQTT listener address (default 0.0.0.0:1883).
+    #[arg(long, value_name = "ADDR")]
+    mqtt_bind: Option<SocketAddr>,
+    /// HTTP listener address (default 0.0.0.0:8080).
+    #[arg(long, value_name = "ADDR")]
+    http_bind: Option<SocketAddr>,
+    /// Data directory (default ./evgrid-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn load(args: &ServeArgs) -> Result<Config, String> {
+    let mut cfg =
+        Config::load(args.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    if let Some(a) = args.mqtt_bind {
+        cfg.mqtt.bind = a;
+    }
+    if let Some(a) = args.http_bind {
+        cfg.http.bind = a;
+    }
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (args, print_only) = match cli.cmd {
+        Some(Cmd::Serve(a)) => (a, false),
+        Some(Cmd::Config(a)) => (a, true),
+        None => (cli.serve, false),
+    };
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("evgrid: {e}");
+            std::process::exit(2);
+        }
+    };
+    if print_only {
+        print!(
+            "{}",
+            toml::to_string_pretty(&cfg).expect("config serializes")
+        );
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = evgrid::server::run(cfg) {
+        eprintln!("evgrid: {e}");
+        std::process::exit(1);
+    }
+}

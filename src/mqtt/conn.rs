@@ -1,0 +1,156 @@
+//! Per-connection state shared by the v3 and v5 handlers.
+//!
+//! Owns the publish re-sequencer and the per-turn batch. ntex-mqtt 9.0 can finish a PUBLISH that
+//! straddled a TCP read after later ones (notes/stack-spike.md), so each handler takes a ticket
+//! before its first `.await` and messages leave in ticket order. Everything completed in one
+//! event-loop turn goes to the routers as one batch; QoS 1/2 handlers wait for that batch to be
+//! routed before they acknowledge.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::Addr;
+use evgrid_actors::Broker;
+use evgrid_actors::message::{ConnId, Message, SessionId};
+use evgrid_actors::metrics::METRICS;
+use evgrid_actors::session::{Detach, Session};
+use tokio::sync::oneshot;
+
+use super::Shared;
+
+enum Slot {
+    Waiting,
+    Ready(Message, Option<oneshot::Sender<bool>>),
+    Skip,
+}
+
+#[derive(Default)]
+struct Publisher {
+    next_ticket: u64,
+    head: u64,
+    slots: VecDeque<Slot>,
+    pending: Vec<Message>,
+    acks: Vec<oneshot::Sender<bool>>,
+    flushing: bool,
+}
+
+/// One MQTT connection attached to a session.
+pub(crate) struct Conn {
+    pub id: ConnId,
+    pub session: SessionId,
+    pub addr: Addr<Session>,
+    pub shared: Arc<Shared>,
+    publisher: Rc<RefCell<Publisher>>,
+    /// Set when the client sent DISCONNECT (normal): no will.
+    pub graceful: Cell<bool>,
+    /// A v5 DISCONNECT's new session expiry interval.
+    pub expiry_override: Cell<Option<u32>>,
+}
+
+impl Conn {
+    pub fn new(id: ConnId, session: SessionId, addr: Addr<Session>, shared: Arc<Shared>) -> Conn {
+        METRICS.connections.inc();
+        METRICS.connections_total.inc();
+        Conn {
+            id,
+            session,
+            addr,
+            shared,
+            publisher: Rc::default(),
+            graceful: Cell::new(false),
+            expiry_override: Cell::new(None),
+        }
+    }
+
+    /// Reserves this PUBLISH's place in the connection's order. Call before any `.await`.
+    pub fn ticket(&self) -> u64 {
+        let mut p = self.publisher.borrow_mut();
+        let t = p.next_ticket;
+        p.next_ticket += 1;
+        p.slots.push_back(Slot::Waiting);
+        t
+    }
+
+    /// The PUBLISH with this ticket will not be routed (bad topic, payload error).
+    pub fn skip(&self, ticket: u64) {
+        self.fill(ticket, Slot::Skip);
+    }
+
+    /// Routes a QoS 0 message in order; does not wait.
+    pub fn push(&self, ticket: u64, msg: Message) {
+        self.fill(ticket, Slot::Ready(msg, None));
+    }
+
+    /// Routes a QoS 1/2 message in order; resolves to true once it is routed.
+    pub async fn push_acked(&self, ticket: u64, msg: Message) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.fill(ticket, Slot::Ready(msg, Some(tx)));
+        rx.await.unwrap_or(false)
+    }
+
+    fn fill(&self, ticket: u64, slot: Slot) {
+        let start = {
+            let mut p = self.publisher.borrow_mut();
+            let i = (ticket - p.head) as usize;
+            p.slots[i] = slot;
+            while matches!(p.slots.front(), Some(Slot::Ready(..) | Slot::Skip)) {
+                p.head += 1;
+                if let Some(Slot::Ready(m, ack)) = p.slots.pop_front() {
+                    p.pending.push(m);
+                    p.acks.extend(ack);
+                }
+            }
+            let start = !p.flushing && !p.pending.is_empty();
+            p.flushing |= start;
+            start
+        };
+        if start {
+            ntex_rt::spawn(flush(self.publisher.clone(), self.shared.broker.clone()));
+        }
+    }
+}
+
+/// Sends whatever the connection completed in one turn as one batch, until nothing is left.
+async fn flush(p: Rc<RefCell<Publisher>>, broker: Broker) {
+    loop {
+        // Let every PUBLISH decoded from the same read join this batch.
+        tokio::task::yield_now().await;
+        let (msgs, acks) = {
+            let mut p = p.borrow_mut();
+            if p.pending.is_empty() {
+                p.flushing = false;
+                return;
+            }
+            (std::mem::take(&mut p.pending), std::mem::take(&mut p.acks))
+        };
+        let mut n = [0u64; 3];
+        let mut b = [0u64; 3];
+        for m in &msgs {
+            n[m.qos as usize] += 1;
+            b[m.qos as usize] += m.payload.len() as u64;
+        }
+        for q in 0..3 {
+            if n[q] > 0 {
+                METRICS.messages_in[q].add(n[q]);
+                METRICS.bytes_in[q].add(b[q]);
+            }
+        }
+        let ok = broker.route(msgs).await.is_ok();
+        for a in acks {
+            let _ = a.send(ok);
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        METRICS.connections.dec();
+        self.addr.do_send(Detach {
+            conn: self.id,
+            graceful: self.graceful.get(),
+            expiry_secs: self.expiry_override.get(),
+        });
+    }
+}

@@ -1,0 +1,166 @@
+//! The MQTT edge: ntex-mqtt on its own thread(s), translating packets to the actor engine.
+//!
+//! Owns the listener, the per-connection state ([`conn::Conn`]: publish re-sequencing and
+//! batching), and the writer task that owns each connection's `!Send` sink. Holds no business
+//! state: sessions, subscriptions and routing live in `evgrid_actors`. Must never block an ntex
+//! worker, and never call the sink from another thread.
+
+mod conn;
+mod pump;
+mod v3;
+mod v5;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use evgrid_actors::Broker;
+use evgrid_actors::metrics::METRICS;
+use evgrid_actors::topic::TopicLimits;
+use ntex_mqtt::{MqttServer, MqttServiceConfig, QoS};
+use ntex_service::cfg::SharedCfg;
+use ntex_util::time::Seconds;
+
+use crate::config::MqttConfig;
+
+/// What every connection handler needs; shared by all ntex workers.
+pub(crate) struct Shared {
+    pub broker: Broker,
+    pub cfg: MqttConfig,
+    pub limits: TopicLimits,
+    pub next_conn: AtomicU64,
+}
+
+/// The application error of the MQTT services: the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("{0}")]
+    Closed(&'static str),
+}
+
+impl From<()> for EdgeError {
+    fn from(_: ()) -> Self {
+        EdgeError::Closed("closed")
+    }
+}
+
+impl TryFrom<EdgeError> for ntex_mqtt::v5::PublishAck {
+    type Error = EdgeError;
+    fn try_from(e: EdgeError) -> Result<Self, EdgeError> {
+        Err(e)
+    }
+}
+
+/// Connection events: counts protocol violations (malformed packets, spec breaches).
+fn control<T>(c: ntex_mqtt::Control<EdgeError>) -> Result<Option<T>, EdgeError> {
+    if let ntex_mqtt::Control::Stop(ntex_mqtt::Reason::Protocol(e)) = &c {
+        METRICS.protocol_errors.inc();
+        tracing::debug!(error = ?e.get_ref(), "mqtt protocol error");
+    }
+    Ok(None)
+}
+
+pub(crate) fn qos_from(q: u8) -> QoS {
+    match q {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// Handle to the running MQTT listener.
+pub struct MqttHandle {
+    pub addr: SocketAddr,
+    server: ntex_server::Server<ntex_server::net::Connection>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl MqttHandle {
+    /// Stops accepting, closes connections, and joins the ntex thread.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Binds the MQTT port and starts the ntex system on its own thread.
+pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
+    let listener = TcpListener::bind(cfg.bind)?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        broker,
+        cfg: cfg.clone(),
+        limits: TopicLimits {
+            max_len: cfg.max_topic_length,
+            max_levels: cfg.max_topic_levels,
+        },
+        next_conn: AtomicU64::new(1),
+    });
+    let workers = if cfg.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.workers
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("mqtt".into())
+        .spawn(move || {
+            let res = ntex_rt::System::build()
+                .name("mqtt")
+                .disable_signals()
+                .build(ntex_net::DefaultRuntime)
+                .block_on(async move {
+                    let c = &shared.cfg;
+                    let svc_cfg = MqttServiceConfig::new()
+                        .set_max_qos(qos_from(c.max_qos))
+                        .set_max_size(c.max_packet_size)
+                        .set_max_receive(c.max_receive)
+                        .set_max_send(c.max_inflight)
+                        .set_max_topic_alias(c.max_topic_alias)
+                        .set_connect_timeout(Seconds(c.connect_timeout))
+                        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this
+                        // the PUBLISH would be dropped.
+                        .set_handle_qos_after_disconnect(Some(QoS::ExactlyOnce));
+                    let sh = shared.clone();
+                    let srv = ntex_server::net::build()
+                        .listen(
+                            "mqtt",
+                            listener,
+                            SharedCfg::new("MQTT").add(svc_cfg),
+                            async move |_| {
+                                let (s3, s5) = (sh.clone(), sh.clone());
+                                MqttServer::new()
+                                    .v3(ntex_mqtt::v3::MqttServer::new(
+                                        async |s: &v3::Session, p| v3::publish(s, p).await,
+                                    )
+                                    .protocol(async |s: &v3::Session, m| v3::protocol(s, m).await)
+                                    .control(async |_: &v3::Session, c| control(c))
+                                    .build(move |h| v3::connect(h, s3.clone())))
+                                    .v5(ntex_mqtt::v5::MqttServer::new(
+                                        async |s: &v5::Session, p| v5::publish(s, p).await,
+                                    )
+                                    .protocol(async |s: &v5::Session, m| v5::protocol(s, m).await)
+                                    .control(async |_: &v5::Session, c| control(c))
+                                    .build(move |h| v5::connect(h, s5.clone())))
+                            },
+                        )?
+                        .workers(workers)
+                        .disable_signals()
+                        .run();
+                    let _ = tx.send(srv.clone());
+                    let _ = srv.await;
+                    Ok::<_, std::io::Error>(())
+                });
+            if let Err(e) = res {
+                tracing::error!(error = %e, "mqtt server failed");
+            }
+        })?;
+    let server = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("mqtt server thread failed to start"))?;
+    Ok(MqttHandle {
+        addr,
+        server,
+        thread,
+    })
+}

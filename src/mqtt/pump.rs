@@ -1,0 +1,114 @@
+//! The writer task of one connection: drains the session's channel into the ntex sink.
+//!
+//! Owns the sink (it is `!Send`, so it lives on the connection's ntex worker). Writes in channel
+//! order, waits on the sink's readiness (write back-pressure and the client's receive maximum),
+//! and reports PUBACK / PUBREC / PUBCOMP to the session actor. Never decides what to send: the
+//! session does.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+use actix::Addr;
+use evgrid_actors::message::{CloseReason, ConnId, Out, OutMsg};
+use evgrid_actors::metrics::{DropReason, METRICS};
+use evgrid_actors::session::{Acked, Received, Session};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// What the writer needs from a v3 or v5 sink.
+pub(crate) trait Sink: Clone + 'static {
+    fn is_open(&self) -> bool;
+    fn is_ready(&self) -> bool;
+    fn ready(&self) -> impl Future<Output = bool>;
+    fn close(&self, reason: CloseReason);
+    /// QoS 0 publish; an error means it was not written.
+    fn send0(&self, m: &OutMsg) -> Result<(), ()>;
+    /// QoS 1 publish with the session's packet id; the ack arrives through the ack callback.
+    fn send1(&self, m: &OutMsg) -> Result<(), ()>;
+    /// QoS 2 publish: resolves after PUBREC (first bool) and PUBCOMP (second).
+    fn send2(&self, m: &OutMsg) -> Pin<Box<dyn Future<Output = (bool, bool)>>>;
+    /// Installs the QoS 1 ack callback.
+    fn on_ack(&self, f: Box<dyn Fn(u16)>);
+}
+
+pub(crate) async fn run<S: Sink>(
+    sink: S,
+    mut rx: UnboundedReceiver<Out>,
+    session: Addr<Session>,
+    conn: ConnId,
+    pending: Arc<AtomicUsize>,
+) {
+    let a = session.clone();
+    sink.on_ack(Box::new(move |pid| a.do_send(Acked { conn, pid })));
+    let mut buf = Vec::with_capacity(64);
+    while rx.recv_many(&mut buf, 64).await > 0 {
+        for out in buf.drain(..) {
+            let msgs = match out {
+                Out::Close(reason) => {
+                    sink.close(reason);
+                    return;
+                }
+                Out::Batch(msgs) => msgs,
+            };
+            let mut n = [0u64; 3];
+            let mut b = [0u64; 3];
+            let mut qos0 = 0;
+            for m in &msgs {
+                if m.qos == 0 {
+                    qos0 += 1;
+                }
+                if !sink.is_ready() && !sink.ready().await {
+                    return;
+                }
+                let ok = match m.qos {
+                    0 => sink.send0(m).is_ok(),
+                    1 => sink.send1(m).is_ok(),
+                    _ => {
+                        let mut fut = sink.send2(m);
+                        let (s, c) = (session.clone(), m.pid);
+                        // Poll once here so the PUBLISH is written now, in order; the rest of the
+                        // exchange (PUBREC, PUBREL, PUBCOMP) runs on its own task.
+                        let first = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+                        let report = move |(rec, comp): (bool, bool)| {
+                            if rec {
+                                s.do_send(Received { conn, pid: c });
+                            }
+                            if comp {
+                                s.do_send(Acked { conn, pid: c });
+                            }
+                        };
+                        match first {
+                            Poll::Ready(r) => report(r),
+                            Poll::Pending => {
+                                ntex_rt::spawn(async move { report(fut.await) });
+                            }
+                        }
+                        true
+                    }
+                };
+                if ok {
+                    n[m.qos as usize] += 1;
+                    b[m.qos as usize] += m.msg.payload.len() as u64;
+                } else if !sink.is_open() {
+                    return;
+                } else {
+                    // Refused by the encoder (larger than the client's maximum packet size):
+                    // [MQTT-3.1.2-25] says discard it as if it had been sent.
+                    METRICS.drop(DropReason::TooLarge, 1);
+                    if m.qos > 0 {
+                        session.do_send(Acked { conn, pid: m.pid });
+                    }
+                }
+            }
+            pending.fetch_sub(qos0, Ordering::Relaxed);
+            for q in 0..3 {
+                if n[q] > 0 {
+                    METRICS.messages_out[q].add(n[q]);
+                    METRICS.bytes_out[q].add(b[q]);
+                }
+            }
+        }
+    }
+}

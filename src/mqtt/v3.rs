@@ -1,0 +1,289 @@
+//! MQTT 3.1.1 handlers: CONNECT, PUBLISH, SUBSCRIBE/UNSUBSCRIBE/DISCONNECT, and the v3 sink.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg};
+use evgrid_actors::metrics::METRICS;
+use evgrid_actors::router::SubReq;
+use evgrid_actors::session::{Attach, Deliver, Link, Will};
+use evgrid_actors::topic::{SubOpts, parse_filter, validate_topic};
+use ntex_bytes::ByteString;
+use ntex_mqtt::v3::codec::{self, ConnectAckReason};
+use ntex_mqtt::v3::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
+use ntex_util::time::Seconds;
+
+use super::conn::Conn;
+use super::pump::{self, Sink};
+use super::{EdgeError, Shared, qos_from};
+
+pub(super) type Session = mqtt::Session<Conn>;
+
+/// A broker-assigned client id, unique for this process.
+pub(crate) fn assign_client_id(sh: &Shared) -> ByteString {
+    let n = sh.next_conn.fetch_add(1, Ordering::Relaxed);
+    ByteString::from(format!("evgrid-{}-{n:x}", std::process::id()))
+}
+
+fn refuse(h: mqtt::Connect, code: ConnectAckReason) -> mqtt::ConnectAck<Conn> {
+    METRICS.connections_refused.inc();
+    h.failed(code)
+}
+
+pub(super) async fn connect(
+    h: mqtt::Connect,
+    sh: Arc<Shared>,
+) -> Result<mqtt::ConnectAck<Conn>, EdgeError> {
+    let cfg = &sh.cfg;
+    let pkt = h.packet();
+    if METRICS.connections.get() >= cfg.max_connections as i64 {
+        return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
+    }
+    if !cfg.allow_anonymous && pkt.username.is_none() {
+        return Ok(refuse(h, ConnectAckReason::NotAuthorized));
+    }
+    // v3.1.1 cannot tell a client to use a shorter keep-alive, so (like Mosquitto) refuse it.
+    if pkt.keep_alive > cfg.max_keepalive {
+        return Ok(refuse(h, ConnectAckReason::IdentifierRejected));
+    }
+    let client_id = if pkt.client_id.is_empty() {
+        // [MQTT-3.1.3-7], [MQTT-3.1.3-8]: only with a clean session.
+        if !pkt.clean_session {
+            return Ok(refuse(h, ConnectAckReason::IdentifierRejected));
+        }
+        assign_client_id(&sh)
+    } else {
+        pkt.client_id.clone()
+    };
+    let will = match &pkt.last_will {
+        None => None,
+        Some(w) => {
+            if validate_topic(&w.topic, sh.limits).is_err() || (w.qos as u8) > cfg.max_qos {
+                return Ok(refuse(h, ConnectAckReason::NotAuthorized));
+            }
+            Some(Will {
+                msg: Message {
+                    topic: w.topic.clone(),
+                    payload: w.message.clone(),
+                    qos: w.qos as u8,
+                    retain: w.retain,
+                    props: None,
+                    expires_at: None,
+                    publisher: None,
+                },
+                delay_secs: 0,
+            })
+        }
+    };
+    let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let window = cfg.max_inflight as usize;
+    // A persistent v3 session never expires by itself; the server's cap applies.
+    let expiry = if pkt.clean_session {
+        0
+    } else {
+        cfg.max_session_expiry
+    };
+    let keep_alive = pkt.keep_alive;
+    let opened = sh
+        .broker
+        .open(&client_id, pkt.clean_session, || Attach {
+            link: Link {
+                conn,
+                tx: tx.clone(),
+                pending: pending.clone(),
+                window,
+            },
+            expiry_secs: expiry,
+            will: will.clone(),
+            fresh: false,
+        })
+        .await;
+    let Ok(opened) = opened else {
+        return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
+    };
+    let sink = h.sink();
+    let state = Conn::new(conn, opened.id, opened.addr.clone(), sh.clone());
+    // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
+    let present = opened.present && expiry != 0;
+    let mut ack = h
+        .ack(state, present)
+        .max_send(Some(window as u16))
+        .max_packet_size(std::num::NonZeroU32::new(cfg.max_packet_size).expect("validated"));
+    // Keep-alive 0 turns the mechanism off [MQTT-3.1.2-24]; ntex would otherwise apply 30 s.
+    if keep_alive == 0 {
+        ack = ack.idle_timeout(Seconds(u16::MAX));
+    }
+    ntex_rt::spawn(pump::run(V3Sink(sink), rx, opened.addr, conn, pending));
+    Ok(ack)
+}
+
+pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<(), EdgeError> {
+    let conn: &Conn = s;
+    let ticket = conn.ticket();
+    let payload = match p.read_all().await {
+        Ok(b) => b,
+        Err(_) => {
+            conn.skip(ticket);
+            return Err(EdgeError::Closed("payload read failed"));
+        }
+    };
+    let pkt = p.packet();
+    if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+        conn.skip(ticket);
+        return Err(EdgeError::Closed("topic name too long or too deep"));
+    }
+    let qos = pkt.qos as u8;
+    let msg = Message {
+        topic: pkt.topic.clone(),
+        payload,
+        qos,
+        retain: pkt.retain,
+        props: None,
+        expires_at: None,
+        publisher: Some(conn.session),
+    };
+    if qos == 0 {
+        conn.push(ticket, msg);
+        Ok(())
+    } else if conn.push_acked(ticket, msg).await {
+        Ok(())
+    } else {
+        Err(EdgeError::Closed("routing failed"))
+    }
+}
+
+pub(super) async fn protocol(
+    s: &Session,
+    msg: ProtocolMessage,
+) -> Result<ProtocolMessageAck, EdgeError> {
+    let conn: &Conn = s;
+    let sh = &conn.shared;
+    match msg {
+        ProtocolMessage::Subscribe(mut sub) => {
+            let mut reqs = Vec::new();
+            let mut positions = Vec::new();
+            for (i, mut t) in sub.iter_mut().enumerate() {
+                if parse_filter(t.topic(), sh.limits).is_ok() {
+                    positions.push(i);
+                    reqs.push(SubReq {
+                        filter: t.topic().clone(),
+                        opts: SubOpts {
+                            qos: (t.qos() as u8).min(sh.cfg.max_qos),
+                            ..SubOpts::default()
+                        },
+                    });
+                } else {
+                    t.fail();
+                }
+            }
+            let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
+            let results = sh
+                .broker
+                .subscribe(
+                    conn.session,
+                    &conn.addr,
+                    reqs,
+                    sh.cfg.max_subscriptions_per_client,
+                )
+                .await
+                .map_err(|_| EdgeError::Closed("router unavailable"))?;
+            let mut retained = Vec::new();
+            let mut next = positions.iter().zip(granted).zip(results).peekable();
+            for (i, mut t) in sub.iter_mut().enumerate() {
+                let Some(((_, qos), r)) = next.next_if(|((p, _), _)| **p == i) else {
+                    continue;
+                };
+                if r.quota_exceeded {
+                    t.fail();
+                    continue;
+                }
+                t.confirm(qos_from(qos));
+                retained.extend(r.retained.into_iter().map(|m| Delivery {
+                    qos: m.qos.min(qos),
+                    msg: m,
+                    retain: true,
+                    sub_ids: Vec::new(),
+                }));
+            }
+            if !retained.is_empty() {
+                conn.addr.do_send(Deliver(retained));
+            }
+            Ok(sub.ack())
+        }
+        ProtocolMessage::Unsubscribe(unsub) => {
+            let filters: Vec<ByteString> = unsub.iter().cloned().collect();
+            sh.broker
+                .unsubscribe(conn.session, filters)
+                .await
+                .map_err(|_| EdgeError::Closed("router unavailable"))?;
+            Ok(unsub.ack())
+        }
+        ProtocolMessage::Disconnect(d) => {
+            conn.graceful.set(true);
+            Ok(d.ack())
+        }
+        other => Ok(other.ack()),
+    }
+}
+
+#[derive(Clone)]
+struct V3Sink(mqtt::MqttSink);
+
+impl V3Sink {
+    fn builder(&self, m: &OutMsg) -> mqtt::PublishBuilder {
+        let b = self.0.publish_pkt(codec::Publish {
+            dup: m.dup,
+            retain: m.retain,
+            qos: qos_from(m.qos),
+            topic: m.msg.topic.clone(),
+            packet_id: None,
+            payload_size: 0,
+        });
+        if m.qos > 0 { b.packet_id(m.pid) } else { b }
+    }
+}
+
+impl Sink for V3Sink {
+    fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+    fn is_ready(&self) -> bool {
+        self.0.is_ready()
+    }
+    fn ready(&self) -> impl Future<Output = bool> {
+        self.0.ready()
+    }
+    fn close(&self, _: CloseReason) {
+        // v3.1.1 has no server DISCONNECT: the connection is just closed.
+        self.0.close();
+    }
+    fn send0(&self, m: &OutMsg) -> Result<(), ()> {
+        self.builder(m)
+            .send_at_most_once(m.msg.payload.clone())
+            .map_err(|_| ())
+    }
+    fn send1(&self, m: &OutMsg) -> Result<(), ()> {
+        self.builder(m)
+            .send_at_least_once_no_block(m.msg.payload.clone())
+            .map_err(|_| ())
+    }
+    fn send2(&self, m: &OutMsg) -> Pin<Box<dyn Future<Output = (bool, bool)>>> {
+        let f = self.builder(m).send_exactly_once(m.msg.payload.clone());
+        Box::pin(async move {
+            match f.await {
+                Ok(rec) => (true, rec.release().await.is_ok()),
+                Err(_) => (false, false),
+            }
+        })
+    }
+    fn on_ack(&self, f: Box<dyn Fn(u16)>) {
+        self.0.publish_ack_cb(move |pid, disconnected| {
+            if !disconnected {
+                f(pid.get());
+            }
+        });
+    }
+}

@@ -1,0 +1,414 @@
+//! MQTT 5.0 handlers: CONNECT, PUBLISH, SUBSCRIBE/UNSUBSCRIBE/DISCONNECT, and the v5 sink.
+
+use std::num::{NonZeroU16, NonZeroU32};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg, Properties};
+use evgrid_actors::metrics::METRICS;
+use evgrid_actors::router::SubReq;
+use evgrid_actors::session::{Attach, Deliver, Link, Will};
+use evgrid_actors::topic::{SubOpts, parse_filter, validate_topic};
+use ntex_bytes::ByteString;
+use ntex_mqtt::v5::codec::{
+    self, ConnectAckReason, DisconnectReasonCode, PublishAckReason, SubscribeAckReason,
+    UnsubscribeAckReason,
+};
+use ntex_mqtt::v5::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
+
+use super::conn::Conn;
+use super::pump::{self, Sink};
+use super::{EdgeError, Shared, qos_from};
+
+pub(super) type Session = mqtt::Session<Conn>;
+
+fn refuse(h: mqtt::Connect, code: ConnectAckReason, why: &'static str) -> mqtt::ConnectAck<Conn> {
+    METRICS.connections_refused.inc();
+    h.fail_with(codec::ConnectAck {
+        reason_code: code,
+        reason_string: Some(ByteString::from_static(why)),
+        ..Default::default()
+    })
+}
+
+pub(super) async fn connect(
+    h: mqtt::Connect,
+    sh: Arc<Shared>,
+) -> Result<mqtt::ConnectAck<Conn>, EdgeError> {
+    let cfg = &sh.cfg;
+    let pkt = h.packet();
+    if METRICS.connections.get() >= cfg.max_connections as i64 {
+        return Ok(refuse(
+            h,
+            ConnectAckReason::ServerUnavailable,
+            "connection limit reached",
+        ));
+    }
+    if !cfg.allow_anonymous && pkt.username.is_none() {
+        return Ok(refuse(
+            h,
+            ConnectAckReason::NotAuthorized,
+            "anonymous clients are not allowed",
+        ));
+    }
+    let (client_id, assigned) = if pkt.client_id.is_empty() {
+        (super::v3::assign_client_id(&sh), true)
+    } else {
+        (pkt.client_id.clone(), false)
+    };
+    let will = match &pkt.last_will {
+        None => None,
+        Some(w) => {
+            if validate_topic(&w.topic, sh.limits).is_err() {
+                return Ok(refuse(
+                    h,
+                    ConnectAckReason::TopicNameInvalid,
+                    "invalid will topic",
+                ));
+            }
+            if w.qos as u8 > cfg.max_qos {
+                return Ok(refuse(
+                    h,
+                    ConnectAckReason::QosNotSupported,
+                    "will QoS above maximum QoS",
+                ));
+            }
+            let props = Properties {
+                response_topic: w.response_topic.clone(),
+                correlation_data: w.correlation_data.clone(),
+                content_type: w.content_type.clone(),
+                payload_utf8: w.is_utf8_payload.unwrap_or(false),
+                user_properties: w.user_properties.clone(),
+            };
+            Some(Will {
+                msg: Message {
+                    topic: w.topic.clone(),
+                    payload: w.message.clone(),
+                    qos: w.qos as u8,
+                    retain: w.retain,
+                    props: (props != Properties::default()).then(|| Box::new(props)),
+                    expires_at: w
+                        .message_expiry_interval
+                        .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
+                    publisher: None,
+                },
+                delay_secs: w.will_delay_interval_sec.unwrap_or(0),
+            })
+        }
+    };
+    let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let window = pkt
+        .receive_max
+        .map_or(65_535, NonZeroU16::get)
+        .min(cfg.max_inflight) as usize;
+    let asked_expiry = pkt.session_expiry_interval_secs;
+    let expiry = asked_expiry.min(cfg.max_session_expiry);
+    let keep_alive = pkt.keep_alive;
+    let opened = sh
+        .broker
+        .open(&client_id, pkt.clean_start, || Attach {
+            link: Link {
+                conn,
+                tx: tx.clone(),
+                pending: pending.clone(),
+                window,
+            },
+            expiry_secs: expiry,
+            will: will.clone(),
+            fresh: false,
+        })
+        .await;
+    let Ok(opened) = opened else {
+        return Ok(refuse(
+            h,
+            ConnectAckReason::ServerUnavailable,
+            "server is shutting down",
+        ));
+    };
+    let sink = h.sink();
+    let state = Conn::new(conn, opened.id, opened.addr.clone(), sh.clone());
+    let max_ka = cfg.max_keepalive;
+    let mut ack = h.ack(state).max_send(Some(window as u16)).with(|a| {
+        a.session_present = opened.present;
+        if assigned {
+            a.assigned_client_id = Some(client_id.clone());
+        }
+        a.retain_available = true;
+        a.wildcard_subscription_available = true;
+        a.shared_subscription_available = true;
+        a.subscription_identifiers_available = true;
+        if asked_expiry > expiry {
+            a.session_expiry_interval_secs = Some(expiry);
+        }
+    });
+    // [MQTT-3.2.2-21]: a keep-alive above the maximum (or none at all) is replaced by the
+    // server's, and the client is told with Server Keep Alive.
+    if keep_alive == 0 || keep_alive > max_ka {
+        ack = ack
+            .with(|a| a.server_keepalive_sec = Some(max_ka))
+            .keep_alive(max_ka.saturating_add(max_ka / 2));
+    }
+    ntex_rt::spawn(pump::run(V5Sink(sink), rx, opened.addr, conn, pending));
+    Ok(ack)
+}
+
+fn props_of(p: &codec::PublishProperties) -> Option<Box<Properties>> {
+    if p.response_topic.is_none()
+        && p.correlation_data.is_none()
+        && p.content_type.is_none()
+        && !p.is_utf8_payload
+        && p.user_properties.is_empty()
+    {
+        return None;
+    }
+    Some(Box::new(Properties {
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        content_type: p.content_type.clone(),
+        payload_utf8: p.is_utf8_payload,
+        user_properties: p.user_properties.clone(),
+    }))
+}
+
+pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<mqtt::PublishAck, EdgeError> {
+    let conn: &Conn = s;
+    let ticket = conn.ticket();
+    let payload = match p.read_all().await {
+        Ok(b) => b,
+        Err(_) => {
+            conn.skip(ticket);
+            return Err(EdgeError::Closed("payload read failed"));
+        }
+    };
+    let pkt = p.packet();
+    let qos = pkt.qos as u8;
+    if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+        conn.skip(ticket);
+        if qos == 0 {
+            s.sink().close_with_reason(codec::Disconnect {
+                reason_code: DisconnectReasonCode::TopicNameInvalid,
+                reason_string: Some(ByteString::from_static("topic name too long or too deep")),
+                ..Default::default()
+            });
+        }
+        return Ok(p.ack().reason_code(PublishAckReason::TopicNameInvalid));
+    }
+    if pkt.properties.is_utf8_payload && std::str::from_utf8(&payload).is_err() {
+        // [MQTT-3.3.2-4]: payload format indicator says UTF-8 and it is not.
+        conn.skip(ticket);
+        if qos == 0 {
+            s.sink().close_with_reason(codec::Disconnect {
+                reason_code: DisconnectReasonCode::PayloadFormatInvalid,
+                ..Default::default()
+            });
+        }
+        return Ok(p.ack().reason_code(PublishAckReason::PayloadFormatInvalid));
+    }
+    let msg = Message {
+        topic: pkt.topic.clone(),
+        payload,
+        qos,
+        retain: pkt.retain,
+        props: props_of(&pkt.properties),
+        expires_at: pkt
+            .properties
+            .message_expiry_interval
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
+        publisher: Some(conn.session),
+    };
+    if qos == 0 {
+        conn.push(ticket, msg);
+        return Ok(p.ack());
+    }
+    if conn.push_acked(ticket, msg).await {
+        Ok(p.ack())
+    } else {
+        Ok(p.ack().reason_code(PublishAckReason::UnspecifiedError))
+    }
+}
+
+pub(super) async fn protocol(
+    s: &Session,
+    msg: ProtocolMessage,
+) -> Result<ProtocolMessageAck, EdgeError> {
+    let conn: &Conn = s;
+    let sh = &conn.shared;
+    match msg {
+        ProtocolMessage::Subscribe(mut sub) => {
+            let sub_id = sub.packet().id.map(NonZeroU32::get);
+            let mut reqs = Vec::new();
+            let mut positions = Vec::new();
+            for (i, mut t) in sub.iter_mut().enumerate() {
+                let o = *t.options();
+                match parse_filter(t.topic(), sh.limits) {
+                    // [MQTT-3.8.3-4]: no-local on a shared subscription is a protocol error.
+                    Ok(f) if f.group.is_some() && o.no_local => {
+                        t.fail(SubscribeAckReason::TopicFilterInvalid)
+                    }
+                    Ok(_) => {
+                        positions.push(i);
+                        reqs.push(SubReq {
+                            filter: t.topic().clone(),
+                            opts: SubOpts {
+                                qos: (o.qos as u8).min(sh.cfg.max_qos),
+                                no_local: o.no_local,
+                                retain_as_published: o.retain_as_published,
+                                retain_handling: o.retain_handling as u8,
+                                sub_id,
+                            },
+                        });
+                    }
+                    Err(_) => t.fail(SubscribeAckReason::TopicFilterInvalid),
+                }
+            }
+            let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
+            let results = sh
+                .broker
+                .subscribe(
+                    conn.session,
+                    &conn.addr,
+                    reqs,
+                    sh.cfg.max_subscriptions_per_client,
+                )
+                .await
+                .map_err(|_| EdgeError::Closed("router unavailable"))?;
+            let mut retained = Vec::new();
+            let mut next = positions.iter().zip(granted).zip(results).peekable();
+            for (i, mut t) in sub.iter_mut().enumerate() {
+                let Some(((_, qos), r)) = next.next_if(|((p, _), _)| **p == i) else {
+                    continue; // refused above
+                };
+                if r.quota_exceeded {
+                    t.fail(SubscribeAckReason::QuotaExceeded);
+                    continue;
+                }
+                t.confirm(qos_from(qos));
+                retained.extend(r.retained.into_iter().map(|m| Delivery {
+                    qos: m.qos.min(qos),
+                    msg: m,
+                    retain: true,
+                    sub_ids: sub_id.into_iter().collect(),
+                }));
+            }
+            if !retained.is_empty() {
+                conn.addr.do_send(Deliver(retained));
+            }
+            Ok(sub.ack())
+        }
+        ProtocolMessage::Unsubscribe(mut unsub) => {
+            let filters: Vec<ByteString> = unsub.iter().cloned().collect();
+            let existed = sh
+                .broker
+                .unsubscribe(conn.session, filters)
+                .await
+                .map_err(|_| EdgeError::Closed("router unavailable"))?;
+            for (mut t, existed) in unsub.iter_mut().zip(existed) {
+                if !existed {
+                    t.fail(UnsubscribeAckReason::NoSubscriptionExisted);
+                }
+            }
+            Ok(unsub.ack())
+        }
+        ProtocolMessage::Disconnect(d) => {
+            let p = d.packet();
+            conn.graceful
+                .set(p.reason_code != DisconnectReasonCode::DisconnectWithWillMessage);
+            if let Some(e) = p.session_expiry_interval_secs {
+                conn.expiry_override.set(Some(e));
+            }
+            Ok(d.ack())
+        }
+        other => Ok(other.ack()),
+    }
+}
+
+#[derive(Clone)]
+struct V5Sink(mqtt::MqttSink);
+
+impl V5Sink {
+    fn builder(&self, m: &OutMsg) -> mqtt::PublishBuilder {
+        let mut props = codec::PublishProperties::default();
+        if let Some(p) = &m.msg.props {
+            props.response_topic = p.response_topic.clone();
+            props.correlation_data = p.correlation_data.clone();
+            props.content_type = p.content_type.clone();
+            props.is_utf8_payload = p.payload_utf8;
+            props.user_properties = p.user_properties.clone();
+        }
+        if let Some(at) = m.msg.expires_at {
+            // [MQTT-3.3.2-6]: the subscriber sees the time that is left.
+            let left = at
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .max(1);
+            props.message_expiry_interval = NonZeroU32::new(left.min(u64::from(u32::MAX)) as u32);
+        }
+        props.subscription_ids = m
+            .sub_ids
+            .iter()
+            .filter_map(|i| NonZeroU32::new(*i))
+            .collect();
+        let b = self.0.publish_pkt(codec::Publish {
+            dup: m.dup,
+            retain: m.retain,
+            qos: qos_from(m.qos),
+            packet_id: None,
+            topic: m.msg.topic.clone(),
+            payload_size: 0,
+            properties: props,
+        });
+        if m.qos > 0 { b.packet_id(m.pid) } else { b }
+    }
+}
+
+impl Sink for V5Sink {
+    fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+    fn is_ready(&self) -> bool {
+        self.0.is_ready()
+    }
+    fn ready(&self) -> impl Future<Output = bool> {
+        self.0.ready()
+    }
+    fn close(&self, reason: CloseReason) {
+        let reason_code = match reason {
+            CloseReason::SessionTakenOver => DisconnectReasonCode::SessionTakenOver,
+            CloseReason::ServerShuttingDown => DisconnectReasonCode::ServerShuttingDown,
+        };
+        self.0.close_with_reason(codec::Disconnect {
+            reason_code,
+            ..Default::default()
+        });
+    }
+    fn send0(&self, m: &OutMsg) -> Result<(), ()> {
+        self.builder(m)
+            .send_at_most_once(m.msg.payload.clone())
+            .map_err(|_| ())
+    }
+    fn send1(&self, m: &OutMsg) -> Result<(), ()> {
+        self.builder(m)
+            .send_at_least_once_no_block(m.msg.payload.clone())
+            .map_err(|_| ())
+    }
+    fn send2(&self, m: &OutMsg) -> Pin<Box<dyn Future<Output = (bool, bool)>>> {
+        let f = self.builder(m).send_exactly_once(m.msg.payload.clone());
+        Box::pin(async move {
+            match f.await {
+                Ok(rec) => (true, rec.release().await.is_ok()),
+                Err(_) => (false, false),
+            }
+        })
+    }
+    fn on_ack(&self, f: Box<dyn Fn(u16)>) {
+        self.0.publish_ack_cb(move |ack, disconnected| {
+            if !disconnected {
+                f(ack.packet_id.get());
+            }
+        });
+    }
+}
