@@ -238,7 +238,7 @@ impl Config {
         if self.http.workers == 0 {
             return bad("http.workers", "must be at least 1");
         }
-        if m.bind == self.http.bind {
+        if m.bind == self.http.bind && m.bind.port() != 0 {
             return bad("mqtt.bind", "must differ from http.bind");
         }
         Ok(())

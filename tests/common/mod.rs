@@ -1,0 +1,147 @@
+//! Test support: a real evgrid process on ephemeral ports, and a raw MQTT client that shows
+//! every bit of every packet (flags, packet ids, reason codes, properties).
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running evgrid binary, killed on drop.
+pub struct Server {
+    child: Child,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    _dir: TempDir,
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "evgrid-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    /// Starts evgrid with `EVGRID_*` overrides, waits until both listeners are up.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let dir = TempDir::new("srv");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evgrid"));
+        cmd.args([
+            "--mqtt-bind",
+            "127.0.0.1:0",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&dir.0)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn evgrid");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = tx.send(line.trim().to_string());
+                line.clear();
+            }
+        });
+        let (mut mqtt, mut http) = (None, None);
+        while mqtt.is_none() || http.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("evgrid did not start");
+            if let Some(a) = line.strip_prefix("evgrid: mqtt listening on ") {
+                mqtt = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("evgrid: http listening on ") {
+                http = Some(a.parse().unwrap());
+            }
+        }
+        Server {
+            child,
+            mqtt: mqtt.unwrap(),
+            http: http.unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// GET on the HTTP port; returns (status, body). Bounded by a 5 s timeout.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        let status = buf[9..12].parse().unwrap();
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// One metric's value from /metrics (`name` includes labels, e.g. `x{qos="1"}`).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("evgrid did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

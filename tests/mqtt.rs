@@ -1,0 +1,749 @@
+//! MQTT behaviour over real sockets against the evgrid binary (raw v3.1.1 and v5 clients).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+use common::raw::*;
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn qos_0_1_2_both_directions_v3_and_v5() {
+    let srv = Server::start(&[]);
+    for (sub_v5, pub_v5) in [(false, false), (true, true), (false, true), (true, false)] {
+        let o = |v5: bool, id: &str| if v5 { Opts::v5(id) } else { Opts::v3(id) };
+        let mut sub = Client::ok(srv.mqtt, o(sub_v5, "sub"));
+        sub.sub("t/#", 2);
+        let mut publ = Client::ok(srv.mqtt, o(pub_v5, "pub"));
+        for qos in 0..=2u8 {
+            let payload = format!("q{qos}");
+            assert_eq!(
+                publ.pub_wait(&format!("t/{qos}"), payload.as_bytes(), qos, false),
+                0
+            );
+            let m = sub.next_msg();
+            assert_eq!(
+                (m.topic.as_str(), m.qos, m.payload.as_slice()),
+                (&*format!("t/{qos}"), qos, payload.as_bytes())
+            );
+            assert!(!m.dup && !m.retain);
+        }
+        // The subscription's QoS caps what the subscriber gets.
+        sub.sub("cap/#", 1);
+        publ.pub_wait("cap/x", b"c", 2, false);
+        assert_eq!(sub.next_msg().qos, 1);
+        publ.disconnect();
+        sub.disconnect();
+    }
+}
+
+#[test]
+fn wildcards_dollar_topics_and_overlap_delivered_once() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s"));
+    let codes = s.subscribe(1, &[("a/+/c", 1)], &[Prop::Num(0x0B, 11)]);
+    assert_eq!(codes, vec![1]);
+    s.subscribe(2, &[("a/#", 0)], &[Prop::Num(0x0B, 22)]);
+    s.subscribe(3, &[("#", 0)], &[]);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.pub_wait("a/b/c", b"x", 1, false);
+    let m = s.next_msg();
+    assert_eq!(m.topic, "a/b/c");
+    assert_eq!(m.qos, 1, "highest QoS of the overlapping subscriptions");
+    let mut ids = m.nums(0x0B);
+    ids.sort();
+    assert_eq!(ids, vec![11, 22], "every matching subscription identifier");
+    // '#' must not match $-topics; an explicit $SYS filter does.
+    p.pub_wait("$SYS/x", b"d", 1, false);
+    p.pub_wait("z", b"z", 1, false);
+    assert_eq!(
+        s.next_msg().topic,
+        "z",
+        "exactly one copy, and no $SYS via #"
+    );
+    s.expect_silence(Duration::from_millis(300));
+    s.sub("$SYS/#", 0);
+    p.pub_wait("$SYS/x", b"d", 1, false);
+    assert_eq!(s.next_msg().topic, "$SYS/x");
+    // Unsubscribe: v5 says whether it existed.
+    assert_eq!(s.unsubscribe(9, &["a/#", "nope"]), vec![0x00, 0x11]);
+}
+
+#[test]
+fn invalid_filters_rejected_with_reason_codes() {
+    let srv = Server::start(&[
+        ("EVGRID_MQTT_MAX_TOPIC_LEVELS", "3"),
+        ("EVGRID_MQTT_MAX_SUBSCRIPTIONS_PER_CLIENT", "2"),
+    ]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s"));
+    // Too deep, and no-local on a shared subscription: 0x8F; over quota: 0x97.
+    let codes = s.subscribe(
+        1,
+        &[
+            ("a/b/c/d", 0),
+            ("ok/1", 0),
+            ("$share/g/x", 4),
+            ("ok/2", 1),
+            ("ok/3", 0),
+        ],
+        &[],
+    );
+    assert_eq!(codes, vec![0x8F, 0, 0x8F, 1, 0x97]);
+    let mut v3 = Client::ok(srv.mqtt, Opts::v3("v3"));
+    assert_eq!(
+        v3.subscribe(1, &[("a/b/c/d", 0), ("x", 1)], &[]),
+        vec![0x80, 1]
+    );
+    // A syntactically invalid filter is a malformed packet: the connection is closed.
+    let mut bad = Client::ok(srv.mqtt, Opts::v5("bad"));
+    let mut body = vec![0, 1, 0];
+    string(b"a/#/b", &mut body);
+    body.push(0);
+    bad.send((SUBSCRIBE << 4) | 2, &body);
+    assert!(bad.closed());
+    // Others are unaffected.
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.pub_wait("ok/1", b"still", 1, false);
+    assert_eq!(s.next_msg().payload, b"still");
+}
+
+#[test]
+fn shared_subscriptions_balance_v3_and_v5() {
+    let srv = Server::start(&[]);
+    let mut a = Client::ok(srv.mqtt, Opts::v5("a"));
+    let mut b = Client::ok(srv.mqtt, Opts::v3("b"));
+    let mut plain = Client::ok(srv.mqtt, Opts::v5("plain"));
+    a.sub("$share/g/jobs/#", 1);
+    b.sub("$share/g/jobs/#", 1);
+    plain.sub("jobs/#", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("p"));
+    for i in 0..20 {
+        p.pub_wait(&format!("jobs/{i}"), b"j", 1, false);
+    }
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.push(a.next_msg().topic);
+        got.push(b.next_msg().topic);
+    }
+    a.expect_silence(Duration::from_millis(200));
+    b.expect_silence(Duration::from_millis(10));
+    got.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("jobs/{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "each message to exactly one member");
+    for _ in 0..20 {
+        plain.next_msg();
+    }
+}
+
+#[test]
+fn persistent_session_v3_queues_and_resumes() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v3("dev1").clean(false));
+    s.sub("cmd/dev1", 1);
+    s.disconnect();
+    let mut p = Client::ok(srv.mqtt, Opts::v3("p"));
+    wait_until("session detached", || {
+        srv.metric("evgrid_mqtt_connections") == 1.0
+    });
+    for i in 0..3 {
+        p.pub_wait("cmd/dev1", format!("m{i}").as_bytes(), 1, false);
+    }
+    p.pub_wait("cmd/dev1", b"q0-dropped", 0, false);
+    let (mut s, ack) = Client::connect(srv.mqtt, Opts::v3("dev1").clean(false));
+    assert!(ack.session_present);
+    for i in 0..3 {
+        assert_eq!(s.next_msg().payload, format!("m{i}").as_bytes());
+    }
+    s.expect_silence(Duration::from_millis(200));
+    assert!(srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"offline_qos0\"}") >= 1.0);
+    s.disconnect();
+    // A clean session discards it.
+    let (s, ack) = Client::connect(srv.mqtt, Opts::v3("dev1").clean(true));
+    assert!(!ack.session_present);
+    s.disconnect();
+    let (_s, ack) = Client::connect(srv.mqtt, Opts::v3("dev1").clean(false));
+    assert!(!ack.session_present);
+}
+
+#[test]
+fn persistent_session_v5_expiry_and_unacked_redelivery_with_dup() {
+    let srv = Server::start(&[]);
+    let o = || Opts::v5("dev2").clean(false).prop(Prop::Num(0x11, 2));
+    let (mut s, ack) = Client::connect(
+        srv.mqtt,
+        Opts::v5("dev2").clean(true).prop(Prop::Num(0x11, 2)),
+    );
+    assert!(!ack.session_present);
+    s.sub("d/#", 2);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.pub_wait("d/1", b"one", 1, false);
+    p.pub_wait("d/2", b"two", 2, false);
+    let m1 = s.next_raw();
+    let m2 = s.next_raw();
+    assert!(!m1.dup && !m2.dup);
+    drop(s); // no acks, no DISCONNECT
+    let (mut s, ack) = Client::connect(srv.mqtt, o());
+    assert!(ack.session_present);
+    let r1 = s.next_raw();
+    let r2 = s.next_raw();
+    assert_eq!(
+        (r1.pid, r1.dup, r1.payload.as_slice()),
+        (m1.pid, true, &b"one"[..])
+    );
+    assert_eq!((r2.pid, r2.dup, r2.qos), (m2.pid, true, 2));
+    s.ack(PUBACK, r1.pid);
+    s.ack(PUBREC, r2.pid);
+    s.expect(PUBREL);
+    s.ack(PUBCOMP, r2.pid);
+    s.disconnect();
+    // After the expiry interval the session is gone.
+    std::thread::sleep(Duration::from_millis(2600));
+    let (_s, ack) = Client::connect(srv.mqtt, o());
+    assert!(!ack.session_present, "expired session must be freed");
+}
+
+#[test]
+fn offline_queue_is_bounded_and_counted() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_QUEUED_MESSAGES", "5")]);
+    let mut s = Client::ok(
+        srv.mqtt,
+        Opts::v5("q").clean(false).prop(Prop::Num(0x11, 600)),
+    );
+    s.sub("q", 1);
+    s.disconnect();
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    wait_until("detach", || srv.metric("evgrid_mqtt_connections") == 1.0);
+    for i in 0..10 {
+        p.pub_wait("q", format!("{i}").as_bytes(), 1, false);
+    }
+    let mut s = Client::ok(
+        srv.mqtt,
+        Opts::v5("q").clean(false).prop(Prop::Num(0x11, 600)),
+    );
+    for i in 0..5 {
+        assert_eq!(s.next_msg().payload, format!("{i}").as_bytes());
+    }
+    s.expect_silence(Duration::from_millis(200));
+    assert_eq!(
+        srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"queue_full\"}"),
+        5.0
+    );
+}
+
+#[test]
+fn session_takeover_closes_old_connection_with_reason() {
+    let srv = Server::start(&[]);
+    let mut old = Client::ok(srv.mqtt, Opts::v5("same"));
+    let mut old3 = Client::ok(srv.mqtt, Opts::v3("same3"));
+    let _new = Client::ok(srv.mqtt, Opts::v5("same"));
+    let p = old.expect(DISCONNECT);
+    assert_eq!(old.disconnect_reason(&p), 0x8E);
+    let _new3 = Client::ok(srv.mqtt, Opts::v3("same3"));
+    assert!(old3.closed());
+}
+
+#[test]
+fn keep_alive_limits_and_enforcement() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_KEEPALIVE", "30")]);
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v5("k1").keep_alive(600));
+    assert_eq!(num(&ack.props, 0x13), Some(30), "Server Keep Alive");
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v5("k2").keep_alive(20));
+    assert_eq!(num(&ack.props, 0x13), None);
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v3("k3").keep_alive(600));
+    assert_eq!(ack.code, 0x02, "v3.1.1 cannot be told: refused");
+    // 1 s keep-alive, silence: closed after ~1.5 s, not before 1 s.
+    let start = Instant::now();
+    let mut c = Client::ok(srv.mqtt, Opts::v5("k4").keep_alive(1));
+    c.set_timeout(Duration::from_secs(6));
+    assert!(c.closed());
+    let t = start.elapsed();
+    assert!(
+        t >= Duration::from_millis(1000) && t < Duration::from_secs(4),
+        "closed after {t:?}"
+    );
+    // Pings keep it alive.
+    let mut c = Client::ok(srv.mqtt, Opts::v3("k5").keep_alive(1));
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(600));
+        c.ping();
+        c.expect(PINGRESP);
+    }
+}
+
+#[test]
+fn empty_client_id() {
+    let srv = Server::start(&[]);
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v5(""));
+    assert_eq!(ack.code, 0);
+    let id = bytes(&ack.props, 0x12).expect("assigned client identifier");
+    assert!(!id.is_empty());
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v3(""));
+    assert_eq!(ack.code, 0);
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v3("").clean(false));
+    assert_eq!(ack.code, 0x02, "identifier rejected");
+}
+
+#[test]
+fn will_on_ungraceful_disconnect_only_with_delay() {
+    let srv = Server::start(&[]);
+    let mut w = Client::ok(srv.mqtt, Opts::v5("watcher"));
+    w.sub("will/#", 1);
+    let c = Client::ok(
+        srv.mqtt,
+        Opts::v3("w1").will("will/w1", b"gone", 1, false, vec![]),
+    );
+    c.disconnect();
+    let c = Client::ok(
+        srv.mqtt,
+        Opts::v3("w2").will("will/w2", b"gone", 1, false, vec![]),
+    );
+    drop(c);
+    let m = w.next_msg();
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice()),
+        ("will/w2", &b"gone"[..])
+    );
+    w.expect_silence(Duration::from_millis(300));
+    // v5: will delay 1 s, session expiry 10 s → the will comes after ~1 s.
+    let c = Client::ok(
+        srv.mqtt,
+        Opts::v5("w3").prop(Prop::Num(0x11, 10)).will(
+            "will/w3",
+            b"late",
+            0,
+            false,
+            vec![Prop::Num(0x18, 1)],
+        ),
+    );
+    let t = Instant::now();
+    drop(c);
+    let m = w.next_msg();
+    assert_eq!(m.topic, "will/w3");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "will delay honoured"
+    );
+    // Reconnecting within the delay cancels it; disconnect-with-will (0x04) sends it.
+    let c = Client::ok(
+        srv.mqtt,
+        Opts::v5("w4").clean(false).prop(Prop::Num(0x11, 10)).will(
+            "will/w4",
+            b"x",
+            0,
+            false,
+            vec![Prop::Num(0x18, 1)],
+        ),
+    );
+    drop(c);
+    let mut c = Client::ok(
+        srv.mqtt,
+        Opts::v5("w4").clean(false).prop(Prop::Num(0x11, 10)).will(
+            "will/w4",
+            b"y",
+            0,
+            false,
+            vec![],
+        ),
+    );
+    w.expect_silence(Duration::from_millis(1500));
+    c.send(DISCONNECT << 4, &[0x04, 0]);
+    let m = w.next_msg();
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice()),
+        ("will/w4", &b"y"[..])
+    );
+}
+
+#[test]
+fn retained_messages() {
+    let srv = Server::start(&[]);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.pub_wait("r/a", b"1", 1, true);
+    p.pub_wait("r/a", b"2", 1, true); // replaces
+    p.pub_wait("r/b/c", b"3", 0, true);
+    p.pub_wait("other", b"4", 1, true);
+    wait_until("retained count", || {
+        srv.metric("evgrid_mqtt_retained_messages") == 3.0
+    });
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s"));
+    s.sub("r/#", 1);
+    let mut got: Vec<(String, Vec<u8>, bool)> = (0..2)
+        .map(|_| {
+            let m = s.next_msg();
+            (m.topic, m.payload, m.retain)
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("r/a".into(), b"2".to_vec(), true),
+            ("r/b/c".into(), b"3".to_vec(), true)
+        ]
+    );
+    s.expect_silence(Duration::from_millis(200));
+    // A live message to an existing subscriber: retain flag cleared unless retain-as-published.
+    p.pub_wait("r/a", b"5", 1, true);
+    assert!(!s.next_msg().retain);
+    let mut rap = Client::ok(srv.mqtt, Opts::v5("rap"));
+    assert_eq!(rap.subscribe(1, &[("r/a", 1 | 0x08 | 0x20)], &[]), vec![1]); // RAP, retain handling 2
+    rap.expect_silence(Duration::from_millis(200));
+    p.pub_wait("r/a", b"6", 1, true);
+    assert!(rap.next_msg().retain, "retain as published");
+    // Empty payload clears.
+    p.pub_wait("r/a", b"", 1, true);
+    wait_until("cleared", || {
+        srv.metric("evgrid_mqtt_retained_messages") == 2.0
+    });
+    let mut s2 = Client::ok(srv.mqtt, Opts::v3("s2"));
+    s2.sub("r/+", 1);
+    s2.expect_silence(Duration::from_millis(200));
+    s2.sub("+/b/+", 0);
+    assert_eq!(s2.next_msg().payload, b"3");
+}
+
+#[test]
+fn v5_properties_forwarded_expiry_and_no_local() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s"));
+    s.sub("req", 1);
+    assert_eq!(s.subscribe(2, &[("mine", 1 | 0x04)], &[]), vec![1]); // no-local
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    let props = [
+        Prop::Bytes(0x08, b"resp/topic".to_vec()),
+        Prop::Bytes(0x09, b"\x01\x02corr".to_vec()),
+        Prop::Bytes(0x03, b"application/json".to_vec()),
+        Prop::Num(0x01, 1),
+        Prop::Num(0x02, 100),
+        Prop::User("k".into(), "v".into()),
+        Prop::User("k".into(), "v2".into()),
+    ];
+    p.publish("req", b"{}", 1, false, 3, &props);
+    p.expect(PUBACK);
+    let m = s.next_msg();
+    assert_eq!(m.bytes(0x08).unwrap(), b"resp/topic");
+    assert_eq!(m.bytes(0x09).unwrap(), b"\x01\x02corr");
+    assert_eq!(m.bytes(0x03).unwrap(), b"application/json");
+    assert_eq!(m.num(0x01), Some(1));
+    let exp = m.num(0x02).unwrap();
+    assert!((98..=100).contains(&exp), "expiry forwarded: {exp}");
+    let users: Vec<_> = m
+        .props
+        .iter()
+        .filter(|p| matches!(p, Prop::User(..)))
+        .cloned()
+        .collect();
+    assert_eq!(
+        users,
+        vec![
+            Prop::User("k".into(), "v".into()),
+            Prop::User("k".into(), "v2".into())
+        ]
+    );
+    // no-local: own messages are not echoed.
+    s.pub_wait("mine", b"x", 1, false);
+    s.expect_silence(Duration::from_millis(300));
+    p.pub_wait("mine", b"y", 1, false);
+    assert_eq!(s.next_msg().payload, b"y");
+    // Expired while queued: never delivered; remaining time decremented.
+    let mut q = Client::ok(
+        srv.mqtt,
+        Opts::v5("q").clean(false).prop(Prop::Num(0x11, 60)),
+    );
+    q.sub("exp/#", 1);
+    q.disconnect();
+    wait_until("detach", || srv.metric("evgrid_mqtt_connections") == 2.0);
+    p.publish("exp/short", b"a", 1, false, 4, &[Prop::Num(0x02, 1)]);
+    p.expect(PUBACK);
+    p.publish("exp/long", b"b", 1, false, 5, &[Prop::Num(0x02, 30)]);
+    p.expect(PUBACK);
+    std::thread::sleep(Duration::from_millis(2100));
+    let mut q = Client::ok(
+        srv.mqtt,
+        Opts::v5("q").clean(false).prop(Prop::Num(0x11, 60)),
+    );
+    let m = q.next_msg();
+    assert_eq!(m.topic, "exp/long");
+    assert!(m.num(0x02).unwrap() <= 28, "expiry decremented");
+    q.expect_silence(Duration::from_millis(200));
+    // Invalid UTF-8 with payload format indicator 1: PUBACK 0x99.
+    p.publish("req", b"\xff\xfe", 1, false, 6, &[Prop::Num(0x01, 1)]);
+    let ack = p.expect(PUBACK);
+    assert_eq!(ack.body[2], 0x99);
+}
+
+#[test]
+fn max_qos_1_behaves_like_event_grid() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_QOS", "1")]);
+    let (mut s, ack) = Client::connect(srv.mqtt, Opts::v5("s"));
+    assert_eq!(num(&ack.props, 0x24), Some(1), "CONNACK Maximum QoS 1");
+    assert_eq!(s.subscribe(1, &[("t", 2)], &[]), vec![1], "SUBACK grants 1");
+    let mut v3 = Client::ok(srv.mqtt, Opts::v3("v3"));
+    assert_eq!(v3.subscribe(1, &[("t", 2)], &[]), vec![1]);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.publish("t", b"x", 2, false, 1, &[]);
+    let d = p.expect(DISCONNECT);
+    assert_eq!(p.disconnect_reason(&d), 0x9B, "QoS not supported");
+    s.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn receive_maximum_of_client_is_honoured() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s").prop(Prop::Num(0x21, 2)));
+    s.sub("t", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    for i in 0..5 {
+        p.pub_wait("t", format!("{i}").as_bytes(), 1, false);
+    }
+    let a = s.next_raw();
+    let b = s.next_raw();
+    s.expect_silence(Duration::from_millis(300));
+    s.ack(PUBACK, a.pid);
+    let c = s.next_raw();
+    assert_eq!(c.payload, b"2");
+    s.expect_silence(Duration::from_millis(200));
+    s.ack(PUBACK, b.pid);
+    s.ack(PUBACK, c.pid);
+    assert_eq!(s.next_msg().payload, b"3");
+    assert_eq!(s.next_msg().payload, b"4");
+}
+
+#[test]
+fn maximum_packet_size_both_ways() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_PACKET_SIZE", "1024")]);
+    let (mut s, ack) = Client::connect(srv.mqtt, Opts::v5("s").prop(Prop::Num(0x27, 200)));
+    assert_eq!(num(&ack.props, 0x27), Some(1024));
+    s.sub("t", 0);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.pub_wait("t", &[b'x'; 500], 0, false);
+    p.pub_wait("t", b"small", 0, false);
+    assert_eq!(
+        s.next_msg().payload,
+        b"small",
+        "too large for the client: skipped"
+    );
+    wait_until("too_large counted", || {
+        srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"too_large\"}") == 1.0
+    });
+    p.publish("t", &[b'y'; 2000], 0, false, 0, &[]);
+    let d = p.expect(DISCONNECT);
+    assert_eq!(p.disconnect_reason(&d), 0x95, "packet too large");
+}
+
+#[test]
+fn topic_alias_from_client() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s"));
+    s.sub("long/topic/name", 0);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    p.publish("long/topic/name", b"1", 1, false, 1, &[Prop::Num(0x23, 1)]);
+    p.expect(PUBACK);
+    p.publish("", b"2", 1, false, 2, &[Prop::Num(0x23, 1)]);
+    p.expect(PUBACK);
+    assert_eq!(s.next_msg().payload, b"1");
+    let m = s.next_msg();
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice()),
+        ("long/topic/name", &b"2"[..])
+    );
+    // An alias above the maximum is a protocol error (0x94).
+    p.publish("x", b"3", 0, false, 0, &[Prop::Num(0x23, 1000)]);
+    let d = p.expect(DISCONNECT);
+    assert_eq!(p.disconnect_reason(&d), 0x94);
+}
+
+#[test]
+fn slow_subscriber_does_not_stall_others() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_OUTBOUND_MESSAGES", "100")]);
+    // `slow` subscribes and never reads: its socket fills, then its bounded outbound queue.
+    let mut slow = Client::ok(srv.mqtt, Opts::v3("slow"));
+    slow.sub("f", 0);
+    let mut fast = Client::ok(srv.mqtt, Opts::v3("fast"));
+    fast.sub("f", 0);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("p"));
+    let payload = vec![b'z'; 8192];
+    // 4,000 x 8 KiB = 32 MiB: far more than the slow client's socket buffers hold.
+    for round in 0..80 {
+        for i in 0..50u32 {
+            let mut body = (round * 50 + i).to_be_bytes().to_vec();
+            body.extend_from_slice(&payload);
+            p.publish("f", &body, 0, false, 0, &[]);
+        }
+        for i in 0..50u32 {
+            let m = fast.next_msg();
+            assert_eq!(
+                u32::from_be_bytes(m.payload[..4].try_into().unwrap()),
+                round * 50 + i
+            );
+        }
+    }
+    wait_until("drops counted", || {
+        srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"outbound_full\"}") > 0.0
+    });
+    drop(slow);
+}
+
+fn assert_alive(srv: &Server) {
+    let mut s = Client::ok(srv.mqtt, Opts::v5("alive-s"));
+    s.sub("alive", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("alive-p"));
+    p.pub_wait("alive", b"yes", 1, false);
+    assert_eq!(s.next_msg().payload, b"yes");
+}
+
+#[test]
+fn bad_input_closes_connection_and_harms_nobody() {
+    let srv = Server::start(&[]);
+    let mut watcher = Client::ok(srv.mqtt, Opts::v5("watcher"));
+    watcher.sub("#", 0);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"\xde\xad\xbe\xef garbage \x00\x01\x02".to_vec()),
+        (
+            "publish before connect",
+            vec![0x30, 0x05, 0x00, 0x01, b'a', b'h', b'i'],
+        ),
+        ("wrong protocol name", {
+            let mut b = Vec::new();
+            string(b"MQXX", &mut b);
+            b.extend_from_slice(&[4, 2, 0, 60, 0, 1, b'x']);
+            let mut out = vec![0x10];
+            varint(b.len(), &mut out);
+            out.extend(b);
+            out
+        }),
+        ("wrong protocol level", {
+            let mut b = Vec::new();
+            string(b"MQTT", &mut b);
+            b.extend_from_slice(&[9, 2, 0, 60, 0, 1, b'x']);
+            let mut out = vec![0x10];
+            varint(b.len(), &mut out);
+            out.extend(b);
+            out
+        }),
+        (
+            "oversized remaining length",
+            vec![0x10, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut s = Client::tcp(srv.mqtt);
+        use std::io::Write;
+        let _ = s.write_all(&bytes);
+        let mut c = raw_from(s);
+        let t = Instant::now();
+        assert!(c.closed(), "{what}: connection not closed");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{what}: took {:?}",
+            t.elapsed()
+        );
+    }
+    // After CONNECT: a wildcard in a PUBLISH topic, malformed UTF-8 in a topic, a reserved
+    // packet type.
+    for v5 in [false, true] {
+        let o = |id: &str| if v5 { Opts::v5(id) } else { Opts::v3(id) };
+        let mut c = Client::ok(srv.mqtt, o("wild"));
+        c.publish("a/+", b"x", 0, false, 0, &[]);
+        assert!(c.closed(), "wildcard publish");
+        let mut c = Client::ok(srv.mqtt, o("utf8"));
+        let mut body = vec![0, 2, 0xc3, 0x28];
+        if v5 {
+            body.push(0);
+        }
+        body.push(b'x');
+        c.send(PUBLISH << 4, &body);
+        assert!(c.closed(), "malformed UTF-8 topic");
+        let mut c = Client::ok(srv.mqtt, o("reserved"));
+        c.send(0xF0, &[]);
+        assert!(c.closed(), "reserved packet type");
+        let mut c = Client::ok(srv.mqtt, o("second-connect"));
+        let mut b = Vec::new();
+        string(b"MQTT", &mut b);
+        b.extend_from_slice(&[4, 2, 0, 60, 0, 1, b'x']);
+        c.send(CONNECT << 4, &b);
+        assert!(c.closed(), "second CONNECT");
+    }
+    watcher.expect_silence(Duration::from_millis(200));
+    assert!(srv.metric("evgrid_mqtt_protocol_errors_total") >= 4.0);
+    assert_alive(&srv);
+}
+
+fn raw_from(s: std::net::TcpStream) -> Client {
+    Client::from_stream(s)
+}
+
+#[test]
+fn connection_limit_refuses_with_server_unavailable() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_CONNECTIONS", "2")]);
+    let _a = Client::ok(srv.mqtt, Opts::v5("a"));
+    let _b = Client::ok(srv.mqtt, Opts::v3("b"));
+    let (_c, ack) = Client::connect(srv.mqtt, Opts::v5("c"));
+    assert_eq!(ack.code, 0x88);
+    let (_d, ack) = Client::connect(srv.mqtt, Opts::v3("d"));
+    assert_eq!(ack.code, 0x03);
+    assert_eq!(srv.metric("evgrid_mqtt_connections_refused_total"), 2.0);
+}
+
+#[test]
+fn publish_order_preserved_under_split_reads() {
+    // Many publishes written in odd-sized chunks so packets straddle TCP reads.
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v3("s"));
+    s.sub("o", 0);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("p"));
+    let mut wire = Vec::new();
+    let n = 5000u32;
+    for i in 0..n {
+        let mut body = Vec::new();
+        string(b"o", &mut body);
+        body.extend_from_slice(&i.to_be_bytes());
+        body.extend_from_slice(&[b'p'; 300]);
+        wire.push(PUBLISH << 4);
+        varint(body.len(), &mut wire);
+        wire.extend(body);
+    }
+    for chunk in wire.chunks(997) {
+        p.write_raw(chunk).unwrap();
+    }
+    for i in 0..n {
+        let m = s.next_msg();
+        assert_eq!(
+            u32::from_be_bytes(m.payload[..4].try_into().unwrap()),
+            i,
+            "out of order"
+        );
+    }
+}
+
+#[test]
+fn health_and_metrics_endpoints() {
+    let srv = Server::start(&[]);
+    assert_eq!(srv.get("/healthz").0, 200);
+    let _c = Client::ok(srv.mqtt, Opts::v5("m"));
+    let (status, body) = srv.get("/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "evgrid_mqtt_connections 1",
+        "evgrid_mqtt_sessions 1",
+        "evgrid_mqtt_subscriptions",
+        "evgrid_mqtt_messages_received_total{qos=\"0\"}",
+        "evgrid_mqtt_bytes_sent_total{qos=\"2\"}",
+        "evgrid_mqtt_messages_dropped_total{reason=\"outbound_full\"}",
+        "evgrid_mqtt_retained_messages",
+    ] {
+        assert!(body.contains(name), "missing {name} in\n{body}");
+    }
+}
