@@ -1,0 +1,191 @@
+//! Interoperability with the Mosquitto command-line clients (mosquitto_pub / mosquitto_sub),
+//! MQTT 3.1.1 and 5, QoS 0, 1 and 2. The test command installs them (package mosquitto-clients).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+fn need(tool: &str) {
+    let ok = Command::new(tool)
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "{tool} not found: install mosquitto-clients (the README's test command does)"
+    );
+}
+
+fn wait_subs(srv: &Server, n: f64) {
+    let start = Instant::now();
+    while srv.metric("evgrid_mqtt_subscriptions") < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "subscriber did not subscribe"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn mosquitto_clients_round_trip_v311_and_v5_qos_0_1_2() {
+    need("mosquitto_pub");
+    need("mosquitto_sub");
+    let srv = Server::start(&[]);
+    let port = srv.mqtt.port().to_string();
+    let mut subs = 0.0;
+    for ver in ["mqttv311", "mqttv5"] {
+        for qos in ["0", "1", "2"] {
+            let topic = format!("interop/{ver}/{qos}");
+            let sub = Command::new("mosquitto_sub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-V",
+                    ver,
+                    "-q",
+                    qos,
+                    "-t",
+                    &topic,
+                    "-C",
+                    "3",
+                    "-W",
+                    "15",
+                    "-v",
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            subs += 1.0;
+            wait_subs(&srv, subs);
+            for i in 0..3 {
+                let st = Command::new("mosquitto_pub")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port,
+                        "-V",
+                        ver,
+                        "-q",
+                        qos,
+                        "-t",
+                        &topic,
+                        "-m",
+                        &format!("msg{i}"),
+                    ])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "mosquitto_pub {ver} q{qos}");
+            }
+            let out = sub.wait_with_output().unwrap();
+            assert!(out.status.success(), "mosquitto_sub {ver} q{qos} timed out");
+            let text = String::from_utf8(out.stdout).unwrap();
+            let want: Vec<String> = (0..3).map(|i| format!("{topic} msg{i}")).collect();
+            assert_eq!(text.lines().collect::<Vec<_>>(), want, "{ver} QoS {qos}");
+            subs -= 1.0;
+        }
+    }
+}
+
+#[test]
+fn mosquitto_clients_retained_and_persistent_session() {
+    need("mosquitto_pub");
+    need("mosquitto_sub");
+    let srv = Server::start(&[]);
+    let port = srv.mqtt.port().to_string();
+    let st = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "ret/x",
+            "-m",
+            "kept",
+            "-r",
+            "-q",
+            "1",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "mqttv5",
+            "-t",
+            "ret/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-v",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ret/x kept");
+    // Persistent session: subscribe with -c, go away, messages published meanwhile arrive later.
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-i",
+            "persist-1",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "later/#",
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let out = Command::new("mosquitto_sub")
+        .args(args(&["-W", "1"]))
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty());
+    for i in 0..2 {
+        let st = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-q",
+                "1",
+                "-t",
+                "later/x",
+                "-m",
+                &format!("queued{i}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let out = Command::new("mosquitto_sub")
+        .args(args(&["-C", "2", "-W", "10"]))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        vec!["queued0", "queued1"]
+    );
+}
