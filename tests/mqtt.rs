@@ -677,7 +677,10 @@ fn bad_input_closes_connection_and_harms_nobody() {
         assert!(c.closed(), "second CONNECT");
     }
     watcher.expect_silence(Duration::from_millis(200));
-    assert!(srv.metric("evgrid_mqtt_protocol_errors_total") >= 4.0);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    // 5 before CONNECT, 8 after; a reserved packet type (v5) and a second CONNECT (v3) close
+    // the connection without a protocol-error stop from ntex-mqtt, so they are not counted.
+    assert!(errors >= 11.0, "bad connections counted: {errors}");
     assert_alive(&srv);
 }
 

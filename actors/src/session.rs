@@ -278,9 +278,6 @@ impl Session {
     }
 
     fn publish_will(&mut self) {
-        if let Some(t) = self.will_timer.take() {
-            let _ = t; // the timer (if any) is cancelled by the caller or has fired
-        }
         if let Some(will) = self.will.take() {
             tracing::debug!(client_id = %self.client_id, topic = %will.msg.topic, "publishing will");
             self.broker.publish(will.msg);
@@ -454,17 +451,9 @@ impl Handler<Discard> for Session {
     type Result = ();
 
     fn handle(&mut self, _: Discard, ctx: &mut Self::Context) {
-        if self.link.is_some() {
-            self.close_link(CloseReason::SessionTakenOver);
-        } else {
-            // Offline with a will still delayed: the session ends, so the will is due now.
-        }
+        // A connected client is closed (its will, if any, is published when the session stops,
+        // as is a will still waiting for its delay).
+        self.close_link(CloseReason::SessionTakenOver);
         ctx.stop();
-    }
-}
-
-impl Session {
-    pub fn id(&self) -> SessionId {
-        self.id
     }
 }

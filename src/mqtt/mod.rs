@@ -60,6 +60,15 @@ fn control<T>(c: ntex_mqtt::Control<EdgeError>) -> Result<Option<T>, EdgeError> 
     Ok(None)
 }
 
+fn count_handshake_error(e: ntex_mqtt::MqttError<EdgeError>) -> ntex_mqtt::MqttError<EdgeError> {
+    use ntex_mqtt::{MqttConnectError as C, MqttError as M};
+    if matches!(e, M::Connect(C::Protocol(_) | C::Timeout)) {
+        METRICS.protocol_errors.inc();
+        tracing::debug!(error = %e, "mqtt handshake failed");
+    }
+    e
+}
+
 pub(crate) fn qos_from(q: u8) -> QoS {
     match q {
         0 => QoS::AtMostOnce,
@@ -129,7 +138,7 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                             SharedCfg::new("MQTT").add(svc_cfg),
                             async move |_| {
                                 let (s3, s5) = (sh.clone(), sh.clone());
-                                MqttServer::new()
+                                let server = MqttServer::new()
                                     .v3(ntex_mqtt::v3::MqttServer::new(
                                         async |s: &v3::Session, p| v3::publish(s, p).await,
                                     )
@@ -141,7 +150,11 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                                     )
                                     .protocol(async |s: &v5::Session, m| v5::protocol(s, m).await)
                                     .control(async |_: &v5::Session, c| control(c))
-                                    .build(move |h| v5::connect(h, s5.clone())))
+                                    .build(move |h| v5::connect(h, s5.clone())));
+                                // Failures before or during the handshake (garbage, a first
+                                // packet that is not CONNECT, a bad protocol name or level, no
+                                // CONNECT in time) never reach the session services: count here.
+                                ntex_service::service(server).map_err(count_handshake_error)
                             },
                         )?
                         .workers(workers)

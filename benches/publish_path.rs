@@ -1,0 +1,116 @@
+//! The publish path through the actors: a batch of messages into a routing shard, matched,
+//! grouped per session, through each session actor, into the connections' writer channels.
+//! Measures the time until every subscriber's channel has received its messages.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use actix::Arbiter;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use evgrid_actors::Broker;
+use evgrid_actors::message::{ConnId, Message, Out};
+use evgrid_actors::router::SubReq;
+use evgrid_actors::session::{Attach, Link, SessionLimits};
+use evgrid_actors::topic::SubOpts;
+use ntex_bytes::{ByteString, Bytes};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 1000;
+
+/// Starts `subs` sessions subscribed to `t/#`, returns the broker and their writer channels.
+async fn setup(subs: usize) -> (Broker, Vec<UnboundedReceiver<Out>>) {
+    let arb = Arbiter::new();
+    let broker = Broker::start(
+        vec![arb.handle()],
+        1,
+        SessionLimits {
+            max_outbound: usize::MAX,
+            ..Default::default()
+        },
+    );
+    let mut rxs = Vec::new();
+    for i in 0..subs {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let id = ByteString::from(format!("s{i}"));
+        let opened = broker
+            .open(&id, true, || Attach {
+                link: Link {
+                    conn: ConnId(i as u64),
+                    tx: tx.clone(),
+                    pending: Arc::new(AtomicUsize::new(0)),
+                    window: 100,
+                },
+                expiry_secs: 0,
+                will: None,
+                fresh: false,
+            })
+            .await
+            .unwrap();
+        let req = vec![SubReq {
+            filter: ByteString::from_static("t/#"),
+            opts: SubOpts::default(),
+        }];
+        broker
+            .subscribe(opened.id, &opened.addr, req, 10)
+            .await
+            .unwrap();
+        std::mem::forget(opened); // keep the session actors alive for the whole bench
+        rxs.push(rx);
+    }
+    (broker, rxs)
+}
+
+fn batch() -> Vec<Message> {
+    (0..BATCH)
+        .map(|i| Message {
+            topic: ByteString::from(format!("t/{}", i % 10)),
+            payload: Bytes::from_static(&[7u8; 64]),
+            qos: 0,
+            retain: false,
+            props: None,
+            expires_at: None,
+            publisher: None,
+        })
+        .collect()
+}
+
+fn run(c: &mut Criterion, name: &str, subs: usize) {
+    let sys = actix::System::new();
+    let (broker, mut rxs) = sys.block_on(setup(subs));
+    let mut g = c.benchmark_group("publish_path");
+    g.throughput(Throughput::Elements((BATCH * subs) as u64));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            sys.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    broker.route(batch()).await.unwrap();
+                    for rx in rxs.iter_mut() {
+                        let mut n = 0;
+                        while n < BATCH {
+                            match rx.recv().await {
+                                Some(Out::Batch(b)) => n += b.len(),
+                                _ => panic!("channel closed"),
+                            }
+                        }
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    run(c, "batch1000_to_1_subscriber", 1);
+    run(c, "batch1000_fanout_100_subscribers", 100);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
