@@ -34,6 +34,8 @@ struct Publisher {
     pending: Vec<Message>,
     acks: Vec<oneshot::Sender<bool>>,
     flushing: bool,
+    /// Woken each time the flush task takes the pending batch.
+    drained: Rc<tokio::sync::Notify>,
 }
 
 /// One MQTT connection attached to a session.
@@ -123,6 +125,7 @@ async fn flush(p: Rc<RefCell<Publisher>>, broker: Broker) {
                 p.flushing = false;
                 return;
             }
+            p.drained.notify_waiters();
             (std::mem::take(&mut p.pending), std::mem::take(&mut p.acks))
         };
         let mut n = [0u64; 3];
@@ -152,5 +155,26 @@ impl Drop for Conn {
             graceful: self.graceful.get(),
             expiry_secs: self.expiry_override.get(),
         });
+    }
+}
+
+/// Messages a connection may have routed-but-unconfirmed before it stops reading: beyond this the
+/// publish service reports "not ready" and ntex stops reading the socket (TCP back-pressure to the
+/// publisher) instead of buffering without bound.
+const MAX_PENDING: usize = 16 * 1024;
+
+impl Conn {
+    /// Resolves when the connection may take more PUBLISH packets.
+    pub async fn capacity(&self) {
+        loop {
+            let notified = {
+                let p = self.publisher.borrow();
+                if p.pending.len() < MAX_PENDING {
+                    return;
+                }
+                p.drained.clone()
+            };
+            notified.notified().await;
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 mod conn;
 mod pump;
+mod service;
 mod v3;
 mod v5;
 
@@ -139,15 +140,17 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                             async move |_| {
                                 let (s3, s5) = (sh.clone(), sh.clone());
                                 let server = MqttServer::new()
-                                    .v3(ntex_mqtt::v3::MqttServer::new(
-                                        async |s: &v3::Session, p| v3::publish(s, p).await,
-                                    )
+                                    .v3(ntex_mqtt::v3::MqttServer::new(service::PublishFactory::<
+                                        v3::Publish3,
+                                    >::new(
+                                    ))
                                     .protocol(async |s: &v3::Session, m| v3::protocol(s, m).await)
                                     .control(async |_: &v3::Session, c| control(c))
                                     .build(move |h| v3::connect(h, s3.clone())))
-                                    .v5(ntex_mqtt::v5::MqttServer::new(
-                                        async |s: &v5::Session, p| v5::publish(s, p).await,
-                                    )
+                                    .v5(ntex_mqtt::v5::MqttServer::new(service::PublishFactory::<
+                                        v5::Publish5,
+                                    >::new(
+                                    ))
                                     .protocol(async |s: &v5::Session, m| v5::protocol(s, m).await)
                                     .control(async |_: &v5::Session, c| control(c))
                                     .build(move |h| v5::connect(h, s5.clone())));

@@ -287,3 +287,15 @@ impl Sink for V3Sink {
         });
     }
 }
+
+/// The v3.1.1 publish handler, for [`super::service::PublishFactory`].
+pub(crate) struct Publish3;
+
+impl super::service::Handler for Publish3 {
+    type Sess = Session;
+    type Req = mqtt::Publish;
+    type Res = ();
+    fn call(s: &Session, req: mqtt::Publish) -> impl Future<Output = Result<(), EdgeError>> {
+        publish(s, req)
+    }
+}

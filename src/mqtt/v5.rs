@@ -412,3 +412,18 @@ impl Sink for V5Sink {
         });
     }
 }
+
+/// The v5 publish handler, for [`super::service::PublishFactory`].
+pub(crate) struct Publish5;
+
+impl super::service::Handler for Publish5 {
+    type Sess = Session;
+    type Req = mqtt::Publish;
+    type Res = mqtt::PublishAck;
+    fn call(
+        s: &Session,
+        req: mqtt::Publish,
+    ) -> impl Future<Output = Result<mqtt::PublishAck, EdgeError>> {
+        publish(s, req)
+    }
+}

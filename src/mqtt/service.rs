@@ -1,0 +1,57 @@
+//! The publish service of both protocol versions, with read back-pressure.
+//!
+//! ntex-mqtt asks a service whether it is ready before it dispatches the next packet; a plain
+//! async closure always is. This one is not while the connection has too many messages waiting
+//! to be routed, so a flooding publisher is slowed by TCP instead of growing memory.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use ntex_error::Failure;
+use ntex_service::{Ctx, Service, ServiceFactory};
+
+use super::EdgeError;
+use super::conn::Conn;
+
+/// One protocol version's publish handler.
+pub(crate) trait Handler: 'static {
+    type Sess: Clone + Deref<Target = Conn> + 'static;
+    type Req;
+    type Res;
+    fn call(s: &Self::Sess, req: Self::Req) -> impl Future<Output = Result<Self::Res, EdgeError>>;
+}
+
+pub(crate) struct PublishFactory<H>(PhantomData<H>);
+
+impl<H> PublishFactory<H> {
+    pub fn new() -> Self {
+        PublishFactory(PhantomData)
+    }
+}
+
+impl<H: Handler> ServiceFactory<H::Sess, H::Req> for PublishFactory<H> {
+    type Res = H::Res;
+    type Error = EdgeError;
+    type Service = PublishService<H>;
+    type InitError = Failure;
+
+    async fn create(&self, s: &H::Sess) -> Result<PublishService<H>, Failure> {
+        Ok(PublishService(s.clone(), PhantomData))
+    }
+}
+
+pub(crate) struct PublishService<H: Handler>(H::Sess, PhantomData<H>);
+
+impl<H: Handler> Service<H::Sess, H::Req> for PublishService<H> {
+    type Res = H::Res;
+    type Error = EdgeError;
+
+    async fn ready(&self, _: Ctx<'_, Self, H::Sess>) -> Result<(), EdgeError> {
+        self.0.capacity().await;
+        Ok(())
+    }
+
+    async fn call(&self, req: H::Req, _: Ctx<'_, Self, H::Sess>) -> Result<H::Res, EdgeError> {
+        H::call(&self.0, req).await
+    }
+}
