@@ -13,8 +13,30 @@ use evgrid_actors::session::SessionLimits;
 
 use crate::config::Config;
 
+/// Raises the open-file soft limit to the hard limit: every MQTT connection is a descriptor, and
+/// the usual soft limit of 1024 would cap a broker at about a thousand clients.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(soft = l.rlim_cur, "could not raise the open-file limit");
+            }
+        }
+    }
+}
+
 /// Runs evgrid until SIGINT/SIGTERM. Prints the bound addresses (tests read them).
 pub fn run(cfg: Config) -> std::io::Result<()> {
+    raise_fd_limit();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         std::io::Error::new(
             e.kind(),

@@ -42,7 +42,7 @@ pub(crate) async fn run<S: Sink>(
 ) {
     let a = session.clone();
     sink.on_ack(Box::new(move |pid| a.do_send(Acked { conn, pid })));
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::new();
     while rx.recv_many(&mut buf, 64).await > 0 {
         for out in buf.drain(..) {
             let msgs = match out {
