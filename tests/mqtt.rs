@@ -243,6 +243,30 @@ fn offline_queue_is_bounded_and_counted() {
 }
 
 #[test]
+fn offline_queue_byte_limit() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_QUEUED_BYTES", "2000")]);
+    let o = || Opts::v3("qb").clean(false);
+    let mut s = Client::ok(srv.mqtt, o());
+    s.sub("qb", 1);
+    s.disconnect();
+    let mut p = Client::ok(srv.mqtt, Opts::v3("p"));
+    wait_until("detach", || srv.metric("evgrid_mqtt_connections") == 1.0);
+    for i in 0..6u8 {
+        p.pub_wait("qb", &[i; 500], 1, false);
+    }
+    let mut s = Client::ok(srv.mqtt, o());
+    // Each queued message accounts for its payload, topic and 64 bytes: three fit in 2000.
+    for i in 0..3u8 {
+        assert_eq!(s.next_msg().payload, vec![i; 500]);
+    }
+    s.expect_silence(Duration::from_millis(200));
+    assert_eq!(
+        srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"queue_full\"}"),
+        3.0
+    );
+}
+
+#[test]
 fn session_takeover_closes_old_connection_with_reason() {
     let srv = Server::start(&[]);
     let mut old = Client::ok(srv.mqtt, Opts::v5("same"));
@@ -402,6 +426,12 @@ fn retained_messages() {
     rap.expect_silence(Duration::from_millis(200));
     p.pub_wait("r/a", b"6", 1, true);
     assert!(rap.next_msg().retain, "retain as published");
+    // Retain handling 1: retained messages only for a new subscription.
+    let mut rh1 = Client::ok(srv.mqtt, Opts::v5("rh1"));
+    assert_eq!(rh1.subscribe(1, &[("r/b/c", 1 | 0x10)], &[]), vec![1]);
+    assert_eq!(rh1.next_msg().payload, b"3");
+    assert_eq!(rh1.subscribe(2, &[("r/b/c", 1 | 0x10)], &[]), vec![1]);
+    rh1.expect_silence(Duration::from_millis(200));
     // Empty payload clears.
     p.pub_wait("r/a", b"", 1, true);
     wait_until("cleared", || {
