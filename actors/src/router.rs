@@ -9,14 +9,14 @@
 //! Must never block on a session: it uses `do_send`, and each session applies its own queue
 //! limits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use ntex_bytes::ByteString;
 
-use crate::message::{Delivery, Message, SessionId};
+use crate::message::{Delivery, IdMap, Message, SessionId};
 use crate::metrics::METRICS;
 use crate::session::{Deliver, Session};
 use crate::topic::{Matched, RetainedIndex, SubOpts, SubTrie, TopicLimits, parse_filter};
@@ -85,11 +85,11 @@ struct SessionSubs {
 pub struct Router {
     trie: SubTrie,
     retained: RetainedIndex,
-    sessions: HashMap<SessionId, SessionSubs>,
+    sessions: IdMap<SessionSubs>,
     // Scratch space reused across batches so routing allocates only the deliveries themselves.
     matched: Vec<Matched>,
-    seen: HashMap<SessionId, usize>,
-    out: HashMap<SessionId, Vec<Delivery>>,
+    seen: IdMap<usize>,
+    out: IdMap<Vec<Delivery>>,
 }
 
 impl Router {
@@ -97,10 +97,10 @@ impl Router {
         Router {
             trie: SubTrie::default(),
             retained: RetainedIndex::default(),
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
             matched: Vec::new(),
-            seen: HashMap::new(),
-            out: HashMap::new(),
+            seen: IdMap::default(),
+            out: IdMap::default(),
         }
     }
 
