@@ -157,10 +157,11 @@ fn persistent_session_v3_queues_and_resumes() {
     wait_until("session detached", || {
         srv.metric("evgrid_mqtt_connections") == 1.0
     });
+    // QoS 0 first: the QoS 1 acknowledgements below then prove it was routed (in order).
+    p.pub_wait("cmd/dev1", b"q0-dropped", 0, false);
     for i in 0..3 {
         p.pub_wait("cmd/dev1", format!("m{i}").as_bytes(), 1, false);
     }
-    p.pub_wait("cmd/dev1", b"q0-dropped", 0, false);
     let (mut s, ack) = Client::connect(srv.mqtt, Opts::v3("dev1").clean(false));
     assert!(ack.session_present);
     for i in 0..3 {

@@ -131,9 +131,10 @@ impl Broker {
             let mut a = attach();
             a.fresh = fresh;
             match addr.send(a).await {
-                Ok(present) => return Ok(Opened { id, addr, present }),
-                // The session stopped (expired) between lookup and attach: drop it, try again.
-                Err(_) => {
+                Ok(Some(present)) => return Ok(Opened { id, addr, present }),
+                // The session is ending (non-persistent) or stopped (expired) between lookup
+                // and attach: drop it, try again with a new one.
+                Ok(None) | Err(_) => {
                     self.0.registry.remove_if(client_id, |_, e| e.id == id);
                 }
             }

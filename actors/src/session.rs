@@ -46,9 +46,10 @@ pub struct Will {
     pub delay_secs: u32,
 }
 
-/// A connection attaches to this session (new or resumed). Answers whether state was present.
+/// A connection attaches to this session (new or resumed). Answers whether state was present, or
+/// `None` when this session is ending (its connection was not persistent) and a new one is needed.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Option<bool>")]
 pub struct Attach {
     pub link: Link,
     pub expiry_secs: u32,
@@ -314,9 +315,17 @@ impl Actor for Session {
 }
 
 impl Handler<Attach> for Session {
-    type Result = bool;
+    type Result = Option<bool>;
 
-    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> bool {
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Option<bool> {
+        if !msg.fresh && self.expiry_secs == 0 {
+            // The state belongs to a non-persistent connection (clean session / expiry 0) whose
+            // Detach may still be on its way: that session ends with its connection, so the new
+            // connection gets a new one [MQTT-3.1.2-6].
+            self.close_link(CloseReason::SessionTakenOver);
+            ctx.stop();
+            return None;
+        }
         let present = !msg.fresh;
         if self.link.is_some() {
             // [MQTT-3.1.4-3]: the existing connection is closed; v5 says why (0x8E).
@@ -357,7 +366,7 @@ impl Handler<Attach> for Session {
         }
         self.fill_window(now, &mut batch);
         self.send(batch);
-        present
+        Some(present)
     }
 }
 

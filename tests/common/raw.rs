@@ -407,7 +407,8 @@ impl Client {
                 Err(_) => {}
             }
         } else {
-            panic!("unexpected buffered data");
+            let p = self.recv();
+            panic!("unexpected packet {p:?}");
         }
         self.set_timeout(Duration::from_secs(5));
     }
