@@ -1,1 +1,307 @@
-fn main() {}
+//! evgrid-loadtest: MQTT load generator. See README.md.
+
+mod cli;
+mod client;
+mod codec;
+mod compare;
+mod payload;
+mod preset;
+mod report;
+mod run;
+mod sched;
+mod stats;
+mod svg;
+mod track;
+
+use clap::Parser;
+use cli::{Args, Cli, Cmd};
+use run::{RunOpts, Scenario};
+use std::process::ExitCode;
+use tokio::sync::watch;
+
+/// Exit codes.
+const EXIT_FATAL: u8 = 2;
+const EXIT_THRESHOLD: u8 = 3;
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let threads = match &cli.cmd {
+        Cmd::Conn(a) | Cmd::Sub(a) | Cmd::Pub(a) | Cmd::Fanin(a) | Cmd::Fanout(a) | Cmd::P2p(a) => {
+            a.threads
+        }
+        Cmd::Compare(c) => c.args.threads,
+        Cmd::Preset(p) => p.args.threads,
+    }
+    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    .max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let code = rt.block_on(real_main(cli));
+    // do not wait for stray tasks (e.g. a stuck connection) on shutdown
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+async fn real_main(cli: Cli) -> u8 {
+    let nofile = stats::raise_nofile_limit();
+    let (int_tx, int_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\ninterrupted: stopping and printing the summary so far (Ctrl-C again to quit at once)"
+            );
+            let _ = int_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(EXIT_INTERRUPTED as i32);
+            }
+        }
+    });
+    match cli.cmd {
+        Cmd::Conn(a) => single(Scenario::Conn, a, nofile, int_rx).await,
+        Cmd::Sub(a) => single(Scenario::Sub, a, nofile, int_rx).await,
+        Cmd::Pub(a) => single(Scenario::Pub, a, nofile, int_rx).await,
+        Cmd::Fanin(a) => single(Scenario::Fanin, a, nofile, int_rx).await,
+        Cmd::Fanout(a) => single(Scenario::Fanout, a, nofile, int_rx).await,
+        Cmd::P2p(a) => single(Scenario::P2p, a, nofile, int_rx).await,
+        Cmd::Preset(p) => {
+            let preset = match preset::parse(&p.name) {
+                Ok(x) => x,
+                Err(e) => return fatal(&e),
+            };
+            let (scenario, args, desc) = match preset::apply(&preset, p.scale, &p.args) {
+                Ok(x) => x,
+                Err(e) => return fatal(&e),
+            };
+            eprintln!("preset {} (scale {}): {desc}", p.name, p.scale);
+            if p.dry_run {
+                if let Err(e) = run::build_plan(scenario, &args) {
+                    return fatal(&e);
+                }
+                println!("{desc}");
+                return 0;
+            }
+            single(scenario, args, nofile, int_rx).await
+        }
+        Cmd::Compare(c) => compare_cmd(c, nofile, int_rx).await,
+    }
+}
+
+fn fatal(msg: &str) -> u8 {
+    eprintln!("error: {msg}");
+    EXIT_FATAL
+}
+
+async fn prepare(
+    args: &Args,
+    nofile: Option<(u64, u64)>,
+) -> Result<(std::net::SocketAddr, RunOpts), String> {
+    let target = run::resolve(&args.host, args.port).await?;
+    let ifaddrs = run::parse_ifaddrs(&args.ifaddr, target)?;
+    if let Some(pid) = args.broker_pid
+        && stats::cpu_times(Some(pid)).is_none()
+    {
+        return Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"));
+    }
+    if let Some(l) = args.max_loss
+        && !(0.0..=1.0).contains(&l)
+    {
+        return Err(format!(
+            "--max-loss {l}: must be a fraction between 0 and 1"
+        ));
+    }
+    Ok((
+        target,
+        RunOpts {
+            progress: run::progress_wanted(args),
+            broker_pid: args.broker_pid,
+            ifaddrs,
+            nofile,
+        },
+    ))
+}
+
+async fn single(
+    scenario: Scenario,
+    args: Args,
+    nofile: Option<(u64, u64)>,
+    int_rx: watch::Receiver<bool>,
+) -> u8 {
+    let plan = match run::build_plan(scenario, &args) {
+        Ok(p) => p,
+        Err(e) => return fatal(&e),
+    };
+    let (target, opts) = match prepare(&args, nofile).await {
+        Ok(x) => x,
+        Err(e) => return fatal(&e),
+    };
+    let mut report = match run::execute(plan, target, opts, int_rx).await {
+        Ok(r) => r,
+        Err(run::Fatal(msg)) => return fatal(&msg),
+    };
+    report.check_thresholds(args.max_p99, args.max_loss);
+    print!("{}", report.summary());
+    let mut code = 0;
+    if let Some(path) = &args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => {
+                if let Err(e) = std::fs::write(path, s + "\n") {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    code = EXIT_FATAL;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: cannot serialize the report: {e}");
+                code = EXIT_FATAL;
+            }
+        }
+    }
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, svg::render(&report))
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        code = EXIT_FATAL;
+    }
+    if code != 0 {
+        return code;
+    }
+    if report.interrupted {
+        return EXIT_INTERRUPTED;
+    }
+    if !report.thresholds.passed {
+        return EXIT_THRESHOLD;
+    }
+    0
+}
+
+async fn compare_cmd(
+    c: cli::CompareArgs,
+    nofile: Option<(u64, u64)>,
+    int_rx: watch::Receiver<bool>,
+) -> u8 {
+    let (scenario, mut base) = match c.scenario.as_str() {
+        "fanin" => (Scenario::Fanin, c.args.clone()),
+        "fanout" => (Scenario::Fanout, c.args.clone()),
+        "p2p" => (Scenario::P2p, c.args.clone()),
+        "pub" => (Scenario::Pub, c.args.clone()),
+        "sub" => (Scenario::Sub, c.args.clone()),
+        "conn" => (Scenario::Conn, c.args.clone()),
+        "pub-qos1" => {
+            let mut a = c.args.clone();
+            a.qos = a.qos.or(Some(1));
+            (Scenario::Pub, a)
+        }
+        other => {
+            return fatal(&format!(
+                "--scenario {other}: expected fanin, fanout, p2p or pub-qos1 (or conn, sub, pub)"
+            ));
+        }
+    };
+    if c.rounds == 0 {
+        return fatal("--rounds must be at least 1");
+    }
+    let targets = match (
+        compare::split_host_port(&c.a),
+        compare::split_host_port(&c.b),
+    ) {
+        (Ok(a), Ok(b)) => [("A", a), ("B", b)],
+        (Err(e), _) | (_, Err(e)) => return fatal(&e),
+    };
+    // per-run outputs make no sense here; --json is the comparison
+    let json = base.json.take();
+    let svg_path = base.report.take();
+    if svg_path.is_some() {
+        eprintln!("note: --report is ignored by compare");
+    }
+    let mut runs = Vec::new();
+    'rounds: for round in 0..c.rounds {
+        for (label, (host, port)) in &targets {
+            if *int_rx.borrow() {
+                break 'rounds;
+            }
+            let mut a = base.clone();
+            a.host = host.clone();
+            a.port = *port;
+            a.json = Some(std::path::PathBuf::new()); // suppress the progress line
+            let plan = match run::build_plan(scenario, &a) {
+                Ok(p) => p,
+                Err(e) => return fatal(&e),
+            };
+            let res = match prepare(&a, nofile).await {
+                Ok((target, mut opts)) => {
+                    opts.progress = false;
+                    run::execute(plan, target, opts, int_rx.clone())
+                        .await
+                        .map_err(|f| f.0)
+                }
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(r) => {
+                    eprintln!(
+                        "round {}/{} {label} {host}:{port}: sent {} received {} ({:.0}/s) lost {} p50 {:.1} us p99 {:.1} us",
+                        round + 1,
+                        c.rounds,
+                        r.messages.sent,
+                        r.messages.received,
+                        r.throughput.received_per_s,
+                        r.messages.lost,
+                        r.main_latency().p50_us,
+                        r.main_latency().p99_us
+                    );
+                    runs.push(compare::Run {
+                        broker: label.to_string(),
+                        round,
+                        report: Some(r),
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    eprintln!(
+                        "round {}/{} {label} {host}:{port}: failed: {e}",
+                        round + 1,
+                        c.rounds
+                    );
+                    runs.push(compare::Run {
+                        broker: label.to_string(),
+                        round,
+                        report: None,
+                        error: Some(e),
+                    });
+                }
+            }
+            // let the brokers settle between runs
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    let cmp = compare::summarize(&c.scenario, &c.a, &c.b, c.rounds, runs);
+    print!("{}", cmp.table());
+    if let Some(path) = json {
+        let s = match serde_json::to_string_pretty(&cmp) {
+            Ok(s) => s,
+            Err(e) => return fatal(&format!("cannot serialize the comparison: {e}")),
+        };
+        if let Err(e) = std::fs::write(&path, s + "\n") {
+            return fatal(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if *int_rx.borrow() {
+        return EXIT_INTERRUPTED;
+    }
+    if cmp.runs.iter().all(|r| r.report.is_none()) {
+        return EXIT_FATAL;
+    }
+    0
+}

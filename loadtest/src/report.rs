@@ -1,0 +1,382 @@
+//! The run report: JSON structure, human summary and threshold checks.
+
+use crate::stats::LatencySummary;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    pub tool: String,
+    pub tool_version: String,
+    pub scenario: String,
+    pub target: String,
+    pub mqtt_version: u8,
+    pub qos: u8,
+    pub payload_bytes: usize,
+    /// "open-loop" or "closed-loop"
+    pub mode: String,
+    pub mode_note: String,
+    pub target_rate_msgs_per_s: Option<f64>,
+    pub clients: Clients,
+    pub duration_s: f64,
+    pub publish_s: f64,
+    pub wall_s: f64,
+    pub started_unix_ms: u64,
+    pub interrupted: bool,
+    pub connections: Connections,
+    pub messages: Messages,
+    pub throughput: Throughput,
+    pub latency_us: Latencies,
+    pub timeseries: Vec<Bucket>,
+    pub cpu: Cpu,
+    pub thresholds: Thresholds,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Clients {
+    pub total: usize,
+    pub publishers: usize,
+    pub subscribers: usize,
+    pub shared_group_members: usize,
+    pub topics: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Connections {
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub lost_during_run: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub first_error: Option<String>,
+    pub os_limit_hit: bool,
+    pub nofile_soft_limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Messages {
+    pub sent: u64,
+    pub acked: u64,
+    pub publish_failed: u64,
+    pub unacked: u64,
+    pub expected: u64,
+    /// "published" (deliveries the subscriptions imply), "sequence-span"
+    /// (standalone sub: ranges of sequence numbers seen) or "none"
+    pub expected_basis: String,
+    pub received: u64,
+    pub unique: u64,
+    pub lost: i64,
+    pub loss_fraction: f64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub foreign: u64,
+    pub requests_received: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Throughput {
+    pub sent_per_s: f64,
+    pub received_per_s: f64,
+    pub peak_sent_per_s: f64,
+    pub peak_received_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latencies {
+    pub connack: LatencySummary,
+    pub suback: LatencySummary,
+    pub puback: LatencySummary,
+    pub e2e: LatencySummary,
+    pub rtt: LatencySummary,
+    /// open loop only: how late messages left the generator relative to
+    /// their schedule (0 for messages sent up to 2 ms early)
+    pub send_lag: LatencySummary,
+}
+
+/// One second of the run (the last bucket may be shorter, see `secs`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Bucket {
+    /// start of the bucket, seconds since the run started
+    pub t_s: f64,
+    pub secs: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub connected: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CpuReport {
+    pub pid: Option<u32>,
+    pub cpu_seconds: f64,
+    pub user_s: f64,
+    pub system_s: f64,
+    /// of one core; can exceed 100 with several threads
+    pub cpu_percent: f64,
+    /// CPU seconds per million messages handled (sent + received)
+    pub cpu_s_per_million_msgs: Option<f64>,
+    /// CPU seconds per million messages delivered (received)
+    pub cpu_s_per_million_delivered: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Cpu {
+    pub generator: CpuReport,
+    pub broker: Option<CpuReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Thresholds {
+    pub max_p99_us: Option<f64>,
+    pub max_loss: Option<f64>,
+    pub passed: bool,
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// The latency the thresholds and comparisons look at: round trip for
+    /// p2p, PUBACK for pub, CONNACK for conn, end to end otherwise.
+    pub fn main_latency(&self) -> &LatencySummary {
+        match self.scenario.as_str() {
+            "p2p" => &self.latency_us.rtt,
+            "pub" => &self.latency_us.puback,
+            "conn" => &self.latency_us.connack,
+            _ => &self.latency_us.e2e,
+        }
+    }
+
+    /// Name of [`Report::main_latency`].
+    pub fn main_latency_name(&self) -> &'static str {
+        match self.scenario.as_str() {
+            "p2p" => "round-trip",
+            "pub" => "PUBACK",
+            "conn" => "CONNACK",
+            _ => "end-to-end",
+        }
+    }
+
+    /// Applies --max-p99 / --max-loss.
+    pub fn check_thresholds(&mut self, max_p99: Option<f64>, max_loss: Option<f64>) {
+        let mut failures = Vec::new();
+        if let Some(limit) = max_p99 {
+            let l = self.main_latency();
+            if l.count == 0 {
+                failures.push(format!(
+                    "p99 {} latency: no samples (limit {limit} us)",
+                    self.main_latency_name()
+                ));
+            } else if l.p99_us > limit {
+                failures.push(format!(
+                    "p99 {} latency {:.1} us > limit {limit} us",
+                    self.main_latency_name(),
+                    l.p99_us
+                ));
+            }
+        }
+        if let Some(limit) = max_loss
+            && self.messages.loss_fraction > limit
+        {
+            failures.push(format!(
+                "loss {:.6} ({} of {}) > limit {limit}",
+                self.messages.loss_fraction, self.messages.lost, self.messages.expected
+            ));
+        }
+        self.thresholds = Thresholds {
+            max_p99_us: max_p99,
+            max_loss,
+            passed: failures.is_empty(),
+            failures,
+        };
+    }
+
+    /// Human-readable summary table.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let m = &self.messages;
+        let c = &self.connections;
+        let _ = writeln!(
+            s,
+            "\n== evgrid-loadtest {} -> {} (MQTT {}, QoS {}, {} B payload) ==",
+            self.scenario,
+            self.target,
+            match self.mqtt_version {
+                3 => "3.1",
+                4 => "3.1.1",
+                _ => "5.0",
+            },
+            self.qos,
+            self.payload_bytes
+        );
+        let _ = writeln!(s, "mode          {} {}", self.mode, self.mode_note);
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "status        INTERRUPTED (Ctrl-C): figures cover the run so far"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "clients       {} total: {} publishers, {} subscribers{}",
+            self.clients.total,
+            self.clients.publishers,
+            self.clients.subscribers,
+            if self.clients.shared_group_members > 0 {
+                format!(" ({} in a shared group)", self.clients.shared_group_members)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            s,
+            "connections   {} ok, {} failed, {} lost during run{}",
+            c.succeeded,
+            c.failed,
+            c.lost_during_run,
+            if c.os_limit_hit {
+                "  [OS limit hit]"
+            } else {
+                ""
+            }
+        );
+        for (k, v) in &c.errors {
+            let _ = writeln!(s, "  error       {v} x {k}");
+        }
+        let _ = writeln!(
+            s,
+            "time          {:.2} s {}, {:.2} s wall",
+            self.publish_s,
+            if self.clients.publishers > 0 {
+                "publishing"
+            } else {
+                "holding"
+            },
+            self.wall_s
+        );
+        if self.clients.publishers > 0 || m.received > 0 {
+            let _ = writeln!(
+                s,
+                "messages      sent {}  received {}  expected {}  ({})",
+                m.sent, m.received, m.expected, m.expected_basis
+            );
+            let _ = writeln!(
+                s,
+                "accounting    unique {}  lost {} ({:.4}%)  duplicated {}  reordered {}{}",
+                m.unique,
+                m.lost,
+                m.loss_fraction * 100.0,
+                m.duplicated,
+                m.reordered,
+                if m.foreign > 0 {
+                    format!("  foreign {}", m.foreign)
+                } else {
+                    String::new()
+                }
+            );
+            if self.qos > 0 && self.clients.publishers > 0 {
+                let _ = writeln!(
+                    s,
+                    "acks          acked {}  failed {}  unacked at end {}",
+                    m.acked, m.publish_failed, m.unacked
+                );
+            }
+            if m.requests_received > 0 {
+                let _ = writeln!(
+                    s,
+                    "requests      {} received by responders",
+                    m.requests_received
+                );
+            }
+            let _ = writeln!(
+                s,
+                "throughput    sent {:.0}/s  received {:.0}/s  (peak 1 s: sent {:.0}/s, received {:.0}/s)",
+                self.throughput.sent_per_s,
+                self.throughput.received_per_s,
+                self.throughput.peak_sent_per_s,
+                self.throughput.peak_received_per_s
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nlatency (us)  {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "count", "p50", "p90", "p99", "p99.9", "max"
+        );
+        let l = &self.latency_us;
+        for (name, h) in [
+            ("connack", &l.connack),
+            ("suback", &l.suback),
+            ("puback", &l.puback),
+            ("e2e", &l.e2e),
+            ("rtt", &l.rtt),
+            ("send lag", &l.send_lag),
+        ] {
+            if h.count > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {:<11} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                    name, h.count, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
+                );
+            }
+        }
+        let g = &self.cpu.generator;
+        let _ = writeln!(
+            s,
+            "\ncpu           generator {:.2} s ({:.0}% of one core){}",
+            g.cpu_seconds,
+            g.cpu_percent,
+            g.cpu_s_per_million_msgs
+                .map(|v| format!(", {v:.2} s per million msgs (sent+received)"))
+                .unwrap_or_default()
+        );
+        if let Some(b) = &self.cpu.broker {
+            let _ = writeln!(
+                s,
+                "              broker pid {} {:.2} s ({:.0}% of one core){}",
+                b.pid.unwrap_or(0),
+                b.cpu_seconds,
+                b.cpu_percent,
+                b.cpu_s_per_million_msgs
+                    .map(|v| format!(", {v:.2} s per million msgs (sent+received)"))
+                    .unwrap_or_default()
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note          {n}");
+        }
+        if self.thresholds.max_p99_us.is_some() || self.thresholds.max_loss.is_some() {
+            if self.thresholds.passed {
+                let _ = writeln!(s, "thresholds    passed");
+            } else {
+                for f in &self.thresholds.failures {
+                    let _ = writeln!(s, "THRESHOLD MISSED  {f}");
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        let mut r = Report {
+            scenario: "fanin".into(),
+            ..Default::default()
+        };
+        r.latency_us.e2e = LatencySummary {
+            count: 10,
+            p99_us: 500.0,
+            ..Default::default()
+        };
+        r.messages.loss_fraction = 0.01;
+        r.check_thresholds(Some(1000.0), Some(0.02));
+        assert!(r.thresholds.passed);
+        r.check_thresholds(Some(100.0), Some(0.001));
+        assert!(!r.thresholds.passed);
+        assert_eq!(r.thresholds.failures.len(), 2);
+        assert!(r.summary().contains("THRESHOLD MISSED"));
+    }
+}
