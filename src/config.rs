@@ -102,7 +102,7 @@ impl Default for MqttConfig {
             max_topic_length: 1024,
             max_topic_levels: 16,
             max_connections: 100_000,
-            max_inflight: 100,
+            max_inflight: 1000,
             max_receive: 100,
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
