@@ -83,7 +83,9 @@ struct MqttSharedQueues {
     inflight: VecDeque<(num::NonZeroU16, Option<pool::Sender<Ack>>, AckType)>,
     inflight_ids: HashSet<num::NonZeroU16>,
     waiters: VecDeque<pool::Sender<()>>,
-    rx: Option<pool::Receiver<Ack>>,
+    // evgrid patch: one completion slot per packet id (9.0.0 had a single slot, so a second
+    // PUBREC before the first PUBREL overwrote it and outbound QoS 2 stalled).
+    rx: Vec<(num::NonZeroU16, pool::Receiver<Ack>)>,
 }
 
 impl MqttShared {
@@ -103,7 +105,7 @@ impl MqttShared {
                 inflight: VecDeque::with_capacity(8),
                 inflight_ids: HashSet::default(),
                 waiters: VecDeque::new(),
-                rx: None,
+                rx: Vec::new(),
             }),
             inflight_idx: Cell::new(0),
             encode_error: Cell::new(None),
@@ -341,7 +343,16 @@ impl MqttShared {
         let mut queues = self.queues.borrow_mut();
 
         // check ack order
-        if let Some((idx, tx, tp)) = queues.inflight.pop_front() {
+        // evgrid patch: match the acknowledgement by packet id, not only against the oldest
+        // entry. MQTT orders PUBACKs and PUBRECs, but a PUBCOMP may legitimately come before the
+        // PUBREC of a later message; 9.0.0 closed the connection as a protocol error then.
+        let id = pkt.packet_id();
+        let found = queues
+            .inflight
+            .iter()
+            .position(|(i, _, _)| *i == id)
+            .and_then(|pos| queues.inflight.remove(pos));
+        if let Some((idx, tx, tp)) = found.or_else(|| queues.inflight.pop_front()) {
             if idx != pkt.packet_id() {
                 log::trace!(
                     "MQTT protocol error: packet id order does not match; expected {}, got: {}",
@@ -357,7 +368,7 @@ impl MqttShared {
                     let _ = tx.send(pkt);
                 }
                 let (tx, rx) = self.pool.queue.channel();
-                queues.rx = Some(rx);
+                queues.rx.push((idx, rx));
                 queues
                     .inflight
                     .push_back((idx, Some(tx), AckType::Complete));
@@ -366,7 +377,8 @@ impl MqttShared {
                 // get publish ack channel
                 log::trace!("Ack packet with id: {}", pkt.packet_id());
                 queues.inflight_ids.remove(&pkt.packet_id());
-                queues.rx.take();
+                let id = pkt.packet_id();
+                queues.rx.retain(|(i, _)| *i != id);
 
                 if let Some(tx) = tx {
                     let _ = tx.send(pkt);
@@ -508,7 +520,11 @@ impl MqttShared {
         &self,
         id: num::NonZeroU16,
     ) -> Result<pool::Receiver<Ack>, SendPacketError> {
-        let Some(rx) = self.queues.borrow_mut().rx.take() else {
+        let rx = {
+            let mut q = self.queues.borrow_mut();
+            q.rx.iter().position(|(i, _)| *i == id).map(|pos| q.rx.swap_remove(pos).1)
+        };
+        let Some(rx) = rx else {
             return Err(SendPacketError::UnexpectedRelease);
         };
         match self.io.encode(
