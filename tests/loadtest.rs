@@ -23,12 +23,14 @@ fn loadtest_bin() -> PathBuf {
     bin
 }
 
-fn run(srv: &Server, args: &[&str]) -> serde_json::Value {
+/// Runs the generator against `srv` with `args` (split on whitespace) for 2 s; returns its report.
+fn run(srv: &Server, args: &str) -> serde_json::Value {
+    let args: Vec<&str> = args.split_whitespace().collect();
     let dir = TempDir::new("lt");
     let json = dir.0.join("report.json");
     let port = srv.mqtt.port().to_string();
     let out = Command::new(loadtest_bin())
-        .args(args)
+        .args(&args)
         .args(["-h", "127.0.0.1", "-p", &port, "--duration", "2s", "--json"])
         .arg(&json)
         .output()
@@ -65,58 +67,23 @@ fn generator_scenarios_against_evgrid_lose_nothing() {
         for q in ["0", "1", "2"] {
             let r = run(
                 &srv,
-                &[
-                    "fanin",
-                    "-V",
-                    v,
-                    "-q",
-                    q,
-                    "--publishers",
-                    "10",
-                    "--rate",
-                    "2000",
-                ],
+                &format!("fanin -V {v} -q {q} --publishers 10 --rate 2000"),
             );
             assert_clean(&format!("fanin v{v} q{q}"), &r);
         }
         let r = run(
             &srv,
-            &[
-                "fanout",
-                "-V",
-                v,
-                "-q",
-                "1",
-                "--subscribers",
-                "50",
-                "--rate",
-                "100",
-            ],
+            &format!("fanout -V {v} -q 1 --subscribers 50 --rate 100"),
         );
         assert_clean(&format!("fanout v{v}"), &r);
         let r = run(
             &srv,
-            &[
-                "fanin",
-                "-V",
-                v,
-                "-q",
-                "1",
-                "--publishers",
-                "10",
-                "--shared",
-                "3",
-                "--rate",
-                "2000",
-            ],
+            &format!("fanin -V {v} -q 1 --publishers 10 --shared 3 --rate 2000"),
         );
         assert_clean(&format!("shared v{v}"), &r);
     }
-    let r = run(&srv, &["p2p", "-q", "1", "--pairs", "10", "--rate", "1000"]);
+    let r = run(&srv, "p2p -q 1 --pairs 10 --rate 1000");
     assert_clean("p2p", &r);
-    assert!(
-        r["latency_us"]["rtt"]["count"].as_u64().unwrap_or(0) > 0,
-        "{}",
-        r["latency_us"]
-    );
+    let rtt = &r["latency_us"]["rtt"];
+    assert!(rtt["count"].as_u64().unwrap_or(0) > 0, "{rtt}");
 }

@@ -10,11 +10,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[test]
 fn conn_holds_connections_and_reports_connack_latency() {
     let b = Broker::start("");
-    let args = cmd(
-        "conn",
-        &b,
-        &["-c", "20", "-R", "400", "--duration", "1s", "-V", "4"],
-    );
+    let args = cmd("conn", &b, "-c 20 -R 400 --duration 1s -V 4");
     let r = run(&strs(&args), LIMIT);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.s("scenario"), "conn");
@@ -26,9 +22,11 @@ fn conn_holds_connections_and_reports_connack_latency() {
     assert!(r.stdout.contains("connack"), "summary table on stdout");
 }
 
-fn cmd(sub: &str, b: &Broker, more: &[&str]) -> Vec<String> {
+/// `sub` against broker `b` with the flags in `more` (split on whitespace).
+fn cmd(sub: &str, b: &Broker, more: &str) -> Vec<String> {
+    let more: Vec<&str> = more.split_whitespace().collect();
     let mut args = vec![sub.to_string()];
-    args.extend(with(&target(b), more));
+    args.extend(with(&target(b), &more));
     args
 }
 
@@ -39,18 +37,7 @@ fn fanin_qos0_qos1_qos2_are_lossless() {
         let args = cmd(
             "fanin",
             &b,
-            &[
-                "--publishers",
-                "4",
-                "--rate",
-                "1000",
-                "--duration",
-                "1s",
-                "-q",
-                q,
-                "-s",
-                "100",
-            ],
+            &format!("--publishers 4 --rate 1000 --duration 1s -q {q} -s 100"),
         );
         let r = run(&strs(&args), LIMIT);
         assert_clean(&r);
@@ -96,21 +83,7 @@ fn fanin_mqtt_31_and_311() {
         let args = cmd(
             "fanin",
             &b,
-            &[
-                "--publishers",
-                "2",
-                "--rate",
-                "400",
-                "--duration",
-                "1s",
-                "-q",
-                "1",
-                "-V",
-                v,
-                "--prefix",
-                "t",
-                "--shortids",
-            ],
+            &format!("--publishers 2 --rate 400 --duration 1s -q 1 -V {v} --prefix t --shortids"),
         );
         let r = run(&strs(&args), LIMIT);
         assert_clean(&r);
@@ -124,18 +97,7 @@ fn fanin_shared_group_counts_each_message_once() {
     let args = cmd(
         "fanin",
         &b,
-        &[
-            "--publishers",
-            "4",
-            "--shared",
-            "3",
-            "--rate",
-            "800",
-            "--duration",
-            "1s",
-            "-q",
-            "1",
-        ],
+        "--publishers 4 --shared 3 --rate 800 --duration 1s -q 1",
     );
     let r = run(&strs(&args), LIMIT);
     assert_clean(&r);
@@ -151,17 +113,7 @@ fn fanin_closed_loop_says_so() {
     let args = cmd(
         "fanin",
         &b,
-        &[
-            "--publishers",
-            "2",
-            "--max-rate",
-            "--duration",
-            "1s",
-            "-q",
-            "1",
-            "-F",
-            "32",
-        ],
+        "--publishers 2 --max-rate --duration 1s -q 1 -F 32",
     );
     let r = run(&strs(&args), LIMIT);
     assert_clean(&r);
@@ -180,20 +132,7 @@ fn fanout_expects_sent_times_subscribers() {
     let args = cmd(
         "fanout",
         &b,
-        &[
-            "--publishers",
-            "2",
-            "--subscribers",
-            "5",
-            "--topics",
-            "2",
-            "--rate",
-            "400",
-            "--duration",
-            "1s",
-            "-q",
-            "1",
-        ],
+        "--publishers 2 --subscribers 5 --topics 2 --rate 400 --duration 1s -q 1",
     );
     let r = run(&strs(&args), LIMIT);
     assert_clean(&r);
@@ -207,18 +146,7 @@ fn fanout_qos2_mqtt311() {
     let args = cmd(
         "fanout",
         &b,
-        &[
-            "--subscribers",
-            "3",
-            "--rate",
-            "300",
-            "--duration",
-            "1s",
-            "-q",
-            "2",
-            "-V",
-            "4",
-        ],
+        "--subscribers 3 --rate 300 --duration 1s -q 2 -V 4",
     );
     let r = run(&strs(&args), LIMIT);
     assert_clean(&r);
@@ -229,20 +157,7 @@ fn fanout_qos2_mqtt311() {
 #[test]
 fn p2p_round_trips() {
     let b = Broker::start("");
-    let args = cmd(
-        "p2p",
-        &b,
-        &[
-            "--pairs",
-            "3",
-            "--rate",
-            "300",
-            "--duration",
-            "1s",
-            "-q",
-            "1",
-        ],
-    );
+    let args = cmd("p2p", &b, "--pairs 3 --rate 300 --duration 1s -q 1");
     let r = run(&strs(&args), LIMIT);
     assert_clean(&r);
     assert_eq!(r.u("messages.expected"), r.u("messages.sent"));
@@ -250,7 +165,7 @@ fn p2p_round_trips() {
     assert_eq!(r.u("latency_us.rtt.count"), r.u("messages.received"));
     assert!(r.f("latency_us.rtt.p50_us") >= r.f("latency_us.e2e.p50_us") * 0.5);
     // p2p needs MQTT 5
-    let args = cmd("p2p", &b, &["--pairs", "1", "-V", "4", "--duration", "1s"]);
+    let args = cmd("p2p", &b, "--pairs 1 -V 4 --duration 1s");
     let r = run(&strs(&args), LIMIT);
     assert_eq!(r.code(), 2);
     assert!(r.stderr.contains("-V 5"), "{}", r.stderr);
@@ -259,22 +174,7 @@ fn p2p_round_trips() {
 #[test]
 fn pub_with_limit_and_qos1() {
     let b = Broker::start("");
-    let args = cmd(
-        "pub",
-        &b,
-        &[
-            "-c",
-            "3",
-            "-I",
-            "10",
-            "-L",
-            "150",
-            "-q",
-            "1",
-            "-t",
-            "bench/pub/%i/%s",
-        ],
-    );
+    let args = cmd("pub", &b, "-c 3 -I 10 -L 150 -q 1 -t bench/pub/%i/%s");
     let r = run(&strs(&args), LIMIT);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(
@@ -291,41 +191,11 @@ fn pub_with_limit_and_qos1() {
 fn sub_counts_messages_from_a_separate_pub_process() {
     let b = Broker::start("");
     let dir = TempDir::new("sub");
-    let sub_args = cmd(
-        "sub",
-        &b,
-        &[
-            "-c",
-            "2",
-            "-t",
-            "bench/sub/#",
-            "-q",
-            "1",
-            "-L",
-            "200",
-            "--duration",
-            "20s",
-        ],
-    );
+    let sub_args = cmd("sub", &b, "-c 2 -t bench/sub/# -q 1 -L 200 --duration 20s");
     let (sub, sub_json) = spawn(&dir, &strs(&sub_args));
     // give the subscribers time to connect and subscribe
     std::thread::sleep(Duration::from_millis(3000));
-    let pub_args = cmd(
-        "pub",
-        &b,
-        &[
-            "-c",
-            "2",
-            "-I",
-            "10",
-            "-L",
-            "100",
-            "-q",
-            "1",
-            "-t",
-            "bench/sub/%i",
-        ],
-    );
+    let pub_args = cmd("pub", &b, "-c 2 -I 10 -L 100 -q 1 -t bench/sub/%i");
     let p = run(&strs(&pub_args), LIMIT);
     assert_eq!(p.code(), 0, "{}", p.stderr);
     assert_eq!(p.u("messages.sent"), 100);
@@ -357,22 +227,7 @@ fn lossy_broker_is_reported_as_loss() {
     let args = cmd(
         "fanin",
         &b,
-        &[
-            "--publishers",
-            "2",
-            "--rate",
-            "1000",
-            "--duration",
-            "2s",
-            "-q",
-            "1",
-            "--sub-delay-ms",
-            "20",
-            "--drain",
-            "1",
-            "--max-loss",
-            "0.01",
-        ],
+        "--publishers 2 --rate 1000 --duration 2s -q 1 --sub-delay-ms 20 --drain 1 --max-loss 0.01",
     );
     let r = run(&strs(&args), LIMIT);
     assert_eq!(
@@ -428,16 +283,7 @@ fn latency_threshold_exit_code_and_svg_report() {
     let mut args = cmd(
         "fanin",
         &b,
-        &[
-            "--publishers",
-            "2",
-            "--rate",
-            "200",
-            "--duration",
-            "1s",
-            "--max-p99",
-            "0.001",
-        ],
+        "--publishers 2 --rate 200 --duration 1s --max-p99 0.001",
     );
     args.push("--report".into());
     args.push(svg.display().to_string());
@@ -477,11 +323,7 @@ fn bad_input_is_rejected_without_panic() {
 fn interrupt_prints_summary_so_far() {
     let b = Broker::start("");
     let dir = TempDir::new("int");
-    let args = cmd(
-        "fanin",
-        &b,
-        &["--publishers", "2", "--rate", "500", "--duration", "30s"],
-    );
+    let args = cmd("fanin", &b, "--publishers 2 --rate 500 --duration 30s");
     let (child, json) = spawn(&dir, &strs(&args));
     std::thread::sleep(Duration::from_millis(2000));
     // SAFETY: sending SIGINT to our own child process.
