@@ -715,6 +715,23 @@ fn bad_input_closes_connection_and_harms_nobody() {
     assert_alive(&srv);
 }
 
+#[test]
+fn unsupported_protocol_level_gets_connack_0x01() {
+    let srv = Server::start(&[]);
+    let mut b = Vec::new();
+    string(b"MQTT", &mut b);
+    b.extend_from_slice(&[9, 2, 0, 60, 0, 1, b'x']);
+    let mut c = raw_from(Client::tcp(srv.mqtt));
+    c.send(CONNECT << 4, &b);
+    let p = c.expect(CONNACK);
+    assert_eq!(
+        p.body,
+        vec![0x00, 0x01],
+        "[MQTT-3.1.2-2] unacceptable protocol level"
+    );
+    assert!(c.closed());
+}
+
 fn raw_from(s: std::net::TcpStream) -> Client {
     Client::from_stream(s)
 }

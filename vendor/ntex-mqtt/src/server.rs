@@ -91,9 +91,13 @@ where
         let (state, req) = req.unpack();
 
         // try to read Version, buffer may already contain info
-        let res = req
-            .decode(&VersionCodec)
-            .map_err(|e| MqttError::Connect(MqttConnectError::Protocol(e.into())))?;
+        let res = match req.decode(&VersionCodec) {
+            Ok(res) => res,
+            Err(e) => {
+                refuse_level(&req, &e).await;
+                return Err(MqttError::Connect(MqttConnectError::Protocol(e.into())));
+            }
+        };
         if let Some(ver) = res {
             match ver {
                 ProtocolVersion::MQTT3 => ctx.call(&self.v3, State { req, state }).await,
@@ -104,6 +108,7 @@ where
                 match req.recv(&VersionCodec).await {
                     Ok(ver) => Ok(ver),
                     Err(Either::Left(e)) => {
+                        refuse_level(&req, &e).await;
                         Err(MqttError::Connect(MqttConnectError::Protocol(e.into())))
                     }
                     Err(Either::Right(e)) => {
@@ -132,6 +137,16 @@ where
     async fn shutdown(&self, ctx: Ctx<'_, Self, St>) {
         ctx.shutdown(&self.v3).await;
         ctx.shutdown(&self.v5).await;
+    }
+}
+
+/// evgrid patch: [MQTT-3.1.2-2] a CONNECT with an unsupported protocol level is answered with
+/// CONNACK 0x01 (unacceptable protocol version) before the connection is closed.
+async fn refuse_level(io: &IoBoxed, e: &crate::error::DecodeError) {
+    if matches!(e, crate::error::DecodeError::UnsupportedProtocolLevel)
+        && io.encode_slice(&[0x20, 0x02, 0x00, 0x01]).is_ok()
+    {
+        let _ = io.shutdown().await;
     }
 }
 

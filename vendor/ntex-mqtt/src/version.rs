@@ -44,7 +44,8 @@ impl Decoder for VersionCodec {
                     match src[consumed + 6] {
                         MQTT_LEVEL_3 => Ok(Some(ProtocolVersion::MQTT3)),
                         MQTT_LEVEL_5 => Ok(Some(ProtocolVersion::MQTT5)),
-                        _ => Err(DecodeError::InvalidProtocol),
+                        // evgrid patch: a distinct error, so the server can answer CONNACK 0x01.
+                        _ => Err(DecodeError::UnsupportedProtocolLevel),
                     }
                 } else {
                     Err(DecodeError::UnsupportedPacketType)
