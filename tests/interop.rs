@@ -21,6 +21,15 @@ fn need(tool: &str) {
     );
 }
 
+/// `tool` (mosquitto_pub or mosquitto_sub) against evgrid on `port`, with `args` split on
+/// whitespace.
+fn mosq(tool: &str, port: &str, args: &str) -> Command {
+    let mut c = Command::new(tool);
+    c.args(["-h", "127.0.0.1", "-p", port])
+        .args(args.split_whitespace());
+    c
+}
+
 fn wait_subs(srv: &Server, n: f64) {
     let start = Instant::now();
     while srv.metric("evgrid_mqtt_subscriptions") < n {
@@ -42,47 +51,24 @@ fn mosquitto_clients_round_trip_v311_and_v5_qos_0_1_2() {
     for ver in ["mqttv311", "mqttv5"] {
         for qos in ["0", "1", "2"] {
             let topic = format!("interop/{ver}/{qos}");
-            let sub = Command::new("mosquitto_sub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-V",
-                    ver,
-                    "-q",
-                    qos,
-                    "-t",
-                    &topic,
-                    "-C",
-                    "3",
-                    "-W",
-                    "15",
-                    "-v",
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let sub = mosq(
+                "mosquitto_sub",
+                &port,
+                &format!("-V {ver} -q {qos} -t {topic} -C 3 -W 15 -v"),
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
             subs += 1.0;
             wait_subs(&srv, subs);
             for i in 0..3 {
-                let st = Command::new("mosquitto_pub")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port,
-                        "-V",
-                        ver,
-                        "-q",
-                        qos,
-                        "-t",
-                        &topic,
-                        "-m",
-                        &format!("msg{i}"),
-                    ])
-                    .status()
-                    .unwrap();
+                let st = mosq(
+                    "mosquitto_pub",
+                    &port,
+                    &format!("-V {ver} -q {qos} -t {topic} -m msg{i}"),
+                )
+                .status()
+                .unwrap();
                 assert!(st.success(), "mosquitto_pub {ver} q{qos}");
             }
             let out = sub.wait_with_output().unwrap();
@@ -101,91 +87,36 @@ fn mosquitto_clients_retained_and_persistent_session() {
     need("mosquitto_sub");
     let srv = Server::start(&[]);
     let port = srv.mqtt.port().to_string();
-    let st = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-t",
-            "ret/x",
-            "-m",
-            "kept",
-            "-r",
-            "-q",
-            "1",
-        ])
+    let st = mosq("mosquitto_pub", &port, "-t ret/x -m kept -r -q 1")
         .status()
         .unwrap();
     assert!(st.success());
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-V",
-            "mqttv5",
-            "-t",
-            "ret/#",
-            "-C",
-            "1",
-            "-W",
-            "10",
-            "-v",
-        ])
+    let out = mosq("mosquitto_sub", &port, "-V mqttv5 -t ret/# -C 1 -W 10 -v")
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ret/x kept");
     // Persistent session: subscribe with -c, go away, messages published meanwhile arrive later.
-    let args = |extra: &[&str]| {
-        let mut a = vec![
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-i",
-            "persist-1",
-            "-c",
-            "-q",
-            "1",
-            "-t",
-            "later/#",
-        ];
-        a.extend_from_slice(extra);
-        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
-    let out = Command::new("mosquitto_sub")
-        .args(args(&["-W", "1"]))
+    let persistent = "-i persist-1 -c -q 1 -t later/#";
+    let out = mosq("mosquitto_sub", &port, &format!("{persistent} -W 1"))
         .output()
         .unwrap();
     assert!(out.stdout.is_empty());
     for i in 0..2 {
-        let st = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-q",
-                "1",
-                "-t",
-                "later/x",
-                "-m",
-                &format!("queued{i}"),
-            ])
-            .status()
-            .unwrap();
+        let st = mosq(
+            "mosquitto_pub",
+            &port,
+            &format!("-q 1 -t later/x -m queued{i}"),
+        )
+        .status()
+        .unwrap();
         assert!(st.success());
     }
-    let out = Command::new("mosquitto_sub")
-        .args(args(&["-C", "2", "-W", "10"]))
+    let out = mosq("mosquitto_sub", &port, &format!("{persistent} -C 2 -W 10"))
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        vec!["queued0", "queued1"]
-    );
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines, vec!["queued0", "queued1"]);
 }

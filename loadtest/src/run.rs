@@ -338,14 +338,7 @@ pub fn build_plan(scenario: Scenario, args: &Args) -> Result<Plan, String> {
                 let id = namer.id("p", i as u64);
                 let topic = TopicGen::new(&t, vars(args.start + i as u64, &id, args))?;
                 let mut s = spec(specs.len(), id);
-                s.publish = Some(PubSpec {
-                    publisher_id: i as u32,
-                    topic,
-                    pace: pace.clone(),
-                    phase: i as f64 / np.max(1) as f64,
-                    response_topic: None,
-                    expect: Expect::Table,
-                });
+                s.publish = Some(table_publisher(i, np, topic, &pace));
                 specs.push(s);
             }
             clients.publishers = np;
@@ -392,14 +385,7 @@ pub fn build_plan(scenario: Scenario, args: &Args) -> Result<Plan, String> {
                 let id = namer.id("p", i as u64);
                 let topic = TopicGen::new(&topics[i % nt], vars(i as u64, &id, args))?;
                 let mut s = spec(specs.len(), id);
-                s.publish = Some(PubSpec {
-                    publisher_id: i as u32,
-                    topic,
-                    pace: pace.clone(),
-                    phase: i as f64 / np.max(1) as f64,
-                    response_topic: None,
-                    expect: Expect::Table,
-                });
+                s.publish = Some(table_publisher(i, np, topic, &pace));
                 specs.push(s);
             }
             clients.publishers = np;
@@ -982,4 +968,17 @@ async fn sampler(
 /// Whether the live progress line should be shown.
 pub fn progress_wanted(args: &Args) -> bool {
     !args.quiet && args.json.is_none() && std::io::stderr().is_terminal()
+}
+
+/// Publisher `i` of `np` whose messages are checked against the expected-count table; phases are
+/// spread evenly so the publishers do not fire in step.
+fn table_publisher(i: usize, np: usize, topic: TopicGen, pace: &Pace) -> PubSpec {
+    PubSpec {
+        publisher_id: i as u32,
+        topic,
+        pace: pace.clone(),
+        phase: i as f64 / np.max(1) as f64,
+        response_topic: None,
+        expect: Expect::Table,
+    }
 }
