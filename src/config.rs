@@ -16,8 +16,58 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log filter in `tracing` syntax (overridden by `RUST_LOG`).
     pub log: String,
+    /// Bearer key for the management API; empty: read `admin.key` in the data directory, or
+    /// generate one there at first start (printed once).
+    pub admin_key: String,
+    /// A resource file (TOML) applied at start-up, idempotently; empty: none.
+    pub resources: PathBuf,
     pub mqtt: MqttConfig,
     pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `redb` (durable, `store.redb` in the data directory) or `memory` (nothing survives).
+    pub backend: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "redb".into(),
+        }
+    }
+}
+
+/// HTTP publishing and pull delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Largest event accepted, in bytes (Event Grid: 1 MB).
+    pub max_event_bytes: usize,
+    /// Largest publish request body, in bytes (Event Grid: 1 MB).
+    pub max_request_bytes: usize,
+    /// Most events in one namespace publish request (Event Grid: 1,000).
+    pub max_events_per_request: usize,
+    /// Shortest receive lock a subscription may ask for (Event Grid: 60 s; lower it for tests).
+    pub min_lock_duration_secs: u32,
+    /// How often queues check lock expiry, release delays, time to live and long polls (ms).
+    pub tick_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            max_event_bytes: 1024 * 1024,
+            max_request_bytes: 1024 * 1024,
+            max_events_per_request: 1000,
+            min_lock_duration_secs: 60,
+            tick_ms: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,8 +127,12 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./evgrid-data"),
             log: "info".into(),
+            admin_key: String::new(),
+            resources: PathBuf::new(),
             mqtt: MqttConfig::default(),
             http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -168,9 +222,6 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if key == "admin_key" {
-                continue; // read by the management API, not part of this struct
-            }
             let path = resolve_env_key(&defaults, &key).ok_or_else(|| ConfigError::Env {
                 var: var.clone(),
                 message: "no such setting".into(),
@@ -237,6 +288,31 @@ impl Config {
         }
         if self.http.workers == 0 {
             return bad("http.workers", "must be at least 1");
+        }
+        let e = &self.events;
+        if !matches!(self.store.backend.as_str(), "redb" | "memory") {
+            return bad("store.backend", "must be \"redb\" or \"memory\"");
+        }
+        if e.max_event_bytes == 0 || e.max_event_bytes > 64 * 1024 * 1024 {
+            return bad("events.max_event_bytes", "must be between 1 and 67108864");
+        }
+        if e.max_request_bytes < e.max_event_bytes || e.max_request_bytes > 256 * 1024 * 1024 {
+            return bad(
+                "events.max_request_bytes",
+                "must be at least events.max_event_bytes and at most 268435456",
+            );
+        }
+        if e.max_events_per_request == 0 {
+            return bad("events.max_events_per_request", "must be at least 1");
+        }
+        if !(1..=300).contains(&e.min_lock_duration_secs) {
+            return bad("events.min_lock_duration_secs", "must be between 1 and 300");
+        }
+        if !(10..=10_000).contains(&e.tick_ms) {
+            return bad("events.tick_ms", "must be between 10 and 10000");
+        }
+        if !self.admin_key.is_empty() && self.admin_key.len() < 16 {
+            return bad("admin_key", "must be at least 16 characters");
         }
         if m.bind == self.http.bind && m.bind.port() != 0 {
             return bad("mqtt.bind", "must differ from http.bind");

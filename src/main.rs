@@ -44,6 +44,9 @@ struct ServeArgs {
     /// Data directory (default ./evgrid-data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Resource file (TOML) to apply at start-up: namespaces, topics, subscriptions.
+    #[arg(long, value_name = "FILE")]
+    resources: Option<PathBuf>,
 }
 
 fn load(args: &ServeArgs) -> Result<Config, String> {
@@ -57,6 +60,9 @@ fn load(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
+    }
+    if let Some(r) = &args.resources {
+        cfg.resources = r.clone();
     }
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)

@@ -7,9 +7,15 @@
 use std::net::TcpListener;
 
 use actix::Arbiter;
-use actix_web::{App, HttpServer};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
 use evgrid_actors::Broker;
+use evgrid_actors::grid::resource::Limits;
+use evgrid_actors::grid::{Grid, GridConfig};
 use evgrid_actors::session::SessionLimits;
+use evgrid_actors::store::{self, Store, Writer};
 
 use crate::config::Config;
 
@@ -32,6 +38,79 @@ fn raise_fd_limit() {
             }
         }
     }
+}
+
+fn other(msg: String) -> std::io::Error {
+    std::io::Error::other(msg)
+}
+
+/// Opens the store, rebuilds the grid from it, applies the resource file.
+async fn start_grid(cfg: &Config, arbiters: &[Arbiter]) -> std::io::Result<Grid> {
+    let backend: Arc<dyn Store> = match cfg.store.backend.as_str() {
+        "memory" => Arc::new(store::mem::MemStore::new()),
+        _ => {
+            let path = cfg.data_dir.join("store.redb");
+            Arc::new(store::redb::RedbStore::open(&path).map_err(|e| other(e.to_string()))?)
+        }
+    };
+    let writer = Writer::start(backend);
+    let grid = Grid::start(
+        writer,
+        arbiters.iter().map(|a| a.handle()).collect(),
+        GridConfig {
+            limits: Limits {
+                min_lock_secs: cfg.events.min_lock_duration_secs,
+            },
+            tick: Duration::from_millis(cfg.events.tick_ms),
+        },
+    )
+    .await
+    .map_err(|e| other(format!("cannot load the store: {e}")))?;
+    if !cfg.resources.as_os_str().is_empty() {
+        let n = crate::resources::apply(&grid, &cfg.resources)
+            .await
+            .map_err(other)?;
+        tracing::info!(resources = n, file = %cfg.resources.display(), "resource file applied");
+    }
+    Ok(grid)
+}
+
+/// The management API key: configured, or kept in `admin.key` in the data directory (created
+/// with a fresh key, readable by the owner only, and printed once, at first start).
+fn admin_key(cfg: &Config) -> std::io::Result<String> {
+    if !cfg.admin_key.is_empty() {
+        return Ok(cfg.admin_key.clone());
+    }
+    let path = cfg.data_dir.join("admin.key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) if k.trim().len() >= 16 => return Ok(k.trim().to_string()),
+        Ok(_) => {
+            return Err(other(format!(
+                "{} holds no usable key (16 characters at least); fix or delete it",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(other(format!("{}: {e}", path.display()))),
+    }
+    let key = evgrid_actors::grid::generate_key().map_err(|e| other(e.to_string()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| other(format!("{}: {e}", path.display())))?;
+        writeln!(f, "{key}")?;
+        f.sync_all()?;
+    }
+    println!(
+        "evgrid: generated the management API key (kept in {}): {key}",
+        path.display()
+    );
+    Ok(key)
 }
 
 /// Runs evgrid until SIGINT/SIGTERM. Prints the bound addresses (tests read them).
@@ -67,16 +146,29 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_session_expiry_secs: m.max_session_expiry,
             },
         );
+        let grid = start_grid(&cfg, &arbiters).await?;
+        let state = web::Data::new(crate::http::State {
+            grid,
+            admin_key: admin_key(&cfg)?,
+            limits: crate::http::PublishLimits {
+                max_event_bytes: cfg.events.max_event_bytes,
+                max_request_bytes: cfg.events.max_request_bytes,
+                max_events_per_request: cfg.events.max_events_per_request,
+            },
+        });
         let mqtt = crate::mqtt::start(&cfg.mqtt, broker)?;
         // One line per listener, stable format: scripts and tests parse it.
         println!("evgrid: mqtt listening on {}", mqtt.addr);
         println!("evgrid: http listening on {http_addr}");
         tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");
-        let res = HttpServer::new(|| App::new().configure(crate::http::configure))
-            .workers(cfg.http.workers)
-            .listen(http_listener)?
-            .run()
-            .await;
+        let res = HttpServer::new(move || {
+            let st = state.clone();
+            App::new().configure(move |c| crate::http::configure(c, Some(st)))
+        })
+        .workers(cfg.http.workers)
+        .listen(http_listener)?
+        .run()
+        .await;
         tracing::info!("shutting down");
         mqtt.stop().await;
         for a in arbiters {

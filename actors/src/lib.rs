@@ -10,10 +10,13 @@
 //! Data moves in batches ([`router::PublishBatch`], [`session::Deliver`], [`message::Out`]); one
 //! mailbox message per batch, never per message. Nothing here knows the MQTT wire format.
 
+pub mod event;
+pub mod grid;
 pub mod message;
 pub mod metrics;
 pub mod router;
 pub mod session;
+pub mod store;
 pub mod topic;
 
 use std::hash::BuildHasher;

@@ -85,6 +85,22 @@ pub struct Metrics {
     pub messages_out: [Counter; 3],
     pub bytes_out: [Counter; 3],
     pub dropped: [Counter; 5],
+    // Event grid (HTTP publish, pull delivery) and the store.
+    pub events_published: Counter,
+    pub events_unrouted: Counter,
+    pub events_delivered: Counter,
+    pub events_acknowledged: Counter,
+    pub events_released: Counter,
+    pub events_rejected: Counter,
+    pub events_dead_lettered: Counter,
+    pub events_dropped: Counter,
+    pub lock_expirations: Counter,
+    pub events_queued: Gauge,
+    pub events_locked: Gauge,
+    pub store_commits: Counter,
+    pub store_ops: Counter,
+    pub store_errors: Counter,
+    pub store_commit_micros: Counter,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -106,6 +122,21 @@ pub static METRICS: Metrics = Metrics {
         Counter::new(),
         Counter::new(),
     ],
+    events_published: Counter::new(),
+    events_unrouted: Counter::new(),
+    events_delivered: Counter::new(),
+    events_acknowledged: Counter::new(),
+    events_released: Counter::new(),
+    events_rejected: Counter::new(),
+    events_dead_lettered: Counter::new(),
+    events_dropped: Counter::new(),
+    lock_expirations: Counter::new(),
+    events_queued: Gauge::new(),
+    events_locked: Gauge::new(),
+    store_commits: Counter::new(),
+    store_ops: Counter::new(),
+    store_errors: Counter::new(),
+    store_commit_micros: Counter::new(),
 };
 
 impl Metrics {
@@ -195,6 +226,119 @@ impl Metrics {
         for (label, c) in DROP_LABELS.iter().zip(&self.dropped) {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
+        self.render_grid(&mut s);
         s
     }
+
+    fn render_grid(&self, s: &mut String) {
+        let mut gauge = |name: &str, help: &str, v: i64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "evgrid_events_queued",
+            "Events waiting in pull subscriptions (locked or not).",
+            self.events_queued.get(),
+        );
+        gauge(
+            "evgrid_events_locked",
+            "Events received and not yet settled.",
+            self.events_locked.get(),
+        );
+        let counters: [(&str, &str, &Counter); 15] = [
+            (
+                "evgrid_events_published_total",
+                "Events accepted by publish requests.",
+                &self.events_published,
+            ),
+            (
+                "evgrid_events_unrouted_total",
+                "Accepted events that matched no subscription.",
+                &self.events_unrouted,
+            ),
+            (
+                "evgrid_events_delivered_total",
+                "Events handed to consumers by receive.",
+                &self.events_delivered,
+            ),
+            (
+                "evgrid_events_acknowledged_total",
+                "Events acknowledged by consumers.",
+                &self.events_acknowledged,
+            ),
+            (
+                "evgrid_events_released_total",
+                "Events released by consumers.",
+                &self.events_released,
+            ),
+            (
+                "evgrid_events_rejected_total",
+                "Events rejected by consumers.",
+                &self.events_rejected,
+            ),
+            (
+                "evgrid_events_dead_lettered_total",
+                "Events moved to a dead-letter store.",
+                &self.events_dead_lettered,
+            ),
+            (
+                "evgrid_events_dropped_total",
+                "Events dropped (no dead-letter destination).",
+                &self.events_dropped,
+            ),
+            (
+                "evgrid_lock_expirations_total",
+                "Receive locks that expired without settlement.",
+                &self.lock_expirations,
+            ),
+            (
+                "evgrid_store_commits_total",
+                "Store commits (one fsync each).",
+                &self.store_commits,
+            ),
+            (
+                "evgrid_store_ops_total",
+                "Store mutations committed.",
+                &self.store_ops,
+            ),
+            (
+                "evgrid_store_errors_total",
+                "Store commits that failed.",
+                &self.store_errors,
+            ),
+            (
+                "evgrid_store_commit_microseconds_total",
+                "Time spent in store commits.",
+                &self.store_commit_micros,
+            ),
+            (
+                "evgrid_http_publish_requests_total",
+                "Publish requests answered 200.",
+                &HTTP.publish_ok,
+            ),
+            (
+                "evgrid_http_errors_total",
+                "HTTP requests answered with an error status.",
+                &HTTP.errors,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        }
+    }
 }
+
+/// HTTP-edge counters (kept apart so the MQTT struct literal stays readable).
+#[derive(Debug)]
+pub struct HttpMetrics {
+    pub publish_ok: Counter,
+    pub errors: Counter,
+}
+
+pub static HTTP: HttpMetrics = HttpMetrics {
+    publish_ok: Counter::new(),
+    errors: Counter::new(),
+};

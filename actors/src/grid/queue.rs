@@ -1,0 +1,651 @@
+//! The queue subscription actor: one per namespace event subscription in Queue (pull) mode.
+//!
+//! Owns the subscription's queue in memory: every accepted event not yet settled, which of them
+//! are ready, delayed (released with a delay) or locked (received and not yet settled), the
+//! receivers waiting in a long poll, and the dead-letter sequence. The store holds the same
+//! entries durably; this actor writes to it through the [`Writer`] and answers a settlement only
+//! after the commit.
+//!
+//! Semantics (spec §6.2): a receive locks each event it returns for the subscription's lock
+//! duration and reports `deliveryCount` = deliveries so far; acknowledge deletes; release makes
+//! the event available again (after an optional delay); reject dead-letters (or drops, without a
+//! dead-letter destination); renew extends a lock, up to one hour after the first lock; an
+//! expired lock counts as a delivery that ended without settlement. After `maxDeliveryCount`
+//! such deliveries, or when the event's time to live runs out, it is dead-lettered (or dropped).
+//!
+//! Lock tokens are `base64url(sequence ‖ 64 random bits)`: opaque, not guessable, and stale as
+//! soon as the lock ends (a redelivery gets new random bits). Because a single actor hands out
+//! events, two competing consumers never hold the same event at once.
+//!
+//! Durability: the delivery count is written when a delivery ends without settlement (release,
+//! lock expiry), not on every receive; a delivery cut short by a crash is not counted, and the
+//! event is delivered again after restart. Must never hand out an event that is not committed,
+//! or answer a settlement before its commit.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ntex_bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::resource::SubCfg;
+use super::time::format_rfc3339_ms;
+use crate::metrics::METRICS;
+use crate::store::{EntryState, Op, Queued, StoreError, Writer, now_ms};
+
+/// Locks may be renewed for this long after the first lock (spec §6.2).
+const MAX_LOCK_AGE_MS: u64 = 3_600_000;
+
+/// One event handed to a consumer.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub token: String,
+    pub delivery_count: u32,
+    /// The event's JSON as published.
+    pub event: Bytes,
+}
+
+/// Events committed for this subscription, from its topic actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueued(pub Vec<(u64, u64, Bytes)>);
+
+/// A long-poll receive: answered with 1..=`max` events as soon as any is ready, or with none
+/// after `wait`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Receive {
+    pub max: usize,
+    pub wait: Duration,
+    pub reply: oneshot::Sender<Vec<Received>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Acknowledge,
+    Release { delay_secs: u32 },
+    Reject,
+    RenewLock,
+}
+
+/// Why a lock token failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a token this server issues.
+    BadToken,
+    /// The lock expired, was settled, or the event was redelivered since.
+    TokenLost,
+    /// Renewal past the one-hour limit.
+    LockAgeExceeded,
+}
+
+impl TokenError {
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenError::BadToken => "BadToken",
+            TokenError::TokenLost | TokenError::LockAgeExceeded => "TokenLost",
+        }
+    }
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::BadToken => "The lock token is malformed or was not issued by this server.",
+            TokenError::TokenLost => {
+                "Token has expired or is no longer valid (settled, or the event was redelivered)."
+            }
+            TokenError::LockAgeExceeded => {
+                "The lock cannot be renewed: it was first taken more than one hour ago."
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub succeeded: Vec<String>,
+    pub failed: Vec<(String, TokenError)>,
+}
+
+/// Settles lock tokens; answered after the resulting changes are committed.
+#[derive(Message)]
+#[rtype(result = "Result<Settled, StoreError>")]
+pub struct Settle {
+    pub action: Action,
+    pub tokens: Vec<String>,
+}
+
+/// New settings after a PUT on an existing subscription.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub SubCfg);
+
+/// The subscription was deleted: waiting receivers are answered, the actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+struct Entry {
+    publish_ms: u64,
+    raw: Bytes,
+    deliveries: u32,
+}
+
+struct Lock {
+    nonce: u64,
+    expires_ms: u64,
+    first_ms: u64,
+}
+
+struct Waiter {
+    max: usize,
+    deadline: Instant,
+    reply: oneshot::Sender<Vec<Received>>,
+}
+
+pub struct QueueSub {
+    key: u64,
+    cfg: SubCfg,
+    writer: Writer,
+    tick: Duration,
+    entries: BTreeMap<u64, Entry>,
+    ready: VecDeque<u64>,
+    delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    locks: HashMap<u64, Lock>,
+    lock_heap: BinaryHeap<Reverse<(u64, u64, u64)>>,
+    waiters: VecDeque<Waiter>,
+    dl_seq: u64,
+}
+
+fn token(seq: u64, nonce: u64) -> String {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&seq.to_be_bytes());
+    b[8..].copy_from_slice(&nonce.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn parse_token(t: &str) -> Option<(u64, u64)> {
+    if t.len() != 22 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    let n = URL_SAFE_NO_PAD.decode_slice(t, &mut b).ok()?;
+    (n == 16).then(|| {
+        (
+            u64::from_be_bytes(b[..8].try_into().expect("8")),
+            u64::from_be_bytes(b[8..].try_into().expect("8")),
+        )
+    })
+}
+
+fn nonce() -> u64 {
+    // Falls back to a hash of the time only if the OS has no randomness at all; tokens are then
+    // still unique, just guessable, and the failure is logged.
+    getrandom::u64().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "no OS randomness for lock tokens");
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(Instant::now())
+    })
+}
+
+impl QueueSub {
+    /// `queued`: the subscription's entries as read from the store; `dl_seq`: its last
+    /// dead-letter sequence.
+    pub fn new(
+        key: u64,
+        cfg: SubCfg,
+        writer: Writer,
+        tick: Duration,
+        queued: Vec<Queued>,
+        dl_seq: u64,
+    ) -> QueueSub {
+        let mut q = QueueSub {
+            key,
+            cfg,
+            writer,
+            tick,
+            entries: BTreeMap::new(),
+            ready: VecDeque::with_capacity(queued.len()),
+            delayed: BinaryHeap::new(),
+            locks: HashMap::new(),
+            lock_heap: BinaryHeap::new(),
+            waiters: VecDeque::new(),
+            dl_seq,
+        };
+        let now = now_ms();
+        METRICS.events_queued.add(queued.len() as i64);
+        for e in queued {
+            if e.state.available_at_ms > now {
+                q.delayed.push(Reverse((e.state.available_at_ms, e.seq)));
+            } else {
+                q.ready.push_back(e.seq);
+            }
+            q.entries.insert(
+                e.seq,
+                Entry {
+                    publish_ms: e.publish_ms,
+                    raw: e.body,
+                    deliveries: e.state.delivery_count,
+                },
+            );
+        }
+        q
+    }
+
+    fn expired(&self, e: &Entry, now: u64) -> bool {
+        e.publish_ms.saturating_add(self.cfg.ttl_secs * 1000) <= now
+    }
+
+    /// Removes `seq` and dead-letters it (or drops it without a dead-letter destination).
+    fn dead_letter(&mut self, seq: u64, reason: &str, result: &str, now: u64, ops: &mut Vec<Op>) {
+        let Some(e) = self.entries.remove(&seq) else {
+            return;
+        };
+        METRICS.events_queued.dec();
+        if !self.cfg.dead_letter {
+            METRICS.events_dropped.inc();
+            ops.push(Op::Remove { sub: self.key, seq });
+            return;
+        }
+        METRICS.events_dead_lettered.inc();
+        self.dl_seq += 1;
+        let mut rec = Vec::with_capacity(e.raw.len() + 256);
+        rec.extend_from_slice(b"{\"event\":");
+        rec.extend_from_slice(&e.raw);
+        let props = serde_json::json!({
+            "deadletterreason": reason,
+            "deliveryattempts": e.deliveries,
+            "deliveryresult": result,
+            "publishutc": format_rfc3339_ms(e.publish_ms),
+            "deliveryattemptutc": format_rfc3339_ms(now),
+            "deadlettersequence": self.dl_seq,
+        });
+        rec.extend_from_slice(b",\"deadLetterProperties\":");
+        rec.extend_from_slice(props.to_string().as_bytes());
+        rec.push(b'}');
+        ops.push(Op::DeadLetter {
+            sub: self.key,
+            seq,
+            dl_seq: self.dl_seq,
+            record: rec,
+        });
+    }
+
+    /// A delivery of `seq` ended without settlement (release or lock expiry): count it, then
+    /// make the event available again after `delay_ms`, or dead-letter it.
+    fn unsettled(&mut self, seq: u64, delay_ms: u64, now: u64, ops: &mut Vec<Op>) {
+        let Some(e) = self.entries.get(&seq) else {
+            return;
+        };
+        if self.expired(e, now) {
+            self.dead_letter(
+                seq,
+                "TimeToLiveExceeded",
+                "The event's time to live expired before it was acknowledged.",
+                now,
+                ops,
+            );
+            return;
+        }
+        if e.deliveries >= self.cfg.max_delivery_count {
+            self.dead_letter(
+                seq,
+                "Maximum delivery attempts was exceeded.",
+                "Event was not acknowledged nor rejected.",
+                now,
+                ops,
+            );
+            return;
+        }
+        let ttl_end = e.publish_ms.saturating_add(self.cfg.ttl_secs * 1000);
+        let at = if delay_ms == 0 {
+            0
+        } else {
+            (now + delay_ms).min(ttl_end)
+        };
+        ops.push(Op::SetState {
+            sub: self.key,
+            seq,
+            state: EntryState {
+                delivery_count: e.deliveries,
+                available_at_ms: at,
+            },
+        });
+        if at > now {
+            self.delayed.push(Reverse((at, seq)));
+        } else {
+            self.ready.push_back(seq);
+        }
+    }
+
+    /// Locks and returns up to `max` ready events.
+    fn take(&mut self, max: usize, now: u64, ops: &mut Vec<Op>) -> Vec<Received> {
+        let mut out = Vec::with_capacity(max.min(self.ready.len()));
+        while out.len() < max {
+            let Some(seq) = self.ready.pop_front() else {
+                break;
+            };
+            if self.locks.contains_key(&seq) {
+                continue;
+            }
+            let Some(e) = self.entries.get_mut(&seq) else {
+                continue; // settled or expired since it became ready
+            };
+            if e.publish_ms.saturating_add(self.cfg.ttl_secs * 1000) <= now {
+                self.unsettled(seq, 0, now, ops);
+                continue;
+            }
+            if e.deliveries >= self.cfg.max_delivery_count {
+                // Only reachable for entries recovered with a full count.
+                self.dead_letter(
+                    seq,
+                    "Maximum delivery attempts was exceeded.",
+                    "Event was not acknowledged nor rejected.",
+                    now,
+                    ops,
+                );
+                continue;
+            }
+            e.deliveries += 1;
+            let n = nonce();
+            let expires_ms = now + self.cfg.lock_secs as u64 * 1000;
+            self.locks.insert(
+                seq,
+                Lock {
+                    nonce: n,
+                    expires_ms,
+                    first_ms: now,
+                },
+            );
+            self.lock_heap.push(Reverse((expires_ms, seq, n)));
+            out.push(Received {
+                token: token(seq, n),
+                delivery_count: e.deliveries,
+                event: e.raw.clone(),
+            });
+        }
+        METRICS.events_locked.add(out.len() as i64);
+        METRICS.events_delivered.add(out.len() as u64);
+        out
+    }
+
+    fn serve_waiters(&mut self, ops: &mut Vec<Op>) {
+        let now = now_ms();
+        while !self.ready.is_empty() {
+            let Some(w) = self.waiters.pop_front() else {
+                break;
+            };
+            if w.reply.is_closed() {
+                continue;
+            }
+            let got = self.take(w.max, now, ops);
+            if got.is_empty() {
+                self.waiters.push_front(w);
+                break;
+            }
+            if let Err(got) = w.reply.send(got) {
+                // The receiver went away between the check and the send: unlock at once.
+                self.unlock(got);
+            }
+        }
+    }
+
+    /// Undoes `take` for events whose receiver went away before they were handed over.
+    fn unlock(&mut self, got: Vec<Received>) {
+        for r in got {
+            if let Some((seq, _)) = parse_token(&r.token)
+                && self.locks.remove(&seq).is_some()
+            {
+                METRICS.events_locked.dec();
+                if let Some(e) = self.entries.get_mut(&seq) {
+                    e.deliveries -= 1;
+                }
+                self.ready.push_front(seq);
+            }
+        }
+    }
+
+    fn flush(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let f = self.writer.submit(ops);
+        actix::spawn(async move {
+            if let Err(e) = f.await {
+                tracing::error!(error = %e, "queue state change not committed");
+            }
+        });
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        while let Some(Reverse((exp, seq, n))) = self.lock_heap.peek().copied() {
+            if exp > now {
+                break;
+            }
+            self.lock_heap.pop();
+            let current = self
+                .locks
+                .get(&seq)
+                .is_some_and(|l| l.nonce == n && l.expires_ms == exp);
+            if current {
+                self.locks.remove(&seq);
+                METRICS.events_locked.dec();
+                METRICS.lock_expirations.inc();
+                self.unsettled(seq, 0, now, &mut ops);
+            }
+        }
+        while let Some(Reverse((at, seq))) = self.delayed.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop();
+            if self.entries.contains_key(&seq) && !self.locks.contains_key(&seq) {
+                self.ready.push_back(seq);
+            }
+        }
+        // Time to live: entries are in publish order, so only the expired head is visited.
+        let ttl_ms = self.cfg.ttl_secs * 1000;
+        let expired: Vec<u64> = self
+            .entries
+            .iter()
+            .take_while(|(_, e)| e.publish_ms.saturating_add(ttl_ms) <= now)
+            .filter(|(s, _)| !self.locks.contains_key(s))
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            self.dead_letter(
+                seq,
+                "TimeToLiveExceeded",
+                "The event's time to live expired before it was acknowledged.",
+                now,
+                &mut ops,
+            );
+        }
+        // Waits differ per request, so a later deadline may sit before an earlier one.
+        let t = Instant::now();
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].deadline <= t || self.waiters[i].reply.is_closed() {
+                let w = self.waiters.remove(i).expect("index");
+                let _ = w.reply.send(Vec::new());
+            } else {
+                i += 1;
+            }
+        }
+        self.serve_waiters(&mut ops);
+        self.flush(ops);
+    }
+}
+
+impl Actor for QueueSub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // `send` waits (back-pressure on the HTTP edge) only when this many requests queue up.
+        ctx.set_mailbox_capacity(65_536);
+        ctx.run_interval(self.tick, |act, _| act.on_tick());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        METRICS.events_queued.add(-(self.entries.len() as i64));
+        METRICS.events_locked.add(-(self.locks.len() as i64));
+    }
+}
+
+impl Handler<Enqueued> for QueueSub {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueued, _: &mut Context<Self>) {
+        METRICS.events_queued.add(msg.0.len() as i64);
+        for (seq, publish_ms, raw) in msg.0 {
+            self.entries.insert(
+                seq,
+                Entry {
+                    publish_ms,
+                    raw,
+                    deliveries: 0,
+                },
+            );
+            self.ready.push_back(seq);
+        }
+        let mut ops = Vec::new();
+        self.serve_waiters(&mut ops);
+        self.flush(ops);
+    }
+}
+
+impl Handler<Receive> for QueueSub {
+    type Result = ();
+    fn handle(&mut self, msg: Receive, _: &mut Context<Self>) {
+        let mut ops = Vec::new();
+        // Earlier waiters first: a new receive must not overtake them.
+        self.serve_waiters(&mut ops);
+        if self.waiters.is_empty() {
+            let got = self.take(msg.max, now_ms(), &mut ops);
+            if !got.is_empty() {
+                if let Err(got) = msg.reply.send(got) {
+                    self.unlock(got);
+                }
+                self.flush(ops);
+                return;
+            }
+        }
+        self.waiters.push_back(Waiter {
+            max: msg.max,
+            deadline: Instant::now() + msg.wait,
+            reply: msg.reply,
+        });
+        self.flush(ops);
+    }
+}
+
+impl Handler<Settle> for QueueSub {
+    type Result = ResponseFuture<Result<Settled, StoreError>>;
+    fn handle(&mut self, msg: Settle, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        let mut res = Settled::default();
+        for t in msg.tokens {
+            let Some((seq, n)) = parse_token(&t) else {
+                res.failed.push((t, TokenError::BadToken));
+                continue;
+            };
+            let valid = self
+                .locks
+                .get(&seq)
+                .is_some_and(|l| l.nonce == n && l.expires_ms > now);
+            if !valid {
+                res.failed.push((t, TokenError::TokenLost));
+                continue;
+            }
+            if let Action::RenewLock = msg.action {
+                let lock = self.locks.get_mut(&seq).expect("checked");
+                if now.saturating_sub(lock.first_ms) > MAX_LOCK_AGE_MS {
+                    res.failed.push((t, TokenError::LockAgeExceeded));
+                    continue;
+                }
+                lock.expires_ms = now + self.cfg.lock_secs as u64 * 1000;
+                self.lock_heap.push(Reverse((lock.expires_ms, seq, n)));
+                res.succeeded.push(t);
+                continue;
+            }
+            self.locks.remove(&seq);
+            METRICS.events_locked.dec();
+            match msg.action {
+                Action::Acknowledge => {
+                    if self.entries.remove(&seq).is_some() {
+                        METRICS.events_queued.dec();
+                    }
+                    METRICS.events_acknowledged.inc();
+                    ops.push(Op::Remove { sub: self.key, seq });
+                }
+                Action::Release { delay_secs } => {
+                    METRICS.events_released.inc();
+                    self.unsettled(seq, delay_secs as u64 * 1000, now, &mut ops);
+                }
+                Action::Reject => {
+                    METRICS.events_rejected.inc();
+                    self.dead_letter(
+                        seq,
+                        "Event was rejected by the receiver.",
+                        "Rejected",
+                        now,
+                        &mut ops,
+                    );
+                }
+                Action::RenewLock => unreachable!("handled above"),
+            }
+            res.succeeded.push(t);
+        }
+        self.serve_waiters(&mut ops);
+        if ops.is_empty() {
+            return Box::pin(async move { Ok(res) });
+        }
+        let commit = self.writer.submit(ops);
+        Box::pin(async move {
+            commit.await?;
+            Ok(res)
+        })
+    }
+}
+
+impl Handler<Reconfigure> for QueueSub {
+    type Result = ();
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        self.cfg = msg.0;
+    }
+}
+
+impl Handler<Shutdown> for QueueSub {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        for w in self.waiters.drain(..) {
+            drop(w.reply);
+        }
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        let t = token(42, 0xdead_beef_0123_4567);
+        assert_eq!(t.len(), 22);
+        assert_eq!(parse_token(&t), Some((42, 0xdead_beef_0123_4567)));
+        for bad in [
+            "",
+            "x",
+            "not-a-token-at-all!!!!",
+            &"A".repeat(23),
+            "CgMKATESCQoHdG9rZW4tMQ==",
+        ] {
+            assert_eq!(parse_token(bad), None, "{bad}");
+        }
+    }
+}

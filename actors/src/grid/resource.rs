@@ -1,0 +1,342 @@
+//! Namespace resources as Azure's ARM documents describe them: validation of the `properties` a
+//! PUT carries, defaults, and the normalised `properties` a GET returns.
+//!
+//! Owns the rules of spec §6.3 (retention 1–7 days, lock 60–300 s, max delivery count 1–10,
+//! time-to-live at least `PT1M` and at most the topic's retention, filters) and the name rules
+//! of §1. Pure: never touches the store or an actor. Every error is a sentence that names the
+//! property and what is allowed.
+
+use serde_json::{Map, Value, json};
+
+use super::filter::Filter;
+use super::time::{format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms};
+
+/// Server-side bounds that deployments (and tests) may loosen.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Shortest receive lock a subscription may ask for (Event Grid: 60 s).
+    pub min_lock_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { min_lock_secs: 60 }
+    }
+}
+
+/// Namespace, topic and domain names: 3–50 characters of letters, digits and hyphens.
+pub fn check_name(kind: &str, name: &str, max: usize) -> Result<(), String> {
+    let ok = (3..=max).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "The {kind} name '{name}' is invalid: it must be 3 to {max} characters of letters, digits and hyphens."
+        ))
+    }
+}
+
+fn props_obj(props: &Value) -> Result<&Map<String, Value>, String> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    match props {
+        Value::Null => Ok(EMPTY.get_or_init(Map::new)),
+        Value::Object(m) => Ok(m),
+        _ => Err("'properties' must be a JSON object".into()),
+    }
+}
+
+fn get_u64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("{path}{key} must be a whole number, got {v}")),
+    }
+}
+
+fn get_str<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a str>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(format!("{path}{key} must be a string, got {v}")),
+    }
+}
+
+/// A namespace topic's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicCfg {
+    pub retention_days: u32,
+}
+
+pub fn topic(props: &Value) -> Result<(TopicCfg, Value), String> {
+    let m = props_obj(props)?;
+    if let Some(p) = get_str(m, "publisherType", "properties.")?
+        && p != "Custom"
+    {
+        return Err(format!(
+            "properties.publisherType '{p}' is not supported; namespace topics take 'Custom'"
+        ));
+    }
+    if let Some(s) = get_str(m, "inputSchema", "properties.")?
+        && s != "CloudEventSchemaV1_0"
+    {
+        return Err(format!(
+            "properties.inputSchema '{s}' is not supported; namespace topics take 'CloudEventSchemaV1_0'"
+        ));
+    }
+    let days = get_u64(m, "eventRetentionInDays", "properties.")?.unwrap_or(1);
+    if !(1..=7).contains(&days) {
+        return Err(format!(
+            "properties.eventRetentionInDays must be between 1 and 7, got {days}"
+        ));
+    }
+    let cfg = TopicCfg {
+        retention_days: days as u32,
+    };
+    let out = json!({
+        "provisioningState": "Succeeded",
+        "publisherType": "Custom",
+        "inputSchema": "CloudEventSchemaV1_0",
+        "eventRetentionInDays": days,
+    });
+    Ok((cfg, out))
+}
+
+/// A queue (pull) subscription's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubCfg {
+    pub lock_secs: u32,
+    pub max_delivery_count: u32,
+    pub ttl_secs: u64,
+    /// Dead-letter events (reject, max deliveries, TTL) into the store; else they are dropped.
+    pub dead_letter: bool,
+    pub filter: Filter,
+    /// The subscription stops and is deleted at this time (ms since the epoch).
+    pub expires_ms: Option<u64>,
+}
+
+/// Validates a namespace event subscription's `properties`. `now_ms` checks `expirationTimeUtc`.
+pub fn subscription(
+    props: &Value,
+    topic: TopicCfg,
+    limits: Limits,
+    now_ms: u64,
+) -> Result<(SubCfg, Value), String> {
+    let m = props_obj(props)?;
+    let empty = Map::new();
+    let dc = match m.get("deliveryConfiguration") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err("properties.deliveryConfiguration must be an object".into()),
+    };
+    let mode = get_str(dc, "deliveryMode", "properties.deliveryConfiguration.")?.unwrap_or("Queue");
+    match mode {
+        "Queue" => {}
+        "Push" => {
+            return Err(
+                "properties.deliveryConfiguration.deliveryMode 'Push' is not supported yet by evgrid; use 'Queue' (pull delivery)"
+                    .into(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "properties.deliveryConfiguration.deliveryMode must be 'Queue' or 'Push', got '{other}'"
+            ));
+        }
+    }
+    let q = match dc.get("queue") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err("properties.deliveryConfiguration.queue must be an object".into()),
+    };
+    let qp = "properties.deliveryConfiguration.queue.";
+    let lock = get_u64(q, "receiveLockDurationInSeconds", qp)?.unwrap_or(60);
+    let min_lock = limits.min_lock_secs as u64;
+    if lock < min_lock || lock > 300 {
+        return Err(format!(
+            "{qp}receiveLockDurationInSeconds must be between {min_lock} and 300, got {lock}"
+        ));
+    }
+    let max_dc = get_u64(q, "maxDeliveryCount", qp)?.unwrap_or(10);
+    if !(1..=10).contains(&max_dc) {
+        return Err(format!(
+            "{qp}maxDeliveryCount must be between 1 and 10, got {max_dc}"
+        ));
+    }
+    let retention_secs = topic.retention_days as u64 * 86_400;
+    let ttl = match get_str(q, "eventTimeToLive", qp)? {
+        None => retention_secs,
+        Some(s) => {
+            let secs = parse_duration_secs(s).ok_or_else(|| {
+                format!(
+                    "{qp}eventTimeToLive '{s}' is not an ISO 8601 duration such as 'P1D' or 'PT10M'"
+                )
+            })?;
+            if secs < 60 || secs % 60 != 0 {
+                return Err(format!(
+                    "{qp}eventTimeToLive must be whole minutes and at least PT1M, got '{s}'"
+                ));
+            }
+            if secs > retention_secs {
+                return Err(format!(
+                    "{qp}eventTimeToLive '{s}' is longer than the topic's retention of {} day(s)",
+                    topic.retention_days
+                ));
+            }
+            secs
+        }
+    };
+    let dl = match q.get("deadLetterDestinationWithResourceIdentity") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => {
+            return Err(format!(
+                "{qp}deadLetterDestinationWithResourceIdentity must be an object"
+            ));
+        }
+    };
+    if let Some(s) = get_str(m, "eventDeliverySchema", "properties.")?
+        && s != "CloudEventSchemaV1_0"
+    {
+        return Err(format!(
+            "properties.eventDeliverySchema '{s}' is not supported; namespace subscriptions deliver 'CloudEventSchemaV1_0'"
+        ));
+    }
+    let filter = Filter::compile(m.get("filtersConfiguration"))?;
+    let expires_ms = match get_str(m, "expirationTimeUtc", "properties.")? {
+        None => None,
+        Some(s) => {
+            let t = parse_rfc3339_ms(s).ok_or_else(|| {
+                format!("properties.expirationTimeUtc '{s}' is not an RFC 3339 time such as '2030-01-01T00:00:00Z'")
+            })?;
+            if t <= now_ms {
+                return Err(format!("properties.expirationTimeUtc '{s}' is in the past"));
+            }
+            Some(t)
+        }
+    };
+    let mut queue = json!({
+        "receiveLockDurationInSeconds": lock,
+        "maxDeliveryCount": max_dc,
+        "eventTimeToLive": format_duration(ttl),
+    });
+    if let Some(d) = &dl {
+        queue["deadLetterDestinationWithResourceIdentity"] = d.clone();
+    }
+    let filters = m
+        .get("filtersConfiguration")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({"includedEventTypes": null, "filters": []}));
+    let mut out = json!({
+        "provisioningState": "Succeeded",
+        "deliveryConfiguration": {"deliveryMode": "Queue", "queue": queue},
+        "eventDeliverySchema": "CloudEventSchemaV1_0",
+        "filtersConfiguration": filters,
+    });
+    if let Some(t) = expires_ms {
+        out["expirationTimeUtc"] = json!(format_rfc3339_ms(t));
+    }
+    let cfg = SubCfg {
+        lock_secs: lock as u32,
+        max_delivery_count: max_dc as u32,
+        ttl_secs: ttl,
+        dead_letter: dl.is_some(),
+        filter,
+        expires_ms,
+    };
+    Ok((cfg, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TopicCfg = TopicCfg { retention_days: 1 };
+
+    fn sub(v: Value) -> Result<SubCfg, String> {
+        subscription(&v, T, Limits::default(), 1_000).map(|x| x.0)
+    }
+
+    #[test]
+    fn defaults_and_normalised_output() {
+        let (cfg, out) = subscription(&Value::Null, T, Limits::default(), 0).unwrap();
+        assert_eq!(
+            (
+                cfg.lock_secs,
+                cfg.max_delivery_count,
+                cfg.ttl_secs,
+                cfg.dead_letter
+            ),
+            (60, 10, 86_400, false)
+        );
+        assert_eq!(
+            out["deliveryConfiguration"]["queue"]["eventTimeToLive"],
+            "P1D"
+        );
+        assert_eq!(out["deliveryConfiguration"]["deliveryMode"], "Queue");
+        let (t, out) = topic(&json!({"eventRetentionInDays": 7})).unwrap();
+        assert_eq!(t.retention_days, 7);
+        assert_eq!(out["inputSchema"], "CloudEventSchemaV1_0");
+    }
+
+    #[test]
+    fn bounds_are_enforced_with_reasons() {
+        let q = |queue: Value| json!({"deliveryConfiguration": {"deliveryMode": "Queue", "queue": queue}});
+        for (v, want) in [
+            (
+                q(json!({"receiveLockDurationInSeconds": 30})),
+                "between 60 and 300",
+            ),
+            (
+                q(json!({"receiveLockDurationInSeconds": 301})),
+                "between 60 and 300",
+            ),
+            (q(json!({"maxDeliveryCount": 0})), "between 1 and 10"),
+            (q(json!({"maxDeliveryCount": 11})), "between 1 and 10"),
+            (q(json!({"eventTimeToLive": "PT30S"})), "at least PT1M"),
+            (q(json!({"eventTimeToLive": "P2D"})), "retention"),
+            (q(json!({"eventTimeToLive": "soon"})), "ISO 8601"),
+            (q(json!({"maxDeliveryCount": "ten"})), "whole number"),
+            (
+                json!({"deliveryConfiguration": {"deliveryMode": "Push"}}),
+                "not supported yet",
+            ),
+            (
+                json!({"deliveryConfiguration": {"deliveryMode": "Carrier"}}),
+                "'Queue' or 'Push'",
+            ),
+            (
+                json!({"expirationTimeUtc": "1970-01-01T00:00:00Z"}),
+                "in the past",
+            ),
+            (
+                json!({"eventDeliverySchema": "EventGridSchema"}),
+                "not supported",
+            ),
+            (json!([1]), "JSON object"),
+        ] {
+            let e = sub(v.clone()).unwrap_err();
+            assert!(e.contains(want), "{v}: {e}");
+        }
+        let loose = Limits { min_lock_secs: 1 };
+        let v = q(json!({"receiveLockDurationInSeconds": 2}));
+        assert_eq!(subscription(&v, T, loose, 0).unwrap().0.lock_secs, 2);
+        assert!(topic(&json!({"eventRetentionInDays": 8})).is_err());
+        assert!(topic(&json!({"inputSchema": "EventGridSchema"})).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("namespace", "ns1", 50).is_ok());
+        assert!(check_name("namespace", "a", 50).is_err());
+        assert!(check_name("namespace", "bad_name", 50).is_err());
+        assert!(check_name("namespace", &"x".repeat(51), 50).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! One suite, run against both backends: what one stores the other must store alike.
+
+use std::sync::Arc;
+
+use ntex_bytes::Bytes;
+
+use super::mem::MemStore;
+use super::redb::RedbStore;
+use super::*;
+
+struct Dir(std::path::PathBuf);
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn dir(tag: &str) -> Dir {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "evgrid-store-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&p).unwrap();
+    Dir(p)
+}
+
+/// Runs `f` against a fresh memory store and a fresh redb store.
+fn both(tag: &str, f: impl Fn(&dyn Store)) {
+    f(&MemStore::new());
+    let d = dir(tag);
+    f(&RedbStore::open(&d.0.join("store.redb")).unwrap());
+}
+
+fn enq(sub: u64, seq: u64, body: &'static str) -> Op {
+    Op::Enqueue {
+        sub,
+        seq,
+        publish_ms: 1000 + seq,
+        body: Bytes::from_static(body.as_bytes()),
+    }
+}
+
+#[test]
+fn resources_put_replace_delete() {
+    both("res", |s| {
+        s.commit(&[
+            Op::PutResource {
+                path: "namespaces/a".into(),
+                json: b"{1}".to_vec(),
+            },
+            Op::PutResource {
+                path: "namespaces/b".into(),
+                json: b"{2}".to_vec(),
+            },
+        ])
+        .unwrap();
+        s.commit(&[
+            Op::PutResource {
+                path: "namespaces/a".into(),
+                json: b"{3}".to_vec(),
+            },
+            Op::DeleteResource {
+                path: "namespaces/b".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            s.resources().unwrap(),
+            vec![("namespaces/a".to_string(), b"{3}".to_vec())]
+        );
+    });
+}
+
+#[test]
+fn queue_enqueue_state_remove() {
+    both("queue", |s| {
+        s.commit(&[
+            enq(1, 1, "a"),
+            enq(1, 2, "b"),
+            enq(2, 1, "c"),
+            enq(1, 3, "d"),
+        ])
+        .unwrap();
+        let st = EntryState {
+            delivery_count: 2,
+            available_at_ms: 99,
+        };
+        s.commit(&[
+            Op::SetState {
+                sub: 1,
+                seq: 2,
+                state: st,
+            },
+            Op::Remove { sub: 1, seq: 1 },
+            // State for an entry that is not there is ignored, not kept as an orphan.
+            Op::SetState {
+                sub: 1,
+                seq: 77,
+                state: st,
+            },
+        ])
+        .unwrap();
+        let q = s.queue(1).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!((q[0].seq, &q[0].body[..], q[0].state), (2, &b"b"[..], st));
+        assert_eq!(q[0].publish_ms, 1002);
+        assert_eq!((q[1].seq, q[1].state), (3, EntryState::default()));
+        assert_eq!(s.queue(2).unwrap().len(), 1);
+        assert_eq!(s.subscription_keys().unwrap(), vec![1, 2]);
+        // Removing drops the state row too: re-enqueueing the same key starts clean.
+        s.commit(&[Op::Remove { sub: 1, seq: 2 }, enq(1, 2, "b2")])
+            .unwrap();
+        assert_eq!(s.queue(1).unwrap()[0].state, EntryState::default());
+    });
+}
+
+#[test]
+fn dead_letters_and_drop_subscription() {
+    both("dead", |s| {
+        s.commit(&[enq(5, 1, "a"), enq(5, 2, "b"), enq(6, 1, "c")])
+            .unwrap();
+        s.commit(&[
+            Op::DeadLetter {
+                sub: 5,
+                seq: 1,
+                dl_seq: 1,
+                record: b"r1".to_vec(),
+            },
+            Op::DeadLetter {
+                sub: 5,
+                seq: 2,
+                dl_seq: 2,
+                record: b"r2".to_vec(),
+            },
+        ])
+        .unwrap();
+        assert!(s.queue(5).unwrap().is_empty());
+        assert_eq!(s.last_dead_letter(5).unwrap(), 2);
+        assert_eq!(s.last_dead_letter(6).unwrap(), 0);
+        assert_eq!(
+            s.dead_letters(5, 0, 10).unwrap(),
+            vec![(1, b"r1".to_vec()), (2, b"r2".to_vec())]
+        );
+        assert_eq!(s.dead_letters(5, 1, 10).unwrap(), vec![(2, b"r2".to_vec())]);
+        assert_eq!(s.dead_letters(5, 0, 1).unwrap().len(), 1);
+        s.commit(&[Op::DropSubscription { sub: 5 }]).unwrap();
+        assert!(s.dead_letters(5, 0, 10).unwrap().is_empty());
+        assert_eq!(s.subscription_keys().unwrap(), vec![6]);
+    });
+}
+
+#[test]
+fn a_refused_batch_applies_nothing() {
+    both("atomic", |s| {
+        let huge = Bytes::from(vec![b'x'; super::redb::MAX_VALUE + 1]);
+        let err = s
+            .commit(&[
+                enq(1, 1, "a"),
+                Op::Enqueue {
+                    sub: 1,
+                    seq: 2,
+                    publish_ms: 0,
+                    body: huge,
+                },
+            ])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Refused(_)), "{err}");
+        assert!(s.queue(1).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn redb_survives_reopen_and_refuses_foreign_files() {
+    let d = dir("reopen");
+    let p = d.0.join("store.redb");
+    {
+        let s = RedbStore::open(&p).unwrap();
+        s.commit(&[enq(1, 1, "kept")]).unwrap();
+    }
+    let s = RedbStore::open(&p).unwrap();
+    assert_eq!(&s.queue(1).unwrap()[0].body[..], b"kept");
+    drop(s);
+
+    let junk = d.0.join("junk.redb");
+    std::fs::write(&junk, b"this is not a database at all, just some text").unwrap();
+    let err = RedbStore::open(&junk).err().expect("refused");
+    assert!(err.to_string().contains("junk.redb"), "{err}");
+    // Not emptied, not rewritten.
+    assert_eq!(
+        std::fs::read(&junk).unwrap(),
+        b"this is not a database at all, just some text"
+    );
+
+    // A redb database of somebody else's: refused, left alone.
+    let other = d.0.join("other.redb");
+    {
+        let db = ::redb::Database::create(&other).unwrap();
+        let t = db.begin_write().unwrap();
+        {
+            let def: ::redb::TableDefinition<&str, u64> = ::redb::TableDefinition::new("x");
+            t.open_table(def).unwrap().insert("k", 1).unwrap();
+        }
+        t.commit().unwrap();
+    }
+    let err = RedbStore::open(&other).err().expect("refused");
+    assert!(err.to_string().contains("not an evgrid store"), "{err}");
+}
+
+#[test]
+fn writer_group_commits_concurrent_batches() {
+    let store: Arc<dyn Store> = Arc::new(MemStore::new());
+    let w = Writer::start(store.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let futs: Vec<_> = (0..200u64)
+            .map(|i| w.submit(vec![enq(9, i, "x")]))
+            .collect();
+        for f in futs {
+            f.await.unwrap();
+        }
+    });
+    assert_eq!(store.queue(9).unwrap().len(), 200);
+    // A failed commit fails every batch that shared it, and none of them is applied.
+    let huge = Bytes::from(vec![b'x'; super::redb::MAX_VALUE + 1]);
+    let res = rt.block_on(w.submit(vec![
+        enq(10, 1, "a"),
+        Op::Enqueue {
+            sub: 10,
+            seq: 2,
+            publish_ms: 0,
+            body: huge,
+        },
+    ]));
+    assert!(res.is_err());
+    assert!(store.queue(10).unwrap().is_empty());
+}

@@ -1,0 +1,108 @@
+//! Event Grid's error responses: `{"error":{"code":"...","message":"..."}}` with the status the
+//! reference lists for each condition (spec §2.7, §10).
+//!
+//! Owns [`ApiError`], what every handler returns on failure, and the mapping from the grid's
+//! errors. Must never put a key, a token or an event body into a message.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use evgrid_actors::grid::GridError;
+use evgrid_actors::metrics::HTTP;
+use evgrid_actors::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            message,
+        )
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HTTP.errors.inc();
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut r = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // azure-core retries a POST only when the answer carries Retry-After.
+            r.insert_header(("Retry-After", "1"));
+        }
+        r.content_type("application/json; charset=utf-8")
+            .body(body.to_string())
+    }
+}
+
+impl From<GridError> for ApiError {
+    fn from(e: GridError) -> ApiError {
+        match e {
+            GridError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFound", m),
+            GridError::BadRequest(m) => ApiError::bad_request(m),
+            GridError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Closed => {
+                ApiError::unavailable("The server is shutting down; nothing was stored.")
+            }
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                format!(
+                    "The change was not stored ({other}); nothing of this request was applied."
+                ),
+            ),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The management API: namespaces, namespace topics and their event subscriptions under
+//! `/mgmt/…`, in Azure's ARM JSON shapes (`{"id","name","type","properties":{…}}`), with keys
+//! (`listKeys`, `regenerateKey`) and dead letters. Authenticated with
+//! `Authorization: Bearer <admin key>`.
+//!
+//! Owns translation only (paths, bodies, ARM status codes: PUT 201 when created and 200 when
+//! updated, DELETE 200 or 204 when there was nothing, GET on a collection `{"value":[…]}`); the
+//! grid validates and stores. Must never return a key outside `listKeys`/`regenerateKey`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::State;
+use super::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    const SUBS: &str = "{es:(?i)eventsubscriptions}";
+    cfg.route("/mgmt/namespaces", web::get().to(list_namespaces))
+        .service(
+            web::resource("/mgmt/namespaces/{ns}")
+                .route(web::put().to(put_namespace))
+                .route(web::get().to(get_namespace))
+                .route(web::delete().to(delete_namespace)),
+        )
+        .route("/mgmt/namespaces/{ns}/listKeys", web::post().to(list_keys))
+        .route(
+            "/mgmt/namespaces/{ns}/regenerateKey",
+            web::post().to(regenerate_key),
+        )
+        .route("/mgmt/namespaces/{ns}/topics", web::get().to(list_topics))
+        .service(
+            web::resource("/mgmt/namespaces/{ns}/topics/{t}")
+                .route(web::put().to(put_topic))
+                .route(web::get().to(get_topic))
+                .route(web::delete().to(delete_topic)),
+        )
+        .route(
+            &format!("/mgmt/namespaces/{{ns}}/topics/{{t}}/{SUBS}"),
+            web::get().to(list_subscriptions),
+        )
+        .service(
+            web::resource(format!("/mgmt/namespaces/{{ns}}/topics/{{t}}/{SUBS}/{{s}}"))
+                .route(web::put().to(put_subscription))
+                .route(web::get().to(get_subscription))
+                .route(web::delete().to(delete_subscription)),
+        )
+        .route(
+            &format!("/mgmt/namespaces/{{ns}}/topics/{{t}}/{SUBS}/{{s}}/deadLetters"),
+            web::get().to(dead_letters),
+        );
+}
+
+fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
+    let got = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    match got {
+        None => Err(ApiError::unauthorized(
+            "Management calls need 'Authorization: Bearer <admin key>' (the admin key is in the data directory's admin.key, or set with EVGRID_ADMIN_KEY).",
+        )),
+        Some(k) if constant_time_eq(k.as_bytes(), st.admin_key.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("The admin key is not valid.")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `properties` of an ARM PUT body; an empty body means no properties.
+fn properties(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
+    match v {
+        Value::Object(mut m) => Ok(m.remove("properties").unwrap_or(Value::Null)),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request body must be a JSON object such as {\"properties\": {...}}.",
+        )),
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json; charset=utf-8")
+        .body(v.to_string())
+}
+
+fn put_response((doc, created): (Value, bool)) -> HttpResponse {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &doc)
+}
+
+fn list_response(items: Vec<Value>) -> HttpResponse {
+    json_response(StatusCode::OK, &json!({ "value": items }))
+}
+
+fn delete_response(existed: bool) -> HttpResponse {
+    if existed {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::NoContent().finish()
+    }
+}
+
+type R = Result<HttpResponse, ApiError>;
+
+async fn list_namespaces(req: HttpRequest, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(list_response(st.grid.list_namespaces()))
+}
+
+async fn put_namespace(
+    req: HttpRequest,
+    ns: web::Path<String>,
+    body: web::Bytes,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    let props = properties(&body)?;
+    Ok(put_response(st.grid.put_namespace(&ns, &props).await?))
+}
+
+async fn get_namespace(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(json_response(StatusCode::OK, &st.grid.get_namespace(&ns)?))
+}
+
+async fn delete_namespace(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(delete_response(st.grid.delete_namespace(&ns).await?))
+}
+
+fn keys_response(k: evgrid_actors::grid::Keys) -> HttpResponse {
+    json_response(StatusCode::OK, &json!({"key1": k.key1, "key2": k.key2}))
+}
+
+async fn list_keys(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(keys_response(st.grid.keys(&ns)?))
+}
+
+async fn regenerate_key(
+    req: HttpRequest,
+    ns: web::Path<String>,
+    body: web::Bytes,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        key_name: String,
+    }
+    let b: Body = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "The body must be {{\"keyName\": \"key1\"}} or {{\"keyName\": \"key2\"}}: {e}"
+        ))
+    })?;
+    Ok(keys_response(
+        st.grid.regenerate_key(&ns, &b.key_name).await?,
+    ))
+}
+
+async fn list_topics(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(list_response(st.grid.list_topics(&ns)?))
+}
+
+async fn put_topic(
+    req: HttpRequest,
+    p: web::Path<(String, String)>,
+    body: web::Bytes,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    let props = properties(&body)?;
+    Ok(put_response(st.grid.put_topic(&p.0, &p.1, &props).await?))
+}
+
+async fn get_topic(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &st.grid.get_topic(&p.0, &p.1)?,
+    ))
+}
+
+async fn delete_topic(req: HttpRequest, p: web::Path<(String, String)>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(delete_response(st.grid.delete_topic(&p.0, &p.1).await?))
+}
+
+async fn list_subscriptions(
+    req: HttpRequest,
+    p: web::Path<(String, String, String)>,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    Ok(list_response(st.grid.list_subscriptions(&p.0, &p.1)?))
+}
+
+async fn put_subscription(
+    req: HttpRequest,
+    p: web::Path<(String, String, String, String)>,
+    body: web::Bytes,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    let props = properties(&body)?;
+    Ok(put_response(
+        st.grid.put_subscription(&p.0, &p.1, &p.3, &props).await?,
+    ))
+}
+
+async fn get_subscription(
+    req: HttpRequest,
+    p: web::Path<(String, String, String, String)>,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &st.grid.get_subscription(&p.0, &p.1, &p.3)?,
+    ))
+}
+
+async fn delete_subscription(
+    req: HttpRequest,
+    p: web::Path<(String, String, String, String)>,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    Ok(delete_response(
+        st.grid.delete_subscription(&p.0, &p.1, &p.3).await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    after: Option<u64>,
+    top: Option<usize>,
+}
+
+/// `{"value":[records…],"nextLink":…}`; a record is `{"event":…,"deadLetterProperties":…}`.
+async fn dead_letters(
+    req: HttpRequest,
+    p: web::Path<(String, String, String, String)>,
+    q: web::Query<PageQuery>,
+    st: web::Data<State>,
+) -> R {
+    admin(&req, &st)?;
+    let top = q.top.unwrap_or(100);
+    if !(1..=1000).contains(&top) {
+        return Err(ApiError::bad_request("top must be from 1 to 1000."));
+    }
+    let recs = st
+        .grid
+        .dead_letters(&p.0, &p.1, &p.3, q.after.unwrap_or(0), top)?;
+    let last = recs.last().map(|r| r.0);
+    let mut body = Vec::with_capacity(recs.iter().map(|r| r.1.len() + 1).sum::<usize>() + 64);
+    body.extend_from_slice(b"{\"value\":[");
+    for (i, (_, rec)) in recs.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(rec);
+    }
+    body.push(b']');
+    if let (Some(last), true) = (last, recs.len() == top) {
+        let next = format!(
+            ",\"nextLink\":{}",
+            Value::String(format!("{}?after={last}&top={top}", req.path()))
+        );
+        body.extend_from_slice(next.as_bytes());
+    }
+    body.push(b'}');
+    Ok(HttpResponse::Ok()
+        .content_type("application/json; charset=utf-8")
+        .body(body))
+}

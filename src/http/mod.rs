@@ -1,0 +1,65 @@
+//! The HTTP edge: the namespace data plane (publish and pull delivery), the management API,
+//! health, readiness and Prometheus metrics.
+//!
+//! Owns the actix-web route table ([`configure`]) and the state every handler shares
+//! ([`State`]). Holds no business state: resources, queues and locks live in the grid's actors.
+//! Every error answer is an Event Grid error body ([`error::ApiError`]).
+
+pub mod auth;
+pub mod cloudevents;
+pub mod error;
+pub mod mgmt;
+pub mod namespace;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use evgrid_actors::grid::Grid;
+use evgrid_actors::metrics::METRICS;
+
+use error::ApiError;
+
+/// Publish limits (spec §6.2: 1 MB per event, 1 MB per request, 1,000 events per request).
+#[derive(Debug, Clone, Copy)]
+pub struct PublishLimits {
+    pub max_event_bytes: usize,
+    pub max_request_bytes: usize,
+    pub max_events_per_request: usize,
+}
+
+/// What every handler can reach.
+pub struct State {
+    pub grid: Grid,
+    pub admin_key: String,
+    pub limits: PublishLimits,
+}
+
+/// The whole route table. `state` is `None` for an edge without the grid (health and metrics
+/// only).
+pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics));
+    if let Some(st) = state {
+        cfg.app_data(st);
+        namespace::configure(cfg);
+        mgmt::configure(cfg);
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(METRICS.render())
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "No resource or operation at {} {}.",
+        req.method(),
+        req.path()
+    )))
+}

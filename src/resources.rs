@@ -1,0 +1,100 @@
+//! The resource file (`--resources FILE`): namespaces, topics and event subscriptions declared in
+//! TOML and applied at start-up with the same PUTs as the management API, so a deployment can
+//! live in git. Applying it twice changes nothing.
+//!
+//! ```toml
+//! [[namespaces]]
+//! name = "orders"
+//!
+//! [[namespaces.topics]]
+//! name = "created"
+//! properties = { eventRetentionInDays = 1 }
+//!
+//! [[namespaces.topics.subscriptions]]
+//! name = "worker"
+//! properties = { deliveryConfiguration = { deliveryMode = "Queue", queue = { receiveLockDurationInSeconds = 60 } } }
+//! ```
+//!
+//! Owns parsing and ordering (parents before children). Must never delete what the file does
+//! not mention: it declares resources, it is not the whole truth.
+
+use std::path::Path;
+
+use evgrid_actors::grid::Grid;
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    namespaces: Vec<Ns>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ns {
+    name: String,
+    #[serde(default)]
+    properties: Option<toml::Value>,
+    #[serde(default)]
+    topics: Vec<Topic>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Topic {
+    name: String,
+    #[serde(default)]
+    properties: Option<toml::Value>,
+    #[serde(default)]
+    subscriptions: Vec<Sub>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sub {
+    name: String,
+    #[serde(default)]
+    properties: Option<toml::Value>,
+}
+
+fn json(v: &Option<toml::Value>) -> Value {
+    v.as_ref()
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Reads and applies `path`. Errors name the file and the resource.
+pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("resource file {}: {e}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).map_err(|e| format!("resource file {}: {e}", path.display()))?;
+    let at = |what: String, e: String| format!("resource file {}: {what}: {e}", path.display());
+    let mut n = 0;
+    for ns in &file.namespaces {
+        grid.put_namespace(&ns.name, &json(&ns.properties))
+            .await
+            .map_err(|e| at(format!("namespace {}", ns.name), e.to_string()))?;
+        n += 1;
+        for t in &ns.topics {
+            grid.put_topic(&ns.name, &t.name, &json(&t.properties))
+                .await
+                .map_err(|e| at(format!("topic {}/{}", ns.name, t.name), e.to_string()))?;
+            n += 1;
+            for s in &t.subscriptions {
+                grid.put_subscription(&ns.name, &t.name, &s.name, &json(&s.properties))
+                    .await
+                    .map_err(|e| {
+                        at(
+                            format!("subscription {}/{}/{}", ns.name, t.name, s.name),
+                            e.to_string(),
+                        )
+                    })?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
