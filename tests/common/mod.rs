@@ -2,6 +2,7 @@
 //! every bit of every packet (flags, packet ids, reason codes, properties).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -14,7 +15,9 @@ pub struct Server {
     child: Child,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
-    _dir: TempDir,
+    /// The management API key printed at first start (when none was configured).
+    pub admin_key: Option<String>,
+    _dir: Option<TempDir>,
 }
 
 pub struct TempDir(pub std::path::PathBuf);
@@ -43,6 +46,13 @@ impl Server {
     /// Starts evgrid with `EVGRID_*` overrides, waits until both listeners are up.
     pub fn start(env: &[(&str, &str)]) -> Server {
         let dir = TempDir::new("srv");
+        let mut s = Server::start_in(&dir.0, env);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts evgrid on a data directory the caller keeps (to restart on the same data).
+    pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_evgrid"));
         cmd.args([
             "--mqtt-bind",
@@ -51,7 +61,7 @@ impl Server {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(&dir.0)
+        .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -69,12 +79,17 @@ impl Server {
                 line.clear();
             }
         });
-        let (mut mqtt, mut http) = (None, None);
+        let (mut mqtt, mut http, mut admin_key) = (None, None, None);
         while mqtt.is_none() || http.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("evgrid did not start");
-            if let Some(a) = line.strip_prefix("evgrid: mqtt listening on ") {
+            if let Some((_, k)) = line
+                .split_once("API key (kept in ")
+                .and_then(|(_, r)| r.split_once("): "))
+            {
+                admin_key = Some(k.to_string());
+            } else if let Some(a) = line.strip_prefix("evgrid: mqtt listening on ") {
                 mqtt = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("evgrid: http listening on ") {
                 http = Some(a.parse().unwrap());
@@ -84,7 +99,8 @@ impl Server {
             child,
             mqtt: mqtt.unwrap(),
             http: http.unwrap(),
-            _dir: dir,
+            admin_key,
+            _dir: None,
         }
     }
 
@@ -122,6 +138,16 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// `kill -9`, through a shared reference (the process is reaped on drop).
+    pub fn kill9(&self) {
+        let st = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
     }
 
     /// SIGTERM and wait; returns the exit status.

@@ -49,7 +49,9 @@ impl RedbStore {
                 "{} is in use by another process (is another evgrid running on this data directory?)",
                 path.display()
             )),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() != std::io::ErrorKind::InvalidData =>
+            {
                 StoreError::Io(format!("{}: {io}", path.display()))
             }
             e => StoreError::Refused(format!(
