@@ -1074,3 +1074,28 @@ fn kill_9_loses_no_accepted_event_and_resurrects_no_acknowledged_one() {
         want.len()
     );
 }
+
+/// The shortest time to live Event Grid allows is one minute, so this test waits that long
+/// (it runs beside the others).
+#[test]
+fn events_past_their_time_to_live_are_dead_lettered() {
+    let eg = Eg::start(&[]);
+    eg.topic("shortlived");
+    eg.queue_sub(
+        "shortlived",
+        "sub1",
+        json!({"eventTimeToLive": "PT1M", "deadLetterDestinationWithResourceIdentity": dl()}),
+    );
+    assert_eq!(eg.publish("shortlived", &json!([ev("old")])).status, 200);
+    std::thread::sleep(Duration::from_secs(61));
+    let dls = eg.dead_letters("shortlived", "sub1");
+    assert_eq!(dls.len(), 1, "{dls:?}");
+    assert_eq!(dls[0]["event"]["id"], "old");
+    assert_eq!(
+        dls[0]["deadLetterProperties"]["deadletterreason"],
+        "TimeToLiveExceeded"
+    );
+    assert_eq!(dls[0]["deadLetterProperties"]["deliveryattempts"], 0);
+    eg.publish("shortlived", &json!([ev("fresh")]));
+    assert_eq!(ids(&eg.receive("shortlived", "sub1", 10, 10)), ["fresh"]);
+}

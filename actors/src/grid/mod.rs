@@ -86,6 +86,15 @@ struct Namespace {
     topics: BTreeMap<String, Topic>,
 }
 
+impl Namespace {
+    fn keys(&self) -> Keys {
+        Keys {
+            key1: self.keys[0].clone(),
+            key2: self.keys[1].clone(),
+        }
+    }
+}
+
 struct Inner {
     writer: Writer,
     cfg: GridConfig,
@@ -463,10 +472,7 @@ impl Grid {
     pub fn keys(&self, ns: &str) -> Result<Keys, GridError> {
         let st = self.0.state.read().expect("grid lock");
         let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
-        Ok(Keys {
-            key1: n.keys[0].clone(),
-            key2: n.keys[1].clone(),
-        })
+        Ok(n.keys())
     }
 
     /// Replaces `key1` or `key2` with a fresh key; the other stays valid.
@@ -810,12 +816,13 @@ impl Grid {
 
     // ---- data plane lookups ----
 
-    /// The topic actor and its namespace's keys.
-    pub fn topic_for_publish(
+    /// Runs `f` on a namespace topic, or says which part of the path is missing.
+    fn with_topic<T>(
         &self,
         ns: &str,
         topic: &str,
-    ) -> Result<(Addr<NsTopic>, Keys), GridError> {
+        f: impl FnOnce(&Namespace, &Topic) -> Result<T, GridError>,
+    ) -> Result<T, GridError> {
         let st = self.0.state.read().expect("grid lock");
         let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
         let t = n.topics.get(&lc(topic)).ok_or_else(|| {
@@ -824,13 +831,16 @@ impl Grid {
                 n.name
             ))
         })?;
-        Ok((
-            t.addr.clone(),
-            Keys {
-                key1: n.keys[0].clone(),
-                key2: n.keys[1].clone(),
-            },
-        ))
+        f(n, t)
+    }
+
+    /// The topic actor and its namespace's keys.
+    pub fn topic_for_publish(
+        &self,
+        ns: &str,
+        topic: &str,
+    ) -> Result<(Addr<NsTopic>, Keys), GridError> {
+        self.with_topic(ns, topic, |n, t| Ok((t.addr.clone(), n.keys())))
     }
 
     /// The subscription actor and its namespace's keys.
@@ -840,26 +850,14 @@ impl Grid {
         topic: &str,
         name: &str,
     ) -> Result<(Addr<QueueSub>, Keys), GridError> {
-        let st = self.0.state.read().expect("grid lock");
-        let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
-        let t = n.topics.get(&lc(topic)).ok_or_else(|| {
-            GridError::NotFound(format!(
-                "The topic '{topic}' was not found in namespace '{}'.",
-                n.name
-            ))
-        })?;
-        let s = t.subs.get(&lc(name)).ok_or_else(|| {
-            GridError::NotFound(format!(
-                "The event subscription '{name}' was not found on topic '{}'.",
-                t.name
-            ))
-        })?;
-        Ok((
-            s.addr.clone(),
-            Keys {
-                key1: n.keys[0].clone(),
-                key2: n.keys[1].clone(),
-            },
-        ))
+        self.with_topic(ns, topic, |n, t| {
+            let s = t.subs.get(&lc(name)).ok_or_else(|| {
+                GridError::NotFound(format!(
+                    "The event subscription '{name}' was not found on topic '{}'.",
+                    t.name
+                ))
+            })?;
+            Ok((s.addr.clone(), n.keys()))
+        })
     }
 }

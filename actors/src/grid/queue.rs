@@ -127,6 +127,30 @@ pub struct Reconfigure(pub SubCfg);
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// Why an event left the queue unacknowledged: the dead-letter record's reason and result.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    TimeToLive,
+    MaxDeliveries,
+    Rejected,
+}
+
+impl Why {
+    fn texts(self) -> (&'static str, &'static str) {
+        match self {
+            Why::TimeToLive => (
+                "TimeToLiveExceeded",
+                "The event's time to live expired before it was acknowledged.",
+            ),
+            Why::MaxDeliveries => (
+                "Maximum delivery attempts was exceeded.",
+                "Event was not acknowledged nor rejected.",
+            ),
+            Why::Rejected => ("Event was rejected by the receiver.", "Rejected"),
+        }
+    }
+}
+
 struct Entry {
     publish_ms: u64,
     raw: Bytes,
@@ -239,7 +263,7 @@ impl QueueSub {
     }
 
     /// Removes `seq` and dead-letters it (or drops it without a dead-letter destination).
-    fn dead_letter(&mut self, seq: u64, reason: &str, result: &str, now: u64, ops: &mut Vec<Op>) {
+    fn dead_letter(&mut self, seq: u64, why: Why, now: u64, ops: &mut Vec<Op>) {
         let Some(e) = self.entries.remove(&seq) else {
             return;
         };
@@ -251,6 +275,7 @@ impl QueueSub {
         }
         METRICS.events_dead_lettered.inc();
         self.dl_seq += 1;
+        let (reason, result) = why.texts();
         let mut rec = Vec::with_capacity(e.raw.len() + 256);
         rec.extend_from_slice(b"{\"event\":");
         rec.extend_from_slice(&e.raw);
@@ -280,23 +305,11 @@ impl QueueSub {
             return;
         };
         if self.expired(e, now) {
-            self.dead_letter(
-                seq,
-                "TimeToLiveExceeded",
-                "The event's time to live expired before it was acknowledged.",
-                now,
-                ops,
-            );
+            self.dead_letter(seq, Why::TimeToLive, now, ops);
             return;
         }
         if e.deliveries >= self.cfg.max_delivery_count {
-            self.dead_letter(
-                seq,
-                "Maximum delivery attempts was exceeded.",
-                "Event was not acknowledged nor rejected.",
-                now,
-                ops,
-            );
+            self.dead_letter(seq, Why::MaxDeliveries, now, ops);
             return;
         }
         let ttl_end = e.publish_ms.saturating_add(self.cfg.ttl_secs * 1000);
@@ -339,13 +352,7 @@ impl QueueSub {
             }
             if e.deliveries >= self.cfg.max_delivery_count {
                 // Only reachable for entries recovered with a full count.
-                self.dead_letter(
-                    seq,
-                    "Maximum delivery attempts was exceeded.",
-                    "Event was not acknowledged nor rejected.",
-                    now,
-                    ops,
-                );
+                self.dead_letter(seq, Why::MaxDeliveries, now, ops);
                 continue;
             }
             e.deliveries += 1;
@@ -457,13 +464,7 @@ impl QueueSub {
             .map(|(s, _)| *s)
             .collect();
         for seq in expired {
-            self.dead_letter(
-                seq,
-                "TimeToLiveExceeded",
-                "The event's time to live expired before it was acknowledged.",
-                now,
-                &mut ops,
-            );
+            self.dead_letter(seq, Why::TimeToLive, now, &mut ops);
         }
         // Waits differ per request, so a later deadline may sit before an earlier one.
         let t = Instant::now();
@@ -588,13 +589,7 @@ impl Handler<Settle> for QueueSub {
                 }
                 Action::Reject => {
                     METRICS.events_rejected.inc();
-                    self.dead_letter(
-                        seq,
-                        "Event was rejected by the receiver.",
-                        "Rejected",
-                        now,
-                        &mut ops,
-                    );
+                    self.dead_letter(seq, Why::Rejected, now, &mut ops);
                 }
                 Action::RenewLock => unreachable!("handled above"),
             }
