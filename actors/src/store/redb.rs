@@ -25,6 +25,8 @@ const STATE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("state");
 const DEAD: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dead");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
+const CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 /// Largest value the store accepts (redb's own limit is far above an Event Grid event).
 pub const MAX_VALUE: usize = 64 * 1024 * 1024;
 
@@ -44,7 +46,12 @@ impl RedbStore {
     /// Opens `path`, creating a new store if the file does not exist.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let existed = path.exists();
-        let db = Database::create(path).map_err(|e| match e {
+        // redb's default cache is 1 GiB; queue data is read back only at start-up, so a smaller
+        // cache costs nothing on the hot path.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Refused(format!(
                 "{} is in use by another process (is another evgrid running on this data directory?)",
                 path.display()
