@@ -899,7 +899,13 @@ properties = { deliveryConfiguration = { deliveryMode = "Queue", queue = { recei
         .mgmt("GET", "/mgmt/namespaces/default/topics", b"")
         .json();
     assert_eq!(topics["value"].as_array().unwrap().len(), 1);
-    assert_eq!(ids(&eg.receive("declared", "reader", 10, 10)), ["kept-2"]);
+    // New events continue the sequence: none overwrites what the store kept.
+    let r = eg.publish("declared", &json!([ev("after-1"), ev("after-2")]));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        ids(&receive_n(&eg, "declared", "reader", 3)),
+        ["kept-2", "after-1", "after-2"]
+    );
     // A broken resource file stops start-up with the file and the resource named.
     std::fs::write(&file, "[[namespaces]]\nname = \"x\"\n").unwrap();
     drop(eg);

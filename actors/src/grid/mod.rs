@@ -230,14 +230,18 @@ impl Grid {
         self.0.arbiters[n].clone()
     }
 
-    fn start_sub(&self, key: u64, cfg: SubCfg) -> Result<Addr<QueueSub>, StoreError> {
+    /// Starts a subscription actor on what the store holds for `key`; also answers the highest
+    /// sequence it holds (0 if none).
+    fn start_sub(&self, key: u64, cfg: SubCfg) -> Result<(Addr<QueueSub>, u64), StoreError> {
         let store = self.0.writer.store();
         let queued = store.queue(key)?;
+        let last = queued.last().map_or(0, |q| q.seq);
         let dl = store.last_dead_letter(key)?;
         let (writer, tick) = (self.0.writer.clone(), self.0.cfg.tick);
-        Ok(QueueSub::start_in_arbiter(&self.arbiter(), move |_| {
+        let addr = QueueSub::start_in_arbiter(&self.arbiter(), move |_| {
             QueueSub::new(key, cfg, writer, tick, queued, dl)
-        }))
+        });
+        Ok((addr, last))
     }
 
     fn routes(t: &Topic) -> Arc<Vec<Route>> {
@@ -265,6 +269,7 @@ impl Grid {
         let mut state = BTreeMap::new();
         let mut max_key = 0;
         let mut live_keys = Vec::new();
+        let mut last_seq: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (path, json) in &resources {
             let doc: Value = serde_json::from_slice(json).map_err(|e| bad(path, e.to_string()))?;
             let name = doc["name"].as_str().unwrap_or_default().to_string();
@@ -321,7 +326,9 @@ impl Grid {
                         .ok_or_else(|| bad(path, "no key".into()))?;
                     max_key = max_key.max(key);
                     live_keys.push(key);
-                    let addr = self.start_sub(key, cfg.clone())?;
+                    let (addr, last) = self.start_sub(key, cfg.clone())?;
+                    let top = last_seq.entry((ns.to_string(), t.to_string())).or_insert(0);
+                    *top = (*top).max(last);
                     topic.subs.insert(
                         s.to_string(),
                         Sub {
@@ -337,16 +344,11 @@ impl Grid {
             }
         }
         // Topics continue their sequences above what their subscriptions hold.
-        for n in state.values() {
-            for t in n.topics.values() {
-                let mut next = 1;
-                for s in t.subs.values() {
-                    if let Some(last) = store.queue(s.key)?.last() {
-                        next = next.max(last.seq + 1);
-                    }
-                }
+        for (nk, n) in &state {
+            for (tk, t) in &n.topics {
+                let last = last_seq.get(&(nk.clone(), tk.clone())).copied();
                 t.addr.do_send(SetRoutes(Self::routes(t)));
-                t.addr.do_send(topic::SetNextSeq(next));
+                t.addr.do_send(topic::SetNextSeq(last.unwrap_or(0) + 1));
             }
         }
         self.0.next_key.store(max_key + 1, Ordering::Relaxed);
@@ -542,8 +544,8 @@ impl Grid {
             let st = self.0.state.read().expect("grid lock");
             let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
             n.topics.get(&lc(name)).map(|t| {
-                let shortest_ttl = t.subs.values().map(|s| s.cfg.ttl_secs).max();
-                (t.name.clone(), shortest_ttl)
+                let longest_ttl = t.subs.values().map(|s| s.cfg.ttl_secs).max();
+                (t.name.clone(), longest_ttl)
             })
         };
         if let Some((_, Some(ttl))) = &existing
@@ -661,7 +663,7 @@ impl Grid {
             }])
             .await?;
         let addr = if created {
-            Some(self.start_sub(key, cfg.clone())?)
+            Some(self.start_sub(key, cfg.clone())?.0)
         } else {
             None
         };
