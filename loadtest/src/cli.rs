@@ -7,7 +7,8 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "evgrid-loadtest",
-    about = "MQTT 3.1/3.1.1/5.0 load generator: conn, sub, pub, fanin, fanout, p2p, compare, preset",
+    about = "MQTT 3.1/3.1.1/5.0 load generator: conn, sub, pub, fanin, fanout, p2p, compare, preset; \
+             HTTP (Event Grid namespaces): http-publish, pull",
     long_about = "MQTT 3.1/3.1.1/5.0 load generator with open-loop scheduling, HDR latency histograms and \
                   loss/duplicate/reorder accounting.\n\nNote: -h is the broker host (as in emqtt-bench); use --help for help.",
     disable_help_flag = true,
@@ -49,6 +50,13 @@ pub enum Cmd {
     /// Run an Open MQTT Benchmark suite scenario by name, scaled by --scale.
     #[command(disable_help_flag = true)]
     Preset(PresetArgs),
+    /// HTTP: publish CloudEvents batches to an Event Grid namespace topic over --connections
+    /// keep-alive connections (closed loop, or open loop with --rate events/s).
+    #[command(name = "http-publish", disable_help_flag = true)]
+    HttpPublish(HttpPublishArgs),
+    /// HTTP: --consumers loops of receive + acknowledge on a namespace queue subscription.
+    #[command(disable_help_flag = true)]
+    Pull(PullArgs),
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -221,6 +229,87 @@ pub struct PresetArgs {
     pub args: Args,
 }
 
+/// What both HTTP modes take.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// The namespace endpoint, as the SDK's: http://HOST:PORT/namespaces/NAMESPACE
+    #[arg(long, default_value = "http://127.0.0.1:8080/namespaces/default")]
+    pub url: String,
+    /// Namespace topic
+    #[arg(long)]
+    pub topic: String,
+    /// Namespace access key, sent as `Authorization: SharedAccessKey KEY`
+    #[arg(long)]
+    pub key: String,
+    /// api-version query parameter
+    #[arg(long, default_value = "2024-06-01")]
+    pub api_version: String,
+    /// Length of the run: 10, 10s, 500ms, 2m
+    #[arg(short = 'd', long, default_value = "10s")]
+    pub duration: String,
+    /// Seconds allowed for a TCP connect
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds allowed for one request and its response (receive: at least --max-wait + 5)
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Worker threads [default: number of CPUs]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also measure this process's CPU (e.g. the server) over the run
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Write the full report as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// No live progress line
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpPublishArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Keep-alive HTTP/1.1 connections, one request in flight on each
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub connections: usize,
+    /// CloudEvents per request (1 to 1000)
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Bytes per CloudEvent (JSON, padded in `data`; at least 182)
+    #[arg(short = 's', long, default_value_t = 1024)]
+    pub size: usize,
+    /// Open loop: this many events/s in total, spread over the connections in requests of
+    /// --batch (latency from the scheduled send time). Default: closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Queue event subscription of --topic
+    #[arg(long)]
+    pub subscription: String,
+    /// Consumers, each on its own keep-alive connection: receive, then acknowledge what came
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub consumers: usize,
+    /// maxEvents per receive (1 to 100)
+    #[arg(long, default_value_t = 100)]
+    pub max_events: usize,
+    /// maxWaitTime per receive in seconds (the server takes 10 to 120)
+    #[arg(long, default_value_t = 10)]
+    pub max_wait: u64,
+    /// Stop as soon as a receive comes back empty (the queue is drained)
+    #[arg(long)]
+    pub until_empty: bool,
+    /// Seconds after --duration that receives still waiting are given before they are abandoned
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+}
+
 /// Parses "10", "10s", "1.5s", "500ms", "2m", "1h" into seconds.
 pub fn parse_duration(s: &str) -> Result<f64, String> {
     let s = s.trim();
@@ -289,5 +378,51 @@ mod tests {
         assert_eq!(a.version, Some(4));
         assert!(!a.clean);
         assert!(Cli::try_parse_from(["evgrid-loadtest", "pub", "-V", "6"]).is_err());
+    }
+
+    #[test]
+    fn http_modes() {
+        let c = Cli::try_parse_from([
+            "evgrid-loadtest",
+            "http-publish",
+            "--url",
+            "http://127.0.0.1:18090/namespaces/default",
+            "--topic",
+            "t",
+            "--key",
+            "k",
+            "--connections",
+            "32",
+            "--rate",
+            "5000",
+        ])
+        .unwrap();
+        let Cmd::HttpPublish(a) = c.cmd else {
+            panic!("not http-publish")
+        };
+        assert_eq!((a.connections, a.batch, a.size), (32, 100, 1024));
+        assert_eq!(a.rate, Some(5000.0));
+        assert_eq!(a.http.duration, "10s");
+        let c = Cli::try_parse_from([
+            "evgrid-loadtest",
+            "pull",
+            "--topic",
+            "t",
+            "--subscription",
+            "s",
+            "--key",
+            "k",
+            "--consumers",
+            "4",
+        ])
+        .unwrap();
+        let Cmd::Pull(a) = c.cmd else {
+            panic!("not pull")
+        };
+        assert_eq!((a.consumers, a.max_events, a.max_wait), (4, 100, 10));
+        assert!(
+            Cli::try_parse_from(["evgrid-loadtest", "pull", "--topic", "t", "--key", "k"]).is_err(),
+            "--subscription is required"
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! evgrid-loadtest: MQTT load generator. See README.md.
+//! evgrid-loadtest: MQTT load generator, plus HTTP modes for Event Grid namespaces. See README.md.
 
 mod cli;
 mod client;
 mod codec;
 mod compare;
+mod http;
+mod httpload;
 mod payload;
 mod preset;
 mod report;
@@ -35,6 +37,8 @@ fn main() -> ExitCode {
         }
         Cmd::Compare(c) => c.args.threads,
         Cmd::Preset(p) => p.args.threads,
+        Cmd::HttpPublish(h) => h.http.threads,
+        Cmd::Pull(p) => p.http.threads,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -96,6 +100,8 @@ async fn real_main(cli: Cli) -> u8 {
             single(scenario, args, nofile, int_rx).await
         }
         Cmd::Compare(c) => compare_cmd(c, nofile, int_rx).await,
+        Cmd::HttpPublish(h) => httpload::http_publish(h, int_rx).await,
+        Cmd::Pull(p) => httpload::pull(p, int_rx).await,
     }
 }
 

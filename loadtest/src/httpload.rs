@@ -1,0 +1,1448 @@
+//! The HTTP modes against an Event Grid namespace (evgrid's or any other speaking the same data
+//! plane, spec §6.2 / §9.3):
+//!
+//! - `http-publish`: C keep-alive connections, each POSTing `application/cloudevents-batch+json`
+//!   arrays of `--batch` CloudEvents to `{url}/topics/{T}:publish`, one request in flight per
+//!   connection; closed loop, or open loop at `--rate` events/s with latency measured from each
+//!   request's scheduled send time (as the MQTT modes do).
+//! - `pull`: N consumers, each looping `:receive` (long poll) then `:acknowledge` of every lock
+//!   token it got.
+//!
+//! Every event carries its publish stamp (`data.ts`, ns since the Unix epoch as a string), so
+//! `pull` also reports the age of what it receives (publish stamp → received).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, parse_duration};
+use crate::http::{self, Conn, HttpError, Response, Url};
+use crate::payload::Clock;
+use crate::report::{Cpu, CpuReport};
+use crate::sched::OpenLoop;
+use crate::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
+
+const BATCH_CT: &str = "application/cloudevents-batch+json; charset=utf-8";
+
+/// Counters shared by the workers.
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    requests_ok: AtomicU64,
+    requests_failed: AtomicU64,
+    events_ok: AtomicU64,
+    events_failed: AtomicU64,
+    not_sent: AtomicU64,
+    received: AtomicU64,
+    acked: AtomicU64,
+    failed_tokens: AtomicU64,
+    redelivered: AtomicU64,
+    empty_receives: AtomicU64,
+    abandoned_receives: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+#[derive(Default)]
+struct Hists {
+    request: SharedHist,
+    receive: SharedHist,
+    ack: SharedHist,
+    e2e: SharedHist,
+    send_lag: SharedHist,
+}
+
+struct Shared {
+    clock: Clock,
+    url: Url,
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    timeout: Duration,
+    c: Counters,
+    h: Hists,
+    errors: Mutex<BTreeMap<String, u64>>,
+    token_errors: Mutex<BTreeMap<String, u64>>,
+    first_error: Mutex<Option<String>>,
+    fatal: Mutex<Option<String>>,
+    ok_seen: AtomicBool,
+    /// clock ns of the last successful response
+    last_ok_ns: AtomicU64,
+    /// no new requests
+    stop: watch::Sender<bool>,
+    /// abandon receives still waiting
+    hard_stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn ok(&self, at_ns: u64) {
+        self.ok_seen.store(true, Ordering::Relaxed);
+        self.last_ok_ns.fetch_max(at_ns, Ordering::Relaxed);
+    }
+
+    fn error(&self, key: String, detail: String) {
+        *lock(&self.errors).entry(key).or_insert(0) += 1;
+        let mut f = lock(&self.first_error);
+        if f.is_none() {
+            *f = Some(detail);
+        }
+    }
+
+    /// A non-2xx answer. Before anything succeeded, answers that will not change by retrying
+    /// (bad key, unknown topic, bad request) end the run with that message.
+    fn status_error(&self, what: &str, r: &Response) {
+        let detail = match r.error_message() {
+            Some(m) => format!("{what}: {} ({m})", r.status_text()),
+            None => format!("{what}: {}", r.status_text()),
+        };
+        if !self.ok_seen.load(Ordering::Relaxed)
+            && matches!(r.status, 400 | 401 | 403 | 404 | 405 | 413 | 415)
+        {
+            self.set_fatal(format!("{} answered {detail}", self.url));
+        }
+        self.error(r.status_text(), detail);
+    }
+
+    fn transport_error(&self, what: &str, e: &HttpError) {
+        // before anything succeeded, a transport failure means the wrong port or a server
+        // that cannot serve this at all: stop with what happened
+        if !self.ok_seen.load(Ordering::Relaxed) {
+            let (url, addr) = (&self.url, self.addr);
+            self.set_fatal(match e {
+                HttpError::Protocol(m) => {
+                    format!("{url} ({addr}) does not answer like an HTTP server: {m}")
+                }
+                HttpError::Io(m) => format!(
+                    "{url} ({addr}) dropped the connection without answering ({m}); is it an HTTP listener?"
+                ),
+                HttpError::Timeout => format!(
+                    "{url} ({addr}) did not answer a {what} within {:.1} s (--timeout)",
+                    self.timeout.as_secs_f64()
+                ),
+                HttpError::Connect(m) => format!("cannot connect to {url} ({addr}): {m}"),
+            });
+        }
+        self.error(e.kind(), format!("{what}: {e}"));
+    }
+
+    /// After a transport failure: a short pause so a broken server is not hammered.
+    async fn backoff(&self) {
+        if !self.stopped() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn set_fatal(&self, msg: String) {
+        let mut f = lock(&self.fatal);
+        if f.is_none() {
+            *f = Some(msg);
+        }
+        drop(f);
+        self.stop.send_replace(true);
+        self.hard_stop.send_replace(true);
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// A connection, reconnecting if `conn` is gone. None once the run stops.
+    async fn conn<'a>(&self, conn: &'a mut Option<Conn>) -> Option<&'a mut Conn> {
+        if conn.as_ref().is_some_and(|c| c.closed) {
+            *conn = None;
+        }
+        while conn.is_none() {
+            if self.stopped() {
+                return None;
+            }
+            self.c.reconnects.fetch_add(1, Ordering::Relaxed);
+            match Conn::connect(self.addr, self.connect_timeout).await {
+                Ok(c) => *conn = Some(c),
+                Err(e) => {
+                    self.error(e.kind(), format!("reconnect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        conn.as_mut()
+    }
+}
+
+/// Percent-encodes a path segment (anything but RFC 3986 unreserved characters).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Appends one CloudEvent of about `size` bytes (exactly, unless `size` is below the minimum).
+fn put_event(out: &mut Vec<u8>, conn: usize, seq: u64, ts_ns: u64, size: usize) {
+    let start = out.len();
+    let _ = write!(
+        out,
+        r#"{{"specversion":"1.0","id":"{conn:05}-{seq:012}","source":"/evgrid-loadtest","type":"evgrid.loadtest","datacontenttype":"application/json","data":{{"ts":"{ts_ns:019}","pad":""#
+    );
+    let fixed = out.len() - start + 3; // closing `"}}`
+    out.resize(out.len() + size.saturating_sub(fixed), b'x');
+    out.extend_from_slice(b"\"}}");
+}
+
+/// The smallest event `put_event` writes.
+pub fn min_event_size() -> usize {
+    let mut v = Vec::new();
+    put_event(&mut v, 0, 0, 0, 0);
+    v.len()
+}
+
+fn put_batch(out: &mut Vec<u8>, conn: usize, seq: &mut u64, n: usize, ts_ns: u64, size: usize) {
+    out.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_event(out, conn, *seq, ts_ns, size);
+        *seq += 1;
+    }
+    out.push(b']');
+}
+
+// ---- report ----
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HttpReport {
+    pub tool: String,
+    pub tool_version: String,
+    /// "http-publish" or "pull"
+    pub scenario: String,
+    pub target: String,
+    pub topic: String,
+    pub subscription: Option<String>,
+    pub api_version: String,
+    /// "closed-loop" or "open-loop"
+    pub mode: String,
+    pub mode_note: String,
+    pub target_rate_events_per_s: Option<f64>,
+    /// publish: connections; pull: consumers (one connection each)
+    pub connections: usize,
+    /// publish: events per request; pull: maxEvents per receive
+    pub batch_events: usize,
+    /// publish: bytes per event and per request body
+    pub event_bytes: Option<usize>,
+    pub request_body_bytes: Option<usize>,
+    pub duration_s: f64,
+    /// from the start to the last successful response: what the rates are over
+    pub elapsed_s: f64,
+    pub wall_s: f64,
+    pub started_unix_ms: u64,
+    pub interrupted: bool,
+    pub requests: Requests,
+    pub events: Events,
+    pub throughput: HttpThroughput,
+    pub latency_us: HttpLatencies,
+    pub timeseries: Vec<HttpBucket>,
+    pub cpu: Cpu,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Requests {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// failures by status ("503 Service Unavailable") or transport error ("io: ...", "timeout")
+    pub errors: BTreeMap<String, u64>,
+    pub first_error: Option<String>,
+    pub reconnects: u64,
+    /// open loop: requests due before the end that the connections had no time to send
+    pub not_sent: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Events {
+    /// publish: events in requests answered 200
+    pub published: u64,
+    /// publish: events in requests that failed
+    pub publish_failed: u64,
+    pub received: u64,
+    pub acked: u64,
+    /// lock tokens the acknowledge did not settle (or whose acknowledge request failed)
+    pub failed_tokens: u64,
+    pub failed_token_codes: BTreeMap<String, u64>,
+    /// received with deliveryCount > 1
+    pub redelivered: u64,
+    pub empty_receives: u64,
+    /// receives still waiting when the run ended (their events come back when the locks expire)
+    pub abandoned_receives: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HttpThroughput {
+    /// publish: events published/s; pull: events acknowledged/s
+    pub events_per_s: f64,
+    /// pull: events received/s
+    pub received_per_s: f64,
+    /// successful requests/s (pull: receives + acknowledges)
+    pub requests_per_s: f64,
+    pub peak_events_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HttpLatencies {
+    /// publish request → response (open loop: from the scheduled send time)
+    pub publish: LatencySummary,
+    /// receives that returned events
+    pub receive: LatencySummary,
+    pub ack: LatencySummary,
+    /// pull: publish stamp in the event → received (queue age)
+    pub e2e: LatencySummary,
+    /// open loop: how late requests left relative to their schedule
+    pub send_lag: LatencySummary,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HttpBucket {
+    pub t_s: f64,
+    pub secs: f64,
+    /// publish: events published; pull: events acknowledged
+    pub events: u64,
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+}
+
+impl HttpReport {
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let pull = self.scenario == "pull";
+        let _ = writeln!(
+            s,
+            "\n== evgrid-loadtest {} -> {} topic {}{} ==",
+            self.scenario,
+            self.target,
+            self.topic,
+            match (&self.subscription, self.event_bytes) {
+                (Some(sub), _) => format!(" subscription {sub} (maxEvents {})", self.batch_events),
+                (None, Some(b)) => format!(" ({} events x {b} B per request)", self.batch_events),
+                _ => String::new(),
+            }
+        );
+        let _ = writeln!(s, "mode          {} {}", self.mode, self.mode_note);
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "status        INTERRUPTED (Ctrl-C): figures cover the run so far"
+            );
+        }
+        let r = &self.requests;
+        let _ = writeln!(
+            s,
+            "connections   {} keep-alive {}, {} reconnects",
+            self.connections,
+            if pull { "consumers" } else { "publishers" },
+            r.reconnects
+        );
+        let _ = writeln!(
+            s,
+            "time          {:.2} s run, {:.2} s to the last response, {:.2} s wall",
+            self.duration_s, self.elapsed_s, self.wall_s
+        );
+        let _ = writeln!(
+            s,
+            "requests      sent {}  ok {}  failed {}{}",
+            r.sent,
+            r.ok,
+            r.failed,
+            if r.not_sent > 0 {
+                format!("  not sent (connections behind schedule) {}", r.not_sent)
+            } else {
+                String::new()
+            }
+        );
+        for (k, v) in &r.errors {
+            let _ = writeln!(s, "  error       {v} x {k}");
+        }
+        if let Some(e) = &r.first_error {
+            let _ = writeln!(s, "  first error {e}");
+        }
+        let e = &self.events;
+        let t = &self.throughput;
+        if pull {
+            let _ = writeln!(
+                s,
+                "events        received {}  acked {}  failed tokens {}  redelivered {}  empty receives {}{}",
+                e.received,
+                e.acked,
+                e.failed_tokens,
+                e.redelivered,
+                e.empty_receives,
+                if e.abandoned_receives > 0 {
+                    format!("  abandoned receives {}", e.abandoned_receives)
+                } else {
+                    String::new()
+                }
+            );
+            for (k, v) in &e.failed_token_codes {
+                let _ = writeln!(s, "  token error {v} x {k}");
+            }
+            let _ = writeln!(
+                s,
+                "throughput    acked {:.0} events/s  received {:.0} events/s  {:.0} requests/s  (peak 1 s: {:.0} acked/s)",
+                t.events_per_s, t.received_per_s, t.requests_per_s, t.peak_events_per_s
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "events        published {}  failed {}",
+                e.published, e.publish_failed
+            );
+            let _ = writeln!(
+                s,
+                "throughput    {:.0} events/s  {:.0} requests/s  (peak 1 s: {:.0} events/s)",
+                t.events_per_s, t.requests_per_s, t.peak_events_per_s
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nlatency (us)  {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "count", "p50", "p90", "p99", "p99.9", "max"
+        );
+        let l = &self.latency_us;
+        for (name, h) in [
+            ("publish", &l.publish),
+            ("receive", &l.receive),
+            ("ack", &l.ack),
+            ("e2e", &l.e2e),
+            ("send lag", &l.send_lag),
+        ] {
+            if h.count > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {:<11} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                    name, h.count, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
+                );
+            }
+        }
+        let g = &self.cpu.generator;
+        let _ = writeln!(
+            s,
+            "\ncpu           generator {:.2} s ({:.0}% of one core)",
+            g.cpu_seconds, g.cpu_percent
+        );
+        if let Some(b) = &self.cpu.broker {
+            let _ = writeln!(
+                s,
+                "              server pid {} {:.2} s ({:.0}% of one core){}",
+                b.pid.unwrap_or(0),
+                b.cpu_seconds,
+                b.cpu_percent,
+                b.cpu_s_per_million_msgs
+                    .map(|v| format!(", {v:.2} s per million events"))
+                    .unwrap_or_default()
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note          {n}");
+        }
+        s
+    }
+}
+
+// ---- the run ----
+
+struct Setup {
+    sh: Arc<Shared>,
+    conns: Vec<Conn>,
+    duration: Duration,
+    progress: bool,
+}
+
+async fn setup(a: &HttpArgs, n: usize, what: &str) -> Result<Setup, String> {
+    if n == 0 {
+        return Err(format!("--{what} must be at least 1"));
+    }
+    let duration = parse_duration(&a.duration)?;
+    if duration <= 0.0 {
+        return Err("--duration must be above 0".into());
+    }
+    if !(a.connect_timeout > 0.0 && a.timeout > 0.0) {
+        return Err("--connect-timeout and --timeout must be above 0".into());
+    }
+    if let Some(pid) = a.broker_pid
+        && stats::cpu_times(Some(pid)).is_none()
+    {
+        return Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"));
+    }
+    let url = http::parse_url(&a.url)?;
+    let addr = crate::run::resolve(&url.host, url.port).await?;
+    let connect_timeout = Duration::from_secs_f64(a.connect_timeout);
+    // connect everything first: an unreachable server is one clear error
+    let tasks: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(Conn::connect(addr, connect_timeout)))
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(c)) => conns.push(c),
+            Ok(Err(HttpError::Connect(e))) => {
+                return Err(format!("cannot connect to {url} ({addr}): {e}"));
+            }
+            Ok(Err(e)) => return Err(format!("cannot connect to {url} ({addr}): {e}")),
+            Err(e) => return Err(format!("connect task failed: {e}")),
+        }
+    }
+    let (stop, _) = watch::channel(false);
+    let (hard_stop, _) = watch::channel(false);
+    Ok(Setup {
+        sh: Arc::new(Shared {
+            clock: Clock::new(),
+            url,
+            addr,
+            connect_timeout,
+            timeout: Duration::from_secs_f64(a.timeout),
+            c: Counters::default(),
+            h: Hists::default(),
+            errors: Mutex::new(BTreeMap::new()),
+            token_errors: Mutex::new(BTreeMap::new()),
+            first_error: Mutex::new(None),
+            fatal: Mutex::new(None),
+            ok_seen: AtomicBool::new(false),
+            last_ok_ns: AtomicU64::new(0),
+            stop,
+            hard_stop,
+        }),
+        conns,
+        duration: Duration::from_secs_f64(duration),
+        progress: !a.quiet && a.json.is_none() && {
+            use std::io::IsTerminal as _;
+            std::io::stderr().is_terminal()
+        },
+    })
+}
+
+/// Per-second series and the progress line, until `stop` says so.
+async fn sampler(
+    sh: Arc<Shared>,
+    pull: bool,
+    progress: bool,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<HttpBucket> {
+    let events = |sh: &Shared| {
+        if pull {
+            sh.c.acked.load(Ordering::Relaxed)
+        } else {
+            sh.c.events_ok.load(Ordering::Relaxed)
+        }
+    };
+    let t0 = Instant::now();
+    let mut last_t = t0;
+    let mut last = (0u64, 0u64, 0u64);
+    let mut series = Vec::new();
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let mut printed = false;
+    loop {
+        let stopping = tokio::select! {
+            biased;
+            _ = stop.changed() => true,
+            _ = tick.tick() => false,
+        };
+        let now = Instant::now();
+        let cur = (
+            events(&sh),
+            sh.c.requests_ok.load(Ordering::Relaxed),
+            sh.c.requests_failed.load(Ordering::Relaxed),
+        );
+        let secs = now.duration_since(last_t).as_secs_f64();
+        if secs > 0.001 || !stopping {
+            series.push(HttpBucket {
+                t_s: round3(last_t.duration_since(t0).as_secs_f64()),
+                secs: round3(secs),
+                events: cur.0 - last.0,
+                requests_ok: cur.1 - last.1,
+                requests_failed: cur.2 - last.2,
+            });
+        }
+        if progress && !stopping {
+            let b = series.last().cloned().unwrap_or_default();
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r[{} {:>4.0}s] {} {:>9.0} events/s  {:>7.0} req/s  failed {}  total {}   ",
+                if pull { "pull" } else { "http-publish" },
+                now.duration_since(t0).as_secs_f64(),
+                if pull { "acked" } else { "published" },
+                b.events as f64 / b.secs.max(1e-9),
+                b.requests_ok as f64 / b.secs.max(1e-9),
+                cur.2,
+                cur.0
+            );
+            let _ = err.flush();
+            printed = true;
+        }
+        last = cur;
+        last_t = now;
+        if stopping {
+            break;
+        }
+    }
+    if printed {
+        eprintln!();
+    }
+    series
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Waits for the end of the run (duration, Ctrl-C, or a worker stopping it); returns whether
+/// it was interrupted.
+async fn wait_end(sh: &Shared, end: Instant, mut int_rx: watch::Receiver<bool>) -> bool {
+    let mut stop_rx = sh.stop.subscribe();
+    if *int_rx.borrow() {
+        sh.stop.send_replace(true);
+        return true;
+    }
+    let interrupted = tokio::select! {
+        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(end)) => false,
+        _ = int_rx.changed() => true,
+        _ = stop_rx.wait_for(|s| *s) => false,
+    };
+    sh.stop.send_replace(true);
+    interrupted
+}
+
+struct Outcome {
+    sh: Arc<Shared>,
+    interrupted: bool,
+    series: Vec<HttpBucket>,
+    duration_s: f64,
+    start_ns: u64,
+    stop_ns: u64,
+    wall0: Instant,
+    started_unix_ms: u64,
+    cpu0: Option<CpuTimes>,
+    bcpu0: Option<CpuTimes>,
+    broker_pid: Option<u32>,
+}
+
+fn base_report(o: &Outcome, scenario: &str, a: &HttpArgs) -> HttpReport {
+    let sh = &o.sh;
+    let c = &sh.c;
+    let last_ok = sh.last_ok_ns.load(Ordering::Relaxed);
+    let elapsed_ns = if last_ok > o.start_ns {
+        last_ok - o.start_ns
+    } else {
+        o.stop_ns.saturating_sub(o.start_ns)
+    };
+    let elapsed_s = (elapsed_ns as f64 / 1e9).max(1e-9);
+    let wall_s = o.wall0.elapsed().as_secs_f64();
+    let h = |x: &SharedHist| LatencySummary::from_hist(&x.snapshot());
+    let pull = scenario == "pull";
+    let events = if pull {
+        c.acked.load(Ordering::Relaxed)
+    } else {
+        c.events_ok.load(Ordering::Relaxed)
+    };
+    let cpu1 = stats::cpu_times(None);
+    let bcpu1 = o.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let cpu_report = |pid: Option<u32>, a: Option<CpuTimes>, b: Option<CpuTimes>| {
+        let (Some(a), Some(b)) = (a, b) else {
+            return CpuReport {
+                pid,
+                ..Default::default()
+            };
+        };
+        let secs = (b.total() - a.total()).max(0.0);
+        CpuReport {
+            pid,
+            cpu_seconds: round3(secs),
+            user_s: round3(b.user_s - a.user_s),
+            system_s: round3(b.system_s - a.system_s),
+            cpu_percent: round3(secs / wall_s.max(1e-9) * 100.0),
+            cpu_s_per_million_msgs: (events > 0).then(|| round3(secs / events as f64 * 1e6)),
+            cpu_s_per_million_delivered: None,
+        }
+    };
+    let peak = o
+        .series
+        .iter()
+        .filter(|b| b.secs > 0.5)
+        .map(|b| b.events as f64 / b.secs)
+        .fold(0.0, f64::max);
+    HttpReport {
+        tool: "evgrid-loadtest".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: scenario.into(),
+        target: sh.url.to_string(),
+        topic: a.topic.clone(),
+        api_version: a.api_version.clone(),
+        duration_s: round3(o.duration_s),
+        elapsed_s: round3(elapsed_s),
+        wall_s: round3(wall_s),
+        started_unix_ms: o.started_unix_ms,
+        interrupted: o.interrupted,
+        requests: Requests {
+            sent: c.requests.load(Ordering::Relaxed),
+            ok: c.requests_ok.load(Ordering::Relaxed),
+            failed: c.requests_failed.load(Ordering::Relaxed),
+            errors: lock(&sh.errors).clone(),
+            first_error: lock(&sh.first_error).clone(),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            not_sent: c.not_sent.load(Ordering::Relaxed),
+        },
+        events: Events {
+            published: c.events_ok.load(Ordering::Relaxed),
+            publish_failed: c.events_failed.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            acked: c.acked.load(Ordering::Relaxed),
+            failed_tokens: c.failed_tokens.load(Ordering::Relaxed),
+            failed_token_codes: lock(&sh.token_errors).clone(),
+            redelivered: c.redelivered.load(Ordering::Relaxed),
+            empty_receives: c.empty_receives.load(Ordering::Relaxed),
+            abandoned_receives: c.abandoned_receives.load(Ordering::Relaxed),
+        },
+        throughput: HttpThroughput {
+            events_per_s: round3(events as f64 / elapsed_s),
+            received_per_s: if pull {
+                round3(c.received.load(Ordering::Relaxed) as f64 / elapsed_s)
+            } else {
+                0.0
+            },
+            requests_per_s: round3(c.requests_ok.load(Ordering::Relaxed) as f64 / elapsed_s),
+            peak_events_per_s: round3(peak),
+        },
+        latency_us: HttpLatencies {
+            publish: h(&sh.h.request),
+            receive: h(&sh.h.receive),
+            ack: h(&sh.h.ack),
+            e2e: h(&sh.h.e2e),
+            send_lag: h(&sh.h.send_lag),
+        },
+        timeseries: o.series.clone(),
+        cpu: Cpu {
+            generator: cpu_report(None, o.cpu0, cpu1),
+            broker: o.broker_pid.map(|p| cpu_report(Some(p), o.bcpu0, bcpu1)),
+        },
+        ..Default::default()
+    }
+}
+
+/// Runs `workers` (given the setup) to the end and collects what the report needs.
+async fn drive<F>(
+    s: Setup,
+    a: &HttpArgs,
+    pull: bool,
+    drain: Duration,
+    int_rx: watch::Receiver<bool>,
+    spawn: F,
+) -> Outcome
+where
+    F: FnOnce(&Arc<Shared>, Vec<Conn>, u64, u64) -> Vec<tokio::task::JoinHandle<()>>,
+{
+    let wall0 = Instant::now();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let cpu0 = stats::cpu_times(None);
+    let bcpu0 = a.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let sh = s.sh;
+    let (sampler_tx, sampler_rx) = watch::channel(false);
+    let sampler = tokio::spawn(sampler(sh.clone(), pull, s.progress, sampler_rx));
+    let start_ns = sh.clock.now_ns();
+    let end_ns = start_ns + s.duration.as_nanos() as u64;
+    let handles = spawn(&sh, s.conns, start_ns, end_ns);
+    let interrupted = wait_end(&sh, sh.clock.instant_at(end_ns), int_rx).await;
+    let stop_ns = sh.clock.now_ns();
+    // receives still long-polling get `drain` to come back, then are abandoned
+    let hard = {
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(if interrupted { Duration::ZERO } else { drain }).await;
+            sh.hard_stop.send_replace(true);
+        })
+    };
+    for h in handles {
+        let _ = h.await;
+    }
+    hard.abort();
+    let _ = sampler_tx.send(true);
+    let series = sampler.await.unwrap_or_default();
+    Outcome {
+        sh,
+        interrupted,
+        series,
+        duration_s: s.duration.as_secs_f64(),
+        start_ns,
+        stop_ns,
+        wall0,
+        started_unix_ms,
+        cpu0,
+        bcpu0,
+        broker_pid: a.broker_pid,
+    }
+}
+
+/// Prints the summary, writes --json; the exit code.
+fn finish(report: HttpReport, json: Option<&std::path::Path>, fatal: Option<String>) -> u8 {
+    if let Some(msg) = fatal {
+        eprintln!("error: {msg}");
+        return crate::EXIT_FATAL;
+    }
+    print!("{}", report.summary());
+    if let Some(path) = json {
+        let res = serde_json::to_string_pretty(&report)
+            .map_err(|e| format!("cannot serialize the report: {e}"))
+            .and_then(|s| {
+                std::fs::write(path, s + "\n")
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            });
+        if let Err(e) = res {
+            eprintln!("error: {e}");
+            return crate::EXIT_FATAL;
+        }
+    }
+    if report.interrupted {
+        return crate::EXIT_INTERRUPTED;
+    }
+    if report.requests.ok == 0 {
+        eprintln!("error: no request succeeded");
+        return crate::EXIT_FATAL;
+    }
+    0
+}
+
+// ---- http-publish ----
+
+struct PubCfg {
+    path: String,
+    key_header: String,
+    batch: usize,
+    size: usize,
+    /// requests/s per connection (open loop)
+    rate: Option<f64>,
+    connections: usize,
+}
+
+pub async fn http_publish(a: HttpPublishArgs, int_rx: watch::Receiver<bool>) -> u8 {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        crate::EXIT_FATAL
+    };
+    if !(1..=1000).contains(&a.batch) {
+        return fail(format!(
+            "--batch {}: must be 1 to 1000 (Event Grid's limit)",
+            a.batch
+        ));
+    }
+    if let Some(r) = a.rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        return fail(format!("--rate {r}: must be above 0"));
+    }
+    let s = match setup(&a.http, a.connections, "connections").await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut notes = Vec::new();
+    let min = min_event_size();
+    let size = a.size.max(min);
+    if a.size < min {
+        notes.push(format!(
+            "--size {} is below the smallest event this generator writes; events are {min} B",
+            a.size
+        ));
+    }
+    let body_bytes = 2 + a.batch * (size + 1) - 1;
+    if body_bytes > 1024 * 1024 {
+        notes.push(format!(
+            "requests are {body_bytes} B, above Event Grid's 1 MB request limit"
+        ));
+    }
+    let cfg = Arc::new(PubCfg {
+        path: format!(
+            "{}/topics/{}:publish?api-version={}",
+            s.sh.url.base_path,
+            seg(&a.http.topic),
+            seg(&a.http.api_version)
+        ),
+        key_header: format!("SharedAccessKey {}", a.http.key),
+        batch: a.batch,
+        size,
+        rate: a.rate.map(|r| r / a.batch as f64 / a.connections as f64),
+        connections: a.connections,
+    });
+    let o = drive(
+        s,
+        &a.http,
+        false,
+        Duration::ZERO,
+        int_rx,
+        |sh, conns, start_ns, end_ns| {
+            conns
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    tokio::spawn(publisher(sh.clone(), cfg.clone(), i, c, start_ns, end_ns))
+                })
+                .collect()
+        },
+    )
+    .await;
+    let fatal = lock(&o.sh.fatal).clone();
+    let mut r = base_report(&o, "http-publish", &a.http);
+    r.connections = a.connections;
+    r.batch_events = a.batch;
+    r.event_bytes = Some(size);
+    r.request_body_bytes = Some(body_bytes);
+    match a.rate {
+        Some(rate) => {
+            r.mode = "open-loop".into();
+            r.mode_note = format!(
+                "({rate} events/s = {:.1} requests/s over {} connections; latency from each request's scheduled send time)",
+                rate / a.batch as f64,
+                a.connections
+            );
+            r.target_rate_events_per_s = Some(rate);
+            if r.latency_us.send_lag.p99_us > 10_000.0 {
+                r.notes.push(
+                    "p99 send lag is above 10 ms: the connections could not keep up with the schedule (more --connections, or a lower --rate)".into(),
+                );
+            }
+        }
+        None => {
+            r.mode = "closed-loop".into();
+            r.mode_note = "(each connection sends its next request when the previous one is answered; latency from the actual send)".into();
+        }
+    }
+    r.notes.extend(notes);
+    finish(r, a.http.json.as_deref(), fatal)
+}
+
+async fn publisher(
+    sh: Arc<Shared>,
+    cfg: Arc<PubCfg>,
+    idx: usize,
+    conn: Conn,
+    start_ns: u64,
+    end_ns: u64,
+) {
+    let mut conn = Some(conn);
+    let mut sched = cfg
+        .rate
+        .map(|r| OpenLoop::new(start_ns, r, idx as f64 / cfg.connections as f64));
+    let mut stop = sh.stop.subscribe();
+    let mut body = Vec::with_capacity(cfg.batch * (cfg.size + 1) + 2);
+    let mut req = Vec::with_capacity(body.capacity() + 512);
+    let mut seq = 0u64;
+    let timeout = sh.timeout;
+    loop {
+        if sh.stopped() {
+            break;
+        }
+        let scheduled = match &mut sched {
+            Some(s) => {
+                let due = s.next_due_ns();
+                if due >= end_ns {
+                    break;
+                }
+                let now = sh.clock.now_ns();
+                if due > now {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(sh.clock.instant_at(due))) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                }
+                s.take();
+                sh.h.send_lag.record(sh.clock.now_ns().saturating_sub(due));
+                Some(due)
+            }
+            None => None,
+        };
+        let Some(c) = sh.conn(&mut conn).await else {
+            break;
+        };
+        let sent_ns = sh.clock.now_ns();
+        let from = scheduled.unwrap_or(sent_ns);
+        body.clear();
+        put_batch(&mut body, idx, &mut seq, cfg.batch, from, cfg.size);
+        req.clear();
+        http::write_request(
+            &mut req,
+            "POST",
+            &cfg.path,
+            &sh.url.authority,
+            &[
+                ("Content-Type", BATCH_CT),
+                ("Accept", "application/json"),
+                ("Authorization", &cfg.key_header),
+            ],
+            &body,
+        );
+        sh.c.requests.fetch_add(1, Ordering::Relaxed);
+        let res = c.roundtrip(&req, timeout).await;
+        let done = sh.clock.now_ns();
+        match res {
+            Ok(r) if r.status == 200 => {
+                sh.h.request.record(done.saturating_sub(from));
+                sh.c.requests_ok.fetch_add(1, Ordering::Relaxed);
+                sh.c.events_ok
+                    .fetch_add(cfg.batch as u64, Ordering::Relaxed);
+                sh.ok(done);
+            }
+            Ok(r) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                sh.c.events_failed
+                    .fetch_add(cfg.batch as u64, Ordering::Relaxed);
+                sh.status_error("publish", &r);
+            }
+            Err(e) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                sh.c.events_failed
+                    .fetch_add(cfg.batch as u64, Ordering::Relaxed);
+                sh.transport_error("publish", &e);
+                sh.backoff().await;
+            }
+        }
+    }
+    if let Some(s) = &sched
+        && end_ns > 0
+    {
+        sh.c.not_sent
+            .fetch_add(s.due(end_ns - 1), Ordering::Relaxed);
+    }
+}
+
+// ---- pull ----
+
+#[derive(Deserialize)]
+struct ReceiveBody {
+    value: Vec<ReceiveItem>,
+}
+
+#[derive(Deserialize)]
+struct ReceiveItem {
+    #[serde(rename = "brokerProperties")]
+    broker: BrokerProps,
+    #[serde(default)]
+    event: Option<EventStamp>,
+}
+
+/// The only part of a received event the generator reads: `data.ts`. The rest is skipped
+/// without being built (a receive answer is about 100 KiB of JSON, and the generator shares the
+/// machine with the server).
+#[derive(Deserialize, Default)]
+struct EventStamp {
+    #[serde(default)]
+    data: Stamp,
+}
+
+/// `ts` of an object `data`, as `put_event` writes it (a decimal string; a number is taken
+/// too); any other `data` is no stamp.
+#[derive(Default, Debug, PartialEq)]
+struct Stamp(Option<u64>);
+
+impl<'de> Deserialize<'de> for Stamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Key {
+            Ts,
+            #[serde(other)]
+            Other,
+        }
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Stamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Stamp, A::Error> {
+                let mut ts = None;
+                while let Some(k) = m.next_key::<Key>()? {
+                    match k {
+                        Key::Ts => {
+                            ts = match m.next_value::<serde_json::Value>()? {
+                                serde_json::Value::String(s) => s.parse().ok(),
+                                v => v.as_u64(),
+                            }
+                        }
+                        Key::Other => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Stamp(ts))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Stamp, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Stamp(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Stamp, E> {
+                Ok(Stamp(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Stamp, E> {
+                Ok(Stamp(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Stamp, E> {
+                Ok(Stamp(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Stamp, E> {
+                Ok(Stamp(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Stamp, E> {
+                Ok(Stamp(None))
+            }
+            fn visit_unit<E>(self) -> Result<Stamp, E> {
+                Ok(Stamp(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct BrokerProps {
+    #[serde(rename = "lockToken")]
+    lock_token: String,
+    #[serde(rename = "deliveryCount", default)]
+    delivery_count: u64,
+}
+
+#[derive(Deserialize)]
+struct SettleBody {
+    #[serde(rename = "failedLockTokens", default)]
+    failed: Vec<FailedToken>,
+    #[serde(rename = "succeededLockTokens", default)]
+    succeeded: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FailedToken {
+    #[serde(default)]
+    error: Option<TokenError>,
+}
+
+#[derive(Deserialize)]
+struct TokenError {
+    #[serde(default)]
+    code: String,
+}
+
+struct PullCfg {
+    receive_path: String,
+    ack_path: String,
+    key_header: String,
+    receive_timeout: Duration,
+    until_empty: bool,
+}
+
+pub async fn pull(a: PullArgs, int_rx: watch::Receiver<bool>) -> u8 {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        crate::EXIT_FATAL
+    };
+    if !(1..=100).contains(&a.max_events) {
+        return fail(format!("--max-events {}: must be 1 to 100", a.max_events));
+    }
+    if !(a.drain.is_finite() && a.drain >= 0.0) {
+        return fail(format!("--drain {}: must be 0 or more", a.drain));
+    }
+    let s = match setup(&a.http, a.consumers, "consumers").await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let sub_base = format!(
+        "{}/topics/{}/eventsubscriptions/{}",
+        s.sh.url.base_path,
+        seg(&a.http.topic),
+        seg(&a.subscription)
+    );
+    let v = seg(&a.http.api_version);
+    let cfg = Arc::new(PullCfg {
+        receive_path: format!(
+            "{sub_base}:receive?api-version={v}&maxEvents={}&maxWaitTime={}",
+            a.max_events, a.max_wait
+        ),
+        ack_path: format!("{sub_base}:acknowledge?api-version={v}"),
+        key_header: format!("SharedAccessKey {}", a.http.key),
+        receive_timeout: s.sh.timeout.max(Duration::from_secs(a.max_wait + 5)),
+        until_empty: a.until_empty,
+    });
+    let o = drive(
+        s,
+        &a.http,
+        true,
+        Duration::from_secs_f64(a.drain),
+        int_rx,
+        |sh, conns, _, _| {
+            conns
+                .into_iter()
+                .map(|c| tokio::spawn(consumer(sh.clone(), cfg.clone(), c)))
+                .collect()
+        },
+    )
+    .await;
+    let fatal = lock(&o.sh.fatal).clone();
+    let mut r = base_report(&o, "pull", &a.http);
+    r.subscription = Some(a.subscription.clone());
+    r.connections = a.consumers;
+    r.batch_events = a.max_events;
+    r.mode = "closed-loop".into();
+    r.mode_note = format!(
+        "(each consumer: receive maxEvents={} maxWaitTime={} s, then acknowledge every lock token; rates over the time to the last successful response)",
+        a.max_events, a.max_wait
+    );
+    if r.events.abandoned_receives > 0 {
+        r.notes.push(format!(
+            "{} receives were still waiting at the end and were abandoned; events they may have locked come back when the lock expires",
+            r.events.abandoned_receives
+        ));
+    }
+    finish(r, a.http.json.as_deref(), fatal)
+}
+
+async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
+    let mut conn = Some(conn);
+    let mut hard = sh.hard_stop.subscribe();
+    let mut recv_req = Vec::new();
+    http::write_request(
+        &mut recv_req,
+        "POST",
+        &cfg.receive_path,
+        &sh.url.authority,
+        &[
+            ("Accept", "application/json"),
+            ("Authorization", &cfg.key_header),
+        ],
+        b"",
+    );
+    let mut ack_body = Vec::new();
+    let mut ack_req = Vec::new();
+    let mut e2e = sh.h.e2e.recorder();
+    loop {
+        if sh.stopped() {
+            break;
+        }
+        let Some(c) = sh.conn(&mut conn).await else {
+            break;
+        };
+        let t0 = sh.clock.now_ns();
+        sh.c.requests.fetch_add(1, Ordering::Relaxed);
+        let res = tokio::select! {
+            r = c.roundtrip(&recv_req, cfg.receive_timeout) => r,
+            _ = hard.wait_for(|h| *h) => {
+                sh.c.abandoned_receives.fetch_add(1, Ordering::Relaxed);
+                sh.c.requests.fetch_sub(1, Ordering::Relaxed);
+                break;
+            }
+        };
+        let done = sh.clock.now_ns();
+        let resp = match res {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                sh.status_error("receive", &r);
+                continue;
+            }
+            Err(e) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                sh.transport_error("receive", &e);
+                sh.backoff().await;
+                continue;
+            }
+        };
+        let got: ReceiveBody = match serde_json::from_slice(&resp.body) {
+            Ok(g) => g,
+            Err(e) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                sh.transport_error(
+                    "receive",
+                    &HttpError::Protocol(format!("receive body is not {{\"value\":[...]}}: {e}")),
+                );
+                continue;
+            }
+        };
+        sh.c.requests_ok.fetch_add(1, Ordering::Relaxed);
+        if got.value.is_empty() {
+            // an empty long poll says the queue is drained: it does not extend the time the
+            // rates are over
+            sh.ok_seen.store(true, Ordering::Relaxed);
+            sh.c.empty_receives.fetch_add(1, Ordering::Relaxed);
+            if cfg.until_empty {
+                sh.stop.send_replace(true);
+            }
+            continue;
+        }
+        sh.ok(done);
+        sh.h.receive.record(done.saturating_sub(t0));
+        let n = got.value.len() as u64;
+        sh.c.received.fetch_add(n, Ordering::Relaxed);
+        let mut redelivered = 0;
+        for item in &got.value {
+            if item.broker.delivery_count > 1 {
+                redelivered += 1;
+            }
+            if let Some(ts) = item.event.as_ref().and_then(|e| e.data.0)
+                && ts > 0
+            {
+                e2e.record(done.saturating_sub(ts));
+            }
+        }
+        sh.c.redelivered.fetch_add(redelivered, Ordering::Relaxed);
+
+        ack_body.clear();
+        ack_body.extend_from_slice(b"{\"lockTokens\":[");
+        for (i, item) in got.value.iter().enumerate() {
+            if i > 0 {
+                ack_body.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut ack_body, &item.broker.lock_token);
+        }
+        ack_body.extend_from_slice(b"]}");
+        ack_req.clear();
+        http::write_request(
+            &mut ack_req,
+            "POST",
+            &cfg.ack_path,
+            &sh.url.authority,
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json"),
+                ("Authorization", &cfg.key_header),
+            ],
+            &ack_body,
+        );
+        // an acknowledge is never abandoned: the events are ours until it returns
+        let Some(c) = sh.conn(&mut conn).await else {
+            sh.c.failed_tokens.fetch_add(n, Ordering::Relaxed);
+            break;
+        };
+        let t1 = sh.clock.now_ns();
+        sh.c.requests.fetch_add(1, Ordering::Relaxed);
+        let res = c.roundtrip(&ack_req, sh.timeout).await;
+        let done = sh.clock.now_ns();
+        let token_failure = |code: String, k: u64| {
+            sh.c.failed_tokens.fetch_add(k, Ordering::Relaxed);
+            *lock(&sh.token_errors).entry(code).or_insert(0) += k;
+        };
+        match res {
+            Ok(r) if r.status == 200 => match serde_json::from_slice::<SettleBody>(&r.body) {
+                Ok(b) => {
+                    sh.h.ack.record(done.saturating_sub(t1));
+                    sh.c.requests_ok.fetch_add(1, Ordering::Relaxed);
+                    sh.c.acked
+                        .fetch_add(b.succeeded.len() as u64, Ordering::Relaxed);
+                    for f in b.failed {
+                        token_failure(f.error.map(|e| e.code).unwrap_or_default(), 1);
+                    }
+                    sh.ok(done);
+                }
+                Err(e) => {
+                    sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                    token_failure("bad acknowledge response".into(), n);
+                    sh.transport_error(
+                        "acknowledge",
+                        &HttpError::Protocol(format!("acknowledge body: {e}")),
+                    );
+                }
+            },
+            Ok(r) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                token_failure(format!("acknowledge answered {}", r.status_text()), n);
+                sh.status_error("acknowledge", &r);
+            }
+            Err(e) => {
+                sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
+                token_failure(format!("acknowledge failed: {}", e.kind()), n);
+                sh.transport_error("acknowledge", &e);
+                sh.backoff().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_have_the_requested_size_and_parse() {
+        let mut v = Vec::new();
+        put_event(&mut v, 3, 42, 1_780_000_000_123_456_789, 1024);
+        assert_eq!(v.len(), 1024);
+        let ev: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        assert_eq!(ev["id"], "00003-000000000042");
+        assert_eq!(ev["specversion"], "1.0");
+        let stamp = |b: &[u8]| serde_json::from_slice::<EventStamp>(b).unwrap().data.0;
+        assert_eq!(stamp(&v), Some(1_780_000_000_123_456_789));
+        // below the minimum: the minimum
+        let min = min_event_size();
+        v.clear();
+        put_event(&mut v, 0, 0, 0, 10);
+        assert_eq!(v.len(), min);
+        assert!(min < 256, "{min}");
+
+        let mut seq = 7;
+        v.clear();
+        put_batch(&mut v, 1, &mut seq, 3, 5, 300);
+        assert_eq!(seq, 10);
+        let arr: Vec<serde_json::Value> = serde_json::from_slice(&v).unwrap();
+        assert_eq!(arr.len(), 3);
+        assert_eq!(v.len(), 2 + 3 * 301 - 1);
+        assert_eq!(arr[2]["id"], "00001-000000000009");
+        assert_eq!(stamp(arr[0].to_string().as_bytes()), Some(5));
+    }
+
+    #[test]
+    fn receive_and_settle_bodies() {
+        let got: ReceiveBody = serde_json::from_slice(
+            br#"{"value":[{"brokerProperties":{"lockToken":"CiYKJDc4","deliveryCount":1},"event":{"id":"e","data":{"ts":"12"}}},
+                {"brokerProperties":{"lockToken":"t2","deliveryCount":2},"event":{"id":"f","data":"text"}},
+                {"brokerProperties":{"lockToken":"t3"},"event":{"data":{"a":[1,{"ts":"9"}],"ts":77,"z":null}}},
+                {"brokerProperties":{"lockToken":"t4"},"event":{"data":[true,1.5,null]}},
+                {"brokerProperties":{"lockToken":"t5"},"event":{"data_base64":"aGk="}},
+                {"brokerProperties":{"lockToken":"t6"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(got.value.len(), 6);
+        assert_eq!(got.value[0].broker.lock_token, "CiYKJDc4");
+        assert_eq!(got.value[2].event.as_ref().unwrap().data, Stamp(Some(77)));
+        assert_eq!(got.value[3].event.as_ref().unwrap().data, Stamp(None));
+        assert_eq!(got.value[4].event.as_ref().unwrap().data, Stamp(None));
+        assert!(got.value[5].event.is_none());
+        assert_eq!(got.value[5].broker.delivery_count, 0);
+        assert_eq!(got.value[0].event.as_ref().unwrap().data, Stamp(Some(12)));
+        assert_eq!(got.value[1].event.as_ref().unwrap().data, Stamp(None));
+        assert_eq!(got.value[1].broker.delivery_count, 2);
+        let s: SettleBody = serde_json::from_slice(
+            br#"{"failedLockTokens":[{"lockToken":"x","error":{"code":"TokenLost","message":"Token has expired."}}],"succeededLockTokens":["y","z"]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.succeeded.len(), 2);
+        assert_eq!(s.failed[0].error.as_ref().unwrap().code, "TokenLost");
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(seg("bench-sub_1.x~"), "bench-sub_1.x~");
+        assert_eq!(seg("a b/c:d"), "a%20b%2Fc%3Ad");
+    }
+}
