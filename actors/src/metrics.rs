@@ -48,6 +48,68 @@ impl Gauge {
     }
 }
 
+/// Upper bounds (µs) of the commit-latency histogram's buckets.
+const COMMIT_BUCKETS_US: [u64; 11] = [
+    500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
+];
+
+/// A Prometheus histogram of durations with fixed buckets (cumulative when rendered).
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [Counter; 12],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    pub const fn new() -> Self {
+        Histogram {
+            buckets: [
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+                Counter::new(),
+            ],
+            sum_us: Counter::new(),
+        }
+    }
+
+    pub fn observe_us(&self, us: u64) {
+        let i = COMMIT_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(COMMIT_BUCKETS_US.len());
+        self.buckets[i].inc();
+        self.sum_us.add(us);
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in COMMIT_BUCKETS_US.iter().enumerate() {
+            cum += self.buckets[i].get();
+            let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+        }
+        cum += self.buckets[COMMIT_BUCKETS_US.len()].get();
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(s, "{name}_sum {}", self.sum_us.get() as f64 / 1e6);
+        let _ = writeln!(s, "{name}_count {cum}");
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new()
+    }
+}
+
 /// Why a message was not delivered to a subscriber.
 #[derive(Debug, Clone, Copy)]
 pub enum DropReason {
@@ -100,7 +162,7 @@ pub struct Metrics {
     pub store_commits: Counter,
     pub store_ops: Counter,
     pub store_errors: Counter,
-    pub store_commit_micros: Counter,
+    pub store_commit: Histogram,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -136,7 +198,7 @@ pub static METRICS: Metrics = Metrics {
     store_commits: Counter::new(),
     store_ops: Counter::new(),
     store_errors: Counter::new(),
-    store_commit_micros: Counter::new(),
+    store_commit: Histogram::new(),
 };
 
 impl Metrics {
@@ -244,7 +306,12 @@ impl Metrics {
             "Events received and not yet settled.",
             self.events_locked.get(),
         );
-        let counters: [(&str, &str, &Counter); 15] = [
+        self.store_commit.render(
+            s,
+            "evgrid_store_commit_seconds",
+            "Store commits by duration (apply and fsync).",
+        );
+        let counters: [(&str, &str, &Counter); 14] = [
             (
                 "evgrid_events_published_total",
                 "Events accepted by publish requests.",
@@ -304,11 +371,6 @@ impl Metrics {
                 "evgrid_store_errors_total",
                 "Store commits that failed.",
                 &self.store_errors,
-            ),
-            (
-                "evgrid_store_commit_microseconds_total",
-                "Time spent in store commits.",
-                &self.store_commit_micros,
             ),
             (
                 "evgrid_http_publish_requests_total",

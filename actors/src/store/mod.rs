@@ -235,8 +235,8 @@ fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>) {
             res
         };
         METRICS
-            .store_commit_micros
-            .add(started.elapsed().as_micros() as u64);
+            .store_commit
+            .observe_us(started.elapsed().as_micros() as u64);
         METRICS.store_commits.inc();
         METRICS.store_ops.add(n as u64);
         if let Err(e) = &res {
