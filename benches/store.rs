@@ -93,7 +93,7 @@ impl CommitStats {
         CommitStats(
             METRICS.store_commits.get(),
             METRICS.store_ops.get(),
-            METRICS.store_commit_micros.get(),
+            METRICS.store_commit.sum_us(),
         )
     }
 

@@ -90,6 +90,11 @@ impl Histogram {
         self.sum_us.add(us);
     }
 
+    /// Total of every observed duration, in µs.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.get()
+    }
+
     fn render(&self, s: &mut String, name: &str, help: &str) {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cum = 0;
