@@ -384,13 +384,36 @@ fn filters_apply_at_publish() {
     assert_eq!(ids(&receive_n(&eg, "mixed", "created", 2)), ["1", "3"]);
     assert_eq!(ids(&receive_n(&eg, "mixed", "eu-json", 2)), ["1", "2"]);
     assert_eq!(eg.srv.metric("evgrid_events_unrouted_total"), 1.0);
-    // A filter evgrid cannot evaluate is refused when the subscription is created.
+    // Filters on event data, end to end: numbers and booleans under data.<path>.
+    eg.sub(
+        "mixed",
+        "big-paid",
+        json!({"filtersConfiguration": {"filters": [
+            {"operatorType": "NumberGreaterThanOrEquals", "key": "data.amount", "value": 100},
+            {"operatorType": "BoolEquals", "key": "data.paid", "value": true}]}}),
+    );
+    let d = |id: &str, amount: f64, paid: bool| {
+        json!({"specversion": "1.0", "id": id, "source": "/s", "type": "T",
+               "data": {"amount": amount, "paid": paid}})
+    };
+    let r = eg.publish(
+        "mixed",
+        &json!([
+            d("5", 150.0, true),
+            d("6", 99.5, true),
+            d("7", 500.0, false)
+        ]),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(ids(&receive_n(&eg, "mixed", "big-paid", 1)), ["5"]);
+    // An operator Event Grid does not have is refused when the subscription is created.
     let r = eg.mgmt(
         "PUT",
-        "/mgmt/namespaces/default/topics/mixed/eventSubscriptions/numbers",
-        br#"{"properties":{"filtersConfiguration":{"filters":[{"operatorType":"NumberIn","key":"data.n","values":[1]}]}}}"#,
+        "/mgmt/namespaces/default/topics/mixed/eventSubscriptions/fuzzy",
+        br#"{"properties":{"filtersConfiguration":{"filters":[{"operatorType":"Fuzzy","key":"data.n","values":[1]}]}}}"#,
     );
     assert_eq!((r.status, r.code().as_str()), (400, "BadRequest"), "{r:?}");
+    assert!(r.message().contains("Fuzzy"), "{r:?}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::filter::Filter;
+use super::filter::{EventView, Filter};
 use super::queue::{Enqueued, QueueSub};
 use crate::event::CloudEvent;
 use crate::metrics::METRICS;
@@ -80,10 +80,13 @@ impl Handler<Publish> for NsTopic {
         let mut ops = Vec::new();
         let mut batches = Vec::with_capacity(self.routes.len());
         let mut routed = vec![false; events.len()];
+        // Each event's JSON is parsed at most once, and only if some filter needs more than
+        // its context attributes.
+        let views: Vec<EventView<'_>> = events.iter().map(EventView::new).collect();
         for r in self.routes.iter() {
             let mut batch = Vec::new();
-            for (i, ev) in events.iter().enumerate() {
-                if !r.filter.matches(ev) {
+            for (i, (ev, view)) in events.iter().zip(&views).enumerate() {
+                if !r.filter.matches(view) {
                     continue;
                 }
                 routed[i] = true;
