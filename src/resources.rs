@@ -84,7 +84,19 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
                 .map_err(|e| at(format!("topic {}/{}", ns.name, t.name), e.to_string()))?;
             n += 1;
             for s in &t.subscriptions {
-                grid.put_subscription(&ns.name, &t.name, &s.name, &json(&s.properties))
+                let props = json(&s.properties);
+                // Declared with an expiration that has passed: the subscription is over (the
+                // server deleted it, or will); re-creating it would fail every start.
+                let expired = props["expirationTimeUtc"]
+                    .as_str()
+                    .and_then(evgrid_actors::grid::time::parse_rfc3339_ms)
+                    .is_some_and(|t| t <= evgrid_actors::store::now_ms());
+                if expired {
+                    tracing::warn!(namespace = %ns.name, topic = %t.name, subscription = %s.name,
+                        "resource file: subscription's expirationTimeUtc has passed; not applied");
+                    continue;
+                }
+                grid.put_subscription(&ns.name, &t.name, &s.name, &props)
                     .await
                     .map_err(|e| {
                         at(

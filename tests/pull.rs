@@ -636,6 +636,27 @@ fn bad_input_gets_specific_errors_and_nothing_half_accepted() {
         "NotFound",
         "explode",
     );
+    // renewLock and release delays exist only in 2024-06-01 and 2023-10-01-preview.
+    let old_api = |action: &str, query: &str| {
+        request(
+            eg.srv.http,
+            "POST",
+            &format!(
+                "/namespaces/default/topics/strict/eventsubscriptions/sub1:{action}?api-version=2023-11-01{query}"
+            ),
+            &[&key, "Content-Type: application/json"],
+            br#"{"lockTokens":["x"]}"#,
+        )
+    };
+    check(old_api("renewLock", ""), 400, "BadRequest", "2023-11-01");
+    check(
+        old_api("release", "&releaseDelayInSeconds=60"),
+        400,
+        "BadRequest",
+        "2024-06-01",
+    );
+    assert_eq!(old_api("release", "&releaseDelayInSeconds=0").status, 200);
+    assert_eq!(old_api("acknowledge", "").status, 200);
     // Garbage tokens are a 200 with every token failed.
     let (ok, failed) = eg.settle(
         "strict",
@@ -890,6 +911,9 @@ properties = { eventRetentionInDays = 2 }
 [[namespaces.topics.subscriptions]]
 name = "reader"
 properties = { deliveryConfiguration = { deliveryMode = "Queue", queue = { receiveLockDurationInSeconds = 5, maxDeliveryCount = 2 } } }
+[[namespaces.topics.subscriptions]]
+name = "long-gone"
+properties = { expirationTimeUtc = "2001-01-01T00:00:00Z" }
 "#,
     )
     .unwrap();
@@ -906,6 +930,14 @@ properties = { deliveryConfiguration = { deliveryMode = "Queue", queue = { recei
         r.json()["properties"]["deliveryConfiguration"]["queue"]["maxDeliveryCount"],
         2
     );
+    // A declared subscription whose expiration has passed is not applied (and does not stop
+    // start-up).
+    let r = eg.mgmt(
+        "GET",
+        "/mgmt/namespaces/default/topics/declared/eventSubscriptions/long-gone",
+        b"",
+    );
+    assert_eq!(r.status, 404, "{r:?}");
     assert_eq!(
         eg.publish("declared", &json!([ev("kept-1"), ev("kept-2")]))
             .status,

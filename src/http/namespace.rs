@@ -214,7 +214,8 @@ async fn subscription_op(
     authenticate(&req, &ns, &keys)?;
     let q = query_pairs(req.query_string());
     let version = api_version(&q)?;
-    let stable_2023 = version == "2023-11-01";
+    // releaseDelayInSeconds and :renewLock exist only in these two (spec §6.1).
+    let has_delays = matches!(version, "2024-06-01" | "2023-10-01-preview");
     let action = match action {
         "receive" => None,
         "acknowledge" => Some(Action::Acknowledge),
@@ -222,13 +223,14 @@ async fn subscription_op(
         "release" => {
             let delay = match param(&q, "releaseDelayInSeconds") {
                 None => 0,
-                Some(_) if stable_2023 => {
-                    return Err(ApiError::bad_request(
-                        "releaseDelayInSeconds needs api-version 2024-06-01 (or 2023-10-01-preview).",
-                    ));
-                }
                 Some(v) => match v.parse::<u32>() {
-                    Ok(d @ (0 | 10 | 60 | 600 | 3600)) => d,
+                    Ok(0) => 0,
+                    Ok(d @ (10 | 60 | 600 | 3600)) if has_delays => d,
+                    Ok(10 | 60 | 600 | 3600) => {
+                        return Err(ApiError::bad_request(format!(
+                            "releaseDelayInSeconds needs api-version 2024-06-01 or 2023-10-01-preview (this request used {version})."
+                        )));
+                    }
                     _ => {
                         return Err(ApiError::bad_request(format!(
                             "releaseDelayInSeconds must be one of 0, 10, 60, 600, 3600; got '{v}'."
@@ -238,10 +240,10 @@ async fn subscription_op(
             };
             Some(Action::Release { delay_secs: delay })
         }
-        "renewLock" | "renewlock" if stable_2023 => {
-            return Err(ApiError::bad_request(
-                "renewLock needs api-version 2024-06-01 (or 2023-10-01-preview).",
-            ));
+        "renewLock" | "renewlock" if !has_delays => {
+            return Err(ApiError::bad_request(format!(
+                "renewLock needs api-version 2024-06-01 or 2023-10-01-preview (this request used {version})."
+            )));
         }
         "renewLock" | "renewlock" => Some(Action::RenewLock),
         other => {

@@ -786,6 +786,17 @@ impl Grid {
         }
         let _g = self.0.mgmt.lock().await;
         for (ns, t, s) in expired {
+            // A PUT may have extended or recreated it while we waited for the lock.
+            let still = {
+                let st = self.0.state.read().expect("grid lock");
+                st.get(&ns)
+                    .and_then(|n| n.topics.get(&t))
+                    .and_then(|tp| tp.subs.get(&s))
+                    .is_some_and(|sub| sub.cfg.expires_ms.is_some_and(|e| e <= now_ms()))
+            };
+            if !still {
+                continue;
+            }
             match self.delete_subscription_locked(&ns, &t, &s).await {
                 Ok(_) => {
                     tracing::info!(namespace = %ns, topic = %t, subscription = %s, "expired subscription deleted")

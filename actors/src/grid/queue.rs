@@ -414,6 +414,29 @@ impl QueueSub {
         }
     }
 
+    /// Puts settled entries back after their commit failed: the store still has them, so they
+    /// must stay deliverable (their locks are gone; they are redelivered).
+    fn restore(&mut self, undo: Vec<(u64, u64, Bytes, u32)>) {
+        for (seq, publish_ms, raw, deliveries) in undo.into_iter().rev() {
+            if self.entries.contains_key(&seq) {
+                continue;
+            }
+            METRICS.events_queued.inc();
+            self.entries.insert(
+                seq,
+                Entry {
+                    publish_ms,
+                    raw,
+                    deliveries,
+                },
+            );
+            self.ready.push_front(seq);
+        }
+        let mut ops = Vec::new();
+        self.serve_waiters(&mut ops);
+        self.flush(ops);
+    }
+
     fn flush(&self, ops: Vec<Op>) {
         if ops.is_empty() {
             return;
@@ -544,11 +567,13 @@ impl Handler<Receive> for QueueSub {
 }
 
 impl Handler<Settle> for QueueSub {
-    type Result = ResponseFuture<Result<Settled, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<Settled, StoreError>>;
     fn handle(&mut self, msg: Settle, _: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
         let mut ops = Vec::new();
         let mut res = Settled::default();
+        // What acknowledge and reject take out of memory, to put back if the commit fails.
+        let mut undo = Vec::new();
         for t in msg.tokens {
             let Some((seq, n)) = parse_token(&t) else {
                 res.failed.push((t, TokenError::BadToken));
@@ -575,6 +600,11 @@ impl Handler<Settle> for QueueSub {
             }
             self.locks.remove(&seq);
             METRICS.events_locked.dec();
+            if matches!(msg.action, Action::Acknowledge | Action::Reject)
+                && let Some(e) = self.entries.get(&seq)
+            {
+                undo.push((seq, e.publish_ms, e.raw.clone(), e.deliveries));
+            }
             match msg.action {
                 Action::Acknowledge => {
                     if self.entries.remove(&seq).is_some() {
@@ -597,13 +627,19 @@ impl Handler<Settle> for QueueSub {
         }
         self.serve_waiters(&mut ops);
         if ops.is_empty() {
-            return Box::pin(async move { Ok(res) });
+            return Box::pin(actix::fut::ready(Ok(res)));
         }
         let commit = self.writer.submit(ops);
-        Box::pin(async move {
-            commit.await?;
-            Ok(res)
-        })
+        Box::pin(
+            async move { commit.await.map(|_| res) }
+                .into_actor(self)
+                .map(move |r, act, _| {
+                    if r.is_err() {
+                        act.restore(undo);
+                    }
+                    r
+                }),
+        )
     }
 }
 
@@ -642,5 +678,122 @@ mod tests {
         ] {
             assert_eq!(parse_token(bad), None, "{bad}");
         }
+    }
+
+    /// A store whose commits fail while `fail` is set.
+    struct Flaky {
+        inner: crate::store::mem::MemStore,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl crate::store::Store for Flaky {
+        fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Io("disk full".into()));
+            }
+            self.inner.commit(ops)
+        }
+        fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.resources()
+        }
+        fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
+            self.inner.queue(sub)
+        }
+        fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {
+            self.inner.subscription_keys()
+        }
+        fn dead_letters(
+            &self,
+            s: u64,
+            a: u64,
+            l: usize,
+        ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+            self.inner.dead_letters(s, a, l)
+        }
+        fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError> {
+            self.inner.last_dead_letter(sub)
+        }
+        fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.meta(key)
+        }
+    }
+
+    #[test]
+    fn a_settlement_whose_commit_fails_leaves_the_event_deliverable() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = std::sync::Arc::new(Flaky {
+            inner: crate::store::mem::MemStore::new(),
+            fail: false.into(),
+        });
+        crate::store::Store::commit(
+            &store.inner,
+            &[Op::Enqueue {
+                sub: 7,
+                seq: 1,
+                publish_ms: now_ms(),
+                body: Bytes::from_static(b"{\"id\":\"a\"}"),
+            }],
+        )
+        .unwrap();
+        let writer = Writer::start(store.clone());
+        actix::System::new().block_on(async move {
+            let cfg = super::super::resource::subscription(
+                &serde_json::Value::Null,
+                super::super::resource::TopicCfg { retention_days: 1 },
+                Default::default(),
+                0,
+            )
+            .unwrap()
+            .0;
+            let queued = crate::store::Store::queue(&*store, 7).unwrap();
+            let q = QueueSub::new(7, cfg, writer, Duration::from_millis(50), queued, 0).start();
+            let receive = || async {
+                let (tx, rx) = oneshot::channel();
+                q.send(Receive {
+                    max: 10,
+                    wait: Duration::from_secs(1),
+                    reply: tx,
+                })
+                .await
+                .unwrap();
+                rx.await.unwrap()
+            };
+            let got = receive().await;
+            assert_eq!(got.len(), 1);
+            for action in [Action::Acknowledge, Action::Reject] {
+                let got = if action == Action::Acknowledge {
+                    got.clone()
+                } else {
+                    receive().await
+                };
+                store.fail.store(true, SeqCst);
+                let r = q
+                    .send(Settle {
+                        action,
+                        tokens: vec![got[0].token.clone()],
+                    })
+                    .await
+                    .unwrap();
+                assert!(r.is_err(), "{action:?}: the failed commit is reported");
+                store.fail.store(false, SeqCst);
+                let again = receive().await;
+                assert_eq!(again.len(), 1, "{action:?}: still deliverable");
+                assert_eq!(&again[0].event[..], b"{\"id\":\"a\"}");
+                assert_eq!(again[0].delivery_count, got[0].delivery_count + 1);
+                // Put it back for the next round: release it.
+                q.send(Settle {
+                    action: Action::Release { delay_secs: 0 },
+                    tokens: vec![again[0].token.clone()],
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            }
+            assert_eq!(
+                crate::store::Store::queue(&*store, 7).unwrap().len(),
+                1,
+                "the store kept it throughout"
+            );
+        });
     }
 }

@@ -80,7 +80,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     }
     let offset_secs: i64 = match &s[i..] {
         "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+        tz if tz.len() == 6 && tz.is_ascii() && (tz.starts_with('+') || tz.starts_with('-')) => {
             let oh: i64 = tz[1..3].parse().ok()?;
             let om: i64 = tz[4..6].parse().ok()?;
             if &tz[3..4] != ":" {
