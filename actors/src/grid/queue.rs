@@ -157,10 +157,19 @@ struct Entry {
     deliveries: u32,
 }
 
+/// Lock times are on a monotonic clock ([`mono_ms`]): a wall-clock step must not expire or
+/// stretch every lock at once. (Publish times, time to live and release delays are persisted,
+/// so they stay on the wall clock.)
 struct Lock {
     nonce: u64,
     expires_ms: u64,
     first_ms: u64,
+}
+
+/// Milliseconds on a monotonic clock that starts with the process.
+fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 struct Waiter {
@@ -357,13 +366,14 @@ impl QueueSub {
             }
             e.deliveries += 1;
             let n = nonce();
-            let expires_ms = now + self.cfg.lock_secs as u64 * 1000;
+            let mono = mono_ms();
+            let expires_ms = mono + self.cfg.lock_secs as u64 * 1000;
             self.locks.insert(
                 seq,
                 Lock {
                     nonce: n,
                     expires_ms,
-                    first_ms: now,
+                    first_ms: mono,
                 },
             );
             self.lock_heap.push(Reverse((expires_ms, seq, n)));
@@ -452,8 +462,9 @@ impl QueueSub {
     fn on_tick(&mut self) {
         let now = now_ms();
         let mut ops = Vec::new();
+        let mono = mono_ms();
         while let Some(Reverse((exp, seq, n))) = self.lock_heap.peek().copied() {
-            if exp > now {
+            if exp > mono {
                 break;
             }
             self.lock_heap.pop();
@@ -570,6 +581,7 @@ impl Handler<Settle> for QueueSub {
     type Result = ResponseActFuture<Self, Result<Settled, StoreError>>;
     fn handle(&mut self, msg: Settle, _: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
+        let mono = mono_ms();
         let mut ops = Vec::new();
         let mut res = Settled::default();
         // What acknowledge and reject take out of memory, to put back if the commit fails.
@@ -582,18 +594,18 @@ impl Handler<Settle> for QueueSub {
             let valid = self
                 .locks
                 .get(&seq)
-                .is_some_and(|l| l.nonce == n && l.expires_ms > now);
+                .is_some_and(|l| l.nonce == n && l.expires_ms > mono);
             if !valid {
                 res.failed.push((t, TokenError::TokenLost));
                 continue;
             }
             if let Action::RenewLock = msg.action {
                 let lock = self.locks.get_mut(&seq).expect("checked");
-                if now.saturating_sub(lock.first_ms) > MAX_LOCK_AGE_MS {
+                if mono.saturating_sub(lock.first_ms) > MAX_LOCK_AGE_MS {
                     res.failed.push((t, TokenError::LockAgeExceeded));
                     continue;
                 }
-                lock.expires_ms = now + self.cfg.lock_secs as u64 * 1000;
+                lock.expires_ms = mono + self.cfg.lock_secs as u64 * 1000;
                 self.lock_heap.push(Reverse((lock.expires_ms, seq, n)));
                 res.succeeded.push(t);
                 continue;
