@@ -1,0 +1,67 @@
+//! Unit tests of `httpload`.
+
+use super::pull::{EventStamp, ReceiveBody, SettleBody, Stamp};
+use super::*;
+
+#[test]
+fn events_have_the_requested_size_and_parse() {
+    let mut v = Vec::new();
+    put_event(&mut v, 3, 42, 1_780_000_000_123_456_789, 1024);
+    assert_eq!(v.len(), 1024);
+    let ev: serde_json::Value = serde_json::from_slice(&v).unwrap();
+    assert_eq!(ev["id"], "00003-000000000042");
+    assert_eq!(ev["specversion"], "1.0");
+    let stamp = |b: &[u8]| serde_json::from_slice::<EventStamp>(b).unwrap().data.0;
+    assert_eq!(stamp(&v), Some(1_780_000_000_123_456_789));
+    // below the minimum: the minimum
+    let min = min_event_size();
+    v.clear();
+    put_event(&mut v, 0, 0, 0, 10);
+    assert_eq!(v.len(), min);
+    assert!(min < 256, "{min}");
+
+    let mut seq = 7;
+    v.clear();
+    put_batch(&mut v, 1, &mut seq, 3, 5, 300);
+    assert_eq!(seq, 10);
+    let arr: Vec<serde_json::Value> = serde_json::from_slice(&v).unwrap();
+    assert_eq!(arr.len(), 3);
+    assert_eq!(v.len(), 2 + 3 * 301 - 1);
+    assert_eq!(arr[2]["id"], "00001-000000000009");
+    assert_eq!(stamp(arr[0].to_string().as_bytes()), Some(5));
+}
+
+#[test]
+fn receive_and_settle_bodies() {
+    let got: ReceiveBody = serde_json::from_slice(
+        br#"{"value":[{"brokerProperties":{"lockToken":"CiYKJDc4","deliveryCount":1},"event":{"id":"e","data":{"ts":"12"}}},
+            {"brokerProperties":{"lockToken":"t2","deliveryCount":2},"event":{"id":"f","data":"text"}},
+            {"brokerProperties":{"lockToken":"t3"},"event":{"data":{"a":[1,{"ts":"9"}],"ts":77,"z":null}}},
+            {"brokerProperties":{"lockToken":"t4"},"event":{"data":[true,1.5,null]}},
+            {"brokerProperties":{"lockToken":"t5"},"event":{"data_base64":"aGk="}},
+            {"brokerProperties":{"lockToken":"t6"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(got.value.len(), 6);
+    assert_eq!(got.value[0].broker.lock_token, "CiYKJDc4");
+    assert_eq!(got.value[2].event.as_ref().unwrap().data, Stamp(Some(77)));
+    assert_eq!(got.value[3].event.as_ref().unwrap().data, Stamp(None));
+    assert_eq!(got.value[4].event.as_ref().unwrap().data, Stamp(None));
+    assert!(got.value[5].event.is_none());
+    assert_eq!(got.value[5].broker.delivery_count, 0);
+    assert_eq!(got.value[0].event.as_ref().unwrap().data, Stamp(Some(12)));
+    assert_eq!(got.value[1].event.as_ref().unwrap().data, Stamp(None));
+    assert_eq!(got.value[1].broker.delivery_count, 2);
+    let s: SettleBody = serde_json::from_slice(
+        br#"{"failedLockTokens":[{"lockToken":"x","error":{"code":"TokenLost","message":"Token has expired."}}],"succeededLockTokens":["y","z"]}"#,
+    )
+    .unwrap();
+    assert_eq!(s.succeeded.len(), 2);
+    assert_eq!(s.failed[0].error.as_ref().unwrap().code, "TokenLost");
+}
+
+#[test]
+fn path_segments_are_encoded() {
+    assert_eq!(seg("bench-sub_1.x~"), "bench-sub_1.x~");
+    assert_eq!(seg("a b/c:d"), "a%20b%2Fc%3Ad");
+}
