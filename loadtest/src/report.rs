@@ -1,6 +1,6 @@
 //! The run report: JSON structure, human summary and threshold checks.
 
-use crate::stats::LatencySummary;
+use crate::stats::{CpuTimes, LatencySummary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -118,6 +118,59 @@ pub struct CpuReport {
     pub cpu_s_per_million_msgs: Option<f64>,
     /// CPU seconds per million messages delivered (received)
     pub cpu_s_per_million_delivered: Option<f64>,
+}
+
+impl CpuReport {
+    /// CPU used between two samples over `wall_s`; `handled` and `delivered` give the
+    /// per-million figures (none when zero or unknown). Without both samples: only the pid.
+    pub fn between(
+        pid: Option<u32>,
+        a: Option<CpuTimes>,
+        b: Option<CpuTimes>,
+        wall_s: f64,
+        handled: u64,
+        delivered: Option<u64>,
+    ) -> CpuReport {
+        let (Some(a), Some(b)) = (a, b) else {
+            return CpuReport {
+                pid,
+                ..Default::default()
+            };
+        };
+        let secs = (b.total() - a.total()).max(0.0);
+        let per_million = |n: u64| (n > 0).then(|| round3(secs / n as f64 * 1e6));
+        CpuReport {
+            pid,
+            cpu_seconds: round3(secs),
+            user_s: round3(b.user_s - a.user_s),
+            system_s: round3(b.system_s - a.system_s),
+            cpu_percent: round3(secs / wall_s.max(1e-9) * 100.0),
+            cpu_s_per_million_msgs: per_million(handled),
+            cpu_s_per_million_delivered: delivered.and_then(per_million),
+        }
+    }
+}
+
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The latency table of a summary: a header, then one row per histogram that has samples.
+pub fn write_latency_table(s: &mut String, rows: &[(&str, &LatencySummary)]) {
+    let _ = writeln!(
+        s,
+        "\nlatency (us)  {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for (name, h) in rows {
+        if h.count > 0 {
+            let _ = writeln!(
+                s,
+                "  {:<11} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                name, h.count, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -296,28 +349,18 @@ impl Report {
                 self.throughput.peak_received_per_s
             );
         }
-        let _ = writeln!(
-            s,
-            "\nlatency (us)  {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "count", "p50", "p90", "p99", "p99.9", "max"
-        );
         let l = &self.latency_us;
-        for (name, h) in [
-            ("connack", &l.connack),
-            ("suback", &l.suback),
-            ("puback", &l.puback),
-            ("e2e", &l.e2e),
-            ("rtt", &l.rtt),
-            ("send lag", &l.send_lag),
-        ] {
-            if h.count > 0 {
-                let _ = writeln!(
-                    s,
-                    "  {:<11} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-                    name, h.count, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
-                );
-            }
-        }
+        write_latency_table(
+            &mut s,
+            &[
+                ("connack", &l.connack),
+                ("suback", &l.suback),
+                ("puback", &l.puback),
+                ("e2e", &l.e2e),
+                ("rtt", &l.rtt),
+                ("send lag", &l.send_lag),
+            ],
+        );
         let g = &self.cpu.generator;
         let _ = writeln!(
             s,

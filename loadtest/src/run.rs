@@ -12,10 +12,10 @@ use crate::client::{
 use crate::codec;
 use crate::payload::{self, ClientVars, Clock, Rng, TopicGen};
 use crate::report::{
-    self, Bucket, Clients, Connections, CpuReport, Latencies, Messages, Report, Throughput,
+    self, Bucket, Clients, Connections, CpuReport, Latencies, Messages, Report, Throughput, round3,
 };
 use crate::sched::{Pace, per_publisher_rate};
-use crate::stats::{self, CpuTimes, Hists, LatencySummary, lock};
+use crate::stats::{self, Hists, LatencySummary, lock};
 use crate::track::{Dedup, DedupRef, SubTracker};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
@@ -790,25 +790,7 @@ pub async fn execute(
         send_lag: hist(&sh.hists.send_lag),
     };
     let handled = m.sent + m.received + m.requests_received;
-    let cpu_report = |pid: Option<u32>, a: Option<CpuTimes>, b: Option<CpuTimes>| -> CpuReport {
-        let (Some(a), Some(b)) = (a, b) else {
-            return CpuReport {
-                pid,
-                ..Default::default()
-            };
-        };
-        let secs = (b.total() - a.total()).max(0.0);
-        CpuReport {
-            pid,
-            cpu_seconds: round3(secs),
-            user_s: round3(b.user_s - a.user_s),
-            system_s: round3(b.system_s - a.system_s),
-            cpu_percent: round3(secs / wall_s.max(1e-9) * 100.0),
-            cpu_s_per_million_msgs: (handled > 0).then(|| round3(secs / handled as f64 * 1e6)),
-            cpu_s_per_million_delivered: (m.received > 0)
-                .then(|| round3(secs / m.received as f64 * 1e6)),
-        }
-    };
+    let cpu_report = |pid, a, b| CpuReport::between(pid, a, b, wall_s, handled, Some(m.received));
     let generator = cpu_report(None, cpu0, cpu1);
     let broker = opts.broker_pid.map(|p| cpu_report(Some(p), bcpu0, bcpu1));
     if opts.broker_pid.is_some() && (bcpu0.is_none() || bcpu1.is_none()) {
@@ -892,10 +874,6 @@ pub async fn execute(
         r.notes.push(client::os_limit_advice(which, &sh));
     }
     Ok(r)
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 async fn sampler(

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, parse_duration};
 use crate::http::{self, Conn, HttpError, Response, Url};
 use crate::payload::Clock;
-use crate::report::{Cpu, CpuReport};
+use crate::report::{Cpu, CpuReport, round3, write_latency_table};
 use crate::sched::OpenLoop;
 use crate::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
 
@@ -412,27 +412,17 @@ impl HttpReport {
                 t.events_per_s, t.requests_per_s, t.peak_events_per_s
             );
         }
-        let _ = writeln!(
-            s,
-            "\nlatency (us)  {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "count", "p50", "p90", "p99", "p99.9", "max"
-        );
         let l = &self.latency_us;
-        for (name, h) in [
-            ("publish", &l.publish),
-            ("receive", &l.receive),
-            ("ack", &l.ack),
-            ("e2e", &l.e2e),
-            ("send lag", &l.send_lag),
-        ] {
-            if h.count > 0 {
-                let _ = writeln!(
-                    s,
-                    "  {:<11} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-                    name, h.count, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
-                );
-            }
-        }
+        write_latency_table(
+            &mut s,
+            &[
+                ("publish", &l.publish),
+                ("receive", &l.receive),
+                ("ack", &l.ack),
+                ("e2e", &l.e2e),
+                ("send lag", &l.send_lag),
+            ],
+        );
         let g = &self.cpu.generator;
         let _ = writeln!(
             s,
@@ -604,10 +594,6 @@ async fn sampler(
     series
 }
 
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
 /// Waits for the end of the run (duration, Ctrl-C, or a worker stopping it); returns whether
 /// it was interrupted.
 async fn wait_end(sh: &Shared, end: Instant, mut int_rx: watch::Receiver<bool>) -> bool {
@@ -659,24 +645,7 @@ fn base_report(o: &Outcome, scenario: &str, a: &HttpArgs) -> HttpReport {
     };
     let cpu1 = stats::cpu_times(None);
     let bcpu1 = o.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
-    let cpu_report = |pid: Option<u32>, a: Option<CpuTimes>, b: Option<CpuTimes>| {
-        let (Some(a), Some(b)) = (a, b) else {
-            return CpuReport {
-                pid,
-                ..Default::default()
-            };
-        };
-        let secs = (b.total() - a.total()).max(0.0);
-        CpuReport {
-            pid,
-            cpu_seconds: round3(secs),
-            user_s: round3(b.user_s - a.user_s),
-            system_s: round3(b.system_s - a.system_s),
-            cpu_percent: round3(secs / wall_s.max(1e-9) * 100.0),
-            cpu_s_per_million_msgs: (events > 0).then(|| round3(secs / events as f64 * 1e6)),
-            cpu_s_per_million_delivered: None,
-        }
-    };
+    let cpu_report = |pid, a, b| CpuReport::between(pid, a, b, wall_s, events, None);
     let peak = o
         .series
         .iter()
