@@ -25,6 +25,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub store: StoreConfig,
     pub events: EventsConfig,
+    pub push: PushSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +53,8 @@ pub struct EventsConfig {
     pub max_request_bytes: usize,
     /// Most events in one namespace publish request (Event Grid: 1,000).
     pub max_events_per_request: usize,
+    /// Most events in one custom-topic or domain publish request (Event Grid: 5,000).
+    pub max_events_per_basic_request: usize,
     /// Shortest receive lock a subscription may ask for (Event Grid: 60 s; lower it for tests).
     pub min_lock_duration_secs: u32,
     /// How often queues check lock expiry, release delays, time to live and long polls (ms).
@@ -64,8 +67,55 @@ impl Default for EventsConfig {
             max_event_bytes: 1024 * 1024,
             max_request_bytes: 1024 * 1024,
             max_events_per_request: 1000,
+            max_events_per_basic_request: 5000,
             min_lock_duration_secs: 60,
             tick_ms: 100,
+        }
+    }
+}
+
+/// Push delivery to webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSection {
+    /// Waits before each retry, in ms (Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h,
+    /// 6 h, then every 12 h). The first step also scales the minimum waits after 408/503 and
+    /// the probation times; shorten it for tests.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Per delivery request (Event Grid: 30 s).
+    pub request_timeout_secs: u64,
+    /// For the synchronous validation handshake (Event Grid: 30 s).
+    pub validation_timeout_secs: u64,
+    /// How long a subscription waits for its validation URL to be visited (Event Grid: 10 min).
+    pub manual_validation_secs: u64,
+    /// Requests in flight per subscription.
+    pub max_in_flight: usize,
+    /// Delivery shards (endpoint-hashed actors that own the HTTP client and endpoint health).
+    pub shards: usize,
+    /// Consecutive failures that put an endpoint on probation.
+    pub probation_after: u32,
+    /// Also write each dead letter as a JSON file under this directory; empty: only the store.
+    pub dead_letter_dir: PathBuf,
+    /// Base URL of this server as webhooks reach it, for validation URLs and topic endpoints;
+    /// empty: `http://<http.bind>` (127.0.0.1 when bound to all addresses).
+    pub public_url: String,
+}
+
+impl Default for PushSection {
+    fn default() -> Self {
+        PushSection {
+            retry_schedule_ms: [10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]
+                .iter()
+                .map(|s| s * 1000)
+                .collect(),
+            request_timeout_secs: 30,
+            validation_timeout_secs: 30,
+            manual_validation_secs: 600,
+            max_in_flight: 16,
+            shards: 2,
+            probation_after: 10,
+            dead_letter_dir: PathBuf::new(),
+            public_url: String::new(),
         }
     }
 }
@@ -133,6 +183,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             store: StoreConfig::default(),
             events: EventsConfig::default(),
+            push: PushSection::default(),
         }
     }
 }
@@ -311,6 +362,40 @@ impl Config {
         if !(10..=10_000).contains(&e.tick_ms) {
             return bad("events.tick_ms", "must be between 10 and 10000");
         }
+        if e.max_events_per_basic_request == 0 {
+            return bad("events.max_events_per_basic_request", "must be at least 1");
+        }
+        let p = &self.push;
+        if p.retry_schedule_ms.is_empty() || p.retry_schedule_ms.contains(&0) {
+            return bad(
+                "push.retry_schedule_ms",
+                "must be a non-empty list of waits above 0 ms",
+            );
+        }
+        if !(1..=600).contains(&p.request_timeout_secs) {
+            return bad("push.request_timeout_secs", "must be between 1 and 600");
+        }
+        if !(1..=600).contains(&p.validation_timeout_secs) {
+            return bad("push.validation_timeout_secs", "must be between 1 and 600");
+        }
+        if p.manual_validation_secs == 0 {
+            return bad("push.manual_validation_secs", "must be at least 1");
+        }
+        if !(1..=1024).contains(&p.max_in_flight) {
+            return bad("push.max_in_flight", "must be between 1 and 1024");
+        }
+        if !(1..=64).contains(&p.shards) {
+            return bad("push.shards", "must be between 1 and 64");
+        }
+        if p.probation_after == 0 {
+            return bad("push.probation_after", "must be at least 1");
+        }
+        if !p.public_url.is_empty()
+            && !p.public_url.starts_with("http://")
+            && !p.public_url.starts_with("https://")
+        {
+            return bad("push.public_url", "must start with http:// or https://");
+        }
         if !self.admin_key.is_empty() && self.admin_key.len() < 16 {
             return bad("admin_key", "must be at least 16 characters");
         }
@@ -374,6 +459,15 @@ fn parse_like(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| format!("expected a number, got {raw:?}")),
+        // Lists: comma-separated, each element parsed like the default's first one.
+        toml::Value::Array(a) => {
+            let elem = a.first().cloned().unwrap_or(toml::Value::Integer(0));
+            raw.split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| parse_like(&elem, p))
+                .collect::<Result<Vec<_>, _>>()
+                .map(toml::Value::Array)
+        }
         _ => Ok(toml::Value::String(raw.to_string())),
     }
 }

@@ -13,14 +13,30 @@
 //! [[namespaces.topics.subscriptions]]
 //! name = "worker"
 //! properties = { deliveryConfiguration = { deliveryMode = "Queue", queue = { receiveLockDurationInSeconds = 60 } } }
+//!
+//! [[topics]]                      # basic tier: custom topics, domains, webhook subscriptions
+//! name = "orders"
+//!
+//! [[topics.subscriptions]]
+//! name = "billing"
+//! properties = { destination = { endpointType = "WebHook", properties = { endpointUrl = "http://billing:9000/hook" } } }
+//!
+//! [[domains]]
+//! name = "tenants"
+//!
+//! [[domains.topics]]
+//! name = "tenant-a"
 //! ```
 //!
-//! Owns parsing and ordering (parents before children). Must never delete what the file does
-//! not mention: it declares resources, it is not the whole truth.
+//! Owns parsing and ordering (parents before children). A webhook subscription whose endpoint
+//! fails its validation handshake is skipped with a warning (the endpoint may not be up yet);
+//! every other error stops the start. Must never delete what the file does not mention: it
+//! declares resources, it is not the whole truth.
 
 use std::path::Path;
 
 use evgrid_actors::grid::Grid;
+use evgrid_actors::grid::basic::{HANDSHAKE_FAILED, Kind, Scope};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -29,6 +45,22 @@ use serde_json::Value;
 struct File {
     #[serde(default)]
     namespaces: Vec<Ns>,
+    #[serde(default)]
+    topics: Vec<Topic>,
+    #[serde(default)]
+    domains: Vec<Domain>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Domain {
+    name: String,
+    #[serde(default)]
+    properties: Option<toml::Value>,
+    #[serde(default)]
+    subscriptions: Vec<Sub>,
+    #[serde(default)]
+    topics: Vec<Topic>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,15 +117,7 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
             n += 1;
             for s in &t.subscriptions {
                 let props = json(&s.properties);
-                // Declared with an expiration that has passed: the subscription is over (the
-                // server deleted it, or will); re-creating it would fail every start.
-                let expired = props["expirationTimeUtc"]
-                    .as_str()
-                    .and_then(evgrid_actors::grid::time::parse_rfc3339_ms)
-                    .is_some_and(|t| t <= evgrid_actors::store::now_ms());
-                if expired {
-                    tracing::warn!(namespace = %ns.name, topic = %t.name, subscription = %s.name,
-                        "resource file: subscription's expirationTimeUtc has passed; not applied");
+                if expired(&props, &s.name) {
                     continue;
                 }
                 grid.put_subscription(&ns.name, &t.name, &s.name, &props)
@@ -105,6 +129,74 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
                         )
                     })?;
                 n += 1;
+            }
+        }
+    }
+    for t in &file.topics {
+        grid.put_source(Kind::Topic, &t.name, &json(&t.properties))
+            .await
+            .map_err(|e| at(format!("topic {}", t.name), e.to_string()))?;
+        n += 1;
+        n += push_subs(grid, Scope::Topic(&t.name), &t.subscriptions, &at).await?;
+    }
+    for d in &file.domains {
+        grid.put_source(Kind::Domain, &d.name, &json(&d.properties))
+            .await
+            .map_err(|e| at(format!("domain {}", d.name), e.to_string()))?;
+        n += 1;
+        n += push_subs(grid, Scope::Domain(&d.name), &d.subscriptions, &at).await?;
+        for t in &d.topics {
+            grid.put_domain_topic(&d.name, &t.name)
+                .await
+                .map_err(|e| at(format!("domain topic {}/{}", d.name, t.name), e.to_string()))?;
+            n += 1;
+            n += push_subs(
+                grid,
+                Scope::DomainTopic(&d.name, &t.name),
+                &t.subscriptions,
+                &at,
+            )
+            .await?;
+        }
+    }
+    Ok(n)
+}
+
+/// Declared with an expiration that has passed: the subscription is over (the server deleted
+/// it, or will); re-creating it would fail every start.
+fn expired(props: &Value, name: &str) -> bool {
+    let gone = props["expirationTimeUtc"]
+        .as_str()
+        .and_then(evgrid_actors::grid::time::parse_rfc3339_ms)
+        .is_some_and(|t| t <= evgrid_actors::store::now_ms());
+    if gone {
+        tracing::warn!(subscription = %name, "resource file: subscription's expirationTimeUtc has passed; not applied");
+    }
+    gone
+}
+
+async fn push_subs(
+    grid: &Grid,
+    scope: Scope<'_>,
+    subs: &[Sub],
+    at: &impl Fn(String, String) -> String,
+) -> Result<usize, String> {
+    let mut n = 0;
+    for s in subs {
+        let props = json(&s.properties);
+        if expired(&props, &s.name) {
+            continue;
+        }
+        match grid.put_push_subscription(scope, &s.name, &props).await {
+            Ok(_) => n += 1,
+            Err(e) if e.to_string().starts_with(HANDSHAKE_FAILED) => {
+                tracing::warn!(subscription = %s.name, error = %e, "resource file: subscription not applied");
+            }
+            Err(e) => {
+                return Err(at(
+                    format!("subscription {scope:?}/{}", s.name),
+                    e.to_string(),
+                ));
             }
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use evgrid_actors::Broker;
+use evgrid_actors::grid::basic::delivery::PushConfig;
 use evgrid_actors::grid::resource::Limits;
 use evgrid_actors::grid::{Grid, GridConfig};
 use evgrid_actors::session::SessionLimits;
@@ -45,7 +46,11 @@ fn other(msg: String) -> std::io::Error {
 }
 
 /// Opens the store, rebuilds the grid from it, applies the resource file.
-async fn start_grid(cfg: &Config, arbiters: &[Arbiter]) -> std::io::Result<Grid> {
+async fn start_grid(
+    cfg: &Config,
+    arbiters: &[Arbiter],
+    http_addr: std::net::SocketAddr,
+) -> std::io::Result<Grid> {
     let backend: Arc<dyn Store> = match cfg.store.backend.as_str() {
         "memory" => Arc::new(store::mem::MemStore::new()),
         _ => {
@@ -62,6 +67,7 @@ async fn start_grid(cfg: &Config, arbiters: &[Arbiter]) -> std::io::Result<Grid>
                 min_lock_secs: cfg.events.min_lock_duration_secs,
             },
             tick: Duration::from_millis(cfg.events.tick_ms),
+            push: push_config(cfg, http_addr),
         },
     )
     .await
@@ -73,6 +79,37 @@ async fn start_grid(cfg: &Config, arbiters: &[Arbiter]) -> std::io::Result<Grid>
         tracing::info!(resources = n, file = %cfg.resources.display(), "resource file applied");
     }
     Ok(grid)
+}
+
+fn push_config(cfg: &Config, http_addr: std::net::SocketAddr) -> PushConfig {
+    let p = &cfg.push;
+    let public_url = if p.public_url.is_empty() {
+        let host = if http_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            http_addr.ip().to_string()
+        };
+        format!("http://{host}:{}", http_addr.port())
+    } else {
+        p.public_url.trim_end_matches('/').to_string()
+    };
+    PushConfig {
+        retry_schedule: Arc::new(
+            p.retry_schedule_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+        ),
+        request_timeout: Duration::from_secs(p.request_timeout_secs),
+        validation_timeout: Duration::from_secs(p.validation_timeout_secs),
+        manual_validation: Duration::from_secs(p.manual_validation_secs),
+        max_in_flight: p.max_in_flight,
+        shards: p.shards,
+        probation_after: p.probation_after,
+        dead_letter_dir: (!p.dead_letter_dir.as_os_str().is_empty())
+            .then(|| p.dead_letter_dir.clone()),
+        public_url,
+    }
 }
 
 /// The management API key: configured, or kept in `admin.key` in the data directory (created
@@ -146,7 +183,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_session_expiry_secs: m.max_session_expiry,
             },
         );
-        let grid = start_grid(&cfg, &arbiters).await?;
+        let grid = start_grid(&cfg, &arbiters, http_addr).await?;
         let state = web::Data::new(crate::http::State {
             grid,
             admin_key: admin_key(&cfg)?,
@@ -154,6 +191,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_event_bytes: cfg.events.max_event_bytes,
                 max_request_bytes: cfg.events.max_request_bytes,
                 max_events_per_request: cfg.events.max_events_per_request,
+                max_events_per_basic_request: cfg.events.max_events_per_basic_request,
             },
         });
         let mqtt = crate::mqtt::start(&cfg.mqtt, broker)?;

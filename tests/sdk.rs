@@ -1,6 +1,8 @@
 //! Compatibility with the real `azure-eventgrid` Python SDK (4.22.1): runs
-//! `tests/sdk/test_namespace.py` (pytest) against a fresh evgrid — publish, receive, acknowledge,
-//! release, reject, renew locks, lock expiry, max delivery count, error mapping.
+//! `tests/sdk/test_namespace.py` and `tests/sdk/test_basic.py` (pytest) against a fresh evgrid:
+//! namespace publish, receive, acknowledge, release, reject, renew locks, lock expiry, max
+//! delivery count; basic-tier publish to topics and domains (EventGridEvent, CloudEvent, dicts,
+//! key and SAS credentials) delivered to a webhook; error mapping.
 //!
 //! Needs a Python with the SDK and pytest: `SDK_PYTHON`, else `target/sdk-venv/bin/python`,
 //! which `./scripts/test` creates. Without it this test fails (it never passes silently).
@@ -76,7 +78,7 @@ fn key1(srv: &Server) -> String {
 }
 
 #[test]
-fn azure_eventgrid_python_sdk_namespace_pull() {
+fn azure_eventgrid_python_sdk_namespace_and_basic_tier() {
     let py = python();
     let srv = Server::start(&[
         ("EVGRID_ADMIN_KEY", ADMIN_KEY),
@@ -94,6 +96,7 @@ fn azure_eventgrid_python_sdk_namespace_pull() {
             "-p",
             "no:cacheprovider",
             "tests/sdk/test_namespace.py",
+            "tests/sdk/test_basic.py",
         ])
         .env("EVGRID_ENDPOINT", format!("{http}/namespaces/default"))
         .env("EVGRID_KEY", key1(&srv))

@@ -294,6 +294,7 @@ impl Metrics {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
         self.render_grid(&mut s);
+        PUSH.render(&mut s);
         s
     }
 
@@ -409,3 +410,67 @@ pub static HTTP: HttpMetrics = HttpMetrics {
     publish_ok: Counter::new(),
     errors: Counter::new(),
 };
+
+/// Push (webhook) delivery counters.
+#[derive(Debug)]
+pub struct PushMetrics {
+    pub requests: Counter,
+    pub failures: Counter,
+    pub deferred: Counter,
+    pub delivered: Counter,
+    pub retries: Counter,
+    pub latency: Histogram,
+}
+
+pub static PUSH: PushMetrics = PushMetrics {
+    requests: Counter::new(),
+    failures: Counter::new(),
+    deferred: Counter::new(),
+    delivered: Counter::new(),
+    retries: Counter::new(),
+    latency: Histogram::new(),
+};
+
+impl PushMetrics {
+    fn render(&self, s: &mut String) {
+        self.latency.render(
+            s,
+            "evgrid_push_request_seconds",
+            "Webhook delivery requests by duration.",
+        );
+        let counters: [(&str, &str, &Counter); 5] = [
+            (
+                "evgrid_push_requests_total",
+                "Webhook delivery requests sent.",
+                &self.requests,
+            ),
+            (
+                "evgrid_push_request_failures_total",
+                "Webhook delivery requests that failed (status, timeout or socket error).",
+                &self.failures,
+            ),
+            (
+                "evgrid_push_deferred_total",
+                "Deliveries deferred because the endpoint was on probation.",
+                &self.deferred,
+            ),
+            (
+                "evgrid_push_events_delivered_total",
+                "Events delivered to webhooks (answered 200-204).",
+                &self.delivered,
+            ),
+            (
+                "evgrid_push_event_retries_total",
+                "Event delivery attempts scheduled for retry.",
+                &self.retries,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        }
+    }
+}

@@ -69,7 +69,7 @@ impl std::error::Error for ParseError {}
 
 const BATCH_TYPE: &str = "application/cloudevents-batch+json";
 const SINGLE_TYPE: &str = "application/cloudevents+json";
-const JSON_TYPE: &str = "application/json";
+pub(super) const JSON_TYPE: &str = "application/json";
 const ACCEPTED: &str =
     "application/cloudevents-batch+json, application/cloudevents+json or application/json";
 
@@ -96,15 +96,7 @@ pub fn parse_batch(
         ))
     })?;
     let (raws, count) = split_top(text, shape, limits.max_events)?;
-    if count == 0 {
-        return Err(bad("The request contained no events.".into()));
-    }
-    if count > limits.max_events {
-        return Err(ParseError::TooLarge(format!(
-            "The request contained {count} events; the limit is {} events per request.",
-            limits.max_events
-        )));
-    }
+    check_count(count, limits.max_events)?;
     let mut events = Vec::with_capacity(raws.len());
     for (index, raw) in raws.into_iter().enumerate() {
         events.push(parse_event(
@@ -117,13 +109,26 @@ pub fn parse_batch(
     Ok(events)
 }
 
-fn bad(msg: String) -> ParseError {
+/// At least one event and at most `max`.
+pub(super) fn check_count(count: usize, max: usize) -> Result<(), ParseError> {
+    if count == 0 {
+        return Err(bad("The request contained no events.".into()));
+    }
+    if count > max {
+        return Err(ParseError::TooLarge(format!(
+            "The request contained {count} events; the limit is {max} events per request."
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn bad(msg: String) -> ParseError {
     ParseError::BadRequest(msg)
 }
 
 /// What the body's top level may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
+pub(super) enum Shape {
     Array,
     ObjectOrArray,
 }
@@ -153,7 +158,11 @@ fn json_error(e: serde_json::Error) -> ParseError {
 
 /// Splits the body into its events' raw JSON, keeping at most `max` of them; also returns how
 /// many there are in all (elements past `max` are only counted).
-fn split_top(text: &str, shape: Shape, max: usize) -> Result<(Vec<&RawValue>, usize), ParseError> {
+pub(super) fn split_top(
+    text: &str,
+    shape: Shape,
+    max: usize,
+) -> Result<(Vec<&RawValue>, usize), ParseError> {
     match text
         .bytes()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -275,7 +284,7 @@ fn parse_event(
 }
 
 /// A slice of `body` when `s` borrows from it, else an owned copy.
-fn byte_string(body: &Bytes, s: Cow<'_, str>) -> ByteString {
+pub(super) fn byte_string(body: &Bytes, s: Cow<'_, str>) -> ByteString {
     match s {
         Cow::Borrowed(b) => match body.slice_ref_checked(b.as_bytes()) {
             // SAFETY: the slice holds exactly the bytes of `b`, a `&str`, so it is valid UTF-8.
@@ -287,7 +296,7 @@ fn byte_string(body: &Bytes, s: Cow<'_, str>) -> ByteString {
 }
 
 /// A JSON string: borrowed from the input when it has no escape sequences.
-struct CowStr<'a>(Cow<'a, str>);
+pub(super) struct CowStr<'a>(pub(super) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -606,7 +615,7 @@ fn is_extension_name(name: &str) -> bool {
 /// The shape of an RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T`/`Z` in
 /// either case, with field ranges checked (leap seconds are refused: common consumers, such as
 /// Python's `datetime`, cannot represent them).
-fn is_rfc3339(s: &str) -> bool {
+pub(super) fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
     if date_time(b).is_none() {
         return false;
@@ -679,7 +688,7 @@ fn is_base64(s: &str) -> bool {
 }
 
 /// `s` as a quoted, escaped string for messages, cut to [`QUOTE_MAX`] characters.
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     match s.char_indices().nth(QUOTE_MAX) {
         None => format!("{s:?}"),
         Some((cut, _)) => format!("{:?}...", &s[..cut]),

@@ -50,6 +50,21 @@ impl ApiError {
     }
 }
 
+impl From<super::cloudevents::ParseError> for ApiError {
+    fn from(e: super::cloudevents::ParseError) -> ApiError {
+        use super::cloudevents::ParseError;
+        match e {
+            ParseError::BadRequest(m) => ApiError::bad_request(m),
+            ParseError::TooLarge(m) => ApiError::too_large(m),
+            ParseError::UnsupportedMediaType(m) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                m,
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -51,7 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
+pub(super) fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
     let got = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -74,7 +74,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The `properties` of an ARM PUT body; an empty body means no properties.
-fn properties(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn properties(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -95,13 +95,13 @@ fn properties(body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-fn json_response(status: StatusCode, v: &Value) -> HttpResponse {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/json; charset=utf-8")
         .body(v.to_string())
 }
 
-fn put_response((doc, created): (Value, bool)) -> HttpResponse {
+pub(super) fn put_response((doc, created): (Value, bool)) -> HttpResponse {
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -110,11 +110,11 @@ fn put_response((doc, created): (Value, bool)) -> HttpResponse {
     json_response(status, &doc)
 }
 
-fn list_response(items: Vec<Value>) -> HttpResponse {
+pub(super) fn list_response(items: Vec<Value>) -> HttpResponse {
     json_response(StatusCode::OK, &json!({ "value": items }))
 }
 
-fn delete_response(existed: bool) -> HttpResponse {
+pub(super) fn delete_response(existed: bool) -> HttpResponse {
     if existed {
         HttpResponse::Ok().finish()
     } else {
@@ -122,7 +122,7 @@ fn delete_response(existed: bool) -> HttpResponse {
     }
 }
 
-type R = Result<HttpResponse, ApiError>;
+pub(super) type R = Result<HttpResponse, ApiError>;
 
 async fn list_namespaces(req: HttpRequest, st: web::Data<State>) -> R {
     admin(&req, &st)?;
@@ -150,7 +150,7 @@ async fn delete_namespace(req: HttpRequest, ns: web::Path<String>, st: web::Data
     Ok(delete_response(st.grid.delete_namespace(&ns).await?))
 }
 
-fn keys_response(k: evgrid_actors::grid::Keys) -> HttpResponse {
+pub(super) fn keys_response(k: evgrid_actors::grid::Keys) -> HttpResponse {
     json_response(StatusCode::OK, &json!({"key1": k.key1, "key2": k.key2}))
 }
 
@@ -256,9 +256,9 @@ async fn delete_subscription(
 }
 
 #[derive(serde::Deserialize)]
-struct PageQuery {
-    after: Option<u64>,
-    top: Option<usize>,
+pub(super) struct PageQuery {
+    pub(super) after: Option<u64>,
+    pub(super) top: Option<usize>,
 }
 
 /// `{"value":[records…],"nextLink":…}`; a record is `{"event":…,"deadLetterProperties":…}`.
@@ -269,13 +269,27 @@ async fn dead_letters(
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let top = page_size(&q)?;
+    let recs = st
+        .grid
+        .dead_letters(&p.0, &p.1, &p.3, q.after.unwrap_or(0), top)?;
+    Ok(dead_letter_page(&req, &recs, top))
+}
+
+pub(super) fn page_size(q: &PageQuery) -> Result<usize, ApiError> {
     let top = q.top.unwrap_or(100);
     if !(1..=1000).contains(&top) {
         return Err(ApiError::bad_request("top must be from 1 to 1000."));
     }
-    let recs = st
-        .grid
-        .dead_letters(&p.0, &p.1, &p.3, q.after.unwrap_or(0), top)?;
+    Ok(top)
+}
+
+/// `{"value":[records…],"nextLink":…}`.
+pub(super) fn dead_letter_page(
+    req: &HttpRequest,
+    recs: &[(u64, Vec<u8>)],
+    top: usize,
+) -> HttpResponse {
     let last = recs.last().map(|r| r.0);
     let mut body = Vec::with_capacity(recs.iter().map(|r| r.1.len() + 1).sum::<usize>() + 64);
     body.extend_from_slice(b"{\"value\":[");
@@ -294,7 +308,7 @@ async fn dead_letters(
         body.extend_from_slice(next.as_bytes());
     }
     body.push(b'}');
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type("application/json; charset=utf-8")
-        .body(body))
+        .body(body)
 }

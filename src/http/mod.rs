@@ -6,9 +6,12 @@
 //! Every error answer is an Event Grid error body ([`error::ApiError`]).
 
 pub mod auth;
+pub mod basic;
 pub mod cloudevents;
 pub mod error;
+pub mod eventgrid;
 pub mod mgmt;
+pub mod mgmt_basic;
 pub mod namespace;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,6 +26,7 @@ pub struct PublishLimits {
     pub max_event_bytes: usize,
     pub max_request_bytes: usize,
     pub max_events_per_request: usize,
+    pub max_events_per_basic_request: usize,
 }
 
 /// What every handler can reach.
@@ -42,6 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) 
         cfg.app_data(st);
         namespace::configure(cfg);
         mgmt::configure(cfg);
+        basic::configure(cfg);
+        mgmt_basic::configure(cfg);
     }
     cfg.default_service(web::to(not_found));
 }

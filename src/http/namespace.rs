@@ -20,7 +20,7 @@ use ntex_bytes::BytesMut;
 
 use super::State;
 use super::auth;
-use super::cloudevents::{self, ParseError};
+use super::cloudevents;
 use super::error::ApiError;
 
 const API_VERSIONS: [&str; 4] = [
@@ -42,7 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The query parameters, parsed once (lenient percent-decoding).
-fn query_pairs(q: &str) -> Vec<(String, String)> {
+pub(super) fn query_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -72,7 +72,7 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
@@ -105,7 +105,7 @@ fn authenticate(req: &HttpRequest, ns: &str, keys: &Keys) -> Result<(), ApiError
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -170,16 +170,7 @@ async fn topic_op(
             max_event_bytes: st.limits.max_event_bytes,
             max_events: st.limits.max_events_per_request,
         },
-    )
-    .map_err(|e| match e {
-        ParseError::BadRequest(m) => ApiError::bad_request(m),
-        ParseError::TooLarge(m) => ApiError::too_large(m),
-        ParseError::UnsupportedMediaType(m) => ApiError::new(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            m,
-        ),
-    })?;
+    )?;
     addr.send(Publish(events)).await.map_err(|_| {
         ApiError::unavailable(
             "The topic is being deleted or the server is stopping; nothing was stored.",

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod raw;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

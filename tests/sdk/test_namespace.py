@@ -13,14 +13,12 @@ publishes before it receives; "nothing else is queued" is checked by publishing 
 and receiving only that marker.
 """
 
-import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
+import evgrid_mgmt
 import pytest
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import (
@@ -33,7 +31,6 @@ from azure.eventgrid import EventGridConsumerClient, EventGridPublisherClient
 
 ENDPOINT = os.environ["EVGRID_ENDPOINT"]
 KEY = os.environ["EVGRID_KEY"]
-ADMIN = os.environ["EVGRID_ADMIN"]
 HTTP = os.environ["EVGRID_HTTP"].rstrip("/")
 NAMESPACE = urllib.parse.urlparse(ENDPOINT).path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -46,19 +43,11 @@ WAIT = 10  # the smallest max_wait_time the server accepts
 
 
 def mgmt(method, path, body=None):
-    """Calls the management API; returns (status, parsed JSON or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(HTTP + "/mgmt" + path, data=data, method=method)
-    req.add_header("Authorization", "Bearer " + ADMIN)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        raise AssertionError(f"{method} {path} -> {e.code}: {raw!r}") from e
+    """Calls the management API; returns (status, parsed JSON or None); fails on an error."""
+    status, doc = evgrid_mgmt.call(method, path, body, timeout=10)
+    if status >= 400:
+        raise AssertionError(f"{method} {path} -> {status}: {doc!r}")
+    return status, doc
 
 
 def sub_path(topic, sub):

@@ -15,6 +15,7 @@
 //! case-insensitive); each document keeps the name as first given. Must never: expose a
 //! resource before its commit, or keep an actor for a resource the store no longer has.
 
+pub mod basic;
 pub mod filter;
 pub mod queue;
 pub mod resource;
@@ -47,11 +48,13 @@ pub enum GridError {
 }
 
 /// Settings of the grid.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GridConfig {
     pub limits: Limits,
     /// How often subscription actors check locks, delays, time to live and long polls.
     pub tick: Duration,
+    /// Push (webhook) delivery.
+    pub push: basic::delivery::PushConfig,
 }
 
 impl Default for GridConfig {
@@ -59,6 +62,7 @@ impl Default for GridConfig {
         GridConfig {
             limits: Limits::default(),
             tick: Duration::from_millis(100),
+            push: basic::delivery::PushConfig::default(),
         }
     }
 }
@@ -103,6 +107,8 @@ struct Inner {
     next_key: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
+    basic: RwLock<basic::BasicState>,
+    shards: Vec<Addr<basic::delivery::DeliveryShard>>,
 }
 
 /// Shared handle to the namespaces. Cheap to clone.
@@ -121,6 +127,20 @@ pub fn generate_key() -> Result<String, StoreError> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| StoreError::Io(format!("no OS randomness: {e}")))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(b))
+}
+
+fn key_index(which: &str) -> Result<usize, GridError> {
+    match which {
+        "key1" => Ok(0),
+        "key2" => Ok(1),
+        other => Err(GridError::BadRequest(format!(
+            "keyName must be 'key1' or 'key2', got '{other}'"
+        ))),
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn lc(s: &str) -> String {
@@ -205,6 +225,15 @@ impl Grid {
         cfg: GridConfig,
     ) -> Result<Grid, StoreError> {
         assert!(!arbiters.is_empty(), "at least one arbiter");
+        let shards = (0..cfg.push.shards.max(1))
+            .map(|i| {
+                let c = cfg.push.clone();
+                basic::delivery::DeliveryShard::start_in_arbiter(
+                    &arbiters[i % arbiters.len()],
+                    move |_| basic::delivery::DeliveryShard::new(c),
+                )
+            })
+            .collect();
         let grid = Grid(Arc::new(Inner {
             writer,
             cfg,
@@ -213,6 +242,8 @@ impl Grid {
             next_key: AtomicU64::new(1),
             arbiters,
             next_arbiter: AtomicUsize::new(0),
+            basic: RwLock::new(basic::BasicState::default()),
+            shards,
         }));
         grid.load().await?;
         let g = grid.clone();
@@ -220,6 +251,7 @@ impl Grid {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 g.delete_expired_subscriptions().await;
+                g.sweep_basic().await;
             }
         });
         Ok(grid)
@@ -270,8 +302,13 @@ impl Grid {
         let mut max_key = 0;
         let mut live_keys = Vec::new();
         let mut last_seq: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut basic_docs = Vec::new();
         for (path, json) in &resources {
             let doc: Value = serde_json::from_slice(json).map_err(|e| bad(path, e.to_string()))?;
+            if path.starts_with("topics/") || path.starts_with("domains/") {
+                basic_docs.push((path.clone(), doc));
+                continue;
+            }
             let name = doc["name"].as_str().unwrap_or_default().to_string();
             let parts: Vec<&str> = path.split('/').collect();
             match parts.as_slice() {
@@ -351,6 +388,7 @@ impl Grid {
                 t.addr.do_send(topic::SetNextSeq(last.unwrap_or(0) + 1));
             }
         }
+        max_key = max_key.max(self.load_basic(&basic_docs, &mut live_keys)?);
         self.0.next_key.store(max_key + 1, Ordering::Relaxed);
         // Entries of subscriptions deleted while a publish was in flight.
         let orphans: Vec<Op> = store
@@ -479,15 +517,7 @@ impl Grid {
 
     /// Replaces `key1` or `key2` with a fresh key; the other stays valid.
     pub async fn regenerate_key(&self, ns: &str, which: &str) -> Result<Keys, GridError> {
-        let idx = match which {
-            "key1" => 0,
-            "key2" => 1,
-            other => {
-                return Err(GridError::BadRequest(format!(
-                    "keyName must be 'key1' or 'key2', got '{other}'"
-                )));
-            }
-        };
+        let idx = key_index(which)?;
         let _g = self.0.mgmt.lock().await;
         let (name, props, mut keys) = {
             let st = self.0.state.read().expect("grid lock");

@@ -68,6 +68,22 @@ fn get_str<'a>(
     }
 }
 
+/// `properties.expirationTimeUtc`: absent, or an RFC 3339 time after `now_ms`.
+pub fn expiration(v: Option<&str>, now_ms: u64) -> Result<Option<u64>, String> {
+    let Some(s) = v else {
+        return Ok(None);
+    };
+    let t = parse_rfc3339_ms(s).ok_or_else(|| {
+        format!("properties.expirationTimeUtc '{s}' is not an RFC 3339 time such as '2030-01-01T00:00:00Z'")
+    })?;
+    if t <= now_ms {
+        return Err(format!(
+            "Invalid expiration time. properties.expirationTimeUtc '{s}' is in the past"
+        ));
+    }
+    Ok(Some(t))
+}
+
 /// A namespace topic's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicCfg {
@@ -209,18 +225,7 @@ pub fn subscription(
         ));
     }
     let filter = Filter::compile(m.get("filtersConfiguration"))?;
-    let expires_ms = match get_str(m, "expirationTimeUtc", "properties.")? {
-        None => None,
-        Some(s) => {
-            let t = parse_rfc3339_ms(s).ok_or_else(|| {
-                format!("properties.expirationTimeUtc '{s}' is not an RFC 3339 time such as '2030-01-01T00:00:00Z'")
-            })?;
-            if t <= now_ms {
-                return Err(format!("properties.expirationTimeUtc '{s}' is in the past"));
-            }
-            Some(t)
-        }
-    };
+    let expires_ms = expiration(get_str(m, "expirationTimeUtc", "properties.")?, now_ms)?;
     let mut queue = json!({
         "receiveLockDurationInSeconds": lock,
         "maxDeliveryCount": max_dc,

@@ -1,0 +1,452 @@
+//! Webhook delivery shards: a fixed number of actors, each owning the HTTP client and the
+//! health state of the endpoints hashed to it (endpoint URL → shard).
+//!
+//! A shard performs requests (deliveries and the validation handshakes of spec §5.1, §5.2) and
+//! classifies each answer the way Event Grid does (§5.4): only 200–204 succeed; 400, 401, 403
+//! and 413 are never retried; 408 and 503 ask for a longer wait; anything else, a timeout or a
+//! socket error is retried on the schedule. After repeated failures an endpoint is put on
+//! probation (§5.5): for a while, deliveries to it are deferred without an attempt, so a dead
+//! endpoint costs nothing and never delays the others. Every request runs as its own future,
+//! so a slow endpoint never holds up another one on the same shard.
+//!
+//! Owns no events: retry schedules, counts and dead-lettering belong to the subscription actors.
+//! Must never block its arbiter or follow a redirect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use awc::error::{ConnectError, SendRequestError};
+use awc::http::Method;
+
+use crate::metrics::PUSH;
+
+/// Settings of push delivery.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Waits before the 1st, 2nd, … retry (Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h,
+    /// 3 h, 6 h, then every 12 h). Also the unit of the status minimums and probation times.
+    pub retry_schedule: Arc<Vec<Duration>>,
+    pub request_timeout: Duration,
+    /// How long the synchronous validation handshake may take.
+    pub validation_timeout: Duration,
+    /// How long a subscription waits for its `validationUrl` to be visited.
+    pub manual_validation: Duration,
+    /// Requests in flight per subscription.
+    pub max_in_flight: usize,
+    pub shards: usize,
+    /// Consecutive failures that put an endpoint on probation.
+    pub probation_after: u32,
+    /// Also write dead letters as JSON files under this directory.
+    pub dead_letter_dir: Option<std::path::PathBuf>,
+    /// Base URL of this server as webhooks can reach it (for `validationUrl`).
+    pub public_url: String,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        let s = |v: &[u64]| Arc::new(v.iter().map(|s| Duration::from_secs(*s)).collect());
+        PushConfig {
+            retry_schedule: s(&[10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]),
+            request_timeout: Duration::from_secs(30),
+            validation_timeout: Duration::from_secs(30),
+            manual_validation: Duration::from_secs(600),
+            max_in_flight: 16,
+            shards: 2,
+            probation_after: 10,
+            dead_letter_dir: None,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl PushConfig {
+    /// The first step of the schedule: the unit the fixed Event Grid minimums are scaled by, so
+    /// that a shortened schedule (tests) shortens them too.
+    pub fn unit(&self) -> Duration {
+        self.retry_schedule
+            .first()
+            .copied()
+            .unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// One HTTP request to an endpoint.
+pub struct Request {
+    pub url: Arc<str>,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Whether and when a failed delivery may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Never,
+    /// Retry, but not sooner than this.
+    After(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Failed {
+        status: Option<u16>,
+        /// Event Grid's `lastDeliveryOutcome` name.
+        outcome: &'static str,
+        retry: Retry,
+    },
+    /// The endpoint is on probation: try again at this time (ms since the epoch); not an attempt.
+    Deferred {
+        until_ms: u64,
+    },
+}
+
+/// Delivers one request.
+#[derive(Message)]
+#[rtype(result = "Outcome")]
+pub struct Deliver(pub Request);
+
+/// The handshake a subscription's endpoint must pass before it gets events.
+#[derive(Debug, Clone)]
+pub enum Handshake {
+    /// Event Grid schema: a SubscriptionValidationEvent POST (spec §5.1).
+    EventGrid {
+        code: String,
+        validation_url: String,
+        subscription: String,
+    },
+    /// CloudEvents abuse protection: OPTIONS with `WebHook-Request-Origin` (spec §5.2).
+    CloudEvents,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// The endpoint answered the handshake: active now.
+    Validated,
+    /// The endpoint answered 200 without the code: active once the validation URL is visited.
+    AwaitingManual,
+}
+
+/// Runs a validation handshake; `Err` says why the endpoint failed it.
+#[derive(Message)]
+#[rtype(result = "Result<Validation, String>")]
+pub struct Validate {
+    pub url: String,
+    pub handshake: Handshake,
+}
+
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    probation_until: Option<(Instant, u64)>,
+}
+
+pub struct DeliveryShard {
+    cfg: PushConfig,
+    client: Option<awc::Client>,
+    endpoints: HashMap<Arc<str>, Health>,
+}
+
+impl DeliveryShard {
+    pub fn new(cfg: PushConfig) -> DeliveryShard {
+        DeliveryShard {
+            cfg,
+            client: None,
+            endpoints: HashMap::new(),
+        }
+    }
+
+    fn client(&mut self) -> awc::Client {
+        let timeout = self.cfg.request_timeout;
+        self.client
+            .get_or_insert_with(|| {
+                // The client is !Send: it is built on the shard's own arbiter.
+                awc::Client::builder()
+                    .connector(
+                        awc::Connector::new()
+                            .limit(4096)
+                            .timeout(timeout.min(Duration::from_secs(10))),
+                    )
+                    .timeout(timeout)
+                    .disable_redirects()
+                    .max_http_version(awc::http::Version::HTTP_11)
+                    .no_default_headers()
+                    .finish()
+            })
+            .clone()
+    }
+
+    /// Probation length after `outcome` (spec §5.5, scaled by the schedule's unit).
+    fn probation(&self, outcome: &str) -> Duration {
+        let unit = self.cfg.unit();
+        match outcome {
+            "Busy" | "TimedOut" => unit,
+            "SocketError" => unit * 3,
+            _ => unit * 30,
+        }
+    }
+}
+
+impl Actor for DeliveryShard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+fn classify_status(status: u16, unit: Duration) -> Outcome {
+    let failed = |outcome, retry| Outcome::Failed {
+        status: Some(status),
+        outcome,
+        retry,
+    };
+    match status {
+        200..=204 => Outcome::Delivered,
+        400 => failed("BadRequest", Retry::Never),
+        401 => failed("Unauthorized", Retry::Never),
+        403 => failed("Forbidden", Retry::Never),
+        413 => failed("PayloadTooLarge", Retry::Never),
+        404 => failed("NotFound", Retry::After(unit)),
+        408 => failed("TimedOut", Retry::After(unit * 12)),
+        503 => failed("Busy", Retry::After(unit * 3)),
+        429 | 500..=599 => failed("Busy", Retry::After(unit)),
+        _ => failed("Aborted", Retry::After(unit)),
+    }
+}
+
+fn classify_error(e: &SendRequestError, unit: Duration) -> Outcome {
+    let outcome = match e {
+        SendRequestError::Timeout => "TimedOut",
+        SendRequestError::Connect(ConnectError::Resolver(_)) => "ResolutionError",
+        SendRequestError::Connect(ConnectError::Timeout) => "TimedOut",
+        _ => "SocketError",
+    };
+    Outcome::Failed {
+        status: None,
+        outcome,
+        retry: Retry::After(unit),
+    }
+}
+
+impl Handler<Deliver> for DeliveryShard {
+    type Result = ResponseActFuture<Self, Outcome>;
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> Self::Result {
+        let req = msg.0;
+        let now = Instant::now();
+        if let Some(h) = self.endpoints.get(&req.url)
+            && let Some((until, until_ms)) = h.probation_until
+            && until > now
+        {
+            PUSH.deferred.inc();
+            return Box::pin(fut::ready(Outcome::Deferred { until_ms }));
+        }
+        let client = self.client();
+        let unit = self.cfg.unit();
+        let url = req.url.clone();
+        let mut r = client
+            .post(&*req.url)
+            .insert_header(("Content-Type", req.content_type));
+        for (k, v) in &req.headers {
+            r = r.insert_header((k.as_str(), v.as_str()));
+        }
+        let body = req.body;
+        PUSH.requests.inc();
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                match r.send_body(body).await {
+                    Ok(mut resp) => {
+                        // Drained so the connection can be reused; the content is not used.
+                        let _ = resp.body().limit(64 * 1024).await;
+                        classify_status(resp.status().as_u16(), unit)
+                    }
+                    Err(e) => {
+                        tracing::debug!(endpoint = %url, error = %e, "webhook request failed");
+                        classify_error(&e, unit)
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |out, act, _| {
+                PUSH.latency.observe_us(started.elapsed().as_micros() as u64);
+                let (after, probation) = match &out {
+                    Outcome::Failed { outcome, .. } => (act.cfg.probation_after, act.probation(outcome)),
+                    _ => (0, Duration::ZERO),
+                };
+                let h = act.endpoints.entry(req.url.clone()).or_default();
+                match &out {
+                    Outcome::Delivered => {
+                        *h = Health::default();
+                    }
+                    Outcome::Failed { outcome, .. } => {
+                        PUSH.failures.inc();
+                        h.failures += 1;
+                        if h.failures >= after {
+                            let d = probation;
+                            let until_ms = crate::store::now_ms() + d.as_millis() as u64;
+                            tracing::info!(endpoint = %req.url, outcome, secs = d.as_secs(), "endpoint on probation");
+                            h.probation_until = Some((Instant::now() + d, until_ms));
+                        }
+                    }
+                    Outcome::Deferred { .. } => {}
+                }
+                out
+            }),
+        )
+    }
+}
+
+impl Handler<Validate> for DeliveryShard {
+    type Result = ResponseActFuture<Self, Result<Validation, String>>;
+
+    fn handle(&mut self, msg: Validate, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client();
+        let timeout = self.cfg.validation_timeout;
+        Box::pin(
+            async move {
+                let url = msg.url;
+                match msg.handshake {
+                    Handshake::CloudEvents => {
+                        let mut resp = client
+                            .request(Method::OPTIONS, &url)
+                            .insert_header(("WebHook-Request-Origin", "eventgrid.azure.net"))
+                            .timeout(timeout)
+                            .send()
+                            .await
+                            .map_err(|e| format!("the OPTIONS request failed: {e}"))?;
+                        let _ = resp.body().limit(64 * 1024).await;
+                        let allowed = resp
+                            .headers()
+                            .get("WebHook-Allowed-Origin")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::trim);
+                        let status = resp.status().as_u16();
+                        match allowed {
+                            _ if !(200..300).contains(&status) => Err(format!(
+                                "the OPTIONS request was answered with HTTP {status}"
+                            )),
+                            Some("*") | Some("eventgrid.azure.net") => Ok(Validation::Validated),
+                            Some(other) => Err(format!(
+                                "WebHook-Allowed-Origin was '{other}', not 'eventgrid.azure.net' or '*'"
+                            )),
+                            None => Err("the answer to OPTIONS had no WebHook-Allowed-Origin header".into()),
+                        }
+                    }
+                    Handshake::EventGrid {
+                        code,
+                        validation_url,
+                        subscription,
+                    } => {
+                        let body = validation_event(&code, &validation_url);
+                        let mut resp = client
+                            .post(&url)
+                            .insert_header(("Content-Type", "application/json; charset=utf-8"))
+                            .insert_header(("aeg-event-type", "SubscriptionValidation"))
+                            .insert_header(("aeg-subscription-name", subscription.to_ascii_uppercase()))
+                            .insert_header(("aeg-delivery-count", "0"))
+                            .insert_header(("aeg-data-version", "1"))
+                            .insert_header(("aeg-metadata-version", "1"))
+                            .timeout(timeout)
+                            .send_body(body)
+                            .await
+                            .map_err(|e| format!("the validation request failed: {e}"))?;
+                        let status = resp.status().as_u16();
+                        let text = resp.body().limit(64 * 1024).await.unwrap_or_default();
+                        if status != 200 {
+                            return Err(format!(
+                                "the validation request was answered with HTTP {status} (only 200 is accepted)"
+                            ));
+                        }
+                        let answer: Option<String> = serde_json::from_slice::<serde_json::Value>(&text)
+                            .ok()
+                            .and_then(|v| v.get("validationResponse")?.as_str().map(str::to_string));
+                        match answer {
+                            Some(a) if a == code => Ok(Validation::Validated),
+                            Some(a) => Err(format!(
+                                "the validationResponse '{}' does not match the validation code",
+                                a.chars().take(64).collect::<String>()
+                            )),
+                            None => Ok(Validation::AwaitingManual),
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+fn validation_event(code: &str, url: &str) -> Vec<u8> {
+    let now = super::super::time::format_rfc3339_ms(crate::store::now_ms());
+    serde_json::json!([{
+        "id": code,
+        "topic": "/providers/Microsoft.EventGrid",
+        "subject": "",
+        "data": {"validationCode": code, "validationUrl": url},
+        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "eventTime": now,
+        "metadataVersion": "1",
+        "dataVersion": "1",
+    }])
+    .to_string()
+    .into_bytes()
+}
+
+/// The shard that owns `url`.
+pub fn shard_of(url: &str, shards: usize) -> usize {
+    // FNV-1a: stable across restarts, so an endpoint's state stays on one shard.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_event_grid_does() {
+        let u = Duration::from_secs(10);
+        for s in 200..=204 {
+            assert_eq!(classify_status(s, u), Outcome::Delivered);
+        }
+        for s in [400, 401, 403, 413] {
+            assert!(
+                matches!(
+                    classify_status(s, u),
+                    Outcome::Failed {
+                        retry: Retry::Never,
+                        ..
+                    }
+                ),
+                "{s}"
+            );
+        }
+        let after = |s| match classify_status(s, u) {
+            Outcome::Failed {
+                retry: Retry::After(d),
+                ..
+            } => d,
+            o => panic!("{s}: {o:?}"),
+        };
+        assert_eq!(after(503), Duration::from_secs(30));
+        assert_eq!(after(408), Duration::from_secs(120));
+        assert_eq!(after(500), u);
+        assert_eq!(after(302), u);
+        assert_eq!(after(205), u);
+    }
+
+    #[test]
+    fn shards_are_stable() {
+        assert_eq!(shard_of("http://a/x", 4), shard_of("http://a/x", 4));
+        assert!(shard_of("http://a/x", 3) < 3);
+        assert_eq!(shard_of("x", 0), 0);
+    }
+}

@@ -1,0 +1,528 @@
+//! The push subscription actor: one per active basic-tier event subscription (webhook).
+//!
+//! Owns the subscription's pending events — each committed in the store, already in the
+//! subscription's delivery schema — and their retry state: which are ready, which wait for a
+//! retry (and until when), how many requests are in flight. It builds requests (batches of up
+//! to `maxEventsPerBatch` within `preferredBatchSizeInKilobytes`, the `aeg-*` headers, delivery
+//! attribute mappings), hands them to the endpoint's delivery shard, and acts on the outcome:
+//! delivered → removed; retryable → the delivery count and next attempt time are committed and
+//! the event waits on the schedule (with jitter); not retryable, attempts exhausted or time to
+//! live run out (checked when the next attempt comes due, as Event Grid does) → dead-lettered
+//! with Event Grid's dead-letter fields (or dropped without a dead-letter destination).
+//!
+//! Must never drop an event without a store commit saying so, or keep more than
+//! `max_in_flight` requests open to its endpoint.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use ntex_bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::convert;
+use super::delivery::{Deliver, DeliveryShard, Outcome, PushConfig, Request, Retry};
+use super::resource::{DeliverySchema, HeaderValue, PushCfg};
+use crate::grid::time::format_rfc3339_ms;
+use crate::metrics::{METRICS, PUSH};
+use crate::store::{EntryState, Op, Queued, Writer, now_ms};
+
+/// One event for a push subscription, as committed.
+#[derive(Debug, Clone)]
+pub struct PushEntry {
+    pub seq: u64,
+    pub publish_ms: u64,
+    /// The event in the subscription's delivery schema.
+    pub body: Bytes,
+    pub id: Arc<str>,
+    pub data_version: Arc<str>,
+}
+
+impl PushEntry {
+    /// An entry read back from the store (its id and data version parsed from the body).
+    pub fn from_queued(q: &Queued) -> PushEntry {
+        let v: Value = serde_json::from_slice(&q.body).unwrap_or(Value::Null);
+        let s =
+            |k: &str| -> Arc<str> { v.get(k).and_then(Value::as_str).unwrap_or_default().into() };
+        let dv = v
+            .get("dataVersion")
+            .or_else(|| v.get("dataversion"))
+            .and_then(Value::as_str);
+        PushEntry {
+            seq: q.seq,
+            publish_ms: q.publish_ms,
+            body: q.body.clone(),
+            id: s("id"),
+            data_version: dv.unwrap_or_default().into(),
+        }
+    }
+}
+
+/// Events committed for this subscription, from its topic or domain actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueued(pub Vec<PushEntry>);
+
+/// New settings after a PUT on an existing subscription.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub PushCfg);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+struct Pending {
+    entry: PushEntry,
+    state: EntryState,
+    /// (`lastDeliveryOutcome`, HTTP status, attempt time ms) of the last attempt.
+    last: Option<(&'static str, Option<u16>, u64)>,
+    in_flight: bool,
+}
+
+/// Identity of the subscription, for headers and dead-letter files.
+pub struct Names {
+    /// As given, e.g. `orders-hook`.
+    pub subscription: String,
+    /// `TOPIC` or `DOMAIN/TOPIC`, for dead-letter file paths.
+    pub source: String,
+}
+
+pub struct PushSub {
+    key: u64,
+    cfg: PushCfg,
+    push: PushConfig,
+    names: Names,
+    header_name: String,
+    writer: Writer,
+    shard: Addr<DeliveryShard>,
+    tick: Duration,
+    pending: HashMap<u64, Pending>,
+    ready: VecDeque<u64>,
+    delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    in_flight: usize,
+    dl_seq: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+impl PushSub {
+    pub fn new(
+        key: u64,
+        cfg: PushCfg,
+        push: PushConfig,
+        names: Names,
+        writer: Writer,
+        shard: Addr<DeliveryShard>,
+        tick: Duration,
+        queued: Vec<Queued>,
+        last_dead_letter: u64,
+    ) -> PushSub {
+        let mut s = PushSub {
+            key,
+            cfg,
+            push,
+            header_name: names.subscription.to_ascii_uppercase(),
+            names,
+            writer,
+            shard,
+            tick,
+            pending: HashMap::new(),
+            ready: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            in_flight: 0,
+            dl_seq: last_dead_letter,
+        };
+        let now = now_ms();
+        for q in queued {
+            let entry = PushEntry::from_queued(&q);
+            if q.state.available_at_ms > now {
+                s.delayed.push(Reverse((q.state.available_at_ms, q.seq)));
+            } else {
+                s.ready.push_back(q.seq);
+            }
+            s.pending.insert(
+                q.seq,
+                Pending {
+                    entry,
+                    state: q.state,
+                    last: None,
+                    in_flight: false,
+                },
+            );
+        }
+        s
+    }
+
+    fn submit(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let f = self.writer.submit(ops);
+        actix::spawn(async move {
+            if let Err(e) = f.await {
+                // The entries stay in the store as they were: after a restart they are
+                // delivered again (at least once), never lost.
+                tracing::warn!(error = %e, "push subscription state not committed");
+            }
+        });
+    }
+
+    fn due(&mut self) {
+        let now = now_ms();
+        while let Some(Reverse((at, seq))) = self.delayed.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop();
+            if self.pending.get(&seq).is_some_and(|p| !p.in_flight) {
+                self.ready.push_back(seq);
+            }
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        while self.in_flight < self.push.max_in_flight.max(1) && !self.ready.is_empty() {
+            let mut seqs = Vec::new();
+            let mut bytes = 2;
+            while let Some(&seq) = self.ready.front() {
+                let Some(p) = self.pending.get(&seq) else {
+                    self.ready.pop_front();
+                    continue;
+                };
+                if p.in_flight {
+                    self.ready.pop_front();
+                    continue;
+                }
+                if now.saturating_sub(p.entry.publish_ms) > self.cfg.ttl_secs * 1000 {
+                    self.ready.pop_front();
+                    self.dead_letter(seq, "TimeToLiveExceeded", &mut ops);
+                    continue;
+                }
+                let len = p.entry.body.len() + 1;
+                if !seqs.is_empty()
+                    && (seqs.len() >= self.cfg.max_events || bytes + len > self.cfg.preferred_bytes)
+                {
+                    break;
+                }
+                self.ready.pop_front();
+                bytes += len;
+                seqs.push(seq);
+            }
+            if seqs.is_empty() {
+                break;
+            }
+            let req = self.request(&seqs);
+            for s in &seqs {
+                if let Some(p) = self.pending.get_mut(s) {
+                    p.in_flight = true;
+                }
+            }
+            self.in_flight += 1;
+            ctx.spawn(
+                self.shard
+                    .send(Deliver(req))
+                    .into_actor(self)
+                    .map(move |res, act, ctx| {
+                        act.in_flight -= 1;
+                        let out = res.unwrap_or(Outcome::Deferred {
+                            until_ms: now_ms() + act.push.unit().as_millis() as u64,
+                        });
+                        act.finish(seqs, out);
+                        act.pump(ctx);
+                    }),
+            );
+        }
+        self.submit(ops);
+    }
+
+    fn request(&self, seqs: &[u64]) -> Request {
+        let first = &self.pending[&seqs[0]];
+        let ce = self.cfg.schema == DeliverySchema::CloudEvents;
+        let single = ce && !self.cfg.batching;
+        let mut body = Vec::with_capacity(
+            seqs.iter()
+                .map(|s| self.pending[s].entry.body.len() + 1)
+                .sum::<usize>()
+                + 2,
+        );
+        if single {
+            body.extend_from_slice(&first.entry.body);
+        } else {
+            body.push(b'[');
+            for (i, s) in seqs.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&self.pending[s].entry.body);
+            }
+            body.push(b']');
+        }
+        let content_type = match (ce, single) {
+            (true, true) => "application/cloudevents+json; charset=utf-8",
+            (true, false) => "application/cloudevents-batch+json; charset=utf-8",
+            _ => "application/json; charset=utf-8",
+        };
+        let mut headers = vec![
+            ("aeg-event-type".to_string(), "Notification".to_string()),
+            (
+                "aeg-subscription-name".to_string(),
+                self.header_name.clone(),
+            ),
+            (
+                "aeg-delivery-count".to_string(),
+                first.state.delivery_count.to_string(),
+            ),
+            (
+                "aeg-metadata-version".to_string(),
+                if ce { "1.0" } else { "1" }.to_string(),
+            ),
+            (
+                "aeg-output-event-id".to_string(),
+                first.entry.id.to_string(),
+            ),
+        ];
+        if !ce {
+            headers.push((
+                "aeg-data-version".to_string(),
+                first.entry.data_version.to_string(),
+            ));
+        } else {
+            headers.push(("Origin".to_string(), "eventgrid.azure.net".to_string()));
+        }
+        if !self.cfg.headers.is_empty() {
+            let doc: Value = serde_json::from_slice(&first.entry.body).unwrap_or(Value::Null);
+            for (name, v) in self.cfg.headers.iter() {
+                let value = match v {
+                    HeaderValue::Static(s) => Some(s.clone()),
+                    HeaderValue::Dynamic(path) => convert::lookup_scalar(&doc, path),
+                };
+                // A value that cannot be a header value is left out, as Event Grid does.
+                if let Some(value) =
+                    value.filter(|v| v.len() <= 4096 && !v.bytes().any(|b| b < 0x20 && b != b'\t'))
+                {
+                    headers.push((name.clone(), value));
+                }
+            }
+        }
+        Request {
+            url: self.cfg.endpoint.as_str().into(),
+            content_type,
+            headers,
+            body,
+        }
+    }
+
+    fn finish(&mut self, seqs: Vec<u64>, out: Outcome) {
+        let now = now_ms();
+        let mut ops = Vec::new();
+        match out {
+            Outcome::Delivered => {
+                for seq in seqs {
+                    if self.pending.remove(&seq).is_some() {
+                        ops.push(Op::Remove { sub: self.key, seq });
+                    }
+                }
+                PUSH.delivered.add(ops.len() as u64);
+            }
+            Outcome::Deferred { until_ms } => {
+                for seq in seqs {
+                    if let Some(p) = self.pending.get_mut(&seq) {
+                        p.in_flight = false;
+                        self.delayed.push(Reverse((until_ms, seq)));
+                    }
+                }
+            }
+            Outcome::Failed {
+                status,
+                outcome,
+                retry,
+            } => {
+                let schedule = self.push.retry_schedule.clone();
+                for seq in seqs {
+                    let Some(p) = self.pending.get_mut(&seq) else {
+                        continue;
+                    };
+                    p.in_flight = false;
+                    p.state.delivery_count += 1;
+                    p.last = Some((outcome, status, now));
+                    let attempts = p.state.delivery_count;
+                    let min = match retry {
+                        Retry::Never => {
+                            self.dead_letter(seq, "NonRetriableStatusCode", &mut ops);
+                            continue;
+                        }
+                        Retry::After(d) => d,
+                    };
+                    if attempts >= self.cfg.max_attempts {
+                        self.dead_letter(seq, "MaxDeliveryAttemptsExceeded", &mut ops);
+                        continue;
+                    }
+                    let step = schedule
+                        .get(attempts as usize - 1)
+                        .or(schedule.last())
+                        .copied()
+                        .unwrap_or(Duration::from_secs(10))
+                        .max(min);
+                    let at = now + jittered(step);
+                    p.state.available_at_ms = at;
+                    ops.push(Op::SetState {
+                        sub: self.key,
+                        seq,
+                        state: p.state,
+                    });
+                    PUSH.retries.inc();
+                    self.delayed.push(Reverse((at, seq)));
+                }
+            }
+        }
+        self.submit(ops);
+    }
+
+    /// Moves an event to the dead letters (or drops it without a dead-letter destination).
+    fn dead_letter(&mut self, seq: u64, reason: &str, ops: &mut Vec<Op>) {
+        let Some(p) = self.pending.remove(&seq) else {
+            return;
+        };
+        if !self.cfg.dead_letter {
+            METRICS.events_dropped.inc();
+            ops.push(Op::Remove { sub: self.key, seq });
+            return;
+        }
+        let record = self.record(&p, reason);
+        self.dl_seq += 1;
+        METRICS.events_dead_lettered.inc();
+        if let Some(dir) = &self.push.dead_letter_dir {
+            write_file(
+                dir.clone(),
+                &self.names,
+                p.entry.publish_ms,
+                self.dl_seq,
+                &record,
+            );
+        }
+        ops.push(Op::DeadLetter {
+            sub: self.key,
+            seq,
+            dl_seq: self.dl_seq,
+            record,
+        });
+    }
+
+    fn record(&self, p: &Pending, reason: &str) -> Vec<u8> {
+        let mut ev: Value = serde_json::from_slice(&p.entry.body).unwrap_or(Value::Null);
+        let (outcome, status, at) = p.last.unwrap_or(("Probation", None, now_ms()));
+        let fields = [
+            ("deadLetterReason", json!(reason)),
+            ("deliveryAttempts", json!(p.state.delivery_count)),
+            ("lastDeliveryOutcome", json!(outcome)),
+            ("lastHttpStatusCode", json!(status)),
+            ("publishTime", json!(format_rfc3339_ms(p.entry.publish_ms))),
+            ("lastDeliveryAttemptTime", json!(format_rfc3339_ms(at))),
+        ];
+        let ce = self.cfg.schema == DeliverySchema::CloudEvents;
+        if let Value::Object(m) = &mut ev {
+            for (k, v) in fields {
+                let k = if ce {
+                    k.to_ascii_lowercase()
+                } else {
+                    k.to_string()
+                };
+                m.insert(k, v);
+            }
+        }
+        ev.to_string().into_bytes()
+    }
+}
+
+/// Up to 10 % later: many events failing together do not retry in one burst.
+fn jittered(d: Duration) -> u64 {
+    let ms = d.as_millis() as u64;
+    let mut b = [0u8; 8];
+    let r = getrandom::fill(&mut b)
+        .map(|_| u64::from_le_bytes(b))
+        .unwrap_or(0);
+    ms + if ms >= 10 { r % (ms / 10 + 1) } else { 0 }
+}
+
+/// `<dir>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json`, holding a JSON array with
+/// the record (the layout Azure uses in a storage container). Best effort, off the arbiter.
+fn write_file(dir: std::path::PathBuf, names: &Names, publish_ms: u64, dl_seq: u64, record: &[u8]) {
+    let t = format_rfc3339_ms(now_ms());
+    let num = |s: &str| s.trim_start_matches('0').to_string();
+    let (y, mo, d, h) = (&t[0..4], num(&t[5..7]), num(&t[8..10]), num(&t[11..13]));
+    let h = if h.is_empty() { "0".to_string() } else { h };
+    let path = dir
+        .join(names.source.to_ascii_uppercase())
+        .join(names.subscription.to_ascii_uppercase())
+        .join(y)
+        .join(mo)
+        .join(d)
+        .join(h);
+    let file = path.join(format!("{publish_ms}-{dl_seq}.json"));
+    let mut body = Vec::with_capacity(record.len() + 2);
+    body.push(b'[');
+    body.extend_from_slice(record);
+    body.push(b']');
+    actix::spawn(async move {
+        let r = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&path)?;
+            std::fs::write(&file, body).map(|_| file)
+        })
+        .await;
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not write a dead-letter file"),
+            Err(e) => tracing::warn!(error = %e, "dead-letter file task failed"),
+        }
+    });
+}
+
+impl Actor for PushSub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65_536);
+        ctx.run_interval(self.tick, |act, ctx| {
+            act.due();
+            act.pump(ctx);
+        });
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Enqueued> for PushSub {
+    type Result = ();
+    fn handle(&mut self, msg: Enqueued, ctx: &mut Context<Self>) {
+        for entry in msg.0 {
+            self.ready.push_back(entry.seq);
+            self.pending.insert(
+                entry.seq,
+                Pending {
+                    entry,
+                    state: EntryState::default(),
+                    last: None,
+                    in_flight: false,
+                },
+            );
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Reconfigure> for PushSub {
+    type Result = ();
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        self.cfg = msg.0;
+    }
+}
+
+impl Handler<Shutdown> for PushSub {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

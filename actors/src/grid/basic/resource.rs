@@ -1,0 +1,597 @@
+//! Basic-tier resources as Azure's ARM documents describe them (spec §1, §2.4, §4): custom
+//! topics and domains (input schema, input mappings) and their event subscriptions (webhook
+//! destination, batching, delivery attribute mappings, filter, delivery schema, retry policy,
+//! dead-lettering, expiration, labels).
+//!
+//! Owns validation, defaults and the `properties` a GET returns (write-only values such as the
+//! endpoint URL's query and secret header values are never echoed). Pure: never touches the
+//! store or an actor. Every error is a sentence naming the property and what is allowed.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::super::filter::Filter;
+use super::super::resource::expiration;
+use super::super::time::format_rfc3339_ms;
+
+/// The schema events are published in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSchema {
+    EventGrid,
+    CloudEvents,
+    Custom,
+}
+
+impl InputSchema {
+    pub fn name(self) -> &'static str {
+        match self {
+            InputSchema::EventGrid => "EventGridSchema",
+            InputSchema::CloudEvents => "CloudEventSchemaV1_0",
+            InputSchema::Custom => "CustomEventSchema",
+        }
+    }
+}
+
+/// Where a mapped Event Grid field comes from in a custom-schema event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Field {
+    /// A top-level field or dotted path of the published object.
+    pub source: Option<String>,
+    pub default: Option<String>,
+}
+
+/// `inputSchemaMapping` of a custom-schema topic (spec §2.4).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mapping {
+    pub id: Field,
+    pub topic: Field,
+    pub event_time: Field,
+    pub event_type: Field,
+    pub subject: Field,
+    pub data_version: Field,
+}
+
+/// A custom topic's or domain's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCfg {
+    pub input: InputSchema,
+    pub mapping: Option<Arc<Mapping>>,
+}
+
+fn props_obj(props: &Value) -> Result<Map<String, Value>, String> {
+    match props {
+        Value::Null => Ok(Map::new()),
+        Value::Object(m) => Ok(m.clone()),
+        _ => Err("'properties' must be a JSON object".into()),
+    }
+}
+
+fn get_str<'a>(m: &'a Map<String, Value>, key: &str, at: &str) -> Result<Option<&'a str>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(format!("{at}{key} must be a string, got {v}")),
+    }
+}
+
+fn get_obj<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Option<&'a Map<String, Value>>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(format!("{at}{key} must be a JSON object")),
+    }
+}
+
+fn get_int(
+    m: &Map<String, Value>,
+    key: &str,
+    at: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<Option<u64>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "{at}{key} must be a whole number from {lo} to {hi}, got {v}"
+            )),
+        },
+    }
+}
+
+/// Validates a custom topic's or a domain's `properties`.
+pub fn source(props: &Value, domain: bool) -> Result<(SourceCfg, Value), String> {
+    let m = props_obj(props)?;
+    let at = "properties.";
+    let input = match get_str(&m, "inputSchema", at)?.unwrap_or("EventGridSchema") {
+        "EventGridSchema" => InputSchema::EventGrid,
+        "CloudEventSchemaV1_0" => InputSchema::CloudEvents,
+        "CustomEventSchema" => InputSchema::Custom,
+        other => {
+            return Err(format!(
+                "properties.inputSchema must be 'EventGridSchema', 'CloudEventSchemaV1_0' or 'CustomEventSchema', got '{other}'"
+            ));
+        }
+    };
+    let mapping = match (input, get_obj(&m, "inputSchemaMapping", at)?) {
+        (InputSchema::Custom, Some(map)) => Some(Arc::new(mapping(map)?)),
+        (InputSchema::Custom, None) => {
+            return Err(
+                "properties.inputSchemaMapping is required when inputSchema is 'CustomEventSchema'"
+                    .into(),
+            );
+        }
+        (_, Some(_)) => {
+            return Err(
+                "properties.inputSchemaMapping is only allowed with inputSchema 'CustomEventSchema'"
+                    .into(),
+            );
+        }
+        (_, None) => None,
+    };
+    let mut out = json!({
+        "provisioningState": "Succeeded",
+        "inputSchema": input.name(),
+        "publicNetworkAccess": "Enabled",
+    });
+    if let Some(v) = m.get("inputSchemaMapping").filter(|_| mapping.is_some()) {
+        out["inputSchemaMapping"] = v.clone();
+    }
+    if domain {
+        for k in [
+            "autoCreateTopicWithFirstSubscription",
+            "autoDeleteTopicWithLastSubscription",
+        ] {
+            match m.get(k) {
+                None | Some(Value::Null) => out[k] = json!(true),
+                Some(Value::Bool(b)) => out[k] = json!(b),
+                Some(v) => return Err(format!("properties.{k} must be true or false, got {v}")),
+            }
+        }
+    }
+    Ok((SourceCfg { input, mapping }, out))
+}
+
+fn mapping(m: &Map<String, Value>) -> Result<Mapping, String> {
+    let at = "properties.inputSchemaMapping.";
+    match get_str(m, "inputSchemaMappingType", at)? {
+        Some("Json") | None => {}
+        Some(o) => {
+            return Err(format!(
+                "{at}inputSchemaMappingType must be 'Json', got '{o}'"
+            ));
+        }
+    }
+    let empty = Map::new();
+    let p = get_obj(m, "properties", at)?.unwrap_or(&empty);
+    let field = |name: &str, with_default: bool| -> Result<Field, String> {
+        let at = format!("{at}properties.{name}.");
+        let Some(f) = get_obj(p, name, &format!("{at}properties."))? else {
+            return Ok(Field::default());
+        };
+        let source = get_str(f, "sourceField", &at)?.map(str::to_string);
+        let default = get_str(f, "defaultValue", &at)?.map(str::to_string);
+        if default.is_some() && !with_default {
+            return Err(format!("{at}defaultValue is not allowed for {name}"));
+        }
+        Ok(Field { source, default })
+    };
+    Ok(Mapping {
+        id: field("id", false)?,
+        topic: field("topic", false)?,
+        event_time: field("eventTime", false)?,
+        event_type: field("eventType", true)?,
+        subject: field("subject", true)?,
+        data_version: field("dataVersion", true)?,
+    })
+}
+
+/// The schema a subscription delivers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverySchema {
+    EventGrid,
+    CloudEvents,
+    /// Custom-schema topics: the object as published.
+    CustomInput,
+}
+
+impl DeliverySchema {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliverySchema::EventGrid => "EventGridSchema",
+            DeliverySchema::CloudEvents => "CloudEventSchemaV1_0",
+            DeliverySchema::CustomInput => "CustomInputSchema",
+        }
+    }
+}
+
+/// A delivery attribute mapping: one extra request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderValue {
+    Static(String),
+    /// A path into the event (`subject`, `data.key1`, …).
+    Dynamic(String),
+}
+
+/// A push (webhook) subscription's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushCfg {
+    pub endpoint: String,
+    pub schema: DeliverySchema,
+    /// Events per request (1 without batching).
+    pub max_events: usize,
+    /// Preferred request size in bytes (a single larger event still goes alone).
+    pub preferred_bytes: usize,
+    pub batching: bool,
+    pub max_attempts: u32,
+    pub ttl_secs: u64,
+    pub dead_letter: bool,
+    pub headers: Arc<Vec<(String, HeaderValue)>>,
+    pub filter: Filter,
+    pub expires_ms: Option<u64>,
+}
+
+/// Validates a basic-tier event subscription's `properties`; answers the settings, the
+/// properties to store (with secrets) and nothing else. `input` is the source's schema.
+pub fn subscription(
+    props: &Value,
+    input: InputSchema,
+    now_ms: u64,
+) -> Result<(PushCfg, Value), String> {
+    let m = props_obj(props)?;
+    let at = "properties.";
+    let dest = get_obj(&m, "destination", at)?
+        .ok_or("properties.destination is required: {\"endpointType\":\"WebHook\",\"properties\":{\"endpointUrl\":\"http://...\"}}")?;
+    let at_d = "properties.destination.";
+    match get_str(dest, "endpointType", at_d)? {
+        Some("WebHook") => {}
+        Some(other) => {
+            return Err(format!(
+                "properties.destination.endpointType '{other}' is not supported by evgrid; use 'WebHook'"
+            ));
+        }
+        None => return Err("properties.destination.endpointType is required ('WebHook')".into()),
+    }
+    let empty = Map::new();
+    let dp = get_obj(dest, "properties", at_d)?.unwrap_or(&empty);
+    let at_p = "properties.destination.properties.";
+    let endpoint = get_str(dp, "endpointUrl", at_p)?
+        .ok_or("properties.destination.properties.endpointUrl is required")?
+        .to_string();
+    check_url(&endpoint)?;
+    let max_events = get_int(dp, "maxEventsPerBatch", at_p, 1, 5000)?;
+    let preferred_kb = get_int(dp, "preferredBatchSizeInKilobytes", at_p, 1, 1024)?;
+    let batching = max_events.is_some() || preferred_kb.is_some();
+    let headers = attribute_mappings(dp.get("deliveryAttributeMappings"))?;
+
+    let schema = match get_str(&m, "eventDeliverySchema", at)? {
+        None => match input {
+            InputSchema::EventGrid => DeliverySchema::EventGrid,
+            InputSchema::CloudEvents => DeliverySchema::CloudEvents,
+            InputSchema::Custom => DeliverySchema::CustomInput,
+        },
+        Some("EventGridSchema") => DeliverySchema::EventGrid,
+        Some("CloudEventSchemaV1_0") => DeliverySchema::CloudEvents,
+        Some("CustomInputSchema") => DeliverySchema::CustomInput,
+        Some(o) => {
+            return Err(format!(
+                "properties.eventDeliverySchema must be 'EventGridSchema', 'CloudEventSchemaV1_0' or 'CustomInputSchema', got '{o}'"
+            ));
+        }
+    };
+    // The conversion matrix (spec §2.5).
+    match (input, schema) {
+        (InputSchema::CloudEvents, DeliverySchema::EventGrid) => {
+            return Err("properties.eventDeliverySchema 'EventGridSchema' is not supported for a topic whose input schema is 'CloudEventSchemaV1_0'".into());
+        }
+        (InputSchema::EventGrid | InputSchema::CloudEvents, DeliverySchema::CustomInput) => {
+            return Err(format!(
+                "properties.eventDeliverySchema 'CustomInputSchema' needs a topic with input schema 'CustomEventSchema', not '{}'",
+                input.name()
+            ));
+        }
+        _ => {}
+    }
+    let empty2 = Map::new();
+    let rp = get_obj(&m, "retryPolicy", at)?.unwrap_or(&empty2);
+    let at_r = "properties.retryPolicy.";
+    let max_attempts = get_int(rp, "maxDeliveryAttempts", at_r, 1, 30)?.unwrap_or(30);
+    let ttl_min = get_int(rp, "eventTimeToLiveInMinutes", at_r, 1, 1440)?.unwrap_or(1440);
+    let dl = get_obj(&m, "deadLetterDestination", at)?.cloned();
+    let filter = Filter::compile_basic(m.get("filter"))?;
+    let expires_ms = expiration(get_str(&m, "expirationTimeUtc", at)?, now_ms)?;
+    let labels = match m.get("labels") {
+        None | Some(Value::Null) => json!([]),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => json!(a),
+        Some(_) => return Err("properties.labels must be an array of strings".into()),
+    };
+
+    let mut dprops = json!({"endpointUrl": endpoint});
+    if let Some(n) = max_events {
+        dprops["maxEventsPerBatch"] = json!(n);
+    }
+    if let Some(n) = preferred_kb {
+        dprops["preferredBatchSizeInKilobytes"] = json!(n);
+    }
+    if let Some(v) = dp.get("deliveryAttributeMappings").filter(|v| !v.is_null()) {
+        dprops["deliveryAttributeMappings"] = v.clone();
+    }
+    let mut out = json!({
+        "destination": {"endpointType": "WebHook", "properties": dprops},
+        "eventDeliverySchema": schema.name(),
+        "retryPolicy": {"maxDeliveryAttempts": max_attempts, "eventTimeToLiveInMinutes": ttl_min},
+        "filter": m.get("filter").filter(|v| !v.is_null()).cloned().unwrap_or_else(|| json!({})),
+        "labels": labels,
+    });
+    if let Some(d) = dl {
+        out["deadLetterDestination"] = Value::Object(d);
+    }
+    if let Some(t) = expires_ms {
+        out["expirationTimeUtc"] = json!(format_rfc3339_ms(t));
+    }
+    let cfg = PushCfg {
+        endpoint,
+        schema,
+        max_events: if batching {
+            max_events.unwrap_or(5000) as usize
+        } else {
+            1
+        },
+        preferred_bytes: preferred_kb.unwrap_or(if batching { 64 } else { 1024 }) as usize * 1024,
+        batching,
+        max_attempts: max_attempts as u32,
+        ttl_secs: ttl_min * 60,
+        dead_letter: out.get("deadLetterDestination").is_some(),
+        headers: Arc::new(headers),
+        filter,
+        expires_ms,
+    };
+    Ok((cfg, out))
+}
+
+/// Plain HTTP only: this build has no TLS client.
+fn check_url(url: &str) -> Result<(), String> {
+    let at = "properties.destination.properties.endpointUrl";
+    if url.len() > 4096 {
+        return Err(format!("{at} is longer than 4096 characters"));
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
+            return Err(format!("{at} '{url}' has no valid host"));
+        }
+        return Ok(());
+    }
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{at} '{url}': evgrid delivers over plain http only in this version (put a TLS-terminating proxy in front of the webhook, or use an http:// URL)"
+        ));
+    }
+    Err(format!("{at} '{url}' must be an absolute http:// URL"))
+}
+
+fn attribute_mappings(v: Option<&Value>) -> Result<Vec<(String, HeaderValue)>, String> {
+    let at = "properties.destination.properties.deliveryAttributeMappings";
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("{at} must be an array"))?;
+    if arr.len() > 10 {
+        return Err(format!("{at}: at most 10 mappings, got {}", arr.len()));
+    }
+    let mut out = Vec::new();
+    for (i, m) in arr.iter().enumerate() {
+        let at = format!("{at}[{i}].");
+        let m = m
+            .as_object()
+            .ok_or_else(|| format!("{at} must be an object"))?;
+        let name = get_str(m, "name", &at)?.ok_or_else(|| format!("{at}name is required"))?;
+        let valid_name = !name.is_empty()
+            && name.len() <= 256
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        if !valid_name {
+            return Err(format!("{at}name '{name}' is not a valid header name"));
+        }
+        if name.to_ascii_lowercase().starts_with("aeg-") {
+            return Err(format!("{at}name '{name}' must not start with 'aeg-'"));
+        }
+        let empty = Map::new();
+        let p = get_obj(m, "properties", &at)?.unwrap_or(&empty);
+        let value = match get_str(m, "type", &at)? {
+            Some("Static") => {
+                let v = get_str(p, "value", &format!("{at}properties."))?.ok_or_else(|| {
+                    format!("{at}properties.value is required for a Static mapping")
+                })?;
+                if v.len() > 4096 || v.bytes().any(|b| b == b'\r' || b == b'\n') {
+                    return Err(format!(
+                        "{at}properties.value must be at most 4096 bytes on one line"
+                    ));
+                }
+                HeaderValue::Static(v.to_string())
+            }
+            Some("Dynamic") => {
+                let f =
+                    get_str(p, "sourceField", &format!("{at}properties."))?.ok_or_else(|| {
+                        format!("{at}properties.sourceField is required for a Dynamic mapping")
+                    })?;
+                HeaderValue::Dynamic(f.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "{at}type must be 'Static' or 'Dynamic', got {}",
+                    other.map_or("nothing".to_string(), |o| format!("'{o}'"))
+                ));
+            }
+        };
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// The `properties` a GET shows: the endpoint without its query (`endpointBaseUrl`) and secret
+/// header values left out, as Azure does.
+pub fn redacted(props: &Value, state: &str) -> Value {
+    let mut p = props.clone();
+    p["provisioningState"] = json!(state);
+    if let Some(dp) = p
+        .pointer_mut("/destination/properties")
+        .and_then(Value::as_object_mut)
+    {
+        if let Some(Value::String(url)) = dp.remove("endpointUrl") {
+            let base = url.split('?').next().unwrap_or_default().to_string();
+            dp.insert("endpointBaseUrl".into(), json!(base));
+        }
+        if let Some(Value::Array(maps)) = dp.get_mut("deliveryAttributeMappings") {
+            for m in maps {
+                let secret = m
+                    .pointer("/properties/isSecret")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                if secret
+                    && let Some(props) = m.get_mut("properties").and_then(Value::as_object_mut)
+                {
+                    props.remove("value");
+                }
+            }
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(extra: Value) -> Value {
+        let mut v = json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "http://127.0.0.1:9/hook?code=secret"}}});
+        if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
+            a.extend(b);
+        }
+        v
+    }
+
+    #[test]
+    fn defaults_batching_and_redaction() {
+        let (c, out) = subscription(&hook(json!({})), InputSchema::EventGrid, 0).unwrap();
+        assert_eq!(
+            (c.max_events, c.batching, c.max_attempts, c.ttl_secs),
+            (1, false, 30, 86_400)
+        );
+        assert_eq!(c.schema, DeliverySchema::EventGrid);
+        let mut v = hook(json!({}));
+        v["destination"]["properties"]["maxEventsPerBatch"] = json!(10);
+        v["destination"]["properties"]["deliveryAttributeMappings"] = json!([
+            {"name": "Authorization", "type": "Static", "properties": {"value": "Bearer x", "isSecret": true}},
+            {"name": "Channel", "type": "Dynamic", "properties": {"sourceField": "data.system"}}]);
+        let (c, stored) = subscription(&v, InputSchema::EventGrid, 0).unwrap();
+        assert_eq!(
+            (c.max_events, c.preferred_bytes, c.batching),
+            (10, 65_536, true)
+        );
+        assert_eq!(c.headers.len(), 2);
+        let shown = redacted(&stored, "Succeeded");
+        let d = &shown["destination"]["properties"];
+        assert_eq!(d["endpointBaseUrl"], "http://127.0.0.1:9/hook");
+        assert!(d.get("endpointUrl").is_none());
+        assert!(
+            d["deliveryAttributeMappings"][0]["properties"]
+                .get("value")
+                .is_none()
+        );
+        assert_eq!(
+            d["deliveryAttributeMappings"][1]["properties"]["sourceField"],
+            "data.system"
+        );
+        assert_eq!(out["retryPolicy"]["maxDeliveryAttempts"], 30);
+    }
+
+    #[test]
+    fn refusals_name_the_property() {
+        let cases = [
+            (
+                json!({"destination": {"endpointType": "EventHub"}}),
+                "not supported",
+            ),
+            (json!({}), "destination is required"),
+            (
+                hook(json!({"retryPolicy": {"maxDeliveryAttempts": 31}})),
+                "1 to 30",
+            ),
+            (
+                hook(json!({"retryPolicy": {"eventTimeToLiveInMinutes": 0}})),
+                "1 to 1440",
+            ),
+            (
+                hook(json!({"eventDeliverySchema": "Xml"})),
+                "eventDeliverySchema",
+            ),
+            (
+                hook(json!({"expirationTimeUtc": "2000-01-01T00:00:00Z"})),
+                "Invalid expiration time",
+            ),
+            (hook(json!({"labels": [1]})), "labels"),
+            (
+                hook(
+                    json!({"filter": {"advancedFilters": [{"operatorType": "Nope", "key": "id"}]}}),
+                ),
+                "Nope",
+            ),
+        ];
+        for (v, want) in cases {
+            let e = subscription(&v, InputSchema::EventGrid, 1_700_000_000_000).unwrap_err();
+            assert!(e.contains(want), "{v}: {e}");
+        }
+        let ce_to_eg = hook(json!({"eventDeliverySchema": "EventGridSchema"}));
+        assert!(
+            subscription(&ce_to_eg, InputSchema::CloudEvents, 0)
+                .unwrap_err()
+                .contains("not supported")
+        );
+        let mut https = hook(json!({}));
+        https["destination"]["properties"]["endpointUrl"] = json!("https://x/y");
+        assert!(
+            subscription(&https, InputSchema::EventGrid, 0)
+                .unwrap_err()
+                .contains("plain http")
+        );
+        let mut aeg = hook(json!({}));
+        aeg["destination"]["properties"]["deliveryAttributeMappings"] =
+            json!([{"name": "aeg-x", "type": "Static", "properties": {"value": "v"}}]);
+        assert!(
+            subscription(&aeg, InputSchema::EventGrid, 0)
+                .unwrap_err()
+                .contains("aeg-")
+        );
+    }
+
+    #[test]
+    fn topics_and_mappings() {
+        let (c, out) = source(&Value::Null, false).unwrap();
+        assert_eq!(
+            (c.input, out["inputSchema"].as_str()),
+            (InputSchema::EventGrid, Some("EventGridSchema"))
+        );
+        assert!(source(&json!({"inputSchema": "CustomEventSchema"}), false).is_err());
+        let (c, out) = source(
+            &json!({"inputSchema": "CustomEventSchema", "inputSchemaMapping": {"inputSchemaMappingType": "Json", "properties": {
+                "id": {"sourceField": "myId"}, "eventType": {"sourceField": "kind", "defaultValue": "T"}}}}),
+            true,
+        )
+        .unwrap();
+        let m = c.mapping.unwrap();
+        assert_eq!(m.id.source.as_deref(), Some("myId"));
+        assert_eq!(m.event_type.default.as_deref(), Some("T"));
+        assert_eq!(out["autoCreateTopicWithFirstSubscription"], true);
+        assert!(source(&json!({"inputSchema": "Avro"}), false).is_err());
+    }
+}
