@@ -87,3 +87,96 @@ fn generator_scenarios_against_evgrid_lose_nothing() {
     let rtt = &r["latency_us"]["rtt"];
     assert!(rtt["count"].as_u64().unwrap_or(0) > 0, "{rtt}");
 }
+
+/// `http-publish` → evgrid (custom topic, SAS-signed) → push delivery → `webhook-sink`: the
+/// sink's accounting over evgrid's whole basic-tier path.
+#[test]
+fn http_publish_through_evgrid_push_to_webhook_sink() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    const ADMIN: &str = "test-admin-key-0123456789";
+    const N: u64 = 3000;
+    let srv = Server::start(&[("EVGRID_ADMIN_KEY", ADMIN)]);
+    let dir = TempDir::new("lt-push");
+    let mgmt = |method: &str, path: &str, body: &str| {
+        let auth = format!("Authorization: Bearer {ADMIN}");
+        common::http::request(
+            srv.http,
+            method,
+            path,
+            &[&auth, "Content-Type: application/json"],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(mgmt("PUT", "/mgmt/topics/orders", "{}").status, 201);
+    let key = mgmt("POST", "/mgmt/topics/orders/listKeys", "").json()["key1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let sink_json = dir.0.join("sink.json");
+    let expect = N.to_string();
+    let mut sink = Command::new(loadtest_bin())
+        .args(["webhook-sink", "--bind", "127.0.0.1:0", "--expect", &expect])
+        .args(["--idle", "1s", "--duration", "60s", "--json"])
+        .arg(&sink_json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(sink.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "webhook-sink exited");
+        if let Some(rest) = line.split_once("listening on http://") {
+            break rest.1.split('/').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let sub = format!(
+        r#"{{"properties":{{"destination":{{"endpointType":"WebHook","properties":{{"endpointUrl":"http://{addr}/hook","maxEventsPerBatch":50}}}}}}}}"#
+    );
+    let r = mgmt("PUT", "/mgmt/topics/orders/eventSubscriptions/sink", &sub);
+    assert_eq!(r.status, 201, "{r:?}");
+
+    let pub_json = dir.0.join("pub.json");
+    let endpoint = format!("http://{}/topics/orders/api/events", srv.http);
+    let limit = N.to_string();
+    let out = Command::new(loadtest_bin())
+        .args(["http-publish", "--endpoint", &endpoint, "--sas-key", &key])
+        .args(["--connections", "4", "--batch", "50", "--limit", &limit])
+        .args(["--duration", "30s", "--json"])
+        .arg(&pub_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "http-publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        if let Some(st) = sink.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "webhook-sink did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(st.success(), "webhook-sink exit {st}");
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&pub_json).unwrap()).unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&sink_json).unwrap()).unwrap();
+    assert_eq!(p["events"]["published"], N, "publisher: {}", p["events"]);
+    let ev = &s["events"];
+    assert_eq!(ev["accepted"], N, "sink: {ev}");
+    for k in ["lost", "duplicated"] {
+        assert_eq!(ev[k], 0, "{k}: {ev}");
+    }
+    assert_eq!(s["handshakes"]["validation_sync"], 1, "{}", s["handshakes"]);
+    assert!(s["latency_us"]["e2e"]["count"].as_u64().unwrap() >= N);
+    assert_eq!(
+        s["headers"]["subscription_name"]["SINK"].as_u64(),
+        Some(s["requests"]["deliveries"].as_u64().unwrap())
+    );
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[command(
     name = "evgrid-loadtest",
     about = "MQTT 3.1/3.1.1/5.0 load generator: conn, sub, pub, fanin, fanout, p2p, compare, preset; \
-             HTTP (Event Grid namespaces): http-publish, pull",
+             HTTP (Event Grid): http-publish (namespace or basic-tier topics), pull, webhook-sink",
     long_about = "MQTT 3.1/3.1.1/5.0 load generator with open-loop scheduling, HDR latency histograms and \
                   loss/duplicate/reorder accounting.\n\nNote: -h is the broker host (as in emqtt-bench); use --help for help.",
     disable_help_flag = true,
@@ -50,13 +50,18 @@ pub enum Cmd {
     /// Run an Open MQTT Benchmark suite scenario by name, scaled by --scale.
     #[command(disable_help_flag = true)]
     Preset(PresetArgs),
-    /// HTTP: publish CloudEvents batches to an Event Grid namespace topic over --connections
-    /// keep-alive connections (closed loop, or open loop with --rate events/s).
+    /// HTTP: publish event batches over --connections keep-alive connections (closed loop, or
+    /// open loop with --rate events/s): CloudEvents to a namespace topic (--url, --topic), or
+    /// Event Grid / CloudEvents events to a basic-tier topic (--endpoint, --schema).
     #[command(name = "http-publish", disable_help_flag = true)]
     HttpPublish(HttpPublishArgs),
     /// HTTP: --consumers loops of receive + acknowledge on a namespace queue subscription.
     #[command(disable_help_flag = true)]
     Pull(PullArgs),
+    /// HTTP: an Event Grid webhook endpoint on --bind: answers the validation handshakes and
+    /// deliveries with scripted statuses; measures end-to-end latency, loss and duplicates.
+    #[command(name = "webhook-sink", disable_help_flag = true)]
+    WebhookSink(SinkArgs),
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -174,27 +179,79 @@ pub struct Args {
     /// Subscribers pause this many ms after each read (slow consumer)
     #[arg(long)]
     pub sub_delay_ms: Option<u64>,
+    /// Write an SVG report (latency percentiles, throughput over time) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub limits: ThresholdFlags,
+}
+
+/// What every mode that runs takes: worker threads, a process to measure, the JSON report and
+/// the progress line.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunFlags {
     /// Worker threads [default: number of CPUs]
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Also measure this process's CPU (e.g. the broker) over the run
+    /// Also measure this process's CPU (the broker or server under test) over the run
     #[arg(long)]
     pub broker_pid: Option<u32>,
     /// Write the full report as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write an SVG report (latency percentiles, throughput over time) to FILE
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Exit with code 3 if end-to-end (p2p: round-trip) p99 exceeds MICROS
+    /// No live progress line
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RunFlags {
+    /// The live progress line: only on a terminal, and not with --quiet or --json.
+    pub fn progress(&self) -> bool {
+        use std::io::IsTerminal as _;
+        !self.quiet && self.json.is_none() && std::io::stderr().is_terminal()
+    }
+
+    /// --broker-pid names a process whose CPU times can be read.
+    pub fn check(&self) -> Result<(), String> {
+        match self.broker_pid {
+            Some(pid) if crate::stats::cpu_times(Some(pid)).is_none() => {
+                Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The thresholds that turn a run into exit code 3.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ThresholdFlags {
+    /// Exit with code 3 if the p99 of the main latency exceeds MICROS: end-to-end (p2p:
+    /// round-trip, pub: PUBACK, conn: CONNACK)
     #[arg(long, value_name = "MICROS")]
     pub max_p99: Option<f64>,
     /// Exit with code 3 if lost/expected exceeds FRACTION
     #[arg(long, value_name = "FRACTION")]
     pub max_loss: Option<f64>,
-    /// No live progress line
-    #[arg(long)]
-    pub quiet: bool,
+}
+
+impl ThresholdFlags {
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(l) = self.max_loss
+            && !(0.0..=1.0).contains(&l)
+        {
+            return Err(format!(
+                "--max-loss {l}: must be a fraction between 0 and 1"
+            ));
+        }
+        if let Some(p) = self.max_p99
+            && !(p.is_finite() && p > 0.0)
+        {
+            return Err(format!("--max-p99 {p}: must be above 0 (microseconds)"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -229,21 +286,22 @@ pub struct PresetArgs {
     pub args: Args,
 }
 
-/// What both HTTP modes take.
+/// What http-publish and pull take.
 #[derive(clap::Args, Debug, Clone)]
 pub struct HttpArgs {
     /// The namespace endpoint, as the SDK's: http://HOST:PORT/namespaces/NAMESPACE
     #[arg(long, default_value = "http://127.0.0.1:8080/namespaces/default")]
     pub url: String,
-    /// Namespace topic
+    /// Namespace topic (required with --url)
     #[arg(long)]
-    pub topic: String,
-    /// Namespace access key, sent as `Authorization: SharedAccessKey KEY`
+    pub topic: Option<String>,
+    /// Access key, sent as `Authorization: SharedAccessKey KEY` to a namespace and as
+    /// `aeg-sas-key: KEY` to a basic-tier topic (--endpoint)
     #[arg(long)]
-    pub key: String,
-    /// api-version query parameter
-    #[arg(long, default_value = "2024-06-01")]
-    pub api_version: String,
+    pub key: Option<String>,
+    /// api-version query parameter [default: 2024-06-01; 2018-01-01 with --endpoint]
+    #[arg(long)]
+    pub api_version: Option<String>,
     /// Length of the run: 10, 10s, 500ms, 2m
     #[arg(short = 'd', long, default_value = "10s")]
     pub duration: String,
@@ -253,37 +311,63 @@ pub struct HttpArgs {
     /// Seconds allowed for one request and its response (receive: at least --max-wait + 5)
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
-    /// Worker threads [default: number of CPUs]
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Also measure this process's CPU (e.g. the server) over the run
-    #[arg(long)]
-    pub broker_pid: Option<u32>,
-    /// Write the full report as JSON to FILE
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// No live progress line
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// The event schema http-publish writes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Event Grid events `{"id","subject","eventType","eventTime","data","dataVersion"}`,
+    /// `application/json; charset=utf-8`
+    Eventgrid,
+    /// CloudEvents 1.0, `application/cloudevents-batch+json; charset=utf-8`
+    Cloudevents,
+}
+
+impl Schema {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schema::Eventgrid => "eventgrid",
+            Schema::Cloudevents => "cloudevents",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HttpPublishArgs {
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Publish to a basic-tier topic instead of a namespace: its full endpoint, e.g.
+    /// http://127.0.0.1:8080/topics/orders/api/events (requests go to
+    /// ENDPOINT?api-version=2018-01-01; success is exactly 200)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "topic"])]
+    pub endpoint: Option<String>,
+    /// Event schema [default: eventgrid with --endpoint; namespaces take cloudevents only]
+    #[arg(long, value_enum)]
+    pub schema: Option<Schema>,
+    /// Sign a SAS token with this (base64) key instead of sending a key (spec §3; valid for
+    /// the run + 1 h): `aeg-sas-token: r=..&e=..&s=..` to --endpoint, `Authorization:
+    /// SharedAccessSignature ...` to a namespace topic
+    #[arg(long, value_name = "KEY", conflicts_with = "key")]
+    pub sas_key: Option<String>,
     /// Keep-alive HTTP/1.1 connections, one request in flight on each
     #[arg(short = 'c', long, default_value_t = 8)]
     pub connections: usize,
-    /// CloudEvents per request (1 to 1000)
+    /// Events per request (1 to 1000)
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// Bytes per CloudEvent (JSON, padded in `data`; at least 182)
+    /// Bytes per event (JSON, padded in `data`; at least 182 for CloudEvents, 194 for Event Grid)
     #[arg(short = 's', long, default_value_t = 1024)]
     pub size: usize,
     /// Open loop: this many events/s in total, spread over the connections in requests of
     /// --batch (latency from the scheduled send time). Default: closed loop.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Stop after sending this many events in total (the last request may be smaller), e.g. to
+    /// match a webhook-sink's --expect
+    #[arg(short = 'L', long)]
+    pub limit: Option<u64>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -308,6 +392,76 @@ pub struct PullArgs {
     /// Seconds after --duration that receives still waiting are given before they are abandoned
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
+}
+
+/// How webhook-sink answers a subscription validation.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// 200 with {"validationResponse":"<validationCode>"}; OPTIONS: 200 with the origin allowed
+    Sync,
+    /// 200 with an empty body, then a GET of data.validationUrl; OPTIONS as sync
+    Async,
+    /// 403 to the validation event and to OPTIONS
+    Refuse,
+}
+
+impl Validation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Validation::Sync => "sync",
+            Validation::Async => "async",
+            Validation::Refuse => "refuse",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SinkArgs {
+    /// Address to listen on (port 0: any free port, printed at start)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub bind: String,
+    /// Answer to `aeg-event-type: SubscriptionValidation` and to the CloudEvents OPTIONS
+    /// handshake
+    #[arg(long, value_enum, default_value_t = Validation::Sync)]
+    pub validation: Validation,
+    /// Status answered to every delivery [default: 200]
+    #[arg(long, value_name = "CODE", conflicts_with = "script")]
+    pub status: Option<u16>,
+    /// Statuses answered to the deliveries in turn: CODE or CODE*N, comma-separated, e.g.
+    /// "503*3,200" (three 503s, then 200 for the rest). The last step may go without *N and then
+    /// answers the rest; when every step has a count, the rest get 200
+    #[arg(long, value_name = "SCRIPT")]
+    pub script: Option<String>,
+    /// Answer every Nth delivery (N, 2N, ...) with --fail-status instead
+    #[arg(long, value_name = "N")]
+    pub fail_every: Option<u64>,
+    /// Status of the --fail-every deliveries
+    #[arg(
+        long,
+        value_name = "CODE",
+        default_value_t = 500,
+        requires = "fail_every"
+    )]
+    pub fail_status: u16,
+    /// Wait this long before answering each delivery: 5ms, 0.2s
+    #[arg(long, value_name = "DURATION")]
+    pub delay: Option<String>,
+    /// Events expected: the loss figure is against this, and the run ends once this many
+    /// distinct events were accepted (and --idle passed). Default: loss against each
+    /// publisher's sequence numbers
+    #[arg(long, value_name = "N")]
+    pub expect: Option<u64>,
+    /// End the run after this long without a request, once traffic began (with --expect: once
+    /// the expected events are in) [default with --expect: 2s]
+    #[arg(long, value_name = "DURATION")]
+    pub idle: Option<String>,
+    /// Longest run: 10, 10s, 500ms, 2m, 1h
+    #[arg(short = 'd', long, default_value = "10m")]
+    pub duration: String,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub limits: ThresholdFlags,
 }
 
 /// Parses "10", "10s", "1.5s", "500ms", "2m", "1h" into seconds.

@@ -79,7 +79,7 @@ fn metric_defs(scenario: &str) -> Vec<(&'static str, Extract)> {
         v.push(("connections ok", |r| r.connections.succeeded as f64));
         v.push(("connections failed", |r| r.connections.failed as f64));
     } else {
-        v.push(("loss fraction", |r| r.messages.loss_fraction));
+        v.push(("loss fraction", |r| r.messages.acct.loss_fraction));
     }
     v.push(("generator cpu s", |r| r.cpu.generator.cpu_seconds));
     v

@@ -1,7 +1,13 @@
-//! A minimal HTTP/1.1 client for the HTTP modes: one keep-alive TCP connection, requests
-//! written by hand, responses parsed here (status line, headers, a body delimited by
-//! `Content-Length`, by `Transfer-Encoding: chunked` or by the server closing the connection).
-//! No pipelining: one request at a time per connection. Plain `http://` only.
+//! Minimal HTTP/1.1 for the HTTP modes, on tokio.
+//!
+//! - The client: one keep-alive TCP connection, requests written by hand, responses parsed here
+//!   (status line, headers, a body delimited by `Content-Length`, by `Transfer-Encoding:
+//!   chunked` or by the server closing the connection). No pipelining: one request at a time
+//!   per connection. Plain `http://` only.
+//! - For the webhook sink: [`parse_request`] and [`write_response`], the same head and body
+//!   parsing seen from the server side (the sink owns its sockets).
+//!
+//! This module only frames messages; it never interprets Event Grid semantics.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,35 +37,36 @@ impl std::fmt::Display for Url {
     }
 }
 
-pub fn parse_url(s: &str) -> Result<Url, String> {
+/// Parses `http://HOST[:PORT][/PATH]` given to `flag` (named in the messages); no query.
+pub fn parse_url(flag: &str, s: &str) -> Result<Url, String> {
     let s = s.trim();
     let rest = if let Some(r) = s.strip_prefix("http://") {
         r
     } else if s.starts_with("https://") {
         return Err(format!(
-            "--url {s}: https is not supported (plain http:// only; put a TLS proxy in front if needed)"
+            "{flag} {s}: https is not supported (plain http:// only; put a TLS proxy in front if needed)"
         ));
     } else if s.contains("://") {
-        return Err(format!("--url {s}: only http:// URLs are supported"));
+        return Err(format!("{flag} {s}: only http:// URLs are supported"));
     } else {
         s
     };
     let (hostport, path) = match rest.find(['/', '?', '#']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
-        Some(_) => return Err(format!("--url {s}: no query or fragment allowed")),
+        Some(_) => return Err(format!("{flag} {s}: no query or fragment allowed")),
         None => (rest, ""),
     };
     if path.contains(['?', '#']) {
-        return Err(format!("--url {s}: no query or fragment allowed"));
+        return Err(format!("{flag} {s}: no query or fragment allowed"));
     }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("--url {s}: unclosed '[' in the host"))?;
+            .ok_or_else(|| format!("{flag} {s}: unclosed '[' in the host"))?;
         match after.strip_prefix(':') {
             Some(p) => (h, Some(p)),
             None if after.is_empty() => (h, None),
-            None => return Err(format!("--url {s}: bad host")),
+            None => return Err(format!("{flag} {s}: bad host")),
         }
     } else {
         match hostport.rsplit_once(':') {
@@ -68,14 +75,14 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("--url {s}: no host"));
+        return Err(format!("{flag} {s}: no host"));
     }
     let port = match port {
         Some(p) => p
             .parse::<u16>()
             .ok()
             .filter(|&p| p > 0)
-            .ok_or_else(|| format!("--url {s}: bad port '{p}'"))?,
+            .ok_or_else(|| format!("{flag} {s}: bad port '{p}'"))?,
         None => 80,
     };
     let host_in_header = if host.contains(':') {
@@ -93,6 +100,38 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         },
         base_path: path.trim_end_matches('/').to_string(),
     })
+}
+
+/// A URL that may carry a query (a webhook validation URL): the URL without it, and the
+/// request target to send (path and query as given; a fragment is dropped).
+pub fn parse_target(flag: &str, s: &str) -> Result<(Url, String), String> {
+    let s = s.trim();
+    let s = s.split_once('#').map_or(s, |(a, _)| a);
+    let (base, query) = match s.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (s, None),
+    };
+    let url = parse_url(flag, base)?;
+    let after_scheme = base.strip_prefix("http://").unwrap_or(base);
+    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    Ok(match query {
+        Some(q) => (url, format!("{path}?{q}")),
+        None => (url, path.to_string()),
+    })
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, with uppercase hex: a URL
+/// path segment or query value, and the `r` and `e` fields of a SAS token (spec §3).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Appends a request with `body` (always with a `Content-Length`, even when empty) to `out`.
@@ -131,10 +170,7 @@ pub struct Response {
 impl Response {
     #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     /// "401 Unauthorized"
@@ -208,38 +244,40 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Parsed, String> {
     }
 }
 
-fn parse_one(buf: &[u8], eof: bool) -> Result<Parsed, String> {
-    // status line
-    let Some((status_line, mut pos)) = line(buf, 0) else {
+/// The head of a message: what its start line parsed to, the headers (names lowercased, in
+/// order) and the head's length.
+struct Head<T> {
+    start: T,
+    headers: Vec<(String, String)>,
+    len: usize,
+}
+
+/// Parses the head at the start of `buf`; None while incomplete. `start` checks the start line
+/// as soon as it is there, so a peer that is not speaking HTTP is an error at once, not a wait.
+/// `what` ("response", "request") names the message in errors.
+fn parse_head<T>(
+    buf: &[u8],
+    what: &str,
+    start: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<Head<T>>, String> {
+    let too_long = |part: &str| Err(format!("{what} {part} too long"));
+    let Some((first, mut pos)) = line(buf, 0) else {
         return if buf.len() > MAX_HEAD {
-            Err("response status line too long".into())
+            too_long("start line")
         } else {
-            Ok(Parsed::Incomplete)
+            Ok(None)
         };
     };
-    let sl = std::str::from_utf8(status_line).map_err(|_| "status line is not UTF-8")?;
-    let mut parts = sl.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return Err(format!("not an HTTP/1.x response: {:?}", truncate(sl, 60))),
-    };
-    let code = parts.next().unwrap_or("");
-    let status: u16 = match code.parse() {
-        Ok(s) if code.len() == 3 && (100..1000).contains(&s) => s,
-        _ => return Err(format!("bad status line {:?}", truncate(sl, 60))),
-    };
-    let reason = parts.next().unwrap_or("").trim().to_string();
-
-    // headers
+    let first =
+        std::str::from_utf8(first).map_err(|_| format!("{what} start line is not UTF-8"))?;
+    let start = start(first)?;
     let mut headers = Vec::new();
     loop {
         let Some((l, next)) = line(buf, pos) else {
             return if buf.len() > MAX_HEAD {
-                Err("response head too long".into())
+                too_long("head")
             } else {
-                Ok(Parsed::Incomplete)
+                Ok(None)
             };
         };
         pos = next;
@@ -247,7 +285,7 @@ fn parse_one(buf: &[u8], eof: bool) -> Result<Parsed, String> {
             break;
         }
         if pos > MAX_HEAD {
-            return Err("response head too long".into());
+            return too_long("head");
         }
         let l = std::str::from_utf8(l).map_err(|_| "header is not UTF-8")?;
         let (k, v) = l
@@ -258,71 +296,129 @@ fn parse_one(buf: &[u8], eof: bool) -> Result<Parsed, String> {
         }
         headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
     }
-    let head_len = pos;
+    Ok(Some(Head {
+        start,
+        headers,
+        len: pos,
+    }))
+}
 
-    let has_token = |name: &str, token: &str| {
-        headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    let mut close = has_token("connection", "close");
-    if http10 && !has_token("connection", "keep-alive") {
-        close = true;
-    }
-    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-        Framing::None
-    } else if let Some((_, te)) = headers.iter().rfind(|(k, _)| k == "transfer-encoding") {
-        // the last coding decides: chunked, or anything else runs until close
+/// Whether a comma-separated header `name` (lowercase) lists `token`.
+fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The framing the headers declare: `Transfer-Encoding` wins over `Content-Length` (its last
+/// coding decides: chunked, or anything else runs until close); None when neither is there.
+fn declared_framing(headers: &[(String, String)]) -> Result<Option<Framing>, String> {
+    if let Some((_, te)) = headers.iter().rfind(|(k, _)| k == "transfer-encoding") {
         let last = te.rsplit(',').next().unwrap_or("").trim();
-        if last.eq_ignore_ascii_case("chunked") {
+        return Ok(Some(if last.eq_ignore_ascii_case("chunked") {
             Framing::Chunked
         } else {
             Framing::UntilClose
-        }
-    } else {
-        let mut len: Option<usize> = None;
-        for (_, v) in headers.iter().filter(|(k, _)| k == "content-length") {
-            for p in v.split(',') {
-                let n: usize = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("bad Content-Length {v:?}"))?;
-                if len.is_some_and(|l| l != n) {
-                    return Err("conflicting Content-Length headers".into());
-                }
-                len = Some(n);
+        }));
+    }
+    let mut len: Option<usize> = None;
+    for (_, v) in headers.iter().filter(|(k, _)| k == "content-length") {
+        for p in v.split(',') {
+            let n: usize = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad Content-Length {v:?}"))?;
+            if len.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length headers".into());
             }
+            len = Some(n);
         }
-        match len {
-            Some(n) if n > MAX_BODY => {
-                return Err(format!("response body of {n} bytes is too large"));
-            }
-            Some(n) => Framing::Length(n),
-            None => Framing::UntilClose,
-        }
-    };
+    }
+    match len {
+        Some(n) if n > MAX_BODY => Err(format!("body of {n} bytes is too large")),
+        Some(n) => Ok(Some(Framing::Length(n))),
+        None => Ok(None),
+    }
+}
 
+/// The body at `at` for a framing that does not depend on the connection closing: None while
+/// incomplete, else (body, end).
+fn delimited_body(
+    buf: &[u8],
+    at: usize,
+    framing: &Framing,
+) -> Result<Option<(Vec<u8>, usize)>, String> {
+    match framing {
+        Framing::None => Ok(Some((Vec::new(), at))),
+        Framing::Length(n) if buf.len() < at + n => Ok(None),
+        Framing::Length(n) => Ok(Some((buf[at..at + n].to_vec(), at + n))),
+        Framing::Chunked => chunked(buf, at),
+        Framing::UntilClose => Err("a body delimited by closing the connection".into()),
+    }
+}
+
+/// The protocol version of a start line's version field: true for HTTP/1.0.
+fn is_http10(version: &str, what: &str, line: &str) -> Result<bool, String> {
+    match version {
+        "HTTP/1.1" => Ok(false),
+        "HTTP/1.0" => Ok(true),
+        _ => Err(format!("not an HTTP/1.x {what}: {:?}", truncate(line, 60))),
+    }
+}
+
+fn parse_one(buf: &[u8], eof: bool) -> Result<Parsed, String> {
+    let head = parse_head(buf, "response", |sl| {
+        let mut parts = sl.splitn(3, ' ');
+        let http10 = is_http10(parts.next().unwrap_or(""), "response", sl)?;
+        let code = parts.next().unwrap_or("");
+        let status: u16 = match code.parse() {
+            Ok(s) if code.len() == 3 && (100..1000).contains(&s) => s,
+            _ => return Err(format!("bad status line {:?}", truncate(sl, 60))),
+        };
+        Ok((
+            http10,
+            status,
+            parts.next().unwrap_or("").trim().to_string(),
+        ))
+    })?;
+    let Some(Head {
+        start: (http10, status, reason),
+        headers,
+        len: head_len,
+    }) = head
+    else {
+        return Ok(Parsed::Incomplete);
+    };
+    let mut close = has_token(&headers, "connection", "close")
+        || (http10 && !has_token(&headers, "connection", "keep-alive"));
+    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::None
+    } else {
+        declared_framing(&headers)
+            .map_err(|e| format!("response {e}"))?
+            .unwrap_or(Framing::UntilClose)
+    };
     let (body, used) = match framing {
-        Framing::None => (Vec::new(), head_len),
-        Framing::Length(n) => {
-            if buf.len() < head_len + n {
-                return Ok(Parsed::Incomplete);
+        Framing::UntilClose if !eof => {
+            if buf.len() - head_len > MAX_BODY {
+                return Err("response body too large".into());
             }
-            (buf[head_len..head_len + n].to_vec(), head_len + n)
+            return Ok(Parsed::Incomplete);
         }
         Framing::UntilClose => {
-            if !eof {
-                if buf.len() - head_len > MAX_BODY {
-                    return Err("response body too large".into());
-                }
-                return Ok(Parsed::Incomplete);
-            }
             close = true;
             (buf[head_len..].to_vec(), buf.len())
         }
-        Framing::Chunked => match chunked(buf, head_len)? {
+        f => match delimited_body(buf, head_len, &f)? {
             Some(x) => x,
             None => return Ok(Parsed::Incomplete),
         },
@@ -337,6 +433,138 @@ fn parse_one(buf: &[u8], eof: bool) -> Result<Parsed, String> {
         },
         used,
     ))
+}
+
+/// A request a server read: the request line, then what [`parse_head`] and the framing gave.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    pub method: String,
+    /// As on the request line: path and query.
+    pub target: String,
+    /// Answer, then close: the client said `Connection: close`, or speaks HTTP/1.0 without
+    /// keep-alive.
+    pub close: bool,
+    /// Names lowercased, in order; read them with [`Request::header`].
+    pub headers: Vec<(String, String)>,
+    /// Unchunked.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
+/// Result of [`parse_request`] on the bytes read so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParsedRequest {
+    /// More bytes are needed; `expects_continue`: the head is complete and asks for
+    /// `100 Continue` before the client sends the body.
+    Incomplete { expects_continue: bool },
+    /// A whole request, and how many bytes of the buffer it took.
+    Complete(Request, usize),
+}
+
+/// Parses one request from the start of `buf`. A request body is delimited by
+/// `Content-Length` or chunked coding, never by the connection closing (RFC 9112 §6.3), so
+/// requests that follow on the same connection (pipelining) stay in the buffer.
+pub fn parse_request(buf: &[u8]) -> Result<ParsedRequest, String> {
+    let head = parse_head(buf, "request", |rl| {
+        let parts: Vec<&str> = rl.split(' ').collect();
+        let [method, target, version] = parts[..] else {
+            return Err(format!("bad request line {:?}", truncate(rl, 60)));
+        };
+        if method.is_empty() || target.is_empty() {
+            return Err(format!("bad request line {:?}", truncate(rl, 60)));
+        }
+        let http10 = is_http10(version, "request", rl)?;
+        Ok((method.to_string(), target.to_string(), http10))
+    })?;
+    let Some(Head {
+        start: (method, target, http10),
+        headers,
+        len,
+    }) = head
+    else {
+        return Ok(ParsedRequest::Incomplete {
+            expects_continue: false,
+        });
+    };
+    let framing = declared_framing(&headers)
+        .map_err(|e| format!("request {e}"))?
+        .unwrap_or(Framing::None);
+    if matches!(framing, Framing::UntilClose) {
+        return Err("request with a transfer coding other than chunked".into());
+    }
+    let Some((body, used)) = delimited_body(buf, len, &framing)? else {
+        return Ok(ParsedRequest::Incomplete {
+            expects_continue: find_header(&headers, "expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue")),
+        });
+    };
+    let close = has_token(&headers, "connection", "close")
+        || (http10 && !has_token(&headers, "connection", "keep-alive"));
+    Ok(ParsedRequest::Complete(
+        Request {
+            method,
+            target,
+            close,
+            headers,
+            body,
+        },
+        used,
+    ))
+}
+
+/// The reason phrase of the statuses a webhook is likely to answer ("" for others: the
+/// phrase is optional on the wire).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Appends a response to `out`: a `Content-Length` unless the status has no body, and
+/// `Connection: close` when `close`.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) {
+    use std::io::Write as _;
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    if !((100..200).contains(&status) || status == 204 || status == 304) {
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    for (k, v) in headers {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 /// Decodes a chunked body starting at `pos`: `None` while incomplete, else (body, end).
@@ -661,26 +889,142 @@ mod tests {
 
     #[test]
     fn urls() {
-        let u = parse_url("http://127.0.0.1:8080/namespaces/default/").unwrap();
+        let u = parse_url("--url", "http://127.0.0.1:8080/namespaces/default/").unwrap();
         assert_eq!(u.host, "127.0.0.1");
         assert_eq!(u.port, 8080);
         assert_eq!(u.authority, "127.0.0.1:8080");
         assert_eq!(u.base_path, "/namespaces/default");
         assert_eq!(u.to_string(), "http://127.0.0.1:8080/namespaces/default");
-        let u = parse_url("localhost").unwrap();
+        let u = parse_url("--url", "localhost").unwrap();
         assert_eq!(
             (u.port, u.authority.as_str(), u.base_path.as_str()),
             (80, "localhost", "")
         );
-        let u = parse_url("http://[::1]:9000/ns").unwrap();
+        let u = parse_url("--url", "http://[::1]:9000/ns").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
         assert_eq!(u.authority, "[::1]:9000");
-        assert!(parse_url("https://x/").unwrap_err().contains("https"));
-        assert!(parse_url("ftp://x/").is_err());
-        assert!(parse_url("http://x:0/").is_err());
-        assert!(parse_url("http://x:99999/").is_err());
-        assert!(parse_url("http:///a").is_err());
-        assert!(parse_url("http://x/a?b=1").is_err());
+        assert!(
+            parse_url("--url", "https://x/")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(parse_url("--url", "ftp://x/").is_err());
+        assert!(parse_url("--url", "http://x:0/").is_err());
+        assert!(parse_url("--url", "http://x:99999/").is_err());
+        assert!(parse_url("--url", "http:///a").is_err());
+        assert!(parse_url("--url", "http://x/a?b=1").is_err());
+    }
+
+    #[test]
+    fn targets_with_queries_and_encoding() {
+        let (u, t) = parse_target(
+            "validationUrl",
+            "http://127.0.0.1:553/eventsubscriptions/s/validate?id=1&t=x#frag",
+        )
+        .unwrap();
+        assert_eq!((u.authority.as_str(), u.port), ("127.0.0.1:553", 553));
+        assert_eq!(t, "/eventsubscriptions/s/validate?id=1&t=x");
+        let (_, t) = parse_target("x", "http://h?a=b").unwrap();
+        assert_eq!(t, "/?a=b");
+        let (_, t) = parse_target("x", "http://h:81").unwrap();
+        assert_eq!(t, "/");
+        let e = parse_target("validationUrl", "https://rp:553/v?x").unwrap_err();
+        assert!(e.starts_with("validationUrl https://rp:553/v"), "{e}");
+        assert_eq!(encode_component("bench-sub_1.x~"), "bench-sub_1.x~");
+        assert_eq!(encode_component("a b/c:d="), "a%20b%2Fc%3Ad%3D");
+    }
+
+    fn request(buf: &[u8]) -> (Request, usize) {
+        match parse_request(buf).unwrap() {
+            ParsedRequest::Complete(r, n) => (r, n),
+            other => panic!("{other:?}: {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_split_anywhere() {
+        let mut raw = b"POST /api/events?x=1 HTTP/1.1\r\nHost: h\r\naeg-event-type: Notification\r\nContent-Length: 4\r\n\r\n[{}]".to_vec();
+        let first = raw.len();
+        raw.extend_from_slice(
+            b"OPTIONS /api/events HTTP/1.1\r\nWebHook-Request-Origin: eventgrid.azure.net\r\n\r\n",
+        );
+        let second = raw.len();
+        raw.extend_from_slice(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n[]\r\n0\r\n\r\n");
+        for i in 0..first {
+            assert_eq!(
+                parse_request(&raw[..i]).unwrap(),
+                ParsedRequest::Incomplete {
+                    expects_continue: false
+                },
+                "prefix {i}"
+            );
+        }
+        let (r, n) = request(&raw);
+        assert_eq!(n, first);
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            ("POST", "/api/events?x=1")
+        );
+        assert_eq!(r.header("AEG-Event-Type"), Some("Notification"));
+        assert_eq!(r.body, b"[{}]");
+        assert!(!r.close);
+        let (r, n2) = request(&raw[n..]);
+        assert_eq!(n + n2, second);
+        assert_eq!(r.method, "OPTIONS");
+        assert!(r.body.is_empty());
+        let (r, n3) = request(&raw[second..]);
+        assert_eq!(second + n3, raw.len());
+        assert_eq!(r.body, b"[]");
+        assert!(r.close);
+    }
+
+    #[test]
+    fn request_edge_cases() {
+        let head = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(
+            parse_request(head).unwrap(),
+            ParsedRequest::Incomplete {
+                expects_continue: true
+            }
+        );
+        let (r, _) = request(b"GET /x HTTP/1.0\r\n\r\n");
+        assert!(r.close, "HTTP/1.0 closes unless keep-alive");
+        for (raw, says) in [
+            (&b"SSH-2.0-OpenSSH\r\n"[..], "bad request line"),
+            (b"POST /\r\n\r\n", "bad request line"),
+            (b"POST / HTTP/2\r\n\r\n", "not an HTTP/1.x request"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                "bad Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "other than chunked",
+            ),
+            (b"POST / HTTP/1.1\r\nbad\r\n\r\n", "bad header line"),
+        ] {
+            let e = parse_request(raw).unwrap_err();
+            assert!(e.contains(says), "{:?}: {e}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn responses_written_parse_back() {
+        let mut out = Vec::new();
+        write_response(&mut out, 503, &[("Retry-After", "1")], b"", false);
+        write_response(&mut out, 204, &[], b"", false);
+        write_response(&mut out, 599, &[], b"x", true);
+        let (r, n) = complete(&out);
+        assert_eq!(r.status_text(), "503 Service Unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        let (r, n2) = complete(&out[n..]);
+        assert_eq!(r.status, 204);
+        let (r, n3) = complete(&out[n + n2..]);
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.close),
+            (599, &b"x"[..], true)
+        );
+        assert_eq!(n + n2 + n3, out.len());
     }
 
     #[test]

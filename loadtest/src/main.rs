@@ -1,9 +1,11 @@
-//! evgrid-loadtest: MQTT load generator, plus HTTP modes for Event Grid namespaces. See README.md.
+//! evgrid-loadtest: MQTT load generator, plus HTTP modes for Event Grid (publish to namespace
+//! and basic-tier topics, pull, a webhook sink for push delivery). See README.md.
 
 mod cli;
 mod client;
 mod codec;
 mod compare;
+mod egwire;
 mod http;
 mod httpload;
 mod payload;
@@ -11,6 +13,7 @@ mod preset;
 mod report;
 mod run;
 mod sched;
+mod sink;
 mod stats;
 mod svg;
 mod track;
@@ -33,12 +36,13 @@ fn main() -> ExitCode {
     };
     let threads = match &cli.cmd {
         Cmd::Conn(a) | Cmd::Sub(a) | Cmd::Pub(a) | Cmd::Fanin(a) | Cmd::Fanout(a) | Cmd::P2p(a) => {
-            a.threads
+            a.run.threads
         }
-        Cmd::Compare(c) => c.args.threads,
-        Cmd::Preset(p) => p.args.threads,
-        Cmd::HttpPublish(h) => h.http.threads,
-        Cmd::Pull(p) => p.http.threads,
+        Cmd::Compare(c) => c.args.run.threads,
+        Cmd::Preset(p) => p.args.run.threads,
+        Cmd::HttpPublish(h) => h.http.run.threads,
+        Cmd::Pull(p) => p.http.run.threads,
+        Cmd::WebhookSink(w) => w.run.threads,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -102,6 +106,7 @@ async fn real_main(cli: Cli) -> u8 {
         Cmd::Compare(c) => compare_cmd(c, nofile, int_rx).await,
         Cmd::HttpPublish(h) => httpload::http_publish(h, int_rx).await,
         Cmd::Pull(p) => httpload::pull(p, int_rx).await,
+        Cmd::WebhookSink(w) => sink::webhook_sink(w, int_rx).await,
     }
 }
 
@@ -116,23 +121,13 @@ async fn prepare(
 ) -> Result<(std::net::SocketAddr, RunOpts), String> {
     let target = run::resolve(&args.host, args.port).await?;
     let ifaddrs = run::parse_ifaddrs(&args.ifaddr, target)?;
-    if let Some(pid) = args.broker_pid
-        && stats::cpu_times(Some(pid)).is_none()
-    {
-        return Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"));
-    }
-    if let Some(l) = args.max_loss
-        && !(0.0..=1.0).contains(&l)
-    {
-        return Err(format!(
-            "--max-loss {l}: must be a fraction between 0 and 1"
-        ));
-    }
+    args.run.check()?;
+    args.limits.check()?;
     Ok((
         target,
         RunOpts {
-            progress: run::progress_wanted(args),
-            broker_pid: args.broker_pid,
+            progress: args.run.progress(),
+            broker_pid: args.run.broker_pid,
             ifaddrs,
             nofile,
         },
@@ -157,22 +152,14 @@ async fn single(
         Ok(r) => r,
         Err(run::Fatal(msg)) => return fatal(&msg),
     };
-    report.check_thresholds(args.max_p99, args.max_loss);
+    report.check_thresholds(args.limits.max_p99, args.limits.max_loss);
     print!("{}", report.summary());
     let mut code = 0;
-    if let Some(path) = &args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => {
-                if let Err(e) = std::fs::write(path, s + "\n") {
-                    eprintln!("error: cannot write {}: {e}", path.display());
-                    code = EXIT_FATAL;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: cannot serialize the report: {e}");
-                code = EXIT_FATAL;
-            }
-        }
+    if let Some(path) = &args.run.json
+        && let Err(e) = report::write_json(path, &report)
+    {
+        eprintln!("error: {e}");
+        code = EXIT_FATAL;
     }
     if let Some(path) = &args.report
         && let Err(e) = std::fs::write(path, svg::render(&report))
@@ -226,7 +213,7 @@ async fn compare_cmd(
         (Err(e), _) | (_, Err(e)) => return fatal(&e),
     };
     // per-run outputs make no sense here; --json is the comparison
-    let json = base.json.take();
+    let json = base.run.json.take();
     let svg_path = base.report.take();
     if svg_path.is_some() {
         eprintln!("note: --report is ignored by compare");
@@ -240,7 +227,7 @@ async fn compare_cmd(
             let mut a = base.clone();
             a.host = host.clone();
             a.port = *port;
-            a.json = Some(std::path::PathBuf::new()); // suppress the progress line
+            a.run.json = Some(std::path::PathBuf::new()); // suppress the progress line
             let plan = match run::build_plan(scenario, &a) {
                 Ok(p) => p,
                 Err(e) => return fatal(&e),
@@ -263,7 +250,7 @@ async fn compare_cmd(
                         r.messages.sent,
                         r.messages.received,
                         r.throughput.received_per_s,
-                        r.messages.lost,
+                        r.messages.acct.lost,
                         r.main_latency().p50_us,
                         r.main_latency().p99_us
                     );
@@ -294,14 +281,10 @@ async fn compare_cmd(
     }
     let cmp = compare::summarize(&c.scenario, &c.a, &c.b, c.rounds, runs);
     print!("{}", cmp.table());
-    if let Some(path) = json {
-        let s = match serde_json::to_string_pretty(&cmp) {
-            Ok(s) => s,
-            Err(e) => return fatal(&format!("cannot serialize the comparison: {e}")),
-        };
-        if let Err(e) = std::fs::write(&path, s + "\n") {
-            return fatal(&format!("cannot write {}: {e}", path.display()));
-        }
+    if let Some(path) = json
+        && let Err(e) = report::write_json(&path, &cmp)
+    {
+        return fatal(&e);
     }
     if *int_rx.borrow() {
         return EXIT_INTERRUPTED;

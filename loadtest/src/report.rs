@@ -61,18 +61,66 @@ pub struct Messages {
     pub acked: u64,
     pub publish_failed: u64,
     pub unacked: u64,
-    pub expected: u64,
-    /// "published" (deliveries the subscriptions imply), "sequence-span"
-    /// (standalone sub: ranges of sequence numbers seen) or "none"
-    pub expected_basis: String,
     pub received: u64,
+    pub requests_received: u64,
+    /// expected_basis: "published" (deliveries the subscriptions imply), "sequence-span"
+    /// (standalone sub: ranges of sequence numbers seen) or "none"
+    #[serde(flatten)]
+    pub acct: Accounting,
+}
+
+/// What a receiver's counts say about loss, duplicates and order; the MQTT report's `messages`
+/// and the webhook sink's `events` both flatten it in, so the JSON keys are the same in both.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Accounting {
+    pub expected: u64,
+    /// what `expected` is based on (each report lists its bases)
+    pub expected_basis: String,
+    /// distinct messages or events received
     pub unique: u64,
+    /// expected − unique (negative: more arrived than expected)
     pub lost: i64,
     pub loss_fraction: f64,
+    /// received again after the first time
     pub duplicated: u64,
+    /// per publisher, received with a sequence below the highest already received
     pub reordered: u64,
+    /// not from this tool's publishers (not in the sequence accounting)
     pub foreign: u64,
-    pub requests_received: u64,
+}
+
+impl Accounting {
+    /// Sets `lost` and `loss_fraction` from `expected` and `unique`.
+    pub fn settle(&mut self) {
+        self.lost = self.expected as i64 - self.unique as i64;
+        self.loss_fraction = if self.expected > 0 {
+            self.lost.max(0) as f64 / self.expected as f64
+        } else {
+            0.0
+        };
+    }
+
+    /// The `accounting` line of a summary, `head` first (may be empty).
+    pub fn write(&self, s: &mut String, head: &str) {
+        let _ = write!(
+            s,
+            "accounting    {head}unique {}  lost {} ({:.4}%)  duplicated {}  reordered {}",
+            self.unique,
+            self.lost,
+            self.loss_fraction * 100.0,
+            self.duplicated,
+            self.reordered
+        );
+        if self.foreign > 0 {
+            let _ = write!(s, "  foreign {}", self.foreign);
+        }
+        s.push('\n');
+    }
+
+    /// (loss fraction, lost, expected), as [`Thresholds::check`] takes them.
+    pub fn loss(&self) -> (f64, i64, u64) {
+        (self.loss_fraction, self.lost, self.expected)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -179,12 +227,106 @@ pub struct Cpu {
     pub broker: Option<CpuReport>,
 }
 
+impl Cpu {
+    /// The cpu lines of a summary: this process as `names.0`, the measured one (--broker-pid)
+    /// as `names.1`; per-million figures in `unit`, for this process only with `own_per_million`.
+    pub fn write(&self, s: &mut String, names: (&str, &str), unit: &str, own_per_million: bool) {
+        let per_million = |r: &CpuReport| {
+            r.cpu_s_per_million_msgs
+                .map(|v| format!(", {v:.2} s per million {unit}"))
+                .unwrap_or_default()
+        };
+        let g = &self.generator;
+        let _ = writeln!(
+            s,
+            "\ncpu           {} {:.2} s ({:.0}% of one core){}",
+            names.0,
+            g.cpu_seconds,
+            g.cpu_percent,
+            if own_per_million {
+                per_million(g)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(b) = &self.broker {
+            let _ = writeln!(
+                s,
+                "              {} pid {} {:.2} s ({:.0}% of one core){}",
+                names.1,
+                b.pid.unwrap_or(0),
+                b.cpu_seconds,
+                b.cpu_percent,
+                per_million(b)
+            );
+        }
+    }
+}
+
+/// Writes `report` as pretty JSON to `path`.
+pub fn write_json<T: Serialize>(path: &std::path::Path, report: &T) -> Result<(), String> {
+    let s = serde_json::to_string_pretty(report)
+        .map_err(|e| format!("cannot serialize the report: {e}"))?;
+    std::fs::write(path, s + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Thresholds {
     pub max_p99_us: Option<f64>,
     pub max_loss: Option<f64>,
     pub passed: bool,
     pub failures: Vec<String>,
+}
+
+impl Thresholds {
+    /// --max-p99 against `latency` (its name, its summary) and --max-loss against `loss`
+    /// (fraction, lost, expected).
+    pub fn check(
+        max_p99: Option<f64>,
+        max_loss: Option<f64>,
+        latency: (&str, &LatencySummary),
+        loss: (f64, i64, u64),
+    ) -> Thresholds {
+        let (name, l) = latency;
+        let mut failures = Vec::new();
+        if let Some(limit) = max_p99 {
+            if l.count == 0 {
+                failures.push(format!("p99 {name} latency: no samples (limit {limit} us)"));
+            } else if l.p99_us > limit {
+                failures.push(format!(
+                    "p99 {name} latency {:.1} us > limit {limit} us",
+                    l.p99_us
+                ));
+            }
+        }
+        let (fraction, lost, expected) = loss;
+        if let Some(limit) = max_loss
+            && fraction > limit
+        {
+            failures.push(format!(
+                "loss {fraction:.6} ({lost} of {expected}) > limit {limit}"
+            ));
+        }
+        Thresholds {
+            max_p99_us: max_p99,
+            max_loss,
+            passed: failures.is_empty(),
+            failures,
+        }
+    }
+
+    /// The threshold lines of a summary (none when no threshold was set).
+    pub fn write(&self, s: &mut String) {
+        if self.max_p99_us.is_none() && self.max_loss.is_none() {
+            return;
+        }
+        if self.passed {
+            let _ = writeln!(s, "thresholds    passed");
+        }
+        for f in &self.failures {
+            let _ = writeln!(s, "THRESHOLD MISSED  {f}");
+        }
+    }
 }
 
 impl Report {
@@ -211,36 +353,12 @@ impl Report {
 
     /// Applies --max-p99 / --max-loss.
     pub fn check_thresholds(&mut self, max_p99: Option<f64>, max_loss: Option<f64>) {
-        let mut failures = Vec::new();
-        if let Some(limit) = max_p99 {
-            let l = self.main_latency();
-            if l.count == 0 {
-                failures.push(format!(
-                    "p99 {} latency: no samples (limit {limit} us)",
-                    self.main_latency_name()
-                ));
-            } else if l.p99_us > limit {
-                failures.push(format!(
-                    "p99 {} latency {:.1} us > limit {limit} us",
-                    self.main_latency_name(),
-                    l.p99_us
-                ));
-            }
-        }
-        if let Some(limit) = max_loss
-            && self.messages.loss_fraction > limit
-        {
-            failures.push(format!(
-                "loss {:.6} ({} of {}) > limit {limit}",
-                self.messages.loss_fraction, self.messages.lost, self.messages.expected
-            ));
-        }
-        self.thresholds = Thresholds {
-            max_p99_us: max_p99,
+        self.thresholds = Thresholds::check(
+            max_p99,
             max_loss,
-            passed: failures.is_empty(),
-            failures,
-        };
+            (self.main_latency_name(), self.main_latency()),
+            self.messages.acct.loss(),
+        );
     }
 
     /// Human-readable summary table.
@@ -310,22 +428,9 @@ impl Report {
             let _ = writeln!(
                 s,
                 "messages      sent {}  received {}  expected {}  ({})",
-                m.sent, m.received, m.expected, m.expected_basis
+                m.sent, m.received, m.acct.expected, m.acct.expected_basis
             );
-            let _ = writeln!(
-                s,
-                "accounting    unique {}  lost {} ({:.4}%)  duplicated {}  reordered {}{}",
-                m.unique,
-                m.lost,
-                m.loss_fraction * 100.0,
-                m.duplicated,
-                m.reordered,
-                if m.foreign > 0 {
-                    format!("  foreign {}", m.foreign)
-                } else {
-                    String::new()
-                }
-            );
+            m.acct.write(&mut s, "");
             if self.qos > 0 && self.clients.publishers > 0 {
                 let _ = writeln!(
                     s,
@@ -361,40 +466,16 @@ impl Report {
                 ("send lag", &l.send_lag),
             ],
         );
-        let g = &self.cpu.generator;
-        let _ = writeln!(
-            s,
-            "\ncpu           generator {:.2} s ({:.0}% of one core){}",
-            g.cpu_seconds,
-            g.cpu_percent,
-            g.cpu_s_per_million_msgs
-                .map(|v| format!(", {v:.2} s per million msgs (sent+received)"))
-                .unwrap_or_default()
+        self.cpu.write(
+            &mut s,
+            ("generator", "broker"),
+            "msgs (sent+received)",
+            true,
         );
-        if let Some(b) = &self.cpu.broker {
-            let _ = writeln!(
-                s,
-                "              broker pid {} {:.2} s ({:.0}% of one core){}",
-                b.pid.unwrap_or(0),
-                b.cpu_seconds,
-                b.cpu_percent,
-                b.cpu_s_per_million_msgs
-                    .map(|v| format!(", {v:.2} s per million msgs (sent+received)"))
-                    .unwrap_or_default()
-            );
-        }
         for n in &self.notes {
             let _ = writeln!(s, "note          {n}");
         }
-        if self.thresholds.max_p99_us.is_some() || self.thresholds.max_loss.is_some() {
-            if self.thresholds.passed {
-                let _ = writeln!(s, "thresholds    passed");
-            } else {
-                for f in &self.thresholds.failures {
-                    let _ = writeln!(s, "THRESHOLD MISSED  {f}");
-                }
-            }
-        }
+        self.thresholds.write(&mut s);
         s
     }
 }
@@ -414,7 +495,7 @@ mod tests {
             p99_us: 500.0,
             ..Default::default()
         };
-        r.messages.loss_fraction = 0.01;
+        r.messages.acct.loss_fraction = 0.01;
         r.check_thresholds(Some(1000.0), Some(0.02));
         assert!(r.thresholds.passed);
         r.check_thresholds(Some(100.0), Some(0.001));

@@ -18,7 +18,6 @@ use crate::sched::{Pace, per_publisher_rate};
 use crate::stats::{self, Hists, LatencySummary, lock};
 use crate::track::{Dedup, DedupRef, SubTracker};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -708,10 +707,8 @@ pub async fn execute(
     }
 
     // aggregate
-    let mut m = Messages {
-        expected_basis: plan.expected_basis.to_string(),
-        ..Default::default()
-    };
+    let mut m = Messages::default();
+    m.acct.expected_basis = plan.expected_basis.to_string();
     let mut groups: HashMap<String, Arc<Mutex<Dedup>>> = HashMap::new();
     let mut succeeded = 0;
     for r in &results {
@@ -722,19 +719,19 @@ pub async fn execute(
         m.acked += r.acked;
         m.publish_failed += r.pub_failed;
         m.unacked += r.unacked;
-        m.expected += r.expected;
+        m.acct.expected += r.expected;
         m.received += r.received;
-        m.foreign += r.foreign;
+        m.acct.foreign += r.foreign;
         m.requests_received += r.requests_received;
         if let Some(t) = &r.tracker {
-            m.reordered += t.reordered;
+            m.acct.reordered += t.reordered;
             match &t.dedup {
                 DedupRef::Own(d) => {
                     let d = lock(d);
-                    m.unique += d.unique;
-                    m.duplicated += d.duplicated;
+                    m.acct.unique += d.unique;
+                    m.acct.duplicated += d.duplicated;
                     if plan.expected_basis == "sequence-span" {
-                        m.expected += d.span_total();
+                        m.acct.expected += d.span_total();
                     }
                 }
                 DedupRef::Group(g, d) => {
@@ -745,21 +742,16 @@ pub async fn execute(
     }
     for d in groups.values() {
         let d = lock(d);
-        m.unique += d.unique;
-        m.duplicated += d.duplicated;
+        m.acct.unique += d.unique;
+        m.acct.duplicated += d.duplicated;
         if plan.expected_basis == "sequence-span" {
-            m.expected += d.span_total();
+            m.acct.expected += d.span_total();
         }
     }
     if plan.expected_basis == "none" {
-        m.expected = 0;
+        m.acct.expected = 0;
     }
-    m.lost = m.expected as i64 - m.unique as i64;
-    m.loss_fraction = if m.expected > 0 {
-        m.lost.max(0) as f64 / m.expected as f64
-    } else {
-        0.0
-    };
+    m.acct.settle();
 
     let mut notes = Vec::new();
     if stuck > 0 {
@@ -767,16 +759,16 @@ pub async fn execute(
             "{stuck} connection tasks did not stop within 5 s; their counts are missing"
         ));
     }
-    if m.lost < 0 {
+    if m.acct.lost < 0 {
         notes.push(
             "more unique messages than expected: another publisher is using the same topics?"
                 .into(),
         );
     }
-    if m.foreign > 0 {
+    if m.acct.foreign > 0 {
         notes.push(format!(
             "{} received messages had no header from this run (other publishers or retained messages) and were not counted",
-            m.foreign
+            m.acct.foreign
         ));
     }
     let interrupted_flag = interrupted(&interrupt);
@@ -878,74 +870,42 @@ pub async fn execute(
 
 async fn sampler(
     sh: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     progress: bool,
     total: u64,
     scen: &'static str,
 ) -> Vec<Bucket> {
     let c = &sh.counters;
-    let t0 = Instant::now();
     let mut series = Vec::new();
     let mut last = (0u64, 0u64);
-    let mut last_t = t0;
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    let mut printed = false;
-    loop {
-        let stopping = tokio::select! {
-            biased;
-            _ = stop.changed() => true,
-            _ = tick.tick() => false,
-        };
-        let now = Instant::now();
+    stats::per_second(stop, progress, |t| {
         let sent = c.sent.load(Ordering::Relaxed);
         let recv = c.received.load(Ordering::Relaxed);
         let conn = c.connected.load(Ordering::Relaxed);
-        let secs = now.duration_since(last_t).as_secs_f64();
-        if secs > 0.001 || !stopping {
-            series.push(Bucket {
-                t_s: round3(last_t.duration_since(t0).as_secs_f64()),
-                secs: round3(secs),
-                sent: sent - last.0,
-                received: recv - last.1,
-                connected: conn,
-            });
-        }
-        if progress && !stopping {
-            let b = series.last().cloned().unwrap_or_default();
-            let mut err = std::io::stderr();
-            let _ = write!(
-                err,
-                "\r[{scen} {:>4.0}s] conns {}/{} fail {}  sent {:>9.0}/s  recv {:>9.0}/s  total sent {} recv {}   ",
-                now.duration_since(t0).as_secs_f64(),
-                conn,
-                total,
-                c.conn_failed.load(Ordering::Relaxed),
-                b.sent as f64 / b.secs.max(1e-9),
-                b.received as f64 / b.secs.max(1e-9),
-                sent,
-                recv
-            );
-            let _ = err.flush();
-            printed = true;
-        }
+        let b = Bucket {
+            t_s: round3(t.t_s),
+            secs: round3(t.secs),
+            sent: sent - last.0,
+            received: recv - last.1,
+            connected: conn,
+        };
         last = (sent, recv);
-        last_t = now;
-        if stopping {
-            break;
-        }
-    }
-    if printed {
-        eprintln!();
-    }
+        let line = format!(
+            "[{scen} {:>4.0}s] conns {}/{} fail {}  sent {:>9.0}/s  recv {:>9.0}/s  total sent {} recv {}",
+            t.elapsed_s,
+            conn,
+            total,
+            c.conn_failed.load(Ordering::Relaxed),
+            b.sent as f64 / t.secs.max(1e-9),
+            b.received as f64 / t.secs.max(1e-9),
+            sent,
+            recv
+        );
+        series.push(b);
+        line
+    })
+    .await;
     series
-}
-
-/// Whether the live progress line should be shown.
-pub fn progress_wanted(args: &Args) -> bool {
-    !args.quiet && args.json.is_none() && std::io::stderr().is_terminal()
 }
 
 /// Publisher `i` of `np` whose messages are checked against the expected-count table; phases are

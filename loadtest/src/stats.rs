@@ -123,6 +123,62 @@ impl Counters {
     }
 }
 
+/// One bucket of [`per_second`]: from `t_s` (seconds since the start) for `secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    pub t_s: f64,
+    pub secs: f64,
+    /// seconds since the start at the end of the bucket
+    pub elapsed_s: f64,
+}
+
+/// Calls `bucket` once a second until `stop` changes, then once more for the partial bucket
+/// at the end (unless it is under 1 ms). What `bucket` returns is the live progress line,
+/// printed on stderr (overwriting itself) when `progress`.
+pub async fn per_second(
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    progress: bool,
+    mut bucket: impl FnMut(&Tick) -> String,
+) {
+    use std::io::Write as _;
+    let t0 = std::time::Instant::now();
+    let mut last_t = t0;
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(1),
+    );
+    let mut printed = false;
+    loop {
+        let last = tokio::select! {
+            biased;
+            _ = stop.changed() => true,
+            _ = tick.tick() => false,
+        };
+        let now = std::time::Instant::now();
+        let t = Tick {
+            t_s: last_t.duration_since(t0).as_secs_f64(),
+            secs: now.duration_since(last_t).as_secs_f64(),
+            elapsed_s: now.duration_since(t0).as_secs_f64(),
+        };
+        if t.secs > 0.001 || !last {
+            let line = bucket(&t);
+            if progress && !last {
+                let mut err = std::io::stderr();
+                let _ = write!(err, "\r{line}   ");
+                let _ = err.flush();
+                printed = true;
+            }
+        }
+        last_t = now;
+        if last {
+            break;
+        }
+    }
+    if printed {
+        eprintln!();
+    }
+}
+
 /// Latency summary in microseconds.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct LatencySummary {

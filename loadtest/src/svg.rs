@@ -285,10 +285,10 @@ pub fn render(r: &Report) -> String {
         r#"<text x="20" y="70" font-size="12">sent {} · received {} · expected {} · lost {} · dup {} · reordered {} · {:.0} recv/s · generator CPU {:.2} s</text>"#,
         m.sent,
         m.received,
-        m.expected,
-        m.lost,
-        m.duplicated,
-        m.reordered,
+        m.acct.expected,
+        m.acct.lost,
+        m.acct.duplicated,
+        m.acct.reordered,
         r.throughput.received_per_s,
         r.cpu.generator.cpu_seconds
     );

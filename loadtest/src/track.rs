@@ -72,6 +72,16 @@ impl SeqSet {
         self.unique
     }
 
+    /// Number of sequence numbers from 0 to the highest seen (0 when nothing was seen): what a
+    /// publisher numbering from 0 sent, as far as the receiver can tell.
+    pub fn upto(&self) -> u64 {
+        if self.min_seen.is_some() {
+            self.max_seen + 1
+        } else {
+            0
+        }
+    }
+
     /// Number of sequence numbers between the lowest and highest seen,
     /// inclusive (0 when nothing was seen).
     pub fn span(&self) -> u64 {
@@ -110,6 +120,13 @@ impl Dedup {
     /// count when the generator did not publish itself).
     pub fn span_total(&self) -> u64 {
         self.pubs.iter().map(SeqSet::span).sum()
+    }
+
+    /// Sum over publishers of the sequence numbers from 0 to the highest seen (the expected
+    /// count when every publisher numbers from 0, as http-publish does; a lost tail is not
+    /// visible).
+    pub fn upto_total(&self) -> u64 {
+        self.pubs.iter().map(SeqSet::upto).sum()
     }
 }
 
@@ -255,6 +272,7 @@ mod tests {
         assert_eq!(d.unique, 7);
         assert_eq!(d.duplicated, 2);
         assert_eq!(d.span_total(), 4 + 3);
+        assert_eq!(d.upto_total(), 4 + 6);
     }
 
     #[test]

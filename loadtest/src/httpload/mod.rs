@@ -22,14 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, parse_duration};
-use crate::http::{self, Conn, HttpError, Response, Url};
+use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
+use crate::egwire;
+use crate::http::{self, Conn, HttpError, Response, Url, encode_component};
 use crate::payload::Clock;
-use crate::report::{Cpu, CpuReport, round3, write_latency_table};
+use crate::report::{Cpu, CpuReport, round3, write_json, write_latency_table};
 use crate::sched::OpenLoop;
 use crate::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
-
-const BATCH_CT: &str = "application/cloudevents-batch+json; charset=utf-8";
 
 /// Counters shared by the workers.
 #[derive(Default)]
@@ -173,48 +172,85 @@ impl Shared {
     }
 }
 
-/// Percent-encodes a path segment (anything but RFC 3986 unreserved characters).
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Appends one CloudEvent of about `size` bytes (exactly, unless `size` is below the minimum).
-fn put_event(out: &mut Vec<u8>, conn: usize, seq: u64, ts_ns: u64, size: usize) {
+/// Appends one event of `size` bytes (exactly, unless `size` is below the minimum) in
+/// `schema`. `id` is the connection and its sequence number, `data.ts` the send stamp (ns since
+/// the Unix epoch, as a string); `time` is the Event Grid `eventTime` (same length for every
+/// event, see [`event_time`]). A sink reads both back: `webhook-sink` and `pull` share them.
+fn put_event(out: &mut Vec<u8>, ev: &EventSpec, seq: u64, ts_ns: u64, time: &str) {
     let start = out.len();
-    let _ = write!(
-        out,
-        r#"{{"specversion":"1.0","id":"{conn:05}-{seq:012}","source":"/evgrid-loadtest","type":"evgrid.loadtest","datacontenttype":"application/json","data":{{"ts":"{ts_ns:019}","pad":""#
-    );
-    let fixed = out.len() - start + 3; // closing `"}}`
-    out.resize(out.len() + size.saturating_sub(fixed), b'x');
-    out.extend_from_slice(b"\"}}");
+    let conn = ev.conn;
+    let tail: &[u8] = match ev.schema {
+        Schema::Cloudevents => {
+            let _ = write!(
+                out,
+                r#"{{"specversion":"1.0","id":"{conn:05}-{seq:012}","source":"/evgrid-loadtest","type":"evgrid.loadtest","datacontenttype":"application/json","data":{{"ts":"{ts_ns:019}","pad":""#
+            );
+            b"\"}}"
+        }
+        Schema::Eventgrid => {
+            let _ = write!(
+                out,
+                r#"{{"id":"{conn:05}-{seq:012}","subject":"/evgrid-loadtest","eventType":"evgrid.loadtest","eventTime":"{time}","data":{{"ts":"{ts_ns:019}","pad":""#
+            );
+            br#""},"dataVersion":"1.0"}"#
+        }
+    };
+    let fixed = out.len() - start + tail.len();
+    out.resize(out.len() + ev.size.saturating_sub(fixed), b'x');
+    out.extend_from_slice(tail);
 }
 
-/// The smallest event `put_event` writes.
-pub fn min_event_size() -> usize {
+/// What a connection's events look like.
+struct EventSpec {
+    schema: Schema,
+    conn: usize,
+    size: usize,
+}
+
+/// `eventTime` of an event stamped `ts_ns`: 7 fractional digits, as Azure writes them.
+fn event_time(ts_ns: u64) -> String {
+    egwire::rfc3339_utc(ts_ns, 7)
+}
+
+/// The smallest event `put_event` writes in `schema`.
+pub fn min_event_size(schema: Schema) -> usize {
     let mut v = Vec::new();
-    put_event(&mut v, 0, 0, 0, 0);
+    let ev = EventSpec {
+        schema,
+        conn: 0,
+        size: 0,
+    };
+    put_event(&mut v, &ev, 0, 0, &event_time(0));
     v.len()
 }
 
-fn put_batch(out: &mut Vec<u8>, conn: usize, seq: &mut u64, n: usize, ts_ns: u64, size: usize) {
+/// A JSON array of `n` events numbered from `*seq`, all stamped `ts_ns`.
+fn put_batch(out: &mut Vec<u8>, ev: &EventSpec, seq: &mut u64, n: usize, ts_ns: u64) {
+    let time = match ev.schema {
+        Schema::Eventgrid => event_time(ts_ns),
+        Schema::Cloudevents => String::new(),
+    };
     out.push(b'[');
     for i in 0..n {
         if i > 0 {
             out.push(b',');
         }
-        put_event(out, conn, *seq, ts_ns, size);
+        put_event(out, ev, *seq, ts_ns, &time);
         *seq += 1;
     }
     out.push(b']');
+}
+
+/// The api-version a namespace data plane gets unless --api-version says otherwise (the SDK's).
+const NAMESPACE_API_VERSION: &str = "2024-06-01";
+/// The only basic-tier data-plane api-version (spec §2.1).
+const BASIC_API_VERSION: &str = "2018-01-01";
+
+/// The value of an option a mode requires (clap cannot: the modes share the flag).
+fn required<'a>(v: &'a Option<String>, flag: &str) -> Result<&'a str, String> {
+    v.as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{flag} is required"))
 }
 
 // ---- report ----
@@ -226,9 +262,17 @@ pub struct HttpReport {
     /// "http-publish" or "pull"
     pub scenario: String,
     pub target: String,
+    /// namespace topic ("" for a basic-tier topic: its endpoint is `target`)
     pub topic: String,
     pub subscription: Option<String>,
     pub api_version: String,
+    /// "namespace" (`{url}/topics/{topic}:publish`, pull) or "basic" (http-publish --endpoint)
+    pub tier: String,
+    /// http-publish: "cloudevents" or "eventgrid"
+    pub schema: Option<String>,
+    /// the header requests authenticate with (`aeg-sas-key`, `aeg-sas-token`,
+    /// `Authorization: SharedAccessKey`, ...); the secret itself is never reported
+    pub auth: String,
     /// "closed-loop" or "open-loop"
     pub mode: String,
     pub mode_note: String,
@@ -314,9 +358,11 @@ pub struct HttpLatencies {
 pub struct HttpBucket {
     pub t_s: f64,
     pub secs: f64,
-    /// publish: events published; pull: events acknowledged
+    /// publish: events published; pull: events acknowledged; webhook-sink: events accepted
     pub events: u64,
+    /// webhook-sink: deliveries accepted
     pub requests_ok: u64,
+    /// webhook-sink: deliveries rejected (answered other than 2xx)
     pub requests_failed: u64,
 }
 
@@ -325,12 +371,20 @@ impl HttpReport {
         use std::fmt::Write as _;
         let mut s = String::new();
         let pull = self.scenario == "pull";
+        let what = if self.tier == "basic" {
+            format!(
+                "basic-tier topic, {} events, {}",
+                self.schema.as_deref().unwrap_or(""),
+                self.auth
+            )
+        } else {
+            format!("topic {}", self.topic)
+        };
         let _ = writeln!(
             s,
-            "\n== evgrid-loadtest {} -> {} topic {}{} ==",
+            "\n== evgrid-loadtest {} -> {} {what}{} ==",
             self.scenario,
             self.target,
-            self.topic,
             match (&self.subscription, self.event_bytes) {
                 (Some(sub), _) => format!(" subscription {sub} (maxEvents {})", self.batch_events),
                 (None, Some(b)) => format!(" ({} events x {b} B per request)", self.batch_events),
@@ -423,24 +477,8 @@ impl HttpReport {
                 ("send lag", &l.send_lag),
             ],
         );
-        let g = &self.cpu.generator;
-        let _ = writeln!(
-            s,
-            "\ncpu           generator {:.2} s ({:.0}% of one core)",
-            g.cpu_seconds, g.cpu_percent
-        );
-        if let Some(b) = &self.cpu.broker {
-            let _ = writeln!(
-                s,
-                "              server pid {} {:.2} s ({:.0}% of one core){}",
-                b.pid.unwrap_or(0),
-                b.cpu_seconds,
-                b.cpu_percent,
-                b.cpu_s_per_million_msgs
-                    .map(|v| format!(", {v:.2} s per million events"))
-                    .unwrap_or_default()
-            );
-        }
+        self.cpu
+            .write(&mut s, ("generator", "server"), "events", false);
         for n in &self.notes {
             let _ = writeln!(s, "note          {n}");
         }
@@ -457,7 +495,13 @@ struct Setup {
     progress: bool,
 }
 
-async fn setup(a: &HttpArgs, n: usize, what: &str) -> Result<Setup, String> {
+/// Checks the common arguments and connects `n` connections to `url` (given as `flag`).
+async fn setup(
+    a: &HttpArgs,
+    (flag, url): (&str, &str),
+    n: usize,
+    what: &str,
+) -> Result<Setup, String> {
     if n == 0 {
         return Err(format!("--{what} must be at least 1"));
     }
@@ -468,12 +512,8 @@ async fn setup(a: &HttpArgs, n: usize, what: &str) -> Result<Setup, String> {
     if !(a.connect_timeout > 0.0 && a.timeout > 0.0) {
         return Err("--connect-timeout and --timeout must be above 0".into());
     }
-    if let Some(pid) = a.broker_pid
-        && stats::cpu_times(Some(pid)).is_none()
-    {
-        return Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"));
-    }
-    let url = http::parse_url(&a.url)?;
+    a.run.check()?;
+    let url = http::parse_url(flag, url)?;
     let addr = crate::run::resolve(&url.host, url.port).await?;
     let connect_timeout = Duration::from_secs_f64(a.connect_timeout);
     // connect everything first: an unreachable server is one clear error
@@ -513,10 +553,7 @@ async fn setup(a: &HttpArgs, n: usize, what: &str) -> Result<Setup, String> {
         }),
         conns,
         duration: Duration::from_secs_f64(duration),
-        progress: !a.quiet && a.json.is_none() && {
-            use std::io::IsTerminal as _;
-            std::io::stderr().is_terminal()
-        },
+        progress: a.run.progress(),
     })
 }
 
@@ -525,72 +562,57 @@ async fn sampler(
     sh: Arc<Shared>,
     pull: bool,
     progress: bool,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Vec<HttpBucket> {
-    let events = |sh: &Shared| {
-        if pull {
-            sh.c.acked.load(Ordering::Relaxed)
-        } else {
-            sh.c.events_ok.load(Ordering::Relaxed)
-        }
+    let (mode, word) = if pull {
+        ("pull", "acked")
+    } else {
+        ("http-publish", "published")
     };
-    let t0 = Instant::now();
-    let mut last_t = t0;
-    let mut last = (0u64, 0u64, 0u64);
+    timeseries(stop, progress, (mode, word), || {
+        let c = &sh.c;
+        [
+            if pull { &c.acked } else { &c.events_ok }.load(Ordering::Relaxed),
+            c.requests_ok.load(Ordering::Relaxed),
+            c.requests_failed.load(Ordering::Relaxed),
+        ]
+    })
+    .await
+}
+
+/// The per-second series of the HTTP modes, and their progress line `[mode 12s] word N
+/// events/s ...` (`names`), until `stop`: `read` gives the running totals of (events, requests
+/// ok, requests failed).
+pub(crate) async fn timeseries(
+    stop: watch::Receiver<bool>,
+    progress: bool,
+    (mode, word): (&str, &str),
+    read: impl Fn() -> [u64; 3],
+) -> Vec<HttpBucket> {
     let mut series = Vec::new();
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    let mut printed = false;
-    loop {
-        let stopping = tokio::select! {
-            biased;
-            _ = stop.changed() => true,
-            _ = tick.tick() => false,
+    let mut last = [0u64; 3];
+    stats::per_second(stop, progress, |t| {
+        let cur = read();
+        let b = HttpBucket {
+            t_s: round3(t.t_s),
+            secs: round3(t.secs),
+            events: cur[0] - last[0],
+            requests_ok: cur[1] - last[1],
+            requests_failed: cur[2] - last[2],
         };
-        let now = Instant::now();
-        let cur = (
-            events(&sh),
-            sh.c.requests_ok.load(Ordering::Relaxed),
-            sh.c.requests_failed.load(Ordering::Relaxed),
-        );
-        let secs = now.duration_since(last_t).as_secs_f64();
-        if secs > 0.001 || !stopping {
-            series.push(HttpBucket {
-                t_s: round3(last_t.duration_since(t0).as_secs_f64()),
-                secs: round3(secs),
-                events: cur.0 - last.0,
-                requests_ok: cur.1 - last.1,
-                requests_failed: cur.2 - last.2,
-            });
-        }
-        if progress && !stopping {
-            let b = series.last().cloned().unwrap_or_default();
-            let mut err = std::io::stderr();
-            let _ = write!(
-                err,
-                "\r[{} {:>4.0}s] {} {:>9.0} events/s  {:>7.0} req/s  failed {}  total {}   ",
-                if pull { "pull" } else { "http-publish" },
-                now.duration_since(t0).as_secs_f64(),
-                if pull { "acked" } else { "published" },
-                b.events as f64 / b.secs.max(1e-9),
-                b.requests_ok as f64 / b.secs.max(1e-9),
-                cur.2,
-                cur.0
-            );
-            let _ = err.flush();
-            printed = true;
-        }
         last = cur;
-        last_t = now;
-        if stopping {
-            break;
-        }
-    }
-    if printed {
-        eprintln!();
-    }
+        let line = format!(
+            "[{mode} {:>4.0}s] {word} {:>9.0} events/s  {:>7.0} req/s  failed {}  total {}",
+            t.elapsed_s,
+            b.events as f64 / t.secs.max(1e-9),
+            b.requests_ok as f64 / t.secs.max(1e-9),
+            cur[2],
+            cur[0]
+        );
+        series.push(b);
+        line
+    })
+    .await;
     series
 }
 
@@ -625,7 +647,8 @@ struct Outcome {
     broker_pid: Option<u32>,
 }
 
-fn base_report(o: &Outcome, scenario: &str, a: &HttpArgs) -> HttpReport {
+/// The report of what `o` measured; `topic` and `api_version` as the mode resolved them.
+fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> HttpReport {
     let sh = &o.sh;
     let c = &sh.c;
     let last_ok = sh.last_ok_ns.load(Ordering::Relaxed);
@@ -657,8 +680,8 @@ fn base_report(o: &Outcome, scenario: &str, a: &HttpArgs) -> HttpReport {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         scenario: scenario.into(),
         target: sh.url.to_string(),
-        topic: a.topic.clone(),
-        api_version: a.api_version.clone(),
+        topic: topic.into(),
+        api_version: api_version.into(),
         duration_s: round3(o.duration_s),
         elapsed_s: round3(elapsed_s),
         wall_s: round3(wall_s),
@@ -728,7 +751,7 @@ where
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let cpu0 = stats::cpu_times(None);
-    let bcpu0 = a.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let bcpu0 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
     let sh = s.sh;
     let (sampler_tx, sampler_rx) = watch::channel(false);
     let sampler = tokio::spawn(sampler(sh.clone(), pull, s.progress, sampler_rx));
@@ -762,7 +785,7 @@ where
         started_unix_ms,
         cpu0,
         bcpu0,
-        broker_pid: a.broker_pid,
+        broker_pid: a.run.broker_pid,
     }
 }
 
@@ -773,17 +796,11 @@ fn finish(report: HttpReport, json: Option<&std::path::Path>, fatal: Option<Stri
         return crate::EXIT_FATAL;
     }
     print!("{}", report.summary());
-    if let Some(path) = json {
-        let res = serde_json::to_string_pretty(&report)
-            .map_err(|e| format!("cannot serialize the report: {e}"))
-            .and_then(|s| {
-                std::fs::write(path, s + "\n")
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
-            });
-        if let Err(e) = res {
-            eprintln!("error: {e}");
-            return crate::EXIT_FATAL;
-        }
+    if let Some(path) = json
+        && let Err(e) = write_json(path, &report)
+    {
+        eprintln!("error: {e}");
+        return crate::EXIT_FATAL;
     }
     if report.interrupted {
         return crate::EXIT_INTERRUPTED;
@@ -799,6 +816,8 @@ mod publish;
 mod pull;
 
 pub use publish::http_publish;
+/// The send stamp `data.ts` as a reader finds it; the webhook sink reads the same stamp.
+pub(crate) use pull::Stamp;
 pub use pull::pull;
 
 #[cfg(test)]

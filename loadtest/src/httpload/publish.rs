@@ -1,15 +1,127 @@
-//! `http-publish`: keep-alive publishers of CloudEvent batches, closed or open loop.
+//! `http-publish`: keep-alive publishers of event batches, closed or open loop, to a namespace
+//! topic (`{url}/topics/{T}:publish`, CloudEvents) or to a basic-tier topic endpoint
+//! (`{endpoint}?api-version=2018-01-01`, Event Grid or CloudEvents schema). Authentication is a
+//! key header or a SAS token the generator signs itself; success is exactly 200 either way.
 
 use super::*;
 
 struct PubCfg {
     path: String,
-    key_header: String,
+    content_type: &'static str,
+    /// (header, value) that authenticates every request
+    auth: (&'static str, String),
+    schema: Schema,
     batch: usize,
     size: usize,
     /// requests/s per connection (open loop)
     rate: Option<f64>,
     connections: usize,
+    /// --limit: events still to send, shared by the connections
+    budget: Option<AtomicU64>,
+}
+
+impl PubCfg {
+    /// Reserves up to a batch of events from --limit; 0 once it is spent.
+    fn take(&self) -> usize {
+        let Some(b) = &self.budget else {
+            return self.batch;
+        };
+        let mut left = b.load(Ordering::Relaxed);
+        loop {
+            let n = left.min(self.batch as u64);
+            if n == 0 {
+                return 0;
+            }
+            match b.compare_exchange_weak(left, left - n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return n as usize,
+                Err(now) => left = now,
+            }
+        }
+    }
+}
+
+/// What the arguments say the requests go to, checked before anything connects.
+struct Target<'a> {
+    /// the URL flag and its value
+    url: (&'static str, &'a str),
+    basic: bool,
+    /// namespace topic ("" for basic tier)
+    topic: &'a str,
+    schema: Schema,
+    api_version: String,
+    /// (header, value, how the report names it)
+    auth: (&'static str, String, &'static str),
+}
+
+fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
+    let basic = a.endpoint.is_some();
+    let (url, topic) = match &a.endpoint {
+        Some(e) => (("--endpoint", e.as_str()), ""),
+        None => (
+            ("--url", a.http.url.as_str()),
+            required(&a.http.topic, "--topic")?,
+        ),
+    };
+    let schema = match (a.schema, basic) {
+        (Some(Schema::Eventgrid), false) => {
+            return Err(
+                "--schema eventgrid: namespace topics take CloudEvents only (spec §6.2); give a basic-tier topic's --endpoint for Event Grid events"
+                    .into(),
+            );
+        }
+        (Some(s), _) => s,
+        (None, true) => Schema::Eventgrid,
+        (None, false) => Schema::Cloudevents,
+    };
+    let api_version = a.http.api_version.clone().unwrap_or_else(|| {
+        if basic {
+            BASIC_API_VERSION
+        } else {
+            NAMESPACE_API_VERSION
+        }
+        .into()
+    });
+    let auth = match (&a.sas_key, &a.http.key) {
+        (Some(sas), _) => {
+            // the token names the resource as the server sees it: the topic endpoint, or the
+            // namespace topic (spec §3); valid for the whole run and an hour more
+            let base = http::parse_url(url.0, url.1)?.to_string();
+            let resource = if basic {
+                base
+            } else {
+                format!("{base}/topics/{topic}")
+            };
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let expiry = egwire::rfc3339_utc(now + ((run_s + 3600.0) * 1e9) as u64, 0);
+            let token = egwire::sas_token(&resource, &expiry, sas)?;
+            if basic {
+                ("aeg-sas-token", token, "aeg-sas-token")
+            } else {
+                (
+                    "Authorization",
+                    format!("SharedAccessSignature {token}"),
+                    "Authorization: SharedAccessSignature",
+                )
+            }
+        }
+        (None, Some(k)) if basic => ("aeg-sas-key", k.clone(), "aeg-sas-key"),
+        (None, Some(k)) => (
+            "Authorization",
+            format!("SharedAccessKey {k}"),
+            "Authorization: SharedAccessKey",
+        ),
+        (None, None) => return Err("--key or --sas-key is required".into()),
+    };
+    Ok(Target {
+        url,
+        basic,
+        topic,
+        schema,
+        api_version,
+        auth,
+    })
 }
 
 pub async fn http_publish(a: HttpPublishArgs, int_rx: watch::Receiver<bool>) -> u8 {
@@ -28,12 +140,23 @@ pub async fn http_publish(a: HttpPublishArgs, int_rx: watch::Receiver<bool>) -> 
     {
         return fail(format!("--rate {r}: must be above 0"));
     }
-    let s = match setup(&a.http, a.connections, "connections").await {
+    if a.limit == Some(0) {
+        return fail("--limit must be at least 1".into());
+    }
+    let run_s = match parse_duration(&a.http.duration) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let t = match target(&a, run_s) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let s = match setup(&a.http, t.url, a.connections, "connections").await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let mut notes = Vec::new();
-    let min = min_event_size();
+    let min = min_event_size(t.schema);
     let size = a.size.max(min);
     if a.size < min {
         notes.push(format!(
@@ -47,18 +170,28 @@ pub async fn http_publish(a: HttpPublishArgs, int_rx: watch::Receiver<bool>) -> 
             "requests are {body_bytes} B, above Event Grid's 1 MB request limit"
         ));
     }
+    let base = &s.sh.url.base_path;
+    let v = encode_component(&t.api_version);
     let cfg = Arc::new(PubCfg {
-        path: format!(
-            "{}/topics/{}:publish?api-version={}",
-            s.sh.url.base_path,
-            seg(&a.http.topic),
-            seg(&a.http.api_version)
-        ),
-        key_header: format!("SharedAccessKey {}", a.http.key),
+        path: if t.basic {
+            format!("{base}?api-version={v}")
+        } else {
+            format!(
+                "{base}/topics/{}:publish?api-version={v}",
+                encode_component(t.topic)
+            )
+        },
+        content_type: match t.schema {
+            Schema::Eventgrid => "application/json; charset=utf-8",
+            Schema::Cloudevents => "application/cloudevents-batch+json; charset=utf-8",
+        },
+        auth: (t.auth.0, t.auth.1.clone()),
+        schema: t.schema,
         batch: a.batch,
         size,
         rate: a.rate.map(|r| r / a.batch as f64 / a.connections as f64),
         connections: a.connections,
+        budget: a.limit.map(AtomicU64::new),
     });
     let o = drive(
         s,
@@ -78,7 +211,10 @@ pub async fn http_publish(a: HttpPublishArgs, int_rx: watch::Receiver<bool>) -> 
     )
     .await;
     let fatal = lock(&o.sh.fatal).clone();
-    let mut r = base_report(&o, "http-publish", &a.http);
+    let mut r = base_report(&o, "http-publish", t.topic, &t.api_version);
+    r.tier = if t.basic { "basic" } else { "namespace" }.into();
+    r.schema = Some(t.schema.name().into());
+    r.auth = t.auth.2.into();
     r.connections = a.connections;
     r.batch_events = a.batch;
     r.event_bytes = Some(size);
@@ -103,8 +239,16 @@ pub async fn http_publish(a: HttpPublishArgs, int_rx: watch::Receiver<bool>) -> 
             r.mode_note = "(each connection sends its next request when the previous one is answered; latency from the actual send)".into();
         }
     }
+    if let Some(limit) = a.limit
+        && cfg
+            .budget
+            .as_ref()
+            .is_some_and(|b| b.load(Ordering::Relaxed) == 0)
+    {
+        notes.push(format!("stopped at --limit {limit} events sent"));
+    }
     r.notes.extend(notes);
-    finish(r, a.http.json.as_deref(), fatal)
+    finish(r, a.http.run.json.as_deref(), fatal)
 }
 
 async fn publisher(
@@ -120,6 +264,11 @@ async fn publisher(
         .rate
         .map(|r| OpenLoop::new(start_ns, r, idx as f64 / cfg.connections as f64));
     let mut stop = sh.stop.subscribe();
+    let events = EventSpec {
+        schema: cfg.schema,
+        conn: idx,
+        size: cfg.size,
+    };
     let mut body = Vec::with_capacity(cfg.batch * (cfg.size + 1) + 2);
     let mut req = Vec::with_capacity(body.capacity() + 512);
     let mut seq = 0u64;
@@ -150,10 +299,16 @@ async fn publisher(
         let Some(c) = sh.conn(&mut conn).await else {
             break;
         };
+        let n = cfg.take();
+        if n == 0 {
+            // --limit is spent: the run is over once the requests in flight are answered
+            sh.stop.send_replace(true);
+            break;
+        }
         let sent_ns = sh.clock.now_ns();
         let from = scheduled.unwrap_or(sent_ns);
         body.clear();
-        put_batch(&mut body, idx, &mut seq, cfg.batch, from, cfg.size);
+        put_batch(&mut body, &events, &mut seq, n, from);
         req.clear();
         http::write_request(
             &mut req,
@@ -161,9 +316,9 @@ async fn publisher(
             &cfg.path,
             &sh.url.authority,
             &[
-                ("Content-Type", BATCH_CT),
+                ("Content-Type", cfg.content_type),
                 ("Accept", "application/json"),
-                ("Authorization", &cfg.key_header),
+                (cfg.auth.0, &cfg.auth.1),
             ],
             &body,
         );
@@ -174,20 +329,17 @@ async fn publisher(
             Ok(r) if r.status == 200 => {
                 sh.h.request.record(done.saturating_sub(from));
                 sh.c.requests_ok.fetch_add(1, Ordering::Relaxed);
-                sh.c.events_ok
-                    .fetch_add(cfg.batch as u64, Ordering::Relaxed);
+                sh.c.events_ok.fetch_add(n as u64, Ordering::Relaxed);
                 sh.ok(done);
             }
             Ok(r) => {
                 sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
-                sh.c.events_failed
-                    .fetch_add(cfg.batch as u64, Ordering::Relaxed);
+                sh.c.events_failed.fetch_add(n as u64, Ordering::Relaxed);
                 sh.status_error("publish", &r);
             }
             Err(e) => {
                 sh.c.requests_failed.fetch_add(1, Ordering::Relaxed);
-                sh.c.events_failed
-                    .fetch_add(cfg.batch as u64, Ordering::Relaxed);
+                sh.c.events_failed.fetch_add(n as u64, Ordering::Relaxed);
                 sh.transport_error("publish", &e);
                 sh.backoff().await;
             }

@@ -27,7 +27,7 @@ pub(super) struct EventStamp {
 /// `ts` of an object `data`, as `put_event` writes it (a decimal string; a number is taken
 /// too); any other `data` is no stamp.
 #[derive(Default, Debug, PartialEq)]
-pub(super) struct Stamp(pub(super) Option<u64>);
+pub(crate) struct Stamp(pub(crate) Option<u64>);
 
 impl<'de> Deserialize<'de> for Stamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
@@ -138,24 +138,36 @@ pub async fn pull(a: PullArgs, int_rx: watch::Receiver<bool>) -> u8 {
     if !(a.drain.is_finite() && a.drain >= 0.0) {
         return fail(format!("--drain {}: must be 0 or more", a.drain));
     }
-    let s = match setup(&a.http, a.consumers, "consumers").await {
+    let (topic, key) = match (
+        required(&a.http.topic, "--topic"),
+        required(&a.http.key, "--key"),
+    ) {
+        (Ok(t), Ok(k)) => (t, k),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let api_version = a
+        .http
+        .api_version
+        .clone()
+        .unwrap_or_else(|| NAMESPACE_API_VERSION.into());
+    let s = match setup(&a.http, ("--url", &a.http.url), a.consumers, "consumers").await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let sub_base = format!(
         "{}/topics/{}/eventsubscriptions/{}",
         s.sh.url.base_path,
-        seg(&a.http.topic),
-        seg(&a.subscription)
+        encode_component(topic),
+        encode_component(&a.subscription)
     );
-    let v = seg(&a.http.api_version);
+    let v = encode_component(&api_version);
     let cfg = Arc::new(PullCfg {
         receive_path: format!(
             "{sub_base}:receive?api-version={v}&maxEvents={}&maxWaitTime={}",
             a.max_events, a.max_wait
         ),
         ack_path: format!("{sub_base}:acknowledge?api-version={v}"),
-        key_header: format!("SharedAccessKey {}", a.http.key),
+        key_header: format!("SharedAccessKey {key}"),
         receive_timeout: s.sh.timeout.max(Duration::from_secs(a.max_wait + 5)),
         until_empty: a.until_empty,
     });
@@ -174,7 +186,9 @@ pub async fn pull(a: PullArgs, int_rx: watch::Receiver<bool>) -> u8 {
     )
     .await;
     let fatal = lock(&o.sh.fatal).clone();
-    let mut r = base_report(&o, "pull", &a.http);
+    let mut r = base_report(&o, "pull", topic, &api_version);
+    r.tier = "namespace".into();
+    r.auth = "Authorization: SharedAccessKey".into();
     r.subscription = Some(a.subscription.clone());
     r.connections = a.consumers;
     r.batch_events = a.max_events;
@@ -189,7 +203,7 @@ pub async fn pull(a: PullArgs, int_rx: watch::Receiver<bool>) -> u8 {
             r.events.abandoned_receives
         ));
     }
-    finish(r, a.http.json.as_deref(), fatal)
+    finish(r, a.http.run.json.as_deref(), fatal)
 }
 
 async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {

@@ -1,0 +1,687 @@
+//! `webhook-sink`: an Event Grid webhook endpoint that measures what a push-delivering server
+//! (evgrid's basic tier, or Azure's through a tunnel) sends it (spec §5).
+//!
+//! It owns its listening socket and every connection accepted on it, the answers (validation
+//! handshakes, scripted delivery statuses) and the accounting of what arrived: events, their
+//! end-to-end latency from the `data.ts` stamp http-publish writes, duplicates by event id,
+//! loss and reorder per publisher sequence, the `aeg-*` headers seen. It never retries, stores
+//! or forwards an event, and never judges the server: a delivery it answers with a failure is
+//! simply counted as rejected (the server is expected to retry it).
+//!
+//! - `server`: one task per connection, HTTP/1.1 keep-alive with pipelined requests answered
+//!   in order, and the request handlers.
+//! - `script`: which status each delivery gets.
+
+mod script;
+mod server;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{SinkArgs, Validation, parse_duration};
+use crate::httpload::{HttpBucket, timeseries};
+use crate::payload::Clock;
+use crate::report::{
+    Accounting, Cpu, CpuReport, Thresholds, round3, write_json, write_latency_table,
+};
+use crate::stats::{self, LatencySummary, SharedHist, lock};
+use crate::track::{Dedup, DedupRef, SubTracker};
+
+use script::Responder;
+
+/// Distinct values kept per header table; further ones are counted under `(other)` so a
+/// server sending a fresh value per request cannot grow the report without bound.
+const MAX_KEYS: usize = 64;
+/// Event ids not in http-publish's format that are kept for duplicate detection; beyond this
+/// they are still counted, but no longer checked for duplicates.
+const MAX_FOREIGN_IDS: usize = 1_000_000;
+
+/// Counters shared by the connection tasks.
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    deliveries: AtomicU64,
+    deliveries_accepted: AtomicU64,
+    deliveries_rejected: AtomicU64,
+    bad_requests: AtomicU64,
+    bytes: AtomicU64,
+    events: AtomicU64,
+    events_accepted: AtomicU64,
+    events_rejected: AtomicU64,
+    unstamped: AtomicU64,
+    /// by `Handshake as usize`
+    handshakes: [AtomicU64; Handshake::ALL.len()],
+}
+
+/// The requests other than deliveries the sink answers, as the report counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handshake {
+    /// SubscriptionValidation answered with the code
+    ValidationSync,
+    /// answered 200 without the code; the validationUrl GET follows
+    ValidationAsync,
+    ValidationRefused,
+    /// a validation request without a usable validation event (answered 400)
+    ValidationBad,
+    /// the validationUrl GET of --validation async
+    AsyncGetOk,
+    AsyncGetFailed,
+    /// CloudEvents abuse-protection OPTIONS answered with the origin allowed
+    OptionsAllowed,
+    OptionsRefused,
+    /// `aeg-event-type: SubscriptionDeletion`
+    Deletion,
+}
+
+impl Handshake {
+    const ALL: [Handshake; 9] = [
+        Handshake::ValidationSync,
+        Handshake::ValidationAsync,
+        Handshake::ValidationRefused,
+        Handshake::ValidationBad,
+        Handshake::AsyncGetOk,
+        Handshake::AsyncGetFailed,
+        Handshake::OptionsAllowed,
+        Handshake::OptionsRefused,
+        Handshake::Deletion,
+    ];
+
+    /// The report's name (the serde one, so the summary and the JSON agree).
+    fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+/// Values seen, by table.
+#[derive(Default)]
+struct Seen {
+    statuses: BTreeMap<String, u64>,
+    delivery_count: BTreeMap<String, u64>,
+    subscription_name: BTreeMap<String, u64>,
+    event_type: BTreeMap<String, u64>,
+    content_type: BTreeMap<String, u64>,
+    auth: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    first_error: Option<String>,
+}
+
+fn bump(m: &mut BTreeMap<String, u64>, key: &str) {
+    if let Some(v) = m.get_mut(key) {
+        *v += 1;
+    } else if m.len() < MAX_KEYS {
+        m.insert(key.to_string(), 1);
+    } else {
+        *m.entry("(other)".to_string()).or_insert(0) += 1;
+    }
+}
+
+/// Dedup and order of accepted events.
+struct Tracking {
+    /// events with http-publish ids, by (connection, sequence)
+    ours: SubTracker,
+    /// other ids, as strings
+    foreign: HashSet<String>,
+    foreign_events: u64,
+    foreign_dups: u64,
+}
+
+impl Tracking {
+    fn unique(&self) -> u64 {
+        lock(self.ours.dedup.inner()).unique + self.foreign_events - self.foreign_dups
+    }
+}
+
+/// What the connection tasks share.
+struct Sink {
+    clock: Clock,
+    validation: Validation,
+    responder: Responder,
+    delay: Option<Duration>,
+    c: Counters,
+    e2e: SharedHist,
+    seen: Mutex<Seen>,
+    track: Mutex<Tracking>,
+    /// clock ns of the first and the last request (0: none yet)
+    first_request_ns: AtomicU64,
+    last_request_ns: AtomicU64,
+    expect: Option<u64>,
+    /// the idle countdown may start: traffic began, or --expect is met
+    armed: watch::Sender<bool>,
+    /// the run is over: no more accepts, connections close
+    stop: watch::Sender<bool>,
+}
+
+impl Sink {
+    fn touch(&self) -> u64 {
+        let now = self.clock.now_ns();
+        let _ =
+            self.first_request_ns
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_request_ns.fetch_max(now, Ordering::Relaxed);
+        if self.expect.is_none() {
+            self.armed.send_if_modified(|a| !std::mem::replace(a, true));
+        }
+        now
+    }
+
+    fn handshake(&self, h: Handshake) {
+        self.c.handshakes[h as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn error(&self, key: &str, detail: String) {
+        let mut s = lock(&self.seen);
+        bump(&mut s.errors, key);
+        if s.first_error.is_none() {
+            s.first_error = Some(detail);
+        }
+    }
+}
+
+/// Parses the arguments that need more than clap gives.
+struct Settings {
+    responder: Responder,
+    delay: Option<Duration>,
+    duration: Duration,
+    idle: Option<Duration>,
+}
+
+fn settings(a: &SinkArgs) -> Result<Settings, String> {
+    let secs = |flag: &str, v: &str| {
+        parse_duration(v)
+            .map(Duration::from_secs_f64)
+            .map_err(|e| format!("{flag}: {e}"))
+    };
+    let responder = Responder::new(a.status, a.script.as_deref(), a.fail_every, a.fail_status)?;
+    let duration = secs("--duration", &a.duration)?;
+    if duration.is_zero() {
+        return Err("--duration must be above 0".into());
+    }
+    let delay = a.delay.as_deref().map(|d| secs("--delay", d)).transpose()?;
+    if delay.is_some_and(|d| d > Duration::from_secs(600)) {
+        return Err("--delay must be at most 10 minutes (Event Grid gives up after 30 s)".into());
+    }
+    let idle = match (&a.idle, a.expect) {
+        (Some(i), _) => Some(secs("--idle", i)?),
+        (None, Some(_)) => Some(Duration::from_secs(2)),
+        (None, None) => None,
+    };
+    if a.expect == Some(0) {
+        return Err("--expect must be at least 1".into());
+    }
+    a.run.check()?;
+    a.limits.check()?;
+    Ok(Settings {
+        responder,
+        delay,
+        duration,
+        idle,
+    })
+}
+
+pub async fn webhook_sink(a: SinkArgs, mut int_rx: watch::Receiver<bool>) -> u8 {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        crate::EXIT_FATAL
+    };
+    let set = match settings(&a) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let listener = match TcpListener::bind(&a.bind).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", a.bind)),
+    };
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| a.bind.clone(), |x| x.to_string());
+    let wall0 = Instant::now();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let cpu0 = stats::cpu_times(None);
+    let bcpu0 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let (armed, _) = watch::channel(false);
+    let (stop, _) = watch::channel(false);
+    let sink = Arc::new(Sink {
+        clock: Clock::new(),
+        validation: a.validation,
+        responder: set.responder.clone(),
+        delay: set.delay,
+        c: Counters::default(),
+        e2e: SharedHist::default(),
+        seen: Mutex::new(Seen::default()),
+        track: Mutex::new(Tracking {
+            ours: SubTracker::new(DedupRef::Own(Arc::new(Mutex::new(Dedup::default())))),
+            foreign: HashSet::new(),
+            foreign_events: 0,
+            foreign_dups: 0,
+        }),
+        first_request_ns: AtomicU64::new(0),
+        last_request_ns: AtomicU64::new(0),
+        expect: a.expect,
+        armed,
+        stop,
+    });
+    // stderr, always: with --bind ...:0 this is the only place the port is told
+    eprintln!(
+        "webhook-sink listening on http://{local}/ (validation {}, deliveries answered {})",
+        a.validation.name(),
+        sink.responder.describe()
+    );
+    tokio::spawn(server::accept(sink.clone(), listener));
+    let progress = a.run.progress();
+    let (sampler_tx, sampler_rx) = watch::channel(false);
+    let sampler = tokio::spawn(sampler(sink.clone(), progress, sampler_rx));
+
+    let end = tokio::time::Instant::now() + set.duration;
+    let ended_by = tokio::select! {
+        _ = tokio::time::sleep_until(end) => "duration",
+        _ = int_rx.wait_for(|i| *i) => "interrupted",
+        by = idle_end(&sink, set.idle) => by,
+    };
+    sink.stop.send_replace(true);
+    let _ = sampler_tx.send(true);
+    let series = sampler.await.unwrap_or_default();
+    let wall_s = wall0.elapsed().as_secs_f64();
+    let cpu1 = stats::cpu_times(None);
+    let bcpu1 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let accepted = sink.c.events_accepted.load(Ordering::Relaxed);
+    let cpu_report = |pid, x, y| CpuReport::between(pid, x, y, wall_s, accepted, None);
+    let mut r = report(&sink, &a, &set, &local, series);
+    r.ended_by = ended_by.into();
+    r.interrupted = ended_by == "interrupted";
+    r.wall_s = round3(wall_s);
+    r.started_unix_ms = started_unix_ms;
+    r.cpu = Cpu {
+        generator: cpu_report(None, cpu0, cpu1),
+        broker: a.run.broker_pid.map(|p| cpu_report(Some(p), bcpu0, bcpu1)),
+    };
+    r.thresholds = Thresholds::check(
+        a.limits.max_p99,
+        a.limits.max_loss,
+        ("end-to-end", &r.latency_us.e2e),
+        r.events.acct.loss(),
+    );
+    print!("{}", r.summary());
+    if let Some(path) = &a.run.json
+        && let Err(e) = write_json(path, &r)
+    {
+        return fail(e);
+    }
+    if r.interrupted {
+        return crate::EXIT_INTERRUPTED;
+    }
+    if !r.thresholds.passed {
+        return crate::EXIT_THRESHOLD;
+    }
+    0
+}
+
+/// Resolves once the run has been idle for `idle` after it was armed (never without `idle`).
+async fn idle_end(sink: &Sink, idle: Option<Duration>) -> &'static str {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    let _ = sink.armed.subscribe().wait_for(|a| *a).await;
+    loop {
+        let due = sink.last_request_ns.load(Ordering::Relaxed) + idle.as_nanos() as u64;
+        if sink.clock.now_ns() >= due {
+            return if sink.expect.is_some() {
+                "expect"
+            } else {
+                "idle"
+            };
+        }
+        tokio::time::sleep_until(tokio::time::Instant::from_std(sink.clock.instant_at(due))).await;
+    }
+}
+
+/// Per-second series (accepted events, accepted and rejected deliveries) and the progress line.
+async fn sampler(sink: Arc<Sink>, progress: bool, stop: watch::Receiver<bool>) -> Vec<HttpBucket> {
+    timeseries(stop, progress, ("webhook-sink", "accepted"), || {
+        let c = &sink.c;
+        [
+            c.events_accepted.load(Ordering::Relaxed),
+            c.deliveries_accepted.load(Ordering::Relaxed),
+            c.deliveries_rejected.load(Ordering::Relaxed),
+        ]
+    })
+    .await
+}
+
+// ---- report ----
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SinkReport {
+    pub tool: String,
+    pub tool_version: String,
+    /// "webhook-sink"
+    pub scenario: String,
+    /// the address listened on
+    pub listen: String,
+    /// "sync", "async" or "refuse"
+    pub validation: String,
+    /// the statuses deliveries got, as the script reads ("503*3,200; every 10th 500")
+    pub answers: String,
+    pub delay_ms: Option<f64>,
+    /// --duration
+    pub duration_s: f64,
+    /// from the first request to the last: what the rates are over
+    pub elapsed_s: f64,
+    pub wall_s: f64,
+    pub started_unix_ms: u64,
+    pub interrupted: bool,
+    /// "duration", "expect" (--expect met, then --idle), "idle" or "interrupted"
+    pub ended_by: String,
+    pub connections: u64,
+    pub requests: SinkRequests,
+    /// every kind, 0 included
+    pub handshakes: BTreeMap<Handshake, u64>,
+    /// what the deliveries carried, and the loss accounting of the accepted ones
+    pub events: SinkEvents,
+    /// `aeg-*` and other headers of the deliveries, by value
+    pub headers: SeenHeaders,
+    /// rates over `elapsed_s`
+    pub throughput: SinkThroughput,
+    pub latency_us: SinkLatency,
+    /// `generator` is the sink itself; `broker` the --broker-pid process
+    pub cpu: Cpu,
+    /// --max-p99 (end-to-end) and --max-loss: exit code 3 when missed
+    pub thresholds: Thresholds,
+    pub notes: Vec<String>,
+    /// per second: events accepted (`events`), deliveries accepted (`requests_ok`) and
+    /// rejected (`requests_failed`)
+    pub timeseries: Vec<HttpBucket>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SinkRequests {
+    /// every request, handshakes included
+    pub total: u64,
+    /// POSTs of events (`aeg-event-type: Notification`, or none)
+    pub deliveries: u64,
+    /// deliveries answered 2xx
+    pub accepted: u64,
+    /// deliveries answered otherwise (the script)
+    pub rejected: u64,
+    /// requests that could not be parsed, or deliveries whose body is not JSON (answered 400)
+    pub bad: u64,
+    /// body bytes of the deliveries
+    pub bytes: u64,
+    /// every answer, by status
+    pub by_status: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SinkEvents {
+    /// events in every delivery
+    pub received: u64,
+    /// events in deliveries answered 2xx
+    pub accepted: u64,
+    pub rejected: u64,
+    /// accepted events without a `data.ts` stamp (counted, not timed)
+    pub unstamped: u64,
+    /// of the accepted events, by id. expected_basis: "expect" (--expect), "sequence" (per
+    /// publisher, sequence 0 to the highest accepted, plus the distinct foreign ids) or "none";
+    /// foreign: ids not in http-publish's `CCCCC-SSSSSSSSSSSS`
+    #[serde(flatten)]
+    pub acct: Accounting,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SeenHeaders {
+    /// `aeg-delivery-count` of the deliveries ("(none)" when absent)
+    pub delivery_count: BTreeMap<String, u64>,
+    pub subscription_name: BTreeMap<String, u64>,
+    /// `aeg-event-type` of every POST
+    pub event_type: BTreeMap<String, u64>,
+    pub content_type: BTreeMap<String, u64>,
+    /// which credential header the deliveries carried (the name only; never the value)
+    pub auth: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SinkThroughput {
+    /// accepted events/s
+    pub events_per_s: f64,
+    pub received_per_s: f64,
+    pub requests_per_s: f64,
+    /// best one-second bucket of accepted events
+    pub peak_events_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SinkLatency {
+    /// `data.ts` stamp → arrival at the sink, per accepted event
+    pub e2e: LatencySummary,
+}
+
+/// Everything but the run's timing and CPU, which the caller adds.
+fn report(
+    sink: &Sink,
+    a: &SinkArgs,
+    set: &Settings,
+    local: &str,
+    series: Vec<HttpBucket>,
+) -> SinkReport {
+    let c = &sink.c;
+    let n = |x: &AtomicU64| x.load(Ordering::Relaxed);
+    let first = n(&sink.first_request_ns);
+    let elapsed_s = if first > 0 {
+        n(&sink.last_request_ns).saturating_sub(first) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let per_s = |v: u64| {
+        if elapsed_s > 0.0 {
+            round3(v as f64 / elapsed_s)
+        } else {
+            0.0
+        }
+    };
+    let t = lock(&sink.track);
+    let unique = t.unique();
+    let d = lock(t.ours.dedup.inner());
+    let distinct_foreign = t.foreign_events - t.foreign_dups;
+    let (expected, basis) = match a.expect {
+        Some(e) => (e, "expect"),
+        None if unique > 0 => (d.upto_total() + distinct_foreign, "sequence"),
+        None => (0, "none"),
+    };
+    let mut acct = Accounting {
+        expected,
+        expected_basis: basis.into(),
+        unique,
+        duplicated: d.duplicated + t.foreign_dups,
+        reordered: t.ours.reordered,
+        foreign: t.foreign_events,
+        ..Default::default()
+    };
+    acct.settle();
+    let events = SinkEvents {
+        received: n(&c.events),
+        accepted: n(&c.events_accepted),
+        rejected: n(&c.events_rejected),
+        unstamped: n(&c.unstamped),
+        acct,
+    };
+    let mut notes = Vec::new();
+    if t.foreign.len() >= MAX_FOREIGN_IDS {
+        notes.push(format!(
+            "more than {MAX_FOREIGN_IDS} events with ids not written by http-publish: later ones were not checked for duplicates"
+        ));
+    }
+    drop(d);
+    drop(t);
+    let s = lock(&sink.seen);
+    SinkReport {
+        tool: "evgrid-loadtest".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: "webhook-sink".into(),
+        listen: local.into(),
+        validation: a.validation.name().into(),
+        answers: sink.responder.describe(),
+        delay_ms: set.delay.map(|d| round3(d.as_secs_f64() * 1e3)),
+        duration_s: round3(set.duration.as_secs_f64()),
+        elapsed_s: round3(elapsed_s),
+        connections: n(&c.connections),
+        requests: SinkRequests {
+            total: n(&c.requests),
+            deliveries: n(&c.deliveries),
+            accepted: n(&c.deliveries_accepted),
+            rejected: n(&c.deliveries_rejected),
+            bad: n(&c.bad_requests),
+            bytes: n(&c.bytes),
+            by_status: s.statuses.clone(),
+            errors: s.errors.clone(),
+            first_error: s.first_error.clone(),
+        },
+        handshakes: Handshake::ALL
+            .iter()
+            .map(|&h| (h, n(&c.handshakes[h as usize])))
+            .collect(),
+        headers: SeenHeaders {
+            delivery_count: s.delivery_count.clone(),
+            subscription_name: s.subscription_name.clone(),
+            event_type: s.event_type.clone(),
+            content_type: s.content_type.clone(),
+            auth: s.auth.clone(),
+        },
+        throughput: SinkThroughput {
+            events_per_s: per_s(events.accepted),
+            received_per_s: per_s(events.received),
+            requests_per_s: per_s(n(&c.requests)),
+            peak_events_per_s: round3(
+                series
+                    .iter()
+                    .filter(|b| b.secs > 0.5)
+                    .map(|b| b.events as f64 / b.secs)
+                    .fold(0.0, f64::max),
+            ),
+        },
+        events,
+        latency_us: SinkLatency {
+            e2e: LatencySummary::from_hist(&sink.e2e.snapshot()),
+        },
+        timeseries: series,
+        notes,
+        ..Default::default()
+    }
+}
+
+/// `name a x 3, b x 1` for a header table; None when empty.
+fn table(name: &str, m: &BTreeMap<String, u64>) -> Option<String> {
+    (!m.is_empty()).then(|| {
+        let items: Vec<String> = m.iter().map(|(k, v)| format!("{k} x {v}")).collect();
+        format!("  {name:<22} {}", items.join(", "))
+    })
+}
+
+impl SinkReport {
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n== evgrid-loadtest webhook-sink on http://{} (validation {}; deliveries answered {}{}) ==",
+            self.listen,
+            self.validation,
+            self.answers,
+            self.delay_ms
+                .map(|d| format!(" after {d} ms"))
+                .unwrap_or_default()
+        );
+        let ended = match self.ended_by.as_str() {
+            "expect" => format!(
+                "--expect {} met, then idle (no request for --idle)",
+                self.events.acct.expected
+            ),
+            "idle" => "idle (no request for --idle)".to_string(),
+            "interrupted" => "INTERRUPTED (Ctrl-C): figures cover the run so far".to_string(),
+            _ => format!("--duration {:.2} s", self.duration_s),
+        };
+        let _ = writeln!(s, "ended         {ended}");
+        let _ = writeln!(
+            s,
+            "time          {:.2} s wall, {:.2} s from the first request to the last",
+            self.wall_s, self.elapsed_s
+        );
+        let r = &self.requests;
+        let _ = writeln!(
+            s,
+            "requests      {} total on {} connections: {} deliveries ({} accepted, {} rejected), {} bad; {} body bytes",
+            r.total, self.connections, r.deliveries, r.accepted, r.rejected, r.bad, r.bytes
+        );
+        for (k, v) in &r.by_status {
+            let code = k.parse().unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "  answered    {v} x {k} {}",
+                crate::http::reason_phrase(code)
+            );
+        }
+        for (k, v) in &r.errors {
+            let _ = writeln!(s, "  error       {v} x {k}");
+        }
+        if let Some(e) = &r.first_error {
+            let _ = writeln!(s, "  first error {e}");
+        }
+        let seen: Vec<String> = self
+            .handshakes
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(h, n)| format!("{} {n}", h.name()))
+            .collect();
+        if !seen.is_empty() {
+            let _ = writeln!(s, "handshakes    {}", seen.join(", "));
+        }
+        let e = &self.events;
+        let _ = writeln!(
+            s,
+            "events        received {}  accepted {}  rejected {}  unstamped {}",
+            e.received, e.accepted, e.rejected, e.unstamped
+        );
+        let basis = format!("expected {} ({})  ", e.acct.expected, e.acct.expected_basis);
+        e.acct.write(&mut s, &basis);
+        let hd = &self.headers;
+        let tables = [
+            table("aeg-delivery-count", &hd.delivery_count),
+            table("aeg-subscription-name", &hd.subscription_name),
+            table("aeg-event-type", &hd.event_type),
+            table("content-type", &hd.content_type),
+            table("credential header", &hd.auth),
+        ];
+        if tables.iter().any(Option::is_some) {
+            let _ = writeln!(s, "headers");
+            for t in tables.into_iter().flatten() {
+                let _ = writeln!(s, "{t}");
+            }
+        }
+        let t = &self.throughput;
+        let _ = writeln!(
+            s,
+            "throughput    accepted {:.0} events/s  received {:.0} events/s  {:.0} requests/s  (peak 1 s: {:.0} events/s)",
+            t.events_per_s, t.received_per_s, t.requests_per_s, t.peak_events_per_s
+        );
+        write_latency_table(&mut s, &[("e2e", &self.latency_us.e2e)]);
+        self.cpu.write(&mut s, ("sink", "server"), "events", true);
+        for n in &self.notes {
+            let _ = writeln!(s, "note          {n}");
+        }
+        self.thresholds.write(&mut s);
+        s
+    }
+}
