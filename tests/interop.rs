@@ -30,9 +30,11 @@ fn mosq(tool: &str, port: &str, args: &str) -> Command {
     c
 }
 
+/// Waits until the broker holds exactly `n` subscriptions: a subscriber that just left may
+/// still be counted (its session ends asynchronously), and must not stand in for the next one.
 fn wait_subs(srv: &Server, n: f64) {
     let start = Instant::now();
-    while srv.metric("evgrid_mqtt_subscriptions") < n {
+    while srv.metric("evgrid_mqtt_subscriptions") != n {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "subscriber did not subscribe"
