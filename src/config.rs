@@ -82,6 +82,9 @@ pub struct PushSection {
     /// 6 h, then every 12 h). The first step also scales the minimum waits after 408/503 and
     /// the probation times; shorten it for tests.
     pub retry_schedule_ms: Vec<u64>,
+    /// The same for namespace subscriptions in Push mode (Event Grid: immediately, 10 s, 30 s,
+    /// 1 m, 5 m, then every 5 m).
+    pub namespace_retry_schedule_ms: Vec<u64>,
     /// Per delivery request (Event Grid: 30 s).
     pub request_timeout_secs: u64,
     /// For the synchronous validation handshake (Event Grid: 30 s).
@@ -108,6 +111,7 @@ impl Default for PushSection {
                 .iter()
                 .map(|s| s * 1000)
                 .collect(),
+            namespace_retry_schedule_ms: vec![0, 10_000, 30_000, 60_000, 300_000],
             request_timeout_secs: 30,
             validation_timeout_secs: 30,
             manual_validation_secs: 600,
@@ -370,6 +374,12 @@ impl Config {
             return bad(
                 "push.retry_schedule_ms",
                 "must be a non-empty list of waits above 0 ms",
+            );
+        }
+        if p.namespace_retry_schedule_ms.is_empty() {
+            return bad(
+                "push.namespace_retry_schedule_ms",
+                "must be a non-empty list of waits in ms",
             );
         }
         if !(1..=600).contains(&p.request_timeout_secs) {

@@ -100,6 +100,12 @@ fn push_config(cfg: &Config, http_addr: std::net::SocketAddr) -> PushConfig {
                 .map(|ms| Duration::from_millis(*ms))
                 .collect(),
         ),
+        namespace_retry_schedule: Arc::new(
+            p.namespace_retry_schedule_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+        ),
         request_timeout: Duration::from_secs(p.request_timeout_secs),
         validation_timeout: Duration::from_secs(p.validation_timeout_secs),
         manual_validation: Duration::from_secs(p.manual_validation_secs),

@@ -830,24 +830,30 @@ fn a_failing_endpoint_never_slows_a_healthy_one() {
 }
 
 #[test]
-fn pending_retries_survive_kill_9() {
+fn pending_retries_survive_restart_and_kill_9() {
     let dir = TempDir::new("push-kill");
     let hook = Hook::start(|r| handshake(r).unwrap_or(Reply::status(500)));
-    let (key, url) = {
-        let eg = Eg::start_in(&dir.0, &[("EVGRID_PUSH_RETRY_SCHEDULE_MS", "300")]);
+    let attempts =
+        |n: usize| move |rs: &[Recorded]| rs.iter().filter(|r| r.is_notification()).count() >= n;
+    let env = [("EVGRID_PUSH_RETRY_SCHEDULE_MS", "300")];
+    let key = {
+        let mut eg = Eg::start_in(&dir.0, &env);
         let key = eg.source("/mgmt/topics/kil", json!({}));
         eg.hook_sub("/mgmt/topics/kil", "sub1", &hook.url("/k"), json!({}));
         let batch: Vec<Value> = (0..20)
             .map(|i| eg_event(&format!("k{i}"), "T", "s", json!(i)))
             .collect();
         assert_eq!(eg.publish("/topics/kil", &key, &json!(batch)).status, 200);
-        hook.wait(WAIT, "two attempts of each", |rs| {
-            rs.iter().filter(|r| r.is_notification()).count() >= 40
-        });
-        eg.srv.kill9();
-        (key, hook.url("/k"))
+        hook.wait(WAIT, "one attempt of each", attempts(20));
+        eg.srv.terminate();
+        key
     };
-    let _ = url;
+    {
+        // After a graceful restart the retries go on (still failing), then evgrid is killed.
+        let eg = Eg::start_in(&dir.0, &env);
+        hook.wait(WAIT, "two attempts of each", attempts(40));
+        eg.srv.kill9();
+    }
     hook.set_script(|r| handshake(r).unwrap_or(Reply::status(200)));
     let before = hook.notifications().len();
     let eg = Eg::start_in(&dir.0, &[("EVGRID_PUSH_RETRY_SCHEDULE_MS", "300")]);
@@ -1331,4 +1337,111 @@ properties = {{ destination = {{ endpointType = "WebHook", properties = {{ endpo
         .filter(|r| r.header("aeg-event-type") == Some("SubscriptionValidation"))
         .count();
     assert_eq!(validations, 2);
+}
+
+#[test]
+fn namespace_push_subscriptions_use_the_same_engine() {
+    let eg = Eg::start(&[("EVGRID_PUSH_NAMESPACE_RETRY_SCHEDULE_MS", "0,150")]);
+    let nk = eg
+        .mgmt("POST", "/mgmt/namespaces/default/listKeys", &Value::Null)
+        .json()["key1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = "/mgmt/namespaces/default/topics/alerts";
+    assert_eq!(eg.mgmt("PUT", t, &json!({"properties": {}})).status, 201);
+    let push = |url: String, extra: Value| {
+        let mut p = json!({"deliveryConfiguration": {"deliveryMode": "Push", "push": {
+            "maxDeliveryCount": 3,
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url, "deliveryAttributeMappings": [
+                {"name": "X-Key", "type": "Static", "properties": {"value": "hidden", "isSecret": true}}]}},
+            "deadLetterDestinationWithResourceIdentity": {"deadLetterDestination": {"endpointType": "StorageBlob", "properties": {}}}}}});
+        merge(&mut p, extra);
+        p
+    };
+    let flaky = Hook::start(fail_then_ok(1, 500));
+    let r = eg.sub(t, "flaky", push(flaky.url("/f"), json!({})));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        r.json()["properties"]["deliveryConfiguration"]["deliveryMode"],
+        "Push"
+    );
+    assert!(!r.body.contains("hidden"), "secret echoed: {}", r.body);
+    let o = &flaky.requests()[0];
+    assert_eq!(
+        (o.method.as_str(), o.header("WebHook-Request-Origin")),
+        ("OPTIONS", Some("eventgrid.azure.net"))
+    );
+    let gone = Hook::start(|r| handshake(r).unwrap_or(Reply::status(404)));
+    assert_eq!(
+        eg.sub(t, "gone", push(gone.url("/g"), json!({}))).status,
+        201
+    );
+    let refusing = Hook::start(|_| Reply::status(405));
+    let r = eg.sub(t, "refused", push(refusing.url("/r"), json!({})));
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = eg.sub(
+        t,
+        "nodest",
+        json!({"deliveryConfiguration": {"deliveryMode": "Push", "push": {}}}),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+
+    let ce = json!([{"specversion": "1.0", "id": "n1", "source": "/alerts", "type": "Alert.Raised", "data": {"level": 3}}]);
+    let auth = format!("Authorization: SharedAccessKey {nk}");
+    let r = eg.publish_raw(
+        "/namespaces/default/topics/alerts:publish?api-version=2024-06-01",
+        &[
+            &auth,
+            "Content-Type: application/cloudevents-batch+json; charset=utf-8",
+        ],
+        ce.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // 500 then retried at once (the namespace schedule starts at 0 s), then delivered.
+    let got = flaky.wait_delivered(1, WAIT);
+    assert_eq!(got[0], ce[0], "CloudEvents delivered as published");
+    let n = flaky.notifications();
+    assert_eq!(n.len(), 2);
+    assert_eq!(
+        n[0].header("Content-Type"),
+        Some("application/cloudevents+json; charset=utf-8")
+    );
+    assert_eq!(n[1].header("X-Key"), Some("hidden"));
+    assert!(
+        n[1].at - n[0].at < Duration::from_millis(140),
+        "first retry is immediate"
+    );
+
+    // 404 is not retried for namespace push: dead-lettered in the namespace record shape.
+    let deadline = Instant::now() + WAIT;
+    let d = loop {
+        let d = eg.dead_letters(&format!("{t}/eventSubscriptions/gone"));
+        if !d.is_empty() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "404 not dead-lettered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(d[0]["event"]["id"], "n1");
+    let props = &d[0]["deadLetterProperties"];
+    assert_eq!(props["deliveryattempts"], 1);
+    assert_eq!(props["lasthttpstatuscode"], 404);
+    assert!(props["publishutc"].as_str().is_some());
+    assert_eq!(gone.notifications().len(), 1);
+
+    // A push subscription cannot be received from; its delivery mode cannot flip to Queue.
+    let r = eg.publish_raw(
+        "/namespaces/default/topics/alerts/eventsubscriptions/flaky:receive?api-version=2024-06-01&maxWaitTime=10",
+        &[&auth],
+        b"",
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = eg.sub(
+        t,
+        "flaky",
+        json!({"deliveryConfiguration": {"deliveryMode": "Queue", "queue": {}}}),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
 }

@@ -4,7 +4,9 @@
 //! - **Namespace**: a name, ARM properties and two access keys. Holds topics.
 //! - **Topic** ([`topic::NsTopic`], one actor each): takes publish batches, filters them per
 //!   subscription, commits them, hands them on.
-//! - **Subscription** ([`queue::QueueSub`], one actor each, Queue delivery mode): the pull queue.
+//! - **Subscription** (one actor each): in Queue delivery mode a [`queue::QueueSub`], the pull
+//!   queue; in Push mode a [`basic::push::PushSub`], the same webhook engine as the basic tier
+//!   (CloudEvents handshake, namespace retry schedule).
 //! - **Grid** ([`Grid`]): the registry of all three and the management operations on them. Every
 //!   change is committed to the store before the registry shows it; at start-up the registry is
 //!   rebuilt from the store. Management changes are serialised by one async lock; the data plane
@@ -34,7 +36,7 @@ use serde_json::{Value, json};
 use crate::store::{Op, StoreError, Writer, now_ms};
 use queue::QueueSub;
 use resource::{Limits, SubCfg, TopicCfg};
-use topic::{NsTopic, Route, SetRoutes};
+use topic::{NsTopic, Route, SetRoutes, Target};
 
 /// Why a management or lookup call failed; the HTTP edge maps each to a status.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,7 +74,7 @@ struct Sub {
     key: u64,
     cfg: SubCfg,
     props: Value,
-    addr: Addr<QueueSub>,
+    target: Target,
 }
 
 struct Topic {
@@ -187,6 +189,10 @@ fn topic_doc(ns: &str, t: &Topic) -> Value {
     )
 }
 fn sub_doc(ns: &str, t: &str, s: &Sub) -> Value {
+    let mut props = s.props.clone();
+    if let Some(d) = props.pointer_mut("/deliveryConfiguration/push/destination") {
+        basic::resource::redact_destination(d);
+    }
     arm(
         format!(
             "/providers/Microsoft.EventGrid/namespaces/{ns}/topics/{t}/eventSubscriptions/{}",
@@ -194,7 +200,7 @@ fn sub_doc(ns: &str, t: &str, s: &Sub) -> Value {
         ),
         &s.name,
         "Microsoft.EventGrid/namespaces/topics/eventSubscriptions",
-        &s.props,
+        &props,
     )
 }
 
@@ -264,7 +270,16 @@ impl Grid {
 
     /// Starts a subscription actor on what the store holds for `key`; also answers the highest
     /// sequence it holds (0 if none).
-    fn start_sub(&self, key: u64, cfg: SubCfg) -> Result<(Addr<QueueSub>, u64), StoreError> {
+    fn start_sub(
+        &self,
+        key: u64,
+        cfg: SubCfg,
+        names: basic::push::Names,
+    ) -> Result<(Target, u64), StoreError> {
+        if let Some(pc) = cfg.push {
+            let (addr, last) = self.start_push(key, pc, names)?;
+            return Ok((Target::Push(addr), last));
+        }
         let store = self.0.writer.store();
         let queued = store.queue(key)?;
         let last = queued.last().map_or(0, |q| q.seq);
@@ -273,7 +288,14 @@ impl Grid {
         let addr = QueueSub::start_in_arbiter(&self.arbiter(), move |_| {
             QueueSub::new(key, cfg, writer, tick, queued, dl)
         });
-        Ok((addr, last))
+        Ok((Target::Queue(addr), last))
+    }
+
+    fn ns_names(ns: &str, topic: &str, sub: &str) -> basic::push::Names {
+        basic::push::Names {
+            subscription: sub.to_string(),
+            source: format!("{ns}/{topic}"),
+        }
     }
 
     fn routes(t: &Topic) -> Arc<Vec<Route>> {
@@ -283,7 +305,7 @@ impl Grid {
                 .map(|s| Route {
                     key: s.key,
                     filter: s.cfg.filter.clone(),
-                    addr: s.addr.clone(),
+                    target: s.target.clone(),
                 })
                 .collect(),
         )
@@ -363,7 +385,8 @@ impl Grid {
                         .ok_or_else(|| bad(path, "no key".into()))?;
                     max_key = max_key.max(key);
                     live_keys.push(key);
-                    let (addr, last) = self.start_sub(key, cfg.clone())?;
+                    let (target, last) =
+                        self.start_sub(key, cfg.clone(), Self::ns_names(ns, t, &name))?;
                     let top = last_seq.entry((ns.to_string(), t.to_string())).or_insert(0);
                     *top = (*top).max(last);
                     topic.subs.insert(
@@ -373,7 +396,7 @@ impl Grid {
                             key,
                             cfg,
                             props,
-                            addr,
+                            target,
                         },
                     );
                 }
@@ -556,7 +579,7 @@ impl Grid {
 
     fn stop_topic(t: Topic) {
         for s in t.subs.into_values() {
-            s.addr.do_send(queue::Shutdown);
+            s.target.shutdown();
         }
         t.addr.do_send(topic::Shutdown);
     }
@@ -665,18 +688,40 @@ impl Grid {
         props: &Value,
     ) -> Result<(Value, bool), GridError> {
         resource::check_name("event subscription", name, 64).map_err(GridError::BadRequest)?;
-        let _g = self.0.mgmt.lock().await;
-        let (tcfg, existing) = {
+        // A push endpoint passes its handshake before the management lock is taken.
+        let (tcfg, old_endpoint) = {
             let st = self.0.state.read().expect("grid lock");
             let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
             let t = n.topics.get(&lc(topic)).ok_or_else(|| not_found("topic"))?;
-            (
-                t.cfg,
-                t.subs.get(&lc(name)).map(|s| (s.name.clone(), s.key)),
-            )
+            let old = t
+                .subs
+                .get(&lc(name))
+                .and_then(|s| s.cfg.push.as_ref())
+                .map(|p| p.endpoint.clone());
+            (t.cfg, old)
         };
         let (cfg, props) = resource::subscription(props, tcfg, self.0.cfg.limits, now_ms())
             .map_err(GridError::BadRequest)?;
+        if let Some(pc) = &cfg.push
+            && old_endpoint.as_deref() != Some(pc.endpoint.as_str())
+        {
+            self.validate_cloudevents_endpoint(&pc.endpoint).await?;
+        }
+        let _g = self.0.mgmt.lock().await;
+        let existing = {
+            let st = self.0.state.read().expect("grid lock");
+            let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
+            let t = n.topics.get(&lc(topic)).ok_or_else(|| not_found("topic"))?;
+            match t.subs.get(&lc(name)) {
+                Some(s) if s.cfg.push.is_some() != cfg.push.is_some() => {
+                    return Err(GridError::BadRequest(format!(
+                        "The deliveryMode of event subscription '{name}' cannot be changed; delete it and create it again."
+                    )));
+                }
+                Some(s) => Some((s.name.clone(), s.key)),
+                None => None,
+            }
+        };
         let created = existing.is_none();
         let (display, key) = existing.unwrap_or_else(|| {
             (
@@ -693,7 +738,10 @@ impl Grid {
             }])
             .await?;
         let addr = if created {
-            Some(self.start_sub(key, cfg.clone())?.0)
+            Some(
+                self.start_sub(key, cfg.clone(), Self::ns_names(ns, topic, &display))?
+                    .0,
+            )
         } else {
             None
         };
@@ -712,13 +760,17 @@ impl Grid {
                         key,
                         cfg,
                         props,
-                        addr,
+                        target: addr,
                     },
                 );
             }
             None => {
                 let s = t.subs.get_mut(&lc(name)).expect("existed under the lock");
-                s.addr.do_send(queue::Reconfigure(cfg.clone()));
+                match (&s.target, &cfg.push) {
+                    (Target::Push(a), Some(pc)) => a.do_send(basic::push::Reconfigure(pc.clone())),
+                    (Target::Queue(a), _) => a.do_send(queue::Reconfigure(cfg.clone())),
+                    (Target::Push(_), None) => {}
+                }
                 s.cfg = cfg;
                 s.props = props;
             }
@@ -789,7 +841,7 @@ impl Grid {
             .and_then(|n| n.topics.get_mut(&lc(topic)))
         {
             if let Some(s) = t.subs.remove(&lc(name)) {
-                s.addr.do_send(queue::Shutdown);
+                s.target.shutdown();
             }
             t.addr.do_send(SetRoutes(Self::routes(t)));
         }
@@ -900,7 +952,12 @@ impl Grid {
                     t.name
                 ))
             })?;
-            Ok((s.addr.clone(), n.keys()))
+            match &s.target {
+                Target::Queue(a) => Ok((a.clone(), n.keys())),
+                Target::Push(_) => Err(GridError::BadRequest(format!(
+                    "The event subscription '{name}' delivers in Push mode; only Queue subscriptions can be received from."
+                ))),
+            }
         })
     }
 }

@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::basic::resource::{DeliverySchema, PushCfg, webhook};
 use super::filter::Filter;
 use super::time::{format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms};
 
@@ -135,6 +136,8 @@ pub struct SubCfg {
     pub filter: Filter,
     /// The subscription stops and is deleted at this time (ms since the epoch).
     pub expires_ms: Option<u64>,
+    /// Push delivery mode: the webhook and its retry settings (the queue fields are unused).
+    pub push: Option<PushCfg>,
 }
 
 /// Validates a namespace event subscription's `properties`. `now_ms` checks `expirationTimeUtc`.
@@ -154,12 +157,7 @@ pub fn subscription(
     let mode = get_str(dc, "deliveryMode", "properties.deliveryConfiguration.")?.unwrap_or("Queue");
     match mode {
         "Queue" => {}
-        "Push" => {
-            return Err(
-                "properties.deliveryConfiguration.deliveryMode 'Push' is not supported yet by evgrid; use 'Queue' (pull delivery)"
-                    .into(),
-            );
-        }
+        "Push" => return push_subscription(m, dc, topic, now_ms),
         other => {
             return Err(format!(
                 "properties.deliveryConfiguration.deliveryMode must be 'Queue' or 'Push', got '{other}'"
@@ -179,6 +177,103 @@ pub fn subscription(
             "{qp}receiveLockDurationInSeconds must be between {min_lock} and 300, got {lock}"
         ));
     }
+    let (d, out) = delivery(
+        m,
+        q,
+        qp,
+        topic,
+        now_ms,
+        "Queue",
+        json!({"receiveLockDurationInSeconds": lock}),
+    )?;
+    let cfg = SubCfg {
+        lock_secs: lock as u32,
+        max_delivery_count: d.max_dc as u32,
+        ttl_secs: d.ttl,
+        dead_letter: d.dead_letter,
+        filter: d.filter,
+        expires_ms: d.expires_ms,
+        push: None,
+    };
+    Ok((cfg, out))
+}
+
+/// What Queue and Push subscriptions share.
+struct Delivery {
+    max_dc: u64,
+    ttl: u64,
+    dead_letter: bool,
+    filter: Filter,
+    expires_ms: Option<u64>,
+}
+
+/// Validates the settings both delivery modes share (`maxDeliveryCount`, `eventTimeToLive`,
+/// dead-lettering in the mode's object `q`; schema, filters, expiration in `m`) and builds the
+/// normalised properties around `mode_out`, the mode's own output fields.
+fn delivery(
+    m: &Map<String, Value>,
+    q: &Map<String, Value>,
+    qp: &str,
+    topic: TopicCfg,
+    now_ms: u64,
+    mode: &str,
+    mut mode_out: Value,
+) -> Result<(Delivery, Value), String> {
+    let (max_dc, ttl) = delivery_limits(q, qp, topic)?;
+    let dl = match q.get("deadLetterDestinationWithResourceIdentity") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => {
+            return Err(format!(
+                "{qp}deadLetterDestinationWithResourceIdentity must be an object"
+            ));
+        }
+    };
+    if let Some(s) = get_str(m, "eventDeliverySchema", "properties.")?
+        && s != "CloudEventSchemaV1_0"
+    {
+        return Err(format!(
+            "properties.eventDeliverySchema '{s}' is not supported; namespace subscriptions deliver 'CloudEventSchemaV1_0'"
+        ));
+    }
+    let filter = Filter::compile(m.get("filtersConfiguration"))?;
+    let expires_ms = expiration(get_str(m, "expirationTimeUtc", "properties.")?, now_ms)?;
+    mode_out["maxDeliveryCount"] = json!(max_dc);
+    mode_out["eventTimeToLive"] = json!(format_duration(ttl));
+    if let Some(d) = &dl {
+        mode_out["deadLetterDestinationWithResourceIdentity"] = d.clone();
+    }
+    let filters = m
+        .get("filtersConfiguration")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({"includedEventTypes": null, "filters": []}));
+    let mut out = json!({
+        "provisioningState": "Succeeded",
+        "deliveryConfiguration": {"deliveryMode": mode, mode.to_ascii_lowercase(): mode_out},
+        "eventDeliverySchema": "CloudEventSchemaV1_0",
+        "filtersConfiguration": filters,
+    });
+    if let Some(t) = expires_ms {
+        out["expirationTimeUtc"] = json!(format_rfc3339_ms(t));
+    }
+    let d = Delivery {
+        max_dc,
+        ttl,
+        dead_letter: dl.is_some(),
+        filter,
+        expires_ms,
+    };
+    Ok((d, out))
+}
+
+/// `maxDeliveryCount` (1–10) and `eventTimeToLive` (PT1M to the topic's retention) of a
+/// `queue` or `push` object.
+fn delivery_limits(
+    q: &Map<String, Value>,
+    qp: &str,
+    topic: TopicCfg,
+) -> Result<(u64, u64), String> {
     let max_dc = get_u64(q, "maxDeliveryCount", qp)?.unwrap_or(10);
     if !(1..=10).contains(&max_dc) {
         return Err(format!(
@@ -208,53 +303,62 @@ pub fn subscription(
             secs
         }
     };
-    let dl = match q.get("deadLetterDestinationWithResourceIdentity") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v.clone()),
-        Some(_) => {
+    Ok((max_dc, ttl))
+}
+
+/// A namespace subscription in Push mode (spec §6.3, §6.4): a WebHook destination, CloudEvents
+/// only, the namespace retry schedule.
+fn push_subscription(
+    m: &Map<String, Value>,
+    dc: &Map<String, Value>,
+    topic: TopicCfg,
+    now_ms: u64,
+) -> Result<(SubCfg, Value), String> {
+    let qp = "properties.deliveryConfiguration.push.";
+    let p = match dc.get("push") {
+        Some(Value::Object(o)) => o,
+        _ => {
+            return Err(
+                "properties.deliveryConfiguration.push is required for deliveryMode 'Push' (an object with a destination)"
+                    .into(),
+            );
+        }
+    };
+    let dest = match p.get("destination") {
+        Some(Value::Object(o)) => o,
+        _ => {
             return Err(format!(
-                "{qp}deadLetterDestinationWithResourceIdentity must be an object"
+                "{qp}destination is required: {{\"endpointType\":\"WebHook\",\"properties\":{{\"endpointUrl\":\"http://...\"}}}}"
             ));
         }
     };
-    if let Some(s) = get_str(m, "eventDeliverySchema", "properties.")?
-        && s != "CloudEventSchemaV1_0"
-    {
-        return Err(format!(
-            "properties.eventDeliverySchema '{s}' is not supported; namespace subscriptions deliver 'CloudEventSchemaV1_0'"
-        ));
-    }
-    let filter = Filter::compile(m.get("filtersConfiguration"))?;
-    let expires_ms = expiration(get_str(m, "expirationTimeUtc", "properties.")?, now_ms)?;
-    let mut queue = json!({
-        "receiveLockDurationInSeconds": lock,
-        "maxDeliveryCount": max_dc,
-        "eventTimeToLive": format_duration(ttl),
-    });
-    if let Some(d) = &dl {
-        queue["deadLetterDestinationWithResourceIdentity"] = d.clone();
-    }
-    let filters = m
-        .get("filtersConfiguration")
-        .filter(|v| !v.is_null())
-        .cloned()
-        .unwrap_or_else(|| json!({"includedEventTypes": null, "filters": []}));
-    let mut out = json!({
-        "provisioningState": "Succeeded",
-        "deliveryConfiguration": {"deliveryMode": "Queue", "queue": queue},
-        "eventDeliverySchema": "CloudEventSchemaV1_0",
-        "filtersConfiguration": filters,
-    });
-    if let Some(t) = expires_ms {
-        out["expirationTimeUtc"] = json!(format_rfc3339_ms(t));
-    }
+    let hook = webhook(dest, &format!("{qp}destination."))?;
+    let (d, out) = delivery(
+        m,
+        p,
+        qp,
+        topic,
+        now_ms,
+        "Push",
+        json!({"destination": hook.out.clone()}),
+    )?;
+    let mut pc = hook.cfg(
+        DeliverySchema::CloudEvents,
+        d.max_dc as u32,
+        d.ttl,
+        d.dead_letter,
+        d.filter.clone(),
+        d.expires_ms,
+    );
+    pc.namespace = true;
     let cfg = SubCfg {
-        lock_secs: lock as u32,
-        max_delivery_count: max_dc as u32,
-        ttl_secs: ttl,
-        dead_letter: dl.is_some(),
-        filter,
-        expires_ms,
+        lock_secs: 60,
+        max_delivery_count: d.max_dc as u32,
+        ttl_secs: d.ttl,
+        dead_letter: d.dead_letter,
+        filter: d.filter,
+        expires_ms: d.expires_ms,
+        push: Some(pc),
     };
     Ok((cfg, out))
 }
@@ -311,7 +415,7 @@ mod tests {
             (q(json!({"maxDeliveryCount": "ten"})), "whole number"),
             (
                 json!({"deliveryConfiguration": {"deliveryMode": "Push"}}),
-                "not supported yet",
+                "push is required",
             ),
             (
                 json!({"deliveryConfiguration": {"deliveryMode": "Carrier"}}),

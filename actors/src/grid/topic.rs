@@ -10,18 +10,35 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use super::basic::push::{self, PushEntry, PushSub};
 use super::filter::{EventView, Filter};
 use super::queue::{Enqueued, QueueSub};
 use crate::event::CloudEvent;
 use crate::metrics::METRICS;
 use crate::store::{Op, StoreError, Writer, now_ms};
 
+/// The actor of a namespace subscription: a pull queue, or a push (webhook) subscription.
+#[derive(Clone)]
+pub enum Target {
+    Queue(Addr<QueueSub>),
+    Push(Addr<PushSub>),
+}
+
+impl Target {
+    pub fn shutdown(&self) {
+        match self {
+            Target::Queue(a) => a.do_send(super::queue::Shutdown),
+            Target::Push(a) => a.do_send(super::basic::push::Shutdown),
+        }
+    }
+}
+
 /// A subscription as its topic sees it.
 #[derive(Clone)]
 pub struct Route {
     pub key: u64,
     pub filter: Filter,
-    pub addr: Addr<QueueSub>,
+    pub target: Target,
 }
 
 /// A batch of validated events from one publish request; answers with the number of
@@ -98,10 +115,10 @@ impl Handler<Publish> for NsTopic {
                     publish_ms,
                     body: ev.raw.clone(),
                 });
-                batch.push((seq, publish_ms, ev.raw.clone()));
+                batch.push((seq, i));
             }
             if !batch.is_empty() {
-                batches.push((r.addr.clone(), batch));
+                batches.push((r.target.clone(), batch));
             }
         }
         METRICS
@@ -114,8 +131,27 @@ impl Handler<Publish> for NsTopic {
         let commit = self.writer.submit(ops);
         Box::pin(async move {
             commit.await?;
-            for (addr, batch) in batches {
-                addr.do_send(Enqueued(batch));
+            for (target, batch) in batches {
+                match target {
+                    Target::Queue(a) => a.do_send(Enqueued(
+                        batch
+                            .into_iter()
+                            .map(|(seq, i)| (seq, publish_ms, events[i].raw.clone()))
+                            .collect(),
+                    )),
+                    Target::Push(a) => a.do_send(push::Enqueued(
+                        batch
+                            .into_iter()
+                            .map(|(seq, i)| PushEntry {
+                                seq,
+                                publish_ms,
+                                body: events[i].raw.clone(),
+                                id: Arc::from(events[i].id.as_str()),
+                                data_version: Arc::from(""),
+                            })
+                            .collect(),
+                    )),
+                }
             }
             Ok(copies)
         })

@@ -28,6 +28,9 @@ pub struct PushConfig {
     /// Waits before the 1st, 2nd, … retry (Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h,
     /// 3 h, 6 h, then every 12 h). Also the unit of the status minimums and probation times.
     pub retry_schedule: Arc<Vec<Duration>>,
+    /// The same for namespace subscriptions in Push mode (Event Grid: immediately, 10 s, 30 s,
+    /// 1 m, 5 m, then every 5 m).
+    pub namespace_retry_schedule: Arc<Vec<Duration>>,
     pub request_timeout: Duration,
     /// How long the synchronous validation handshake may take.
     pub validation_timeout: Duration,
@@ -49,6 +52,7 @@ impl Default for PushConfig {
         let s = |v: &[u64]| Arc::new(v.iter().map(|s| Duration::from_secs(*s)).collect());
         PushConfig {
             retry_schedule: s(&[10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]),
+            namespace_retry_schedule: s(&[0, 10, 30, 60, 300]),
             request_timeout: Duration::from_secs(30),
             validation_timeout: Duration::from_secs(30),
             manual_validation: Duration::from_secs(600),
@@ -78,6 +82,8 @@ pub struct Request {
     pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Namespace push: 404 and 414 are not retried either (spec §6.4).
+    pub namespace: bool,
 }
 
 /// Whether and when a failed delivery may be tried again.
@@ -197,7 +203,7 @@ impl Actor for DeliveryShard {
     }
 }
 
-fn classify_status(status: u16, unit: Duration) -> Outcome {
+fn classify_status(status: u16, unit: Duration, namespace: bool) -> Outcome {
     let failed = |outcome, retry| Outcome::Failed {
         status: Some(status),
         outcome,
@@ -205,6 +211,14 @@ fn classify_status(status: u16, unit: Duration) -> Outcome {
     };
     match status {
         200..=204 => Outcome::Delivered,
+        404 | 414 if namespace => failed(
+            if status == 404 {
+                "NotFound"
+            } else {
+                "BadRequest"
+            },
+            Retry::Never,
+        ),
         400 => failed("BadRequest", Retry::Never),
         401 => failed("Unauthorized", Retry::Never),
         403 => failed("Forbidden", Retry::Never),
@@ -254,6 +268,7 @@ impl Handler<Deliver> for DeliveryShard {
             r = r.insert_header((k.as_str(), v.as_str()));
         }
         let body = req.body;
+        let namespace = req.namespace;
         PUSH.requests.inc();
         let started = Instant::now();
         Box::pin(
@@ -262,7 +277,7 @@ impl Handler<Deliver> for DeliveryShard {
                     Ok(mut resp) => {
                         // Drained so the connection can be reused; the content is not used.
                         let _ = resp.body().limit(64 * 1024).await;
-                        classify_status(resp.status().as_u16(), unit)
+                        classify_status(resp.status().as_u16(), unit, namespace)
                     }
                     Err(e) => {
                         tracing::debug!(endpoint = %url, error = %e, "webhook request failed");
@@ -415,12 +430,12 @@ mod tests {
     fn statuses_are_classified_as_event_grid_does() {
         let u = Duration::from_secs(10);
         for s in 200..=204 {
-            assert_eq!(classify_status(s, u), Outcome::Delivered);
+            assert_eq!(classify_status(s, u, false), Outcome::Delivered);
         }
         for s in [400, 401, 403, 413] {
             assert!(
                 matches!(
-                    classify_status(s, u),
+                    classify_status(s, u, false),
                     Outcome::Failed {
                         retry: Retry::Never,
                         ..
@@ -429,7 +444,7 @@ mod tests {
                 "{s}"
             );
         }
-        let after = |s| match classify_status(s, u) {
+        let after = |s| match classify_status(s, u, false) {
             Outcome::Failed {
                 retry: Retry::After(d),
                 ..
@@ -441,6 +456,19 @@ mod tests {
         assert_eq!(after(500), u);
         assert_eq!(after(302), u);
         assert_eq!(after(205), u);
+        assert_eq!(after(404), u, "basic tier retries 404");
+        for s in [404, 414] {
+            assert!(
+                matches!(
+                    classify_status(s, u, true),
+                    Outcome::Failed {
+                        retry: Retry::Never,
+                        ..
+                    }
+                ),
+                "namespace push never retries {s}"
+            );
+        }
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl Grid {
 
     /// Starts the actor of an active subscription on what the store holds for it; answers the
     /// highest sequence it holds.
-    fn start_push(
+    pub(super) fn start_push(
         &self,
         key: u64,
         cfg: PushCfg,
@@ -373,6 +373,25 @@ impl Grid {
                 Scope::Domain(d) => d.to_string(),
                 Scope::DomainTopic(d, t) => format!("{d}/{t}"),
             },
+        }
+    }
+
+    /// The CloudEvents abuse-protection handshake (namespace push subscriptions).
+    pub(super) async fn validate_cloudevents_endpoint(&self, url: &str) -> Result<(), GridError> {
+        let v = self
+            .shard_for(url)
+            .send(Validate {
+                url: url.to_string(),
+                handshake: Handshake::CloudEvents,
+            })
+            .await
+            .map_err(|_| GridError::Store(StoreError::Closed))?;
+        match v {
+            Ok(_) => Ok(()),
+            Err(why) => Err(GridError::BadRequest(format!(
+                "{HANDSHAKE_FAILED} for {}: {why}.",
+                url.split('?').next().unwrap_or_default()
+            ))),
         }
     }
 

@@ -313,6 +313,7 @@ impl PushSub {
             content_type,
             headers,
             body,
+            namespace: self.cfg.namespace,
         }
     }
 
@@ -341,7 +342,11 @@ impl PushSub {
                 outcome,
                 retry,
             } => {
-                let schedule = self.push.retry_schedule.clone();
+                let schedule = if self.cfg.namespace {
+                    self.push.namespace_retry_schedule.clone()
+                } else {
+                    self.push.retry_schedule.clone()
+                };
                 for seq in seqs {
                     let Some(p) = self.pending.get_mut(&seq) else {
                         continue;
@@ -366,7 +371,11 @@ impl PushSub {
                         .or(schedule.last())
                         .copied()
                         .unwrap_or(Duration::from_secs(10))
-                        .max(min);
+                        .max(if self.cfg.namespace {
+                            Duration::ZERO
+                        } else {
+                            min
+                        });
                     let at = now + jittered(step);
                     p.state.available_at_ms = at;
                     ops.push(Op::SetState {
@@ -392,8 +401,8 @@ impl PushSub {
             ops.push(Op::Remove { sub: self.key, seq });
             return;
         }
-        let record = self.record(&p, reason);
         self.dl_seq += 1;
+        let record = self.record(&p, reason);
         METRICS.events_dead_lettered.inc();
         if let Some(dir) = &self.push.dead_letter_dir {
             write_file(
@@ -414,7 +423,11 @@ impl PushSub {
 
     fn record(&self, p: &Pending, reason: &str) -> Vec<u8> {
         let mut ev: Value = serde_json::from_slice(&p.entry.body).unwrap_or(Value::Null);
-        let (outcome, status, at) = p.last.unwrap_or(("Probation", None, now_ms()));
+        // No attempt since start-up (the outcome before a restart is not stored): none to report.
+        let (outcome, status, at) = match p.last {
+            Some((o, s, at)) => (Some(o), s, at),
+            None => (None, None, now_ms()),
+        };
         let fields = [
             ("deadLetterReason", json!(reason)),
             ("deliveryAttempts", json!(p.state.delivery_count)),
@@ -423,6 +436,22 @@ impl PushSub {
             ("publishTime", json!(format_rfc3339_ms(p.entry.publish_ms))),
             ("lastDeliveryAttemptTime", json!(format_rfc3339_ms(at))),
         ];
+        if self.cfg.namespace {
+            // The namespace record (spec §6.5), as pull subscriptions write it.
+            let rec = json!({
+                "event": ev,
+                "deadLetterProperties": {
+                    "deadletterreason": reason,
+                    "deliveryattempts": p.state.delivery_count,
+                    "deliveryresult": outcome,
+                    "lasthttpstatuscode": status,
+                    "publishutc": format_rfc3339_ms(p.entry.publish_ms),
+                    "deliveryattemptutc": format_rfc3339_ms(at),
+                    "deadlettersequence": self.dl_seq,
+                },
+            });
+            return rec.to_string().into_bytes();
+        }
         let ce = self.cfg.schema == DeliverySchema::CloudEvents;
         if let Value::Object(m) = &mut ev {
             for (k, v) in fields {

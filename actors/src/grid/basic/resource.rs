@@ -235,6 +235,9 @@ pub struct PushCfg {
     pub headers: Arc<Vec<(String, HeaderValue)>>,
     pub filter: Filter,
     pub expires_ms: Option<u64>,
+    /// A namespace subscription in Push mode: its retry schedule and non-retryable statuses,
+    /// and namespace-shaped dead-letter records.
+    pub namespace: bool,
 }
 
 /// Validates a basic-tier event subscription's `properties`; answers the settings, the
@@ -248,27 +251,7 @@ pub fn subscription(
     let at = "properties.";
     let dest = get_obj(&m, "destination", at)?
         .ok_or("properties.destination is required: {\"endpointType\":\"WebHook\",\"properties\":{\"endpointUrl\":\"http://...\"}}")?;
-    let at_d = "properties.destination.";
-    match get_str(dest, "endpointType", at_d)? {
-        Some("WebHook") => {}
-        Some(other) => {
-            return Err(format!(
-                "properties.destination.endpointType '{other}' is not supported by evgrid; use 'WebHook'"
-            ));
-        }
-        None => return Err("properties.destination.endpointType is required ('WebHook')".into()),
-    }
-    let empty = Map::new();
-    let dp = get_obj(dest, "properties", at_d)?.unwrap_or(&empty);
-    let at_p = "properties.destination.properties.";
-    let endpoint = get_str(dp, "endpointUrl", at_p)?
-        .ok_or("properties.destination.properties.endpointUrl is required")?
-        .to_string();
-    check_url(&endpoint)?;
-    let max_events = get_int(dp, "maxEventsPerBatch", at_p, 1, 5000)?;
-    let preferred_kb = get_int(dp, "preferredBatchSizeInKilobytes", at_p, 1, 1024)?;
-    let batching = max_events.is_some() || preferred_kb.is_some();
-    let headers = attribute_mappings(dp.get("deliveryAttributeMappings"))?;
+    let hook = webhook(dest, "properties.destination.")?;
 
     let schema = match get_str(&m, "eventDeliverySchema", at)? {
         None => match input {
@@ -312,18 +295,8 @@ pub fn subscription(
         Some(_) => return Err("properties.labels must be an array of strings".into()),
     };
 
-    let mut dprops = json!({"endpointUrl": endpoint});
-    if let Some(n) = max_events {
-        dprops["maxEventsPerBatch"] = json!(n);
-    }
-    if let Some(n) = preferred_kb {
-        dprops["preferredBatchSizeInKilobytes"] = json!(n);
-    }
-    if let Some(v) = dp.get("deliveryAttributeMappings").filter(|v| !v.is_null()) {
-        dprops["deliveryAttributeMappings"] = v.clone();
-    }
     let mut out = json!({
-        "destination": {"endpointType": "WebHook", "properties": dprops},
+        "destination": hook.out.clone(),
         "eventDeliverySchema": schema.name(),
         "retryPolicy": {"maxDeliveryAttempts": max_attempts, "eventTimeToLiveInMinutes": ttl_min},
         "filter": m.get("filter").filter(|v| !v.is_null()).cloned().unwrap_or_else(|| json!({})),
@@ -335,24 +308,100 @@ pub fn subscription(
     if let Some(t) = expires_ms {
         out["expirationTimeUtc"] = json!(format_rfc3339_ms(t));
     }
-    let cfg = PushCfg {
-        endpoint,
+    let cfg = hook.cfg(
         schema,
-        max_events: if batching {
-            max_events.unwrap_or(5000) as usize
-        } else {
-            1
-        },
-        preferred_bytes: preferred_kb.unwrap_or(if batching { 64 } else { 1024 }) as usize * 1024,
-        batching,
-        max_attempts: max_attempts as u32,
-        ttl_secs: ttl_min * 60,
-        dead_letter: out.get("deadLetterDestination").is_some(),
-        headers: Arc::new(headers),
+        max_attempts as u32,
+        ttl_min * 60,
+        out.get("deadLetterDestination").is_some(),
         filter,
         expires_ms,
-    };
+    );
     Ok((cfg, out))
+}
+
+/// A validated WebHook `destination` (basic tier and namespace push).
+pub struct Webhook {
+    pub endpoint: String,
+    pub max_events: Option<u64>,
+    pub preferred_kb: Option<u64>,
+    pub headers: Vec<(String, HeaderValue)>,
+    /// The destination as stored.
+    pub out: Value,
+}
+
+impl Webhook {
+    pub fn cfg(
+        self,
+        schema: DeliverySchema,
+        max_attempts: u32,
+        ttl_secs: u64,
+        dead_letter: bool,
+        filter: Filter,
+        expires_ms: Option<u64>,
+    ) -> PushCfg {
+        let batching = self.max_events.is_some() || self.preferred_kb.is_some();
+        PushCfg {
+            endpoint: self.endpoint,
+            schema,
+            max_events: if batching {
+                self.max_events.unwrap_or(5000) as usize
+            } else {
+                1
+            },
+            preferred_bytes: self
+                .preferred_kb
+                .unwrap_or(if batching { 64 } else { 1024 }) as usize
+                * 1024,
+            batching,
+            max_attempts,
+            ttl_secs,
+            dead_letter,
+            headers: Arc::new(self.headers),
+            filter,
+            expires_ms,
+            namespace: false,
+        }
+    }
+}
+
+/// Validates a `destination` object; `at` is its path in messages (`properties.destination.`).
+pub fn webhook(dest: &Map<String, Value>, at: &str) -> Result<Webhook, String> {
+    match get_str(dest, "endpointType", at)? {
+        Some("WebHook") => {}
+        Some(other) => {
+            return Err(format!(
+                "{at}endpointType '{other}' is not supported by evgrid; use 'WebHook'"
+            ));
+        }
+        None => return Err(format!("{at}endpointType is required ('WebHook')")),
+    }
+    let empty = Map::new();
+    let dp = get_obj(dest, "properties", at)?.unwrap_or(&empty);
+    let at_p = format!("{at}properties.");
+    let endpoint = get_str(dp, "endpointUrl", &at_p)?
+        .ok_or_else(|| format!("{at_p}endpointUrl is required"))?
+        .to_string();
+    check_url(&endpoint)?;
+    let max_events = get_int(dp, "maxEventsPerBatch", &at_p, 1, 5000)?;
+    let preferred_kb = get_int(dp, "preferredBatchSizeInKilobytes", &at_p, 1, 1024)?;
+    let headers = attribute_mappings(dp.get("deliveryAttributeMappings"))?;
+    let mut dprops = json!({"endpointUrl": endpoint});
+    if let Some(n) = max_events {
+        dprops["maxEventsPerBatch"] = json!(n);
+    }
+    if let Some(n) = preferred_kb {
+        dprops["preferredBatchSizeInKilobytes"] = json!(n);
+    }
+    if let Some(v) = dp.get("deliveryAttributeMappings").filter(|v| !v.is_null()) {
+        dprops["deliveryAttributeMappings"] = v.clone();
+    }
+    Ok(Webhook {
+        endpoint,
+        max_events,
+        preferred_kb,
+        headers,
+        out: json!({"endpointType": "WebHook", "properties": dprops}),
+    })
 }
 
 /// Plain HTTP only: this build has no TLS client.
@@ -443,29 +492,32 @@ fn attribute_mappings(v: Option<&Value>) -> Result<Vec<(String, HeaderValue)>, S
 pub fn redacted(props: &Value, state: &str) -> Value {
     let mut p = props.clone();
     p["provisioningState"] = json!(state);
-    if let Some(dp) = p
-        .pointer_mut("/destination/properties")
-        .and_then(Value::as_object_mut)
-    {
-        if let Some(Value::String(url)) = dp.remove("endpointUrl") {
-            let base = url.split('?').next().unwrap_or_default().to_string();
-            dp.insert("endpointBaseUrl".into(), json!(base));
-        }
-        if let Some(Value::Array(maps)) = dp.get_mut("deliveryAttributeMappings") {
-            for m in maps {
-                let secret = m
-                    .pointer("/properties/isSecret")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if secret
-                    && let Some(props) = m.get_mut("properties").and_then(Value::as_object_mut)
-                {
-                    props.remove("value");
-                }
+    if let Some(d) = p.get_mut("destination") {
+        redact_destination(d);
+    }
+    p
+}
+
+/// A WebHook destination as a GET shows it (see [`redacted`]).
+pub fn redact_destination(dest: &mut Value) {
+    let Some(dp) = dest.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(Value::String(url)) = dp.remove("endpointUrl") {
+        let base = url.split('?').next().unwrap_or_default().to_string();
+        dp.insert("endpointBaseUrl".into(), json!(base));
+    }
+    if let Some(Value::Array(maps)) = dp.get_mut("deliveryAttributeMappings") {
+        for m in maps {
+            let secret = m
+                .pointer("/properties/isSecret")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if secret && let Some(props) = m.get_mut("properties").and_then(Value::as_object_mut) {
+                props.remove("value");
             }
         }
     }
-    p
 }
 
 #[cfg(test)]
