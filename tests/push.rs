@@ -1445,3 +1445,65 @@ fn namespace_push_subscriptions_use_the_same_engine() {
     );
     assert_eq!(r.status, 400, "{r:?}");
 }
+
+#[test]
+fn entries_held_while_revalidating_survive_a_restart_and_keep_their_sequences() {
+    let dir = TempDir::new("push-reval");
+    let failing = Hook::start(|r| handshake(r).unwrap_or(Reply::status(500)));
+    // The new endpoint validates manually: a bare 200 to the handshake, 200 to deliveries.
+    let manual = Hook::start(|_| Reply::status(200));
+    let env = [("EVGRID_PUSH_RETRY_SCHEDULE_MS", "1500")];
+    let (key, validation) = {
+        let mut eg = Eg::start_in(&dir.0, &env);
+        let key = eg.source("/mgmt/topics/reval", json!({}));
+        eg.hook_sub(
+            "/mgmt/topics/reval",
+            "sub1",
+            &failing.url("/old"),
+            json!({}),
+        );
+        let old: Vec<Value> = (0..5)
+            .map(|i| eg_event(&format!("old{i}"), "T", "s", json!(i)))
+            .collect();
+        assert_eq!(eg.publish("/topics/reval", &key, &json!(old)).status, 200);
+        failing.wait(WAIT, "first attempts", |rs| {
+            rs.iter().filter(|r| r.is_notification()).count() >= 5
+        });
+        // Move it to the new endpoint: waiting for its validation URL; the 5 events stay stored.
+        let props = json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": manual.url("/new")}}});
+        let r = eg.sub("/mgmt/topics/reval", "sub1", props);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.json()["properties"]["provisioningState"],
+            "AwaitingManualAction"
+        );
+        // A schema change on an existing subscription is refused.
+        let r = eg.sub("/mgmt/topics/reval", "sub1", json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": manual.url("/new")}}, "eventDeliverySchema": "CloudEventSchemaV1_0"}));
+        assert_eq!(r.status, 400, "{r:?}");
+        let url = manual.requests()[0].json()[0]["data"]["validationUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eg.srv.terminate();
+        (key, url)
+    };
+    let eg = Eg::start_in(&dir.0, &env);
+    let path = validation
+        .split_once("/eventsubscriptions/")
+        .map(|(_, p)| format!("/eventsubscriptions/{p}"))
+        .unwrap();
+    assert_eq!(request(eg.srv.http, "GET", &path, &[], b"").status, 200);
+    let new: Vec<Value> = (0..5)
+        .map(|i| eg_event(&format!("new{i}"), "T", "s", json!(i)))
+        .collect();
+    assert_eq!(eg.publish("/topics/reval", &key, &json!(new)).status, 200);
+    let got = manual.wait_delivered(10, WAIT);
+    let want: BTreeSet<String> = (0..5)
+        .flat_map(|i| [format!("old{i}"), format!("new{i}")])
+        .collect();
+    assert_eq!(
+        ids(&got),
+        want,
+        "old entries kept, new ones did not overwrite them"
+    );
+}

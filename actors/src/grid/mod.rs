@@ -767,7 +767,10 @@ impl Grid {
             None => {
                 let s = t.subs.get_mut(&lc(name)).expect("existed under the lock");
                 match (&s.target, &cfg.push) {
-                    (Target::Push(a), Some(pc)) => a.do_send(basic::push::Reconfigure(pc.clone())),
+                    (Target::Push(a), Some(pc)) => a.do_send(basic::push::Reconfigure(
+                        pc.clone(),
+                        self.shard_for(&pc.endpoint),
+                    )),
                     (Target::Queue(a), _) => a.do_send(queue::Reconfigure(cfg.clone())),
                     (Target::Push(_), None) => {}
                 }

@@ -280,7 +280,7 @@ impl Handler<Deliver> for DeliveryShard {
                         classify_status(resp.status().as_u16(), unit, namespace)
                     }
                     Err(e) => {
-                        tracing::debug!(endpoint = %url, error = %e, "webhook request failed");
+                        tracing::debug!(endpoint = %base(&url), error = %e, "webhook request failed");
                         classify_error(&e, unit)
                     }
                 }
@@ -299,11 +299,16 @@ impl Handler<Deliver> for DeliveryShard {
                     }
                     Outcome::Failed { outcome, .. } => {
                         PUSH.failures.inc();
+                        // Only the outcomes of Event Grid's probation table count: an endpoint
+                        // refusing a bad event (400, 413) is not unhealthy.
+                        if !counts_for_probation(outcome) {
+                            return out;
+                        }
                         h.failures += 1;
                         if h.failures >= after {
                             let d = probation;
                             let until_ms = crate::store::now_ms() + d.as_millis() as u64;
-                            tracing::info!(endpoint = %req.url, outcome, secs = d.as_secs(), "endpoint on probation");
+                            tracing::info!(endpoint = %base(&req.url), outcome, secs = d.as_secs(), "endpoint on probation");
                             h.probation_until = Some((Instant::now() + d, until_ms));
                         }
                     }
@@ -411,6 +416,24 @@ fn validation_event(code: &str, url: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The URL without its query, which may hold secrets (`?code=…`): for logs.
+fn base(url: &str) -> &str {
+    url.split('?').next().unwrap_or_default()
+}
+
+fn counts_for_probation(outcome: &str) -> bool {
+    matches!(
+        outcome,
+        "Busy"
+            | "TimedOut"
+            | "SocketError"
+            | "NotFound"
+            | "ResolutionError"
+            | "Unauthorized"
+            | "Forbidden"
+    )
+}
+
 /// The shard that owns `url`.
 pub fn shard_of(url: &str, shards: usize) -> usize {
     // FNV-1a: stable across restarts, so an endpoint's state stays on one shard.
@@ -469,6 +492,24 @@ mod tests {
                 "namespace push never retries {s}"
             );
         }
+    }
+
+    #[test]
+    fn only_unhealthy_outcomes_lead_to_probation() {
+        for o in [
+            "Busy",
+            "TimedOut",
+            "SocketError",
+            "NotFound",
+            "Unauthorized",
+            "Forbidden",
+        ] {
+            assert!(counts_for_probation(o), "{o}");
+        }
+        for o in ["BadRequest", "PayloadTooLarge", "Aborted"] {
+            assert!(!counts_for_probation(o), "{o}");
+        }
+        assert_eq!(base("http://h/p?code=secret"), "http://h/p");
     }
 
     #[test]

@@ -331,7 +331,7 @@ impl Grid {
         self.0.cfg.push.public_url.trim_end_matches('/')
     }
 
-    fn shard_for(&self, url: &str) -> Addr<DeliveryShard> {
+    pub(super) fn shard_for(&self, url: &str) -> Addr<DeliveryShard> {
         let n = delivery::shard_of(url, self.0.shards.len());
         self.0.shards[n].clone()
     }
@@ -495,6 +495,17 @@ impl Grid {
             let name = doc["name"].as_str().unwrap_or_default().to_string();
             max_key = max_key.max(key);
             live_keys.push(key);
+            // Entries of a subscription waiting for validation stay in the store; the source
+            // must continue above them too, or a later activation would reuse their sequences.
+            let held = self
+                .0
+                .writer
+                .store()
+                .queue(key)?
+                .last()
+                .map_or(0, |q| q.seq);
+            let top = last_seq.entry(src_key.clone()).or_insert(0);
+            *top = (*top).max(held);
             let act = match doc["state"].as_str() {
                 Some("AwaitingManualAction") => Activation::Awaiting {
                     token: doc["token"].as_str().unwrap_or_default().to_string(),
@@ -504,10 +515,7 @@ impl Grid {
                     Activation::Failed(doc["reason"].as_str().unwrap_or_default().to_string())
                 }
                 _ => {
-                    let (addr, last) =
-                        self.start_push(key, cfg.clone(), Self::names(scope, &name))?;
-                    let top = last_seq.entry(src_key).or_insert(0);
-                    *top = (*top).max(last);
+                    let (addr, _) = self.start_push(key, cfg.clone(), Self::names(scope, &name))?;
                     Activation::Active(addr)
                 }
             };
@@ -880,6 +888,15 @@ impl Grid {
                 })
             })
         };
+        if let Some((_, _, schema, _, _)) = &previous
+            && *schema != cfg.schema
+        {
+            return Err(GridError::BadRequest(format!(
+                "properties.eventDeliverySchema cannot be changed from '{}' to '{}' on an existing event subscription; delete it and create it again.",
+                schema.name(),
+                cfg.schema.name()
+            )));
+        }
         let needs_handshake = match &previous {
             None => true,
             Some((_, url, schema, _, active)) => {
@@ -970,7 +987,10 @@ impl Grid {
                 a
             }
             (None, Some(r)) => {
-                r.do_send(push::Reconfigure(cfg.clone()));
+                r.do_send(push::Reconfigure(
+                    cfg.clone(),
+                    self.shard_for(&cfg.endpoint),
+                ));
                 Activation::Active(r)
             }
             (None, None) => Activation::Active(
@@ -1144,6 +1164,17 @@ impl Grid {
         }
         let _g = self.0.mgmt.lock().await;
         for (scope, sk) in expired {
+            // A PUT may have extended or recreated it while we waited for the lock.
+            let still = {
+                let st = self.0.basic.read().expect("grid lock");
+                st.subs(scope.as_scope())
+                    .ok()
+                    .and_then(|(subs, _)| subs.get(&sk))
+                    .is_some_and(|p| p.cfg.expires_ms.is_some_and(|e| e <= now_ms()))
+            };
+            if !still {
+                continue;
+            }
             if let Err(e) = self
                 .delete_push_subscription_locked(scope.as_scope(), &sk)
                 .await
@@ -1164,15 +1195,19 @@ impl Grid {
                     continue;
                 }
                 p.act = Activation::Failed("The validation URL was not visited in time.".into());
-                stored_doc(&p.name, p.key, &p.props, Some(&p.act))
+                (stored_doc(&p.name, p.key, &p.props, Some(&p.act)), p.key)
             };
+            // What it held from before (an endpoint change) will never be delivered: dropped.
             let r = self
                 .0
                 .writer
-                .submit(vec![Op::PutResource {
-                    path: sub_path(scope, &sk),
-                    json: doc,
-                }])
+                .submit(vec![
+                    Op::PutResource {
+                        path: sub_path(scope, &sk),
+                        json: doc.0,
+                    },
+                    Op::DropSubscription { sub: doc.1 },
+                ])
                 .await;
             if let Err(e) = r {
                 tracing::warn!(error = %e, "could not mark a subscription's validation as failed");

@@ -68,7 +68,7 @@ pub struct Enqueued(pub Vec<PushEntry>);
 /// New settings after a PUT on an existing subscription.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reconfigure(pub PushCfg);
+pub struct Reconfigure(pub PushCfg, pub Addr<DeliveryShard>);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -209,6 +209,9 @@ impl PushSub {
                     break;
                 }
                 self.ready.pop_front();
+                if seqs.contains(&seq) {
+                    continue;
+                }
                 bytes += len;
                 seqs.push(seq);
             }
@@ -301,9 +304,7 @@ impl PushSub {
                     HeaderValue::Dynamic(path) => convert::lookup_scalar(&doc, path),
                 };
                 // A value that cannot be a header value is left out, as Event Grid does.
-                if let Some(value) =
-                    value.filter(|v| v.len() <= 4096 && !v.bytes().any(|b| b < 0x20 && b != b'\t'))
-                {
+                if let Some(value) = value.filter(|v| valid_header_value(v)) {
                     headers.push((name.clone(), value));
                 }
             }
@@ -467,6 +468,13 @@ impl PushSub {
     }
 }
 
+/// What the HTTP client accepts as a header value (visible ASCII, tab, obs-text), at most 4 KiB.
+pub fn valid_header_value(v: &str) -> bool {
+    v.len() <= 4096
+        && v.bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80)
+}
+
 /// Up to 10 % later: many events failing together do not retry in one burst.
 fn jittered(d: Duration) -> u64 {
     let ms = d.as_millis() as u64;
@@ -546,6 +554,8 @@ impl Handler<Reconfigure> for PushSub {
     type Result = ();
     fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
         self.cfg = msg.0;
+        // The endpoint may have changed, and with it the shard that owns it.
+        self.shard = msg.1;
     }
 }
 

@@ -454,6 +454,20 @@ fn attribute_mappings(v: Option<&Value>) -> Result<Vec<(String, HeaderValue)>, S
         if name.to_ascii_lowercase().starts_with("aeg-") {
             return Err(format!("{at}name '{name}' must not start with 'aeg-'"));
         }
+        const RESERVED: [&str; 7] = [
+            "content-type",
+            "content-length",
+            "host",
+            "transfer-encoding",
+            "connection",
+            "origin",
+            "expect",
+        ];
+        if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{at}name '{name}' is a header evgrid sets itself; choose another name"
+            ));
+        }
         let empty = Map::new();
         let p = get_obj(m, "properties", &at)?.unwrap_or(&empty);
         let value = match get_str(m, "type", &at)? {
@@ -461,9 +475,9 @@ fn attribute_mappings(v: Option<&Value>) -> Result<Vec<(String, HeaderValue)>, S
                 let v = get_str(p, "value", &format!("{at}properties."))?.ok_or_else(|| {
                     format!("{at}properties.value is required for a Static mapping")
                 })?;
-                if v.len() > 4096 || v.bytes().any(|b| b == b'\r' || b == b'\n') {
+                if !super::push::valid_header_value(v) {
                     return Err(format!(
-                        "{at}properties.value must be at most 4096 bytes on one line"
+                        "{at}properties.value must be at most 4096 bytes of printable characters"
                     ));
                 }
                 HeaderValue::Static(v.to_string())
@@ -616,6 +630,25 @@ mod tests {
                 .unwrap_err()
                 .contains("plain http")
         );
+        for (mapping, want) in [
+            (
+                json!({"name": "Content-Type", "type": "Static", "properties": {"value": "text/plain"}}),
+                "sets itself",
+            ),
+            (
+                json!({"name": "X-Ok", "type": "Static", "properties": {"value": "a\u{7f}b"}}),
+                "printable",
+            ),
+            (
+                json!({"name": "X-Ok", "type": "Static", "properties": {"value": "a\nb"}}),
+                "printable",
+            ),
+        ] {
+            let mut v = hook(json!({}));
+            v["destination"]["properties"]["deliveryAttributeMappings"] = json!([mapping]);
+            let e = subscription(&v, InputSchema::EventGrid, 0).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
         let mut aeg = hook(json!({}));
         aeg["destination"]["properties"]["deliveryAttributeMappings"] =
             json!([{"name": "aeg-x", "type": "Static", "properties": {"value": "v"}}]);
