@@ -146,8 +146,8 @@ impl Handler<Publish> for NsTopic {
                                 seq,
                                 publish_ms,
                                 body: events[i].raw.clone(),
-                                id: Arc::from(events[i].id.as_str()),
-                                data_version: Arc::from(""),
+                                id: events[i].id.clone(),
+                                data_version: ntex_bytes::ByteString::new(),
                             })
                             .collect(),
                     )),

@@ -80,7 +80,7 @@ impl PushConfig {
 pub struct Request {
     pub url: Arc<str>,
     pub content_type: &'static str,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(std::borrow::Cow<'static, str>, ntex_bytes::ByteString)>,
     pub body: Vec<u8>,
     /// Namespace push: 404 and 414 are not retried either (spec §6.4).
     pub namespace: bool,
@@ -265,7 +265,7 @@ impl Handler<Deliver> for DeliveryShard {
             .post(&*req.url)
             .insert_header(("Content-Type", req.content_type));
         for (k, v) in &req.headers {
-            r = r.insert_header((k.as_str(), v.as_str()));
+            r = r.insert_header((k.as_ref(), v.as_str()));
         }
         let body = req.body;
         let namespace = req.namespace;

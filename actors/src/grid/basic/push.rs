@@ -13,13 +13,14 @@
 //! Must never drop an event without a store commit saying so, or keep more than
 //! `max_in_flight` requests open to its endpoint.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use ntex_bytes::Bytes;
+use ntex_bytes::{ByteString, Bytes};
 use serde_json::{Value, json};
 
 use super::convert;
@@ -36,8 +37,8 @@ pub struct PushEntry {
     pub publish_ms: u64,
     /// The event in the subscription's delivery schema.
     pub body: Bytes,
-    pub id: Arc<str>,
-    pub data_version: Arc<str>,
+    pub id: ByteString,
+    pub data_version: ByteString,
 }
 
 impl PushEntry {
@@ -45,7 +46,7 @@ impl PushEntry {
     pub fn from_queued(q: &Queued) -> PushEntry {
         let v: Value = serde_json::from_slice(&q.body).unwrap_or(Value::Null);
         let s =
-            |k: &str| -> Arc<str> { v.get(k).and_then(Value::as_str).unwrap_or_default().into() };
+            |k: &str| -> ByteString { v.get(k).and_then(Value::as_str).unwrap_or_default().into() };
         let dv = v
             .get("dataVersion")
             .or_else(|| v.get("dataversion"))
@@ -95,7 +96,9 @@ pub struct PushSub {
     cfg: PushCfg,
     push: PushConfig,
     names: Names,
-    header_name: String,
+    header_name: ByteString,
+    /// `cfg.endpoint`, shared by every request.
+    endpoint: Arc<str>,
     writer: Writer,
     shard: Addr<DeliveryShard>,
     tick: Duration,
@@ -120,10 +123,11 @@ impl PushSub {
         last_dead_letter: u64,
     ) -> PushSub {
         let mut s = PushSub {
+            endpoint: Arc::from(cfg.endpoint.as_str()),
             key,
             cfg,
             push,
-            header_name: names.subscription.to_ascii_uppercase(),
+            header_name: ByteString::from(names.subscription.to_ascii_uppercase()),
             names,
             writer,
             shard,
@@ -269,32 +273,39 @@ impl PushSub {
             (true, false) => "application/cloudevents-batch+json; charset=utf-8",
             _ => "application/json; charset=utf-8",
         };
-        let mut headers = vec![
-            ("aeg-event-type".to_string(), "Notification".to_string()),
+        // Names are static or shared, values shared slices: no per-request string building
+        // beyond the delivery count.
+        let mut headers: Vec<(Cow<'static, str>, ByteString)> =
+            Vec::with_capacity(7 + self.cfg.headers.len());
+        headers.extend([
             (
-                "aeg-subscription-name".to_string(),
+                Cow::Borrowed("aeg-event-type"),
+                ByteString::from_static("Notification"),
+            ),
+            (
+                Cow::Borrowed("aeg-subscription-name"),
                 self.header_name.clone(),
             ),
             (
-                "aeg-delivery-count".to_string(),
-                first.state.delivery_count.to_string(),
+                Cow::Borrowed("aeg-delivery-count"),
+                ByteString::from(first.state.delivery_count.to_string()),
             ),
             (
-                "aeg-metadata-version".to_string(),
-                if ce { "1.0" } else { "1" }.to_string(),
+                Cow::Borrowed("aeg-metadata-version"),
+                ByteString::from_static(if ce { "1.0" } else { "1" }),
             ),
-            (
-                "aeg-output-event-id".to_string(),
-                first.entry.id.to_string(),
-            ),
-        ];
+            (Cow::Borrowed("aeg-output-event-id"), first.entry.id.clone()),
+        ]);
         if !ce {
             headers.push((
-                "aeg-data-version".to_string(),
-                first.entry.data_version.to_string(),
+                Cow::Borrowed("aeg-data-version"),
+                first.entry.data_version.clone(),
             ));
         } else {
-            headers.push(("Origin".to_string(), "eventgrid.azure.net".to_string()));
+            headers.push((
+                Cow::Borrowed("Origin"),
+                ByteString::from_static("eventgrid.azure.net"),
+            ));
         }
         if !self.cfg.headers.is_empty() {
             let doc: Value = serde_json::from_slice(&first.entry.body).unwrap_or(Value::Null);
@@ -305,12 +316,12 @@ impl PushSub {
                 };
                 // A value that cannot be a header value is left out, as Event Grid does.
                 if let Some(value) = value.filter(|v| valid_header_value(v)) {
-                    headers.push((name.clone(), value));
+                    headers.push((Cow::Owned(name.clone()), ByteString::from(value)));
                 }
             }
         }
         Request {
-            url: self.cfg.endpoint.as_str().into(),
+            url: self.endpoint.clone(),
             content_type,
             headers,
             body,
@@ -553,6 +564,7 @@ impl Handler<Enqueued> for PushSub {
 impl Handler<Reconfigure> for PushSub {
     type Result = ();
     fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        self.endpoint = Arc::from(msg.0.endpoint.as_str());
         self.cfg = msg.0;
         // The endpoint may have changed, and with it the shard that owns it.
         self.shard = msg.1;

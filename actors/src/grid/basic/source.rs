@@ -144,8 +144,8 @@ impl Handler<PublishBasic> for BasicSource {
                         seq,
                         publish_ms,
                         body,
-                        id: Arc::from(e.ev.id.as_str()),
-                        data_version: Arc::from(e.data_version.as_str()),
+                        id: e.ev.id.clone(),
+                        data_version: e.data_version.clone(),
                     });
             }
             routed += hit as usize;
