@@ -166,19 +166,24 @@ async fn regenerate_key(
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    Ok(keys_response(
+        st.grid.regenerate_key(&ns, &key_name(&body)?).await?,
+    ))
+}
+
+/// The `keyName` of a `regenerateKey` body.
+pub(super) fn key_name(body: &[u8]) -> Result<String, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Body {
         key_name: String,
     }
-    let b: Body = serde_json::from_slice(&body).map_err(|e| {
+    let b: Body = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "The body must be {{\"keyName\": \"key1\"}} or {{\"keyName\": \"key2\"}}: {e}"
         ))
     })?;
-    Ok(keys_response(
-        st.grid.regenerate_key(&ns, &b.key_name).await?,
-    ))
+    Ok(b.key_name)
 }
 
 async fn list_topics(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>) -> R {

@@ -12,9 +12,8 @@ use actix_web::{HttpRequest, web};
 use evgrid_actors::grid::basic::{Kind, Scope};
 
 use super::State;
-use super::error::ApiError;
 use super::mgmt::{
-    PageQuery, R, admin, dead_letter_page, delete_response, json_response, keys_response,
+    PageQuery, R, admin, dead_letter_page, delete_response, json_response, key_name, keys_response,
     list_response, page_size, properties, put_response,
 };
 
@@ -132,14 +131,10 @@ async fn regenerate_key(
     k: Kind,
 ) -> R {
     admin(&req, &st)?;
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let which = v["keyName"].as_str().ok_or_else(|| {
-        ApiError::bad_request(
-            "The body must be {\"keyName\": \"key1\"} or {\"keyName\": \"key2\"}.",
-        )
-    })?;
     Ok(keys_response(
-        st.grid.regenerate_source_key(k, &n, which).await?,
+        st.grid
+            .regenerate_source_key(k, &n, &key_name(&body)?)
+            .await?,
     ))
 }
 

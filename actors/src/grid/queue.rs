@@ -448,15 +448,7 @@ impl QueueSub {
     }
 
     fn flush(&self, ops: Vec<Op>) {
-        if ops.is_empty() {
-            return;
-        }
-        let f = self.writer.submit(ops);
-        actix::spawn(async move {
-            if let Err(e) = f.await {
-                tracing::error!(error = %e, "queue state change not committed");
-            }
-        });
+        self.writer.submit_detached(ops, "queue state change");
     }
 
     fn on_tick(&mut self) {

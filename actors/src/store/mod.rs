@@ -201,6 +201,22 @@ impl Writer {
         }
     }
 
+    /// Queues `ops` without waiting for the commit (from inside an actix system), for state whose loss on a failed commit is
+    /// recoverable (the store keeps what it had, and that is redelivered); a failure is logged
+    /// with `what`.
+    pub fn submit_detached(&self, ops: Vec<Op>, what: &'static str) {
+        if ops.is_empty() {
+            return;
+        }
+        let f = self.submit(ops);
+        // Callers are actors: the task runs on their arbiter.
+        actix::spawn(async move {
+            if let Err(e) = f.await {
+                tracing::warn!(error = %e, "{what} not committed");
+            }
+        });
+    }
+
     /// Reads go straight to the backend (both backends allow reads beside the writer).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store

@@ -160,17 +160,9 @@ impl PushSub {
     }
 
     fn submit(&self, ops: Vec<Op>) {
-        if ops.is_empty() {
-            return;
-        }
-        let f = self.writer.submit(ops);
-        actix::spawn(async move {
-            if let Err(e) = f.await {
-                // The entries stay in the store as they were: after a restart they are
-                // delivered again (at least once), never lost.
-                tracing::warn!(error = %e, "push subscription state not committed");
-            }
-        });
+        // On a failed commit the entries stay in the store as they were: after a restart they
+        // are delivered again (at least once), never lost.
+        self.writer.submit_detached(ops, "push subscription state");
     }
 
     fn due(&mut self) {
