@@ -14,6 +14,7 @@ mod v5;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use evgrid_actors::Broker;
 use evgrid_actors::metrics::METRICS;
@@ -88,8 +89,16 @@ pub struct MqttHandle {
 impl MqttHandle {
     /// Stops accepting, closes connections, and joins the ntex thread.
     pub async fn stop(self) {
-        self.server.stop(true).await;
-        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+        // ntex's graceful stop can sit out its whole shutdown timeout even with no connection
+        // open (seen under load: over 15 s after SIGTERM). HTTP has drained by now and session
+        // state lives in memory, so a bounded wait keeps everything a longer one would.
+        let stop = tokio::time::timeout(Duration::from_secs(3), self.server.stop(true));
+        if stop.await.is_err() {
+            tracing::warn!("the MQTT server did not stop within 3 s; exiting without it");
+            return;
+        }
+        let join = tokio::task::spawn_blocking(move || self.thread.join());
+        let _ = tokio::time::timeout(Duration::from_secs(2), join).await;
     }
 }
 
@@ -161,6 +170,7 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                             },
                         )?
                         .workers(workers)
+                        .shutdown_timeout(Seconds(2))
                         .disable_signals()
                         .run();
                     let _ = tx.send(srv.clone());
