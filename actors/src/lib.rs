@@ -55,6 +55,7 @@ pub struct Opened {
     pub id: SessionId,
     pub addr: Addr<Session>,
     pub present: bool,
+    pub inbound_qos2: session::InboundQos2,
 }
 
 /// Why a session could not be opened.
@@ -134,7 +135,14 @@ impl Broker {
             let mut a = attach();
             a.fresh = fresh;
             match addr.send(a).await {
-                Ok(Some(present)) => return Ok(Opened { id, addr, present }),
+                Ok(Some(a)) => {
+                    return Ok(Opened {
+                        id,
+                        addr,
+                        present: a.present,
+                        inbound_qos2: a.inbound_qos2,
+                    });
+                }
                 // The session is ending (non-persistent) or stopped (expired) between lookup
                 // and attach: drop it, try again with a new one.
                 Ok(None) | Err(_) => {

@@ -79,6 +79,9 @@ pub struct OutMsg {
     pub dup: bool,
     pub retain: bool,
     pub sub_ids: Vec<u32>,
+    /// QoS 2 only: the client's PUBREC arrived on an earlier connection of this session, so the
+    /// writer sends PUBREL for `pid`, not the PUBLISH [MQTT-4.4.0-1].
+    pub release: bool,
 }
 
 /// Why the broker closes a connection from its side.

@@ -144,6 +144,8 @@ pub struct Metrics {
     pub connections_total: Counter,
     pub connections_refused: Counter,
     pub protocol_errors: Counter,
+    /// Inbound QoS 2 PUBLISH packets resent for an id already routed: acknowledged, not routed.
+    pub qos2_resends: Counter,
     pub sessions: Gauge,
     pub subscriptions: Gauge,
     pub retained: Gauge,
@@ -175,6 +177,7 @@ pub static METRICS: Metrics = Metrics {
     connections_total: Counter::new(),
     connections_refused: Counter::new(),
     protocol_errors: Counter::new(),
+    qos2_resends: Counter::new(),
     sessions: Gauge::new(),
     subscriptions: Gauge::new(),
     retained: Gauge::new(),
@@ -254,6 +257,11 @@ impl Metrics {
             "evgrid_mqtt_protocol_errors_total",
             "MQTT connections closed for a protocol violation or malformed packet.",
             self.protocol_errors.get(),
+        );
+        counter(
+            "evgrid_mqtt_qos2_resends_total",
+            "Inbound QoS 2 PUBLISH packets resent before PUBREL, acknowledged without routing them again.",
+            self.qos2_resends.get(),
         );
         let per_qos = |s: &mut String, name: &str, help: &str, c: &[Counter; 3]| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -3,16 +3,18 @@
 //! Owns everything MQTT keeps per session: the attached connection (if any), QoS 1/2 messages in
 //! flight with their packet ids (redelivered with DUP on resume), the queue of messages waiting
 //! for window space or for the client to come back (bounded by count and bytes), the will message
-//! and its delay, and the session expiry. Subscriptions themselves live in the routing shards,
+//! and its delay, and the session expiry, and the packet ids of inbound QoS 2 messages routed but
+//! not yet released (shared with the connection, so a PUBLISH resent after a reconnect is
+//! acknowledged without being routed twice). Subscriptions themselves live in the routing shards,
 //! keyed by this session's id.
 //!
 //! Writes to the client only through the connection's writer channel (the ntex sink is not `Send`),
 //! in batches: one channel message per mailbox message. Must never wait on a connection or on the
 //! routers while handling a message.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -46,10 +48,24 @@ pub struct Will {
     pub delay_secs: u32,
 }
 
-/// A connection attaches to this session (new or resumed). Answers whether state was present, or
-/// `None` when this session is ending (its connection was not persistent) and a new one is needed.
+/// Packet ids of inbound QoS 2 messages this session has routed and whose PUBREL has not arrived
+/// yet. A PUBLISH with one of these ids is a resend [MQTT-4.3.3-10]: acknowledge it, do not route
+/// it again. Held by the session so it survives reconnects; the connection's handlers (on an ntex
+/// worker thread) check and update it directly, because the answer must come before the PUBREC.
+pub type InboundQos2 = Arc<Mutex<HashSet<u16>>>;
+
+/// What a connection gets from the session it attached to.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// State from an earlier connection was present (CONNACK's session present).
+    pub present: bool,
+    pub inbound_qos2: InboundQos2,
+}
+
+/// A connection attaches to this session (new or resumed). Answers with [`Attached`], or `None`
+/// when this session is ending (its connection was not persistent) and a new one is needed.
 #[derive(Message)]
-#[rtype(result = "Option<bool>")]
+#[rtype(result = "Option<Attached>")]
 pub struct Attach {
     pub link: Link,
     pub expiry_secs: u32,
@@ -127,6 +143,7 @@ pub struct Session {
     link: Option<Link>,
     inflight: VecDeque<Inflight>,
     next_pid: u16,
+    inbound_qos2: InboundQos2,
     queue: VecDeque<Delivery>,
     queue_bytes: usize,
     expiry_secs: u32,
@@ -152,6 +169,7 @@ impl Session {
             link: None,
             inflight: VecDeque::new(),
             next_pid: 0,
+            inbound_qos2: InboundQos2::default(),
             queue: VecDeque::new(),
             queue_bytes: 0,
             expiry_secs: 0,
@@ -209,6 +227,7 @@ impl Session {
                 dup: false,
                 retain: d.retain,
                 sub_ids: d.sub_ids,
+                release: false,
             });
             return;
         }
@@ -224,6 +243,7 @@ impl Session {
             dup: false,
             retain: d.retain,
             sub_ids: d.sub_ids.clone(),
+            release: false,
         });
         self.inflight.push_back(Inflight {
             pid,
@@ -254,6 +274,7 @@ impl Session {
                 dup: false,
                 retain: d.retain,
                 sub_ids: d.sub_ids.clone(),
+                release: false,
             });
             self.inflight.push_back(Inflight {
                 pid,
@@ -315,9 +336,9 @@ impl Actor for Session {
 }
 
 impl Handler<Attach> for Session {
-    type Result = Option<bool>;
+    type Result = Option<Attached>;
 
-    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Option<bool> {
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Option<Attached> {
         if !msg.fresh && self.expiry_secs == 0 {
             // The state belongs to a non-persistent connection (clean session / expiry 0) whose
             // Detach may still be on its way: that session ends with its connection, so the new
@@ -343,17 +364,10 @@ impl Handler<Attach> for Session {
         self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
         self.link = Some(msg.link);
 
-        // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH packets with DUP, same packet ids.
+        // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH packets with DUP and their packet ids,
+        // and PUBREL for QoS 2 messages the client has received, in their original order.
         let now = Instant::now();
         let mut batch = Vec::with_capacity(self.inflight.len());
-        let before = self.inflight.len();
-        // ntex-mqtt 9.0 cannot resend a bare PUBREL for a resumed session, so a QoS 2 message
-        // the client already received is treated as complete.
-        self.inflight.retain(|i| !i.received);
-        if before != self.inflight.len() {
-            tracing::debug!(client_id = %self.client_id, n = before - self.inflight.len(),
-                "dropped QoS 2 messages awaiting PUBREL on resume");
-        }
         for i in &self.inflight {
             batch.push(OutMsg {
                 msg: i.d.msg.clone(),
@@ -362,11 +376,15 @@ impl Handler<Attach> for Session {
                 dup: true,
                 retain: i.d.retain,
                 sub_ids: i.d.sub_ids.clone(),
+                release: i.received,
             });
         }
         self.fill_window(now, &mut batch);
         self.send(batch);
-        Some(present)
+        Some(Attached {
+            present,
+            inbound_qos2: self.inbound_qos2.clone(),
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use actix::Addr;
 use evgrid_actors::Broker;
 use evgrid_actors::message::{ConnId, Message, SessionId};
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::session::{Detach, Session};
+use evgrid_actors::session::{Detach, InboundQos2, Session};
 use tokio::sync::oneshot;
 
 use super::Shared;
@@ -49,10 +49,18 @@ pub(crate) struct Conn {
     pub graceful: Cell<bool>,
     /// A v5 DISCONNECT's new session expiry interval.
     pub expiry_override: Cell<Option<u32>>,
+    /// The session's inbound QoS 2 ids awaiting PUBREL (outlives this connection).
+    inbound_qos2: InboundQos2,
 }
 
 impl Conn {
-    pub fn new(id: ConnId, session: SessionId, addr: Addr<Session>, shared: Arc<Shared>) -> Conn {
+    pub fn new(
+        id: ConnId,
+        session: SessionId,
+        addr: Addr<Session>,
+        inbound_qos2: InboundQos2,
+        shared: Arc<Shared>,
+    ) -> Conn {
         METRICS.connections.inc();
         METRICS.connections_total.inc();
         Conn {
@@ -63,7 +71,36 @@ impl Conn {
             publisher: Rc::default(),
             graceful: Cell::new(false),
             expiry_override: Cell::new(None),
+            inbound_qos2,
         }
+    }
+
+    /// An inbound QoS 2 PUBLISH with this id is about to be routed. False when the session
+    /// already routed it and PUBREL has not come: a resend, to acknowledge without routing
+    /// [MQTT-4.3.3-10].
+    pub fn qos2_begin(&self, pid: u16) -> bool {
+        let fresh = self.lock_qos2().insert(pid);
+        if !fresh {
+            METRICS.qos2_resends.inc();
+        }
+        fresh
+    }
+
+    /// Routing the QoS 2 PUBLISH with this id failed: the client was told, PUBREL will not come.
+    pub fn qos2_abort(&self, pid: u16) {
+        self.lock_qos2().remove(&pid);
+    }
+
+    /// PUBREL for this id: the exchange is over. False when the session never routed it.
+    pub fn qos2_release(&self, pid: u16) -> bool {
+        self.lock_qos2().remove(&pid)
+    }
+
+    fn lock_qos2(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u16>> {
+        // A poisoned set is still a valid set of ids: no code path leaves it half-updated.
+        self.inbound_qos2
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reserves this PUBLISH's place in the connection's order. Call before any `.await`.

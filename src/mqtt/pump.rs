@@ -27,8 +27,12 @@ pub(crate) trait Sink: Clone + 'static {
     fn send0(&self, m: &OutMsg) -> Result<(), ()>;
     /// QoS 1 publish with the session's packet id; the ack arrives through the ack callback.
     fn send1(&self, m: &OutMsg) -> Result<(), ()>;
-    /// QoS 2 publish: resolves after PUBREC (first bool) and PUBCOMP (second).
-    fn send2(&self, m: &OutMsg) -> Pin<Box<dyn Future<Output = (bool, bool)>>>;
+    /// QoS 2 publish: `received` runs when PUBREC arrives; resolves to whether PUBCOMP did.
+    fn send2(&self, m: &OutMsg, received: Box<dyn FnOnce()>)
+    -> Pin<Box<dyn Future<Output = bool>>>;
+    /// PUBREL for a QoS 2 message whose PUBREC came on an earlier connection; resolves to
+    /// whether PUBCOMP arrived.
+    fn release(&self, pid: u16) -> Pin<Box<dyn Future<Output = bool>>>;
     /// Installs the QoS 1 ack callback.
     fn on_ack(&self, f: Box<dyn Fn(u16)>);
 }
@@ -66,20 +70,24 @@ pub(crate) async fn run<S: Sink>(
                     0 => sink.send0(m).is_ok(),
                     1 => sink.send1(m).is_ok(),
                     _ => {
-                        let mut fut = sink.send2(m);
-                        let (s, c) = (session.clone(), m.pid);
-                        // Poll once here so the PUBLISH is written now, in order; the rest of the
-                        // exchange (PUBREC, PUBREL, PUBCOMP) runs on its own task.
-                        let first = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-                        let report = move |(rec, comp): (bool, bool)| {
-                            if rec {
-                                s.do_send(Received { conn, pid: c });
-                            }
-                            if comp {
-                                s.do_send(Acked { conn, pid: c });
+                        let pid = m.pid;
+                        let mut fut = if m.release {
+                            sink.release(pid)
+                        } else {
+                            // Reported as soon as PUBREC arrives, so a connection lost before
+                            // PUBCOMP resumes with PUBREL, not a second PUBLISH.
+                            let s = session.clone();
+                            sink.send2(m, Box::new(move || s.do_send(Received { conn, pid })))
+                        };
+                        let s = session.clone();
+                        let report = move |completed: bool| {
+                            if completed {
+                                s.do_send(Acked { conn, pid });
                             }
                         };
-                        match first {
+                        // Poll once here so the PUBLISH (or PUBREL) is written now, in order; the
+                        // rest of the exchange runs on its own task.
+                        match poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
                             Poll::Ready(r) => report(r),
                             Poll::Pending => {
                                 ntex_rt::spawn(async move { report(fut.await) });
@@ -88,7 +96,9 @@ pub(crate) async fn run<S: Sink>(
                         true
                     }
                 };
-                if ok {
+                if ok && m.release {
+                    // A PUBREL, not a message: counted when its PUBLISH went out.
+                } else if ok {
                     n[m.qos as usize] += 1;
                     b[m.qos as usize] += m.msg.payload.len() as u64;
                 } else if !sink.is_open() {

@@ -1,5 +1,6 @@
 //! MQTT 3.1.1 handlers: CONNECT, PUBLISH, SUBSCRIBE/UNSUBSCRIBE/DISCONNECT, and the v3 sink.
 
+use std::num::NonZeroU16;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,7 +106,13 @@ pub(super) async fn connect(
         return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
     };
     let sink = h.sink();
-    let state = Conn::new(conn, opened.id, opened.addr.clone(), sh.clone());
+    let state = Conn::new(
+        conn,
+        opened.id,
+        opened.addr.clone(),
+        opened.inbound_qos2.clone(),
+        sh.clone(),
+    );
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
     let present = opened.present && expiry != 0;
     let mut ack = h
@@ -147,10 +154,19 @@ pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<(), EdgeErr
     };
     if qos == 0 {
         conn.push(ticket, msg);
-        Ok(())
-    } else if conn.push_acked(ticket, msg).await {
+        return Ok(());
+    }
+    let pid = pkt.packet_id.map_or(0, NonZeroU16::get);
+    if qos == 2 && !conn.qos2_begin(pid) {
+        conn.skip(ticket);
+        return Ok(());
+    }
+    if conn.push_acked(ticket, msg).await {
         Ok(())
     } else {
+        if qos == 2 {
+            conn.qos2_abort(pid);
+        }
         Err(EdgeError::Closed("routing failed"))
     }
 }
@@ -225,6 +241,11 @@ pub(super) async fn protocol(
             conn.graceful.set(true);
             Ok(d.ack())
         }
+        ProtocolMessage::PublishRelease(r) => {
+            // [MQTT-4.3.3-11]: always PUBCOMP, also for an id from an earlier connection.
+            conn.qos2_release(r.packet_id.get());
+            Ok(r.ack())
+        }
         other => Ok(other.ack()),
     }
 }
@@ -270,14 +291,28 @@ impl Sink for V3Sink {
             .send_at_least_once_no_block(m.msg.payload.clone())
             .map_err(|_| ())
     }
-    fn send2(&self, m: &OutMsg) -> Pin<Box<dyn Future<Output = (bool, bool)>>> {
+    fn send2(
+        &self,
+        m: &OutMsg,
+        received: Box<dyn FnOnce()>,
+    ) -> Pin<Box<dyn Future<Output = bool>>> {
         let f = self.builder(m).send_exactly_once(m.msg.payload.clone());
         Box::pin(async move {
             match f.await {
-                Ok(rec) => (true, rec.release().await.is_ok()),
-                Err(_) => (false, false),
+                Ok(rec) => {
+                    received();
+                    rec.release().await.is_ok()
+                }
+                Err(_) => false,
             }
         })
+    }
+    fn release(&self, pid: u16) -> Pin<Box<dyn Future<Output = bool>>> {
+        let Some(id) = NonZeroU16::new(pid) else {
+            return Box::pin(std::future::ready(false));
+        };
+        let f = self.0.release_resumed(id);
+        Box::pin(async move { f.await.is_ok() })
     }
     fn on_ack(&self, f: Box<dyn Fn(u16)>) {
         self.0.publish_ack_cb(move |pid, disconnected| {

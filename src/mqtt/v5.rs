@@ -46,6 +46,14 @@ pub(super) async fn connect(
             "connection limit reached",
         ));
     }
+    if pkt.auth_method.is_some() {
+        // [MQTT-4.12.0-1]: no enhanced authentication method is supported.
+        return Ok(refuse(
+            h,
+            ConnectAckReason::BadAuthenticationMethod,
+            "enhanced authentication is not supported",
+        ));
+    }
     if !cfg.allow_anonymous && pkt.username.is_none() {
         return Ok(refuse(
             h,
@@ -130,7 +138,13 @@ pub(super) async fn connect(
         ));
     };
     let sink = h.sink();
-    let state = Conn::new(conn, opened.id, opened.addr.clone(), sh.clone());
+    let state = Conn::new(
+        conn,
+        opened.id,
+        opened.addr.clone(),
+        opened.inbound_qos2.clone(),
+        sh.clone(),
+    );
     let max_ka = cfg.max_keepalive;
     let mut ack = h.ack(state).max_send(Some(window as u16)).with(|a| {
         a.session_present = opened.present;
@@ -224,9 +238,17 @@ pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<mqtt::Publi
         conn.push(ticket, msg);
         return Ok(p.ack());
     }
+    let pid = pkt.packet_id.map_or(0, NonZeroU16::get);
+    if qos == 2 && !conn.qos2_begin(pid) {
+        conn.skip(ticket);
+        return Ok(p.ack());
+    }
     if conn.push_acked(ticket, msg).await {
         Ok(p.ack())
     } else {
+        if qos == 2 {
+            conn.qos2_abort(pid);
+        }
         Ok(p.ack().reason_code(PublishAckReason::UnspecifiedError))
     }
 }
@@ -322,6 +344,30 @@ pub(super) async fn protocol(
             }
             Ok(d.ack())
         }
+        ProtocolMessage::PublishRelease(r) => {
+            // [MQTT-4.3.3-11]: PUBCOMP; an id this session never routed gets 0x92.
+            if conn.qos2_release(r.packet().packet_id.get()) {
+                Ok(r.ack())
+            } else {
+                Ok(r.reason_code(codec::PublishAck2Reason::PacketIdNotFound)
+                    .ack())
+            }
+        }
+        m @ ProtocolMessage::Auth(_) => {
+            // evgrid offers no enhanced authentication (a CONNECT with an authentication method
+            // is refused), so an AUTH packet is a protocol error [MQTT-4.12.0-6].
+            METRICS.protocol_errors.inc();
+            // Written here: ntex-mqtt 9.0 closes the socket before a DISCONNECT returned as the
+            // control answer goes out.
+            s.sink().close_with_reason(codec::Disconnect {
+                reason_code: DisconnectReasonCode::ProtocolError,
+                reason_string: Some(ByteString::from_static(
+                    "AUTH without an authentication method",
+                )),
+                ..Default::default()
+            });
+            Ok(m.disconnect())
+        }
         other => Ok(other.ack()),
     }
 }
@@ -395,14 +441,28 @@ impl Sink for V5Sink {
             .send_at_least_once_no_block(m.msg.payload.clone())
             .map_err(|_| ())
     }
-    fn send2(&self, m: &OutMsg) -> Pin<Box<dyn Future<Output = (bool, bool)>>> {
+    fn send2(
+        &self,
+        m: &OutMsg,
+        received: Box<dyn FnOnce()>,
+    ) -> Pin<Box<dyn Future<Output = bool>>> {
         let f = self.builder(m).send_exactly_once(m.msg.payload.clone());
         Box::pin(async move {
             match f.await {
-                Ok(rec) => (true, rec.release().await.is_ok()),
-                Err(_) => (false, false),
+                Ok(rec) => {
+                    received();
+                    rec.release().await.is_ok()
+                }
+                Err(_) => false,
             }
         })
+    }
+    fn release(&self, pid: u16) -> Pin<Box<dyn Future<Output = bool>>> {
+        let Some(id) = NonZeroU16::new(pid) else {
+            return Box::pin(std::future::ready(false));
+        };
+        let f = self.0.release_resumed(id);
+        Box::pin(async move { f.await.is_ok() })
     }
     fn on_ack(&self, f: Box<dyn Fn(u16)>) {
         self.0.publish_ack_cb(move |ack, disconnected| {

@@ -7,7 +7,7 @@ use ntex_util::{HashSet, future::join, services::inflight::InFlightService};
 
 use crate::error::{DecodeError, DispatcherError, MqttProtocolError, PayloadError, SpecViolation};
 use crate::payload::{Payload, PayloadStatus};
-use crate::{MqttServiceConfig, types::QoS, types::packet_type};
+use crate::{MqttServiceConfig, types::QoS};
 
 use super::codec::{Decoded, Encoded, Packet};
 use super::control::{
@@ -244,18 +244,14 @@ where
                     Ok(None)
                 }
             }
+            // evgrid patch: a PUBREL for an id this connection never saw goes to the control
+            // service too (9.0.0 closed the connection). After a session resumes, the client
+            // resends PUBREL for a QoS 2 PUBLISH an earlier connection received, and
+            // [MQTT-4.3.3-11] says answer it with PUBCOMP.
             Decoded::Packet(Packet::PublishRelease { packet_id }, _) => {
-                if self.inner.inflight.borrow().contains(&packet_id) {
-                    self.inner
-                        .control(ProtocolMessage::pubrel(packet_id), ctx)
-                        .await
-                } else {
-                    Err(MqttProtocolError::unexpected_packet(
-                        packet_type::PUBREL,
-                        "Unknown packet-id in PublishRelease packet",
-                    )
-                    .into())
-                }
+                self.inner
+                    .control(ProtocolMessage::pubrel(packet_id), ctx)
+                    .await
             }
             Decoded::Packet(Packet::PublishComplete { packet_id }, _) => {
                 if let Err(e) = self.inner.sink.pkt_ack(Ack::Complete(packet_id)) {
@@ -338,7 +334,13 @@ where
                     .control(ProtocolMessage::remote_disconnect(), ctx)
                     .await
             }
-            Decoded::Packet(..) => Ok(None),
+            // evgrid patch: a second CONNECT [MQTT-3.1.0-2] and the packets only a server sends
+            // (CONNACK, SUBACK, UNSUBACK, PINGRESP) are protocol errors; 9.0.0 ignored them.
+            Decoded::Packet(pkt, _) => Err(MqttProtocolError::unexpected_packet(
+                pkt.packet_type(),
+                "packet a client must not send",
+            )
+            .into()),
         }
     }
 }

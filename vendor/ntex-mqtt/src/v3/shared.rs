@@ -535,6 +535,30 @@ impl MqttShared {
             Err(e) => Err(SendPacketError::Encode(e)),
         }
     }
+
+    /// evgrid patch: sends PUBREL for a QoS 2 message whose PUBREC arrived on an earlier
+    /// connection of a resumed session [MQTT-4.4.0-1], and registers the wait for its PUBCOMP.
+    pub(super) fn resend_release(
+        &self,
+        id: num::NonZeroU16,
+    ) -> Result<pool::Receiver<Ack>, SendPacketError> {
+        let mut queues = self.queues.borrow_mut();
+        if queues.inflight_ids.contains(&id) {
+            return Err(SendPacketError::PacketIdInUse(id));
+        }
+        match self.io.encode(
+            Encoded::Packet(codec::Packet::PublishRelease { packet_id: id }),
+            &self.codec,
+        ) {
+            Ok(()) => {
+                let (tx, rx) = self.pool.queue.channel();
+                queues.inflight.push_back((id, Some(tx), AckType::Complete));
+                queues.inflight_ids.insert(id);
+                Ok(rx)
+            }
+            Err(e) => Err(SendPacketError::Encode(e)),
+        }
+    }
 }
 
 impl Encoder for MqttShared {

@@ -188,6 +188,14 @@ impl PublishRelease {
         self
     }
 
+    #[inline]
+    #[must_use]
+    /// evgrid patch: set the PUBCOMP reason code (`PacketIdNotFound` for an unknown id).
+    pub fn reason_code(mut self, code: codec::PublishAck2Reason) -> Self {
+        self.result.reason_code = code;
+        self
+    }
+
     /// Ack publish release
     pub fn ack(self) -> ProtocolMessageAck {
         ProtocolMessageAck {

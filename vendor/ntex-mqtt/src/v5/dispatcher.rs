@@ -304,23 +304,15 @@ where
                 Ok(None)
             }
             Decoded::Packet(Packet::PublishRelease(ack), size) => {
-                if self.inner.info.borrow().inflight.contains(&ack.packet_id) {
-                    // evgrid patch: pass the packet id so it leaves the inflight set once
-                    // PUBCOMP is sent (9.0.0 passed 0 and leaked it).
-                    let id = ack.packet_id.get();
-                    self.inner
-                        .control_pkt(ProtocolMessage::pubrel(ack, size), id, ctx)
-                        .await
-                } else {
-                    Ok(Some(Encoded::Packet(codec::Packet::PublishComplete(
-                        codec::PublishAck2 {
-                            packet_id: ack.packet_id,
-                            reason_code: codec::PublishAck2Reason::PacketIdNotFound,
-                            properties: codec::UserProperties::default(),
-                            reason_string: None,
-                        },
-                    ))))
-                }
+                // evgrid patch: pass the packet id so it leaves the inflight set once PUBCOMP is
+                // sent (9.0.0 passed 0 and leaked it). A PUBREL for an id this connection never
+                // saw goes to the control service too (9.0.0 answered PacketIdNotFound itself):
+                // after a session resumes, the client resends PUBREL for a QoS 2 PUBLISH that an
+                // earlier connection received, and only the application knows that session.
+                let id = ack.packet_id.get();
+                self.inner
+                    .control_pkt(ProtocolMessage::pubrel(ack, size), id, ctx)
+                    .await
             }
             Decoded::Packet(Packet::PublishComplete(pkt), _) => {
                 self.inner.sink.pkt_ack(Ack::Complete(pkt))?;
@@ -423,7 +415,13 @@ where
                         .await
                 }
             }
-            Decoded::Packet(_, _) => Ok(None),
+            // evgrid patch: a second CONNECT [MQTT-3.1.0-2] and the packets only a server sends
+            // (CONNACK, SUBACK, UNSUBACK, PINGRESP) are protocol errors; 9.0.0 ignored them.
+            Decoded::Packet(pkt, _) => Err(MqttProtocolError::unexpected_packet(
+                pkt.packet_type(),
+                "packet a client must not send",
+            )
+            .into()),
         }
     }
 }

@@ -133,6 +133,21 @@ impl MqttSink {
         self.0.set_publish_ack(Box::new(f));
     }
 
+    /// evgrid patch: resends PUBREL for a QoS 2 message whose PUBREC arrived on an earlier
+    /// connection of this session, and resolves when PUBCOMP arrives. 9.0.0 had no way to send a
+    /// PUBREL without the PUBREC having arrived on this connection.
+    pub fn release_resumed(
+        &self,
+        id: NonZeroU16,
+    ) -> impl Future<Output = Result<(), SendPacketError>> + use<> {
+        let rx = self.0.resend_release(id);
+        async move {
+            rx?.await
+                .map(|_| ())
+                .map_err(|_| SendPacketError::Disconnected)
+        }
+    }
+
     #[inline]
     #[allow(clippy::missing_panics_doc)]
     /// Create subscribe packet builder
