@@ -1,16 +1,49 @@
-import socket, struct, sys, time, selectors
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+"""Opens N idle MQTT 3.1.1 connections (keep-alive 600 s) and holds them.
+
+Usage: python3 benches/idle_connections.py HOST PORT N [SECONDS] [--subscribe]
+With --subscribe each client also subscribes to fleet/devices/<its id>/commands/# at QoS 1, the
+way a device fleet waits for commands. Compare the broker's VmRSS before and after.
+"""
+import socket, struct, sys, time
+
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+subscribe = "--subscribe" in sys.argv
+host, port, n = args[0], int(args[1]), int(args[2])
+hold = float(args[3]) if len(args) > 3 else 5
+
+
+def connect(i):
+    s = socket.create_connection((host, port))
+    cid = b"idle-%d" % i
+    body = b"\x00\x04MQTT\x04\x02\x02\x58" + struct.pack(">H", len(cid)) + cid
+    s.sendall(bytes([0x10, len(body)]) + body)
+    return s
+
+
+def subscribe_to(s, i):
+    topic = b"fleet/devices/idle-%d/commands/#" % i
+    body = struct.pack(">H", 1) + struct.pack(">H", len(topic)) + topic + b"\x01"
+    s.sendall(bytes([0x82, len(body)]) + body)
+
+
+def expect(s, first):
+    s.settimeout(10)
+    got = s.recv(5)
+    assert got and got[0] == first, (first, got)
+
+
 socks = []
 for i in range(n):
-    s = socket.create_connection((host, port))
-    cid = b'idle-%d' % i
-    body = b'\x00\x04MQTT\x04\x02\x02\x58' + struct.pack('>H', len(cid)) + cid
-    s.sendall(bytes([0x10, len(body)]) + body)
-    socks.append(s)
-    if i % 500 == 499:
-        for t in socks[-500:]:
-            t.settimeout(10); assert t.recv(4)[0] == 0x20
-for t in socks[(n // 500) * 500:]:
-    t.settimeout(10); assert t.recv(4)[0] == 0x20
-print("connected", n, flush=True)
-time.sleep(float(sys.argv[4]) if len(sys.argv) > 4 else 5)
+    socks.append(connect(i))
+    if len(socks) % 500 == 0 or len(socks) == n:
+        batch = socks[(len(socks) - 1) // 500 * 500:]
+        for t in batch:
+            expect(t, 0x20)
+        if subscribe:
+            base = (len(socks) - 1) // 500 * 500
+            for j, t in enumerate(batch):
+                subscribe_to(t, base + j)
+            for t in batch:
+                expect(t, 0x90)
+print("connected", n, "subscribed" if subscribe else "", flush=True)
+time.sleep(hold)

@@ -45,7 +45,47 @@ pub struct Message {
     pub publisher: Option<SessionId>,
 }
 
+/// A copy of `s` that owns its bytes (inline when short). Strings and payloads decoded by
+/// ntex-mqtt are slices of the connection's 16 KiB read buffer, and a slice keeps the whole buffer
+/// alive: anything kept after its packet is handled (client ids, topic filters, wills, retained
+/// messages) is copied, or every idle device pins 16 KiB.
+pub fn owned_str(s: &ByteString) -> ByteString {
+    ByteString::from(s.as_str())
+}
+
+/// [`owned_str`] for binary data.
+pub fn owned_bytes(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+impl Properties {
+    fn detached(&self) -> Properties {
+        Properties {
+            response_topic: self.response_topic.as_ref().map(owned_str),
+            correlation_data: self.correlation_data.as_ref().map(owned_bytes),
+            content_type: self.content_type.as_ref().map(owned_str),
+            payload_utf8: self.payload_utf8,
+            user_properties: self
+                .user_properties
+                .iter()
+                .map(|(k, v)| (owned_str(k), owned_str(v)))
+                .collect(),
+        }
+    }
+}
+
 impl Message {
+    /// A copy that shares no buffer with the packet it came from (see [`owned_str`]), for
+    /// messages kept indefinitely: retained messages and wills.
+    pub fn detached(&self) -> Message {
+        Message {
+            topic: owned_str(&self.topic),
+            payload: owned_bytes(&self.payload),
+            props: self.props.as_ref().map(|p| Box::new(p.detached())),
+            ..self.clone()
+        }
+    }
+
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }
@@ -122,3 +162,60 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by session id with [`IdHasher`].
 pub type IdMap<V> =
     std::collections::HashMap<SessionId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 40-byte slice of a 16 KiB buffer, as ntex-mqtt decodes a topic from a read buffer.
+    fn slice_of_big_buffer() -> (Bytes, Bytes) {
+        let big = Bytes::from(vec![b'a'; 16 * 1024]);
+        let part = big.slice(100..140);
+        (big, part)
+    }
+
+    fn shares(a: &[u8], big: &[u8]) -> bool {
+        big.as_ptr_range().contains(&a.as_ptr())
+    }
+
+    #[test]
+    fn owned_copies_do_not_pin_the_read_buffer() {
+        let (big, part) = slice_of_big_buffer();
+        assert!(shares(&part, &big), "the slice itself shares the buffer");
+        assert!(!shares(&owned_bytes(&part), &big));
+        let s = ByteString::try_from(part.clone()).unwrap();
+        assert!(!shares(owned_str(&s).as_bytes(), &big));
+        assert_eq!(owned_str(&s), s);
+
+        let m = Message {
+            topic: s.clone(),
+            payload: part.clone(),
+            qos: 1,
+            retain: true,
+            props: Some(Box::new(Properties {
+                response_topic: Some(s.clone()),
+                correlation_data: Some(part.clone()),
+                content_type: Some(s.clone()),
+                payload_utf8: true,
+                user_properties: vec![(s.clone(), s.clone())],
+            })),
+            expires_at: None,
+            publisher: None,
+        };
+        let d = m.detached();
+        let p = d.props.as_deref().unwrap();
+        for b in [
+            d.topic.as_bytes(),
+            &d.payload,
+            p.response_topic.as_ref().unwrap().as_bytes(),
+            p.correlation_data.as_ref().unwrap(),
+            p.content_type.as_ref().unwrap().as_bytes(),
+            p.user_properties[0].0.as_bytes(),
+            p.user_properties[0].1.as_bytes(),
+        ] {
+            assert!(!shares(b, &big), "detached message still shares the buffer");
+            assert_eq!(b, &part[..]);
+        }
+        assert_eq!((d.qos, d.retain, p.payload_utf8), (1, true, true));
+    }
+}

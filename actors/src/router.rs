@@ -105,10 +105,11 @@ impl Router {
     }
 
     fn route_one(&mut self, msg: Message) {
-        let msg = Arc::new(msg);
         if msg.retain {
-            METRICS.retained.add(self.retained.set(msg.clone()) as i64);
+            let kept = Arc::new(msg.detached());
+            METRICS.retained.add(self.retained.set(kept) as i64);
         }
+        let msg = Arc::new(msg);
         self.matched.clear();
         self.seen.clear();
         self.trie.matches(&msg.topic, &mut self.matched);

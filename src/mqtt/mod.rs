@@ -11,7 +11,7 @@ mod service;
 mod v3;
 mod v5;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -104,7 +104,7 @@ impl MqttHandle {
 
 /// Binds the MQTT port and starts the ntex system on its own thread.
 pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
-    let listener = TcpListener::bind(cfg.bind)?;
+    let listener = crate::server::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         broker,

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg};
+use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg, owned_str};
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::router::SubReq;
 use evgrid_actors::session::{Attach, Deliver, Link, Will};
@@ -55,7 +55,7 @@ pub(super) async fn connect(
         }
         assign_client_id(&sh)
     } else {
-        pkt.client_id.clone()
+        owned_str(&pkt.client_id)
     };
     let will = match &pkt.last_will {
         None => None,
@@ -72,7 +72,8 @@ pub(super) async fn connect(
                     props: None,
                     expires_at: None,
                     publisher: None,
-                },
+                }
+                .detached(),
                 delay_secs: 0,
             })
         }
@@ -185,7 +186,7 @@ pub(super) async fn protocol(
                 if parse_filter(t.topic(), sh.limits).is_ok() {
                     positions.push(i);
                     reqs.push(SubReq {
-                        filter: t.topic().clone(),
+                        filter: owned_str(t.topic()),
                         opts: SubOpts {
                             qos: (t.qos() as u8).min(sh.cfg.max_qos),
                             ..SubOpts::default()

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg, Properties};
+use evgrid_actors::message::{
+    CloseReason, ConnId, Delivery, Message, OutMsg, Properties, owned_str,
+};
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::router::SubReq;
 use evgrid_actors::session::{Attach, Deliver, Link, Will};
@@ -64,7 +66,7 @@ pub(super) async fn connect(
     let (client_id, assigned) = if pkt.client_id.is_empty() {
         (super::v3::assign_client_id(&sh), true)
     } else {
-        (pkt.client_id.clone(), false)
+        (owned_str(&pkt.client_id), false)
     };
     let will = match &pkt.last_will {
         None => None,
@@ -101,7 +103,8 @@ pub(super) async fn connect(
                         .message_expiry_interval
                         .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
                     publisher: None,
-                },
+                }
+                .detached(),
                 delay_secs: w.will_delay_interval_sec.unwrap_or(0),
             })
         }
@@ -274,7 +277,7 @@ pub(super) async fn protocol(
                     Ok(_) => {
                         positions.push(i);
                         reqs.push(SubReq {
-                            filter: t.topic().clone(),
+                            filter: owned_str(t.topic()),
                             opts: SubOpts {
                                 qos: (o.qos as u8).min(sh.cfg.max_qos),
                                 no_local: o.no_local,
