@@ -10,13 +10,15 @@ use evgrid_actors::metrics::METRICS;
 use evgrid_actors::router::SubReq;
 use evgrid_actors::session::{Attach, Deliver, Link, Will};
 use evgrid_actors::topic::{SubOpts, parse_filter, validate_topic};
-use ntex_bytes::ByteString;
+use ntex_bytes::{ByteString, Bytes};
 use ntex_mqtt::v3::codec::{self, ConnectAckReason};
 use ntex_mqtt::v3::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
+use ntex_util::future::Either;
 use ntex_util::time::Seconds;
 
 use super::conn::Conn;
 use super::pump::{self, Sink};
+use super::service::Reply;
 use super::{EdgeError, Shared, qos_from};
 
 pub(super) type Session = mqtt::Session<Conn>;
@@ -128,9 +130,43 @@ pub(super) async fn connect(
     Ok(ack)
 }
 
-pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<(), EdgeError> {
+pub(super) fn publish(s: &Session, p: mqtt::Publish) -> Reply<'_, ()> {
     let conn: &Conn = s;
     let ticket = conn.ticket();
+    if p.qos() == codec::QoS::AtMostOnce
+        && let Some(payload) = p.take_fixed_payload()
+    {
+        let res = accept(conn, &p, payload, ticket).map(|msg| conn.push(ticket, msg));
+        return Either::Left(std::future::ready(res));
+    }
+    Either::Right(Box::pin(publish_slow(conn, p, ticket)))
+}
+
+/// Validates a PUBLISH whose payload is in hand and builds its message; skips the ticket if not.
+fn accept(
+    conn: &Conn,
+    p: &mqtt::Publish,
+    payload: Bytes,
+    ticket: u64,
+) -> Result<Message, EdgeError> {
+    let pkt = p.packet();
+    if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+        conn.skip(ticket);
+        return Err(EdgeError::Closed("topic name too long or too deep"));
+    }
+    Ok(Message {
+        topic: pkt.topic.clone(),
+        payload,
+        qos: pkt.qos as u8,
+        retain: pkt.retain,
+        props: None,
+        expires_at: None,
+        publisher: Some(conn.session),
+    })
+}
+
+/// QoS 1 and 2 (acknowledged once routed), and payloads that arrive in pieces.
+async fn publish_slow(conn: &Conn, p: mqtt::Publish, ticket: u64) -> Result<(), EdgeError> {
     let payload = match p.read_all().await {
         Ok(b) => b,
         Err(_) => {
@@ -138,26 +174,13 @@ pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<(), EdgeErr
             return Err(EdgeError::Closed("payload read failed"));
         }
     };
-    let pkt = p.packet();
-    if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
-        conn.skip(ticket);
-        return Err(EdgeError::Closed("topic name too long or too deep"));
-    }
-    let qos = pkt.qos as u8;
-    let msg = Message {
-        topic: pkt.topic.clone(),
-        payload,
-        qos,
-        retain: pkt.retain,
-        props: None,
-        expires_at: None,
-        publisher: Some(conn.session),
-    };
+    let msg = accept(conn, &p, payload, ticket)?;
+    let qos = msg.qos;
     if qos == 0 {
         conn.push(ticket, msg);
         return Ok(());
     }
-    let pid = pkt.packet_id.map_or(0, NonZeroU16::get);
+    let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
     if qos == 2 && !conn.qos2_begin(pid) {
         conn.skip(ticket);
         return Ok(());

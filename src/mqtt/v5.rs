@@ -13,15 +13,17 @@ use evgrid_actors::metrics::METRICS;
 use evgrid_actors::router::SubReq;
 use evgrid_actors::session::{Attach, Deliver, Link, Will};
 use evgrid_actors::topic::{SubOpts, parse_filter, validate_topic};
-use ntex_bytes::ByteString;
+use ntex_bytes::{ByteString, Bytes};
 use ntex_mqtt::v5::codec::{
     self, ConnectAckReason, DisconnectReasonCode, PublishAckReason, SubscribeAckReason,
     UnsubscribeAckReason,
 };
 use ntex_mqtt::v5::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
+use ntex_util::future::Either;
 
 use super::conn::Conn;
 use super::pump::{self, Sink};
+use super::service::Reply;
 use super::{EdgeError, Shared, qos_from};
 
 pub(super) type Session = mqtt::Session<Conn>;
@@ -191,41 +193,63 @@ fn props_of(p: &codec::PublishProperties) -> Option<Box<Properties>> {
     }))
 }
 
-pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<mqtt::PublishAck, EdgeError> {
+pub(super) fn publish(s: &Session, p: mqtt::Publish) -> Reply<'_, mqtt::PublishAck> {
     let conn: &Conn = s;
     let ticket = conn.ticket();
-    let payload = match p.read_all().await {
-        Ok(b) => b,
-        Err(_) => {
-            conn.skip(ticket);
-            return Err(EdgeError::Closed("payload read failed"));
-        }
-    };
+    if p.qos() == codec::QoS::AtMostOnce
+        && let Some(payload) = p.take_fixed_payload()
+    {
+        let res = match accept(s, &p, payload, ticket) {
+            Ok(msg) => {
+                conn.push(ticket, msg);
+                p.ack()
+            }
+            Err(reason) => p.ack().reason_code(reason),
+        };
+        return Either::Left(std::future::ready(Ok(res)));
+    }
+    Either::Right(Box::pin(publish_slow(s, p, ticket)))
+}
+
+/// Validates a PUBLISH whose payload is in hand and builds its message. On failure the ticket is
+/// skipped and the reason returned; a QoS 0 publisher, which gets no acknowledgement, is
+/// disconnected with it.
+fn accept(
+    s: &Session,
+    p: &mqtt::Publish,
+    payload: Bytes,
+    ticket: u64,
+) -> Result<Message, PublishAckReason> {
+    let conn: &Conn = s;
     let pkt = p.packet();
     let qos = pkt.qos as u8;
-    if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+    let refuse = |reason: PublishAckReason, code, why: Option<&'static str>| {
         conn.skip(ticket);
         if qos == 0 {
             s.sink().close_with_reason(codec::Disconnect {
-                reason_code: DisconnectReasonCode::TopicNameInvalid,
-                reason_string: Some(ByteString::from_static("topic name too long or too deep")),
+                reason_code: code,
+                reason_string: why.map(ByteString::from_static),
                 ..Default::default()
             });
         }
-        return Ok(p.ack().reason_code(PublishAckReason::TopicNameInvalid));
+        Err(reason)
+    };
+    if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+        return refuse(
+            PublishAckReason::TopicNameInvalid,
+            DisconnectReasonCode::TopicNameInvalid,
+            Some("topic name too long or too deep"),
+        );
     }
     if pkt.properties.is_utf8_payload && std::str::from_utf8(&payload).is_err() {
         // [MQTT-3.3.2-4]: payload format indicator says UTF-8 and it is not.
-        conn.skip(ticket);
-        if qos == 0 {
-            s.sink().close_with_reason(codec::Disconnect {
-                reason_code: DisconnectReasonCode::PayloadFormatInvalid,
-                ..Default::default()
-            });
-        }
-        return Ok(p.ack().reason_code(PublishAckReason::PayloadFormatInvalid));
+        return refuse(
+            PublishAckReason::PayloadFormatInvalid,
+            DisconnectReasonCode::PayloadFormatInvalid,
+            None,
+        );
     }
-    let msg = Message {
+    Ok(Message {
         topic: pkt.topic.clone(),
         payload,
         qos,
@@ -236,12 +260,33 @@ pub(super) async fn publish(s: &Session, p: mqtt::Publish) -> Result<mqtt::Publi
             .message_expiry_interval
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
         publisher: Some(conn.session),
+    })
+}
+
+/// QoS 1 and 2 (acknowledged once routed), and payloads that arrive in pieces.
+async fn publish_slow(
+    s: &Session,
+    p: mqtt::Publish,
+    ticket: u64,
+) -> Result<mqtt::PublishAck, EdgeError> {
+    let conn: &Conn = s;
+    let payload = match p.read_all().await {
+        Ok(b) => b,
+        Err(_) => {
+            conn.skip(ticket);
+            return Err(EdgeError::Closed("payload read failed"));
+        }
     };
+    let msg = match accept(s, &p, payload, ticket) {
+        Ok(msg) => msg,
+        Err(reason) => return Ok(p.ack().reason_code(reason)),
+    };
+    let qos = msg.qos;
     if qos == 0 {
         conn.push(ticket, msg);
         return Ok(p.ack());
     }
-    let pid = pkt.packet_id.map_or(0, NonZeroU16::get);
+    let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
     if qos == 2 && !conn.qos2_begin(pid) {
         conn.skip(ticket);
         return Ok(p.ack());

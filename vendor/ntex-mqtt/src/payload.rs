@@ -57,6 +57,15 @@ impl Payload {
         }
     }
 
+    /// evgrid patch: the whole payload, without awaiting, when it arrived in one piece (not
+    /// streamed). Lets a handler finish a PUBLISH synchronously, with no future to keep.
+    pub fn take_fixed(&self) -> Option<Bytes> {
+        match &self.pl {
+            Either::Left(pl) => pl.take(),
+            Either::Right(_) => None,
+        }
+    }
+
     /// Read complete payload
     pub async fn read_all(&self) -> Result<Bytes, PayloadError> {
         match &self.pl {

@@ -100,6 +100,12 @@ impl Publish {
         self.payload.read_all().await
     }
 
+    /// evgrid patch: the whole payload without awaiting, if it was not streamed
+    /// (see `Payload::take_fixed`).
+    pub fn take_fixed_payload(&self) -> Option<Bytes> {
+        self.payload.take_fixed()
+    }
+
     /// Replace packet'a payload with empty bytes, returns existing payload.
     pub fn take_payload(&mut self) -> Payload {
         mem::take(&mut self.payload)
