@@ -222,9 +222,99 @@ impl Subs {
     }
 }
 
+/// A trie node's children by level name: a short vector while there are few, a hash map beyond.
+/// Most levels of a fleet's filters have one child (`devices/<id>/commands/#`), and a one-entry
+/// `HashMap` allocates room for four nodes plus control bytes: about 700 B per level per routing
+/// shard, against one node's size here.
+#[derive(Debug)]
+enum Children<N> {
+    Few(Vec<(Box<str>, N)>),
+    Many(HashMap<Box<str>, N>),
+}
+
+/// Beyond this many children a level switches to a hash map (a linear scan of short strings is
+/// faster than hashing up to about here).
+const FEW_CHILDREN: usize = 8;
+
+impl<N> Default for Children<N> {
+    fn default() -> Self {
+        Children::Few(Vec::new())
+    }
+}
+
+impl<N: Default> Children<N> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&N> {
+        match self {
+            Children::Few(v) => v.iter().find(|(k, _)| &**k == name).map(|(_, n)| n),
+            Children::Many(m) => m.get(name),
+        }
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut N> {
+        match self {
+            Children::Few(v) => v.iter_mut().find(|(k, _)| &**k == name).map(|(_, n)| n),
+            Children::Many(m) => m.get_mut(name),
+        }
+    }
+
+    fn get_or_default(&mut self, name: &str) -> &mut N {
+        if let Children::Few(v) = self
+            && v.len() >= FEW_CHILDREN
+            && !v.iter().any(|(k, _)| &**k == name)
+        {
+            *self = Children::Many(std::mem::take(v).into_iter().collect());
+        }
+        match self {
+            Children::Few(v) => {
+                let i = match v.iter().position(|(k, _)| &**k == name) {
+                    Some(i) => i,
+                    None => {
+                        // Grow one at a time: a level rarely has more than a few children, and
+                        // the default growth would reserve four.
+                        v.reserve_exact(1);
+                        v.push((name.into(), N::default()));
+                        v.len() - 1
+                    }
+                };
+                &mut v[i].1
+            }
+            Children::Many(m) => m.entry(name.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        match self {
+            Children::Few(v) => {
+                if let Some(i) = v.iter().position(|(k, _)| &**k == name) {
+                    v.swap_remove(i);
+                    v.shrink_to_fit();
+                }
+            }
+            Children::Many(m) => {
+                m.remove(name);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &N)> {
+        let (few, many) = match self {
+            Children::Few(v) => (Some(v.iter().map(|(k, n)| (&**k, n))), None),
+            Children::Many(m) => (None, Some(m.iter().map(|(k, n)| (&**k, n)))),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: Children<Node>,
     plus: Option<Box<Node>>,
     /// Subscriptions whose filter ends in `#` right below this node.
     hash: Subs,
@@ -279,7 +369,7 @@ impl SubTrie {
             node = if level == "+" {
                 node.plus.get_or_insert_with(Default::default)
             } else {
-                node.children.entry(level.into()).or_default()
+                node.children.get_or_default(level)
             };
         }
         let existed = node.end.upsert(filter.group, e);
@@ -310,12 +400,12 @@ impl SubTrie {
                     }
                     removed
                 } else {
-                    let Some(child) = node.children.get_mut(*first) else {
+                    let Some(child) = node.children.get_mut(first) else {
                         return false;
                     };
                     let removed = Self::remove_at(child, rest, group, s);
                     if child.is_empty() {
-                        node.children.remove(*first);
+                        node.children.remove(first);
                     }
                     removed
                 }
@@ -371,7 +461,7 @@ impl SubTrie {
 
 #[derive(Debug, Default)]
 struct RetainNode {
-    children: HashMap<Box<str>, RetainNode>,
+    children: Children<RetainNode>,
     msg: Option<Arc<Message>>,
 }
 
@@ -402,7 +492,7 @@ impl RetainedIndex {
         } else {
             let mut node = &mut self.root;
             for l in &levels {
-                node = node.children.entry((*l).into()).or_default();
+                node = node.children.get_or_default(l);
             }
             let added = node.msg.replace(msg).is_none();
             self.count += usize::from(added);
@@ -414,12 +504,12 @@ impl RetainedIndex {
         match levels {
             [] => node.msg.take().is_some(),
             [first, rest @ ..] => {
-                let Some(child) = node.children.get_mut(*first) else {
+                let Some(child) = node.children.get_mut(first) else {
                     return false;
                 };
                 let removed = Self::clear(child, rest);
                 if child.msg.is_none() && child.children.is_empty() {
-                    node.children.remove(*first);
+                    node.children.remove(first);
                 }
                 removed
             }
@@ -455,7 +545,7 @@ impl RetainedIndex {
                 {
                     out.push(m.clone());
                 }
-                for (name, child) in &node.children {
+                for (name, child) in node.children.iter() {
                     if root && name.starts_with('$') {
                         continue;
                     }
@@ -463,7 +553,7 @@ impl RetainedIndex {
                 }
             }
             ["+", rest @ ..] => {
-                for (name, child) in &node.children {
+                for (name, child) in node.children.iter() {
                     if root && name.starts_with('$') {
                         continue;
                     }
@@ -471,7 +561,7 @@ impl RetainedIndex {
                 }
             }
             [first, rest @ ..] => {
-                if let Some(child) = node.children.get(*first) {
+                if let Some(child) = node.children.get(first) {
                     Self::walk(child, rest, false, now, out);
                 }
             }
@@ -484,7 +574,7 @@ impl RetainedIndex {
         {
             out.push(m.clone());
         }
-        for child in node.children.values() {
+        for (_, child) in node.children.iter() {
             Self::all(child, now, out);
         }
     }
@@ -650,5 +740,40 @@ mod tests {
         assert_eq!(retained(&r, "a/#"), vec!["a", "a/c/d"]);
         assert_eq!(r.set(msg("nope", b"")), 0);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn wide_levels_switch_to_a_map_and_keep_matching() {
+        // 20 devices under one level: past FEW_CHILDREN the level becomes a hash map; every
+        // subscription must still match, unsubscribe, and leave an empty trie behind.
+        let mut t = SubTrie::default();
+        let o = SubOpts::default();
+        let filters: Vec<String> = (0..20).map(|i| format!("fleet/dev{i}/cmd/#")).collect();
+        for (i, fl) in filters.iter().enumerate() {
+            assert!(!t.insert(f(fl), SessionId(i as u64), o));
+        }
+        assert!(matches!(
+            t.root.children.get("fleet").unwrap().children,
+            Children::Many(_)
+        ));
+        for i in 0..20u64 {
+            assert_eq!(matched(&mut t, &format!("fleet/dev{i}/cmd/x")), vec![i]);
+        }
+        assert!(matched(&mut t, "fleet/dev20/cmd/x").is_empty());
+        for (i, fl) in filters.iter().enumerate() {
+            assert!(t.remove(f(fl), SessionId(i as u64)));
+        }
+        assert!(t.is_empty() && t.root.is_empty(), "nothing left behind");
+
+        let mut r = RetainedIndex::default();
+        for i in 0..20 {
+            r.set(msg(&format!("fleet/dev{i}/state"), b"on"));
+        }
+        assert_eq!(retained(&r, "fleet/+/state").len(), 20);
+        assert_eq!(retained(&r, "fleet/dev7/state"), vec!["fleet/dev7/state"]);
+        for i in 0..20 {
+            r.set(msg(&format!("fleet/dev{i}/state"), b""));
+        }
+        assert!(r.is_empty() && r.root.children.is_empty());
     }
 }
