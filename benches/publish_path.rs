@@ -10,11 +10,11 @@ use actix::Arbiter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use evgrid_actors::Broker;
 use evgrid_actors::message::{ConnId, Message, Out};
+use evgrid_actors::outbox::{OutboxRx, outbox};
 use evgrid_actors::router::SubReq;
 use evgrid_actors::session::{Attach, Link, SessionLimits};
 use evgrid_actors::topic::SubOpts;
 use ntex_bytes::{ByteString, Bytes};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const BATCH: usize = 1000;
 
 /// Starts `subs` sessions subscribed to `t/#`, returns the broker and their writer channels.
-async fn setup(subs: usize) -> (Broker, Vec<UnboundedReceiver<Out>>) {
+async fn setup(subs: usize) -> (Broker, Vec<OutboxRx>) {
     let arb = Arbiter::new();
     let broker = Broker::start(
         vec![arb.handle()],
@@ -34,7 +34,7 @@ async fn setup(subs: usize) -> (Broker, Vec<UnboundedReceiver<Out>>) {
     );
     let mut rxs = Vec::new();
     for i in 0..subs {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = outbox();
         let id = ByteString::from(format!("s{i}"));
         let opened = broker
             .open(&id, true, || Attach {
@@ -87,15 +87,19 @@ fn run(c: &mut Criterion, name: &str, subs: usize) {
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             sys.block_on(async {
+                let mut buf = Vec::new();
                 let start = Instant::now();
                 for _ in 0..iters {
                     broker.route(batch()).await.unwrap();
                     for rx in rxs.iter_mut() {
                         let mut n = 0;
                         while n < BATCH {
-                            match rx.recv().await {
-                                Some(Out::Batch(b)) => n += b.len(),
-                                _ => panic!("channel closed"),
+                            assert!(rx.recv_all(&mut buf).await, "channel closed");
+                            for out in buf.drain(..) {
+                                match out {
+                                    Out::Batch(b) => n += b.len(),
+                                    Out::Close(_) => panic!("closed"),
+                                }
                             }
                         }
                     }

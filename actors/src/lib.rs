@@ -14,6 +14,7 @@ pub mod event;
 pub mod grid;
 pub mod message;
 pub mod metrics;
+pub mod outbox;
 pub mod router;
 pub mod session;
 pub mod store;

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use ntex_bytes::ByteString;
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::Broker;
 use crate::message::{CloseReason, ConnId, Delivery, Message, Out, OutMsg, SessionId};
 use crate::metrics::{DropReason, METRICS};
+use crate::outbox::OutboxTx;
 
 /// Messages routed to this session, in routing order. Sent by routing shards.
 #[derive(Message)]
@@ -34,7 +34,7 @@ pub struct Deliver(pub Vec<Delivery>);
 #[derive(Debug)]
 pub struct Link {
     pub conn: ConnId,
-    pub tx: UnboundedSender<Out>,
+    pub tx: OutboxTx,
     /// QoS 0 messages handed to the writer and not yet written; the writer decrements it.
     pub pending: Arc<AtomicUsize>,
     /// QoS 1/2 messages in flight at once: min(server inflight limit, client receive maximum).

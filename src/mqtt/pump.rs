@@ -14,8 +14,8 @@ use std::task::Poll;
 use actix::Addr;
 use evgrid_actors::message::{CloseReason, ConnId, Out, OutMsg};
 use evgrid_actors::metrics::{DropReason, METRICS};
+use evgrid_actors::outbox::OutboxRx;
 use evgrid_actors::session::{Acked, Received, Session};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// What the writer needs from a v3 or v5 sink.
 pub(crate) trait Sink: Clone + 'static {
@@ -39,7 +39,7 @@ pub(crate) trait Sink: Clone + 'static {
 
 pub(crate) async fn run<S: Sink>(
     sink: S,
-    mut rx: UnboundedReceiver<Out>,
+    mut rx: OutboxRx,
     session: Addr<Session>,
     conn: ConnId,
     pending: Arc<AtomicUsize>,
@@ -47,7 +47,7 @@ pub(crate) async fn run<S: Sink>(
     let a = session.clone();
     sink.on_ack(Box::new(move |pid| a.do_send(Acked { conn, pid })));
     let mut buf = Vec::new();
-    while rx.recv_many(&mut buf, 64).await > 0 {
+    while rx.recv_all(&mut buf).await {
         for out in buf.drain(..) {
             let msgs = match out {
                 Out::Close(reason) => {

@@ -81,7 +81,7 @@ pub(super) async fn connect(
         }
     };
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = evgrid_actors::outbox::outbox();
     let pending = Arc::new(AtomicUsize::new(0));
     let window = cfg.max_inflight as usize;
     // A persistent v3 session never expires by itself; the server's cap applies.

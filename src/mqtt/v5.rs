@@ -112,7 +112,7 @@ pub(super) async fn connect(
         }
     };
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = evgrid_actors::outbox::outbox();
     let pending = Arc::new(AtomicUsize::new(0));
     let window = pkt
         .receive_max
