@@ -960,6 +960,58 @@ fn publish_order_preserved_under_split_reads() {
     }
 }
 
+/// Small QoS 0 payloads (routed without waiting) mixed with QoS 1 ones (routed, then acknowledged),
+/// written in chunks that end inside headers and payloads: every message arrives, in order, on
+/// both protocol versions.
+#[test]
+fn mixed_qos_order_preserved_under_split_reads_v3_and_v5() {
+    let srv = Server::start(&[]);
+    for v5 in [false, true] {
+        let opts = |id: &str| if v5 { Opts::v5(id) } else { Opts::v3(id) };
+        let topic = if v5 { "m5" } else { "m3" };
+        let mut s = Client::ok(srv.mqtt, opts(&format!("s{v5}")));
+        s.sub(topic, 1);
+        let mut p = Client::ok(srv.mqtt, opts(&format!("p{v5}")));
+        let mut wire = Vec::new();
+        let n = 5000u32;
+        let mut qos1 = 0u16;
+        for i in 0..n {
+            let qos = u8::from(i % 100 == 99);
+            let mut body = Vec::new();
+            string(topic.as_bytes(), &mut body);
+            if qos == 1 {
+                qos1 += 1;
+                body.extend_from_slice(&qos1.to_be_bytes());
+            }
+            if v5 {
+                body.push(0); // no properties
+            }
+            body.extend_from_slice(&i.to_be_bytes());
+            body.extend_from_slice(&[b'q'; 60]);
+            wire.push((PUBLISH << 4) | (qos << 1));
+            varint(body.len(), &mut wire);
+            wire.extend(body);
+        }
+        for chunk in wire.chunks(97) {
+            p.write_raw(chunk).unwrap();
+        }
+        for i in 0..n {
+            let m = s.next_msg();
+            assert_eq!(
+                u32::from_be_bytes(m.payload[..4].try_into().unwrap()),
+                i,
+                "out of order (v5: {v5})"
+            );
+            assert_eq!(m.qos, u8::from(i % 100 == 99), "qos of message {i}");
+        }
+        // Every QoS 1 message was acknowledged to the publisher.
+        for pid in 1..=qos1 {
+            let ack = p.expect(PUBACK);
+            assert_eq!(u16::from_be_bytes([ack.body[0], ack.body[1]]), pid);
+        }
+    }
+}
+
 #[test]
 fn health_and_metrics_endpoints() {
     let srv = Server::start(&[]);

@@ -170,7 +170,9 @@ impl Broker {
     /// subscribers. Messages of one topic keep their order.
     pub async fn route(&self, msgs: Vec<Message>) -> Result<(), MailboxError> {
         if self.0.routers.len() == 1 {
-            return self.0.routers[0].send(PublishBatch { msgs }).await;
+            return self.0.routers[0]
+                .send(PublishBatch { msgs, done: None })
+                .await;
         }
         let mut per: Vec<Vec<Message>> = (0..self.0.routers.len()).map(|_| Vec::new()).collect();
         for m in msgs {
@@ -179,7 +181,7 @@ impl Broker {
         let mut waits = Vec::new();
         for (i, msgs) in per.into_iter().enumerate() {
             if !msgs.is_empty() {
-                waits.push(self.0.routers[i].send(PublishBatch { msgs }));
+                waits.push(self.0.routers[i].send(PublishBatch { msgs, done: None }));
             }
         }
         for w in waits {
@@ -188,10 +190,34 @@ impl Broker {
         Ok(())
     }
 
+    /// Routes a batch from one publisher without waiting for the routers; `in_flight` counts its
+    /// messages until they are routed. Messages of one topic keep their order, also relative to
+    /// batches sent with [`Broker::route`] (one mailbox per shard).
+    pub fn route_detached(&self, msgs: Vec<Message>, in_flight: &Arc<router::InFlight>) {
+        if self.0.routers.len() == 1 {
+            let done = Some(in_flight.guard(msgs.len()));
+            self.0.routers[0].do_send(PublishBatch { msgs, done });
+            return;
+        }
+        let mut per: Vec<Vec<Message>> = (0..self.0.routers.len()).map(|_| Vec::new()).collect();
+        for m in msgs {
+            per[self.shard_of(&m.topic)].push(m);
+        }
+        for (i, msgs) in per.into_iter().enumerate() {
+            if !msgs.is_empty() {
+                let done = Some(in_flight.guard(msgs.len()));
+                self.0.routers[i].do_send(PublishBatch { msgs, done });
+            }
+        }
+    }
+
     /// Routes one message without waiting (wills).
     pub fn publish(&self, msg: Message) {
         let shard = self.shard_of(&msg.topic);
-        self.0.routers[shard].do_send(PublishBatch { msgs: vec![msg] });
+        self.0.routers[shard].do_send(PublishBatch {
+            msgs: vec![msg],
+            done: None,
+        });
     }
 
     /// Adds subscriptions on every shard; the results merge the shards' retained messages.

@@ -27,6 +27,62 @@ use crate::topic::{Matched, RetainedIndex, SubOpts, SubTrie, TopicLimits, parse_
 #[rtype(result = "()")]
 pub struct PublishBatch {
     pub msgs: Vec<Message>,
+    /// Released once the batch is routed (or dropped unrouted), for batches sent without waiting
+    /// for the answer.
+    pub done: Option<InFlightGuard>,
+}
+
+/// How many messages one connection has handed to the routers without waiting for the answer,
+/// and a wake-up for when that number falls.
+///
+/// A connection routing QoS 0 batches does not await each reply: the reply would be a wake-up from
+/// an actix thread, and tokio's `LocalSet` serves those only every 31st task while local work is
+/// queued, so under load the writer tasks waiting for their sessions starved behind them. This
+/// counter is the back-pressure instead: past a limit the connection stops reading.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    /// Stores a permit when nobody waits, so a release between a check and a wait is not lost.
+    released: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Messages handed over and not yet routed.
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves when some messages have been routed since the last call (or at once, if some
+    /// were routed with nobody waiting).
+    pub async fn released(&self) {
+        self.released.notified().await;
+    }
+
+    /// Counts `n` messages as handed over until the guard is dropped.
+    pub fn guard(self: &Arc<Self>, n: usize) -> InFlightGuard {
+        self.count.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+        InFlightGuard {
+            n,
+            of: self.clone(),
+        }
+    }
+}
+
+/// Part of an [`InFlight`] count; released when dropped, so a batch lost with a stopped router
+/// still releases its connection.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    n: usize,
+    of: Arc<InFlight>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.of
+            .count
+            .fetch_sub(self.n, std::sync::atomic::Ordering::AcqRel);
+        self.of.released.notify_one();
+    }
 }
 
 /// One filter of a SUBSCRIBE, already validated by the edge.
@@ -173,10 +229,12 @@ impl Handler<PublishBatch> for Router {
     type Result = ();
 
     fn handle(&mut self, batch: PublishBatch, _: &mut Self::Context) {
-        for m in batch.msgs {
+        let PublishBatch { msgs, done } = batch;
+        for m in msgs {
             self.route_one(m);
         }
         self.flush();
+        drop(done);
     }
 }
 
@@ -268,5 +326,145 @@ impl Handler<RemoveSession> for Router {
                 METRICS.subscriptions.dec();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use actix::Arbiter;
+    use ntex_bytes::{ByteString, Bytes};
+
+    use super::*;
+    use crate::Broker;
+    use crate::message::{ConnId, Out};
+    use crate::outbox::outbox;
+    use crate::session::{Attach, Link, SessionLimits};
+
+    fn msg(topic: &'static str, n: u8, qos: u8) -> Message {
+        Message {
+            topic: ByteString::from_static(topic),
+            payload: Bytes::from(vec![n]),
+            qos,
+            retain: false,
+            props: None,
+            expires_at: None,
+            publisher: None,
+        }
+    }
+
+    #[test]
+    fn in_flight_guards_count_and_wake_on_release() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let f = Arc::new(InFlight::default());
+            let a = f.guard(3);
+            let b = f.guard(2);
+            assert_eq!(f.count(), 5);
+            drop(a);
+            assert_eq!(f.count(), 2);
+            // The release with nobody waiting left a permit: the next wait returns at once.
+            tokio::time::timeout(Duration::from_secs(1), f.released())
+                .await
+                .expect("a release before the wait is not lost");
+            let waiter = tokio::spawn({
+                let f = f.clone();
+                async move { f.released().await }
+            });
+            tokio::task::yield_now().await;
+            drop(b);
+            tokio::time::timeout(Duration::from_secs(1), waiter)
+                .await
+                .expect("a waiting connection is woken")
+                .unwrap();
+            assert_eq!(f.count(), 0);
+        });
+    }
+
+    /// Detached (QoS 0) batches and awaited (QoS 1) batches from one connection reach the
+    /// subscriber in the order they were sent, and every detached message is released once routed
+    /// (also when its shard's router is gone).
+    #[test]
+    fn detached_and_awaited_batches_keep_their_order() {
+        actix::System::new().block_on(async {
+            let arb = Arbiter::new();
+            let broker = Broker::start(vec![arb.handle()], 3, SessionLimits::default());
+            let (tx, mut rx) = outbox();
+            let opened = broker
+                .open(&ByteString::from_static("sub"), true, || Attach {
+                    link: Link {
+                        conn: ConnId(1),
+                        tx: tx.clone(),
+                        pending: Arc::new(AtomicUsize::new(0)),
+                        window: 1000,
+                    },
+                    expiry_secs: 0,
+                    will: None,
+                    fresh: false,
+                })
+                .await
+                .unwrap();
+            let req = vec![SubReq {
+                filter: ByteString::from_static("t/#"),
+                opts: SubOpts {
+                    qos: 1,
+                    ..SubOpts::default()
+                },
+            }];
+            broker
+                .subscribe(opened.id, &opened.addr, req, 10)
+                .await
+                .unwrap();
+            let f = Arc::new(InFlight::default());
+            let topics = ["t/a", "t/b", "t/c"];
+            let mut sent = Vec::new();
+            for round in 0..20u8 {
+                let detached: Vec<Message> = topics.iter().map(|t| msg(t, round, 0)).collect();
+                broker.route_detached(detached, &f);
+                let awaited: Vec<Message> = topics.iter().map(|t| msg(t, round + 100, 1)).collect();
+                broker.route(awaited).await.unwrap();
+                sent.push(round);
+            }
+            let mut got: std::collections::HashMap<&str, Vec<u8>> = Default::default();
+            let mut buf = Vec::new();
+            while got.values().map(Vec::len).sum::<usize>() < 20 * 2 * topics.len() {
+                let more = tokio::time::timeout(Duration::from_secs(5), rx.recv_all(&mut buf))
+                    .await
+                    .expect("every routed message arrives");
+                assert!(more);
+                for out in buf.drain(..) {
+                    if let Out::Batch(msgs) = out {
+                        for m in msgs {
+                            let t = topics.iter().find(|t| **t == m.msg.topic.as_str()).unwrap();
+                            got.entry(t).or_default().push(m.msg.payload[0]);
+                        }
+                    }
+                }
+            }
+            for t in topics {
+                let want: Vec<u8> = sent.iter().flat_map(|r| [*r, r + 100]).collect();
+                assert_eq!(got[t], want, "order of {t}");
+            }
+            assert_eq!(f.count(), 0, "routed messages are released");
+
+            // A batch for a router that is gone is released when actix drops it.
+            arb.stop();
+            arb.join().unwrap();
+            broker.route_detached(vec![msg("t/a", 1, 0)], &f);
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while f.count() != 0 {
+                    f.released().await;
+                }
+            })
+            .await
+            .expect("a lost batch releases its connection");
+            actix::System::current().stop();
+        });
     }
 }

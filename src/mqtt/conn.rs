@@ -15,6 +15,7 @@ use actix::Addr;
 use evgrid_actors::Broker;
 use evgrid_actors::message::{ConnId, Message, SessionId};
 use evgrid_actors::metrics::METRICS;
+use evgrid_actors::router::InFlight;
 use evgrid_actors::session::{Detach, InboundQos2, Session};
 use tokio::sync::oneshot;
 
@@ -36,6 +37,8 @@ struct Publisher {
     flushing: bool,
     /// Woken each time the flush task takes the pending batch.
     drained: Rc<tokio::sync::Notify>,
+    /// QoS 0 messages handed to the routers and not yet routed.
+    in_flight: Arc<InFlight>,
 }
 
 /// One MQTT connection attached to a session.
@@ -177,6 +180,12 @@ async fn flush(p: Rc<RefCell<Publisher>>, broker: Broker) {
                 METRICS.bytes_in[q].add(b[q]);
             }
         }
+        if acks.is_empty() {
+            // QoS 0 only: nobody waits for the answer (see `InFlight`).
+            let in_flight = p.borrow().in_flight.clone();
+            broker.route_detached(msgs, &in_flight);
+            continue;
+        }
         let ok = broker.route(msgs).await.is_ok();
         for a in acks {
             let _ = a.send(ok);
@@ -195,23 +204,31 @@ impl Drop for Conn {
     }
 }
 
-/// Messages a connection may have routed-but-unconfirmed before it stops reading: beyond this the
-/// publish service reports "not ready" and ntex stops reading the socket (TCP back-pressure to the
-/// publisher) instead of buffering without bound.
+/// Messages a connection may have waiting to be routed, and again handed to the routers but not yet
+/// routed, before it stops reading: beyond this the publish service reports "not ready" and ntex
+/// stops reading the socket (TCP back-pressure to the publisher) instead of buffering without
+/// bound.
 const MAX_PENDING: usize = 16 * 1024;
 
 impl Conn {
     /// Resolves when the connection may take more PUBLISH packets.
     pub async fn capacity(&self) {
         loop {
-            let notified = {
+            let (drained, in_flight) = {
                 let p = self.publisher.borrow();
-                if p.pending.len() < MAX_PENDING {
+                if p.pending.len() >= MAX_PENDING {
+                    (Some(p.drained.clone()), None)
+                } else if p.in_flight.count() >= MAX_PENDING {
+                    (None, Some(p.in_flight.clone()))
+                } else {
                     return;
                 }
-                p.drained.clone()
             };
-            notified.notified().await;
+            if let Some(d) = drained {
+                d.notified().await;
+            } else if let Some(f) = in_flight {
+                f.released().await;
+            }
         }
     }
 }
