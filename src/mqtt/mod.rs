@@ -197,3 +197,77 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
         thread,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use ntex_bytes::BytesMut;
+    use ntex_codec::Decoder;
+
+    /// A QoS 0 PUBLISH to `t` with a payload of `len` bytes (v5: with an empty property list).
+    fn publish(v5: bool, len: usize) -> Vec<u8> {
+        let mut body = vec![0, 1, b't'];
+        if v5 {
+            body.push(0);
+        }
+        body.resize(body.len() + len, 7);
+        let mut wire = vec![0x30];
+        let mut n = body.len();
+        loop {
+            let b = (n % 128) as u8;
+            n /= 128;
+            wire.push(if n > 0 { b | 0x80 } else { b });
+            if n == 0 {
+                break;
+            }
+        }
+        wire.extend(body);
+        wire
+    }
+
+    /// What the vendored codec yields for `wire` cut `short` bytes before its end, then for the
+    /// rest: (payload bytes with the first item, whether the first part yielded anything).
+    macro_rules! split_decode {
+        ($codec:ty, $decoded:path, $wire:expr, $short:expr) => {{
+            let codec = <$codec>::default();
+            codec.set_min_chunk_size(32 * 1024);
+            let wire: Vec<u8> = $wire;
+            let mut buf = BytesMut::from(&wire[..wire.len() - $short]);
+            let first = codec.decode(&mut buf).expect("valid");
+            let early = first.is_some();
+            let item = match first {
+                Some(i) => i,
+                None => {
+                    buf.extend_from_slice(&wire[wire.len() - $short..]);
+                    codec
+                        .decode(&mut buf)
+                        .expect("valid")
+                        .expect("whole packet")
+                }
+            };
+            match item {
+                $decoded(_, payload, _) => (payload.len(), early),
+                _ => panic!("not a PUBLISH"),
+            }
+        }};
+    }
+
+    /// A TCP read that ends inside a small payload must not turn that PUBLISH into a streamed one:
+    /// a streamed payload makes the publish service pending, and ntex then spawns a task for every
+    /// later packet of the next read (vendor/ntex-mqtt/PATCHES.md, patch 12).
+    #[test]
+    fn small_payloads_decode_whole_large_ones_stream() {
+        use ntex_mqtt::{v3::codec as c3, v5::codec as c5};
+        for short in [1, 10, 63] {
+            let v3 = split_decode!(c3::Codec, c3::Decoded::Publish, publish(false, 64), short);
+            let v5 = split_decode!(c5::Codec, c5::Decoded::Publish, publish(true, 64), short);
+            assert_eq!(v3, (64, false), "v3, {short} bytes short");
+            assert_eq!(v5, (64, false), "v5, {short} bytes short");
+        }
+        // Above the chunk size a payload still streams: the header comes first, without waiting.
+        let big = 40 * 1024;
+        let v3 = split_decode!(c3::Codec, c3::Decoded::Publish, publish(false, big), 1000);
+        let v5 = split_decode!(c5::Codec, c5::Decoded::Publish, publish(true, big), 1000);
+        assert!(v3.1 && v3.0 < big, "v3 streams: {v3:?}");
+        assert!(v5.1 && v5.0 < big, "v5 streams: {v5:?}");
+    }
+}

@@ -66,7 +66,9 @@ where
 
         let size = if self.count.0.max_size > 0 { req.size() } else { 0 };
         let task_guard = self.count.get(size);
-        let result = ctx.call(&self.service, req).await;
+        // evgrid patch: `ready` above checked the inner service for this request (see
+        // v5/dispatcher.rs).
+        let result = ctx.call_nowait(&self.service, req).await;
         drop(task_guard);
         result
     }

@@ -9,7 +9,11 @@ use ntex_util::channel::condition::Condition;
 use ntex_util::{future::Either, future::select, spawn, task::LocalWaker, time::Seconds};
 
 use crate::control::Control;
+use crate::inflight::SizedRequest;
 use crate::error::{DecodeError, DispatcherError, EncodeError, MqttProtocolError};
+
+/// Packets one poll of a dispatcher decodes before it lets the worker's other tasks run.
+const POLL_BUDGET: u32 = 64;
 
 type Request<U> = <U as Decoder>::Item;
 type Response<U> = <U as Encoder>::Item;
@@ -243,6 +247,7 @@ where
 impl<Codec, E, Err> Future for Dispatcher<Codec, E, Err>
 where
     Codec: Decoder<Error = DecodeError> + Encoder<Error = EncodeError> + Clone + 'static,
+    <Codec as Decoder>::Item: SizedRequest,
     <Codec as Encoder>::Item: 'static,
     E: 'static,
     Err: 'static,
@@ -272,16 +277,30 @@ where
             }
         }
 
+        // evgrid patch: a budget of packets per poll. A connection whose socket holds
+        // megabytes (a flooding publisher) would otherwise decode all of it in one poll, and
+        // every other task of this worker, including the writers of its subscribers, waits.
+        let mut budget = POLL_BUDGET;
         loop {
             match inner.st {
                 IoDispatcherState::Processing => {
                     match ready!(inner.poll_service(cx)) {
                         PollService::Ready => {
+                            if budget == 0 {
+                                cx.waker().wake_by_ref();
+                                return Poll::Pending;
+                            }
                             // decode incoming bytes stream
                             match inner.io.poll_recv_decode(&inner.codec, cx) {
                                 Ok(decoded) => {
                                     inner.update_timer(&decoded);
                                     if let Some(el) = decoded.item {
+                                        // Only PUBLISH counts: acknowledgements are cheap and
+                                        // free capacity (a fan-in subscriber reads a thousand
+                                        // PUBACKs per read, and must not wait a round per 64).
+                                        if el.is_publish() {
+                                            budget -= 1;
+                                        }
                                         inner.call_service(cx, el);
                                     } else {
                                         return Poll::Pending;

@@ -83,6 +83,8 @@ where
             Error = DispatcherError<E>,
         > + 'static,
     Codec: Decoder<Error = DecodeError> + Encoder<Error = EncodeError> + Clone + 'static,
+    // evgrid patch 13: the io dispatcher's budget counts PUBLISH packets.
+    <Codec as Decoder>::Item: crate::inflight::SizedRequest,
     Req: RequestState<IoBoxed, State = Im>,
 {
     type Res = ();

@@ -358,7 +358,8 @@ where
     C: Service<St, ProtocolMessage, Res = ProtocolMessageAck, Error = DispatcherError<E>>,
 {
     let qos2 = pkt.qos() == QoS::ExactlyOnce;
-    match ctx.call(svc, pkt).await {
+    // evgrid patch: readiness was checked for this packet (see v5/dispatcher.rs).
+    match ctx.call_nowait(svc, pkt).await {
         Ok(()) => {
             log::trace!(
                 "{}: Publish result for packet {:?} is ready",

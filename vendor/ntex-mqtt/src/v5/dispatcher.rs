@@ -495,7 +495,9 @@ where
     C: Service<St, ProtocolMessage, Res = ProtocolMessageAck, Error = DispatcherError<E>>,
 {
     let qos2 = pkt.qos() == QoS::ExactlyOnce;
-    let ack = match ctx.call(publish, pkt).await {
+    // evgrid patch: the io dispatcher checked the whole stack's readiness for this packet
+    // (poll_service) just before calling it; checking again per layer cloned wakers for nothing.
+    let ack = match ctx.call_nowait(publish, pkt).await {
         Ok(ack) => ack,
         Err(e) => {
             if packet_id != 0 {

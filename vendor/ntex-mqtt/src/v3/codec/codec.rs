@@ -118,6 +118,17 @@ impl Decoder for Codec {
                             return Ok(None);
                         }
                         let payload_len = fixed.remaining_length - hdr_len;
+                        // evgrid patch: a payload below the chunk size is decoded whole (see the
+                        // same patch in v5/codec/codec.rs).
+                        let whole = hdr_len as usize + payload_len as usize;
+                        let min_chunk_size = self.min_chunk_size.get();
+                        if min_chunk_size != 0
+                            && payload_len <= min_chunk_size
+                            && src.len() < whole
+                        {
+                            src.reserve(whole - src.len());
+                            return Ok(None);
+                        }
                         let mut buf = src.split_to(hdr_len as usize);
                         let publish =
                             decode::decode_publish_packet(&mut buf, fixed.first_byte, payload_len)?;

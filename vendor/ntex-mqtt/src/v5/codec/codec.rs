@@ -189,6 +189,16 @@ impl Decoder for Codec {
                         return Ok(None);
                     }
                     let payload_len = fixed.remaining_length - props_len;
+                    // evgrid patch: a payload below the chunk size is decoded whole. Streaming a
+                    // 64 B payload because a TCP read ended inside it made that PUBLISH's service
+                    // call pending, and ntex then spawns a task for every later packet of the
+                    // connection's next read (most of the fan-in profile's memmove and waker work).
+                    let whole = props_len as usize + payload_len as usize;
+                    let min_chunk_size = self.min_chunk_size.get();
+                    if min_chunk_size != 0 && payload_len <= min_chunk_size && src.len() < whole {
+                        src.reserve(whole - src.len());
+                        return Ok(None);
+                    }
                     let mut buf = src.split_to(props_len as usize);
                     let publish = Publish::decode(&mut buf, fixed.first_byte, payload_len)?;
 
