@@ -57,13 +57,26 @@ pub fn validate_topic(topic: &str, limits: TopicLimits) -> Result<(), TopicError
     if topic.len() > limits.max_len {
         return Err(TopicError::TooLong);
     }
-    if topic.contains(['+', '#']) {
+    // One pass over the bytes: this runs for every PUBLISH, and `contains([..])` decodes chars.
+    // All three bytes are ASCII, so they never occur inside a multi-byte UTF-8 sequence.
+    let mut separators = 0usize;
+    let mut wildcard = false;
+    let mut nul = false;
+    for &b in topic.as_bytes() {
+        match b {
+            b'/' => separators += 1,
+            b'+' | b'#' => wildcard = true,
+            0 => nul = true,
+            _ => {}
+        }
+    }
+    if wildcard {
         return Err(TopicError::Wildcard);
     }
-    if topic.contains('\0') {
+    if nul {
         return Err(TopicError::NulChar);
     }
-    if topic.split('/').count() > limits.max_levels {
+    if separators + 1 > limits.max_levels {
         return Err(TopicError::TooManyLevels);
     }
     Ok(())
@@ -641,6 +654,14 @@ mod tests {
             validate_topic("a/b/c", tight),
             Err(TopicError::TooManyLevels)
         );
+        assert_eq!(validate_topic("a/b", tight), Ok(()));
+        assert_eq!(validate_topic("a/", tight), Ok(()));
+        assert_eq!(validate_topic("a//", tight), Err(TopicError::TooManyLevels));
+        assert_eq!(validate_topic("x/#", l), Err(TopicError::Wildcard));
+        assert_eq!(validate_topic("#", l), Err(TopicError::Wildcard));
+        assert_eq!(validate_topic("a\0b", l), Err(TopicError::NulChar));
+        assert_eq!(validate_topic("é/ü/日本", l), Ok(()));
+        assert_eq!(validate_topic("$SYS/x", l), Ok(()));
     }
 
     #[test]

@@ -211,6 +211,12 @@ impl Drop for Conn {
 const MAX_PENDING: usize = 16 * 1024;
 
 impl Conn {
+    /// Whether the connection may take another PUBLISH now: [`Conn::capacity`] would not wait.
+    pub fn has_capacity(&self) -> bool {
+        let p = self.publisher.borrow();
+        p.pending.len() < MAX_PENDING && p.in_flight.count() < MAX_PENDING
+    }
+
     /// Resolves when the connection may take more PUBLISH packets.
     pub async fn capacity(&self) {
         loop {

@@ -161,7 +161,8 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                                             Box::pin(v3::protocol(s, m)).await
                                         })
                                         .control(async |_: &v3::Session, c| control(c))
-                                        .build(move |h| v3::connect(h, s3.clone())))
+                                        .build(move |h| v3::connect(h, s3.clone()))
+                                        .fast_publish(v3::fast_publish))
                                         .v5(ntex_mqtt::v5::MqttServer::new(
                                             service::PublishFactory::<v5::Publish5>::new(),
                                         )
@@ -169,7 +170,8 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                                             Box::pin(v5::protocol(s, m)).await
                                         })
                                         .control(async |_: &v5::Session, c| control(c))
-                                        .build(move |h| v5::connect(h, s5.clone())));
+                                        .build(move |h| v5::connect(h, s5.clone()))
+                                        .fast_publish(v5::fast_publish));
                                 // Failures before or during the handshake (garbage, a first
                                 // packet that is not CONNECT, a bad protocol name or level, no
                                 // CONNECT in time) never reach the session services: count here.

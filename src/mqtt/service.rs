@@ -2,7 +2,10 @@
 //!
 //! ntex-mqtt asks a service whether it is ready before it dispatches the next packet; a plain
 //! async closure always is. This one is not while the connection has too many messages waiting
-//! to be routed, so a flooding publisher is slowed by TCP instead of growing memory.
+//! to be routed, so a flooding publisher is slowed by TCP instead of growing memory. The QoS 0
+//! packets that never reach this service (`v3::fast_publish`, `v5::fast_publish`, taken ahead of
+//! ntex-mqtt's service stack) check the same limit with `Conn::has_capacity` and are declined,
+//! into this service's wait, when it is reached.
 
 use std::future::Ready;
 use std::marker::PhantomData;

@@ -154,7 +154,25 @@ fn accept(
         conn.skip(ticket);
         return Err(EdgeError::Closed("topic name too long or too deep"));
     }
-    Ok(Message {
+    Ok(message(conn, pkt, payload))
+}
+
+/// The fast path (`ntex_mqtt`'s `fast_publish`, patch 15): a QoS 0 PUBLISH that arrived whole,
+/// offered before the service stack. It takes only what [`publish`] would accept; a topic to
+/// refuse, and any PUBLISH while the connection is out of capacity, goes the usual way, which
+/// closes the connection or waits.
+pub(super) fn fast_publish(s: &Session, pkt: &codec::Publish, payload: &Bytes) -> bool {
+    let conn: &Conn = s;
+    if !conn.has_capacity() || validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+        return false;
+    }
+    let ticket = conn.ticket();
+    conn.push(ticket, message(conn, pkt, payload.clone()));
+    true
+}
+
+fn message(conn: &Conn, pkt: &codec::Publish, payload: Bytes) -> Message {
+    Message {
         topic: pkt.topic.clone(),
         payload,
         qos: pkt.qos as u8,
@@ -162,7 +180,7 @@ fn accept(
         props: None,
         expires_at: None,
         publisher: Some(conn.session),
-    })
+    }
 }
 
 /// QoS 1 and 2 (acknowledged once routed), and payloads that arrive in pieces.

@@ -241,7 +241,7 @@ fn accept(
             Some("topic name too long or too deep"),
         );
     }
-    if pkt.properties.is_utf8_payload && std::str::from_utf8(&payload).is_err() {
+    if !payload_format_ok(pkt, &payload) {
         // [MQTT-3.3.2-4]: payload format indicator says UTF-8 and it is not.
         return refuse(
             PublishAckReason::PayloadFormatInvalid,
@@ -249,7 +249,32 @@ fn accept(
             None,
         );
     }
-    Ok(Message {
+    Ok(message(conn, pkt, payload, qos))
+}
+
+fn payload_format_ok(pkt: &codec::Publish, payload: &[u8]) -> bool {
+    !pkt.properties.is_utf8_payload || std::str::from_utf8(payload).is_ok()
+}
+
+/// The fast path (`ntex_mqtt`'s `fast_publish`, patch 15): a QoS 0 PUBLISH that arrived whole
+/// and has no topic alias, offered before the service stack. It takes only what [`publish`]
+/// would accept without a word; anything to refuse, and any PUBLISH while the connection is
+/// out of capacity, goes the usual way, which answers or waits.
+pub(super) fn fast_publish(s: &Session, pkt: &codec::Publish, payload: &Bytes) -> bool {
+    let conn: &Conn = s;
+    if !conn.has_capacity()
+        || validate_topic(&pkt.topic, conn.shared.limits).is_err()
+        || !payload_format_ok(pkt, payload)
+    {
+        return false;
+    }
+    let ticket = conn.ticket();
+    conn.push(ticket, message(conn, pkt, payload.clone(), 0));
+    true
+}
+
+fn message(conn: &Conn, pkt: &codec::Publish, payload: Bytes, qos: u8) -> Message {
+    Message {
         topic: pkt.topic.clone(),
         payload,
         qos,
@@ -260,7 +285,7 @@ fn accept(
             .message_expiry_interval
             .map(|s| Instant::now() + Duration::from_secs(u64::from(s.get()))),
         publisher: Some(conn.session),
-    })
+    }
 }
 
 /// QoS 1 and 2 (acknowledged once routed), and payloads that arrive in pieces.

@@ -12,6 +12,18 @@ use crate::control::Control;
 use crate::inflight::SizedRequest;
 use crate::error::{DecodeError, DispatcherError, EncodeError, MqttProtocolError};
 
+/// evgrid patch: a handler that takes a decoded packet synchronously, or declines it.
+///
+/// Called for each packet while no service call of the connection is pending, before the
+/// service stack (in-flight counter, protocol dispatcher, publish service). It returns `true`
+/// when it has handled the packet completely (nothing to answer, nothing to wait for: a QoS 0
+/// PUBLISH), and `false` to send it down the stack as usual. A packet it takes skips the
+/// stack's boxed call and the per-layer readiness checks, which were most of the broker's CPU
+/// per QoS 0 message. It must decline anything whose handling could fail, wait, or answer, and
+/// it is responsible for its own back-pressure (declining when it has no capacity: the stack's
+/// readiness check then pauses reading).
+pub type FastPath<Req> = Box<dyn Fn(&Req) -> bool>;
+
 /// Packets one poll of a dispatcher decodes before it lets the worker's other tasks run.
 const POLL_BUDGET: u32 = 64;
 
@@ -64,6 +76,7 @@ where
     flags: Flags,
     codec: Codec,
     service: ServicePipeline<Codec, E>,
+    fast: Option<FastPath<Request<Codec>>>,
     control: ControlPipeline<Codec, E, Err>,
     st: IoDispatcherState<Codec, E, Err>,
     state: Rc<DispatcherState<Codec, E>>,
@@ -152,6 +165,7 @@ where
                 state,
                 control,
                 service,
+                fast: None,
                 keepalive_timeout,
                 flags: if keepalive_timeout.is_zero() {
                     Flags::empty()
@@ -172,6 +186,12 @@ where
     /// To disable timeout set value to 0.
     ///
     /// By default keep-alive timeout is set to 30 seconds.
+    /// evgrid patch: see [`FastPath`].
+    pub(crate) fn fast_path(mut self, fast: Option<FastPath<Request<Codec>>>) -> Self {
+        self.inner.fast = fast;
+        self
+    }
+
     pub(crate) fn keepalive_timeout(mut self, timeout: Seconds) -> Self {
         self.inner.keepalive_timeout = timeout;
         if timeout.is_zero() {
@@ -281,10 +301,19 @@ where
         // megabytes (a flooding publisher) would otherwise decode all of it in one poll, and
         // every other task of this worker, including the writers of its subscribers, waits.
         let mut budget = POLL_BUDGET;
+        // evgrid patch: after a packet the fast path took, the stack's readiness is unchanged
+        // (nothing ran in it), so it is not checked again before the next packet.
+        let mut ready_known = false;
         loop {
             match inner.st {
                 IoDispatcherState::Processing => {
-                    match ready!(inner.poll_service(cx)) {
+                    let ps = if ready_known {
+                        PollService::Ready
+                    } else {
+                        ready!(inner.poll_service(cx))
+                    };
+                    ready_known = false;
+                    match ps {
                         PollService::Ready => {
                             if budget == 0 {
                                 cx.waker().wake_by_ref();
@@ -301,7 +330,11 @@ where
                                         if el.is_publish() {
                                             budget -= 1;
                                         }
-                                        inner.call_service(cx, el);
+                                        if inner.try_fast(&el) {
+                                            ready_known = true;
+                                        } else {
+                                            inner.call_service(cx, el);
+                                        }
                                     } else {
                                         return Poll::Pending;
                                     }
@@ -400,6 +433,15 @@ where
     fn stop(&mut self, fut: ControlCall<Codec, E, Err>) {
         self.io.stop_timer();
         self.st = IoDispatcherState::Stop(Some(fut));
+    }
+
+    /// evgrid patch: offers `item` to the fast path, only while no service call is pending, so
+    /// packets are still handled in the order they arrived.
+    fn try_fast(&self, item: &Request<Codec>) -> bool {
+        match &self.fast {
+            Some(fast) => self.state.queue.borrow().is_empty() && fast(item),
+            None => false,
+        }
     }
 
     fn call_service(&mut self, cx: &mut Context<'_>, item: Request<Codec>) {

@@ -15,18 +15,23 @@ type Response<U> = Option<<U as Encoder>::Item>;
 type ControlPipeline<AppSt, Codec, Cfg, Err, E> =
     PipelineFactory<Session<Cfg, AppSt>, Control<E>, Response<Codec>, MqttError<Err>, Failure>;
 
-pub struct MqttServer<St, Im, AppSt, Codec: Encoder, Cfg, Err, E, T, M> {
+/// evgrid patch: builds a connection's [`crate::io::FastPath`] from its session.
+pub(crate) type FastPathFactory<Cfg, AppSt, Req> =
+    std::rc::Rc<dyn Fn(&Session<Cfg, AppSt>) -> crate::io::FastPath<Req>>;
+
+pub struct MqttServer<St, Im, AppSt, Codec: Encoder + Decoder, Cfg, Err, E, T, M> {
     connect: ConnectPipeline<St, Im, AppSt, Codec, Cfg, MqttError<Err>>,
     handler: T,
     middleware: M,
     control: ControlPipeline<AppSt, Codec, Cfg, Err, E>,
+    pub(crate) fast: Option<FastPathFactory<Cfg, AppSt, Request<Codec>>>,
     _t: PhantomData<(E, Cfg)>,
 }
 
 impl<St, Im, AppSt, Codec, Cfg, Err, E, T, M> fmt::Debug
     for MqttServer<St, Im, AppSt, Codec, Cfg, Err, E, T, M>
 where
-    Codec: Encoder,
+    Codec: Encoder + Decoder,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttServer").finish()
@@ -41,7 +46,7 @@ where
     Cfg: 'static,
     Err: 'static,
     E: 'static,
-    Codec: Encoder,
+    Codec: Encoder + Decoder,
 {
     pub(crate) fn new(
         connect: ConnectPipeline<St, Im, AppSt, Codec, Cfg, MqttError<Err>>,
@@ -54,6 +59,7 @@ where
             handler,
             middleware,
             control,
+            fast: None,
             _t: PhantomData,
         }
     }
@@ -110,7 +116,9 @@ where
         let hnd = self.middleware.create(&session, handler);
         log::trace!("{tag}: Connection handler is created, starting dispatcher");
 
+        let fast = self.fast.as_ref().map(|f| f(&session));
         Dispatcher::new(io, codec, Pipeline::new(session, hnd), control)
+            .fast_path(fast)
             .keepalive_timeout(keepalive)
             .await
     }

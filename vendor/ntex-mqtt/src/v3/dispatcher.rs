@@ -160,7 +160,8 @@ where
 
         match req {
             Decoded::Publish(publish, payload, size) => {
-                if publish.topic.contains(['#', '+']) {
+                // evgrid patch: a byte scan; `contains([..])` decodes chars, for every PUBLISH.
+                if publish.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+') {
                     return Err(SpecViolation::Pub_3_3_2_2.into());
                 }
 
@@ -208,14 +209,13 @@ where
                     pl
                 };
 
-                publish_fn(
-                    &self.publish,
-                    Publish::new(publish, payload, size),
-                    packet_id,
-                    inner,
-                    ctx,
-                )
-                .await
+                // evgrid patch: the service is awaited here, not in a nested `async fn`. Each
+                // nested future holds its own copy of the packet and is moved whole into its
+                // parent, and this is the path every PUBLISH takes.
+                let pkt = Publish::new(publish, payload, size);
+                let qos2 = pkt.qos() == QoS::ExactlyOnce;
+                let res = ctx.call_nowait(&self.publish, pkt).await;
+                publish_result(res, qos2, packet_id, inner)
             }
             Decoded::PayloadChunk(buf, eof) => {
                 if let Some(pl) = self.inner.sink.payload.take() {
@@ -345,21 +345,14 @@ where
     }
 }
 
-/// Publish service response future
-async fn publish_fn<'f, St, T, C, E>(
-    svc: &'f T,
-    pkt: Publish,
+/// Publish service response
+fn publish_result<C, E>(
+    res: Result<(), E>,
+    qos2: bool,
     packet_id: Option<NonZeroU16>,
-    inner: &'f Inner<C>,
-    ctx: Ctx<'f, Dispatcher<St, T, C, E>, St>,
-) -> Result<Option<Encoded>, DispatcherError<E>>
-where
-    T: Service<St, Publish, Res = (), Error = E>,
-    C: Service<St, ProtocolMessage, Res = ProtocolMessageAck, Error = DispatcherError<E>>,
-{
-    let qos2 = pkt.qos() == QoS::ExactlyOnce;
-    // evgrid patch: readiness was checked for this packet (see v5/dispatcher.rs).
-    match ctx.call_nowait(svc, pkt).await {
+    inner: &Inner<C>,
+) -> Result<Option<Encoded>, DispatcherError<E>> {
+    match res {
         Ok(()) => {
             log::trace!(
                 "{}: Publish result for packet {:?} is ready",
@@ -383,7 +376,21 @@ where
 }
 
 impl<C> Inner<C> {
+    // evgrid patch: the control call's future is boxed. It is the largest state of
+    // `Dispatcher::call`'s future, and every PUBLISH built (and moved) a future of that size:
+    // control packets are rare, PUBLISH is the hot path.
     async fn control<St, T, E>(
+        &self,
+        pkt: ProtocolMessage,
+        ctx: Ctx<'_, Dispatcher<St, T, C, E>, St>,
+    ) -> Result<Option<Encoded>, DispatcherError<E>>
+    where
+        C: Service<St, ProtocolMessage, Res = ProtocolMessageAck, Error = DispatcherError<E>>,
+    {
+        Box::pin(self.control_unboxed(pkt, ctx)).await
+    }
+
+    async fn control_unboxed<St, T, E>(
         &self,
         pkt: ProtocolMessage,
         ctx: Ctx<'_, Dispatcher<St, T, C, E>, St>,

@@ -170,7 +170,8 @@ where
                 let info = &self.inner;
                 let packet_id = publish.packet_id;
 
-                if publish.topic.contains(['#', '+']) {
+                // evgrid patch: a byte scan; `contains([..])` decodes chars, for every PUBLISH.
+                if publish.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+') {
                     return Err(SpecViolation::Pub_3_3_2_2.into());
                 }
 
@@ -273,14 +274,14 @@ where
                     pl
                 };
 
-                publish_fn(
-                    &self.publish,
-                    Publish::new(publish, payload, size),
-                    packet_id.map_or(0, num::NonZero::get),
-                    info,
-                    ctx,
-                )
-                .await
+                // evgrid patch: the service is awaited here, not in a nested `async fn`. Each
+                // nested future holds its own copy of the packet and is moved whole into its
+                // parent, and this is the path every PUBLISH takes. Readiness was checked for
+                // this packet by the io dispatcher (patch 14), hence `call_nowait`.
+                let pkt = Publish::new(publish, payload, size);
+                let qos2 = pkt.qos() == QoS::ExactlyOnce;
+                let res = ctx.call_nowait(&self.publish, pkt).await;
+                publish_result(res, qos2, packet_id.map_or(0, num::NonZero::get), info)
             }
             Decoded::PayloadChunk(buf, eof) => {
                 if let Some(pl) = self.inner.sink.payload.take() {
@@ -438,7 +439,22 @@ impl<C> Inner<C> {
         self.control_pkt(pkt, 0, ctx).await
     }
 
+    // evgrid patch: the control call's future is boxed. It is the largest state of
+    // `Dispatcher::call`'s future, and every PUBLISH built (and moved) a future of that size:
+    // control packets are rare, PUBLISH is the hot path.
     async fn control_pkt<St, T, E>(
+        &self,
+        pkt: ProtocolMessage,
+        packet_id: u16,
+        ctx: Ctx<'_, Dispatcher<St, T, C, E>, St>,
+    ) -> Result<Option<Encoded>, DispatcherError<E>>
+    where
+        C: Service<St, ProtocolMessage, Res = ProtocolMessageAck, Error = DispatcherError<E>>,
+    {
+        Box::pin(self.control_pkt_unboxed(pkt, packet_id, ctx)).await
+    }
+
+    async fn control_pkt_unboxed<St, T, E>(
         &self,
         pkt: ProtocolMessage,
         packet_id: u16,
@@ -482,22 +498,17 @@ impl<C> Inner<C> {
 }
 
 /// Publish service response future
-async fn publish_fn<'f, St, T, C, E>(
-    publish: &T,
-    pkt: Publish,
+/// Turns the publish service's result into the acknowledgement to send.
+fn publish_result<C, R>(
+    res: Result<PublishAck, R>,
+    qos2: bool,
     packet_id: u16,
-    inner: &'f Inner<C>,
-    ctx: Ctx<'f, Dispatcher<St, T, C, E>, St>,
-) -> Result<Option<Encoded>, DispatcherError<E>>
+    inner: &Inner<C>,
+) -> Result<Option<Encoded>, DispatcherError<R::Error>>
 where
-    T: Service<St, Publish, Res = PublishAck>,
-    T::Error: ToPublishAck<Error = E>,
-    C: Service<St, ProtocolMessage, Res = ProtocolMessageAck, Error = DispatcherError<E>>,
+    R: ToPublishAck,
 {
-    let qos2 = pkt.qos() == QoS::ExactlyOnce;
-    // evgrid patch: the io dispatcher checked the whole stack's readiness for this packet
-    // (poll_service) just before calling it; checking again per layer cloned wakers for nothing.
-    let ack = match ctx.call_nowait(publish, pkt).await {
+    let ack = match res {
         Ok(ack) => ack,
         Err(e) => {
             if packet_id != 0 {

@@ -218,6 +218,41 @@ where
     }
 }
 
+/// evgrid patch: a synchronous path for QoS 0 PUBLISH packets, ahead of the service stack.
+impl<St, Im, AppSt, Err, E, T, M>
+    service::MqttServer<St, Im, AppSt, Rc<MqttShared>, MqttSink, Err, E, T, M>
+where
+    AppSt: 'static,
+{
+    /// Offers each QoS 0 PUBLISH that arrived whole (no topic alias, no wildcard in its
+    /// topic, connection open) to `f` before the publish service; `f` returns `true` when it
+    /// has handled the message, `false` to have the publish service handle it as usual. See
+    /// `crate::io::FastPath` for what `f` must decline. Packets are still handled in order: the
+    /// fast path is only offered a packet while no service call of the connection is pending.
+    #[must_use]
+    pub fn fast_publish<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Session<AppSt>, &mqtt::Publish, &ntex_bytes::Bytes) -> bool + 'static,
+    {
+        let f = Rc::new(f);
+        self.fast = Some(Rc::new(move |s: &Session<AppSt>| {
+            let (s, f) = (s.clone(), f.clone());
+            Box::new(move |item: &Decoded| match item {
+                Decoded::Publish(p, payload, _) => {
+                    p.qos == crate::QoS::AtMostOnce
+                        && p.properties.topic_alias.is_none()
+                        && p.payload_size as usize == payload.len()
+                        && s.sink().is_open()
+                        && !p.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+')
+                        && f(&s, p, payload)
+                }
+                _ => false,
+            }) as crate::io::FastPath<Decoded>
+        }));
+        self
+    }
+}
+
 struct ConnectService<ImSt, AppSt, S> {
     svc: S,
     pool: Rc<MqttSinkPool>,
