@@ -746,7 +746,13 @@ impl Client {
         if let Some(t) = &mut self.tracker {
             t.flush();
         }
-        Counters::add(&self.sh.counters.received, received);
+        if received > 0 {
+            Counters::add(&self.sh.counters.received, received);
+            self.sh
+                .counters
+                .last_received_ns
+                .fetch_max(now_ns, Ordering::Relaxed);
+        }
         Ok(())
     }
 

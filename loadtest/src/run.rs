@@ -678,7 +678,12 @@ pub async fn execute(
             }
         }
     }
-    let recv_window_s = sh.clock.now_ns().saturating_sub(start_ns).max(1) as f64 / 1e9;
+    let recv_window_s = stats::receive_window_s(
+        start_ns,
+        start_ns + (publish_s * 1e9) as u64,
+        c.last_received_ns.load(Ordering::Relaxed),
+        sh.clock.now_ns(),
+    );
 
     // stop and collect
     let _ = stop_tx.send(true);

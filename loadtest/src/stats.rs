@@ -104,6 +104,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     pub expected: AtomicU64,
     pub received: AtomicU64,
+    /// clock time (`Clock::now_ns`) of the newest read that delivered a counted message
+    pub last_received_ns: AtomicU64,
     pub acked: AtomicU64,
     pub pub_failed: AtomicU64,
     pub requests_received: AtomicU64,
@@ -121,6 +123,20 @@ impl Counters {
             a.fetch_add(n, Ordering::Relaxed);
         }
     }
+}
+
+/// Seconds over which received/s is averaged: from `start_ns` to the end of publishing or to the
+/// last message received, whichever is later, never to `now_ns`. Waiting in the drain phase for
+/// messages that a broker dropped delivers nothing, so that wait is no part of its throughput;
+/// a broker still draining a backlog is measured until its last message.
+pub fn receive_window_s(
+    start_ns: u64,
+    publish_end_ns: u64,
+    last_received_ns: u64,
+    now_ns: u64,
+) -> f64 {
+    let end = publish_end_ns.max(last_received_ns).min(now_ns);
+    end.saturating_sub(start_ns).max(1) as f64 / 1e9
 }
 
 /// One bucket of [`per_second`]: from `t_s` (seconds since the start) for `secs`.
@@ -323,5 +339,36 @@ mod tests {
         assert!((s.max_us - 1000.0).abs() < 1.0);
         assert_eq!(s.percentiles.len(), PLOT_PCTS.len());
         assert_eq!(LatencySummary::from_hist(&new_hist()).count, 0);
+    }
+
+    #[test]
+    fn receive_window_ends_at_the_later_of_publishing_and_the_last_receipt() {
+        let s = 1_000_000_000;
+        // Everything arrived while publishing, then the drain waited 3 s for dropped messages.
+        assert_eq!(
+            receive_window_s(s, s + 5_000_000_000, s + 4_999_000_000, s + 8_000_000_000),
+            5.0
+        );
+        // A backlog drained until 7 s: measured until its last message.
+        assert_eq!(
+            receive_window_s(s, s + 5_000_000_000, s + 7_000_000_000, s + 8_000_000_000),
+            7.0
+        );
+        // A broker that stopped delivering early is still measured over the whole publishing.
+        assert_eq!(
+            receive_window_s(s, s + 5_000_000_000, s + 1_000_000_000, s + 8_000_000_000),
+            5.0
+        );
+        // Nothing received at all: the publishing phase.
+        assert_eq!(
+            receive_window_s(s, s + 5_000_000_000, 0, s + 8_000_000_000),
+            5.0
+        );
+        // Never past now, never zero.
+        assert_eq!(
+            receive_window_s(s, s + 5_000_000_000, 0, s + 2_000_000_000),
+            2.0
+        );
+        assert!(receive_window_s(s, s, 0, s) > 0.0);
     }
 }
