@@ -30,9 +30,9 @@ run() {
 }
 # Offered rates above what either broker delivers on a 2-core machine, so the ratios compare
 # saturated throughput (the generator shares the cores: see benches/README.md).
-run fanin_q0    --scenario fanin  --publishers 100  --rate 1000000 -q 0 -s 64 --duration 5s
+run fanin_q0    --scenario fanin  --publishers 100  --rate 2000000 -q 0 -s 64 --duration 5s
 run fanout_q0   --scenario fanout --subscribers 1000 --rate 3000  -q 0 -s 64 --duration 5s
-run p2p_q0      --scenario p2p    --pairs 100       --rate 400000 -q 0 -s 64 --duration 5s
+run p2p_q0      --scenario p2p    --pairs 100       --rate 600000 -q 0 -s 64 --duration 5s
 run fanin_q1    --scenario fanin  --publishers 100  --rate 100000 -q 1 -s 64 --duration 5s
 run fanin_q1_300k --scenario fanin --publishers 100 --rate 300000 -q 1 -s 64 --duration 5s
 run latency_20k --scenario fanin  --publishers 20   --rate 20000  -q 0 -s 64 --duration 5s

@@ -45,10 +45,15 @@ where
 
     #[inline]
     async fn ready(&self, ctx: Ctx<'_, Self, St>) -> Result<(), S::Error> {
+        // evgrid patch 17: the pipeline keeps one allocation the size of this future for the
+        // whole life of the connection (ntex-service's `CheckReadiness`), and the nested
+        // readiness futures of the dispatcher below made that about 2.8 KB per connection.
+        // Boxed, the nested future exists only while a check runs; the kept allocation holds a
+        // pointer.
         if self.publish.get() || self.count.is_available() {
-            ctx.ready(&self.service).await
+            Box::pin(ctx.ready(&self.service)).await
         } else {
-            join(self.count.available(), ctx.ready(&self.service))
+            Box::pin(join(self.count.available(), ctx.ready(&self.service)))
                 .await
                 .1
         }
