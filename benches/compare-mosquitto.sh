@@ -26,7 +26,10 @@ sleep 1
 run() {
   local name=$1; shift
   echo "=== $name"
-  $lt compare --a 127.0.0.1:$ev_port --b 127.0.0.1:$mq_port --rounds 3 --json "$out/$name.json" "$@"
+  # Each round waits for both brokers to go idle: a saturated mosquitto works on for seconds
+  # after its round, on the cores the next evgrid round needs.
+  $lt compare --a 127.0.0.1:$ev_port --b 127.0.0.1:$mq_port --a-pid $ev --b-pid $mq --rounds 3 \
+    --json "$out/$name.json" "$@"
 }
 # Offered rates above what either broker delivers on a 2-core machine, so the ratios compare
 # saturated throughput (the generator shares the cores: see benches/README.md).

@@ -268,6 +268,15 @@ pub struct CompareArgs {
     /// Rounds per broker
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Broker A's process id: before each round, wait until it is idle
+    #[arg(long)]
+    pub a_pid: Option<u32>,
+    /// Broker B's process id: before each round, wait until it is idle
+    #[arg(long)]
+    pub b_pid: Option<u32>,
+    /// Longest wait for the brokers named by --a-pid/--b-pid to go idle before a round
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub settle_max: f64,
     #[command(flatten)]
     pub args: Args,
 }

@@ -224,6 +224,11 @@ async fn compare_cmd(
             if *int_rx.borrow() {
                 break 'rounds;
             }
+            let pids: Vec<u32> = c.a_pid.iter().chain(&c.b_pid).copied().collect();
+            let waited = stats::settle(&pids, c.settle_max).await;
+            if waited >= 1.0 {
+                eprintln!("(waited {waited:.1} s for the brokers to go idle)");
+            }
             let mut a = base.clone();
             a.host = host.clone();
             a.port = *port;
