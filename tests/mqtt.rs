@@ -215,6 +215,62 @@ fn persistent_session_v5_expiry_and_unacked_redelivery_with_dup() {
     assert!(!ack.session_present, "expired session must be freed");
 }
 
+/// PUBACKs the server read just before the connection ended still count: the connection reports
+/// them to the session before it detaches, so the resumed session does not send those messages
+/// again. (The client here reconnects only once the old connection is gone; a reconnect racing
+/// the old connection's teardown on another worker can still see them again, as QoS 1 allows.)
+#[test]
+fn acks_read_with_the_disconnect_are_not_lost_v3_and_v5() {
+    let srv = Server::start(&[]);
+    for v5 in [false, true] {
+        let opts = |clean: bool| {
+            let o = if v5 {
+                Opts::v5("acker").prop(Prop::Num(0x11, 60))
+            } else {
+                Opts::v3("acker")
+            };
+            o.clean(clean)
+        };
+        // A fresh persistent session each time round.
+        Client::ok(srv.mqtt, opts(true)).disconnect();
+        let mut s = Client::ok(srv.mqtt, opts(false));
+        s.sub("acked/#", 1);
+        let mut p = Client::ok(srv.mqtt, if v5 { Opts::v5("ap") } else { Opts::v3("ap") });
+        for round in 0..10 {
+            for i in 0..10u8 {
+                p.pub_wait("acked/t", &[round, i], 1, false);
+            }
+            let mut acks = Vec::new();
+            for _ in 0..10 {
+                let m = s.next_raw();
+                assert!(!m.dup, "v5={v5} round {round}: redelivered {:?}", m.payload);
+                acks.extend_from_slice(&[0x40, 2]);
+                acks.extend_from_slice(&m.pid.to_be_bytes());
+            }
+            // Every PUBACK and the end of the connection in one write, so the server reads
+            // them together.
+            s.write_raw(&acks).unwrap();
+            drop(s);
+            wait_until("old connection gone", || {
+                srv.metric("evgrid_mqtt_connections") == 1.0
+            });
+            let (s2, ack) = Client::connect(srv.mqtt, opts(false));
+            assert!(ack.session_present, "v5={v5} round {round}");
+            s = s2;
+        }
+        // Nothing acknowledged comes back: the next message is a new one.
+        p.pub_wait("acked/t", b"last", 1, false);
+        let m = s.next_raw();
+        assert_eq!(
+            (m.payload.as_slice(), m.dup),
+            (&b"last"[..], false),
+            "v5={v5}"
+        );
+        s.disconnect();
+        p.disconnect();
+    }
+}
+
 /// A QoS 2 PUBLISH with the DUP flag, as a client resends it after reconnecting.
 fn publish_dup(c: &mut Client, v5: bool, topic: &str, payload: &[u8], pid: u16) {
     let mut body = Vec::new();

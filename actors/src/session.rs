@@ -85,12 +85,13 @@ pub struct Detach {
     pub expiry_secs: Option<u32>,
 }
 
-/// The client acknowledged a QoS 1 message (PUBACK) or completed a QoS 2 one (PUBCOMP).
+/// The client acknowledged QoS 1 messages (PUBACK) or completed QoS 2 ones (PUBCOMP): the packet
+/// ids, in the order they arrived. The connection sends every PUBACK of one read as one message.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Acked {
     pub conn: ConnId,
-    pub pid: u16,
+    pub pids: Vec<u16>,
 }
 
 /// The client received a QoS 2 message (PUBREC): it must not be sent again as a PUBLISH.
@@ -452,8 +453,11 @@ impl Handler<Acked> for Session {
         if self.link.as_ref().is_none_or(|l| l.conn != msg.conn) {
             return;
         }
-        if let Some(pos) = self.inflight.iter().position(|i| i.pid == msg.pid) {
-            self.inflight.remove(pos);
+        for pid in msg.pids {
+            // Acknowledgements come in sending order, so this is nearly always the front.
+            if let Some(pos) = self.inflight.iter().position(|i| i.pid == pid) {
+                self.inflight.remove(pos);
+            }
         }
         let mut batch = Vec::new();
         self.fill_window(Instant::now(), &mut batch);

@@ -20,6 +20,7 @@ use evgrid_actors::session::{Detach, InboundQos2, Session};
 use tokio::sync::oneshot;
 
 use super::Shared;
+use super::pump::Acks;
 
 enum Slot {
     Waiting,
@@ -54,6 +55,8 @@ pub(crate) struct Conn {
     pub expiry_override: Cell<Option<u32>>,
     /// The session's inbound QoS 2 ids awaiting PUBREL (outlives this connection).
     inbound_qos2: InboundQos2,
+    /// QoS 1 acknowledgements the writer collected and has not reported yet.
+    acks: Acks,
 }
 
 impl Conn {
@@ -62,6 +65,7 @@ impl Conn {
         session: SessionId,
         addr: Addr<Session>,
         inbound_qos2: InboundQos2,
+        acks: Acks,
         shared: Arc<Shared>,
     ) -> Conn {
         METRICS.connections.inc();
@@ -75,6 +79,7 @@ impl Conn {
             graceful: Cell::new(false),
             expiry_override: Cell::new(None),
             inbound_qos2,
+            acks,
         }
     }
 
@@ -196,6 +201,9 @@ async fn flush(p: Rc<RefCell<Publisher>>, broker: Broker) {
 impl Drop for Conn {
     fn drop(&mut self) {
         METRICS.connections.dec();
+        // Before Detach, in the same mailbox: after it the session would ignore them, and the
+        // messages they acknowledge would be sent again on resume.
+        self.acks.flush();
         self.addr.do_send(Detach {
             conn: self.id,
             graceful: self.graceful.get(),

@@ -5,8 +5,10 @@
 //! and reports PUBACK / PUBREC / PUBCOMP to the session actor. Never decides what to send: the
 //! session does.
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
@@ -37,15 +39,65 @@ pub(crate) trait Sink: Clone + 'static {
     fn on_ack(&self, f: Box<dyn Fn(u16)>);
 }
 
+/// The QoS 1 acknowledgements (PUBACK) of one connection not yet reported to its session.
+///
+/// Every PUBACK of one read is reported as one mailbox message, by a task that runs once the
+/// connection has processed that read: one message per acknowledgement cost a mailbox message and
+/// a cross-thread wake-up each, for every QoS 1 delivery. Shared by the writer, which collects
+/// them, and the connection state, which reports what is left before it detaches, so that no
+/// acknowledgement reaches the session after the connection has left it.
+#[derive(Clone)]
+pub(crate) struct Acks(Rc<AcksInner>);
+
+struct AcksInner {
+    session: Addr<Session>,
+    conn: ConnId,
+    pids: RefCell<Vec<u16>>,
+}
+
+impl Acks {
+    pub fn new(session: Addr<Session>, conn: ConnId) -> Acks {
+        Acks(Rc::new(AcksInner {
+            session,
+            conn,
+            pids: RefCell::new(Vec::new()),
+        }))
+    }
+
+    fn push(&self, pid: u16) {
+        let first = {
+            let mut pids = self.0.pids.borrow_mut();
+            pids.push(pid);
+            pids.len() == 1
+        };
+        if first {
+            // Runs after the dispatcher's current poll, which processes the whole read.
+            let me = self.clone();
+            ntex_rt::spawn(async move { me.flush() });
+        }
+    }
+
+    /// Reports the acknowledgements collected so far.
+    pub fn flush(&self) {
+        let pids = std::mem::take(&mut *self.0.pids.borrow_mut());
+        if !pids.is_empty() {
+            self.0.session.do_send(Acked {
+                conn: self.0.conn,
+                pids,
+            });
+        }
+    }
+}
+
 pub(crate) async fn run<S: Sink>(
     sink: S,
     mut rx: OutboxRx,
     session: Addr<Session>,
     conn: ConnId,
     pending: Arc<AtomicUsize>,
+    acks: Acks,
 ) {
-    let a = session.clone();
-    sink.on_ack(Box::new(move |pid| a.do_send(Acked { conn, pid })));
+    sink.on_ack(Box::new(move |pid| acks.push(pid)));
     let mut buf = Vec::new();
     while rx.recv_all(&mut buf).await {
         for out in buf.drain(..) {
@@ -82,7 +134,10 @@ pub(crate) async fn run<S: Sink>(
                         let s = session.clone();
                         let report = move |completed: bool| {
                             if completed {
-                                s.do_send(Acked { conn, pid });
+                                s.do_send(Acked {
+                                    conn,
+                                    pids: vec![pid],
+                                });
                             }
                         };
                         // Poll once here so the PUBLISH (or PUBREL) is written now, in order; the
@@ -108,7 +163,10 @@ pub(crate) async fn run<S: Sink>(
                     // [MQTT-3.1.2-25] says discard it as if it had been sent.
                     METRICS.drop(DropReason::TooLarge, 1);
                     if m.qos > 0 {
-                        session.do_send(Acked { conn, pid: m.pid });
+                        session.do_send(Acked {
+                            conn,
+                            pids: vec![m.pid],
+                        });
                     }
                 }
             }

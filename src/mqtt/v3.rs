@@ -109,11 +109,13 @@ pub(super) async fn connect(
         return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
     };
     let sink = h.sink();
+    let acks = pump::Acks::new(opened.addr.clone(), conn);
     let state = Conn::new(
         conn,
         opened.id,
         opened.addr.clone(),
         opened.inbound_qos2.clone(),
+        acks.clone(),
         sh.clone(),
     );
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
@@ -126,7 +128,14 @@ pub(super) async fn connect(
     if keep_alive == 0 {
         ack = ack.idle_timeout(Seconds(u16::MAX));
     }
-    ntex_rt::spawn(pump::run(V3Sink(sink), rx, opened.addr, conn, pending));
+    ntex_rt::spawn(pump::run(
+        V3Sink(sink),
+        rx,
+        opened.addr,
+        conn,
+        pending,
+        acks,
+    ));
     Ok(ack)
 }
 

@@ -143,11 +143,13 @@ pub(super) async fn connect(
         ));
     };
     let sink = h.sink();
+    let acks = pump::Acks::new(opened.addr.clone(), conn);
     let state = Conn::new(
         conn,
         opened.id,
         opened.addr.clone(),
         opened.inbound_qos2.clone(),
+        acks.clone(),
         sh.clone(),
     );
     let max_ka = cfg.max_keepalive;
@@ -171,7 +173,14 @@ pub(super) async fn connect(
             .with(|a| a.server_keepalive_sec = Some(max_ka))
             .keep_alive(max_ka.saturating_add(max_ka / 2));
     }
-    ntex_rt::spawn(pump::run(V5Sink(sink), rx, opened.addr, conn, pending));
+    ntex_rt::spawn(pump::run(
+        V5Sink(sink),
+        rx,
+        opened.addr,
+        conn,
+        pending,
+        acks,
+    ));
     Ok(ack)
 }
 
