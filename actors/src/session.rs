@@ -153,7 +153,19 @@ pub struct Session {
     expiry_timer: Option<SpawnHandle>,
     /// Bumped on every attach/detach so a stale timer can tell it is stale.
     epoch: u64,
+    /// A connection taking over the attached one, waiting for it to finish: the old connection
+    /// may still report acknowledgements it read before it closed (it may be on another thread),
+    /// and those must count before the new connection is sent what is unacknowledged.
+    waiting: Option<Waiting>,
 }
+
+struct Waiting {
+    attach: Attach,
+    reply: tokio::sync::oneshot::Sender<Option<Attached>>,
+}
+
+/// How long a taking-over connection waits for the one it replaces to detach.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
 
 impl Session {
     pub fn new(
@@ -178,6 +190,7 @@ impl Session {
             will_timer: None,
             expiry_timer: None,
             epoch: 0,
+            waiting: None,
         }
     }
 
@@ -337,22 +350,49 @@ impl Actor for Session {
 }
 
 impl Handler<Attach> for Session {
-    type Result = Option<Attached>;
+    type Result = ResponseFuture<Option<Attached>>;
 
-    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Option<Attached> {
+    fn handle(&mut self, msg: Attach, ctx: &mut Self::Context) -> Self::Result {
         if !msg.fresh && self.expiry_secs == 0 {
             // The state belongs to a non-persistent connection (clean session / expiry 0) whose
             // Detach may still be on its way: that session ends with its connection, so the new
             // connection gets a new one [MQTT-3.1.2-6].
             self.close_link(CloseReason::SessionTakenOver);
             ctx.stop();
-            return None;
+            return Box::pin(std::future::ready(None));
         }
+        // A connection already waiting to take over is attached first; this one takes over
+        // from it in turn.
+        if let Some(w) = self.waiting.take() {
+            self.link = None;
+            let _ = w.reply.send(Some(self.attach(w.attach, ctx)));
+        }
+        let Some(link) = &self.link else {
+            return Box::pin(std::future::ready(Some(self.attach(msg, ctx))));
+        };
+        // [MQTT-3.1.4-3]: the existing connection is closed (v5 says why, 0x8E). It stays the
+        // session's link until its Detach, so what it acknowledged before it closed counts.
+        let _ = link.tx.send(Out::Close(CloseReason::SessionTakenOver));
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.waiting = Some(Waiting { attach: msg, reply });
+        let old = link.conn;
+        ctx.run_later(TAKEOVER_WAIT, move |s, ctx| {
+            if s.link.as_ref().is_some_and(|l| l.conn == old)
+                && let Some(w) = s.waiting.take()
+            {
+                tracing::debug!(client_id = %s.client_id, "taken-over connection did not detach");
+                s.link = None;
+                let _ = w.reply.send(Some(s.attach(w.attach, ctx)));
+            }
+        });
+        Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
+impl Session {
+    /// Attaches a connection to this session (no other is attached) and sends it what is due.
+    fn attach(&mut self, msg: Attach, ctx: &mut Context<Self>) -> Attached {
         let present = !msg.fresh;
-        if self.link.is_some() {
-            // [MQTT-3.1.4-3]: the existing connection is closed; v5 says why (0x8E).
-            self.close_link(CloseReason::SessionTakenOver);
-        }
         self.epoch += 1;
         if let Some(t) = self.expiry_timer.take() {
             ctx.cancel_future(t);
@@ -382,10 +422,10 @@ impl Handler<Attach> for Session {
         }
         self.fill_window(now, &mut batch);
         self.send(batch);
-        Some(Attached {
+        Attached {
             present,
             inbound_qos2: self.inbound_qos2.clone(),
-        })
+        }
     }
 }
 
@@ -397,6 +437,12 @@ impl Handler<Detach> for Session {
             return; // a connection that was already taken over
         }
         self.link = None;
+        if let Some(w) = self.waiting.take() {
+            // Taken over: the new connection attaches now, as if this one had not detached by
+            // itself (no will, no expiry).
+            let _ = w.reply.send(Some(self.attach(w.attach, ctx)));
+            return;
+        }
         self.epoch += 1;
         if let Some(e) = msg.expiry_secs {
             self.expiry_secs = e.min(self.limits.max_session_expiry_secs);
