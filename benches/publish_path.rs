@@ -2,8 +2,6 @@
 //! grouped per session, through each session actor, into the connections' writer channels.
 //! Measures the time until every subscriber's channel has received its messages.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use actix::Arbiter;
@@ -29,6 +27,7 @@ async fn setup(subs: usize) -> (Broker, Vec<OutboxRx>) {
         1,
         SessionLimits {
             max_outbound: usize::MAX,
+            max_outbound_bytes: usize::MAX,
             ..Default::default()
         },
     );
@@ -41,7 +40,6 @@ async fn setup(subs: usize) -> (Broker, Vec<OutboxRx>) {
                 link: Link {
                     conn: ConnId(i as u64),
                     tx: tx.clone(),
-                    pending: Arc::new(AtomicUsize::new(0)),
                     window: 100,
                 },
                 expiry_secs: 0,

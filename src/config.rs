@@ -156,8 +156,20 @@ pub struct MqttConfig {
     pub max_queued_messages: usize,
     /// Bytes queued per session (payload and topic) while offline or while its window is full.
     pub max_queued_bytes: usize,
-    /// QoS 0 messages buffered towards one slow subscriber before further ones are dropped.
+    /// Messages buffered towards one subscriber's socket (not yet taken by it) before further
+    /// QoS 0 ones are dropped.
     pub max_outbound_messages: usize,
+    /// The same bound in bytes (payload, topic and 64 bytes of overhead each).
+    pub max_outbound_bytes: usize,
+    /// Seconds a connection's socket may take nothing while the broker has messages for it;
+    /// then the connection is closed (v5: DISCONNECT 0x97). 0: never.
+    pub send_timeout: u32,
+    /// Bytes all MQTT buffers may hold together (messages towards sockets, QoS 1/2 messages
+    /// queued or in flight); beyond it new messages are dropped and counted.
+    pub max_buffered_bytes: usize,
+    /// Sessions held at once, connected or persistent; a CONNECT that would create one more is
+    /// refused (v5 0x97 quota exceeded, v3.1.1 0x03 server unavailable).
+    pub max_sessions: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions_per_client: usize,
     /// Highest keep-alive a client may ask for, in seconds (Event Grid's: 1160).
@@ -216,6 +228,10 @@ impl Default for MqttConfig {
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
             max_outbound_messages: 10_000,
+            max_outbound_bytes: 8 * 1024 * 1024,
+            send_timeout: 15,
+            max_buffered_bytes: 1024 * 1024 * 1024,
+            max_sessions: 100_000,
             max_subscriptions_per_client: 100,
             max_keepalive: 1160,
             max_topic_alias: 10,
@@ -340,6 +356,18 @@ impl Config {
         }
         if m.max_outbound_messages == 0 {
             return bad("mqtt.max_outbound_messages", "must be at least 1");
+        }
+        if m.max_outbound_bytes < 1024 {
+            return bad("mqtt.max_outbound_bytes", "must be at least 1024");
+        }
+        if m.max_buffered_bytes < m.max_outbound_bytes {
+            return bad(
+                "mqtt.max_buffered_bytes",
+                "must be at least mqtt.max_outbound_bytes",
+            );
+        }
+        if m.max_sessions == 0 {
+            return bad("mqtt.max_sessions", "must be at least 1");
         }
         if self.http.workers == 0 {
             return bad("http.workers", "must be at least 1");

@@ -179,6 +179,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         };
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let m = &cfg.mqtt;
+        evgrid_actors::budget::BUDGET.set_limit(m.max_buffered_bytes);
         let broker = Broker::start(
             arbiters.iter().map(|a| a.handle()).collect(),
             m.router_shards,
@@ -186,7 +187,9 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_queued_messages: m.max_queued_messages,
                 max_queued_bytes: m.max_queued_bytes,
                 max_outbound: m.max_outbound_messages,
+                max_outbound_bytes: m.max_outbound_bytes,
                 max_session_expiry_secs: m.max_session_expiry,
+                max_sessions: m.max_sessions,
             },
         );
         let grid = start_grid(&cfg, &arbiters, http_addr).await?;

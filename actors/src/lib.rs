@@ -10,6 +10,7 @@
 //! Data moves in batches ([`router::PublishBatch`], [`session::Deliver`], [`message::Out`]); one
 //! mailbox message per batch, never per message. Nothing here knows the MQTT wire format.
 
+pub mod budget;
 pub mod event;
 pub mod grid;
 pub mod message;
@@ -43,6 +44,9 @@ struct Inner {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     next_id: AtomicU64,
+    /// Entries in `registry`, kept exactly (changed only with the entry's shard locked) so the
+    /// session cap holds under concurrent connects.
+    sessions: AtomicUsize,
     limits: SessionLimits,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -64,6 +68,8 @@ pub struct Opened {
 pub enum OpenError {
     /// The actor system is shutting down.
     Unavailable,
+    /// The broker holds `max_sessions` sessions already.
+    TooManySessions,
 }
 
 impl Broker {
@@ -80,6 +86,7 @@ impl Broker {
             arbiters,
             next_arbiter: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            sessions: AtomicUsize::new(0),
             limits,
             hasher: Default::default(),
         }))
@@ -126,6 +133,12 @@ impl Broker {
                     }
                     E::Occupied(e) => (e.get().id, e.get().addr.clone(), false),
                     E::Vacant(e) => {
+                        if self.0.sessions.fetch_add(1, Ordering::Relaxed)
+                            >= self.0.limits.max_sessions
+                        {
+                            self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+                            return Err(OpenError::TooManySessions);
+                        }
                         let new = self.spawn_session(client_id);
                         let r = (new.id, new.addr.clone(), true);
                         e.insert(new);
@@ -146,9 +159,7 @@ impl Broker {
                 }
                 // The session is ending (non-persistent) or stopped (expired) between lookup
                 // and attach: drop it, try again with a new one.
-                Ok(None) | Err(_) => {
-                    self.0.registry.remove_if(client_id, |_, e| e.id == id);
-                }
+                Ok(None) | Err(_) => self.forget(client_id, id),
             }
         }
         Err(OpenError::Unavailable)
@@ -156,13 +167,25 @@ impl Broker {
 
     /// Called by a session actor when it stops.
     pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) {
-        self.0.registry.remove_if(client_id, |_, e| e.id == id);
+        self.forget(client_id, id);
         let last = self.0.routers.len() - 1;
         for (i, r) in self.0.routers.iter().enumerate() {
             r.do_send(RemoveSession {
                 session: id,
                 count_metrics: i == last,
             });
+        }
+    }
+
+    /// Removes `client_id`'s registry entry if it is still session `id`.
+    fn forget(&self, client_id: &ByteString, id: SessionId) {
+        if self
+            .0
+            .registry
+            .remove_if(client_id, |_, e| e.id == id)
+            .is_some()
+        {
+            self.0.sessions.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -131,6 +131,9 @@ pub enum CloseReason {
     SessionTakenOver,
     /// The broker is shutting down (v5 reason 0x8B).
     ServerShuttingDown,
+    /// The client's socket took nothing for `mqtt.send_timeout` while the broker had messages
+    /// for it (v5 reason 0x97, quota exceeded).
+    SendTimeout,
 }
 
 /// Everything the session actor sends to the connection writer task, in order.
@@ -138,6 +141,16 @@ pub enum CloseReason {
 pub enum Out {
     Batch(Vec<OutMsg>),
     Close(CloseReason),
+}
+
+impl Out {
+    /// (messages, bytes) this item holds, as the outbox and the memory budget count them.
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Out::Batch(b) => (b.len(), b.iter().map(|m| m.msg.weight()).sum()),
+            Out::Close(_) => (0, 0),
+        }
+    }
 }
 
 /// Hasher for maps keyed by [`SessionId`]: ids are sequential integers, so a multiply spreads

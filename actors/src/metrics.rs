@@ -128,14 +128,17 @@ pub enum DropReason {
     Expired = 3,
     /// Larger than the maximum packet size the client accepts.
     TooLarge = 4,
+    /// Every MQTT buffer together held `mqtt.max_buffered_bytes` ([`crate::budget`]).
+    MemoryBudget = 5,
 }
 
-const DROP_LABELS: [&str; 5] = [
+const DROP_LABELS: [&str; 6] = [
     "outbound_full",
     "queue_full",
     "offline_qos0",
     "expired",
     "too_large",
+    "memory_budget",
 ];
 
 #[derive(Debug)]
@@ -153,7 +156,9 @@ pub struct Metrics {
     pub bytes_in: [Counter; 3],
     pub messages_out: [Counter; 3],
     pub bytes_out: [Counter; 3],
-    pub dropped: [Counter; 5],
+    pub dropped: [Counter; 6],
+    /// Connections closed because their socket took nothing for `mqtt.send_timeout`.
+    pub slow_consumer_disconnects: Counter,
     // Event grid (HTTP publish, pull delivery) and the store.
     pub events_published: Counter,
     pub events_unrouted: Counter,
@@ -191,7 +196,9 @@ pub static METRICS: Metrics = Metrics {
         Counter::new(),
         Counter::new(),
         Counter::new(),
+        Counter::new(),
     ],
+    slow_consumer_disconnects: Counter::new(),
     events_published: Counter::new(),
     events_unrouted: Counter::new(),
     events_delivered: Counter::new(),
@@ -301,6 +308,15 @@ impl Metrics {
         for (label, c) in DROP_LABELS.iter().zip(&self.dropped) {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
+        let _ = writeln!(
+            s,
+            "# HELP evgrid_mqtt_slow_consumer_disconnects_total Connections closed because their \
+             socket took nothing for mqtt.send_timeout.\n\
+             # TYPE evgrid_mqtt_slow_consumer_disconnects_total counter\n\
+             evgrid_mqtt_slow_consumer_disconnects_total {}",
+            self.slow_consumer_disconnects.get()
+        );
+        crate::budget::BUDGET.render(&mut s);
         self.render_grid(&mut s);
         PUSH.render(&mut s);
         s

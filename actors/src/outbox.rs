@@ -3,13 +3,21 @@
 //! Owns the queue of [`Out`] items between them: the session pushes from an actix thread, the
 //! writer takes everything queued so far in one swap on the connection's ntex thread. It replaces
 //! a tokio unbounded channel, which allocates a 32-slot block (about 800 B with its state) for
-//! every connection up front; an idle connection's outbox is one small allocation. Must never
-//! hold its lock across anything but a push or a swap, and never lose a wake-up.
+//! every connection up front; an idle connection's outbox is one small allocation.
+//!
+//! Also counts what the connection holds on its way to the socket, in messages and bytes: an item
+//! counts from its push until the writer [releases](OutboxRx::release) it, which it does once the
+//! socket has taken it, so a client that stops reading shows here and in the memory budget
+//! ([`crate::budget`]) instead of in ntex's write buffer. Must never hold its lock across anything
+//! but a push, a swap or a count, and never lose a wake-up.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use crate::budget::{BUDGET, Kind};
 use crate::message::Out;
 
 struct Queue {
@@ -23,6 +31,11 @@ struct Inner {
     /// A permit is stored when nobody waits, so a push between the receiver's check and its wait
     /// is not missed.
     ready: Notify,
+    /// Messages and bytes pushed and not yet released. Raised only under the lock while the
+    /// receiver lives, and zeroed under it when the receiver goes, so each byte is given back to
+    /// the budget exactly once.
+    held_msgs: AtomicUsize,
+    held_bytes: AtomicUsize,
 }
 
 impl Inner {
@@ -47,6 +60,8 @@ pub fn outbox() -> (OutboxTx, OutboxRx) {
             receiver: true,
         }),
         ready: Notify::new(),
+        held_msgs: AtomicUsize::new(0),
+        held_bytes: AtomicUsize::new(0),
     });
     (OutboxTx(inner.clone()), OutboxRx(inner))
 }
@@ -54,15 +69,27 @@ pub fn outbox() -> (OutboxTx, OutboxRx) {
 impl OutboxTx {
     /// Queues `out` for the writer; gives it back when the writer is gone.
     pub fn send(&self, out: Out) -> Result<(), Out> {
+        let (msgs, bytes) = out.size();
         {
             let mut q = self.0.lock();
             if !q.receiver {
                 return Err(out);
             }
+            self.0.held_msgs.fetch_add(msgs, Relaxed);
+            self.0.held_bytes.fetch_add(bytes, Relaxed);
+            BUDGET.take(Kind::MqttOutbound, bytes);
             q.items.push(out);
         }
         self.0.ready.notify_one();
         Ok(())
+    }
+
+    /// (messages, bytes) pushed and not yet taken by the socket.
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.0.held_msgs.load(Relaxed),
+            self.0.held_bytes.load(Relaxed),
+        )
     }
 }
 
@@ -114,11 +141,22 @@ impl OutboxRx {
     }
 }
 
+impl OutboxRx {
+    /// The socket has taken what [`Out::size`] counted for an item: it no longer counts.
+    pub fn release(&self, (msgs, bytes): (usize, usize)) {
+        self.0.held_msgs.fetch_sub(msgs, Relaxed);
+        self.0.held_bytes.fetch_sub(bytes, Relaxed);
+        BUDGET.give_back(Kind::MqttOutbound, bytes);
+    }
+}
+
 impl Drop for OutboxRx {
     fn drop(&mut self) {
         let dropped = {
             let mut q = self.0.lock();
             q.receiver = false;
+            self.0.held_msgs.store(0, Relaxed);
+            BUDGET.give_back(Kind::MqttOutbound, self.0.held_bytes.swap(0, Relaxed));
             std::mem::take(&mut q.items)
         };
         // Dropped outside the lock: they may hold the last reference to large messages.
@@ -172,6 +210,51 @@ mod tests {
         }
         sender.join().unwrap();
         assert_eq!(n, 100_000);
+    }
+
+    fn batch(payload: usize, n: usize) -> Out {
+        use crate::message::{Message, OutMsg};
+        let msg = std::sync::Arc::new(Message {
+            topic: "t".into(),
+            payload: vec![0u8; payload].into(),
+            qos: 0,
+            retain: false,
+            props: None,
+            expires_at: None,
+            publisher: None,
+        });
+        let m = OutMsg {
+            msg,
+            qos: 0,
+            pid: 0,
+            dup: false,
+            retain: false,
+            sub_ids: Vec::new(),
+            release: false,
+        };
+        Out::Batch(vec![m; n])
+    }
+
+    /// Held bytes count from the push to the release, and whatever the writer never released is
+    /// given back to the budget when it goes, once.
+    #[test]
+    fn held_counts_until_released_or_the_writer_goes() {
+        let (tx, rx) = outbox();
+        let (a, b) = (batch(1000, 3), batch(500, 2));
+        let (sa, sb) = (a.size(), b.size());
+        assert_eq!(sa, (3, 3 * (1000 + 1 + 64)));
+        let before = BUDGET.held(Kind::MqttOutbound);
+        tx.send(a).unwrap();
+        tx.send(b).unwrap();
+        assert_eq!(tx.held(), (sa.0 + sb.0, sa.1 + sb.1));
+        assert!(BUDGET.held(Kind::MqttOutbound) >= before + sa.1 + sb.1);
+        rx.release(sa);
+        assert_eq!(tx.held(), sb);
+        drop(rx);
+        assert_eq!(tx.held(), (0, 0));
+        // Refused once the writer is gone: nothing is counted.
+        assert!(tx.send(batch(10, 1)).is_err());
+        assert_eq!(tx.held(), (0, 0));
     }
 
     #[test]

@@ -332,7 +332,6 @@ impl Handler<RemoveSession> for Router {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use actix::Arbiter;
@@ -401,7 +400,6 @@ mod tests {
                     link: Link {
                         conn: ConnId(1),
                         tx: tx.clone(),
-                        pending: Arc::new(AtomicUsize::new(0)),
                         window: 1000,
                     },
                     expiry_secs: 0,

@@ -2,7 +2,8 @@
 //!
 //! Owns everything MQTT keeps per session: the attached connection (if any), QoS 1/2 messages in
 //! flight with their packet ids (redelivered with DUP on resume), the queue of messages waiting
-//! for window space or for the client to come back (bounded by count and bytes), the will message
+//! for window space or for the client to come back (bounded by count, and in bytes together with
+//! what is in flight, per session and against the process's memory budget), the will message
 //! and its delay, and the session expiry, and the packet ids of inbound QoS 2 messages routed but
 //! not yet released (shared with the connection, so a PUBLISH resent after a reconnect is
 //! acknowledged without being routed twice). Subscriptions themselves live in the routing shards,
@@ -13,7 +14,6 @@
 //! routers while handling a message.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use actix::prelude::*;
 use ntex_bytes::ByteString;
 
 use crate::Broker;
+use crate::budget::{BUDGET, Kind};
 use crate::message::{CloseReason, ConnId, Delivery, Message, Out, OutMsg, SessionId};
 use crate::metrics::{DropReason, METRICS};
 use crate::outbox::OutboxTx;
@@ -34,9 +35,8 @@ pub struct Deliver(pub Vec<Delivery>);
 #[derive(Debug)]
 pub struct Link {
     pub conn: ConnId,
+    /// The writer's channel; it also counts what the socket has not taken yet.
     pub tx: OutboxTx,
-    /// QoS 0 messages handed to the writer and not yet written; the writer decrements it.
-    pub pending: Arc<AtomicUsize>,
     /// QoS 1/2 messages in flight at once: min(server inflight limit, client receive maximum).
     pub window: usize,
 }
@@ -110,11 +110,17 @@ pub struct Discard;
 /// Per-session limits from the server configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
+    /// QoS 1/2 messages queued (beyond those in flight).
     pub max_queued_messages: usize,
+    /// Bytes of QoS 1/2 messages a session holds, queued and in flight together.
     pub max_queued_bytes: usize,
-    /// QoS 0 messages buffered towards the socket before further ones are dropped.
+    /// Messages buffered towards the socket (not yet taken by it) before QoS 0 ones are dropped.
     pub max_outbound: usize,
+    /// The same bound in bytes ([`Message::weight`]).
+    pub max_outbound_bytes: usize,
     pub max_session_expiry_secs: u32,
+    /// Sessions the broker holds at once, connected or not.
+    pub max_sessions: usize,
 }
 
 impl Default for SessionLimits {
@@ -123,7 +129,9 @@ impl Default for SessionLimits {
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
             max_outbound: 10_000,
+            max_outbound_bytes: 8 * 1024 * 1024,
             max_session_expiry_secs: 7 * 24 * 3600,
+            max_sessions: 100_000,
         }
     }
 }
@@ -146,7 +154,11 @@ pub struct Session {
     next_pid: u16,
     inbound_qos2: InboundQos2,
     queue: VecDeque<Delivery>,
-    queue_bytes: usize,
+    /// Weight of everything queued and in flight.
+    backlog_bytes: usize,
+    /// What of `backlog_bytes` the memory budget has been told (it is told once per mailbox
+    /// message, not per delivery).
+    budgeted: usize,
     expiry_secs: u32,
     will: Option<Will>,
     will_timer: Option<SpawnHandle>,
@@ -184,7 +196,8 @@ impl Session {
             next_pid: 0,
             inbound_qos2: InboundQos2::default(),
             queue: VecDeque::new(),
-            queue_bytes: 0,
+            backlog_bytes: 0,
+            budgeted: 0,
             expiry_secs: 0,
             will: None,
             will_timer: None,
@@ -206,17 +219,38 @@ impl Session {
     fn enqueue(&mut self, d: Delivery) {
         let w = d.msg.weight();
         if self.queue.len() >= self.limits.max_queued_messages
-            || self.queue_bytes + w > self.limits.max_queued_bytes
+            || self.backlog_bytes + w > self.limits.max_queued_bytes
         {
             METRICS.drop(DropReason::QueueFull, 1);
             return;
         }
-        self.queue_bytes += w;
+        if !BUDGET.has_room(w) {
+            METRICS.drop(DropReason::MemoryBudget, 1);
+            return;
+        }
+        self.backlog_bytes += w;
         self.queue.push_back(d);
     }
 
+    /// Tells the memory budget how the backlog changed since it was last told.
+    fn settle_budget(&mut self) {
+        if self.backlog_bytes > self.budgeted {
+            BUDGET.take(Kind::MqttBacklog, self.backlog_bytes - self.budgeted);
+        } else {
+            BUDGET.give_back(Kind::MqttBacklog, self.budgeted - self.backlog_bytes);
+        }
+        self.budgeted = self.backlog_bytes;
+    }
+
     /// Puts one delivery on its way: to the writer, into the window, or into the queue.
-    fn dispatch(&mut self, d: Delivery, now: Instant, batch: &mut Vec<OutMsg>) {
+    /// `batch_bytes` is the weight of the QoS 0 messages `batch` holds so far.
+    fn dispatch(
+        &mut self,
+        d: Delivery,
+        now: Instant,
+        batch: &mut Vec<OutMsg>,
+        batch_bytes: &mut usize,
+    ) {
         if d.msg.is_expired(now) {
             METRICS.drop(DropReason::Expired, 1);
             return;
@@ -230,10 +264,21 @@ impl Session {
             return;
         };
         if d.qos == 0 {
-            if link.pending.load(Ordering::Relaxed) + batch.len() >= self.limits.max_outbound {
+            // What the writer has not handed to the socket yet, this batch included.
+            let (held, held_bytes) = link.tx.held();
+            let (n, bytes) = (held + batch.len(), held_bytes + *batch_bytes);
+            let w = d.msg.weight();
+            if n >= self.limits.max_outbound
+                || (bytes > 0 && bytes + w > self.limits.max_outbound_bytes)
+            {
                 METRICS.drop(DropReason::OutboundFull, 1);
                 return;
             }
+            if !BUDGET.has_room(w) {
+                METRICS.drop(DropReason::MemoryBudget, 1);
+                return;
+            }
+            *batch_bytes += w;
             batch.push(OutMsg {
                 msg: d.msg,
                 qos: 0,
@@ -245,10 +290,21 @@ impl Session {
             });
             return;
         }
-        if self.inflight.len() >= link.window || !self.queue.is_empty() {
+        let w = d.msg.weight();
+        // In flight counts towards the session's bytes too; one message always fits, so a
+        // message larger than the bound is not stuck forever.
+        if self.inflight.len() >= link.window
+            || !self.queue.is_empty()
+            || (!self.inflight.is_empty() && self.backlog_bytes + w > self.limits.max_queued_bytes)
+        {
             self.enqueue(d);
             return;
         }
+        if !BUDGET.has_room(w) {
+            METRICS.drop(DropReason::MemoryBudget, 1);
+            return;
+        }
+        self.backlog_bytes += w;
         let pid = self.alloc_pid();
         batch.push(OutMsg {
             msg: d.msg.clone(),
@@ -275,8 +331,8 @@ impl Session {
             let Some(d) = self.queue.pop_front() else {
                 break;
             };
-            self.queue_bytes -= d.msg.weight();
             if d.msg.is_expired(now) {
+                self.backlog_bytes -= d.msg.weight();
                 METRICS.drop(DropReason::Expired, 1);
                 continue;
             }
@@ -299,17 +355,14 @@ impl Session {
     }
 
     fn send(&mut self, batch: Vec<OutMsg>) {
+        self.settle_budget();
         if batch.is_empty() {
             return;
         }
         if let Some(link) = &self.link {
-            let qos0 = batch.iter().filter(|m| m.qos == 0).count();
-            link.pending.fetch_add(qos0, Ordering::Relaxed);
-            if link.tx.send(Out::Batch(batch)).is_err() {
-                // The writer is gone; the Detach that follows will clear the link. QoS 1/2
-                // messages stay in flight and are redelivered on resume.
-                link.pending.fetch_sub(qos0, Ordering::Relaxed);
-            }
+            // Refused when the writer is gone; the Detach that follows will clear the link. QoS
+            // 1/2 messages stay in flight and are redelivered on resume.
+            let _ = link.tx.send(Out::Batch(batch));
         }
     }
 
@@ -339,6 +392,8 @@ impl Actor for Session {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         METRICS.sessions.dec();
+        self.backlog_bytes = 0;
+        self.settle_budget();
         // A will still waiting for its delay is due when the session ends [MQTT-3.1.3-9].
         self.publish_will();
         self.broker.session_ended(&self.client_id, self.id);
@@ -485,8 +540,9 @@ impl Handler<Deliver> for Session {
     fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
         let now = Instant::now();
         let mut batch = Vec::with_capacity(msg.0.len());
+        let mut batch_bytes = 0;
         for d in msg.0 {
-            self.dispatch(d, now, &mut batch);
+            self.dispatch(d, now, &mut batch, &mut batch_bytes);
         }
         self.send(batch);
     }
@@ -501,8 +557,10 @@ impl Handler<Acked> for Session {
         }
         for pid in msg.pids {
             // Acknowledgements come in sending order, so this is nearly always the front.
-            if let Some(pos) = self.inflight.iter().position(|i| i.pid == pid) {
-                self.inflight.remove(pos);
+            if let Some(pos) = self.inflight.iter().position(|i| i.pid == pid)
+                && let Some(i) = self.inflight.remove(pos)
+            {
+                self.backlog_bytes -= i.d.msg.weight();
             }
         }
         let mut batch = Vec::new();

@@ -71,6 +71,11 @@ fn count_handshake_error(e: ntex_mqtt::MqttError<EdgeError>) -> ntex_mqtt::MqttE
     e
 }
 
+/// `mqtt.send_timeout` as the writer takes it (0: never).
+pub(crate) fn send_timeout(cfg: &MqttConfig) -> Option<Duration> {
+    (cfg.send_timeout > 0).then(|| Duration::from_secs(u64::from(cfg.send_timeout)))
+}
+
 pub(crate) fn qos_from(q: u8) -> QoS {
     match q {
         0 => QoS::AtMostOnce,

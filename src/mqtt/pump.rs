@@ -1,17 +1,20 @@
 //! The writer task of one connection: drains the session's channel into the ntex sink.
 //!
 //! Owns the sink (it is `!Send`, so it lives on the connection's ntex worker). Writes in channel
-//! order, waits on the sink's readiness (write back-pressure and the client's receive maximum),
-//! and reports PUBACK / PUBREC / PUBCOMP to the session actor. Never decides what to send: the
-//! session does.
+//! order, waits before every packet until the socket has taken what was written before (the write
+//! buffer is under its high watermark) and the client's receive maximum has room, releases each
+//! batch from the outbox's count once it is written, closes a connection whose socket has taken
+//! nothing for `mqtt.send_timeout`, and reports PUBACK / PUBREC / PUBCOMP to the session actor.
+//! Never decides what to send: the session does. Must never let ntex's write buffer grow past one
+//! packet beyond its high watermark: what a slow client has not taken is counted in the outbox,
+//! where the session can see it and drop.
 
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use evgrid_actors::message::{CloseReason, ConnId, Out, OutMsg};
@@ -23,6 +26,8 @@ use evgrid_actors::session::{Acked, Received, Session};
 pub(crate) trait Sink: Clone + 'static {
     fn is_open(&self) -> bool;
     fn is_ready(&self) -> bool;
+    /// The write buffer is over its high watermark now (`is_ready` learns it later).
+    fn backpressure(&self) -> bool;
     fn ready(&self) -> impl Future<Output = bool>;
     fn close(&self, reason: CloseReason);
     /// QoS 0 publish; an error means it was not written.
@@ -89,18 +94,72 @@ impl Acks {
     }
 }
 
+enum Writable {
+    Yes,
+    Closed,
+    /// The socket took nothing for the send timeout.
+    Stalled,
+}
+
+/// Waits until the connection may take another packet: its write buffer is under the high
+/// watermark and the client's receive window has room.
+async fn writable<S: Sink>(sink: &S, send_timeout: Option<Duration>) -> Writable {
+    // Set while the socket is not taking what is written; the send timeout runs from here.
+    let mut stalled_since: Option<Instant> = None;
+    let mut yields = 0;
+    loop {
+        let backpressure = sink.backpressure();
+        if !backpressure && sink.is_ready() {
+            return Writable::Yes;
+        }
+        if !sink.is_open() {
+            return Writable::Closed;
+        }
+        let now = Instant::now();
+        let deadline = if backpressure {
+            send_timeout.map(|t| *stalled_since.get_or_insert(now) + t)
+        } else {
+            stalled_since = None;
+            None
+        };
+        // Waits are cut at a second so a stall that starts while waiting for the client's
+        // window is noticed and timed too.
+        let wait = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(now).min(Duration::from_secs(1))
+        });
+        if deadline.is_some_and(|d| d <= now) {
+            return Writable::Stalled;
+        }
+        if !sink.is_ready() {
+            // ntex knows (back-pressure seen by the dispatcher, or no window): it wakes us.
+            if let Ok(false) = ntex_util::time::timeout(wait, sink.ready()).await {
+                return Writable::Closed;
+            }
+        } else if yields < 4 {
+            // The io layer raised back-pressure and woke the dispatcher, which tells the sink
+            // once it has run: usually within a turn or two of this worker.
+            yields += 1;
+            tokio::task::yield_now().await;
+        } else {
+            // The dispatcher is busy elsewhere (its service not ready): look again shortly.
+            ntex_util::time::sleep(wait.min(Duration::from_millis(20))).await;
+        }
+    }
+}
+
 pub(crate) async fn run<S: Sink>(
     sink: S,
     mut rx: OutboxRx,
     session: Addr<Session>,
     conn: ConnId,
-    pending: Arc<AtomicUsize>,
     acks: Acks,
+    send_timeout: Option<Duration>,
 ) {
     sink.on_ack(Box::new(move |pid| acks.push(pid)));
     let mut buf = Vec::new();
     while rx.recv_all(&mut buf).await {
         for out in buf.drain(..) {
+            let size = out.size();
             let msgs = match out {
                 Out::Close(reason) => {
                     sink.close(reason);
@@ -110,13 +169,20 @@ pub(crate) async fn run<S: Sink>(
             };
             let mut n = [0u64; 3];
             let mut b = [0u64; 3];
-            let mut qos0 = 0;
             for m in &msgs {
-                if m.qos == 0 {
-                    qos0 += 1;
-                }
-                if !sink.is_ready() && !sink.ready().await {
-                    return;
+                match writable(&sink, send_timeout).await {
+                    Writable::Yes => {}
+                    Writable::Closed => return,
+                    Writable::Stalled => {
+                        METRICS.slow_consumer_disconnects.inc();
+                        tracing::debug!(
+                            conn = conn.0,
+                            "closing a connection whose socket took \
+                            nothing for mqtt.send_timeout"
+                        );
+                        sink.close(CloseReason::SendTimeout);
+                        return;
+                    }
                 }
                 let ok = match m.qos {
                     0 => sink.send0(m).is_ok(),
@@ -170,7 +236,7 @@ pub(crate) async fn run<S: Sink>(
                     }
                 }
             }
-            pending.fetch_sub(qos0, Ordering::Relaxed);
+            rx.release(size);
             for q in 0..3 {
                 if n[q] > 0 {
                     METRICS.messages_out[q].add(n[q]);

@@ -3,8 +3,9 @@
 use std::num::NonZeroU16;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
+use evgrid_actors::OpenError;
 use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg, owned_str};
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::router::SubReq;
@@ -19,7 +20,7 @@ use ntex_util::time::Seconds;
 use super::conn::Conn;
 use super::pump::{self, Sink};
 use super::service::Reply;
-use super::{EdgeError, Shared, qos_from};
+use super::{EdgeError, Shared, qos_from, send_timeout};
 
 pub(super) type Session = mqtt::Session<Conn>;
 
@@ -82,7 +83,6 @@ pub(super) async fn connect(
     };
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = evgrid_actors::outbox::outbox();
-    let pending = Arc::new(AtomicUsize::new(0));
     let window = cfg.max_inflight as usize;
     // A persistent v3 session never expires by itself; the server's cap applies.
     let expiry = if pkt.clean_session {
@@ -97,7 +97,6 @@ pub(super) async fn connect(
             link: Link {
                 conn,
                 tx: tx.clone(),
-                pending: pending.clone(),
                 window,
             },
             expiry_secs: expiry,
@@ -105,8 +104,16 @@ pub(super) async fn connect(
             fresh: false,
         })
         .await;
-    let Ok(opened) = opened else {
-        return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
+    let opened = match opened {
+        Ok(o) => o,
+        // v3.1.1 has no code for a quota: 0x03, server unavailable (as Mosquitto answers).
+        Err(OpenError::TooManySessions) => {
+            tracing::debug!(client_id = %client_id, "session limit reached");
+            return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
+        }
+        Err(OpenError::Unavailable) => {
+            return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
+        }
     };
     let sink = h.sink();
     let acks = pump::Acks::new(opened.addr.clone(), conn);
@@ -133,8 +140,8 @@ pub(super) async fn connect(
         rx,
         opened.addr,
         conn,
-        pending,
         acks,
+        send_timeout(cfg),
     ));
     Ok(ack)
 }
@@ -324,6 +331,9 @@ impl Sink for V3Sink {
     }
     fn is_ready(&self) -> bool {
         self.0.is_ready()
+    }
+    fn backpressure(&self) -> bool {
+        self.0.is_write_backpressure()
     }
     fn ready(&self) -> impl Future<Output = bool> {
         self.0.ready()

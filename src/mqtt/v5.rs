@@ -3,9 +3,10 @@
 use std::num::{NonZeroU16, NonZeroU32};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use evgrid_actors::OpenError;
 use evgrid_actors::message::{
     CloseReason, ConnId, Delivery, Message, OutMsg, Properties, owned_str,
 };
@@ -24,7 +25,7 @@ use ntex_util::future::Either;
 use super::conn::Conn;
 use super::pump::{self, Sink};
 use super::service::Reply;
-use super::{EdgeError, Shared, qos_from};
+use super::{EdgeError, Shared, qos_from, send_timeout};
 
 pub(super) type Session = mqtt::Session<Conn>;
 
@@ -113,7 +114,6 @@ pub(super) async fn connect(
     };
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = evgrid_actors::outbox::outbox();
-    let pending = Arc::new(AtomicUsize::new(0));
     let window = pkt
         .receive_max
         .map_or(65_535, NonZeroU16::get)
@@ -127,7 +127,6 @@ pub(super) async fn connect(
             link: Link {
                 conn,
                 tx: tx.clone(),
-                pending: pending.clone(),
                 window,
             },
             expiry_secs: expiry,
@@ -135,12 +134,23 @@ pub(super) async fn connect(
             fresh: false,
         })
         .await;
-    let Ok(opened) = opened else {
-        return Ok(refuse(
-            h,
-            ConnectAckReason::ServerUnavailable,
-            "server is shutting down",
-        ));
+    let opened = match opened {
+        Ok(o) => o,
+        Err(OpenError::TooManySessions) => {
+            tracing::debug!(client_id = %client_id, "session limit reached");
+            return Ok(refuse(
+                h,
+                ConnectAckReason::QuotaExceeded,
+                "session limit reached (mqtt.max_sessions)",
+            ));
+        }
+        Err(OpenError::Unavailable) => {
+            return Ok(refuse(
+                h,
+                ConnectAckReason::ServerUnavailable,
+                "server is shutting down",
+            ));
+        }
     };
     let sink = h.sink();
     let acks = pump::Acks::new(opened.addr.clone(), conn);
@@ -178,8 +188,8 @@ pub(super) async fn connect(
         rx,
         opened.addr,
         conn,
-        pending,
         acks,
+        send_timeout(cfg),
     ));
     Ok(ack)
 }
@@ -500,6 +510,9 @@ impl Sink for V5Sink {
     fn is_ready(&self) -> bool {
         self.0.is_ready()
     }
+    fn backpressure(&self) -> bool {
+        self.0.is_write_backpressure()
+    }
     fn ready(&self) -> impl Future<Output = bool> {
         self.0.ready()
     }
@@ -507,6 +520,7 @@ impl Sink for V5Sink {
         let reason_code = match reason {
             CloseReason::SessionTakenOver => DisconnectReasonCode::SessionTakenOver,
             CloseReason::ServerShuttingDown => DisconnectReasonCode::ServerShuttingDown,
+            CloseReason::SendTimeout => DisconnectReasonCode::QuotaExceeded,
         };
         self.0.close_with_reason(codec::Disconnect {
             reason_code,

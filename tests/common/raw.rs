@@ -580,6 +580,11 @@ impl Client {
 }
 
 impl Client {
+    /// The socket, for a test that reads it as bytes.
+    pub fn into_stream(self) -> TcpStream {
+        self.s
+    }
+
     /// Wraps a socket on which no CONNECT was sent (for bad-input tests).
     pub fn from_stream(s: TcpStream) -> Client {
         Client {

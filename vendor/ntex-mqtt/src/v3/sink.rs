@@ -31,6 +31,15 @@ impl MqttSink {
     }
 
     #[inline]
+    /// evgrid patch 18: whether the connection's write buffer is over its high watermark now.
+    /// [`MqttSink::is_ready`] learns of it only after the dispatcher's next poll, so a writer that
+    /// encodes several packets in one go must check this between them, or it fills the write
+    /// buffer without bound for a peer that does not read.
+    pub fn is_write_backpressure(&self) -> bool {
+        self.0.is_io_wr_backpressure()
+    }
+
+    #[inline]
     /// Check if sink is ready
     pub fn is_ready(&self) -> bool {
         if self.0.is_closed() {

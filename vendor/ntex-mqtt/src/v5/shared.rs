@@ -197,6 +197,13 @@ impl MqttShared {
         self.streaming_remaining.get().is_some()
     }
 
+    /// evgrid patch 18: the io layer's own write back-pressure flag, set the moment an encode
+    /// crosses the write buffer's high watermark (`WRB_ENABLED` follows only once the dispatcher
+    /// has polled and run its control call).
+    pub(super) fn is_io_wr_backpressure(&self) -> bool {
+        self.io.is_wr_backpressure()
+    }
+
     pub(super) fn is_ready(&self) -> bool {
         self.credit() > 0 && !self.flags.get().contains(Flags::WRB_ENABLED)
     }
