@@ -174,6 +174,13 @@ where
                 if publish.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+') {
                     return Err(SpecViolation::Pub_3_3_2_2.into());
                 }
+                // evgrid patch: [MQTT-3.3.4-6] a client must not send a Subscription Identifier.
+                if !publish.properties.subscription_ids.is_empty() {
+                    return Err(MqttProtocolError::generic_violation(
+                        "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier",
+                    )
+                    .into());
+                }
 
                 {
                     let mut inner = info.info.borrow_mut();

@@ -241,6 +241,7 @@ where
                 Decoded::Publish(p, payload, _) => {
                     p.qos == crate::QoS::AtMostOnce
                         && p.properties.topic_alias.is_none()
+                        && p.properties.subscription_ids.is_empty()
                         && p.payload_size as usize == payload.len()
                         && s.sink().is_open()
                         && !p.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+')
