@@ -1163,6 +1163,61 @@ fn v5_publish_with_neither_topic_nor_alias_is_a_protocol_error() {
 }
 
 #[test]
+fn qos2_resend_before_pubrel_gets_pubrec_and_is_delivered_once_v3_and_v5() {
+    let srv = Server::start(&[]);
+    for v5 in [false, true] {
+        let topic = format!("dup2/{v5}");
+        let mut w = Client::ok(srv.mqtt, Opts::v5(&format!("w{v5}")));
+        w.sub(&topic, 1);
+        let mut p = Client::ok(srv.mqtt, opts(v5, "p"));
+        let resends = srv.metric("evgrid_mqtt_qos2_resends_total");
+        p.publish(&topic, b"once", 2, false, 5, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), 5), 0);
+        // As if that PUBREC were lost: the same PUBLISH again, DUP set, before any PUBREL.
+        // [MQTT-4.3.3-2] (5.0 §4.3.3): PUBREC again, and no second delivery.
+        publish_dup(&mut p, v5, &topic, b"once", 5);
+        assert_eq!(ack_reason(&p.expect(PUBREC), 5), 0);
+        p.ack(PUBREL, 5);
+        assert_eq!(ack_reason(&p.expect(PUBCOMP), 5), 0);
+        // Released: the id carries a new message.
+        p.publish(&topic, b"next", 2, false, 5, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), 5), 0);
+        p.ack(PUBREL, 5);
+        assert_eq!(ack_reason(&p.expect(PUBCOMP), 5), 0);
+        assert_eq!(w.next_msg().payload, b"once", "v5={v5}");
+        assert_eq!(w.next_msg().payload, b"next", "v5={v5}");
+        w.expect_silence(Duration::from_millis(300));
+        assert_eq!(srv.metric("evgrid_mqtt_qos2_resends_total") - resends, 1.0);
+        p.disconnect();
+        w.disconnect();
+    }
+}
+
+#[test]
+fn refused_qos2_publish_frees_its_packet_id() {
+    let srv = Server::start(&[
+        ("EVGRID_MQTT_MAX_RECEIVE", "2"),
+        ("EVGRID_MQTT_MAX_TOPIC_LEVELS", "3"),
+    ]);
+    let mut w = Client::ok(srv.mqtt, Opts::v5("w"));
+    w.sub("ok", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    // A PUBREC with a failure code ends the exchange (MQTT 5 §4.3.3): no PUBREL follows, so the
+    // id must not stay in use, nor count against the receive maximum.
+    for pid in 1..=3 {
+        p.publish("a/b/c/d", b"x", 2, false, pid, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), pid), 0x90, "too deep");
+    }
+    for pid in [4, 1] {
+        p.publish("ok", b"y", 2, false, pid, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), pid), 0);
+        p.ack(PUBREL, pid);
+        assert_eq!(ack_reason(&p.expect(PUBCOMP), pid), 0);
+        assert_eq!(w.next_msg().payload, b"y");
+    }
+}
+
+#[test]
 fn reserved_subscription_option_bits_are_a_malformed_packet() {
     let srv = Server::start(&[]);
     // v5: bits 6 and 7 [MQTT-3.8.3-5]; v3.1.1: bits 2 to 7 [MQTT-3.8.3-4].
