@@ -1359,6 +1359,60 @@ fn duplicate_properties_and_subscription_identifier_zero_are_protocol_errors() {
     assert_alive(&srv);
 }
 
+/// Whether the peer has not closed `s` (nothing to read, no EOF), without waiting.
+fn still_open(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let r = s.read(&mut [0u8; 64]);
+    s.set_nonblocking(false).unwrap();
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn connect_timeout_is_the_configured_value() {
+    use std::io::Write;
+    let srv = Server::start(&[("EVGRID_MQTT_CONNECT_TIMEOUT", "3")]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    let start = Instant::now();
+    // One client sends nothing, one stops inside its CONNECT (after the protocol level), one
+    // sends its CONNECT late but in time.
+    let mut silent = Client::tcp(srv.mqtt);
+    let mut partial = Client::tcp(srv.mqtt);
+    let connect = raw_connect(false, 0x02, "late", None, None);
+    partial.write_all(&connect[..9]).unwrap();
+    let mut late = raw_from(Client::tcp(srv.mqtt));
+    std::thread::sleep(Duration::from_secs(2));
+    late.write_raw(&connect).unwrap();
+    assert_eq!(late.expect(CONNACK).body, vec![0, 0]);
+    std::thread::sleep(Duration::from_millis(2_800).saturating_sub(start.elapsed()));
+    assert!(
+        still_open(&mut silent),
+        "silent client closed before the timeout"
+    );
+    assert!(
+        still_open(&mut partial),
+        "partial CONNECT closed before the timeout"
+    );
+    // The io timer ticks once a second and never fires early: closed within 3 to 4 s.
+    for (what, s) in [("silent", silent), ("partial", partial)] {
+        let mut c = raw_from(s);
+        let left = Duration::from_millis(4_700).saturating_sub(start.elapsed());
+        assert!(
+            c.until_closed(left.max(Duration::from_millis(1)))
+                .is_empty(),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
+        2.0
+    );
+    // The deadline was for the CONNECT only: the late client's session outlives it.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(start.elapsed()));
+    late.ping();
+    late.expect(PINGRESP);
+}
+
 #[test]
 fn health_and_metrics_endpoints() {
     let srv = Server::start(&[]);

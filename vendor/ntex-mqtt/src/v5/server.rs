@@ -299,12 +299,19 @@ where
                     "{}: Error is received during mqtt Connect: {err:?}",
                     io.tag()
                 );
+                // evgrid patch: the io timer started at accept (`crate::server`) fired.
+                if matches!(&err, ntex_util::future::Either::Right(e) if e.kind() == std::io::ErrorKind::TimedOut) {
+                    return MqttError::Connect(MqttConnectError::Timeout);
+                }
                 MqttError::Connect(MqttConnectError::from(err))
             })?
             .ok_or_else(|| {
                 log::trace!("{}: Server mqtt is disconnected during Connect", io.tag());
                 MqttError::Connect(MqttConnectError::Disconnected(None))
             })?;
+
+        // evgrid patch: the CONNECT is in; from here the io timer is the dispatcher's.
+        io.stop_timer();
 
         match packet {
             Decoded::Packet(Packet::Connect(connect), size) => {
