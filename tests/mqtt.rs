@@ -1359,6 +1359,42 @@ fn duplicate_properties_and_subscription_identifier_zero_are_protocol_errors() {
     assert_alive(&srv);
 }
 
+#[test]
+fn acknowledgements_for_unknown_packet_ids_are_ignored_v3_and_v5() {
+    let srv = Server::start(&[]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    for v5 in [false, true] {
+        let topic = format!("unknown/{v5}");
+        let mut s = Client::ok(srv.mqtt, opts(v5, "s"));
+        s.sub(&topic, 1);
+        let mut p = Client::ok(srv.mqtt, opts(v5, "p"));
+        // Nothing outstanding: acknowledgements for ids the broker never used.
+        s.ack(PUBACK, 77);
+        s.ack(PUBREC, 78);
+        s.ack(PUBCOMP, 79);
+        // One QoS 1 message outstanding: an acknowledgement for another id leaves it so.
+        p.pub_wait(&topic, b"1", 1, false);
+        let m = s.next_raw();
+        s.ack(PUBACK, if m.pid == 1 { 2 } else { 1 });
+        s.ack(PUBACK, m.pid);
+        p.pub_wait(&topic, b"2", 1, false);
+        assert_eq!(s.next_msg().payload, b"2", "v5={v5}");
+        s.ping();
+        s.expect(PINGRESP);
+        // A PUBREL for an unknown id is completed; v5 says 0x92 (MQTT 5 §3.7.2.1).
+        s.ack(PUBREL, 80);
+        assert_eq!(
+            ack_reason(&s.expect(PUBCOMP), 80),
+            if v5 { 0x92 } else { 0 }
+        );
+        s.expect_silence(Duration::from_millis(200));
+        s.disconnect();
+        p.disconnect();
+    }
+    assert_eq!(srv.metric("evgrid_mqtt_unknown_acks_total"), 8.0);
+    assert_eq!(srv.metric("evgrid_mqtt_protocol_errors_total"), errors);
+}
+
 /// Whether the peer has not closed `s` (nothing to read, no EOF), without waiting.
 fn still_open(s: &mut std::net::TcpStream) -> bool {
     use std::io::Read;
