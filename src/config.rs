@@ -351,6 +351,10 @@ impl Config {
         if m.max_subscriptions_per_client == 0 {
             return bad("mqtt.max_subscriptions_per_client", "must be at least 1");
         }
+        if m.connect_timeout == 0 {
+            // 0 would turn the deadline off: a client could hold a connection without a CONNECT.
+            return bad("mqtt.connect_timeout", "must be at least 1 second");
+        }
         if m.router_shards == 0 || m.router_shards > 64 {
             return bad("mqtt.router_shards", "must be between 1 and 64");
         }
@@ -574,5 +578,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.mqtt.max_qos, c.mqtt.max_inflight), (1, 7));
+    }
+
+    #[test]
+    fn connect_timeout_zero_is_refused() {
+        let c = Config::load(
+            None,
+            env(&[("EVGRID_MQTT_CONNECT_TIMEOUT", "0")]).into_iter(),
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("mqtt.connect_timeout"), "{e}");
     }
 }

@@ -1070,6 +1070,385 @@ fn mixed_qos_order_preserved_under_split_reads_v3_and_v5() {
     }
 }
 
+fn opts(v5: bool, id: &str) -> Opts {
+    if v5 { Opts::v5(id) } else { Opts::v3(id) }
+}
+
+/// After a protocol error the broker closes the connection at once: a v5 client first gets
+/// DISCONNECT with `code`, a v3.1.1 client gets nothing (3.1.1 has no server DISCONNECT).
+fn assert_closed_with(c: &mut Client, code: u8, what: &str) {
+    let got: Vec<(u8, u8)> = c
+        .until_closed(Duration::from_secs(3))
+        .iter()
+        .map(|p| (p.ty, p.body.first().copied().unwrap_or(0)))
+        .collect();
+    let want = if c.v5 {
+        vec![(DISCONNECT, code)]
+    } else {
+        vec![]
+    };
+    assert_eq!(got, want, "{what} (v5={})", c.v5);
+}
+
+/// `ty` with the packet id 1, a v5 property list, and `payload` (SUBSCRIBE/UNSUBSCRIBE).
+fn send_sub(c: &mut Client, ty: u8, props_: &[Prop], payload: &[u8]) {
+    let mut body = vec![0, 1];
+    if c.v5 {
+        body.extend(props(props_));
+    }
+    body.extend_from_slice(payload);
+    c.send((ty << 4) | 2, &body);
+}
+
+#[test]
+fn subscribe_or_unsubscribe_without_filters_closes_the_connection() {
+    let srv = Server::start(&[]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    for v5 in [false, true] {
+        for ty in [SUBSCRIBE, UNSUBSCRIBE] {
+            let mut c = Client::ok(srv.mqtt, opts(v5, "nofilter"));
+            send_sub(&mut c, ty, &[], &[]);
+            // [MQTT-3.8.3-3], [MQTT-3.10.3-2]; MQTT 5 §3.8.3, §3.10.3: a Protocol Error.
+            assert_closed_with(&mut c, 0x82, &format!("packet type {ty} without filters"));
+        }
+    }
+    assert_eq!(
+        srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
+        4.0
+    );
+    assert_alive(&srv);
+}
+
+#[test]
+fn null_character_in_a_topic_is_a_malformed_packet() {
+    let srv = Server::start(&[]);
+    let mut w = Client::ok(srv.mqtt, Opts::v5("w"));
+    w.sub("#", 0);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    for v5 in [false, true] {
+        for qos in [0, 1] {
+            let mut c = Client::ok(srv.mqtt, opts(v5, "nul"));
+            c.publish("a\0b", b"x", qos, false, 1, &[]);
+            // [MQTT-1.5.4-2] (3.1.1: [MQTT-1.5.3-2]).
+            assert_closed_with(&mut c, 0x81, &format!("U+0000 in a QoS {qos} topic"));
+        }
+        // In a topic filter too.
+        let mut c = Client::ok(srv.mqtt, opts(v5, "nul"));
+        let mut f = Vec::new();
+        string(b"a/\0", &mut f);
+        f.push(0);
+        send_sub(&mut c, SUBSCRIBE, &[], &f);
+        assert_closed_with(&mut c, 0x81, "U+0000 in a topic filter");
+    }
+    assert_eq!(
+        srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
+        6.0
+    );
+    w.expect_silence(Duration::from_millis(300));
+    assert_alive(&srv);
+}
+
+#[test]
+fn v5_publish_with_neither_topic_nor_alias_is_a_protocol_error() {
+    let srv = Server::start(&[]);
+    let mut w = Client::ok(srv.mqtt, Opts::v5("w"));
+    w.sub("#", 0);
+    for qos in [0, 1, 2] {
+        let mut c = Client::ok(srv.mqtt, Opts::v5("empty"));
+        c.publish("", b"x", qos, false, 1, &[]);
+        // MQTT 5 §3.3.2.3.4: a zero-length topic without a Topic Alias is a Protocol Error.
+        assert_closed_with(&mut c, 0x82, &format!("empty topic, QoS {qos}"));
+    }
+    w.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn qos2_resend_before_pubrel_gets_pubrec_and_is_delivered_once_v3_and_v5() {
+    let srv = Server::start(&[]);
+    for v5 in [false, true] {
+        let topic = format!("dup2/{v5}");
+        let mut w = Client::ok(srv.mqtt, Opts::v5(&format!("w{v5}")));
+        w.sub(&topic, 1);
+        let mut p = Client::ok(srv.mqtt, opts(v5, "p"));
+        let resends = srv.metric("evgrid_mqtt_qos2_resends_total");
+        p.publish(&topic, b"once", 2, false, 5, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), 5), 0);
+        // As if that PUBREC were lost: the same PUBLISH again, DUP set, before any PUBREL.
+        // [MQTT-4.3.3-2] (5.0 §4.3.3): PUBREC again, and no second delivery.
+        publish_dup(&mut p, v5, &topic, b"once", 5);
+        assert_eq!(ack_reason(&p.expect(PUBREC), 5), 0);
+        p.ack(PUBREL, 5);
+        assert_eq!(ack_reason(&p.expect(PUBCOMP), 5), 0);
+        // Released: the id carries a new message.
+        p.publish(&topic, b"next", 2, false, 5, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), 5), 0);
+        p.ack(PUBREL, 5);
+        assert_eq!(ack_reason(&p.expect(PUBCOMP), 5), 0);
+        assert_eq!(w.next_msg().payload, b"once", "v5={v5}");
+        assert_eq!(w.next_msg().payload, b"next", "v5={v5}");
+        w.expect_silence(Duration::from_millis(300));
+        assert_eq!(srv.metric("evgrid_mqtt_qos2_resends_total") - resends, 1.0);
+        p.disconnect();
+        w.disconnect();
+    }
+}
+
+#[test]
+fn refused_qos2_publish_frees_its_packet_id() {
+    let srv = Server::start(&[
+        ("EVGRID_MQTT_MAX_RECEIVE", "2"),
+        ("EVGRID_MQTT_MAX_TOPIC_LEVELS", "3"),
+    ]);
+    let mut w = Client::ok(srv.mqtt, Opts::v5("w"));
+    w.sub("ok", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    // A PUBREC with a failure code ends the exchange (MQTT 5 §4.3.3): no PUBREL follows, so the
+    // id must not stay in use, nor count against the receive maximum.
+    for pid in 1..=3 {
+        p.publish("a/b/c/d", b"x", 2, false, pid, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), pid), 0x90, "too deep");
+    }
+    for pid in [4, 1] {
+        p.publish("ok", b"y", 2, false, pid, &[]);
+        assert_eq!(ack_reason(&p.expect(PUBREC), pid), 0);
+        p.ack(PUBREL, pid);
+        assert_eq!(ack_reason(&p.expect(PUBCOMP), pid), 0);
+        assert_eq!(w.next_msg().payload, b"y");
+    }
+}
+
+#[test]
+fn reserved_subscription_option_bits_are_a_malformed_packet() {
+    let srv = Server::start(&[]);
+    // v5: bits 6 and 7 [MQTT-3.8.3-5]; v3.1.1: bits 2 to 7 [MQTT-3.8.3-4].
+    for (v5, opts_byte) in [(true, 0x41), (true, 0x80), (false, 0x41), (false, 0x04)] {
+        let mut c = Client::ok(srv.mqtt, opts(v5, "bits"));
+        let mut f = Vec::new();
+        string(b"a/b", &mut f);
+        f.push(opts_byte);
+        send_sub(&mut c, SUBSCRIBE, &[], &f);
+        assert_closed_with(&mut c, 0x81, &format!("options {opts_byte:#04x}"));
+    }
+    assert_alive(&srv);
+}
+
+#[test]
+fn subscription_identifier_on_a_client_publish_is_a_protocol_error() {
+    let srv = Server::start(&[]);
+    let mut w = Client::ok(srv.mqtt, Opts::v5("w"));
+    w.sub("#", 0);
+    // QoS 0 takes the fast path (vendor patch 15), QoS 1 the publish service.
+    for qos in [0, 1] {
+        let mut c = Client::ok(srv.mqtt, Opts::v5("subid"));
+        c.publish("t", b"x", qos, false, 1, &[Prop::Num(0x0B, 5)]);
+        // [MQTT-3.3.4-6].
+        assert_closed_with(&mut c, 0x82, &format!("QoS {qos}"));
+    }
+    w.expect_silence(Duration::from_millis(300));
+}
+
+/// A CONNECT written by hand: `flags` as given, then client id `id` and the optional fields.
+fn raw_connect(
+    v5: bool,
+    flags: u8,
+    id: &str,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut b = Vec::new();
+    string(b"MQTT", &mut b);
+    b.extend_from_slice(&[if v5 { 5 } else { 4 }, flags, 0, 60]);
+    if v5 {
+        b.push(0);
+    }
+    string(id.as_bytes(), &mut b);
+    if let Some(u) = username {
+        string(u.as_bytes(), &mut b);
+    }
+    if let Some(p) = password {
+        string(p, &mut b);
+    }
+    let mut out = vec![CONNECT << 4];
+    varint(b.len(), &mut out);
+    out.extend(b);
+    out
+}
+
+#[test]
+fn v3_connect_with_password_but_no_username_is_refused() {
+    let srv = Server::start(&[]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    let mut c = raw_from(Client::tcp(srv.mqtt));
+    c.write_raw(&raw_connect(false, 0x42, "pw", None, Some(b"secret")))
+        .unwrap();
+    // [MQTT-3.1.2-22]: the connection is closed, without a CONNACK.
+    let got = c.until_closed(Duration::from_secs(3));
+    assert!(got.is_empty(), "got {got:?}");
+    assert_eq!(
+        srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
+        1.0
+    );
+    // MQTT 5 allows a password without a user name.
+    let mut c = raw_from(Client::tcp(srv.mqtt));
+    c.write_raw(&raw_connect(true, 0x42, "pw5", None, Some(b"secret")))
+        .unwrap();
+    let ack = c.expect(CONNACK);
+    assert_eq!(ack.body[1], 0, "v5 CONNACK");
+    // And 3.1.1 with both is fine.
+    let mut c = raw_from(Client::tcp(srv.mqtt));
+    c.write_raw(&raw_connect(false, 0xC2, "up", Some("u"), Some(b"secret")))
+        .unwrap();
+    assert_eq!(c.expect(CONNACK).body, vec![0, 0]);
+}
+
+#[test]
+fn topic_alias_zero_or_above_the_maximum_is_invalid() {
+    let srv = Server::start(&[("EVGRID_MQTT_MAX_TOPIC_ALIAS", "4")]);
+    let mut c = Client::ok(srv.mqtt, Opts::v5("alias"));
+    c.publish("t", b"x", 1, false, 1, &[Prop::Num(0x23, 0)]);
+    // MQTT 5 §3.3.2.3.4: 0 is not a valid alias, and [MQTT-3.3.2-9] the maximum binds: 0x94.
+    assert_closed_with(&mut c, 0x94, "alias 0");
+    let mut c = Client::ok(srv.mqtt, Opts::v5("alias"));
+    c.publish("t", b"x", 1, false, 1, &[Prop::Num(0x23, 4)]);
+    assert_eq!(ack_reason(&c.expect(PUBACK), 1), 0, "alias at the maximum");
+    c.publish("t", b"x", 1, false, 2, &[Prop::Num(0x23, 5)]);
+    assert_closed_with(&mut c, 0x94, "alias above the maximum");
+}
+
+#[test]
+fn duplicate_properties_and_subscription_identifier_zero_are_protocol_errors() {
+    let srv = Server::start(&[]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    // MQTT 5 §2.2.2.2: a property given twice (other than a user property or, from a server,
+    // a subscription identifier) is a Protocol Error; §3.8.2.1.2: so is a Subscription
+    // Identifier of 0.
+    let publish_cases: [(&str, Vec<Prop>); 2] = [
+        (
+            "topic alias twice",
+            vec![Prop::Num(0x23, 1), Prop::Num(0x23, 2)],
+        ),
+        (
+            "message expiry twice",
+            vec![Prop::Num(0x02, 10), Prop::Num(0x02, 10)],
+        ),
+    ];
+    for (what, props_) in publish_cases {
+        let mut c = Client::ok(srv.mqtt, Opts::v5("dup"));
+        c.publish("t", b"x", 1, false, 1, &props_);
+        assert_closed_with(&mut c, 0x82, what);
+    }
+    let mut filter = Vec::new();
+    string(b"a/b", &mut filter);
+    filter.push(1);
+    let subscribe_cases: [(&str, Vec<Prop>); 2] = [
+        ("subscription identifier 0", vec![Prop::Num(0x0B, 0)]),
+        (
+            "subscription identifier twice",
+            vec![Prop::Num(0x0B, 1), Prop::Num(0x0B, 2)],
+        ),
+    ];
+    for (what, props_) in subscribe_cases {
+        let mut c = Client::ok(srv.mqtt, Opts::v5("dup"));
+        send_sub(&mut c, SUBSCRIBE, &props_, &filter);
+        assert_closed_with(&mut c, 0x82, what);
+    }
+    assert_eq!(
+        srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
+        4.0
+    );
+    assert_alive(&srv);
+}
+
+#[test]
+fn acknowledgements_for_unknown_packet_ids_are_ignored_v3_and_v5() {
+    let srv = Server::start(&[]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    for v5 in [false, true] {
+        let topic = format!("unknown/{v5}");
+        let mut s = Client::ok(srv.mqtt, opts(v5, "s"));
+        s.sub(&topic, 1);
+        let mut p = Client::ok(srv.mqtt, opts(v5, "p"));
+        // Nothing outstanding: acknowledgements for ids the broker never used.
+        s.ack(PUBACK, 77);
+        s.ack(PUBREC, 78);
+        s.ack(PUBCOMP, 79);
+        // One QoS 1 message outstanding: an acknowledgement for another id leaves it so.
+        p.pub_wait(&topic, b"1", 1, false);
+        let m = s.next_raw();
+        s.ack(PUBACK, if m.pid == 1 { 2 } else { 1 });
+        s.ack(PUBACK, m.pid);
+        p.pub_wait(&topic, b"2", 1, false);
+        assert_eq!(s.next_msg().payload, b"2", "v5={v5}");
+        s.ping();
+        s.expect(PINGRESP);
+        // A PUBREL for an unknown id is completed; v5 says 0x92 (MQTT 5 §3.7.2.1).
+        s.ack(PUBREL, 80);
+        assert_eq!(
+            ack_reason(&s.expect(PUBCOMP), 80),
+            if v5 { 0x92 } else { 0 }
+        );
+        s.expect_silence(Duration::from_millis(200));
+        s.disconnect();
+        p.disconnect();
+    }
+    assert_eq!(srv.metric("evgrid_mqtt_unknown_acks_total"), 8.0);
+    assert_eq!(srv.metric("evgrid_mqtt_protocol_errors_total"), errors);
+}
+
+/// Whether the peer has not closed `s` (nothing to read, no EOF), without waiting.
+fn still_open(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let r = s.read(&mut [0u8; 64]);
+    s.set_nonblocking(false).unwrap();
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn connect_timeout_is_the_configured_value() {
+    use std::io::Write;
+    let srv = Server::start(&[("EVGRID_MQTT_CONNECT_TIMEOUT", "3")]);
+    let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
+    let start = Instant::now();
+    // One client sends nothing, one stops inside its CONNECT (after the protocol level), one
+    // sends its CONNECT late but in time.
+    let mut silent = Client::tcp(srv.mqtt);
+    let mut partial = Client::tcp(srv.mqtt);
+    let connect = raw_connect(false, 0x02, "late", None, None);
+    partial.write_all(&connect[..9]).unwrap();
+    let mut late = raw_from(Client::tcp(srv.mqtt));
+    std::thread::sleep(Duration::from_secs(2));
+    late.write_raw(&connect).unwrap();
+    assert_eq!(late.expect(CONNACK).body, vec![0, 0]);
+    std::thread::sleep(Duration::from_millis(2_800).saturating_sub(start.elapsed()));
+    assert!(
+        still_open(&mut silent),
+        "silent client closed before the timeout"
+    );
+    assert!(
+        still_open(&mut partial),
+        "partial CONNECT closed before the timeout"
+    );
+    // The io timer ticks once a second and never fires early: closed within 3 to 4 s.
+    for (what, s) in [("silent", silent), ("partial", partial)] {
+        let mut c = raw_from(s);
+        let left = Duration::from_millis(4_700).saturating_sub(start.elapsed());
+        assert!(
+            c.until_closed(left.max(Duration::from_millis(1)))
+                .is_empty(),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
+        2.0
+    );
+    // The deadline was for the CONNECT only: the late client's session outlives it.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(start.elapsed()));
+    late.ping();
+    late.expect(PINGRESP);
+}
+
 #[test]
 fn health_and_metrics_endpoints() {
     let srv = Server::start(&[]);

@@ -149,6 +149,8 @@ pub struct Metrics {
     pub protocol_errors: Counter,
     /// Inbound QoS 2 PUBLISH packets resent for an id already routed: acknowledged, not routed.
     pub qos2_resends: Counter,
+    /// PUBACK, PUBREC and PUBCOMP packets for a packet id with nothing outstanding: ignored.
+    pub unknown_acks: Counter,
     pub sessions: Gauge,
     pub subscriptions: Gauge,
     pub retained: Gauge,
@@ -183,6 +185,7 @@ pub static METRICS: Metrics = Metrics {
     connections_refused: Counter::new(),
     protocol_errors: Counter::new(),
     qos2_resends: Counter::new(),
+    unknown_acks: Counter::new(),
     sessions: Gauge::new(),
     subscriptions: Gauge::new(),
     retained: Gauge::new(),
@@ -269,6 +272,11 @@ impl Metrics {
             "evgrid_mqtt_qos2_resends_total",
             "Inbound QoS 2 PUBLISH packets resent before PUBREL, acknowledged without routing them again.",
             self.qos2_resends.get(),
+        );
+        counter(
+            "evgrid_mqtt_unknown_acks_total",
+            "MQTT PUBACK, PUBREC and PUBCOMP packets for a packet id with nothing outstanding, ignored.",
+            self.unknown_acks.get(),
         );
         let per_qos = |s: &mut String, name: &str, help: &str, c: &[Counter; 3]| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");

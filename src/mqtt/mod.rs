@@ -62,6 +62,12 @@ fn control<T>(c: ntex_mqtt::Control<EdgeError>) -> Result<Option<T>, EdgeError> 
     Ok(None)
 }
 
+/// An acknowledgement for a packet id with nothing outstanding (vendor patch 22): ignored, as
+/// MQTT 5 allows; a late one from before a reconnect is no reason to drop a healthy client.
+fn count_unknown_ack() {
+    METRICS.unknown_acks.inc();
+}
+
 fn count_handshake_error(e: ntex_mqtt::MqttError<EdgeError>) -> ntex_mqtt::MqttError<EdgeError> {
     use ntex_mqtt::{MqttConnectError as C, MqttError as M};
     if matches!(e, M::Connect(C::Protocol(_) | C::Timeout)) {
@@ -125,6 +131,7 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
     } else {
         cfg.workers
     };
+    ntex_mqtt::set_unknown_ack_hook(count_unknown_ack);
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mqtt".into())

@@ -594,3 +594,73 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// Reads until the broker closes the connection and returns the packets sent before; panics
+    /// if the connection is still open after `within` (a read timeout is not a close).
+    pub fn until_closed(&mut self, within: Duration) -> Vec<Pkt> {
+        let end = std::time::Instant::now() + within;
+        let mut got = Vec::new();
+        loop {
+            while let Some(p) = self.buffered() {
+                got.push(p);
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "connection still open after {within:?}; received {got:?}"
+            );
+            self.s.set_read_timeout(Some(left)).unwrap();
+            let mut tmp = [0u8; 4096];
+            match self.s.read(&mut tmp) {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("connection still open after {within:?}; received {got:?}")
+                }
+                Err(_) => break, // reset
+            }
+        }
+        while let Some(p) = self.buffered() {
+            got.push(p);
+        }
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        got
+    }
+
+    /// A whole packet from what has been read already, if there is one.
+    fn buffered(&mut self) -> Option<Pkt> {
+        let mut i = 1;
+        let (mut len, mut mul) = (0usize, 1usize);
+        loop {
+            let b = *self.buf.get(i)?;
+            len += (b & 0x7f) as usize * mul;
+            mul *= 128;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if i > 4 {
+                return None;
+            }
+        }
+        if self.buf.len() < i + len {
+            return None;
+        }
+        let body = self.buf[i..i + len].to_vec();
+        let first = self.buf[0];
+        self.buf.drain(..i + len);
+        Some(Pkt {
+            ty: first >> 4,
+            flags: first & 0x0f,
+            body,
+        })
+    }
+}

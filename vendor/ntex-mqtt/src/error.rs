@@ -332,6 +332,14 @@ pub enum DecodeError {
     Utf8Error,
     #[error("Unexpected payload")]
     UnexpectedPayload,
+    /// evgrid patch: what the MQTT 5 text calls a Protocol Error rather than a Malformed Packet
+    /// (a property given twice, a Subscription Identifier of 0, a SUBSCRIBE with no filter, a
+    /// PUBLISH with neither topic nor alias); a v5 peer is told DISCONNECT 0x82.
+    #[error("Protocol error")]
+    ProtocolError,
+    /// evgrid patch: a Topic Alias of 0 (MQTT 5 §3.3.2.3.4); DISCONNECT 0x94.
+    #[error("Topic alias is 0")]
+    TopicAliasInvalid,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]

@@ -43,6 +43,24 @@ pub use self::session::Session;
 pub use self::topic::{TopicFilter, TopicFilterError, TopicFilterLevel};
 pub use self::types::QoS;
 
+/// evgrid patch: called for each PUBACK, PUBREC or PUBCOMP whose packet id matches nothing this
+/// connection sent. Such an acknowledgement is ignored (MQTT 5 allows it; a resumed session's
+/// late acknowledgement is one); 9.0.0 closed the connection. Set once, before serving.
+static UNKNOWN_ACK_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// evgrid patch: sets the function called for each ignored acknowledgement (see
+/// `UNKNOWN_ACK_HOOK`); the first call wins.
+pub fn set_unknown_ack_hook(f: fn()) {
+    let _ = UNKNOWN_ACK_HOOK.set(f);
+}
+
+pub(crate) fn unknown_ack(packet_id: std::num::NonZeroU16) {
+    log::debug!("Ignoring an acknowledgement for unknown packet id {packet_id}");
+    if let Some(f) = UNKNOWN_ACK_HOOK.get() {
+        f();
+    }
+}
+
 // http://www.iana.org/assignments/service-names-port-numbers/service-names-port-numbers.xhtml
 pub const TCP_PORT: u16 = 1883;
 pub const TLS_PORT: u16 = 8883;

@@ -89,6 +89,17 @@ where
     #[inline]
     async fn call(&self, req: Req, ctx: Ctx<'_, Self, St>) -> Result<Self::Res, Self::Error> {
         let (state, req) = req.unpack();
+        let cfg = req.cfg().ctx().get::<MqttServiceConfig>();
+
+        // evgrid patch: the connect timeout counts from the accept to the whole CONNECT packet.
+        // 9.0.0 gave the first bytes (the protocol version) their own 5 s and then counted the
+        // connect timeout again from there, so a silent client was closed after 5 s whatever
+        // the setting, and one sending a few bytes at a time could stay for both. The io timer
+        // (1 s ticks, never early) makes `recv` fail with `TimedOut` once it fires; the v3/v5
+        // handshakes stop it when the CONNECT packet is in.
+        if !cfg.connect_timeout.is_zero() {
+            req.start_timer(cfg.connect_timeout);
+        }
 
         // try to read Version, buffer may already contain info
         let res = match req.decode(&VersionCodec) {
@@ -111,15 +122,23 @@ where
                         refuse_level(&req, &e).await;
                         Err(MqttError::Connect(MqttConnectError::Protocol(e.into())))
                     }
+                    Err(Either::Right(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                        Err(MqttError::Connect(MqttConnectError::Timeout))
+                    }
                     Err(Either::Right(e)) => {
                         Err(MqttError::Connect(MqttConnectError::Disconnected(Some(e))))
                     }
                 }
             };
 
-            let cfg = req.cfg().ctx().get::<MqttServiceConfig>();
-
-            match select(&mut Deadline::new(cfg.protocol_version_timeout), fut).await {
+            // evgrid patch: with a connect timeout, the io timer above decides; this deadline
+            // only stands in when there is none.
+            let version_timeout = if cfg.connect_timeout.is_zero() {
+                cfg.protocol_version_timeout
+            } else {
+                ntex_util::time::Millis::from(cfg.connect_timeout) + ntex_util::time::Millis(2_000)
+            };
+            match select(&mut Deadline::new(version_timeout), fut).await {
                 Either::Left(()) => Err(MqttError::Connect(MqttConnectError::Timeout)),
                 Either::Right(Ok(Some(ver))) => match ver {
                     ProtocolVersion::MQTT3 => ctx.call(&self.v3, State { req, state }).await,

@@ -62,7 +62,8 @@ pub(super) trait Property {
 
 impl<T: Decode> Property for Option<T> {
     fn read_value(&mut self, src: &mut Bytes) -> Result<(), DecodeError> {
-        ensure!(self.is_none(), DecodeError::MalformedPacket); // property is set twice while not allowed
+        // evgrid patch: a property given twice is a Protocol Error (MQTT 5 §2.2.2.2).
+        ensure!(self.is_none(), DecodeError::ProtocolError);
         *self = Some(T::decode(src)?);
         Ok(())
     }
@@ -115,7 +116,11 @@ impl Decode for Bytes {
 
 impl Decode for ByteString {
     fn decode(src: &mut Bytes) -> Result<Self, DecodeError> {
-        ByteString::try_from(Bytes::decode(src)?).map_err(|()| DecodeError::Utf8Error)
+        // evgrid patch: U+0000 in any UTF-8 string makes the packet malformed ([MQTT-1.5.4-2],
+        // 3.1.1 [MQTT-1.5.3-2]); the receiver closes the connection.
+        let b = Bytes::decode(src)?;
+        ensure!(!b.as_ref().contains(&0), DecodeError::MalformedPacket);
+        ByteString::try_from(b).map_err(|()| DecodeError::Utf8Error)
     }
 }
 

@@ -90,6 +90,9 @@ struct Inner<C> {
     control: C,
     sink: Rc<MqttShared>,
     inflight: RefCell<HashSet<NonZeroU16>>,
+    /// evgrid patch: inbound QoS 2 ids answered with PUBREC and awaiting PUBREL (a subset of
+    /// `inflight`).
+    qos2: RefCell<HashSet<NonZeroU16>>,
 }
 
 impl<St, T, C, E> Dispatcher<St, T, C, E>
@@ -110,6 +113,7 @@ where
                 sink,
                 control,
                 inflight: RefCell::new(HashSet::default()),
+                qos2: RefCell::new(HashSet::default()),
             },
             st: PhantomData,
         }
@@ -168,8 +172,16 @@ where
                 let inner = &self.inner;
                 let packet_id = publish.packet_id;
 
+                // evgrid patch: until PUBREL, a QoS 2 PUBLISH with the id of one already
+                // answered with PUBREC is a resend: it goes to the publish service again, to be
+                // answered PUBREC and not delivered twice [MQTT-4.3.3-2]. 9.0.0 closed the
+                // connection as a packet id in use.
+                let resend = publish.qos == QoS::ExactlyOnce
+                    && packet_id.is_some_and(|pid| inner.qos2.borrow().contains(&pid));
+
                 // check for duplicated packet id
                 if let Some(pid) = packet_id
+                    && !resend
                     && !inner.inflight.borrow_mut().insert(pid)
                 {
                     log::trace!(
@@ -214,6 +226,9 @@ where
                 // parent, and this is the path every PUBLISH takes.
                 let pkt = Publish::new(publish, payload, size);
                 let qos2 = pkt.qos() == QoS::ExactlyOnce;
+                if let Some(pid) = packet_id.filter(|_| qos2) {
+                    inner.qos2.borrow_mut().insert(pid);
+                }
                 let res = ctx.call_nowait(&self.publish, pkt).await;
                 publish_result(res, qos2, packet_id, inner)
             }
@@ -423,6 +438,7 @@ impl<C> Inner<C> {
                     ProtocolMessageKind::Nothing => None,
                     ProtocolMessageKind::PublishRelease(packet_id) => {
                         self.inflight.borrow_mut().remove(&packet_id);
+                        self.qos2.borrow_mut().remove(&packet_id);
                         Some(Encoded::Packet(Packet::PublishComplete { packet_id }))
                     }
                     ProtocolMessageKind::PublishAck(_) => unreachable!(),

@@ -320,12 +320,19 @@ where
             .map_err(|()| MqttError::Connect(MqttConnectError::Timeout))?
             .map_err(|err| {
                 log::trace!("Error is received during mqtt connect handshake: {err:?}");
+                // evgrid patch: the io timer started at accept (`crate::server`) fired.
+                if matches!(&err, ntex_util::future::Either::Right(e) if e.kind() == std::io::ErrorKind::TimedOut) {
+                    return MqttError::Connect(MqttConnectError::Timeout);
+                }
                 MqttError::Connect(MqttConnectError::from(err))
             })?
             .ok_or_else(|| {
                 log::trace!("Server mqtt is disconnected during handshake");
                 MqttError::Connect(MqttConnectError::Disconnected(None))
             })?;
+
+        // evgrid patch: the CONNECT is in; from here the io timer is the dispatcher's.
+        io.stop_timer();
 
         match packet {
             mqtt::Decoded::Packet(mqtt::Packet::Connect(connect), size) => {

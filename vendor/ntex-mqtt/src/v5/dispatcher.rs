@@ -96,6 +96,9 @@ struct Inner<C> {
 
 struct PublishInfo {
     inflight: HashSet<num::NonZeroU16>,
+    /// evgrid patch: inbound QoS 2 ids answered with PUBREC and awaiting PUBREL (a subset of
+    /// `inflight`).
+    qos2: HashSet<num::NonZeroU16>,
     aliases: HashMap<num::NonZeroU16, ByteString>,
 }
 
@@ -115,6 +118,7 @@ where
                 info: RefCell::new(PublishInfo {
                     aliases: HashMap::default(),
                     inflight: HashSet::default(),
+                    qos2: HashSet::default(),
                 }),
             },
             e: PhantomData,
@@ -174,12 +178,25 @@ where
                 if publish.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+') {
                     return Err(SpecViolation::Pub_3_3_2_2.into());
                 }
+                // evgrid patch: [MQTT-3.3.4-6] a client must not send a Subscription Identifier.
+                if !publish.properties.subscription_ids.is_empty() {
+                    return Err(MqttProtocolError::generic_violation(
+                        "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier",
+                    )
+                    .into());
+                }
 
                 {
                     let mut inner = info.info.borrow_mut();
                     let state = &self.inner.sink;
 
-                    if let Some(pid) = packet_id {
+                    // evgrid patch: until PUBREL, a QoS 2 PUBLISH with the id of one already
+                    // answered with PUBREC is a resend: it goes to the publish service again (to
+                    // be answered PUBREC, not delivered twice [MQTT-4.3.3-10]), instead of
+                    // being refused as an id in use (9.0.0: PUBACK 0x91).
+                    let resend = publish.qos == QoS::ExactlyOnce
+                        && packet_id.is_some_and(|pid| inner.qos2.contains(&pid));
+                    if let Some(pid) = packet_id.filter(|_| !resend) {
                         // check for receive maximum
                         let receive_max = state.receive_max();
                         if receive_max != 0 && inner.inflight.len() >= receive_max as usize {
@@ -280,6 +297,9 @@ where
                 // this packet by the io dispatcher (patch 14), hence `call_nowait`.
                 let pkt = Publish::new(publish, payload, size);
                 let qos2 = pkt.qos() == QoS::ExactlyOnce;
+                if let Some(pid) = packet_id.filter(|_| qos2) {
+                    info.info.borrow_mut().qos2.insert(pid);
+                }
                 let res = ctx.call_nowait(&self.publish, pkt).await;
                 publish_result(res, qos2, packet_id.map_or(0, num::NonZero::get), info)
             }
@@ -466,7 +486,9 @@ impl<C> Inner<C> {
         let result = match ctx.call(&self.control, pkt).await {
             Ok(result) => {
                 if let Some(id) = num::NonZeroU16::new(packet_id) {
-                    self.info.borrow_mut().inflight.remove(&id);
+                    let mut info = self.info.borrow_mut();
+                    info.inflight.remove(&id);
+                    info.qos2.remove(&id);
                 }
                 result
             }
@@ -526,6 +548,13 @@ where
 
     if let Some(id) = num::NonZeroU16::new(packet_id) {
         let ack = if qos2 {
+            // evgrid patch: a PUBREC with a failure code ends the exchange [MQTT-4.3.3-*]: no
+            // PUBREL will come, so the id is free again (9.0.0 kept it in use for good).
+            if u8::from(ack.reason_code) >= 0x80 {
+                let mut info = inner.info.borrow_mut();
+                info.inflight.remove(&id);
+                info.qos2.remove(&id);
+            }
             codec::Packet::PublishReceived(codec::PublishAck {
                 packet_id: id,
                 reason_code: ack.reason_code,

@@ -241,6 +241,7 @@ where
                 Decoded::Publish(p, payload, _) => {
                     p.qos == crate::QoS::AtMostOnce
                         && p.properties.topic_alias.is_none()
+                        && p.properties.subscription_ids.is_empty()
                         && p.payload_size as usize == payload.len()
                         && s.sink().is_open()
                         && !p.topic.as_bytes().iter().any(|&b| b == b'#' || b == b'+')
@@ -298,12 +299,19 @@ where
                     "{}: Error is received during mqtt Connect: {err:?}",
                     io.tag()
                 );
+                // evgrid patch: the io timer started at accept (`crate::server`) fired.
+                if matches!(&err, ntex_util::future::Either::Right(e) if e.kind() == std::io::ErrorKind::TimedOut) {
+                    return MqttError::Connect(MqttConnectError::Timeout);
+                }
                 MqttError::Connect(MqttConnectError::from(err))
             })?
             .ok_or_else(|| {
                 log::trace!("{}: Server mqtt is disconnected during Connect", io.tag());
                 MqttError::Connect(MqttConnectError::Disconnected(None))
             })?;
+
+        // evgrid patch: the CONNECT is in; from here the io timer is the dispatcher's.
+        io.stop_timer();
 
         match packet {
             Decoded::Packet(Packet::Connect(connect), size) => {

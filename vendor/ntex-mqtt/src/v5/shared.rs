@@ -197,7 +197,7 @@ impl MqttShared {
         self.streaming_remaining.get().is_some()
     }
 
-    /// evgrid patch 18: the io layer's own write back-pressure flag, set the moment an encode
+    /// evgrid patch 23: the io layer's own write back-pressure flag, set the moment an encode
     /// crosses the write buffer's high watermark (`WRB_ENABLED` follows only once the dispatcher
     /// has polled and run its control call).
     pub(super) fn is_io_wr_backpressure(&self) -> bool {
@@ -435,7 +435,14 @@ impl MqttShared {
             .iter()
             .position(|(i, _, _)| *i == id)
             .and_then(|pos| queues.inflight.remove(pos));
-        if let Some((idx, tx, tp)) = found.or_else(|| queues.inflight.pop_front()) {
+        // evgrid patch: an id that matches nothing sent is ignored, and the oldest entry stays
+        // (9.0.0 took it off the queue and closed the connection); see `crate::unknown_ack`.
+        let Some((idx, tx, tp)) = found else {
+            drop(queues);
+            crate::unknown_ack(id);
+            return Ok(());
+        };
+        {
             if idx != pkt.packet_id() {
                 log::trace!(
                     "MQTT protocol error, packet_id order does not match, expected {}, got: {}",
@@ -505,11 +512,6 @@ impl MqttShared {
                     ))
                 }
             }
-        } else {
-            log::trace!("Unexpected PublishAck packet");
-            Err(error::MqttProtocolError::generic_violation(
-                "Received PUBACK packet while there are no unacknowledged PUBLISH packets",
-            ))
         }
     }
 

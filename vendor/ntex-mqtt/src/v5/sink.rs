@@ -38,7 +38,7 @@ impl MqttSink {
     }
 
     #[inline]
-    /// evgrid patch 18: whether the connection's write buffer is over its high watermark now.
+    /// evgrid patch 23: whether the connection's write buffer is over its high watermark now.
     /// [`MqttSink::is_ready`] learns of it only after the dispatcher's next poll, so a writer that
     /// encodes several packets in one go must check this between them, or it fills the write
     /// buffer without bound for a peer that does not read.

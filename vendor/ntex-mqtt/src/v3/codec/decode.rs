@@ -50,6 +50,12 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
 
     let flags = ConnectFlags::from_bits(src.get_u8()).ok_or(DecodeError::ConnectReservedFlagSet)?;
 
+    // evgrid patch: a password without a user name [MQTT-3.1.2-22]; the connection is closed.
+    ensure!(
+        flags.contains(ConnectFlags::USERNAME) || !flags.contains(ConnectFlags::PASSWORD),
+        DecodeError::MalformedPacket
+    );
+
     let keep_alive = u16::decode(src)?;
     let client_id = ByteString::decode(src)?;
 
@@ -146,9 +152,15 @@ fn decode_subscribe_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     while src.has_remaining() {
         let topic = ByteString::decode(src)?;
         ensure!(src.remaining() >= 1, DecodeError::InvalidLength);
-        let qos = (src.get_u8() & 0b0000_0011).try_into()?;
+        // evgrid patch: reserved bits set in the requested QoS byte make the packet malformed
+        // [MQTT-3.8.3-4]; 9.0.0 masked them off.
+        let opts = src.get_u8();
+        ensure!(opts & 0b1111_1100 == 0, DecodeError::MalformedPacket);
+        let qos = opts.try_into()?;
         topic_filters.push((topic, qos));
     }
+    // evgrid patch: at least one filter [MQTT-3.8.3-3]; 9.0.0 answered an empty SUBACK.
+    ensure!(!topic_filters.is_empty(), DecodeError::MalformedPacket);
 
     Ok(Packet::Subscribe {
         packet_id,
@@ -175,6 +187,8 @@ fn decode_unsubscribe_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     while src.remaining() > 0 {
         topic_filters.push(ByteString::decode(src)?);
     }
+    // evgrid patch: at least one filter [MQTT-3.10.3-2].
+    ensure!(!topic_filters.is_empty(), DecodeError::MalformedPacket);
     Ok(Packet::Unsubscribe {
         packet_id,
         topic_filters,

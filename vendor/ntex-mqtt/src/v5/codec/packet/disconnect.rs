@@ -66,12 +66,19 @@ impl Disconnect {
     pub fn from_proto_error(err: &MqttProtocolError) -> Self {
         Self {
             reason_code: match err {
-                MqttProtocolError::Decode(DecodeError::InvalidLength) => {
-                    DisconnectReasonCode::MalformedPacket
-                }
                 MqttProtocolError::Decode(DecodeError::MaxSizeExceeded { .. }) => {
                     DisconnectReasonCode::PacketTooLarge
                 }
+                // evgrid patch: a packet that cannot be decoded is a Malformed Packet (0x81),
+                // not an implementation-specific error (0x83); some decode failures are what
+                // the MQTT 5 text calls a Protocol Error (0x82) or an invalid Topic Alias (0x94).
+                MqttProtocolError::Decode(DecodeError::ProtocolError) => {
+                    DisconnectReasonCode::ProtocolError
+                }
+                MqttProtocolError::Decode(DecodeError::TopicAliasInvalid) => {
+                    DisconnectReasonCode::TopicAliasInvalid
+                }
+                MqttProtocolError::Decode(_) => DisconnectReasonCode::MalformedPacket,
                 MqttProtocolError::KeepAliveTimeout => DisconnectReasonCode::KeepAliveTimeout,
                 MqttProtocolError::ProtocolViolation(e) => e.reason(),
                 _ => DisconnectReasonCode::ImplementationSpecificError,

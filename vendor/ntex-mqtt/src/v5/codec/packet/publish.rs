@@ -62,6 +62,12 @@ impl Publish {
             Some(NonZeroU16::decode(src)?) // packet id = 0 encountered
         };
         let properties = parse_publish_properties(src)?;
+        // evgrid patch: a topic name is required unless a Topic Alias stands for it; an empty one
+        // without an alias is a Protocol Error (MQTT 5 §3.3.2.3.4).
+        ensure!(
+            !topic.is_empty() || properties.topic_alias.is_some(),
+            DecodeError::ProtocolError
+        );
 
         Ok(Self {
             qos,
@@ -124,9 +130,16 @@ fn parse_publish_properties(src: &mut Bytes) -> Result<PublishProperties, Decode
             pt::CORR_DATA => correlation_data.read_value(prop_src)?,
             pt::SUB_ID => {
                 let id = utils::decode_variable_length_cursor(prop_src)?;
-                subscription_ids.push(NonZeroU32::new(id).ok_or(DecodeError::MalformedPacket)?);
+                // evgrid patch: 0 is a Protocol Error (MQTT 5 §3.3.2.3.8).
+                subscription_ids.push(NonZeroU32::new(id).ok_or(DecodeError::ProtocolError)?);
             }
-            pt::TOPIC_ALIAS => topic_alias.read_value(prop_src)?,
+            // evgrid patch: an alias of 0 is "Topic Alias invalid" (0x94, MQTT 5 §3.3.2.3.4), a
+            // second one a Protocol Error; both were Malformed Packet.
+            pt::TOPIC_ALIAS => {
+                ensure!(topic_alias.is_none(), DecodeError::ProtocolError);
+                let alias = u16::decode(prop_src)?;
+                topic_alias = Some(NonZeroU16::new(alias).ok_or(DecodeError::TopicAliasInvalid)?);
+            }
             pt::USER => user_props.push(<(ByteString, ByteString)>::decode(prop_src)?),
             _ => return Err(DecodeError::MalformedPacket),
         }

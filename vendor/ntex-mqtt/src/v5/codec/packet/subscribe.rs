@@ -118,9 +118,10 @@ impl Subscribe {
             let prop_id = prop_src.get_u8();
             match prop_id {
                 pt::SUB_ID => {
-                    ensure!(sub_id.is_none(), DecodeError::MalformedPacket); // can't appear twice
+                    // evgrid patch: twice, or 0, is a Protocol Error (MQTT 5 §3.8.2.1.2).
+                    ensure!(sub_id.is_none(), DecodeError::ProtocolError);
                     let val = utils::decode_variable_length_cursor(prop_src)?;
-                    sub_id = Some(NonZeroU32::new(val).ok_or(DecodeError::MalformedPacket)?);
+                    sub_id = Some(NonZeroU32::new(val).ok_or(DecodeError::ProtocolError)?);
                 }
                 pt::USER => user_properties.push(UserProperty::decode(prop_src)?),
                 _ => return Err(DecodeError::MalformedPacket),
@@ -133,6 +134,8 @@ impl Subscribe {
             let opts = SubscriptionOptions::decode(src)?;
             topic_filters.push((topic, opts));
         }
+        // evgrid patch: a SUBSCRIBE with no filter is a Protocol Error (MQTT 5 §3.8.3).
+        ensure!(!topic_filters.is_empty(), DecodeError::ProtocolError);
 
         Ok(Self {
             packet_id,
@@ -178,6 +181,8 @@ impl Unsubscribe {
         while src.remaining() > 0 {
             topic_filters.push(ByteString::decode(src)?);
         }
+        // evgrid patch: an UNSUBSCRIBE with no filter is a Protocol Error (MQTT 5 §3.10.3).
+        ensure!(!topic_filters.is_empty(), DecodeError::ProtocolError);
 
         Ok(Self {
             packet_id,
@@ -249,6 +254,9 @@ impl Decode for SubscriptionOptions {
     fn decode(src: &mut Bytes) -> Result<Self, DecodeError> {
         ensure!(src.has_remaining(), DecodeError::InvalidLength);
         let val = src.get_u8();
+        // evgrid patch: the reserved bits 6 and 7 must be 0; otherwise the packet is malformed
+        // [MQTT-3.8.3-5]. 9.0.0 ignored them.
+        ensure!(val & 0b1100_0000 == 0, DecodeError::MalformedPacket);
         let qos = (val & 0b0000_0011).try_into()?;
         let retain_handling = ((val & 0b0011_0000) >> 4).try_into()?;
         Ok(SubscriptionOptions {
