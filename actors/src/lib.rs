@@ -121,6 +121,10 @@ impl Broker {
         clean_start: bool,
         mut attach: impl FnMut() -> Attach,
     ) -> Result<Opened, OpenError> {
+        // Set when this call gave back a session slot (its client's ending session): the new
+        // session takes it again without the cap check, so a client replacing its own session is
+        // never refused because another took the slot meanwhile.
+        let mut slot_given_back = false;
         for _ in 0..8 {
             let (id, addr, fresh) = {
                 use dashmap::mapref::entry::Entry as E;
@@ -133,9 +137,10 @@ impl Broker {
                     }
                     E::Occupied(e) => (e.get().id, e.get().addr.clone(), false),
                     E::Vacant(e) => {
-                        if self.0.sessions.fetch_add(1, Ordering::Relaxed)
-                            >= self.0.limits.max_sessions
-                        {
+                        let full = self.0.sessions.fetch_add(1, Ordering::Relaxed)
+                            >= self.0.limits.max_sessions;
+                        let carried = std::mem::take(&mut slot_given_back);
+                        if full && !carried {
                             self.0.sessions.fetch_sub(1, Ordering::Relaxed);
                             return Err(OpenError::TooManySessions);
                         }
@@ -159,7 +164,7 @@ impl Broker {
                 }
                 // The session is ending (non-persistent) or stopped (expired) between lookup
                 // and attach: drop it, try again with a new one.
-                Ok(None) | Err(_) => self.forget(client_id, id),
+                Ok(None) | Err(_) => slot_given_back |= self.forget(client_id, id),
             }
         }
         Err(OpenError::Unavailable)
@@ -167,7 +172,7 @@ impl Broker {
 
     /// Called by a session actor when it stops.
     pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) {
-        self.forget(client_id, id);
+        let _ = self.forget(client_id, id);
         let last = self.0.routers.len() - 1;
         for (i, r) in self.0.routers.iter().enumerate() {
             r.do_send(RemoveSession {
@@ -177,16 +182,17 @@ impl Broker {
         }
     }
 
-    /// Removes `client_id`'s registry entry if it is still session `id`.
-    fn forget(&self, client_id: &ByteString, id: SessionId) {
-        if self
+    /// Removes `client_id`'s registry entry if it is still session `id`; whether it was.
+    fn forget(&self, client_id: &ByteString, id: SessionId) -> bool {
+        let removed = self
             .0
             .registry
             .remove_if(client_id, |_, e| e.id == id)
-            .is_some()
-        {
+            .is_some();
+        if removed {
             self.0.sessions.fetch_sub(1, Ordering::Relaxed);
         }
+        removed
     }
 
     /// Routes a batch from one publisher; resolves once every message is queued for its

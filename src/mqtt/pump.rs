@@ -28,6 +28,8 @@ pub(crate) trait Sink: Clone + 'static {
     fn is_ready(&self) -> bool;
     /// The write buffer is over its high watermark now (`is_ready` learns it later).
     fn backpressure(&self) -> bool;
+    /// Bytes in the write buffer, not yet taken by the socket.
+    fn write_buffered(&self) -> usize;
     fn ready(&self) -> impl Future<Output = bool>;
     fn close(&self, reason: CloseReason);
     /// QoS 0 publish; an error means it was not written.
@@ -101,39 +103,79 @@ enum Writable {
     Stalled,
 }
 
+/// Whether a connection's socket is taking what is written while its write buffer is over the
+/// high watermark: the smallest buffer seen, and since when it has not shrunk. A socket that
+/// takes bytes slowly (a large message over a slow link) keeps shrinking it and is not stalled.
+#[derive(Default)]
+struct Stall(Option<(usize, Instant)>);
+
+impl Stall {
+    /// Looks at the sink now; returns when the send timeout runs out, if it runs.
+    fn observe<S: Sink>(&mut self, sink: &S, send_timeout: Option<Duration>) -> Option<Instant> {
+        let backpressure = sink.backpressure();
+        let buffered = if backpressure {
+            sink.write_buffered()
+        } else {
+            0
+        };
+        self.update(backpressure, buffered, Instant::now(), send_timeout)
+    }
+
+    fn update(
+        &mut self,
+        backpressure: bool,
+        buffered: usize,
+        now: Instant,
+        send_timeout: Option<Duration>,
+    ) -> Option<Instant> {
+        if !backpressure {
+            self.0 = None;
+            return None;
+        }
+        match self.0 {
+            Some((least, _)) if buffered >= least => {}
+            _ => self.0 = Some((buffered, now)),
+        }
+        let (_, since) = self.0?;
+        send_timeout.map(|t| since + t)
+    }
+}
+
 /// Waits until the connection may take another packet: its write buffer is under the high
 /// watermark and the client's receive window has room.
 async fn writable<S: Sink>(sink: &S, send_timeout: Option<Duration>) -> Writable {
-    // Set while the socket is not taking what is written; the send timeout runs from here.
-    let mut stalled_since: Option<Instant> = None;
+    let mut stall = Stall::default();
     let mut yields = 0;
     loop {
-        let backpressure = sink.backpressure();
-        if !backpressure && sink.is_ready() {
+        if !sink.backpressure() && sink.is_ready() {
             return Writable::Yes;
         }
         if !sink.is_open() {
             return Writable::Closed;
         }
-        let now = Instant::now();
-        let deadline = if backpressure {
-            send_timeout.map(|t| *stalled_since.get_or_insert(now) + t)
-        } else {
-            stalled_since = None;
-            None
-        };
-        // Waits are cut at a second so a stall that starts while waiting for the client's
-        // window is noticed and timed too.
-        let wait = deadline.map_or(Duration::from_secs(1), |d| {
-            d.saturating_duration_since(now).min(Duration::from_secs(1))
-        });
-        if deadline.is_some_and(|d| d <= now) {
+        let deadline = stall.observe(sink, send_timeout);
+        if deadline.is_some_and(|d| d <= Instant::now()) {
             return Writable::Stalled;
         }
         if !sink.is_ready() {
-            // ntex knows (back-pressure seen by the dispatcher, or no window): it wakes us.
-            if let Ok(false) = ntex_util::time::timeout(wait, sink.ready()).await {
-                return Writable::Closed;
+            // ntex knows (back-pressure seen by the dispatcher, or no window) and wakes us. One
+            // readiness future for the whole wait: each `ready()` call queues a waiter that only
+            // a wake-up removes. The wait is cut every second to time a stall that starts or
+            // goes on meanwhile.
+            let mut ready = std::pin::pin!(sink.ready());
+            loop {
+                let wait = stall.observe(sink, send_timeout).map_or(ONE_SECOND, |d| {
+                    d.saturating_duration_since(Instant::now()).min(ONE_SECOND)
+                });
+                if wait.is_zero() {
+                    return Writable::Stalled;
+                }
+                match ntex_util::time::timeout(wait, ready.as_mut()).await {
+                    Ok(true) => break,
+                    Ok(false) => return Writable::Closed,
+                    Err(()) if !sink.is_open() => return Writable::Closed,
+                    Err(()) => {}
+                }
             }
         } else if yields < 4 {
             // The io layer raised back-pressure and woke the dispatcher, which tells the sink
@@ -142,10 +184,12 @@ async fn writable<S: Sink>(sink: &S, send_timeout: Option<Duration>) -> Writable
             tokio::task::yield_now().await;
         } else {
             // The dispatcher is busy elsewhere (its service not ready): look again shortly.
-            ntex_util::time::sleep(wait.min(Duration::from_millis(20))).await;
+            ntex_util::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
+
+const ONE_SECOND: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run<S: Sink>(
     sink: S,
@@ -244,5 +288,33 @@ pub(crate) async fn run<S: Sink>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The send timeout runs while the socket takes nothing, not while it takes a large message
+    /// slowly, and starts again once the buffer is back under the watermark.
+    #[test]
+    fn a_stall_is_a_buffer_that_does_not_shrink() {
+        let t = Some(Duration::from_secs(15));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut st = Stall::default();
+        assert_eq!(st.update(false, 0, at(0), t), None);
+        assert_eq!(st.update(true, 1_000_000, at(0), t), Some(at(15)));
+        // Shrinking, however slowly: the clock restarts.
+        assert_eq!(st.update(true, 990_000, at(10), t), Some(at(25)));
+        assert_eq!(st.update(true, 980_000, at(20), t), Some(at(35)));
+        // Not shrinking (or growing by a new packet): it keeps running.
+        assert_eq!(st.update(true, 980_000, at(30), t), Some(at(35)));
+        assert_eq!(st.update(true, 1_100_000, at(34), t), Some(at(35)));
+        // Under the watermark: no stall; a new one starts from scratch.
+        assert_eq!(st.update(false, 0, at(36), t), None);
+        assert_eq!(st.update(true, 1_100_000, at(40), t), Some(at(55)));
+        // No send timeout: never.
+        assert_eq!(Stall::default().update(true, 5, at(0), None), None);
     }
 }

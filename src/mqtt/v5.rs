@@ -513,6 +513,9 @@ impl Sink for V5Sink {
     fn backpressure(&self) -> bool {
         self.0.is_write_backpressure()
     }
+    fn write_buffered(&self) -> usize {
+        self.0.write_buffer_len()
+    }
     fn ready(&self) -> impl Future<Output = bool> {
         self.0.ready()
     }

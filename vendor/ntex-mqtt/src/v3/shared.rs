@@ -163,6 +163,12 @@ impl MqttShared {
         self.io.is_wr_backpressure()
     }
 
+    /// evgrid patch 23: bytes in the connection's write buffer (the io layer's innermost one:
+    /// the socket's own, with no filter between).
+    pub(super) fn write_buffer_len(&self) -> usize {
+        self.io.with_write_dst_buf(|b| b.len())
+    }
+
     pub(super) fn is_ready(&self) -> bool {
         self.credit() > 0 && !self.flags.get().contains(Flags::WRB_ENABLED)
     }

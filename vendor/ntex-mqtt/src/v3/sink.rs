@@ -40,6 +40,13 @@ impl MqttSink {
     }
 
     #[inline]
+    /// evgrid patch 23: bytes written to the connection and not yet taken by its socket, so a
+    /// writer can tell a slow peer (the buffer shrinks) from one that takes nothing.
+    pub fn write_buffer_len(&self) -> usize {
+        self.0.write_buffer_len()
+    }
+
+    #[inline]
     /// Check if sink is ready
     pub fn is_ready(&self) -> bool {
         if self.0.is_closed() {
