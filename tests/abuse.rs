@@ -227,6 +227,38 @@ fn sessions_are_capped_with_a_clear_connack() {
     assert!(grew < 50.0, "RSS grew by {grew:.0} MiB");
 }
 
+/// A flood of TCP connections that never send CONNECT: each costs little while it waits, every
+/// one is closed once `mqtt.connect_timeout` has passed, and other clients are served meanwhile.
+#[test]
+fn connection_flood_without_connect_is_bounded_and_closed() {
+    let srv = Server::start(&[("EVGRID_MQTT_CONNECT_TIMEOUT", "3")]);
+    let base = srv.rss_mib();
+    let start = Instant::now();
+    let conns: Vec<std::net::TcpStream> = (0..1500)
+        .map(|_| std::net::TcpStream::connect(srv.mqtt).expect("connect"))
+        .collect();
+    assert_alive(&srv);
+    let grew = srv.rss_mib() - base;
+    eprintln!("1,500 silent connections: RSS +{grew:.0} MiB");
+    assert!(
+        grew < 64.0,
+        "RSS grew by {grew:.0} MiB for 1,500 silent connections"
+    );
+    for mut c in conns {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match c.read(&mut [0u8; 16]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a silent connection was not closed: {other:?}"),
+        }
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(10),
+        "closed after {took:?}, not after the 3 s connect timeout"
+    );
+}
+
 /// Session expiry is capped by `mqtt.max_session_expiry`: a client asking for longer gets the cap
 /// back in CONNACK (v5) and its session ends then.
 #[test]
