@@ -235,7 +235,7 @@ impl Default for MqttConfig {
             max_subscriptions_per_client: 100,
             max_keepalive: 1160,
             max_topic_alias: 10,
-            max_session_expiry: 7 * 24 * 3600,
+            max_session_expiry: 3600,
             router_shards: 1,
             workers: 0,
             actor_threads: 0,

@@ -259,10 +259,24 @@ fn connection_flood_without_connect_is_bounded_and_closed() {
     );
 }
 
-/// Session expiry is capped by `mqtt.max_session_expiry`: a client asking for longer gets the cap
-/// back in CONNACK (v5) and its session ends then.
+/// Session expiry is capped by `mqtt.max_session_expiry`, one hour by default as Event Grid's: a
+/// client asking for longer gets the cap back in CONNACK (v5) and its session ends then.
 #[test]
 fn session_expiry_is_capped() {
+    let srv = Server::start(&[]);
+    let (_c, ack) = Client::connect(
+        srv.mqtt,
+        Opts::v5("week")
+            .clean(false)
+            .prop(Prop::Num(0x11, 7 * 24 * 3600)),
+    );
+    assert_eq!(
+        num(&ack.props, 0x11),
+        Some(3600),
+        "the default cap is one hour"
+    );
+    drop(srv);
+
     let srv = Server::start(&[("EVGRID_MQTT_MAX_SESSION_EXPIRY", "1")]);
     let (c, ack) = Client::connect(
         srv.mqtt,

@@ -130,7 +130,7 @@ impl Default for SessionLimits {
             max_queued_bytes: 16 * 1024 * 1024,
             max_outbound: 10_000,
             max_outbound_bytes: 8 * 1024 * 1024,
-            max_session_expiry_secs: 7 * 24 * 3600,
+            max_session_expiry_secs: 3600,
             max_sessions: 100_000,
         }
     }
