@@ -199,6 +199,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_events_per_request: cfg.events.max_events_per_request,
                 max_events_per_basic_request: cfg.events.max_events_per_basic_request,
             },
+            body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
         let mqtt = crate::mqtt::start(&cfg.mqtt, broker)?;
         // One line per listener, stable format: scripts and tests parse it.
@@ -210,6 +211,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
         })
         .workers(cfg.http.workers)
+        .client_request_timeout(Duration::from_millis(cfg.http.header_timeout_ms))
         .listen(http_listener)?
         .run()
         .await;

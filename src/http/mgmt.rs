@@ -69,6 +69,21 @@ pub(super) fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
     }
 }
 
+/// Most bytes a management body may have. ARM bodies are a few KB; this was actix-web's default
+/// payload limit, which these handlers used before they read bodies themselves.
+pub(super) const MAX_MGMT_BODY: usize = 256 * 1024;
+
+/// A management call's body, read only once [`admin`] has let the caller through, so a client
+/// without the key cannot make the server buffer anything; over [`MAX_MGMT_BODY`] it is a 413
+/// with an Event Grid error body.
+pub(super) async fn body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    st: &State,
+) -> Result<ntex_bytes::Bytes, ApiError> {
+    super::namespace::read_body(req, payload, MAX_MGMT_BODY, st.body_timeout).await
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -132,10 +147,11 @@ async fn list_namespaces(req: HttpRequest, st: web::Data<State>) -> R {
 async fn put_namespace(
     req: HttpRequest,
     ns: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(st.grid.put_namespace(&ns, &props).await?))
 }
@@ -162,10 +178,11 @@ async fn list_keys(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>
 async fn regenerate_key(
     req: HttpRequest,
     ns: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     Ok(keys_response(
         st.grid.regenerate_key(&ns, &key_name(&body)?).await?,
     ))
@@ -194,10 +211,11 @@ async fn list_topics(req: HttpRequest, ns: web::Path<String>, st: web::Data<Stat
 async fn put_topic(
     req: HttpRequest,
     p: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(st.grid.put_topic(&p.0, &p.1, &props).await?))
 }
@@ -227,10 +245,11 @@ async fn list_subscriptions(
 async fn put_subscription(
     req: HttpRequest,
     p: web::Path<(String, String, String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(
         st.grid.put_subscription(&p.0, &p.1, &p.3, &props).await?,
