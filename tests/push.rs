@@ -1507,3 +1507,141 @@ fn entries_held_while_revalidating_survive_a_restart_and_keep_their_sequences() 
         "old entries kept, new ones did not overwrite them"
     );
 }
+
+/// Event data nested 200 levels: refused at every publish path with a 400 naming the event,
+/// instead of accepted and delivered as `{"specversion":"1.0"}` to a CloudEvents webhook; 100
+/// levels are accepted and delivered intact, converted, to that webhook.
+#[test]
+fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
+    let eg = Eg::start(&[]);
+    let nested = |levels: usize| format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels));
+    let eg_json = |id: &str, data: &str| {
+        format!(
+            "{{\"id\":\"{id}\",\"eventType\":\"T\",\"subject\":\"s\",\"eventTime\":\"2024-05-01T10:00:00Z\",\"data\":{data}}}"
+        )
+    };
+    let key = eg.source("/mgmt/topics/deep", json!({}));
+    let hook = Hook::ok();
+    eg.hook_sub(
+        "/mgmt/topics/deep",
+        "cehook",
+        &hook.url("/ce"),
+        json!({"eventDeliverySchema": "CloudEventSchemaV1_0"}),
+    );
+    // A 400 endpoint with a dead-letter destination: the record keeps the event whole (a
+    // failed re-parse wrote `"event": null` / dropped it).
+    let refusing = Hook::start(|r| handshake(r).unwrap_or(Reply::status(400)));
+    let dl = json!({"deadLetterDestination": {"endpointType": "StorageBlob", "properties": {"resourceId": "local", "blobContainerName": "dead"}}});
+    eg.hook_sub("/mgmt/topics/deep", "dlhook", &refusing.url("/dl"), dl);
+    let k = format!("aeg-sas-key: {key}");
+    let headers = [k.as_str(), "Content-Type: application/json"];
+    let path = "/topics/deep/api/events?api-version=2018-01-01";
+
+    let body = format!("[{},{}]", eg_json("ok", "1"), eg_json("deep", &nested(200)));
+    let r = eg.publish_raw(path, &headers, body.as_bytes());
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.message().starts_with("Event 1 ") && r.message().contains("levels deep"),
+        "{r:?}"
+    );
+
+    let body = format!("[{}]", eg_json("hundred", &nested(100)));
+    let r = eg.publish_raw(path, &headers, body.as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = hook.wait_delivered(1, WAIT);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["specversion"], "1.0");
+    assert_eq!(got[0]["id"], "hundred", "{got:?}");
+    let want: Value = serde_json::from_str(&nested(100)).unwrap();
+    assert!(got[0]["data"] == want, "data not delivered intact");
+    let raw = &hook.notifications()[0].body;
+    assert!(
+        String::from_utf8_lossy(raw).contains(&nested(100)),
+        "data bytes not copied as published"
+    );
+
+    let deadline = Instant::now() + WAIT;
+    let rec = loop {
+        let d = eg.dead_letters("/mgmt/topics/deep/eventSubscriptions/dlhook");
+        if let Some(r) = d.into_iter().next() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "not dead-lettered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(rec["id"], "hundred");
+    assert_eq!(rec["lastHttpStatusCode"], 400);
+    assert!(rec["data"] == want, "dead-letter record lost the data");
+
+    // The other publish paths refuse it the same way.
+    let ce_key = eg.source(
+        "/mgmt/topics/deepce",
+        json!({"inputSchema": "CloudEventSchemaV1_0"}),
+    );
+    let ce = format!(
+        "[{{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"T\",\"data\":{}}}]",
+        nested(200)
+    );
+    let r = eg.publish_raw(
+        "/topics/deepce/api/events?api-version=2018-01-01",
+        &[
+            &format!("aeg-sas-key: {ce_key}"),
+            "Content-Type: application/cloudevents-batch+json",
+        ],
+        ce.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().starts_with("Event 0 "), "{r:?}");
+
+    let dkey = eg.source("/mgmt/domains/deepd", json!({}));
+    let body = format!(
+        "[{}]",
+        eg_json("d", &nested(200)).replacen('{', "{\"topic\":\"dt1\",", 1)
+    );
+    let r = eg.publish_raw(
+        "/domains/deepd/api/events?api-version=2018-01-01",
+        &[
+            &format!("aeg-sas-key: {dkey}"),
+            "Content-Type: application/json",
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().starts_with("Event 0 "), "{r:?}");
+
+    let mapping = json!({"inputSchema": "CustomEventSchema", "inputSchemaMapping": {"inputSchemaMappingType": "Json", "properties": {
+        "eventType": {"defaultValue": "C"}, "subject": {"defaultValue": "/"}}}});
+    let ckey = eg.source("/mgmt/topics/deepcustom", mapping);
+    let r = eg.publish_raw(
+        "/topics/deepcustom/api/events?api-version=2018-01-01",
+        &[
+            &format!("aeg-sas-key: {ckey}"),
+            "Content-Type: application/json",
+        ],
+        format!("[{{\"n\":1}},{{\"x\":{}}}]", nested(119)).as_bytes(),
+    );
+    assert_eq!(
+        r.status, 400,
+        "custom events become data, one level deeper: {r:?}"
+    );
+    assert!(r.message().starts_with("Event 1 "), "{r:?}");
+
+    let nk = eg
+        .mgmt("POST", "/mgmt/namespaces/default/listKeys", &Value::Null)
+        .json()["key1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = "/mgmt/namespaces/default/topics/deepns";
+    assert_eq!(eg.mgmt("PUT", t, &json!({"properties": {}})).status, 201);
+    let r = eg.publish_raw(
+        "/namespaces/default/topics/deepns:publish?api-version=2024-06-01",
+        &[
+            &format!("Authorization: SharedAccessKey {nk}"),
+            "Content-Type: application/cloudevents-batch+json",
+        ],
+        ce.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().starts_with("Event 0 "), "{r:?}");
+}
