@@ -719,7 +719,7 @@ fn retries_dead_letters_and_their_files() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(dropped.notifications().len(), 1, "413 is not retried");
 
-    // The same records as files: <dir>/ORDERS/<SUB>/yyyy/M/d/H/*.json, each a JSON array.
+    // The same records as files: <dir>/topics/ORDERS/<SUB>/yyyy/M/d/H/*.json, each a JSON array.
     let mut files = Vec::new();
     let mut stack = vec![dl_dir.clone()];
     while let Some(p) = stack.pop() {
@@ -739,10 +739,10 @@ fn retries_dead_letters_and_their_files() {
             .to_string_lossy()
             .to_string();
         assert!(
-            rel.starts_with("ORDERS/BAD/") || rel.starts_with("ORDERS/BUSY/"),
+            rel.starts_with("topics/ORDERS/BAD/") || rel.starts_with("topics/ORDERS/BUSY/"),
             "{rel}"
         );
-        assert_eq!(rel.split('/').count(), 7, "{rel}");
+        assert_eq!(rel.split('/').count(), 8, "{rel}");
         let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
         assert_eq!(v[0]["id"], "e1");
     }
@@ -1506,6 +1506,72 @@ fn entries_held_while_revalidating_survive_a_restart_and_keep_their_sequences() 
         want,
         "old entries kept, new ones did not overwrite them"
     );
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    files
+}
+
+/// Topic X and domain X, each with a subscription named `hook`: their dead-letter files go to
+/// distinct directories (they shared `<dir>/X/HOOK/…`, where one could overwrite the other).
+#[test]
+fn dead_letter_files_of_a_topic_and_a_domain_of_one_name_stay_apart() {
+    let dir = TempDir::new("dlk");
+    let dl_dir = dir.0.join("dead");
+    let eg = Eg::start(&[("EVGRID_PUSH_DEAD_LETTER_DIR", dl_dir.to_str().unwrap())]);
+    let dl = json!({"deadLetterDestination": {"endpointType": "StorageBlob", "properties": {"resourceId": "local", "blobContainerName": "dead"}}});
+    let bad = Hook::start(|r| handshake(r).unwrap_or(Reply::status(400)));
+    let tkey = eg.source("/mgmt/topics/same", json!({}));
+    let dkey = eg.source("/mgmt/domains/same", json!({}));
+    eg.hook_sub("/mgmt/topics/same", "hook", &bad.url("/t"), dl.clone());
+    eg.hook_sub("/mgmt/domains/same", "hook", &bad.url("/d"), dl.clone());
+    let r = eg.publish(
+        "/topics/same",
+        &tkey,
+        &json!([eg_event("from-topic", "T", "s", json!(1))]),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut ev = eg_event("from-domain", "T", "s", json!(2));
+    ev["topic"] = json!("dt1");
+    assert_eq!(eg.publish("/domains/same", &dkey, &json!([ev])).status, 200);
+    let deadline = Instant::now() + WAIT;
+    let files = loop {
+        let f = files_under(&dl_dir);
+        if f.len() >= 2 {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "dead-letter files: {f:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&dl_dir)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        let id = v[0]["id"].as_str().unwrap().to_string();
+        let want = if id == "from-topic" {
+            "topics/SAME/HOOK/"
+        } else {
+            "domains/SAME/HOOK/"
+        };
+        assert!(rel.starts_with(want), "{id} in {rel}");
+        seen.insert(id);
+    }
+    assert_eq!(seen.len(), 2, "{files:?}");
 }
 
 /// Event data nested 200 levels: refused at every publish path with a 400 naming the event,

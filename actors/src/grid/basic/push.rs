@@ -103,7 +103,8 @@ struct Pending {
 pub struct Names {
     /// As given, e.g. `orders-hook`.
     pub subscription: String,
-    /// `TOPIC` or `DOMAIN/TOPIC`, for dead-letter file paths.
+    /// Where its dead-letter files go under `dead_letter_dir`: `topics/TOPIC`,
+    /// `domains/DOMAIN`, `domaintopics/DOMAIN/TOPIC` or `namespaces/NAMESPACE/TOPIC`.
     pub source: String,
 }
 
@@ -580,15 +581,16 @@ fn jittered(d: Duration) -> u64 {
     ms + if ms >= 10 { r % (ms / 10 + 1) } else { 0 }
 }
 
-/// `<dir>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json`, holding a JSON array with
-/// the record (the layout Azure uses in a storage container). Best effort, off the arbiter.
+/// `<dir>/<kind>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json` ([`Names::source`]
+/// is `<kind>/<SOURCE>`), holding a JSON array with the record (under the kind, the layout Azure
+/// uses in a storage container). Best effort, off the arbiter.
 fn write_file(dir: std::path::PathBuf, names: &Names, publish_ms: u64, dl_seq: u64, record: &[u8]) {
     let t = format_rfc3339_ms(now_ms());
     let num = |s: &str| s.trim_start_matches('0').to_string();
     let (y, mo, d, h) = (&t[0..4], num(&t[5..7]), num(&t[8..10]), num(&t[11..13]));
     let h = if h.is_empty() { "0".to_string() } else { h };
     let path = dir
-        .join(names.source.to_ascii_uppercase())
+        .join(&names.source)
         .join(names.subscription.to_ascii_uppercase())
         .join(y)
         .join(mo)
