@@ -102,6 +102,10 @@ pub struct PushSection {
     /// Base URL of this server as webhooks reach it, for validation URLs and topic endpoints;
     /// empty: `http://<http.bind>` (127.0.0.1 when bound to all addresses).
     pub public_url: String,
+    /// Refuse webhook endpoints whose host is or resolves to a loopback, link-local, private
+    /// (RFC 1918), unique-local or unspecified address (400 at the subscription PUT), so the
+    /// validation handshake cannot probe this server's own network.
+    pub deny_private_endpoints: bool,
 }
 
 impl Default for PushSection {
@@ -120,6 +124,7 @@ impl Default for PushSection {
             probation_after: 10,
             dead_letter_dir: PathBuf::new(),
             public_url: String::new(),
+            deny_private_endpoints: false,
         }
     }
 }

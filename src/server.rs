@@ -115,6 +115,7 @@ fn push_config(cfg: &Config, http_addr: std::net::SocketAddr) -> PushConfig {
         dead_letter_dir: (!p.dead_letter_dir.as_os_str().is_empty())
             .then(|| p.dead_letter_dir.clone()),
         public_url,
+        deny_private_endpoints: p.deny_private_endpoints,
     }
 }
 

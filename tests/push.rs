@@ -1711,3 +1711,79 @@ fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.message().starts_with("Event 0 "), "{r:?}");
 }
+
+/// `push.deny_private_endpoints`: off (the default), a loopback webhook is validated and
+/// accepted; on, loopback, private and unspecified endpoints (literal or by name) are refused at
+/// the PUT with a 400 saying why, before any request is sent to them.
+#[test]
+fn private_endpoints_are_refused_only_when_configured() {
+    let hook = Hook::ok();
+    let eg = Eg::start(&[]);
+    eg.source("/mgmt/topics/tpriv", json!({}));
+    eg.hook_sub("/mgmt/topics/tpriv", "open", &hook.url("/open"), json!({}));
+    let before = hook.requests().len();
+    assert_eq!(before, 1, "the validation handshake reached the hook");
+    drop(eg);
+
+    let eg = Eg::start(&[("EVGRID_PUSH_DENY_PRIVATE_ENDPOINTS", "true")]);
+    eg.source("/mgmt/topics/tpriv", json!({}));
+    let port = hook
+        .url("/")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    for (url, says) in [
+        (hook.url("/h"), "is a loopback address"),
+        (
+            format!("http://localhost:{port}/h"),
+            "resolves to a loopback address",
+        ),
+        (format!("http://[::1]:{port}/h"), "is a loopback address"),
+        (
+            "http://10.1.2.3/h".to_string(),
+            "is a private (RFC 1918) address",
+        ),
+        (
+            "http://169.254.169.254/latest".to_string(),
+            "is a link-local address",
+        ),
+        (
+            "http://0.0.0.0:80/h".to_string(),
+            "is an unspecified address",
+        ),
+        (
+            "http://[fd00::1]/h".to_string(),
+            "is a unique-local address",
+        ),
+    ] {
+        let r = eg.sub(
+            "/mgmt/topics/tpriv",
+            "closed",
+            json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}}}),
+        );
+        assert_eq!(r.status, 400, "{url}: {r:?}");
+        assert_eq!(r.code(), "BadRequest", "{r:?}");
+        assert!(
+            r.message().contains(says) && r.message().contains("push.deny_private_endpoints"),
+            "{url}: {r:?}"
+        );
+    }
+    // Namespace push subscriptions too.
+    let t = "/mgmt/namespaces/default/topics/ntpriv";
+    assert_eq!(eg.mgmt("PUT", t, &json!({"properties": {}})).status, 201);
+    let r = eg.sub(
+        t,
+        "closed",
+        json!({"deliveryConfiguration": {"deliveryMode": "Push", "push": {
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": hook.url("/n")}}}}}),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().contains("loopback"), "{r:?}");
+    assert_eq!(
+        hook.requests().len(),
+        before,
+        "a refused endpoint was contacted"
+    );
+}
