@@ -5,7 +5,8 @@
 //!
 //! Owns translation only (paths, bodies, ARM status codes: PUT 201 when created and 200 when
 //! updated, DELETE 200 or 204 when there was nothing, GET on a collection `{"value":[…]}`); the
-//! grid validates and stores. Must never return a key outside `listKeys`/`regenerateKey`.
+//! grid validates and stores. Must never return a key outside `listKeys`/`regenerateKey`, nor
+//! read a request body before the admin key is checked ([`body`]).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
