@@ -18,7 +18,7 @@ that reads bodies incrementally with a body timeout (after):
     500 trickling:   before +471 MB, all 500 still open after 40 s
                      after  +14 MB, all 500 answered 408 and closed at about 30 s
 """
-import json, os, resource, socket, subprocess, sys, tempfile, time
+import json, os, resource, shutil, socket, subprocess, sys, tempfile, time
 
 binary, n, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 trickle = "--trickle" in sys.argv[4:]
@@ -107,3 +107,5 @@ try:
           f"{answered} answered 408, {closed} closed without an answer, {waiting} still waiting")
 finally:
     p.kill()
+    p.wait()
+    shutil.rmtree(d, ignore_errors=True)
