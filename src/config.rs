@@ -102,6 +102,10 @@ pub struct PushSection {
     /// Base URL of this server as webhooks reach it, for validation URLs and topic endpoints;
     /// empty: `http://<http.bind>` (127.0.0.1 when bound to all addresses).
     pub public_url: String,
+    /// Refuse webhook endpoints whose host is or resolves to a loopback, link-local, private
+    /// (RFC 1918), unique-local or unspecified address (400 at the subscription PUT), so the
+    /// validation handshake cannot probe this server's own network.
+    pub deny_private_endpoints: bool,
 }
 
 impl Default for PushSection {
@@ -120,6 +124,7 @@ impl Default for PushSection {
             probation_after: 10,
             dead_letter_dir: PathBuf::new(),
             public_url: String::new(),
+            deny_private_endpoints: false,
         }
     }
 }
@@ -130,6 +135,12 @@ pub struct HttpConfig {
     pub bind: SocketAddr,
     /// actix-web worker threads.
     pub workers: usize,
+    /// How long a client has to send a request's headers once its connection opens, in ms; then
+    /// 408 and close.
+    pub header_timeout_ms: u64,
+    /// How long a request body may take to arrive once its headers have, in ms; then 408 and
+    /// close. A total, not an idle timeout, so one byte a second cannot hold a connection open.
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +220,12 @@ impl Default for HttpConfig {
         HttpConfig {
             bind: "0.0.0.0:8080".parse().expect("literal"),
             workers: 1,
+            // Headers are a few hundred bytes: 10 s is ample on any link (nginx's
+            // client_header_timeout is 60 s, actix-web's own default 5 s).
+            header_timeout_ms: 10_000,
+            // The largest body (events.max_request_bytes, 1 MB) arrives in 8 s at 1 Mbit/s;
+            // 30 s leaves room for slow links and frees a stalled connection's slot as soon.
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -375,6 +392,12 @@ impl Config {
         }
         if self.http.workers == 0 {
             return bad("http.workers", "must be at least 1");
+        }
+        if !(100..=600_000).contains(&self.http.header_timeout_ms) {
+            return bad("http.header_timeout_ms", "must be between 100 and 600000");
+        }
+        if !(100..=3_600_000).contains(&self.http.body_timeout_ms) {
+            return bad("http.body_timeout_ms", "must be between 100 and 3600000");
         }
         let e = &self.events;
         if !matches!(self.store.backend.as_str(), "redb" | "memory") {

@@ -68,6 +68,61 @@ fn load(args: &ServeArgs) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// actix-http logs every malformed request, and every connection that does not send its headers
+/// in time, as an ERROR ("stream error: …"): a client could fill the log at will. Those errors
+/// are the client's, not the server's, so at most one is let through per
+/// [`ClientErrorGate::EVERY_MS`]; other events pass untouched.
+#[derive(Default)]
+struct ClientErrorGate {
+    start: std::sync::OnceLock<std::time::Instant>,
+    /// Milliseconds since `start` before which the next one is dropped.
+    next_ms: std::sync::atomic::AtomicU64,
+}
+
+impl ClientErrorGate {
+    const EVERY_MS: u64 = 60_000;
+
+    fn is_client_error(meta: &tracing::Metadata<'_>) -> bool {
+        *meta.level() == tracing::Level::ERROR && meta.target().starts_with("actix_http::h1")
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for ClientErrorGate {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !Self::is_client_error(meta) {
+            return true;
+        }
+        let now = self
+            .start
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64;
+        let next = self.next_ms.load(Relaxed);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now + Self::EVERY_MS, Relaxed, Relaxed)
+                .is_ok()
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Decided per event for the gated ones; the others never need asking again.
+        if Self::is_client_error(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let (args, print_only) = match cli.cmd {
@@ -91,10 +146,19 @@ fn main() {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter)
+                    .with_filter(ClientErrorGate::default()),
+            )
+            .init();
+    }
     if let Err(e) = evgrid::server::run(cfg) {
         eprintln!("evgrid: {e}");
         std::process::exit(1);

@@ -115,6 +115,7 @@ fn push_config(cfg: &Config, http_addr: std::net::SocketAddr) -> PushConfig {
         dead_letter_dir: (!p.dead_letter_dir.as_os_str().is_empty())
             .then(|| p.dead_letter_dir.clone()),
         public_url,
+        deny_private_endpoints: p.deny_private_endpoints,
     }
 }
 
@@ -202,6 +203,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_events_per_request: cfg.events.max_events_per_request,
                 max_events_per_basic_request: cfg.events.max_events_per_basic_request,
             },
+            body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
         let mqtt = crate::mqtt::start(&cfg.mqtt, broker)?;
         // One line per listener, stable format: scripts and tests parse it.
@@ -213,6 +215,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
         })
         .workers(cfg.http.workers)
+        .client_request_timeout(Duration::from_millis(cfg.http.header_timeout_ms))
         .listen(http_listener)?
         .run()
         .await;

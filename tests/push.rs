@@ -719,7 +719,7 @@ fn retries_dead_letters_and_their_files() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(dropped.notifications().len(), 1, "413 is not retried");
 
-    // The same records as files: <dir>/ORDERS/<SUB>/yyyy/M/d/H/*.json, each a JSON array.
+    // The same records as files: <dir>/topics/ORDERS/<SUB>/yyyy/M/d/H/*.json, each a JSON array.
     let mut files = Vec::new();
     let mut stack = vec![dl_dir.clone()];
     while let Some(p) = stack.pop() {
@@ -739,10 +739,10 @@ fn retries_dead_letters_and_their_files() {
             .to_string_lossy()
             .to_string();
         assert!(
-            rel.starts_with("ORDERS/BAD/") || rel.starts_with("ORDERS/BUSY/"),
+            rel.starts_with("topics/ORDERS/BAD/") || rel.starts_with("topics/ORDERS/BUSY/"),
             "{rel}"
         );
-        assert_eq!(rel.split('/').count(), 7, "{rel}");
+        assert_eq!(rel.split('/').count(), 8, "{rel}");
         let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
         assert_eq!(v[0]["id"], "e1");
     }
@@ -1505,5 +1505,285 @@ fn entries_held_while_revalidating_survive_a_restart_and_keep_their_sequences() 
         ids(&got),
         want,
         "old entries kept, new ones did not overwrite them"
+    );
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    files
+}
+
+/// Topic X and domain X, each with a subscription named `hook`: their dead-letter files go to
+/// distinct directories (they shared `<dir>/X/HOOK/…`, where one could overwrite the other).
+#[test]
+fn dead_letter_files_of_a_topic_and_a_domain_of_one_name_stay_apart() {
+    let dir = TempDir::new("dlk");
+    let dl_dir = dir.0.join("dead");
+    let eg = Eg::start(&[("EVGRID_PUSH_DEAD_LETTER_DIR", dl_dir.to_str().unwrap())]);
+    let dl = json!({"deadLetterDestination": {"endpointType": "StorageBlob", "properties": {"resourceId": "local", "blobContainerName": "dead"}}});
+    let bad = Hook::start(|r| handshake(r).unwrap_or(Reply::status(400)));
+    let tkey = eg.source("/mgmt/topics/same", json!({}));
+    let dkey = eg.source("/mgmt/domains/same", json!({}));
+    eg.hook_sub("/mgmt/topics/same", "hook", &bad.url("/t"), dl.clone());
+    eg.hook_sub("/mgmt/domains/same", "hook", &bad.url("/d"), dl.clone());
+    let r = eg.publish(
+        "/topics/same",
+        &tkey,
+        &json!([eg_event("from-topic", "T", "s", json!(1))]),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut ev = eg_event("from-domain", "T", "s", json!(2));
+    ev["topic"] = json!("dt1");
+    assert_eq!(eg.publish("/domains/same", &dkey, &json!([ev])).status, 200);
+    let deadline = Instant::now() + WAIT;
+    let files = loop {
+        let f = files_under(&dl_dir);
+        if f.len() >= 2 {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "dead-letter files: {f:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&dl_dir)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        let id = v[0]["id"].as_str().unwrap().to_string();
+        let want = if id == "from-topic" {
+            "topics/SAME/HOOK/"
+        } else {
+            "domains/SAME/HOOK/"
+        };
+        assert!(rel.starts_with(want), "{id} in {rel}");
+        seen.insert(id);
+    }
+    assert_eq!(seen.len(), 2, "{files:?}");
+}
+
+/// Event data nested 200 levels: refused at every publish path with a 400 naming the event,
+/// instead of accepted and delivered as `{"specversion":"1.0"}` to a CloudEvents webhook; 100
+/// levels are accepted and delivered intact, converted, to that webhook.
+#[test]
+fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
+    let eg = Eg::start(&[]);
+    let nested = |levels: usize| format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels));
+    let eg_json = |id: &str, data: &str| {
+        format!(
+            "{{\"id\":\"{id}\",\"eventType\":\"T\",\"subject\":\"s\",\"eventTime\":\"2024-05-01T10:00:00Z\",\"data\":{data}}}"
+        )
+    };
+    let key = eg.source("/mgmt/topics/deep", json!({}));
+    let hook = Hook::ok();
+    eg.hook_sub(
+        "/mgmt/topics/deep",
+        "cehook",
+        &hook.url("/ce"),
+        json!({"eventDeliverySchema": "CloudEventSchemaV1_0"}),
+    );
+    // A 400 endpoint with a dead-letter destination: the record keeps the event whole (a
+    // failed re-parse wrote `"event": null` / dropped it).
+    let refusing = Hook::start(|r| handshake(r).unwrap_or(Reply::status(400)));
+    let dl = json!({"deadLetterDestination": {"endpointType": "StorageBlob", "properties": {"resourceId": "local", "blobContainerName": "dead"}}});
+    eg.hook_sub("/mgmt/topics/deep", "dlhook", &refusing.url("/dl"), dl);
+    let k = format!("aeg-sas-key: {key}");
+    let headers = [k.as_str(), "Content-Type: application/json"];
+    let path = "/topics/deep/api/events?api-version=2018-01-01";
+
+    let body = format!("[{},{}]", eg_json("ok", "1"), eg_json("deep", &nested(200)));
+    let r = eg.publish_raw(path, &headers, body.as_bytes());
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.message().starts_with("Event 1 ") && r.message().contains("levels deep"),
+        "{r:?}"
+    );
+
+    let body = format!("[{}]", eg_json("hundred", &nested(100)));
+    let r = eg.publish_raw(path, &headers, body.as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = hook.wait_delivered(1, WAIT);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["specversion"], "1.0");
+    assert_eq!(got[0]["id"], "hundred", "{got:?}");
+    let want: Value = serde_json::from_str(&nested(100)).unwrap();
+    assert!(got[0]["data"] == want, "data not delivered intact");
+    let raw = &hook.notifications()[0].body;
+    assert!(
+        String::from_utf8_lossy(raw).contains(&nested(100)),
+        "data bytes not copied as published"
+    );
+
+    let deadline = Instant::now() + WAIT;
+    let rec = loop {
+        let d = eg.dead_letters("/mgmt/topics/deep/eventSubscriptions/dlhook");
+        if let Some(r) = d.into_iter().next() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "not dead-lettered");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(rec["id"], "hundred");
+    assert_eq!(rec["lastHttpStatusCode"], 400);
+    assert!(rec["data"] == want, "dead-letter record lost the data");
+
+    // The other publish paths refuse it the same way.
+    let ce_key = eg.source(
+        "/mgmt/topics/deepce",
+        json!({"inputSchema": "CloudEventSchemaV1_0"}),
+    );
+    let ce = format!(
+        "[{{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"T\",\"data\":{}}}]",
+        nested(200)
+    );
+    let r = eg.publish_raw(
+        "/topics/deepce/api/events?api-version=2018-01-01",
+        &[
+            &format!("aeg-sas-key: {ce_key}"),
+            "Content-Type: application/cloudevents-batch+json",
+        ],
+        ce.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().starts_with("Event 0 "), "{r:?}");
+
+    let dkey = eg.source("/mgmt/domains/deepd", json!({}));
+    let body = format!(
+        "[{}]",
+        eg_json("d", &nested(200)).replacen('{', "{\"topic\":\"dt1\",", 1)
+    );
+    let r = eg.publish_raw(
+        "/domains/deepd/api/events?api-version=2018-01-01",
+        &[
+            &format!("aeg-sas-key: {dkey}"),
+            "Content-Type: application/json",
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().starts_with("Event 0 "), "{r:?}");
+
+    let mapping = json!({"inputSchema": "CustomEventSchema", "inputSchemaMapping": {"inputSchemaMappingType": "Json", "properties": {
+        "eventType": {"defaultValue": "C"}, "subject": {"defaultValue": "/"}}}});
+    let ckey = eg.source("/mgmt/topics/deepcustom", mapping);
+    let r = eg.publish_raw(
+        "/topics/deepcustom/api/events?api-version=2018-01-01",
+        &[
+            &format!("aeg-sas-key: {ckey}"),
+            "Content-Type: application/json",
+        ],
+        format!("[{{\"n\":1}},{{\"x\":{}}}]", nested(119)).as_bytes(),
+    );
+    assert_eq!(
+        r.status, 400,
+        "custom events become data, one level deeper: {r:?}"
+    );
+    assert!(r.message().starts_with("Event 1 "), "{r:?}");
+
+    let nk = eg
+        .mgmt("POST", "/mgmt/namespaces/default/listKeys", &Value::Null)
+        .json()["key1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = "/mgmt/namespaces/default/topics/deepns";
+    assert_eq!(eg.mgmt("PUT", t, &json!({"properties": {}})).status, 201);
+    let r = eg.publish_raw(
+        "/namespaces/default/topics/deepns:publish?api-version=2024-06-01",
+        &[
+            &format!("Authorization: SharedAccessKey {nk}"),
+            "Content-Type: application/cloudevents-batch+json",
+        ],
+        ce.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().starts_with("Event 0 "), "{r:?}");
+}
+
+/// `push.deny_private_endpoints`: off (the default), a loopback webhook is validated and
+/// accepted; on, loopback, private and unspecified endpoints (literal or by name) are refused at
+/// the PUT with a 400 saying why, before any request is sent to them.
+#[test]
+fn private_endpoints_are_refused_only_when_configured() {
+    let hook = Hook::ok();
+    let eg = Eg::start(&[]);
+    eg.source("/mgmt/topics/tpriv", json!({}));
+    eg.hook_sub("/mgmt/topics/tpriv", "open", &hook.url("/open"), json!({}));
+    let before = hook.requests().len();
+    assert_eq!(before, 1, "the validation handshake reached the hook");
+    drop(eg);
+
+    let eg = Eg::start(&[("EVGRID_PUSH_DENY_PRIVATE_ENDPOINTS", "true")]);
+    eg.source("/mgmt/topics/tpriv", json!({}));
+    let port = hook
+        .url("/")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    for (url, says) in [
+        (hook.url("/h"), "is a loopback address"),
+        (
+            format!("http://localhost:{port}/h"),
+            "resolves to a loopback address",
+        ),
+        (format!("http://[::1]:{port}/h"), "is a loopback address"),
+        (
+            "http://10.1.2.3/h".to_string(),
+            "is a private (RFC 1918) address",
+        ),
+        (
+            "http://169.254.169.254/latest".to_string(),
+            "is a link-local address",
+        ),
+        (
+            "http://0.0.0.0:80/h".to_string(),
+            "is an unspecified address",
+        ),
+        (
+            "http://[fd00::1]/h".to_string(),
+            "is a unique-local address",
+        ),
+    ] {
+        let r = eg.sub(
+            "/mgmt/topics/tpriv",
+            "closed",
+            json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}}}),
+        );
+        assert_eq!(r.status, 400, "{url}: {r:?}");
+        assert_eq!(r.code(), "BadRequest", "{r:?}");
+        assert!(
+            r.message().contains(says) && r.message().contains("push.deny_private_endpoints"),
+            "{url}: {r:?}"
+        );
+    }
+    // Namespace push subscriptions too.
+    let t = "/mgmt/namespaces/default/topics/ntpriv";
+    assert_eq!(eg.mgmt("PUT", t, &json!({"properties": {}})).status, 201);
+    let r = eg.sub(
+        t,
+        "closed",
+        json!({"deliveryConfiguration": {"deliveryMode": "Push", "push": {
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": hook.url("/n")}}}}}),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.message().contains("loopback"), "{r:?}");
+    assert_eq!(
+        hook.requests().len(),
+        before,
+        "a refused endpoint was contacted"
     );
 }

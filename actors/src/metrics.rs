@@ -349,7 +349,7 @@ impl Metrics {
             "evgrid_store_commit_seconds",
             "Store commits by duration (apply and fsync).",
         );
-        let counters: [(&str, &str, &Counter); 14] = [
+        let counters: [(&str, &str, &Counter); 15] = [
             (
                 "evgrid_events_published_total",
                 "Events accepted by publish requests.",
@@ -420,6 +420,11 @@ impl Metrics {
                 "HTTP requests answered with an error status.",
                 &HTTP.errors,
             ),
+            (
+                "evgrid_http_body_timeouts_total",
+                "Requests answered 408 because their body did not arrive within http.body_timeout_ms.",
+                &HTTP.body_timeouts,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -436,11 +441,13 @@ impl Metrics {
 pub struct HttpMetrics {
     pub publish_ok: Counter,
     pub errors: Counter,
+    pub body_timeouts: Counter,
 }
 
 pub static HTTP: HttpMetrics = HttpMetrics {
     publish_ok: Counter::new(),
     errors: Counter::new(),
+    body_timeouts: Counter::new(),
 };
 
 /// Push (webhook) delivery counters.

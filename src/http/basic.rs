@@ -86,7 +86,7 @@ async fn publish(
             )));
         }
     }
-    let body = read_body(&req, payload, st.limits.max_request_bytes).await?;
+    let body = read_body(&req, payload, st.limits.max_request_bytes, st.body_timeout).await?;
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -76,6 +76,58 @@ const ACCEPTED: &str =
 /// Longest client-supplied text quoted back in an error message, in characters.
 const QUOTE_MAX: usize = 64;
 
+/// Deepest nesting of objects and arrays an event may have as stored, its own object counting
+/// as level 1 (`{"data":{"a":[1]}}` is 3 deep).
+///
+/// Publish reads events without building them (raw slices), which has no depth limit, but what
+/// happens to an event afterwards does: the CloudEvents conversion for push subscriptions, the
+/// headers read from an event and the dead-letter records parse it with serde_json, which refuses
+/// more than 127 levels, and evgrid wraps a stored event in up to 3 more levels itself
+/// (`{"value":[{"event":…}]}` in receive answers and dead-letter pages). 120 leaves every one of
+/// them, and any serde_json consumer of them, room; deeper events are refused at publish (400)
+/// rather than accepted and delivered broken.
+pub const MAX_EVENT_DEPTH: usize = 120;
+
+/// How deeply `json` nests objects and arrays (0 for a scalar). A byte scan that skips strings;
+/// `json` is known to be valid JSON.
+pub fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Refuses event `index` (its JSON as received) if, once stored with `wrap` more levels around
+/// it, it would nest deeper than [`MAX_EVENT_DEPTH`].
+pub(super) fn check_depth(index: usize, json: &str, wrap: usize) -> Result<(), ParseError> {
+    let depth = json_depth(json.as_bytes()) + wrap;
+    if depth > MAX_EVENT_DEPTH {
+        return Err(bad(format!(
+            "Event {index} nests objects and arrays {depth} levels deep; the limit is \
+             {MAX_EVENT_DEPTH} levels (the event's own object counts as one)."
+        )));
+    }
+    Ok(())
+}
+
 /// Parses and validates a CloudEvents 1.0 JSON publish body.
 ///
 /// `body`: the whole request body. `content_type`: the Content-Type header value, if any.
@@ -252,6 +304,7 @@ fn parse_event(
             json.len()
         )));
     }
+    check_depth(index, json, 0)?;
     let mut problem = None;
     let mut de = serde_json::Deserializer::from_str(json);
     let parsed = match (EventSeed {

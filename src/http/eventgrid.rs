@@ -201,6 +201,8 @@ pub fn parse_eventgrid(
         if !json.starts_with('{') {
             return Err(bad(format!("Event {i} is not a JSON object.")));
         }
+        // Normalising keeps the event's depth: its members are copied into a new object.
+        cloudevents::check_depth(i, json, 0)?;
         let ms = members(json).map_err(|e| bad(format!("Event {i} is not valid JSON: {e}.")))?;
         let mut f: [Option<&RawValue>; 8] = [None; 8];
         const NAMES: [&str; 8] = [
@@ -326,6 +328,8 @@ pub fn parse_custom(
     for (i, raw) in raws.iter().enumerate() {
         let json = raw.get();
         check_size(i, json, limits)?;
+        // The custom object becomes the normalised event's `data`: one level deeper.
+        cloudevents::check_depth(i, json, 1)?;
         let v: Value = serde_json::from_str(json)
             .map_err(|e| bad(format!("Event {i} is not valid JSON: {e}.")))?;
         if !v.is_object() {

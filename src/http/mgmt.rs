@@ -5,7 +5,8 @@
 //!
 //! Owns translation only (paths, bodies, ARM status codes: PUT 201 when created and 200 when
 //! updated, DELETE 200 or 204 when there was nothing, GET on a collection `{"value":[…]}`); the
-//! grid validates and stores. Must never return a key outside `listKeys`/`regenerateKey`.
+//! grid validates and stores. Must never return a key outside `listKeys`/`regenerateKey`, nor
+//! read a request body before the admin key is checked ([`body`]).
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -67,6 +68,21 @@ pub(super) fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
         Some(k) if constant_time_eq(k.as_bytes(), st.admin_key.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("The admin key is not valid.")),
     }
+}
+
+/// Most bytes a management body may have. ARM bodies are a few KB; this was actix-web's default
+/// payload limit, which these handlers used before they read bodies themselves.
+pub(super) const MAX_MGMT_BODY: usize = 256 * 1024;
+
+/// A management call's body, read only once [`admin`] has let the caller through, so a client
+/// without the key cannot make the server buffer anything; over [`MAX_MGMT_BODY`] it is a 413
+/// with an Event Grid error body.
+pub(super) async fn body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    st: &State,
+) -> Result<ntex_bytes::Bytes, ApiError> {
+    super::namespace::read_body(req, payload, MAX_MGMT_BODY, st.body_timeout).await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -132,10 +148,11 @@ async fn list_namespaces(req: HttpRequest, st: web::Data<State>) -> R {
 async fn put_namespace(
     req: HttpRequest,
     ns: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(st.grid.put_namespace(&ns, &props).await?))
 }
@@ -162,10 +179,11 @@ async fn list_keys(req: HttpRequest, ns: web::Path<String>, st: web::Data<State>
 async fn regenerate_key(
     req: HttpRequest,
     ns: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     Ok(keys_response(
         st.grid.regenerate_key(&ns, &key_name(&body)?).await?,
     ))
@@ -194,10 +212,11 @@ async fn list_topics(req: HttpRequest, ns: web::Path<String>, st: web::Data<Stat
 async fn put_topic(
     req: HttpRequest,
     p: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(st.grid.put_topic(&p.0, &p.1, &props).await?))
 }
@@ -227,10 +246,11 @@ async fn list_subscriptions(
 async fn put_subscription(
     req: HttpRequest,
     p: web::Path<(String, String, String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(
         st.grid.put_subscription(&p.0, &p.1, &p.3, &props).await?,

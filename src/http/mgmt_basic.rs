@@ -13,8 +13,8 @@ use evgrid_actors::grid::basic::{Kind, Scope};
 
 use super::State;
 use super::mgmt::{
-    PageQuery, R, admin, dead_letter_page, delete_response, json_response, key_name, keys_response,
-    list_response, page_size, properties, put_response,
+    PageQuery, R, admin, body, dead_letter_page, delete_response, json_response, key_name,
+    keys_response, list_response, page_size, properties, put_response,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -99,11 +99,12 @@ async fn list_sources(req: HttpRequest, st: web::Data<State>, k: Kind) -> R {
 async fn put_source(
     req: HttpRequest,
     n: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
     k: Kind,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(st.grid.put_source(k, &n, &props).await?))
 }
@@ -126,11 +127,12 @@ async fn list_keys(req: HttpRequest, n: web::Path<String>, st: web::Data<State>,
 async fn regenerate_key(
     req: HttpRequest,
     n: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     st: web::Data<State>,
     k: Kind,
 ) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     Ok(keys_response(
         st.grid
             .regenerate_source_key(k, &n, &key_name(&body)?)
@@ -180,8 +182,9 @@ async fn list_subscriptions(req: HttpRequest, st: web::Data<State>) -> R {
     Ok(list_response(st.grid.list_push_subscriptions(scope(&req))?))
 }
 
-async fn put_subscription(req: HttpRequest, body: web::Bytes, st: web::Data<State>) -> R {
+async fn put_subscription(req: HttpRequest, payload: web::Payload, st: web::Data<State>) -> R {
     admin(&req, &st)?;
+    let body = body(&req, payload, &st).await?;
     let props = properties(&body)?;
     Ok(put_response(
         st.grid

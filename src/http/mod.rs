@@ -34,6 +34,8 @@ pub struct State {
     pub grid: Grid,
     pub admin_key: String,
     pub limits: PublishLimits,
+    /// How long a request body may take to arrive after its headers (`http.body_timeout_ms`).
+    pub body_timeout: std::time::Duration,
 }
 
 /// The whole route table. `state` is `None` for an edge without the grid (health and metrics

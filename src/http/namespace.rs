@@ -104,11 +104,17 @@ fn authenticate(req: &HttpRequest, ns: &str, keys: &Keys) -> Result<(), ApiError
     .map_err(|e| ApiError::unauthorized(e.to_string()))
 }
 
-/// Reads the body, refusing it as soon as it passes `limit` bytes.
+/// Reads the body, refusing it as soon as it passes `limit` bytes or takes longer than
+/// `timeout` (from the end of the headers) to arrive.
+///
+/// The buffer grows with the bytes that arrived, never with the client's `Content-Length`: a
+/// client declaring a megabyte and sending nothing costs nothing but its connection, and that
+/// only until `timeout`. A declared length over `limit` is refused at once (413), without reading.
 pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    timeout: Duration,
 ) -> Result<ntex_bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::too_large(format!(
@@ -123,8 +129,27 @@ pub(super) async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = BytesMut::new();
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                HTTP.body_timeouts.inc();
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    format!(
+                        "The request body did not arrive within {} ms ({} of {} bytes received).",
+                        timeout.as_millis(),
+                        buf.len(),
+                        declared
+                            .map_or_else(|| "an unknown number of".to_string(), |n| n.to_string())
+                    ),
+                ));
+            }
+        };
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(format!("The request body could not be read: {e}"))
         })?;
@@ -158,7 +183,7 @@ async fn topic_op(
     let q = query_pairs(req.query_string());
     api_version(&q)?;
     let (addr, _) = st.grid.topic_for_publish(&ns, topic)?;
-    let body = read_body(&req, payload, st.limits.max_request_bytes).await?;
+    let body = read_body(&req, payload, st.limits.max_request_bytes, st.body_timeout).await?;
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -247,7 +272,7 @@ async fn subscription_op(
     let Some(action) = action else {
         return receive(&q, addr).await;
     };
-    let body = read_body(&req, payload, st.limits.max_request_bytes).await?;
+    let body = read_body(&req, payload, st.limits.max_request_bytes, st.body_timeout).await?;
     let tokens: LockTokens = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "The body must be {{\"lockTokens\": [\"...\"]}}: {e}"

@@ -52,8 +52,33 @@ impl Server {
         s
     }
 
+    /// Starts evgrid with its standard error captured (instead of inherited) into the returned
+    /// buffer, for tests about what it logs.
+    pub fn start_capturing_stderr(
+        env: &[(&str, &str)],
+    ) -> (Server, std::sync::Arc<std::sync::Mutex<String>>) {
+        let dir = TempDir::new("srv");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut s = Server::spawn(&dir.0, env, Some(log.clone()));
+        s._dir = Some(dir);
+        (s, log)
+    }
+
+    /// The evgrid process id (to read its memory from `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts evgrid on a data directory the caller keeps (to restart on the same data).
     pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+        Server::spawn(dir, env, None)
+    }
+
+    fn spawn(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        stderr: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_evgrid"));
         cmd.args([
             "--mqtt-bind",
@@ -65,11 +90,25 @@ impl Server {
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(if stderr.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn evgrid");
+        if let (Some(log), Some(err)) = (stderr, child.stderr.take()) {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(err);
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    log.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            });
+        }
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -134,11 +173,6 @@ impl Server {
             .trim()
             .parse()
             .unwrap()
-    }
-
-    /// The process id of the evgrid child.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// The child's resident set size in MiB, from /proc.

@@ -294,7 +294,11 @@ impl Grid {
     fn ns_names(ns: &str, topic: &str, sub: &str) -> basic::push::Names {
         basic::push::Names {
             subscription: sub.to_string(),
-            source: format!("{ns}/{topic}"),
+            source: format!(
+                "namespaces/{}/{}",
+                ns.to_ascii_uppercase(),
+                topic.to_ascii_uppercase()
+            ),
         }
     }
 

@@ -718,15 +718,17 @@ fn deep_nesting_and_huge_values_do_not_panic() {
         parse(&open, BATCH),
         Err(ParseError::BadRequest(_))
     ));
-    // Deep `data` is skipped without recursion: accepted as published.
+    // Deep `data` is scanned without recursion and refused (MAX_EVENT_DEPTH), not accepted to
+    // break every later step that parses the event.
     let data = format!("{}{}", "[".repeat(deep), "]".repeat(deep));
-    let evs = parse_ok(&format!("[{}]", event(&format!(r#","data":{data}"#))));
-    assert!(evs[0].raw.len() > 2 * deep);
+    let msg = bad_request(&format!("[{}]", event(&format!(r#","data":{data}"#))));
+    assert!(msg.contains("200001 levels deep"), "{msg}");
     let objs = format!("{}1{}", r#"{"a":"#.repeat(deep / 4), "}".repeat(deep / 4));
-    parse_ok(&format!(
+    let msg = bad_request(&format!(
         "[{}]",
         event(&format!(r#","data":{objs},"x":{objs}"#))
     ));
+    assert!(msg.contains("levels deep"), "{msg}");
     // Numbers no parser can hold, where strings or anything go.
     let huge = format!("1{}", "0".repeat(10_000));
     assert!(bad_event(&format!(r#","subject":{huge}"#)).ends_with("got a number."));
@@ -826,4 +828,32 @@ fn many_events_sanity() {
     for (i, ev) in evs.iter().enumerate() {
         assert_eq!(offset_in(&body, &ev.raw), 1 + i * (one.len() + 1));
     }
+}
+
+#[test]
+fn depth_counts_containers_not_brackets_in_strings() {
+    assert_eq!(json_depth(b"1"), 0);
+    assert_eq!(json_depth(br#"{"a":[1,{"b":{}}]}"#), 4);
+    assert_eq!(json_depth(br#"{"a":"[[[{{{\"]]]","b":[]}"#), 2);
+    assert_eq!(json_depth(br#"[{}, {}, [[]]]"#), 3);
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let ev = |data: &str| {
+        format!(r#"{{"specversion":"1.0","id":"x","source":"/s","type":"T","data":{data}}}"#)
+    };
+    // The event's own object is level 1.
+    let at_limit = ev(&deep(MAX_EVENT_DEPTH - 1));
+    assert!(parse_batch(Bytes::from(at_limit), JSON, &LIMITS).is_ok());
+    let over = ev(&deep(MAX_EVENT_DEPTH));
+    let e = parse_batch(Bytes::from(format!("[{},{over}]", ev("1"))), BATCH, &LIMITS).unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("Event 1 nests objects and arrays 121 levels deep"),
+        "{e}"
+    );
+    // Every stored event, wrapped 3 more levels by evgrid, still parses with serde_json.
+    let wrapped = format!(
+        "{{\"value\":[{{\"event\":{}}}]}}",
+        ev(&deep(MAX_EVENT_DEPTH - 1))
+    );
+    serde_json::from_str::<serde_json::Value>(&wrapped).unwrap();
 }

@@ -45,6 +45,10 @@ pub struct PushConfig {
     pub dead_letter_dir: Option<std::path::PathBuf>,
     /// Base URL of this server as webhooks can reach it (for `validationUrl`).
     pub public_url: String,
+    /// Refuse endpoints whose host is or resolves to a loopback, link-local, private,
+    /// unique-local or unspecified address (checked before the validation handshake), so the
+    /// handshake cannot be used to probe the server's own network.
+    pub deny_private_endpoints: bool,
 }
 
 impl Default for PushConfig {
@@ -61,6 +65,7 @@ impl Default for PushConfig {
             probation_after: 10,
             dead_letter_dir: None,
             public_url: "http://127.0.0.1:8080".into(),
+            deny_private_endpoints: false,
         }
     }
 }
@@ -133,6 +138,104 @@ pub enum Validation {
     Validated,
     /// The endpoint answered 200 without the code: active once the validation URL is visited.
     AwaitingManual,
+}
+
+/// `Err` (why) if `url`'s host is, or resolves to, an address outside the public internet:
+/// loopback, link-local, private (RFC 1918), shared (RFC 6598), unique-local, unspecified,
+/// "this network", broadcast or multicast (`push.deny_private_endpoints`). Every resolved
+/// address must pass, so a name that resolves to a public and a private address is refused.
+/// Checked when an endpoint is validated, not again at each delivery.
+pub async fn refuse_private(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| "the endpoint is not an http:// URL".to_string())?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let (host, port) = match authority.strip_prefix('[') {
+        // [v6] or [v6]:port
+        Some(v6) => {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("the endpoint's host '{authority}' is not valid"))?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        None | Some("") => 80,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("the endpoint's port '{p}' is not valid"))?,
+    };
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("the endpoint's host '{host}' could not be resolved: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!(
+            "the endpoint's host '{host}' resolves to no address"
+        ));
+    }
+    for a in addrs {
+        if let Some(kind) = private_kind(a.ip()) {
+            let verb = if host.parse::<std::net::IpAddr>().is_ok() {
+                "is"
+            } else {
+                "resolves to"
+            };
+            return Err(format!(
+                "the endpoint's host '{host}' {verb} {kind} address ({}), and this server refuses those (push.deny_private_endpoints)",
+                a.ip()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What kind of non-public address `ip` is, if it is one.
+pub fn private_kind(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let [o0, o1, ..] = a.octets();
+            if a.is_loopback() {
+                Some("a loopback")
+            } else if a.is_private() {
+                Some("a private (RFC 1918)")
+            } else if a.is_link_local() {
+                Some("a link-local")
+            } else if a.is_unspecified() || o0 == 0 {
+                Some("an unspecified")
+            } else if o0 == 100 && (64..128).contains(&o1) {
+                Some("a shared (RFC 6598)")
+            } else if a.is_broadcast() || a.is_multicast() {
+                Some("a broadcast or multicast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return private_kind(IpAddr::V4(v4));
+            }
+            let s0 = a.segments()[0];
+            if a.is_loopback() {
+                Some("a loopback")
+            } else if a.is_unspecified() {
+                Some("an unspecified")
+            } else if s0 & 0xfe00 == 0xfc00 {
+                Some("a unique-local")
+            } else if s0 & 0xffc0 == 0xfe80 {
+                Some("a link-local")
+            } else if a.is_multicast() {
+                Some("a multicast")
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// Runs a validation handshake; `Err` says why the endpoint failed it.
@@ -326,9 +429,13 @@ impl Handler<Validate> for DeliveryShard {
     fn handle(&mut self, msg: Validate, _: &mut Context<Self>) -> Self::Result {
         let client = self.client();
         let timeout = self.cfg.validation_timeout;
+        let deny_private = self.cfg.deny_private_endpoints;
         Box::pin(
             async move {
                 let url = msg.url;
+                if deny_private {
+                    refuse_private(&url).await?;
+                }
                 match msg.handshake {
                     Handshake::CloudEvents => {
                         let mut resp = client
@@ -448,6 +555,26 @@ pub fn shard_of(url: &str, shards: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_addresses_are_named() {
+        let kind = |a: &str| private_kind(a.parse().unwrap());
+        assert_eq!(kind("127.0.0.1"), Some("a loopback"));
+        assert_eq!(kind("10.0.0.1"), Some("a private (RFC 1918)"));
+        assert_eq!(kind("172.16.5.4"), Some("a private (RFC 1918)"));
+        assert_eq!(kind("192.168.1.1"), Some("a private (RFC 1918)"));
+        assert_eq!(kind("169.254.169.254"), Some("a link-local"));
+        assert_eq!(kind("0.0.0.0"), Some("an unspecified"));
+        assert_eq!(kind("100.64.0.1"), Some("a shared (RFC 6598)"));
+        assert_eq!(kind("::1"), Some("a loopback"));
+        assert_eq!(kind("::"), Some("an unspecified"));
+        assert_eq!(kind("fd12::1"), Some("a unique-local"));
+        assert_eq!(kind("fe80::1"), Some("a link-local"));
+        assert_eq!(kind("::ffff:192.168.0.1"), Some("a private (RFC 1918)"));
+        assert_eq!(kind("8.8.8.8"), None);
+        assert_eq!(kind("172.32.0.1"), None);
+        assert_eq!(kind("2001:4860::8888"), None);
+    }
 
     #[test]
     fn statuses_are_classified_as_event_grid_does() {

@@ -368,12 +368,16 @@ impl Grid {
     }
 
     fn names(scope: Scope<'_>, sub: &str) -> Names {
+        let up = |s: &str| s.to_ascii_uppercase();
         Names {
             subscription: sub.to_string(),
+            // A lower-case kind first: topic X, domain X and their subscriptions of the same
+            // name must not share a directory (resource names are upper-cased, so a kind can
+            // never be mistaken for one).
             source: match scope {
-                Scope::Topic(t) => t.to_string(),
-                Scope::Domain(d) => d.to_string(),
-                Scope::DomainTopic(d, t) => format!("{d}/{t}"),
+                Scope::Topic(t) => format!("topics/{}", up(t)),
+                Scope::Domain(d) => format!("domains/{}", up(d)),
+                Scope::DomainTopic(d, t) => format!("domaintopics/{}/{}", up(d), up(t)),
             },
         }
     }

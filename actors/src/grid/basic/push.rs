@@ -44,19 +44,35 @@ pub struct PushEntry {
 impl PushEntry {
     /// An entry read back from the store (its id and data version parsed from the body).
     pub fn from_queued(q: &Queued) -> PushEntry {
-        let v: Value = serde_json::from_slice(&q.body).unwrap_or(Value::Null);
-        let s =
-            |k: &str| -> ByteString { v.get(k).and_then(Value::as_str).unwrap_or_default().into() };
-        let dv = v
-            .get("dataVersion")
-            .or_else(|| v.get("dataversion"))
-            .and_then(Value::as_str);
+        /// Only these members are read; the rest (`data` included) is skipped without being
+        /// built, so no depth limit applies.
+        #[derive(serde::Deserialize)]
+        struct Ids<'a> {
+            #[serde(borrow)]
+            id: Option<Cow<'a, str>>,
+            #[serde(borrow, rename = "dataVersion")]
+            eg_version: Option<Cow<'a, str>>,
+            #[serde(borrow, rename = "dataversion")]
+            ce_version: Option<Cow<'a, str>>,
+        }
+        let (id, dv) = match serde_json::from_slice::<Ids<'_>>(&q.body) {
+            Ok(v) => (
+                ByteString::from(v.id.as_deref().unwrap_or("")),
+                ByteString::from(v.eg_version.or(v.ce_version).as_deref().unwrap_or("")),
+            ),
+            Err(e) => {
+                // Stored events were validated at publish; this is a damaged entry, delivered as
+                // stored, without the id and data-version headers.
+                tracing::warn!(seq = q.seq, error = %e, "a queued push event is not a JSON object with string id and data version");
+                (ByteString::new(), ByteString::new())
+            }
+        };
         PushEntry {
             seq: q.seq,
             publish_ms: q.publish_ms,
             body: q.body.clone(),
-            id: s("id"),
-            data_version: dv.unwrap_or_default().into(),
+            id,
+            data_version: dv,
         }
     }
 }
@@ -87,7 +103,8 @@ struct Pending {
 pub struct Names {
     /// As given, e.g. `orders-hook`.
     pub subscription: String,
-    /// `TOPIC` or `DOMAIN/TOPIC`, for dead-letter file paths.
+    /// Where its dead-letter files go under `dead_letter_dir`: `topics/TOPIC`,
+    /// `domains/DOMAIN`, `domaintopics/DOMAIN/TOPIC` or `namespaces/NAMESPACE/TOPIC`.
     pub source: String,
 }
 
@@ -300,11 +317,19 @@ impl PushSub {
             ));
         }
         if !self.cfg.headers.is_empty() {
-            let doc: Value = serde_json::from_slice(&first.entry.body).unwrap_or(Value::Null);
+            // Events nest at most MAX_EVENT_DEPTH levels (refused at publish beyond), within
+            // what serde_json builds; a failure leaves the dynamic headers out, not the delivery.
+            let doc = serde_json::from_slice::<Value>(&first.entry.body)
+                .inspect_err(|e| {
+                    tracing::warn!(seq = first.entry.seq, error = %e, "dynamic delivery headers left out: the event could not be read");
+                })
+                .ok();
             for (name, v) in self.cfg.headers.iter() {
                 let value = match v {
                     HeaderValue::Static(s) => Some(s.clone()),
-                    HeaderValue::Dynamic(path) => convert::lookup_scalar(&doc, path),
+                    HeaderValue::Dynamic(path) => doc
+                        .as_ref()
+                        .and_then(|doc| convert::lookup_scalar(doc, path)),
                 };
                 // A value that cannot be a header value is left out, as Event Grid does.
                 if let Some(value) = value.filter(|v| valid_header_value(v)) {
@@ -425,13 +450,34 @@ impl PushSub {
         });
     }
 
+    /// The dead-letter record: the event exactly as stored (never re-parsed into a value, so
+    /// never lost to a depth limit) with the dead-letter properties.
     fn record(&self, p: &Pending, reason: &str) -> Vec<u8> {
-        let mut ev: Value = serde_json::from_slice(&p.entry.body).unwrap_or(Value::Null);
         // No attempt since start-up (the outcome before a restart is not stored): none to report.
         let (outcome, status, at) = match p.last {
             Some((o, s, at)) => (Some(o), s, at),
             None => (None, None, now_ms()),
         };
+        let body = &p.entry.body;
+        if self.cfg.namespace {
+            // The namespace record (spec §6.5), as pull subscriptions write it.
+            let props = json!({
+                "deadletterreason": reason,
+                "deliveryattempts": p.state.delivery_count,
+                "deliveryresult": outcome,
+                "lasthttpstatuscode": status,
+                "publishutc": format_rfc3339_ms(p.entry.publish_ms),
+                "deliveryattemptutc": format_rfc3339_ms(at),
+                "deadlettersequence": self.dl_seq,
+            });
+            let mut rec = Vec::with_capacity(body.len() + 320);
+            rec.extend_from_slice(b"{\"event\":");
+            rec.extend_from_slice(body);
+            rec.extend_from_slice(b",\"deadLetterProperties\":");
+            rec.extend_from_slice(props.to_string().as_bytes());
+            rec.push(b'}');
+            return rec;
+        }
         let fields = [
             ("deadLetterReason", json!(reason)),
             ("deliveryAttempts", json!(p.state.delivery_count)),
@@ -440,34 +486,81 @@ impl PushSub {
             ("publishTime", json!(format_rfc3339_ms(p.entry.publish_ms))),
             ("lastDeliveryAttemptTime", json!(format_rfc3339_ms(at))),
         ];
-        if self.cfg.namespace {
-            // The namespace record (spec §6.5), as pull subscriptions write it.
-            let rec = json!({
-                "event": ev,
-                "deadLetterProperties": {
-                    "deadletterreason": reason,
-                    "deliveryattempts": p.state.delivery_count,
-                    "deliveryresult": outcome,
-                    "lasthttpstatuscode": status,
-                    "publishutc": format_rfc3339_ms(p.entry.publish_ms),
-                    "deliveryattemptutc": format_rfc3339_ms(at),
-                    "deadlettersequence": self.dl_seq,
-                },
-            });
-            return rec.to_string().into_bytes();
-        }
         let ce = self.cfg.schema == DeliverySchema::CloudEvents;
-        if let Value::Object(m) = &mut ev {
-            for (k, v) in fields {
-                let k = if ce {
-                    k.to_ascii_lowercase()
-                } else {
-                    k.to_string()
-                };
-                m.insert(k, v);
+        let name = |k: &str| {
+            if ce {
+                k.to_ascii_lowercase()
+            } else {
+                k.to_string()
+            }
+        };
+        // The event's members as stored, in order, minus those the record sets.
+        let members = match serde_json::from_slice::<RawMembers<'_>>(body) {
+            Ok(m) => m.0,
+            Err(e) => {
+                // Stored events were validated at publish: this is a damaged entry. Keep its
+                // bytes as text rather than write a record without the event.
+                tracing::warn!(seq = p.entry.seq, error = %e, "a dead-lettered event is not a JSON object; kept as text");
+                let mut m = serde_json::Map::new();
+                m.insert(
+                    "unreadableEvent".into(),
+                    Value::String(String::from_utf8_lossy(body).into_owned()),
+                );
+                for (k, v) in fields {
+                    m.insert(name(k), v);
+                }
+                return Value::Object(m).to_string().into_bytes();
+            }
+        };
+        let mut rec = Vec::with_capacity(body.len() + 320);
+        rec.push(b'{');
+        for (k, v) in &members {
+            if fields.iter().any(|(f, _)| name(f) == **k) {
+                continue;
+            }
+            if rec.len() > 1 {
+                rec.push(b',');
+            }
+            rec.extend_from_slice(Value::String(k.to_string()).to_string().as_bytes());
+            rec.push(b':');
+            rec.extend_from_slice(v.get().as_bytes());
+        }
+        for (k, v) in fields {
+            if rec.len() > 1 {
+                rec.push(b',');
+            }
+            rec.extend_from_slice(Value::String(name(k)).to_string().as_bytes());
+            rec.push(b':');
+            rec.extend_from_slice(v.to_string().as_bytes());
+        }
+        rec.push(b'}');
+        rec
+    }
+}
+
+/// A JSON object's members as raw JSON, in order (values are not built, so any depth reads).
+struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                    out.push((k, map.next_value()?));
+                }
+                Ok(RawMembers(out))
             }
         }
-        ev.to_string().into_bytes()
+        d.deserialize_map(V)
     }
 }
 
@@ -488,15 +581,16 @@ fn jittered(d: Duration) -> u64 {
     ms + if ms >= 10 { r % (ms / 10 + 1) } else { 0 }
 }
 
-/// `<dir>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json`, holding a JSON array with
-/// the record (the layout Azure uses in a storage container). Best effort, off the arbiter.
+/// `<dir>/<kind>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json` ([`Names::source`]
+/// is `<kind>/<SOURCE>`), holding a JSON array with the record (under the kind, the layout Azure
+/// uses in a storage container). Best effort, off the arbiter.
 fn write_file(dir: std::path::PathBuf, names: &Names, publish_ms: u64, dl_seq: u64, record: &[u8]) {
     let t = format_rfc3339_ms(now_ms());
     let num = |s: &str| s.trim_start_matches('0').to_string();
     let (y, mo, d, h) = (&t[0..4], num(&t[5..7]), num(&t[8..10]), num(&t[11..13]));
     let h = if h.is_empty() { "0".to_string() } else { h };
     let path = dir
-        .join(names.source.to_ascii_uppercase())
+        .join(&names.source)
         .join(names.subscription.to_ascii_uppercase())
         .join(y)
         .join(mo)

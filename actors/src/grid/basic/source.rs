@@ -18,9 +18,10 @@ use super::convert::eventgrid_to_cloudevent;
 use super::push::{Enqueued, PushEntry, PushSub};
 use super::resource::{DeliverySchema, InputSchema};
 use crate::event::CloudEvent;
+use crate::grid::GridError;
 use crate::grid::filter::{EventView, Filter};
 use crate::metrics::METRICS;
-use crate::store::{Op, StoreError, Writer, now_ms};
+use crate::store::{Op, Writer, now_ms};
 
 /// One published event, validated and normalised by the HTTP edge.
 #[derive(Debug, Clone)]
@@ -51,9 +52,10 @@ pub struct Routes {
     pub by_topic: HashMap<String, Vec<PushRoute>>,
 }
 
-/// A batch from one publish request; answers with the number of copies queued.
+/// A batch from one publish request; answers with the number of copies queued, or refuses the
+/// whole batch (nothing stored) when an event cannot be converted to a subscription's schema.
 #[derive(Message)]
-#[rtype(result = "Result<usize, StoreError>")]
+#[rtype(result = "Result<usize, GridError>")]
 pub struct PublishBasic(pub Vec<BasicEvent>);
 
 #[derive(Message)]
@@ -94,12 +96,12 @@ impl Actor for BasicSource {
 }
 
 impl Handler<PublishBasic> for BasicSource {
-    type Result = ResponseFuture<Result<usize, StoreError>>;
+    type Result = ResponseFuture<Result<usize, GridError>>;
 
     fn handle(&mut self, msg: PublishBasic, _: &mut Context<Self>) -> Self::Result {
         let events = msg.0;
+        let first_seq = self.next_seq;
         let publish_ms = now_ms();
-        METRICS.events_published.add(events.len() as u64);
         let routes = self.routes.clone();
         let views: Vec<EventView<'_>> = events.iter().map(|e| EventView::new(&e.ev)).collect();
         let mut as_ce: Vec<Option<Bytes>> = vec![None; events.len()];
@@ -121,9 +123,21 @@ impl Handler<PublishBasic> for BasicSource {
                         e.custom.clone().unwrap_or_else(|| e.ev.raw.clone())
                     }
                     (DeliverySchema::CloudEvents, InputSchema::EventGrid | InputSchema::Custom) => {
-                        as_ce[i]
-                            .get_or_insert_with(|| Bytes::from(eventgrid_to_cloudevent(&e.ev.raw)))
-                            .clone()
+                        match &as_ce[i] {
+                            Some(ce) => ce.clone(),
+                            None => match eventgrid_to_cloudevent(&e.ev.raw) {
+                                Ok(ce) => as_ce[i].insert(Bytes::from(ce)).clone(),
+                                Err(why) => {
+                                    // Nothing was submitted yet: refuse the batch whole.
+                                    self.next_seq = first_seq;
+                                    return Box::pin(async move {
+                                        Err(GridError::BadRequest(format!(
+                                            "Event {i} cannot be converted to the CloudEvents schema a subscription asks for: {why}."
+                                        )))
+                                    });
+                                }
+                            },
+                        }
                     }
                     _ => e.ev.raw.clone(),
                 };
@@ -150,6 +164,7 @@ impl Handler<PublishBasic> for BasicSource {
             }
             routed += hit as usize;
         }
+        METRICS.events_published.add(events.len() as u64);
         METRICS.events_unrouted.add((events.len() - routed) as u64);
         let copies = ops.len();
         if ops.is_empty() {
@@ -157,7 +172,7 @@ impl Handler<PublishBasic> for BasicSource {
         }
         let commit = self.writer.submit(ops);
         Box::pin(async move {
-            commit.await?;
+            commit.await.map_err(GridError::Store)?;
             for (_, (addr, batch)) in per_sub {
                 addr.do_send(Enqueued(batch));
             }
