@@ -10,28 +10,8 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::raw::*;
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Other clients are still served: a QoS 1 round trip on a fresh pair.
-fn assert_alive(srv: &Server) {
-    let mut s = Client::ok(srv.mqtt, Opts::v5("alive-s"));
-    s.sub("alive", 1);
-    let mut p = Client::ok(srv.mqtt, Opts::v3("alive-p"));
-    p.pub_wait("alive", b"yes", 1, false);
-    assert_eq!(s.next_msg().payload, b"yes");
-}
+use common::{Server, wait_until};
 
 /// A QoS 0 PUBLISH (v3.1.1) of `payload` bytes to `topic`, as one buffer.
 fn publish0(topic: &str, payload: usize) -> Vec<u8> {
@@ -92,7 +72,7 @@ fn slow_qos0_subscriber_is_bounded_in_bytes_and_disconnected() {
         srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"outbound_full\"}") > 0.0,
         "drops for the slow subscriber are counted"
     );
-    wait_until("the stalled subscriber is disconnected", 15, || {
+    wait_until("the stalled subscriber is disconnected", || {
         srv.metric("evgrid_mqtt_slow_consumer_disconnects_total") >= 1.0
     });
     // Its socket ends: whatever was written before, then EOF.
@@ -108,8 +88,8 @@ fn slow_qos0_subscriber_is_bounded_in_bytes_and_disconnected() {
         }
     }
     drop(p);
-    assert_alive(&srv);
-    wait_until("the outbound buffer gauge returns to zero", 10, || {
+    srv.assert_mqtt_alive();
+    wait_until("the outbound buffer gauge returns to zero", || {
         srv.metric("evgrid_buffered_bytes{kind=\"mqtt_outbound\"}") == 0.0
     });
 }
@@ -174,7 +154,7 @@ fn slow_qos1_subscriber_is_bounded_and_the_healthy_one_gets_everything() {
         "the slow session's overflow is counted"
     );
     drop(slow);
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 /// Item 6: sessions are capped, persistent ones included; beyond the cap a CONNECT gets a clear
@@ -193,9 +173,7 @@ fn sessions_are_capped_with_a_clear_connack() {
         );
         drop(c);
     }
-    wait_until("50 sessions", 10, || {
-        srv.metric("evgrid_mqtt_sessions") == 50.0
-    });
+    wait_until("50 sessions", || srv.metric("evgrid_mqtt_sessions") == 50.0);
     let (_, ack) = Client::connect(srv.mqtt, Opts::v5("one-too-many"));
     assert_eq!(ack.code, 0x97, "v5: quota exceeded");
     let (_, ack) = Client::connect(srv.mqtt, Opts::v3("one-too-many-v3"));
@@ -237,7 +215,7 @@ fn connection_flood_without_connect_is_bounded_and_closed() {
     let conns: Vec<std::net::TcpStream> = (0..1500)
         .map(|_| std::net::TcpStream::connect(srv.mqtt).expect("connect"))
         .collect();
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
     let grew = srv.rss_mib() - base;
     eprintln!("1,500 silent connections: RSS +{grew:.0} MiB");
     assert!(
@@ -291,7 +269,7 @@ fn session_expiry_is_capped() {
         "CONNACK carries the capped expiry"
     );
     drop(c);
-    wait_until("the capped session expires", 10, || {
+    wait_until("the capped session expires", || {
         srv.metric("evgrid_mqtt_sessions") == 0.0
     });
 }

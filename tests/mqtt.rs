@@ -4,19 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::raw::*;
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{Server, wait_until};
 
 #[test]
 fn qos_0_1_2_both_directions_v3_and_v5() {
@@ -829,14 +818,6 @@ fn slow_subscriber_does_not_stall_others() {
     drop(slow);
 }
 
-fn assert_alive(srv: &Server) {
-    let mut s = Client::ok(srv.mqtt, Opts::v5("alive-s"));
-    s.sub("alive", 1);
-    let mut p = Client::ok(srv.mqtt, Opts::v3("alive-p"));
-    p.pub_wait("alive", b"yes", 1, false);
-    assert_eq!(s.next_msg().payload, b"yes");
-}
-
 #[test]
 fn bad_input_closes_connection_and_harms_nobody() {
     let srv = Server::start(&[]);
@@ -939,7 +920,7 @@ fn bad_input_closes_connection_and_harms_nobody() {
     let errors = srv.metric("evgrid_mqtt_protocol_errors_total");
     // Every bad connection after CONNECT is counted as a protocol error, once.
     assert_eq!(errors - before_connect, after, "bad connections counted");
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 #[test]
@@ -951,7 +932,7 @@ fn connect_with_authentication_method_is_refused() {
     );
     assert_eq!(ack.code, 0x8C, "[MQTT-4.12.0-1] bad authentication method");
     assert!(c.closed());
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 #[test]
@@ -1116,7 +1097,7 @@ fn subscribe_or_unsubscribe_without_filters_closes_the_connection() {
         srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
         4.0
     );
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 #[test]
@@ -1145,7 +1126,7 @@ fn null_character_in_a_topic_is_a_malformed_packet() {
         6.0
     );
     w.expect_silence(Duration::from_millis(300));
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 #[test]
@@ -1229,7 +1210,7 @@ fn reserved_subscription_option_bits_are_a_malformed_packet() {
         send_sub(&mut c, SUBSCRIBE, &[], &f);
         assert_closed_with(&mut c, 0x81, &format!("options {opts_byte:#04x}"));
     }
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 #[test]
@@ -1356,7 +1337,7 @@ fn duplicate_properties_and_subscription_identifier_zero_are_protocol_errors() {
         srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
         4.0
     );
-    assert_alive(&srv);
+    srv.assert_mqtt_alive();
 }
 
 #[test]

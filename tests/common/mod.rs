@@ -11,6 +11,18 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Polls `f` every 20 ms until it holds; fails the test after 10 s, naming `what`.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running evgrid binary, killed on drop.
 pub struct Server {
     child: Child,
@@ -173,6 +185,17 @@ impl Server {
             .trim()
             .parse()
             .unwrap()
+    }
+
+    /// Other MQTT clients are still served: a QoS 1 round trip between a fresh v5 subscriber and
+    /// a fresh v3.1.1 publisher.
+    pub fn assert_mqtt_alive(&self) {
+        use raw::{Client, Opts};
+        let mut s = Client::ok(self.mqtt, Opts::v5("alive-s"));
+        s.sub("alive", 1);
+        let mut p = Client::ok(self.mqtt, Opts::v3("alive-p"));
+        p.pub_wait("alive", b"yes", 1, false);
+        assert_eq!(s.next_msg().payload, b"yes");
     }
 
     /// The child's resident set size in MiB, from /proc.
