@@ -21,6 +21,10 @@ pub struct Config {
     pub admin_key: String,
     /// A resource file (TOML) applied at start-up, idempotently; empty: none.
     pub resources: PathBuf,
+    /// Bytes all client-driven buffers may hold together: MQTT messages towards sockets, QoS 1/2
+    /// messages queued or in flight, HTTP request bodies being read. Beyond it new MQTT messages
+    /// are dropped and counted, and a request body that would pass it is answered 503.
+    pub memory_budget_bytes: usize,
     pub mqtt: MqttConfig,
     pub http: HttpConfig,
     pub store: StoreConfig,
@@ -175,9 +179,6 @@ pub struct MqttConfig {
     /// Seconds a connection's socket may take nothing while the broker has messages for it;
     /// then the connection is closed (v5: DISCONNECT 0x97). 0: never.
     pub send_timeout: u32,
-    /// Bytes all MQTT buffers may hold together (messages towards sockets, QoS 1/2 messages
-    /// queued or in flight); beyond it new messages are dropped and counted.
-    pub max_buffered_bytes: usize,
     /// Sessions held at once, connected or persistent; a CONNECT that would create one more is
     /// refused (v5 0x97 quota exceeded, v3.1.1 0x03 server unavailable).
     pub max_sessions: usize,
@@ -206,6 +207,7 @@ impl Default for Config {
             log: "info".into(),
             admin_key: String::new(),
             resources: PathBuf::new(),
+            memory_budget_bytes: 1024 * 1024 * 1024,
             mqtt: MqttConfig::default(),
             http: HttpConfig::default(),
             store: StoreConfig::default(),
@@ -247,7 +249,6 @@ impl Default for MqttConfig {
             max_outbound_messages: 10_000,
             max_outbound_bytes: 8 * 1024 * 1024,
             send_timeout: 15,
-            max_buffered_bytes: 1024 * 1024 * 1024,
             max_sessions: 100_000,
             max_subscriptions_per_client: 100,
             max_keepalive: 1160,
@@ -276,6 +277,10 @@ pub enum ConfigError {
     #[error("invalid config: {key}: {message}")]
     Invalid { key: &'static str, message: String },
 }
+
+/// The smallest `memory_budget_bytes`: below it one default-sized request body (1 MB) and a few
+/// connections' MQTT buffers would already fill it.
+const MIN_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 
 impl Config {
     /// Loads the file (if any), then applies `EVGRID_<SECTION>_<KEY>` / `EVGRID_<KEY>` variables.
@@ -381,10 +386,12 @@ impl Config {
         if m.max_outbound_bytes < 1024 {
             return bad("mqtt.max_outbound_bytes", "must be at least 1024");
         }
-        if m.max_buffered_bytes < m.max_outbound_bytes {
+        if self.memory_budget_bytes < MIN_MEMORY_BUDGET
+            || self.memory_budget_bytes < m.max_outbound_bytes
+        {
             return bad(
-                "mqtt.max_buffered_bytes",
-                "must be at least mqtt.max_outbound_bytes",
+                "memory_budget_bytes",
+                "must be at least 16777216 (16 MiB) and at least mqtt.max_outbound_bytes",
             );
         }
         if m.max_sessions == 0 {
@@ -601,6 +608,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.mqtt.max_qos, c.mqtt.max_inflight), (1, 7));
+    }
+
+    #[test]
+    fn memory_budget_is_a_top_level_key_with_a_floor() {
+        let c = Config::load(
+            None,
+            env(&[("EVGRID_MEMORY_BUDGET_BYTES", "16777216")]).into_iter(),
+        )
+        .unwrap();
+        assert_eq!(c.memory_budget_bytes, 16 * 1024 * 1024);
+        c.validate().unwrap();
+        for (var, raw) in [
+            ("EVGRID_MEMORY_BUDGET_BYTES", "16777215"),
+            ("EVGRID_MQTT_MAX_OUTBOUND_BYTES", "2000000000"),
+        ] {
+            let c = Config::load(None, env(&[(var, raw)]).into_iter()).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("memory_budget_bytes"), "{var}: {e}");
+        }
+        let e = Config::load(
+            None,
+            env(&[("EVGRID_MQTT_MAX_BUFFERED_BYTES", "16777216")]).into_iter(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no such setting"), "{e}");
     }
 
     #[test]

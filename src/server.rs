@@ -180,7 +180,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         };
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let m = &cfg.mqtt;
-        evgrid_actors::budget::BUDGET.set_limit(m.max_buffered_bytes);
+        evgrid_actors::budget::BUDGET.set_limit(cfg.memory_budget_bytes);
         let broker = Broker::start(
             arbiters.iter().map(|a| a.handle()).collect(),
             m.router_shards,

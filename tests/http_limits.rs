@@ -334,3 +334,125 @@ fn malformed_requests_do_not_flood_the_error_log() {
         "{errors} ERROR lines for 20 malformed requests:\n{text}"
     );
 }
+
+/// Many connections each send half of a declared 1 MB body and stall, against a 16 MiB memory
+/// budget: the bodies that fit are held (and counted as `http_body`), each one that would pass
+/// the budget is answered 503 `ServerBusy` with `Retry-After` and closed at once, not at the
+/// body timeout; closing the held ones gives every byte back.
+#[test]
+fn bodies_beyond_the_memory_budget_get_503_at_once_and_give_back_on_close() {
+    const BUDGET: usize = 16 * 1024 * 1024;
+    const CONNS: usize = 48;
+    const PART: usize = 512 * 1024;
+    let srv = start(&[
+        ("EVGRID_MEMORY_BUDGET_BYTES", "16777216"),
+        ("EVGRID_HTTP_BODY_TIMEOUT_MS", "30000"),
+    ]);
+    let key = topic(&srv, "top1");
+    assert_eq!(srv.metric("evgrid_memory_budget_bytes"), BUDGET as f64);
+    let head = publish_head(&key, 1_048_576);
+    let part = vec![b' '; PART];
+    let started = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..CONNS)
+        .map(|_| {
+            let mut s = send_head(&srv, &head);
+            // A refused connection is closed under the write: its error is expected here, the
+            // answer is read below.
+            let _ = s.write_all(&part);
+            s
+        })
+        .collect();
+    // Every body that was not refused ends with all of its part in the server's buffer, exactly
+    // PART bytes each: wait for the gauge to stop moving.
+    let gauge = || srv.metric("evgrid_buffered_bytes{kind=\"http_body\"}") as usize;
+    let mut held_bytes = gauge();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = gauge();
+        if (now == held_bytes && now > 0) || Instant::now() > deadline {
+            held_bytes = now;
+            break;
+        }
+        held_bytes = now;
+    }
+    let (mut refused, mut held) = (0, 0);
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut first = [0u8; 1];
+        match s.read(&mut first) {
+            Ok(1) => {
+                let (rest, closed) = read_until_close(s, Duration::from_secs(5));
+                let answer = format!("{}{rest}", first[0] as char);
+                let (status, body) = status_and_body(&answer);
+                assert_eq!(status, 503, "connection {i}: {answer}");
+                assert_eq!(body["error"]["code"], "ServerBusy", "{answer}");
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("memory budget")),
+                    "{answer}"
+                );
+                assert!(
+                    answer.to_ascii_lowercase().contains("\r\nretry-after: "),
+                    "{answer}"
+                );
+                assert!(closed, "connection {i} stays open after its 503");
+                refused += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                held += 1;
+            }
+            other => panic!("connection {i}: {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "{held} bodies held ({held_bytes} bytes), {refused} refused, all answered in {took:?}"
+    );
+    // Every 503 had arrived long before the 30 s body timeout.
+    assert!(took < Duration::from_secs(5), "answers took {took:?}");
+    assert_eq!(held + refused, CONNS);
+    assert!(held > 0 && refused > 0, "held {held}, refused {refused}");
+    assert_eq!(held_bytes, held * PART, "the gauge counts the held bodies");
+    assert!(
+        held_bytes <= BUDGET,
+        "{held_bytes} bytes held over the budget"
+    );
+    assert!(
+        refused >= CONNS - BUDGET / PART,
+        "only {refused} refused: more than the budget was held"
+    );
+    assert_eq!(
+        srv.metric("evgrid_http_memory_budget_refusals_total"),
+        refused as f64
+    );
+
+    // The held connections close mid-body: their bytes are given back.
+    drop(conns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while srv.metric("evgrid_buffered_bytes{kind=\"http_body\"}") != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "http_body still {} after every connection closed",
+            srv.metric("evgrid_buffered_bytes{kind=\"http_body\"}")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let r = request(
+        srv.http,
+        "POST",
+        "/topics/top1/api/events?api-version=2018-01-01",
+        &[&format!("aeg-sas-key: {key}"), "Content-Type: application/json"],
+        json!([{"id": "1", "eventType": "T", "subject": "s", "eventTime": "2024-05-01T10:00:00Z", "data": {}}])
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}

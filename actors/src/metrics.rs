@@ -128,7 +128,8 @@ pub enum DropReason {
     Expired = 3,
     /// Larger than the maximum packet size the client accepts.
     TooLarge = 4,
-    /// Every MQTT buffer together held `mqtt.max_buffered_bytes` ([`crate::budget`]).
+    /// The buffers the memory budget covers held `memory_budget_bytes` together
+    /// ([`crate::budget`]).
     MemoryBudget = 5,
 }
 
@@ -349,7 +350,7 @@ impl Metrics {
             "evgrid_store_commit_seconds",
             "Store commits by duration (apply and fsync).",
         );
-        let counters: [(&str, &str, &Counter); 15] = [
+        let counters: &[(&str, &str, &Counter)] = &[
             (
                 "evgrid_events_published_total",
                 "Events accepted by publish requests.",
@@ -425,6 +426,11 @@ impl Metrics {
                 "Requests answered 408 because their body did not arrive within http.body_timeout_ms.",
                 &HTTP.body_timeouts,
             ),
+            (
+                "evgrid_http_memory_budget_refusals_total",
+                "Requests answered 503 because their body would have passed memory_budget_bytes.",
+                &HTTP.budget_refusals,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -442,12 +448,14 @@ pub struct HttpMetrics {
     pub publish_ok: Counter,
     pub errors: Counter,
     pub body_timeouts: Counter,
+    pub budget_refusals: Counter,
 }
 
 pub static HTTP: HttpMetrics = HttpMetrics {
     publish_ok: Counter::new(),
     errors: Counter::new(),
     body_timeouts: Counter::new(),
+    budget_refusals: Counter::new(),
 };
 
 /// Push (webhook) delivery counters.

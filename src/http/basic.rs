@@ -104,9 +104,11 @@ async fn publish(
         },
     };
     let events = match (target.cfg.input, &target.cfg.mapping) {
-        (InputSchema::Custom, Some(m)) => eventgrid::parse_custom(body, ct, &limits, t, m)?,
-        (InputSchema::CloudEvents, _) => eventgrid::parse_cloudevents(body, ct, &limits, t)?,
-        _ => eventgrid::parse_eventgrid(body, ct, &limits, t)?,
+        (InputSchema::Custom, Some(m)) => eventgrid::parse_custom(body.bytes(), ct, &limits, t, m)?,
+        (InputSchema::CloudEvents, _) => {
+            eventgrid::parse_cloudevents(body.bytes(), ct, &limits, t)?
+        }
+        _ => eventgrid::parse_eventgrid(body.bytes(), ct, &limits, t)?,
     };
     if let Some(known) = &target.domain_topics {
         let missing: Vec<String> = events

@@ -15,6 +15,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Close the connection after this answer (`Connection: close`): the request's body was
+    /// left unread, so the connection cannot carry another request.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -23,7 +26,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            close: false,
         }
+    }
+    /// The same answer, closing the connection after it.
+    pub fn closing(mut self) -> ApiError {
+        self.close = true;
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
@@ -89,6 +98,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // azure-core retries a POST only when the answer carries Retry-After.
             r.insert_header(("Retry-After", "1"));
+        }
+        if self.close {
+            r.force_close();
         }
         r.content_type("application/json; charset=utf-8")
             .body(body.to_string())

@@ -81,7 +81,7 @@ pub(super) async fn body(
     req: &HttpRequest,
     payload: web::Payload,
     st: &State,
-) -> Result<ntex_bytes::Bytes, ApiError> {
+) -> Result<super::namespace::Body, ApiError> {
     super::namespace::read_body(req, payload, MAX_MGMT_BODY, st.body_timeout).await
 }
 

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use evgrid_actors::budget::{BUDGET, Held, Kind};
 use evgrid_actors::grid::Keys;
 use evgrid_actors::grid::queue::{Action, Receive, Settle, Settled};
 use evgrid_actors::grid::topic::Publish;
 use evgrid_actors::metrics::HTTP;
 use futures_util::StreamExt;
-use ntex_bytes::BytesMut;
+use ntex_bytes::{Bytes, BytesMut};
 
 use super::State;
 use super::auth;
@@ -104,18 +105,45 @@ fn authenticate(req: &HttpRequest, ns: &str, keys: &Keys) -> Result<(), ApiError
     .map_err(|e| ApiError::unauthorized(e.to_string()))
 }
 
+/// A request body read by [`read_body`]: its bytes, counted against the memory budget
+/// (`http_body`) until this value is dropped, which handlers do once they are done with it.
+pub(super) struct Body {
+    bytes: Bytes,
+    _held: Held<'static>,
+}
+
+impl Body {
+    /// The bytes, shared (no copy); the budget stays counted while this `Body` lives.
+    pub(super) fn bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Reads the body, refusing it as soon as it passes `limit` bytes or takes longer than
 /// `timeout` (from the end of the headers) to arrive.
 ///
 /// The buffer grows with the bytes that arrived, never with the client's `Content-Length`: a
 /// client declaring a megabyte and sending nothing costs nothing but its connection, and that
 /// only until `timeout`. A declared length over `limit` is refused at once (413), without reading.
+///
+/// Every chunk is taken from the process's memory budget as it arrives (one atomic add); a
+/// chunk that would pass the budget ends the request with 503 `ServerBusy`, `Retry-After` and
+/// the connection closed, at once rather than at the body timeout. What was taken is given back
+/// when the returned [`Body`] is dropped, or, on any error, timeout or dropped request future,
+/// when this function's guard is.
 pub(super) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
     timeout: Duration,
-) -> Result<ntex_bytes::Bytes, ApiError> {
+) -> Result<Body, ApiError> {
     let too_large = || {
         ApiError::too_large(format!(
             "The request body is larger than the limit of {limit} bytes."
@@ -130,6 +158,7 @@ pub(super) async fn read_body(
         return Err(too_large());
     }
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut held = BUDGET.hold(Kind::HttpBody);
     let mut buf = BytesMut::new();
     loop {
         let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
@@ -156,9 +185,29 @@ pub(super) async fn read_body(
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
+        if !held.try_take(chunk.len()) {
+            HTTP.budget_refusals.inc();
+            tracing::debug!(
+                received = buf.len(),
+                "request body refused: the memory budget is full"
+            );
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "ServerBusy",
+                format!(
+                    "The server's memory budget ({} bytes, memory_budget_bytes) is in use by \
+                     other requests and buffers; nothing of this request was applied. Retry later.",
+                    BUDGET.limit()
+                ),
+            )
+            .closing());
+        }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(Body {
+        bytes: buf.freeze(),
+        _held: held,
+    })
 }
 
 fn split_action(s: &str) -> Option<(&str, &str)> {
@@ -189,7 +238,7 @@ async fn topic_op(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let events = cloudevents::parse_batch(
-        body,
+        body.bytes(),
         ct,
         &cloudevents::Limits {
             max_event_bytes: st.limits.max_event_bytes,
