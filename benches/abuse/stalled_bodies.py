@@ -2,8 +2,8 @@
 """Stalled and trickling HTTP bodies against a real evgrid binary: the server's RSS before, while
 the connections are held, and whether it answers them (408) and lets go.
 
-    python3 benches/http_stalled_bodies.py target/release/evgrid 2000 40            # stalled
-    python3 benches/http_stalled_bodies.py target/release/evgrid 500 40 --trickle   # 1 byte/s
+    python3 benches/abuse/stalled_bodies.py target/release/evgrid 2000 40            # stalled
+    python3 benches/abuse/stalled_bodies.py target/release/evgrid 500 40 --trickle   # 1 byte/s
 
 Each connection sends a publish request's headers with a valid key and `Content-Length: 1048576`,
 then nothing (stalled) or one byte a second (trickle), for the given number of seconds. The open-
