@@ -28,7 +28,7 @@
 //! shared it, and the writer marks the store unhealthy ([`Writer::health`], `/readyz`): batches
 //! queued after that are refused at once ([`StoreError::Unavailable`]) instead of touching the
 //! disk, while the writer asks the backend to [`Store::recover`] (redb: close and reopen the file,
-//! which a failed commit requires, then prove a small write) with a growing pause between
+//! which a failed commit requires, then prove a largest request fits) with a growing pause between
 //! attempts. Once an attempt succeeds the store is healthy again; nothing committed before the
 //! failure is lost, because a failed commit is never applied.
 //!
@@ -172,7 +172,7 @@ pub trait Store: Send + Sync + 'static {
     fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Makes the store able to commit again after a commit failed with [`StoreError::Io`], and
-    /// proves it with a small durable write. Called by the writer only, never concurrently with
+    /// proves it with a durable write. Called by the writer only, never concurrently with
     /// [`Store::commit`]. A backend whose failed commits leave nothing to repair needs nothing.
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())

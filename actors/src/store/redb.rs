@@ -18,7 +18,7 @@
 //!
 //! After a failed commit redb refuses every later transaction ("previous I/O error") until the
 //! file is reopened: [`Store::recover`] closes it and opens it again (which repairs it from its
-//! last good commit), then commits a small write to prove the disk takes writes again.
+//! last good commit), then writes and removes 1 MiB to prove the disk takes writes again.
 //!
 //! The file holds every access key: it is created readable by its owner only (0600), and an
 //! existing one readable by others is narrowed to that at open.
@@ -41,6 +41,13 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Meta key the recovery probe writes (the time of the last recovery, ms since the epoch).
 const RECOVERED_KEY: &str = "recovered_at_ms";
+/// Meta key of the recovery probe's headroom value, removed again by the probe.
+const HEADROOM_KEY: &str = "recovery_headroom";
+/// What the recovery probe writes (and removes) to call the store healthy: a largest publish
+/// request (1 MB by default) must fit. A reopened file can often take a small write in pages
+/// redb freed before, even on a full disk; counting that as recovered made readiness flap
+/// between 200 and 503 with every request that then failed.
+const HEADROOM_BYTES: usize = 1 << 20;
 
 const CACHE_BYTES: usize = 128 * 1024 * 1024;
 
@@ -393,11 +400,23 @@ impl Store for RedbStore {
         let db = self.open_db()?;
         commit_on(
             &db,
-            &[Op::PutMeta {
-                key: RECOVERED_KEY.into(),
-                value: super::now_ms().to_le_bytes().to_vec(),
-            }],
+            &[
+                Op::PutMeta {
+                    key: RECOVERED_KEY.into(),
+                    value: super::now_ms().to_le_bytes().to_vec(),
+                },
+                Op::PutMeta {
+                    key: HEADROOM_KEY.into(),
+                    value: vec![0; HEADROOM_BYTES],
+                },
+            ],
         )?;
+        let txn = db.begin_write().map_err(io)?;
+        txn.open_table(META)
+            .map_err(io)?
+            .remove(HEADROOM_KEY)
+            .map_err(io)?;
+        txn.commit().map_err(io)?;
         *g = Some(db);
         Ok(())
     }
