@@ -68,31 +68,40 @@ fn publish(srv: &Server, key: &str, first: usize, n: usize, size: usize) -> Resp
     )
 }
 
-/// Ids of every event the subscription hands out (each stays locked, so each comes once); the
-/// last, empty receive waits its 10 s minimum.
-fn pull_ids(srv: &Server, key: &str) -> Vec<String> {
-    let auth = format!("Authorization: SharedAccessKey {key}");
-    let mut ids = Vec::new();
+/// (id, lock token) of every event the subscription hands out (each stays locked, so each comes
+/// once); the last, empty receive waits its 10 s minimum.
+fn pull_all(srv: &Server, key: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     loop {
-        let r = request(
-            srv.http,
-            "POST",
-            &format!(
-                "/namespaces/default/topics/store-topic/eventsubscriptions/reader:receive?{API}&maxEvents=100&maxWaitTime=10"
-            ),
-            &[&auth, "Content-Type: application/json"],
-            b"",
-        );
+        let r = sub_op(srv, key, "receive", "&maxEvents=100&maxWaitTime=10", b"");
         assert_eq!(r.status, 200, "{r:?}");
         let got = r.json()["value"].as_array().unwrap().clone();
         if got.is_empty() {
-            return ids;
+            return out;
         }
-        ids.extend(
-            got.iter()
-                .map(|v| v["event"]["id"].as_str().unwrap().to_string()),
-        );
+        out.extend(got.iter().map(|v| {
+            (
+                v["event"]["id"].as_str().unwrap().to_string(),
+                v["brokerProperties"]["lockToken"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }));
     }
+}
+
+fn sub_op(srv: &Server, key: &str, action: &str, query: &str, body: &[u8]) -> Resp {
+    let auth = format!("Authorization: SharedAccessKey {key}");
+    request(
+        srv.http,
+        "POST",
+        &format!(
+            "/namespaces/default/topics/store-topic/eventsubscriptions/reader:{action}?{API}{query}"
+        ),
+        &[&auth, "Content-Type: application/json"],
+        body,
+    )
 }
 
 /// Runs the binary on `dir` until it exits (it must refuse to start).
@@ -305,13 +314,29 @@ fn a_full_disk_is_survived_without_a_restart() {
     assert_eq!(r.status, 201, "{r:?}");
 
     // Every event accepted before the failure, and the ones after; none of the refused ones.
-    let ids = pull_ids(&srv, &key);
+    let pulled = pull_all(&srv, &key);
     let mut want: Vec<String> = (0..accepted).map(|i| format!("e{i}")).collect();
     want.extend((100_000..100_010).map(|i| format!("e{i}")));
-    assert_eq!(ids.len(), want.len(), "events lost or duplicated");
-    let got: std::collections::HashSet<_> = ids.into_iter().collect();
+    assert_eq!(pulled.len(), want.len(), "events lost or duplicated");
+    let got: std::collections::HashSet<_> = pulled.iter().map(|(id, _)| id.clone()).collect();
     for id in &want {
         assert!(got.contains(id), "{id} lost");
     }
-    drop(srv);
+    // And acknowledging commits again.
+    for chunk in pulled.chunks(100) {
+        let tokens: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let r = sub_op(
+            &srv,
+            &key,
+            "acknowledge",
+            "",
+            json!({ "lockTokens": tokens }).to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.json()["succeededLockTokens"].as_array().unwrap().len(),
+            chunk.len(),
+            "{r:?}"
+        );
+    }
 }

@@ -147,6 +147,9 @@ impl RedbStore {
             )));
         }
         narrow_mode(path, &meta)?;
+        // A start that stopped between linking a new store into place and removing its
+        // temporary name leaves a second name for the same file (keys included): drop it.
+        let _ = std::fs::remove_file(creating(path));
         let store = RedbStore {
             path: path.to_path_buf(),
             db: RwLock::new(None),
@@ -195,9 +198,7 @@ impl RedbStore {
     fn create(path: &Path) -> Result<RedbStore, StoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         let fail = |p: &Path, e: std::io::Error| StoreError::Io(format!("{}: {e}", p.display()));
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".new");
-        let tmp = PathBuf::from(tmp);
+        let tmp = creating(path);
         // Left by a start that failed before linking it: never a store anybody used.
         match std::fs::remove_file(&tmp) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(&tmp, e)),
@@ -289,6 +290,13 @@ impl std::ops::Deref for OpenDb<'_> {
             .as_ref()
             .expect("RedbStore::db returns open databases only")
     }
+}
+
+/// Where a new store is built before it is linked to `path`: `<path>.new`.
+fn creating(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    PathBuf::from(tmp)
 }
 
 /// Narrows an existing store readable or writable by others to its owner (0600): it holds every
