@@ -292,7 +292,11 @@ impl Writer {
 
 /// The writer's record of a failed commit it has not recovered from.
 struct Broken {
+    /// The failed commit's error: what refused batches and readiness report. (A failed
+    /// recovery's error can name the file's path, which is for the log only.)
     error: String,
+    /// The last failed recovery's error, logged once per change.
+    last_attempt: String,
     next_try: Instant,
     /// How long to wait after the next attempt if it fails too.
     pause: Duration,
@@ -378,6 +382,7 @@ fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>, health: 
                 let now = Instant::now();
                 broken = Some(Broken {
                     error: msg.clone(),
+                    last_attempt: String::new(),
                     next_try: now,
                     pause: RECOVER_FIRST_PAUSE,
                     since: now,
@@ -406,10 +411,9 @@ fn try_recover(store: &dyn Store, broken: &mut Option<Broken>, health: &Health) 
         }
         Err(e) => {
             let msg = e.to_string();
-            if msg != b.error {
+            if msg != b.last_attempt {
                 tracing::warn!(error = %msg, "the store still cannot commit");
-                health.set(Some(&msg));
-                b.error = msg;
+                b.last_attempt = msg;
             } else {
                 tracing::debug!(error = %msg, "the store still cannot commit");
             }

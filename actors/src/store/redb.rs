@@ -271,10 +271,11 @@ impl RedbStore {
     fn db(&self) -> Result<OpenDb<'_>, StoreError> {
         let g = self.db.read().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
-            return Err(StoreError::Unavailable(format!(
-                "{} is closed after a failed write and could not be reopened yet",
-                self.path.display()
-            )));
+            // No path: this reaches HTTP clients.
+            return Err(StoreError::Unavailable(
+                "the store file is closed after a failed write and has not been reopened yet"
+                    .into(),
+            ));
         }
         Ok(OpenDb(g))
     }
