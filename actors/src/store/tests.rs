@@ -401,7 +401,7 @@ fn redb_writer_recovers_from_a_full_disk_without_losing_committed_data() {
 }
 
 #[test]
-fn redb_refuses_an_empty_file_and_creates_new_stores_private() {
+fn redb_refuses_an_empty_or_truncated_file_and_creates_new_stores_private() {
     use std::os::unix::fs::PermissionsExt;
     let d = dir("empty");
     let p = d.0.join("store.redb");
@@ -411,6 +411,33 @@ fn redb_refuses_an_empty_file_and_creates_new_stores_private() {
     let msg = err.to_string();
     assert!(msg.contains("store.redb") && msg.contains("empty"), "{msg}");
     assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "left as it was");
+
+    // A store cut short (a copy that stopped part way): refused too, not repaired into less.
+    let cut = d.0.join("cut.redb");
+    {
+        let s = RedbStore::open(&cut).unwrap();
+        let big: Vec<Op> = (0..200)
+            .map(|i| Op::Enqueue {
+                sub: 1,
+                seq: i,
+                publish_ms: 0,
+                body: Bytes::from(vec![b'x'; 4096]),
+            })
+            .collect();
+        s.commit(&big).unwrap();
+    }
+    let len = std::fs::metadata(&cut).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let err = RedbStore::open(&cut).err().expect("refused");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("cut.redb") && msg.contains("damaged"), "{msg}");
+    assert_eq!(std::fs::metadata(&cut).unwrap().len(), len / 2);
 
     let fresh = d.0.join("fresh.redb");
     drop(RedbStore::open(&fresh).unwrap());
