@@ -160,12 +160,21 @@ fn admin_key(cfg: &Config) -> std::io::Result<String> {
 /// Runs evgrid until SIGINT/SIGTERM. Prints the bound addresses (tests read them).
 pub fn run(cfg: Config) -> std::io::Result<()> {
     raise_fd_limit();
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("data directory {}: {e}", cfg.data_dir.display()),
-        )
-    })?;
+    // Owner only when evgrid creates it: the store and `admin.key` in it hold every key (an
+    // existing directory is the operator's to set).
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("data directory {}: {e}", cfg.data_dir.display()),
+                )
+            })?;
+    }
     if cfg.mqtt.allow_anonymous {
         tracing::warn!("anonymous MQTT clients are allowed (mqtt.allow_anonymous = true)");
     }

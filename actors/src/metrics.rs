@@ -43,6 +43,9 @@ impl Gauge {
     pub fn dec(&self) {
         self.add(-1);
     }
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }
@@ -327,6 +330,7 @@ impl Metrics {
         );
         crate::budget::BUDGET.render(&mut s);
         self.render_grid(&mut s);
+        STORE.render(&mut s);
         PUSH.render(&mut s);
         s
     }
@@ -439,6 +443,47 @@ impl Metrics {
                 c.get()
             );
         }
+    }
+}
+
+/// Whether the store can commit, and how often it could not (see `store::Writer`).
+#[derive(Debug)]
+pub struct StoreMetrics {
+    /// Commits that failed with an I/O error (each one makes the store unhealthy).
+    pub commit_failures: Counter,
+    /// Times the store became able to commit again after such a failure.
+    pub recoveries: Counter,
+    /// 1 while the store can commit, 0 while it refuses changes after an I/O error.
+    pub healthy: Gauge,
+}
+
+pub static STORE: StoreMetrics = StoreMetrics {
+    commit_failures: Counter::new(),
+    recoveries: Counter::new(),
+    healthy: Gauge(AtomicI64::new(1)),
+};
+
+impl StoreMetrics {
+    fn render(&self, s: &mut String) {
+        for (name, help, v) in [
+            (
+                "evgrid_store_commit_failures_total",
+                "Store commits that failed with an I/O error (the store refuses changes until it recovers).",
+                self.commit_failures.get(),
+            ),
+            (
+                "evgrid_store_recoveries_total",
+                "Times the store could commit again after an I/O error.",
+                self.recoveries.get(),
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP evgrid_store_healthy 1 while the store can commit, 0 after an I/O error until it recovers.\n# TYPE evgrid_store_healthy gauge\nevgrid_store_healthy {}",
+            self.healthy.get()
+        );
     }
 }
 

@@ -123,6 +123,9 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 ApiError::unavailable("The server is shutting down; nothing was stored.")
             }
+            StoreError::Unavailable(why) => ApiError::unavailable(format!(
+                "The store cannot write at the moment ({why}); nothing of this request was applied. Retry later."
+            )),
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",

@@ -42,7 +42,7 @@ pub struct State {
 /// only).
 pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
     if let Some(st) = state {
         cfg.app_data(st);
@@ -56,6 +56,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) 
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// Not ready (503) while the store cannot commit: every publish, acknowledge and management
+/// change would fail, so a load balancer should send them elsewhere until it recovers.
+async fn readyz(state: Option<web::Data<State>>) -> HttpResponse {
+    match state.map(|s| s.grid.store_health()) {
+        Some(Err(why)) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("not ready: the store cannot commit ({why})\n")),
+        _ => healthz().await,
+    }
 }
 
 async fn metrics() -> HttpResponse {

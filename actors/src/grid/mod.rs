@@ -895,6 +895,11 @@ impl Grid {
         }
     }
 
+    /// `Ok` while the store can commit; the error that stops it otherwise (for readiness).
+    pub fn store_health(&self) -> Result<(), String> {
+        self.0.writer.health()
+    }
+
     /// Dead letters of a subscription: up to `limit` records after sequence `after`.
     pub fn dead_letters(
         &self,

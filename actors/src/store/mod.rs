@@ -24,8 +24,17 @@
 //! dropping a subscription removes all its rows in all three tables in the same commit.
 //! Sequences are chosen by the callers (the topic and subscription actors), unique per key.
 //!
+//! Failure: a commit that fails with an I/O error (a full disk, an EIO) fails the batches that
+//! shared it, and the writer marks the store unhealthy ([`Writer::health`], `/readyz`): batches
+//! queued after that are refused at once ([`StoreError::Unavailable`]) instead of touching the
+//! disk, while the writer asks the backend to [`Store::recover`] (redb: close and reopen the file,
+//! which a failed commit requires, then prove a largest request fits) with a growing pause between
+//! attempts. Once an attempt succeeds the store is healthy again; nothing committed before the
+//! failure is lost, because a failed commit is never applied.
+//!
 //! Must never: answer a batch before its commit returned; apply part of a batch; open a file
-//! that is not an evgrid store (or is damaged) as if it were empty.
+//! that is not an evgrid store (or is damaged) as if it were empty; stay unable to commit after
+//! the cause of a write error is gone.
 
 pub mod mem;
 pub mod redb;
@@ -33,12 +42,13 @@ pub mod redb;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ntex_bytes::Bytes;
 
-use crate::metrics::METRICS;
+use crate::metrics::{METRICS, STORE};
 
 /// Format marker kept in `meta` under [`FORMAT_KEY`]; a store without it is refused.
 pub const FORMAT_KEY: &str = "format";
@@ -133,6 +143,10 @@ pub enum StoreError {
     Io(String),
     #[error("{0}")]
     Refused(String),
+    /// An earlier commit failed with an I/O error and the store has not recovered yet; nothing
+    /// of this batch touched the disk.
+    #[error("the store cannot write at the moment ({0})")]
+    Unavailable(String),
     #[error("the store is shutting down")]
     Closed,
 }
@@ -157,6 +171,12 @@ pub trait Store: Send + Sync + 'static {
     /// The highest dead-letter sequence of `sub` (0 if none).
     fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes the store able to commit again after a commit failed with [`StoreError::Io`], and
+    /// proves it with a durable write. Called by the writer only, never concurrently with
+    /// [`Store::commit`]. A backend whose failed commits leave nothing to repair needs nothing.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 struct Req {
@@ -169,21 +189,68 @@ struct Req {
 pub struct Writer {
     tx: crossbeam_channel::Sender<Req>,
     store: Arc<dyn Store>,
+    health: Arc<Health>,
+}
+
+/// Whether the store can commit, shared by the writer thread (which sets it) and readiness.
+#[derive(Default)]
+struct Health {
+    broken: AtomicBool,
+    /// Why it cannot commit; read only when `broken` is set.
+    error: Mutex<String>,
+}
+
+impl Health {
+    fn set(&self, broken: Option<&str>) {
+        let mut e = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        e.clear();
+        if let Some(b) = broken {
+            e.push_str(b);
+        }
+        self.broken.store(broken.is_some(), Ordering::Release);
+        STORE.healthy.set(i64::from(broken.is_none()));
+    }
 }
 
 /// Most ops one commit takes: bounds a commit's latency when producers outrun the disk.
 const MAX_OPS_PER_COMMIT: usize = 20_000;
+
+/// The first attempt to recover from a failed commit is made at once (a transient error is
+/// over in a moment); after a failed attempt the writer pauses this long, doubled after each
+/// further failure up to [`RECOVER_MAX_PAUSE`] (a full disk stays full until somebody frees
+/// space).
+const RECOVER_FIRST_PAUSE: Duration = Duration::from_millis(100);
+const RECOVER_MAX_PAUSE: Duration = Duration::from_secs(5);
+/// The pause is also at least this many times the last attempt's duration: a reopen checks the
+/// whole file (see `redb.rs`), and a large store must not keep the disk busy with checks.
+const RECOVER_PAUSE_PER_ATTEMPT: u32 = 4;
 
 impl Writer {
     /// Starts the writer thread over `store`. The thread ends when every handle is dropped.
     pub fn start(store: Arc<dyn Store>) -> Writer {
         let (tx, rx) = crossbeam_channel::unbounded::<Req>();
         let s = store.clone();
+        let health = Arc::new(Health::default());
+        let h = health.clone();
         std::thread::Builder::new()
             .name("evgrid-store".into())
-            .spawn(move || writer_loop(&*s, rx))
+            .spawn(move || writer_loop(&*s, rx, &h))
             .expect("spawn store writer");
-        Writer { tx, store }
+        Writer { tx, store, health }
+    }
+
+    /// `Ok` while the store can commit; otherwise the error that stopped it (the writer keeps
+    /// trying to recover). For readiness: reads one atomic unless the store is broken.
+    pub fn health(&self) -> Result<(), String> {
+        if !self.health.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(self
+            .health
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 
     /// Queues `ops` for the next commit; resolves when they are durable (or failed).
@@ -223,10 +290,42 @@ impl Writer {
     }
 }
 
-fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>) {
+/// The writer's record of a failed commit it has not recovered from.
+struct Broken {
+    /// The failed commit's error: what refused batches and readiness report. (A failed
+    /// recovery's error can name the file's path, which is for the log only.)
+    error: String,
+    /// The last failed recovery's error, logged once per change.
+    last_attempt: String,
+    next_try: Instant,
+    /// How long to wait after the next attempt if it fails too.
+    pause: Duration,
+    since: Instant,
+}
+
+fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>, health: &Health) {
     let mut reqs: Vec<Req> = Vec::new();
     let mut ops: Vec<Op> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut broken: Option<Broken> = None;
+    loop {
+        let first = match &broken {
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+            // Broken: wake up for the next recovery attempt even if nothing is submitted, so
+            // readiness comes back once the cause is gone.
+            Some(b) => {
+                match rx.recv_timeout(b.next_try.saturating_duration_since(Instant::now())) {
+                    Ok(r) => r,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        try_recover(store, &mut broken, health);
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        };
         reqs.push(first);
         // Everything that queued up while the previous commit ran goes into this one.
         let mut n = reqs[0].ops.len();
@@ -238,6 +337,22 @@ fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>) {
                 }
                 Err(_) => break,
             }
+        }
+        if broken
+            .as_ref()
+            .is_some_and(|b| Instant::now() >= b.next_try)
+        {
+            try_recover(store, &mut broken, health);
+        }
+        if let Some(b) = &broken {
+            // Refused without touching the disk: the batch fails fast and clearly, and a disk
+            // that is still full is not written to (nor a damaged file re-checked) per request.
+            METRICS.store_errors.inc();
+            let err = StoreError::Unavailable(b.error.clone());
+            for r in reqs.drain(..) {
+                let _ = r.done.send(Err(err.clone()));
+            }
+            continue;
         }
         let started = Instant::now();
         let res = if reqs.len() == 1 {
@@ -258,9 +373,53 @@ fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>) {
         if let Err(e) = &res {
             METRICS.store_errors.inc();
             tracing::error!(error = %e, "store commit failed");
+            if let StoreError::Io(msg) = e {
+                STORE.commit_failures.inc();
+                tracing::error!(
+                    "the store refuses changes until it can commit again; retrying in the background"
+                );
+                health.set(Some(msg));
+                let now = Instant::now();
+                broken = Some(Broken {
+                    error: msg.clone(),
+                    last_attempt: String::new(),
+                    next_try: now,
+                    pause: RECOVER_FIRST_PAUSE,
+                    since: now,
+                });
+            }
         }
         for r in reqs.drain(..) {
             let _ = r.done.send(res.clone());
+        }
+    }
+}
+
+/// One attempt to make a broken store commit again; schedules the next one if it fails.
+fn try_recover(store: &dyn Store, broken: &mut Option<Broken>, health: &Health) {
+    let Some(b) = broken else { return };
+    let started = Instant::now();
+    match store.recover() {
+        Ok(()) => {
+            STORE.recoveries.inc();
+            tracing::info!(
+                after_ms = b.since.elapsed().as_millis() as u64,
+                "the store commits again"
+            );
+            health.set(None);
+            *broken = None;
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            if msg != b.last_attempt {
+                tracing::warn!(error = %msg, "the store still cannot commit");
+                b.last_attempt = msg;
+            } else {
+                tracing::debug!(error = %msg, "the store still cannot commit");
+            }
+            let pause = b.pause.max(started.elapsed() * RECOVER_PAUSE_PER_ATTEMPT);
+            b.next_try = Instant::now() + pause;
+            b.pause = (b.pause * 2).min(RECOVER_MAX_PAUSE);
         }
     }
 }

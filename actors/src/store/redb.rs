@@ -6,13 +6,27 @@
 //! data and the new root are synced), so what [`Store::commit`] returned is on disk.
 //!
 //! Recovery: redb keeps two commit slots with checksums; after a crash it opens the last
-//! complete commit (repairing its allocator state if needed). On top of that, [`RedbStore::open`]
-//! checks the format marker: a file redb cannot read, or a redb file that is not an evgrid store,
-//! is refused with a message naming the file. It is never truncated or emptied.
+//! complete commit (repairing its allocator state if needed). Every open also checks the whole
+//! file (redb's integrity check on open: the checksum of every page of the committed trees), so
+//! a file damaged outside redb is refused with an error instead of being trusted (a plain open may
+//! panic on it); a panic inside redb while opening is caught and refused the same way. On top of
+//! that, [`RedbStore::open`] checks the format marker: a file redb cannot read, a redb file that
+//! is not an evgrid store, and an existing file that is empty are refused with a message naming
+//! the file and what to do. It is never truncated or emptied: only a missing file makes a new
+//! store, built under a temporary name and linked into place once its format marker is durable,
+//! so a start interrupted while creating it leaves no empty `store.redb` behind.
+//!
+//! After a failed commit redb refuses every later transaction ("previous I/O error") until the
+//! file is reopened: [`Store::recover`] closes it and opens it again (which repairs it from its
+//! last good commit), then writes and removes 1 MiB to prove the disk takes writes again.
+//!
+//! The file holds every access key: it is created readable by its owner only (0600), and an
+//! existing one readable by others is narrowed to that at open.
 //!
 //! Must never: write outside a write transaction, or commit with relaxed durability.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use ntex_bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
@@ -25,13 +39,32 @@ const STATE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("state");
 const DEAD: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dead");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
+/// Meta key the recovery probe writes (the time of the last recovery, ms since the epoch).
+const RECOVERED_KEY: &str = "recovered_at_ms";
+/// Meta key of the recovery probe's headroom value, removed again by the probe.
+const HEADROOM_KEY: &str = "recovery_headroom";
+/// What the recovery probe writes (and removes) to call the store healthy: a largest publish
+/// request (1 MB by default) must fit. A reopened file can often take a small write in pages
+/// redb freed before, even on a full disk; counting that as recovered made readiness flap
+/// between 200 and 503 with every request that then failed.
+const HEADROOM_BYTES: usize = 1 << 20;
+
 const CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Largest value the store accepts (redb's own limit is far above an Event Grid event).
 pub const MAX_VALUE: usize = 64 * 1024 * 1024;
 
+/// What to tell an operator whose store cannot be read.
+const DAMAGED_HINT: &str = "restore it from a backup, or move it away to start with an empty store (every resource, key and queued event would then be gone)";
+
 pub struct RedbStore {
-    db: Database,
+    path: PathBuf,
+    /// `None` only between a failed commit's close and a successful reopen ([`Store::recover`]).
+    /// Readers and the writer share it; only a recovery takes it exclusively.
+    db: RwLock<Option<Database>>,
+    /// Test hook: while set and true, every write and sync of the file fails (a full disk).
+    #[cfg(test)]
+    fail_writes: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
@@ -42,140 +75,364 @@ fn range(sub: u64) -> std::ops::RangeInclusive<(u64, u64)> {
     (sub, 0)..=(sub, u64::MAX)
 }
 
+/// How every handle on the file is opened. redb's default cache is 1 GiB; queue data is read back
+/// only at start-up, so a smaller cache costs nothing on the hot path. The integrity check reads
+/// the whole file once per open; start-up reads every queued entry anyway.
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true);
+    b
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Refused(format!(
+            "{} is in use by another process (is another evgrid running on this data directory?)",
+            path.display()
+        )),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() != std::io::ErrorKind::InvalidData
+                && io.kind() != std::io::ErrorKind::UnexpectedEof =>
+        {
+            StoreError::Io(format!("{}: {io}", path.display()))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => StoreError::Refused(
+            format!("{} is damaged ({what}); {DAMAGED_HINT}", path.display()),
+        ),
+        e => StoreError::Refused(format!(
+            "{} is not an evgrid store or is damaged ({e}); {DAMAGED_HINT}",
+            path.display()
+        )),
+    }
+}
+
+/// Runs `f` (an open or a first read of the file), turning a panic inside redb into a refusal
+/// naming the file: redb may panic on pages it cannot decode.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "redb panicked".into());
+        Err(StoreError::Refused(format!(
+            "{} is damaged (reading it failed: {what}); {DAMAGED_HINT}",
+            path.display()
+        )))
+    })
+}
+
 impl RedbStore {
-    /// Opens `path`, creating a new store if the file does not exist.
+    /// Opens the store at `path`, creating a new one only if no file is there.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let existed = path.exists();
-        // redb's default cache is 1 GiB; queue data is read back only at start-up, so a smaller
-        // cache costs nothing on the hot path.
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Refused(format!(
-                "{} is in use by another process (is another evgrid running on this data directory?)",
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::create(path),
+            Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
+        };
+        if !meta.is_file() {
+            return Err(StoreError::Refused(format!(
+                "{} is not a regular file",
                 path.display()
-            )),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if io.kind() != std::io::ErrorKind::InvalidData =>
-            {
-                StoreError::Io(format!("{}: {io}", path.display()))
-            }
-            e => StoreError::Refused(format!(
-                "{} is not an evgrid store or is damaged ({e}); move it away to start with an empty store",
+            )));
+        }
+        if meta.len() == 0 {
+            // redb would initialize an empty file as a new database: every resource and key
+            // gone without a word. A store is never empty (it is created whole, see `create`),
+            // so this one was truncated or lost its data.
+            return Err(StoreError::Refused(format!(
+                "{} is empty (0 bytes), so its data was lost (truncated, or not written out before a crash); {DAMAGED_HINT}",
                 path.display()
-            )),
-        })?;
-        let store = RedbStore { db };
-        let format = store.meta(FORMAT_KEY)?;
-        match format {
-            Some(f) if f == FORMAT => {}
-            Some(f) => {
-                return Err(StoreError::Refused(format!(
-                    "{} has store format {:?}, this evgrid reads {:?}",
-                    path.display(),
-                    String::from_utf8_lossy(&f),
-                    String::from_utf8_lossy(FORMAT)
-                )));
+            )));
+        }
+        narrow_mode(path, &meta)?;
+        // A start that stopped between linking a new store into place and removing its
+        // temporary name leaves a second name for the same file (keys included): drop it.
+        let _ = std::fs::remove_file(creating(path));
+        let store = RedbStore {
+            path: path.to_path_buf(),
+            db: RwLock::new(None),
+            #[cfg(test)]
+            fail_writes: None,
+        };
+        *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(store.open_db()?);
+        guarded(path, || store.check_format())?;
+        Ok(store)
+    }
+
+    /// Opens the existing file (never creates one), catching a panic of redb's.
+    fn open_db(&self) -> Result<Database, StoreError> {
+        let path = &self.path;
+        guarded(path, || {
+            #[cfg(test)]
+            if let Some(fail) = &self.fail_writes {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(io)?;
+                let inner =
+                    redb::backends::FileBackend::new(file).map_err(|e| open_error(path, e))?;
+                let backend = super::tests::FailingWrites::new(inner, fail.clone());
+                return builder()
+                    .create_with_backend(backend)
+                    .map_err(|e| open_error(path, e));
             }
-            None if existed && store.has_tables()? => {
-                return Err(StoreError::Refused(format!(
-                    "{} is a redb database but not an evgrid store (no format marker); refusing to use it",
-                    path.display()
-                )));
-            }
-            None => store.commit(&[Op::PutMeta {
-                key: FORMAT_KEY.into(),
-                value: FORMAT.to_vec(),
-            }])?,
+            builder().open(path).map_err(|e| open_error(path, e))
+        })
+    }
+
+    /// Reopens the store with writes that fail while `fail` is true.
+    #[cfg(test)]
+    pub(super) fn with_failing_writes(
+        mut self,
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<RedbStore, StoreError> {
+        self.fail_writes = Some(fail);
+        self.recover()?;
+        Ok(self)
+    }
+
+    /// A new store: built as `<path>.new`, linked to `path` once its format marker is committed.
+    fn create(path: &Path) -> Result<RedbStore, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fail = |p: &Path, e: std::io::Error| StoreError::Io(format!("{}: {e}", p.display()));
+        let tmp = creating(path);
+        // Left by a start that failed before linking it: never a store anybody used.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(&tmp, e)),
+            _ => {}
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| fail(&tmp, e))?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| open_error(&tmp, e))?;
+        let db = builder()
+            .create_with_backend(backend)
+            .map_err(|e| open_error(&tmp, e))?;
+        let store = RedbStore {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(db)),
+            #[cfg(test)]
+            fail_writes: None,
+        };
+        store.commit(&[Op::PutMeta {
+            key: FORMAT_KEY.into(),
+            value: FORMAT.to_vec(),
+        }])?;
+        // A hard link fails if `path` appeared meanwhile (never replaces a store); the open
+        // handle keeps working on the same file under its new name.
+        std::fs::hard_link(&tmp, path).map_err(|e| fail(path, e))?;
+        std::fs::remove_file(&tmp).map_err(|e| fail(&tmp, e))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail(dir, e))?;
         }
         Ok(store)
     }
 
+    fn check_format(&self) -> Result<(), StoreError> {
+        match self.meta(FORMAT_KEY)? {
+            Some(f) if f == FORMAT => Ok(()),
+            Some(f) => Err(StoreError::Refused(format!(
+                "{} has store format {:?}, this evgrid reads {:?}",
+                self.path.display(),
+                String::from_utf8_lossy(&f),
+                String::from_utf8_lossy(FORMAT)
+            ))),
+            None if self.has_tables()? => Err(StoreError::Refused(format!(
+                "{} is a redb database but not an evgrid store (no format marker); refusing to use it",
+                self.path.display()
+            ))),
+            // A redb file with nothing in it (an evgrid before this one could stop between
+            // creating the file and writing the marker): nothing to lose.
+            None => self.commit(&[Op::PutMeta {
+                key: FORMAT_KEY.into(),
+                value: FORMAT.to_vec(),
+            }]),
+        }
+    }
+
     fn has_tables(&self) -> Result<bool, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         Ok(r.list_tables()
             .map_err(io)?
             .any(|t| t.name() != META.name()))
     }
+
+    /// The open database, for one read or commit.
+    fn db(&self) -> Result<OpenDb<'_>, StoreError> {
+        let g = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            // No path: this reaches HTTP clients.
+            return Err(StoreError::Unavailable(
+                "the store file is closed after a failed write and has not been reopened yet"
+                    .into(),
+            ));
+        }
+        Ok(OpenDb(g))
+    }
+}
+
+/// A read guard on a database that is open (checked by [`RedbStore::db`]).
+struct OpenDb<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for OpenDb<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.0
+            .as_ref()
+            .expect("RedbStore::db returns open databases only")
+    }
+}
+
+/// Where a new store is built before it is linked to `path`: `<path>.new`.
+fn creating(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    PathBuf::from(tmp)
+}
+
+/// Narrows an existing store readable or writable by others to its owner (0600): it holds every
+/// access key, and earlier evgrid versions created it with the process's default mode.
+fn narrow_mode(path: &Path, meta: &std::fs::Metadata) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)).map_err(|e| {
+        StoreError::Io(format!(
+            "{}: cannot make it readable by its owner only: {e}",
+            path.display()
+        ))
+    })?;
+    tracing::warn!(
+        file = %path.display(),
+        was = format!("{mode:o}"),
+        now = format!("{:o}", mode & 0o700),
+        "the store holds every access key; narrowed its permissions to its owner"
+    );
+    Ok(())
+}
+
+fn commit_on(db: &Database, ops: &[Op]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(io)?;
+    {
+        let mut resources = txn.open_table(RESOURCES).map_err(io)?;
+        let mut queue = txn.open_table(QUEUE).map_err(io)?;
+        let mut state = txn.open_table(STATE).map_err(io)?;
+        let mut dead = txn.open_table(DEAD).map_err(io)?;
+        let mut meta = txn.open_table(META).map_err(io)?;
+        let mut buf = Vec::new();
+        for op in ops {
+            match op {
+                Op::PutResource { path, json } => {
+                    resources
+                        .insert(path.as_str(), json.as_slice())
+                        .map_err(io)?;
+                }
+                Op::DeleteResource { path } => {
+                    resources.remove(path.as_str()).map_err(io)?;
+                }
+                Op::Enqueue {
+                    sub,
+                    seq,
+                    publish_ms,
+                    body,
+                } => {
+                    if body.len() > MAX_VALUE {
+                        // Dropping `txn` uncommitted aborts the whole batch.
+                        return Err(StoreError::Refused(format!(
+                            "an entry of {} bytes is larger than the store accepts",
+                            body.len()
+                        )));
+                    }
+                    buf.clear();
+                    buf.extend_from_slice(&publish_ms.to_le_bytes());
+                    buf.extend_from_slice(body);
+                    queue.insert((*sub, *seq), buf.as_slice()).map_err(io)?;
+                }
+                Op::Remove { sub, seq } => {
+                    queue.remove((*sub, *seq)).map_err(io)?;
+                    state.remove((*sub, *seq)).map_err(io)?;
+                }
+                Op::SetState { sub, seq, state: s } => {
+                    if queue.get((*sub, *seq)).map_err(io)?.is_some() {
+                        state
+                            .insert((*sub, *seq), s.encode().as_slice())
+                            .map_err(io)?;
+                    }
+                }
+                Op::DeadLetter {
+                    sub,
+                    seq,
+                    dl_seq,
+                    record,
+                } => {
+                    queue.remove((*sub, *seq)).map_err(io)?;
+                    state.remove((*sub, *seq)).map_err(io)?;
+                    dead.insert((*sub, *dl_seq), record.as_slice())
+                        .map_err(io)?;
+                }
+                Op::DropSubscription { sub } => {
+                    queue.retain_in(range(*sub), |_, _| false).map_err(io)?;
+                    state.retain_in(range(*sub), |_, _| false).map_err(io)?;
+                    dead.retain_in(range(*sub), |_, _| false).map_err(io)?;
+                }
+                Op::PutMeta { key, value } => {
+                    meta.insert(key.as_str(), value.as_slice()).map_err(io)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(io)
 }
 
 impl Store for RedbStore {
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(io)?;
-        {
-            let mut resources = txn.open_table(RESOURCES).map_err(io)?;
-            let mut queue = txn.open_table(QUEUE).map_err(io)?;
-            let mut state = txn.open_table(STATE).map_err(io)?;
-            let mut dead = txn.open_table(DEAD).map_err(io)?;
-            let mut meta = txn.open_table(META).map_err(io)?;
-            let mut buf = Vec::new();
-            for op in ops {
-                match op {
-                    Op::PutResource { path, json } => {
-                        resources
-                            .insert(path.as_str(), json.as_slice())
-                            .map_err(io)?;
-                    }
-                    Op::DeleteResource { path } => {
-                        resources.remove(path.as_str()).map_err(io)?;
-                    }
-                    Op::Enqueue {
-                        sub,
-                        seq,
-                        publish_ms,
-                        body,
-                    } => {
-                        if body.len() > MAX_VALUE {
-                            // Dropping `txn` uncommitted aborts the whole batch.
-                            return Err(StoreError::Refused(format!(
-                                "an entry of {} bytes is larger than the store accepts",
-                                body.len()
-                            )));
-                        }
-                        buf.clear();
-                        buf.extend_from_slice(&publish_ms.to_le_bytes());
-                        buf.extend_from_slice(body);
-                        queue.insert((*sub, *seq), buf.as_slice()).map_err(io)?;
-                    }
-                    Op::Remove { sub, seq } => {
-                        queue.remove((*sub, *seq)).map_err(io)?;
-                        state.remove((*sub, *seq)).map_err(io)?;
-                    }
-                    Op::SetState { sub, seq, state: s } => {
-                        if queue.get((*sub, *seq)).map_err(io)?.is_some() {
-                            state
-                                .insert((*sub, *seq), s.encode().as_slice())
-                                .map_err(io)?;
-                        }
-                    }
-                    Op::DeadLetter {
-                        sub,
-                        seq,
-                        dl_seq,
-                        record,
-                    } => {
-                        queue.remove((*sub, *seq)).map_err(io)?;
-                        state.remove((*sub, *seq)).map_err(io)?;
-                        dead.insert((*sub, *dl_seq), record.as_slice())
-                            .map_err(io)?;
-                    }
-                    Op::DropSubscription { sub } => {
-                        queue.retain_in(range(*sub), |_, _| false).map_err(io)?;
-                        state.retain_in(range(*sub), |_, _| false).map_err(io)?;
-                        dead.retain_in(range(*sub), |_, _| false).map_err(io)?;
-                    }
-                    Op::PutMeta { key, value } => {
-                        meta.insert(key.as_str(), value.as_slice()).map_err(io)?;
-                    }
-                }
-            }
-        }
-        txn.commit().map_err(io)
+        let db = self.db()?;
+        commit_on(&db, ops)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut g = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Closed first: redb refuses a second handle on a file that is open.
+        *g = None;
+        let db = self.open_db()?;
+        commit_on(
+            &db,
+            &[
+                Op::PutMeta {
+                    key: RECOVERED_KEY.into(),
+                    value: super::now_ms().to_le_bytes().to_vec(),
+                },
+                Op::PutMeta {
+                    key: HEADROOM_KEY.into(),
+                    value: vec![0; HEADROOM_BYTES],
+                },
+            ],
+        )?;
+        let txn = db.begin_write().map_err(io)?;
+        txn.open_table(META)
+            .map_err(io)?
+            .remove(HEADROOM_KEY)
+            .map_err(io)?;
+        txn.commit().map_err(io)?;
+        *g = Some(db);
+        Ok(())
     }
 
     fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         let t = match r.open_table(RESOURCES) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -190,7 +447,8 @@ impl Store for RedbStore {
     }
 
     fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         let q = match r.open_table(QUEUE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -227,7 +485,8 @@ impl Store for RedbStore {
     }
 
     fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         let mut keys = Vec::new();
         for def in [QUEUE, DEAD] {
             let t = match r.open_table(def) {
@@ -264,7 +523,8 @@ impl Store for RedbStore {
         if after == u64::MAX {
             return Ok(Vec::new());
         }
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         let t = match r.open_table(DEAD) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -282,7 +542,8 @@ impl Store for RedbStore {
     }
 
     fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         let t = match r.open_table(DEAD) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
@@ -296,7 +557,8 @@ impl Store for RedbStore {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self.db.begin_read().map_err(io)?;
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
         let t = match r.open_table(META) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),

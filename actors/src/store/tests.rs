@@ -1,6 +1,9 @@
 //! One suite, run against both backends: what one stores the other must store alike.
 
+use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use ntex_bytes::Bytes;
 
@@ -237,4 +240,213 @@ fn writer_group_commits_concurrent_batches() {
     ]));
     assert!(res.is_err());
     assert!(store.queue(10).unwrap().is_empty());
+}
+
+/// redb's file backend with writes, syncs and resizes that fail with ENOSPC while `fail` is
+/// set: a disk that fills up and is freed again.
+#[derive(Debug)]
+pub(super) struct FailingWrites {
+    inner: ::redb::backends::FileBackend,
+    fail: Arc<AtomicBool>,
+}
+
+impl FailingWrites {
+    pub(super) fn new(inner: ::redb::backends::FileBackend, fail: Arc<AtomicBool>) -> Self {
+        FailingWrites { inner, fail }
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            // ENOSPC, as a full disk answers.
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+}
+
+impl ::redb::StorageBackend for FailingWrites {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.inner.close()
+    }
+    // The file's locks, so that a reopen finds it closed exactly as with the plain backend.
+    fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, ::redb::BackendError> {
+        self.inner.try_lock_range(s, e)
+    }
+    fn try_lock_shared_range(
+        &self,
+        s: Bound<u64>,
+        e: Bound<u64>,
+    ) -> Result<bool, ::redb::BackendError> {
+        self.inner.try_lock_shared_range(s, e)
+    }
+    fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), ::redb::BackendError> {
+        self.inner.lock_range(s, e)
+    }
+    fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), ::redb::BackendError> {
+        self.inner.lock_shared_range(s, e)
+    }
+    fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), ::redb::BackendError> {
+        self.inner.unlock_range(s, e)
+    }
+    fn query_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, ::redb::BackendError> {
+        self.inner.query_lock_range(s, e)
+    }
+}
+
+/// A full disk: the commit that hits it fails with the I/O error, later batches are refused
+/// without touching the disk while it stays full, and once it is freed the writer recovers on
+/// its own (no restart, no request needed) and commits again; what was committed before the
+/// failure is all there, what failed is not. Before the writer recovered, redb answered
+/// "Previous I/O error occurred" to every later commit until the process restarted.
+#[test]
+fn redb_writer_recovers_from_a_full_disk_without_losing_committed_data() {
+    let d = dir("full");
+    let p = d.0.join("store.redb");
+    let fail = Arc::new(AtomicBool::new(false));
+    let store: Arc<dyn Store> = Arc::new(
+        RedbStore::open(&p)
+            .unwrap()
+            .with_failing_writes(fail.clone())
+            .unwrap(),
+    );
+    let w = Writer::start(store.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let res = |path: &str| Op::PutResource {
+        path: path.into(),
+        json: b"{}".to_vec(),
+    };
+    rt.block_on(w.submit(vec![enq(1, 1, "before"), res("namespaces/kept")]))
+        .unwrap();
+    assert_eq!(w.health(), Ok(()));
+
+    fail.store(true, Ordering::SeqCst);
+    let err = rt
+        .block_on(w.submit(vec![enq(1, 2, "failed"), res("namespaces/failed")]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Io(m) if m.contains("No space left on device")),
+        "{err}"
+    );
+    let broken = w.health().unwrap_err();
+    assert!(broken.contains("No space left on device"), "{broken}");
+    // Still full through several recovery attempts: refused at once, and still unhealthy.
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let err = rt
+        .block_on(w.submit(vec![enq(1, 3, "refused")]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once"
+    );
+    assert!(w.health().is_err());
+
+    // Space freed: readiness comes back without any request.
+    fail.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while w.health().is_err() {
+        assert!(Instant::now() < deadline, "the store did not recover");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(w.submit(vec![enq(1, 4, "after"), Op::Remove { sub: 1, seq: 1 }]))
+        .unwrap();
+    let bodies = |s: &dyn Store| -> Vec<(u64, Vec<u8>)> {
+        s.queue(1)
+            .unwrap()
+            .into_iter()
+            .map(|q| (q.seq, q.body.to_vec()))
+            .collect()
+    };
+    assert_eq!(bodies(&*store), vec![(4, b"after".to_vec())]);
+    let paths = |s: &dyn Store| -> Vec<String> {
+        s.resources().unwrap().into_iter().map(|(p, _)| p).collect()
+    };
+    assert_eq!(paths(&*store), ["namespaces/kept"]);
+    // And the same from the file after a restart.
+    drop(w);
+    drop(store);
+    // The writer thread lets go of its handle once it sees the channel closed.
+    let reopened = loop {
+        match RedbStore::open(&p) {
+            Err(e) if e.to_string().contains("in use") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            r => break r.unwrap(),
+        }
+    };
+    assert_eq!(bodies(&reopened), vec![(4, b"after".to_vec())]);
+    assert_eq!(paths(&reopened), ["namespaces/kept"]);
+}
+
+#[test]
+fn redb_refuses_an_empty_or_truncated_file_and_creates_new_stores_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir("empty");
+    let p = d.0.join("store.redb");
+    std::fs::write(&p, b"").unwrap();
+    let err = RedbStore::open(&p).err().expect("refused");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("store.redb") && msg.contains("empty"), "{msg}");
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "left as it was");
+
+    // A store cut short (a copy that stopped part way): refused too, not repaired into less.
+    let cut = d.0.join("cut.redb");
+    {
+        let s = RedbStore::open(&cut).unwrap();
+        let big: Vec<Op> = (0..200)
+            .map(|i| Op::Enqueue {
+                sub: 1,
+                seq: i,
+                publish_ms: 0,
+                body: Bytes::from(vec![b'x'; 4096]),
+            })
+            .collect();
+        s.commit(&big).unwrap();
+    }
+    let len = std::fs::metadata(&cut).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let err = RedbStore::open(&cut).err().expect("refused");
+    assert!(matches!(err, StoreError::Refused(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("cut.redb") && msg.contains("damaged"), "{msg}");
+    assert_eq!(std::fs::metadata(&cut).unwrap().len(), len / 2);
+
+    let fresh = d.0.join("fresh.redb");
+    drop(RedbStore::open(&fresh).unwrap());
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    assert!(!d.0.join("fresh.redb.new").exists());
+    // An existing store others can read is narrowed at open.
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(RedbStore::open(&fresh).unwrap());
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
 }
