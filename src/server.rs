@@ -7,7 +7,9 @@
 use std::net::TcpListener;
 
 use actix::Arbiter;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
@@ -215,19 +217,27 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
         let mqtt = crate::mqtt::start(&cfg.mqtt, broker)?;
-        // One line per listener, stable format: scripts and tests parse it.
-        println!("evgrid: mqtt listening on {}", mqtt.addr);
-        println!("evgrid: http listening on {http_addr}");
-        tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");
-        let res = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
         })
         .workers(cfg.http.workers)
         .client_request_timeout(Duration::from_millis(cfg.http.header_timeout_ms))
         .listen(http_listener)?
-        .run()
-        .await;
+        .run();
+        // The first poll starts the HTTP workers and installs the SIGINT/SIGTERM handlers; the
+        // listening lines come after it, so a supervisor (or a test) that signals as soon as it
+        // reads them gets a graceful stop, not the default action of a signal nobody handles yet.
+        let mut server = std::pin::pin!(server);
+        let first = std::future::poll_fn(|cx| Poll::Ready(server.as_mut().poll(cx))).await;
+        // One line per listener, stable format: scripts and tests parse it.
+        println!("evgrid: mqtt listening on {}", mqtt.addr);
+        println!("evgrid: http listening on {http_addr}");
+        tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");
+        let res = match first {
+            Poll::Ready(res) => res,
+            Poll::Pending => server.await,
+        };
         tracing::info!("shutting down");
         mqtt.stop().await;
         for a in arbiters {
