@@ -79,6 +79,13 @@ pub(crate) fn qos_from(q: u8) -> QoS {
     }
 }
 
+/// What every connection's decoder is set to: the largest packet (`mqtt.max_packet_size`) and
+/// the payload size below which a PUBLISH is decoded whole (ntex-mqtt's default, 32 KiB; see
+/// vendor/ntex-mqtt/PATCHES.md, patch 12). The fuzz targets decode with the same values.
+pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
+    (c.max_packet_size, 32 * 1024)
+}
+
 /// Handle to the running MQTT listener.
 pub struct MqttHandle {
     pub addr: SocketAddr,
@@ -130,9 +137,11 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                 .build(ntex_net::DefaultRuntime)
                 .block_on(async move {
                     let c = &shared.cfg;
+                    let (max_size, min_chunk) = codec_limits(c);
                     let svc_cfg = MqttServiceConfig::new()
                         .set_max_qos(qos_from(c.max_qos))
-                        .set_max_size(c.max_packet_size)
+                        .set_max_size(max_size)
+                        .set_min_chunk_size(min_chunk)
                         .set_max_receive(c.max_receive)
                         .set_max_send(c.max_inflight)
                         .set_max_topic_alias(c.max_topic_alias)
