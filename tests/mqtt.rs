@@ -1461,3 +1461,47 @@ fn health_and_metrics_endpoints() {
         assert!(body.contains(name), "missing {name} in\n{body}");
     }
 }
+
+/// A PUBLISH whose topic length runs past the end of the packet is malformed: the connection is
+/// closed (v5: after DISCONNECT 0x81) and nobody else is harmed. ntex-mqtt subtracted the header length from the remaining
+/// length anyway (vendor/ntex-mqtt/PATCHES.md, patch 24): a panic with overflow checks, and in a
+/// release build a payload of nearly 4 GiB, so the PINGREQ behind it was swallowed and the
+/// connection stayed open. Found by the mqtt_v3 / mqtt_v5 fuzz targets (tests/fuzz/).
+#[test]
+fn publish_topic_longer_than_its_packet_closes_the_connection() {
+    let srv = Server::start(&[]);
+    let mut watcher = Client::ok(srv.mqtt, Opts::v5("watcher"));
+    watcher.sub("#", 0);
+    for v5 in [false, true] {
+        let mut c = Client::ok(
+            srv.mqtt,
+            if v5 {
+                Opts::v5("short")
+            } else {
+                Opts::v3("short")
+            },
+        );
+        // Remaining length 2, topic length 5; then "abcde" and a PINGREQ.
+        let mut bytes = vec![PUBLISH << 4, 2, 0, 5];
+        bytes.extend_from_slice(b"abcde");
+        bytes.extend_from_slice(&[PINGREQ << 4, 0]);
+        c.set_timeout(Duration::from_secs(5));
+        c.write_raw(&bytes).expect("write");
+        let t = Instant::now();
+        // v5: DISCONNECT 0x81 (Malformed Packet). Then closed at once (a read timeout also ends
+        // recv with None, hence the clock), and the PINGREQ is not answered.
+        if v5 {
+            let p = c.expect(DISCONNECT);
+            assert_eq!(c.disconnect_reason(&p), 0x81, "malformed packet");
+        }
+        let got = c.recv();
+        assert!(got.is_none(), "v5={v5}: got {got:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "v5={v5}: open for {:?}",
+            t.elapsed()
+        );
+    }
+    watcher.expect_silence(Duration::from_millis(200));
+    srv.assert_mqtt_alive();
+}

@@ -90,7 +90,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The `properties` of an ARM PUT body; an empty body means no properties.
-pub(super) fn properties(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn properties(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -190,7 +190,7 @@ async fn regenerate_key(
 }
 
 /// The `keyName` of a `regenerateKey` body.
-pub(super) fn key_name(body: &[u8]) -> Result<String, ApiError> {
+pub(crate) fn key_name(body: &[u8]) -> Result<String, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Body {

@@ -90,6 +90,13 @@ pub(crate) fn qos_from(q: u8) -> QoS {
     }
 }
 
+/// What every connection's decoder is set to: the largest packet (`mqtt.max_packet_size`) and
+/// the payload size below which a PUBLISH is decoded whole (ntex-mqtt's default, 32 KiB; see
+/// vendor/ntex-mqtt/PATCHES.md, patch 12). The fuzz targets decode with the same values.
+pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
+    (c.max_packet_size, 32 * 1024)
+}
+
 /// Handle to the running MQTT listener.
 pub struct MqttHandle {
     pub addr: SocketAddr,
@@ -142,9 +149,11 @@ pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
                 .build(ntex_net::DefaultRuntime)
                 .block_on(async move {
                     let c = &shared.cfg;
+                    let (max_size, min_chunk) = codec_limits(c);
                     let svc_cfg = MqttServiceConfig::new()
                         .set_max_qos(qos_from(c.max_qos))
-                        .set_max_size(c.max_packet_size)
+                        .set_max_size(max_size)
+                        .set_min_chunk_size(min_chunk)
                         .set_max_receive(c.max_receive)
                         .set_max_send(c.max_inflight)
                         .set_max_topic_alias(c.max_topic_alias)
@@ -283,5 +292,41 @@ mod tests {
         let v5 = split_decode!(c5::Codec, c5::Decoded::Publish, publish(true, big), 1000);
         assert!(v3.1 && v3.0 < big, "v3 streams: {v3:?}");
         assert!(v5.1 && v5.0 < big, "v5 streams: {v5:?}");
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// A PUBLISH whose topic length (with the packet id; v5: and the properties) exceeds its
+    /// remaining length is malformed. ntex-mqtt 9.0.0 subtracted anyway: a panic with overflow
+    /// checks, and in a release build a payload of nearly 4 GiB that swallowed the rest of the
+    /// connection (vendor/ntex-mqtt/PATCHES.md, patch 24). The first input of each pair is what
+    /// the `mqtt_v3` / `mqtt_v5` fuzz targets found (a leading chunk-size byte, then a CONNECT
+    /// and the bad PUBLISH); the second is the smallest such packet. Both panicked before.
+    #[test]
+    fn publish_header_longer_than_its_packet_is_an_error() {
+        use crate::fuzzing::{mqtt_v3, mqtt_v5};
+        use ntex_mqtt::error::DecodeError::InvalidLength;
+        let found_v3 = unhex(
+            "03100e00044d5154540402003c00026332320000002b00017878787878787878780002012302a270020002",
+        );
+        assert_eq!(mqtt_v3(&found_v3), Err(InvalidLength));
+        // QoS 0, remaining length 2, topic length 5.
+        assert_eq!(mqtt_v3(&[0, 0x30, 2, 0, 5]), Err(InvalidLength));
+        let found_v5 = unhex(concat!(
+            "00103200044d5154540502001e231100000e102100142700010000220005170119012600016b000176150001",
+            "6d160001640002633531300003612f62310101020000003c0300106170706c69636174696f6e2f6a736f6e08",
+            "0003722f74090004636f7272260001780001792300017b7d300b000003230001616c69611500016d16000164",
+            "0002633530390003",
+        ));
+        assert_eq!(mqtt_v5(&found_v5), Err(InvalidLength));
+        // QoS 0, remaining length 3: topic "a" (3 bytes) and a property length of 5.
+        let mut small_v5 = vec![0, 0x30, 3, 0, 1, b'a', 5];
+        small_v5.resize(20, 0);
+        assert_eq!(mqtt_v5(&small_v5), Err(InvalidLength));
     }
 }

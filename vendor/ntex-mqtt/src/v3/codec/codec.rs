@@ -114,6 +114,11 @@ impl Decoder for Codec {
                 }
                 DecodeState::PublishHeader(fixed) => {
                     if let Some(hdr_len) = decode::publish_size(src, fixed.first_byte)? {
+                        // evgrid patch 24: a topic (with packet id) longer than the packet is
+                        // malformed; subtracting anyway overflowed (see PATCHES.md).
+                        if hdr_len > fixed.remaining_length {
+                            return Err(DecodeError::InvalidLength);
+                        }
                         if src.len() < hdr_len as usize {
                             return Ok(None);
                         }

@@ -179,6 +179,11 @@ impl Decoder for Codec {
                 }
                 DecodeState::PublishHeader(fixed) => {
                     if let Some(len) = Publish::packet_header_size(src, fixed.first_byte)? {
+                        // evgrid patch 24: a topic, packet id and properties longer than the
+                        // packet are malformed; subtracting anyway overflowed (see PATCHES.md).
+                        if len > fixed.remaining_length {
+                            return Err(DecodeError::InvalidLength);
+                        }
                         self.state.set(DecodeState::PublishProperties(len, fixed));
                     } else {
                         return Ok(None);
