@@ -106,17 +106,8 @@ fn sub_op(srv: &Server, key: &str, action: &str, query: &str, body: &[u8]) -> Re
 
 /// Runs the binary on `dir` until it exits (it must refuse to start).
 fn start_refused(dir: &Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_evgrid"))
-        .args([
-            "--mqtt-bind",
-            "127.0.0.1:0",
-            "--http-bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
+    let mut child = Server::command(dir)
         .env("EVGRID_ADMIN_KEY", ADMIN)
-        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -86,11 +86,8 @@ impl Server {
         Server::spawn(dir, env, None)
     }
 
-    fn spawn(
-        dir: &std::path::Path,
-        env: &[(&str, &str)],
-        stderr: Option<std::sync::Arc<std::sync::Mutex<String>>>,
-    ) -> Server {
+    /// The evgrid command on `dir`, with ephemeral ports and warnings-only logging.
+    pub fn command(dir: &std::path::Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_evgrid"));
         cmd.args([
             "--mqtt-bind",
@@ -100,9 +97,17 @@ impl Server {
             "--data-dir",
         ])
         .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(if stderr.is_some() {
+        .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    fn spawn(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        stderr: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    ) -> Server {
+        let mut cmd = Server::command(dir);
+        cmd.stdout(Stdio::piped()).stderr(if stderr.is_some() {
             Stdio::piped()
         } else {
             Stdio::inherit()
