@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use common::http::{Resp, request};
+use common::http::{Resp, mgmt_json, request};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "test-admin-key-0123456789";
@@ -21,19 +21,21 @@ fn start(extra: &[(&str, &str)]) -> Server {
 }
 
 fn mgmt(srv: &Server, method: &str, path: &str, body: &Value) -> Resp {
-    let auth = format!("Authorization: Bearer {ADMIN}");
-    let body = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    request(
+    mgmt_json(srv.http, ADMIN, method, path, body)
+}
+
+/// A complete one-event publish to `top1` is answered 200.
+fn assert_small_publish_ok(srv: &Server, key: &str) {
+    let r = request(
         srv.http,
-        method,
-        path,
-        &[&auth, "Content-Type: application/json"],
-        &body,
-    )
+        "POST",
+        "/topics/top1/api/events?api-version=2018-01-01",
+        &[&format!("aeg-sas-key: {key}"), "Content-Type: application/json"],
+        json!([{"id": "1", "eventType": "T", "subject": "s", "eventTime": "2024-05-01T10:00:00Z", "data": {}}])
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
 }
 
 /// Creates custom topic `name` and answers its key1.
@@ -169,16 +171,7 @@ fn a_declared_body_that_never_arrives_gets_408_and_the_connection_is_closed() {
     assert!(srv.metric("evgrid_http_body_timeouts_total") >= 2.0);
 
     // A complete body is unaffected.
-    let r = request(
-        srv.http,
-        "POST",
-        "/topics/top1/api/events?api-version=2018-01-01",
-        &[&format!("aeg-sas-key: {key}"), "Content-Type: application/json"],
-        json!([{"id": "1", "eventType": "T", "subject": "s", "eventTime": "2024-05-01T10:00:00Z", "data": {}}])
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    assert_small_publish_ok(&srv, &key);
 }
 
 /// 500 connections declare a megabyte each and send nothing: the server must not set aside
@@ -445,14 +438,5 @@ fn bodies_beyond_the_memory_budget_get_503_at_once_and_give_back_on_close() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let r = request(
-        srv.http,
-        "POST",
-        "/topics/top1/api/events?api-version=2018-01-01",
-        &[&format!("aeg-sas-key: {key}"), "Content-Type: application/json"],
-        json!([{"id": "1", "eventType": "T", "subject": "s", "eventTime": "2024-05-01T10:00:00Z", "data": {}}])
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    assert_small_publish_ok(&srv, &key);
 }

@@ -51,14 +51,7 @@ impl Eg {
     }
 
     fn mgmt(&self, method: &str, path: &str, body: &[u8]) -> Resp {
-        let auth = format!("Authorization: Bearer {ADMIN}");
-        request(
-            self.srv.http,
-            method,
-            path,
-            &[&auth, "Content-Type: application/json"],
-            body,
-        )
+        common::http::mgmt(self.srv.http, ADMIN, method, path, body)
     }
 
     fn topic(&self, t: &str) {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::http::{Resp, request};
+use common::http::{Resp, mgmt_json, request};
 use common::webhook::{Hook, Recorded, Reply, handshake};
 use common::{Server, TempDir};
 use serde_json::{Value, json};
@@ -46,19 +46,7 @@ impl Eg {
     }
 
     fn mgmt(&self, method: &str, path: &str, body: &Value) -> Resp {
-        let auth = format!("Authorization: Bearer {ADMIN}");
-        let body = if body.is_null() {
-            Vec::new()
-        } else {
-            body.to_string().into_bytes()
-        };
-        request(
-            self.srv.http,
-            method,
-            path,
-            &[&auth, "Content-Type: application/json"],
-            &body,
-        )
+        mgmt_json(self.srv.http, ADMIN, method, path, body)
     }
 
     /// Creates a custom topic (or domain, with `/mgmt/domains/...`) and answers its key1.

@@ -15,14 +15,7 @@ const ADMIN: &str = "test-admin-key-0123456789";
 const API: &str = "api-version=2024-06-01";
 
 fn mgmt(srv: &Server, method: &str, path: &str, body: &[u8]) -> Resp {
-    let auth = format!("Authorization: Bearer {ADMIN}");
-    request(
-        srv.http,
-        method,
-        path,
-        &[&auth, "Content-Type: application/json"],
-        body,
-    )
+    common::http::mgmt(srv.http, ADMIN, method, path, body)
 }
 
 /// A topic `store-topic` with a queue subscription `reader`; answers the namespace key.

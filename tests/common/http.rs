@@ -104,3 +104,31 @@ fn dechunk(mut s: &str) -> String {
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Resp {
     request_with(addr, method, path, headers, body, Duration::from_secs(30))
 }
+
+/// A management API call: `Authorization: Bearer <admin>` and a JSON body (`body` as sent).
+pub fn mgmt(addr: SocketAddr, admin: &str, method: &str, path: &str, body: &[u8]) -> Resp {
+    let auth = format!("Authorization: Bearer {admin}");
+    request(
+        addr,
+        method,
+        path,
+        &[&auth, "Content-Type: application/json"],
+        body,
+    )
+}
+
+/// [`mgmt`] with a JSON value for the body (`null`: no body).
+pub fn mgmt_json(
+    addr: SocketAddr,
+    admin: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Resp {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    mgmt(addr, admin, method, path, &body)
+}
