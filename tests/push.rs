@@ -1628,6 +1628,16 @@ fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
     assert!(rec["data"] == want, "dead-letter record lost the data");
 
     // The other publish paths refuse it the same way.
+    let publish = |path: &str, key: &str, media: &str, body: &str| {
+        eg.publish_raw(
+            path,
+            &[
+                &format!("aeg-sas-key: {key}"),
+                &format!("Content-Type: {media}"),
+            ],
+            body.as_bytes(),
+        )
+    };
     let ce_key = eg.source(
         "/mgmt/topics/deepce",
         json!({"inputSchema": "CloudEventSchemaV1_0"}),
@@ -1636,13 +1646,11 @@ fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
         "[{{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"/s\",\"type\":\"T\",\"data\":{}}}]",
         nested(200)
     );
-    let r = eg.publish_raw(
+    let r = publish(
         "/topics/deepce/api/events?api-version=2018-01-01",
-        &[
-            &format!("aeg-sas-key: {ce_key}"),
-            "Content-Type: application/cloudevents-batch+json",
-        ],
-        ce.as_bytes(),
+        &ce_key,
+        "application/cloudevents-batch+json",
+        &ce,
     );
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.message().starts_with("Event 0 "), "{r:?}");
@@ -1652,13 +1660,11 @@ fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
         "[{}]",
         eg_json("d", &nested(200)).replacen('{', "{\"topic\":\"dt1\",", 1)
     );
-    let r = eg.publish_raw(
+    let r = publish(
         "/domains/deepd/api/events?api-version=2018-01-01",
-        &[
-            &format!("aeg-sas-key: {dkey}"),
-            "Content-Type: application/json",
-        ],
-        body.as_bytes(),
+        &dkey,
+        "application/json",
+        &body,
     );
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.message().starts_with("Event 0 "), "{r:?}");
@@ -1666,13 +1672,11 @@ fn deeply_nested_data_is_refused_at_publish_and_the_rest_delivered_intact() {
     let mapping = json!({"inputSchema": "CustomEventSchema", "inputSchemaMapping": {"inputSchemaMappingType": "Json", "properties": {
         "eventType": {"defaultValue": "C"}, "subject": {"defaultValue": "/"}}}});
     let ckey = eg.source("/mgmt/topics/deepcustom", mapping);
-    let r = eg.publish_raw(
+    let r = publish(
         "/topics/deepcustom/api/events?api-version=2018-01-01",
-        &[
-            &format!("aeg-sas-key: {ckey}"),
-            "Content-Type: application/json",
-        ],
-        format!("[{{\"n\":1}},{{\"x\":{}}}]", nested(119)).as_bytes(),
+        &ckey,
+        "application/json",
+        &format!("[{{\"n\":1}},{{\"x\":{}}}]", nested(119)),
     );
     assert_eq!(
         r.status, 400,
