@@ -8,16 +8,10 @@ seen, and the broker's RSS (from /proc) and session gauge.
 
 Loopback only; stops by itself.
 """
-import argparse, socket, struct, time, urllib.request
+import argparse, socket, time, urllib.request
 from collections import Counter
 
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from wire import connect_packet, rss_mib
 
 
 def sessions(http):
@@ -26,11 +20,6 @@ def sessions(http):
         if line.startswith("evgrid_mqtt_sessions "):
             return int(float(line.split()[1]))
     return -1
-
-
-def connect_packet(cid):
-    body = struct.pack("!H", 4) + b"MQTT" + bytes([4, 0, 0, 60]) + struct.pack("!H", len(cid)) + cid
-    return bytes([0x10, len(body)]) + body
 
 
 def main():
@@ -44,7 +33,7 @@ def main():
     codes, n, start = Counter(), 0, time.time()
     while time.time() - start < a.secs:
         c = socket.create_connection(("127.0.0.1", a.port))
-        c.sendall(connect_packet(b"flood-%d" % n))
+        c.sendall(connect_packet(b"flood-%d" % n, clean=False, keep_alive=60))
         ack = c.recv(4)
         codes[ack[3] if len(ack) == 4 else "closed"] += 1
         c.close()

@@ -10,31 +10,12 @@ Loopback only; stops by itself.
 """
 import argparse, socket, struct, time
 
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def s(b):
-    return struct.pack("!H", len(b)) + b
-
-
-def packet(first, body):
-    out, n = bytearray([first]), len(body)
-    while True:
-        d, n = n % 128, n // 128
-        out.append(d | (0x80 if n else 0))
-        if not n:
-            return bytes(out) + body
+from wire import connect_packet, packet, rss_mib, s
 
 
 def connect(port, cid):
     c = socket.create_connection(("127.0.0.1", port))
-    c.sendall(packet(0x10, s(b"MQTT") + bytes([4, 2, 0, 0]) + s(cid)))
+    c.sendall(connect_packet(cid))
     assert c.recv(4)[:2] == b"\x20\x02"
     return c
 
