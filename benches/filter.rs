@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use evgrid_actors::event::CloudEvent;
 use evgrid_actors::grid::filter::{EventView, Filter};
+use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{ByteString, Bytes};
 use serde_json::json;
 

@@ -19,10 +19,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use evgrid_actors::event::CloudEvent;
 use evgrid_actors::grid::basic::resource::{self as basic_res, Field, InputSchema, Mapping};
 use evgrid_actors::grid::filter::{EventView, Filter};
 use evgrid_actors::grid::resource::{self, TopicCfg};
+use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{Bytes, BytesMut};
 use ntex_codec::Decoder;
 use ntex_mqtt::error::DecodeError;

@@ -167,8 +167,8 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
 fn expired(props: &Value, name: &str) -> bool {
     let gone = props["expirationTimeUtc"]
         .as_str()
-        .and_then(evgrid_actors::grid::time::parse_rfc3339_ms)
-        .is_some_and(|t| t <= evgrid_actors::store::now_ms());
+        .and_then(evgrid_actors::model::time::parse_rfc3339_ms)
+        .is_some_and(|t| t <= evgrid_actors::model::clock::now_ms());
     if gone {
         tracing::warn!(subscription = %name, "resource file: subscription's expirationTimeUtc has passed; not applied");
     }

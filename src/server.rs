@@ -139,7 +139,7 @@ fn admin_key(cfg: &Config) -> std::io::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(other(format!("{}: {e}", path.display()))),
     }
-    let key = evgrid_actors::grid::generate_key().map_err(|e| other(e.to_string()))?;
+    let key = evgrid_actors::model::keys::generate_key().map_err(|e| other(e.to_string()))?;
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;

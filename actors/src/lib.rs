@@ -11,10 +11,10 @@
 //! mailbox message per batch, never per message. Nothing here knows the MQTT wire format.
 
 pub mod budget;
-pub mod event;
 pub mod grid;
 pub mod message;
 pub mod metrics;
+pub mod model;
 pub mod outbox;
 pub mod router;
 pub mod session;

@@ -2,9 +2,10 @@
 //!
 //! Owns: extracting the credential a request presents ([`credential`]), verifying it against a
 //! resource's two access keys ([`verify`]): plain access keys, SAS tokens (signature, expiry and
-//! resource scope), and generating keys and SAS tokens ([`generate_key`], [`sign_sas`]).
+//! resource scope), and generating SAS tokens ([`sign_sas`]). Keys are generated and compared by
+//! `evgrid_actors::model::keys`.
 //!
-//! It is pure: no I/O except reading `/dev/urandom` in [`generate_key`], no global state, no actix
+//! It is pure: no I/O, no global state, no actix
 //! types beyond the `HeaderMap` that [`credential`] reads. It must never log, print or put into an
 //! error message a key, a token or a signature (only the non-secret `r` and `e` values may appear
 //! in messages), must compare secrets in constant time, and must never panic on any input.
@@ -30,6 +31,9 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use evgrid_actors::model::keys::ct_eq;
+use evgrid_actors::model::time::days_from_civil;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -394,18 +398,6 @@ fn decode_key(key: &str) -> Option<Vec<u8>> {
         .filter(|k| !k.is_empty())
 }
 
-/// Constant-time byte comparison (time depends only on the lengths).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= std::hint::black_box(x ^ y);
-    }
-    std::hint::black_box(diff) == 0
-}
-
 /// A value quoted for an error message: truncated, control characters escaped.
 fn quote_value(v: &str) -> String {
     let mut s: String = v.chars().take(MAX_QUOTED).collect();
@@ -755,7 +747,7 @@ fn to_nanos(
     {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = days_from_civil(year, month as u32, day as u32);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     Some(i128::from(secs) * NANOS_PER_SEC + i128::from(nanos))
 }
@@ -774,49 +766,9 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 // ---------------------------------------------------------------------------------------------
 // Key and token generation
 // ---------------------------------------------------------------------------------------------
-
-/// A new access key: 32 random bytes from `/dev/urandom`, base64 (standard, padded).
-///
-/// Should `/dev/urandom` be unreadable, falls back to bytes derived from std's randomly keyed
-/// SipHash (`RandomState`, seeded by the OS) mixed with the time; this never panics.
-pub fn generate_key() -> String {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 32];
-    let from_os = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok();
-    if !from_os {
-        fallback_random(&mut bytes);
-    }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn fallback_random(out: &mut [u8; 32]) {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let now = nanos_since_epoch(SystemTime::now());
-    for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(now as u128);
-        h.write_usize(i);
-        h.write_usize(chunk.as_ptr() as usize);
-        chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
-    }
-}
 
 /// `base64(HMAC-SHA256(base64decode(key), string_to_sign))`. A key that is not base64 is used as
 /// raw bytes (Azure keys always are base64; this only keeps the function total).

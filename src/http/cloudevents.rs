@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use evgrid_actors::event::CloudEvent;
+use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{ByteString, Bytes};
 use serde::Deserialize;
 use serde::de::{

@@ -15,9 +15,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use evgrid_actors::event::CloudEvent;
 use evgrid_actors::grid::basic::resource::{Field, Mapping};
 use evgrid_actors::grid::basic::source::BasicEvent;
+use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{ByteString, Bytes};
 use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::Value;
@@ -324,7 +324,7 @@ pub fn parse_custom(
     let base = text.as_ptr() as usize;
     let mut buf = String::with_capacity(text.len() * 2 + raws.len() * 200);
     let mut items = Vec::with_capacity(raws.len());
-    let now = evgrid_actors::grid::time::format_rfc3339_ms(evgrid_actors::store::now_ms());
+    let now = evgrid_actors::model::time::format_rfc3339_ms(evgrid_actors::model::clock::now_ms());
     for (i, raw) in raws.iter().enumerate() {
         let json = raw.get();
         check_size(i, json, limits)?;

@@ -65,7 +65,9 @@ pub(super) fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
         None => Err(ApiError::unauthorized(
             "Management calls need 'Authorization: Bearer <admin key>' (the admin key is in the data directory's admin.key, or set with EVGRID_ADMIN_KEY).",
         )),
-        Some(k) if constant_time_eq(k.as_bytes(), st.admin_key.as_bytes()) => Ok(()),
+        Some(k) if evgrid_actors::model::keys::ct_eq(k.as_bytes(), st.admin_key.as_bytes()) => {
+            Ok(())
+        }
         Some(_) => Err(ApiError::unauthorized("The admin key is not valid.")),
     }
 }
@@ -83,10 +85,6 @@ pub(super) async fn body(
     st: &State,
 ) -> Result<super::namespace::Body, ApiError> {
     super::namespace::read_body(req, payload, MAX_MGMT_BODY, st.body_timeout).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `properties` of an ARM PUT body; an empty body means no properties.

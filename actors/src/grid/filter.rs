@@ -17,7 +17,7 @@ use std::cell::OnceCell;
 
 use serde_json::{Map, Value};
 
-use crate::event::CloudEvent;
+use crate::model::event::CloudEvent;
 
 /// Per-subscription limits of Event Grid: filters and values in total, characters per value.
 pub const MAX_FILTERS: usize = 25;

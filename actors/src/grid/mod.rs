@@ -21,7 +21,6 @@ pub mod basic;
 pub mod filter;
 pub mod queue;
 pub mod resource;
-pub mod time;
 pub mod topic;
 
 use std::collections::BTreeMap;
@@ -30,10 +29,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::store::{Op, StoreError, Writer, now_ms};
+use crate::model::clock::now_ms;
+use crate::store::{Op, StoreError, Writer};
 use queue::QueueSub;
 use resource::{Limits, SubCfg, TopicCfg};
 use topic::{NsTopic, Route, SetRoutes, Target};
@@ -124,11 +123,9 @@ pub struct Keys {
     pub key2: String,
 }
 
-/// A fresh access key: 32 random bytes, base64 (the shape of Azure's keys).
+/// A fresh access key; a store error when the OS has no randomness to give.
 pub fn generate_key() -> Result<String, StoreError> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| StoreError::Io(format!("no OS randomness: {e}")))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(b))
+    crate::model::keys::generate_key().map_err(|e| StoreError::Io(e.to_string()))
 }
 
 fn key_index(which: &str) -> Result<usize, GridError> {
@@ -139,10 +136,6 @@ fn key_index(which: &str) -> Result<usize, GridError> {
             "keyName must be 'key1' or 'key2', got '{other}'"
         ))),
     }
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn lc(s: &str) -> String {

@@ -33,9 +33,10 @@ use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::resource::SubCfg;
-use super::time::format_rfc3339_ms;
 use crate::metrics::METRICS;
-use crate::store::{EntryState, Op, Queued, StoreError, Writer, now_ms};
+use crate::model::clock::now_ms;
+use crate::model::time::format_rfc3339_ms;
+use crate::store::{EntryState, Op, Queued, StoreError, Writer};
 
 /// Locks may be renewed for this long after the first lock (spec §6.2).
 const MAX_LOCK_AGE_MS: u64 = 3_600_000;

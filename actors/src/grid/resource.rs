@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 
 use super::basic::resource::{DeliverySchema, PushCfg, webhook};
 use super::filter::Filter;
-use super::time::{format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms};
+use crate::model::time::{
+    format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms,
+};
 
 /// Server-side bounds that deployments (and tests) may loosen.
 #[derive(Debug, Clone, Copy)]

@@ -13,9 +13,10 @@ use actix::prelude::*;
 use super::basic::push::{self, PushEntry, PushSub};
 use super::filter::{EventView, Filter};
 use super::queue::{Enqueued, QueueSub};
-use crate::event::CloudEvent;
 use crate::metrics::METRICS;
-use crate::store::{Op, StoreError, Writer, now_ms};
+use crate::model::clock::now_ms;
+use crate::model::event::CloudEvent;
+use crate::store::{Op, StoreError, Writer};
 
 /// The actor of a namespace subscription: a pull queue, or a push (webhook) subscription.
 #[derive(Clone)]

@@ -423,10 +423,3 @@ fn try_recover(store: &dyn Store, broken: &mut Option<Broken>, health: &Health) 
         }
     }
 }
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}

@@ -412,7 +412,7 @@ impl Store for RedbStore {
             &[
                 Op::PutMeta {
                     key: RECOVERED_KEY.into(),
-                    value: super::now_ms().to_le_bytes().to_vec(),
+                    value: crate::model::clock::now_ms().to_le_bytes().to_vec(),
                 },
                 Op::PutMeta {
                     key: HEADROOM_KEY.into(),

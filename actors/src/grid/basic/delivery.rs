@@ -410,7 +410,7 @@ impl Handler<Deliver> for DeliveryShard {
                         h.failures += 1;
                         if h.failures >= after {
                             let d = probation;
-                            let until_ms = crate::store::now_ms() + d.as_millis() as u64;
+                            let until_ms = crate::model::clock::now_ms() + d.as_millis() as u64;
                             tracing::info!(endpoint = %base(&req.url), outcome, secs = d.as_secs(), "endpoint on probation");
                             h.probation_until = Some((Instant::now() + d, until_ms));
                         }
@@ -508,7 +508,7 @@ impl Handler<Validate> for DeliveryShard {
 }
 
 fn validation_event(code: &str, url: &str) -> Vec<u8> {
-    let now = super::super::time::format_rfc3339_ms(crate::store::now_ms());
+    let now = crate::model::time::format_rfc3339_ms(crate::model::clock::now_ms());
     serde_json::json!([{
         "id": code,
         "topic": "/providers/Microsoft.EventGrid",

@@ -38,7 +38,8 @@ use actix::prelude::*;
 use serde_json::{Value, json};
 
 use super::{Grid, GridError, Keys, generate_key, lc, not_found};
-use crate::store::{Op, StoreError, now_ms};
+use crate::model::clock::now_ms;
+use crate::store::{Op, StoreError};
 use delivery::{DeliveryShard, Handshake, Validate, Validation};
 use push::{Names, PushSub};
 use resource::{DeliverySchema, InputSchema, PushCfg, SourceCfg};

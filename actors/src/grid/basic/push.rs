@@ -26,9 +26,10 @@ use serde_json::{Value, json};
 use super::convert;
 use super::delivery::{Deliver, DeliveryShard, Outcome, PushConfig, Request, Retry};
 use super::resource::{DeliverySchema, HeaderValue, PushCfg};
-use crate::grid::time::format_rfc3339_ms;
 use crate::metrics::{METRICS, PUSH};
-use crate::store::{EntryState, Op, Queued, Writer, now_ms};
+use crate::model::clock::now_ms;
+use crate::model::time::format_rfc3339_ms;
+use crate::store::{EntryState, Op, Queued, Writer};
 
 /// One event for a push subscription, as committed.
 #[derive(Debug, Clone)]

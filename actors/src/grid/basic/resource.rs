@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::filter::Filter;
 use super::super::resource::expiration;
-use super::super::time::format_rfc3339_ms;
+use crate::model::time::format_rfc3339_ms;
 
 /// The schema events are published in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,11 +17,12 @@ use ntex_bytes::{ByteString, Bytes};
 use super::convert::eventgrid_to_cloudevent;
 use super::push::{Enqueued, PushEntry, PushSub};
 use super::resource::{DeliverySchema, InputSchema};
-use crate::event::CloudEvent;
 use crate::grid::GridError;
 use crate::grid::filter::{EventView, Filter};
 use crate::metrics::METRICS;
-use crate::store::{Op, Writer, now_ms};
+use crate::model::clock::now_ms;
+use crate::model::event::CloudEvent;
+use crate::store::{Op, Writer};
 
 /// One published event, validated and normalised by the HTTP edge.
 #[derive(Debug, Clone)]

@@ -285,7 +285,7 @@ impl Grid {
                 "No event subscription is waiting for this validation.".into(),
             ));
         };
-        if !crate::grid::ct_eq(expected.as_bytes(), token.as_bytes()) {
+        if !crate::model::keys::ct_eq(expected.as_bytes(), token.as_bytes()) {
             return Err(GridError::BadRequest(
                 "The validation token is not valid.".into(),
             ));
