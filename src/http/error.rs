@@ -59,9 +59,9 @@ impl ApiError {
     }
 }
 
-impl From<super::cloudevents::ParseError> for ApiError {
-    fn from(e: super::cloudevents::ParseError) -> ApiError {
-        use super::cloudevents::ParseError;
+impl From<super::schema::ParseError> for ApiError {
+    fn from(e: super::schema::ParseError) -> ApiError {
+        use super::schema::ParseError;
         match e {
             ParseError::BadRequest(m) => ApiError::bad_request(m),
             ParseError::TooLarge(m) => ApiError::too_large(m),

@@ -3,16 +3,22 @@
 //!
 //! Owns the actix-web route table ([`configure`]) and the state every handler shares
 //! ([`State`]). Holds no business state: resources, queues and locks live in the grid's actors.
-//! Every error answer is an Event Grid error body ([`error::ApiError`]).
+//! Every error answer is an Event Grid error body ([`error::ApiError`]). Must never name the
+//! store: the grid is the edge's only way in.
+//!
+//! The modules: [`request`] (what every handler does with a request: auth, `api-version`,
+//! query, body), [`auth`] (credentials and SAS tokens), [`schema`] (pure body parsers),
+//! [`publish`], [`pull`], [`validation`] (the data plane's handlers), [`mgmt`] (the management
+//! API), [`error`] (the error body).
 
 pub mod auth;
-pub mod basic;
-pub mod cloudevents;
 pub mod error;
-pub mod eventgrid;
 pub mod mgmt;
-pub mod mgmt_basic;
-pub mod namespace;
+pub mod publish;
+pub mod pull;
+pub mod request;
+pub mod schema;
+pub mod validation;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::grid::Grid;
@@ -20,7 +26,8 @@ use evgrid_actors::metrics::METRICS;
 
 use error::ApiError;
 
-/// Publish limits (spec §6.2: 1 MB per event, 1 MB per request, 1,000 events per request).
+/// Publish limits (docs/eventgrid.md §6.2: 1 MB per event, 1 MB per request, 1,000 events per
+/// request).
 #[derive(Debug, Clone, Copy)]
 pub struct PublishLimits {
     pub max_event_bytes: usize,
@@ -46,10 +53,28 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) 
         .route("/metrics", web::get().to(metrics));
     if let Some(st) = state {
         cfg.app_data(st);
-        namespace::configure(cfg);
-        mgmt::configure(cfg);
-        basic::configure(cfg);
-        mgmt_basic::configure(cfg);
+        cfg.route(
+            "/namespaces/{ns}/topics/{topic_action}",
+            web::post().to(publish::namespace_topic),
+        )
+        .route(
+            "/namespaces/{ns}/topics/{topic}/{es:(?i)eventsubscriptions}/{sub_action}",
+            web::post().to(pull::subscription_op),
+        );
+        mgmt::namespace::configure(cfg);
+        cfg.route(
+            "/topics/{t}/api/events",
+            web::post().to(publish::basic_topic),
+        )
+        .route(
+            "/domains/{d}/api/events",
+            web::post().to(publish::basic_domain),
+        )
+        .route(
+            "/{es:(?i)eventsubscriptions}/{s}/validate",
+            web::get().to(validation::validate),
+        );
+        mgmt::basic::configure(cfg);
     }
     cfg.default_service(web::to(not_found));
 }

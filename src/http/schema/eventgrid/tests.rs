@@ -1,6 +1,13 @@
 use super::*;
 use serde_json::json;
 
+/// The clock and id source `parse_custom` is given: fixed, so the tests need neither.
+const NOW_MS: u64 = 1_714_557_600_000;
+
+fn fixed_id() -> String {
+    "00000000-0000-4000-a000-000000000001".to_string()
+}
+
 const L: Limits = Limits {
     max_event_bytes: 1 << 20,
     max_events: 5000,
@@ -148,7 +155,16 @@ fn custom_events_are_mapped_and_kept() {
         },
     };
     let body = r#"[{"myId":"c1","kind":"Order","meta":{"path":"orders/1"},"ts":"2024-05-01T10:00:00Z","n":5},{"other":true}]"#;
-    let evs = parse_custom(Bytes::from_static(body.as_bytes()), CT, &L, T, &m).unwrap();
+    let evs = parse_custom(
+        Bytes::from_static(body.as_bytes()),
+        CT,
+        &L,
+        T,
+        &m,
+        NOW_MS,
+        fixed_id,
+    )
+    .unwrap();
     let d0 = doc(&evs[0]);
     assert_eq!(
         (
@@ -175,7 +191,7 @@ fn custom_events_are_mapped_and_kept() {
         ..m
     };
     assert!(matches!(
-        parse_custom(Bytes::from_static(b"[{\"x\":1}]"), CT, &L, T, &strict),
+        parse_custom(Bytes::from_static(b"[{\"x\":1}]"), CT, &L, T, &strict, NOW_MS, fixed_id),
         Err(ParseError::BadRequest(msg)) if msg.contains("'eventType'")
     ));
 }

@@ -1,5 +1,5 @@
-//! Basic-tier publish bodies (spec §2.1–2.4, §2.6): Event Grid schema arrays, custom-schema
-//! arrays with the topic's input mapping, and CloudEvents (through [`cloudevents`]), turned into
+//! Basic-tier publish bodies (docs/eventgrid.md §2.1–2.4, §2.6): Event Grid schema arrays, custom-schema
+//! arrays with the topic's input mapping, and CloudEvents (through [`super::cloudevents`]), turned into
 //! [`BasicEvent`]s.
 //!
 //! Owns every per-event rule of the Event Grid schema (required `id`, `subject`, `eventType`,
@@ -10,7 +10,9 @@
 //!
 //! The normalised events of a batch are written into one buffer and sliced from it, so a batch
 //! costs one allocation, not one per event. Field values are copied as the raw JSON the
-//! publisher sent, never re-encoded. Must never panic on any input.
+//! publisher sent, never re-encoded. Pure and deterministic: no HTTP framework, async runtime or
+//! clock (the time and the ids a custom-schema event lacks come in as arguments). Must never
+//! panic on any input.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -23,7 +25,10 @@ use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::cloudevents::{self, CowStr, Limits, ParseError, Shape, bad, is_rfc3339, quoted};
+use super::cloudevents::{self, JSON_TYPE};
+use super::{
+    CowStr, Limits, ParseError, Shape, bad, check_count, check_depth, is_rfc3339, quoted, split_top,
+};
 
 /// Where the events go: a custom topic (events get `topic_id`) or a domain (events name their
 /// domain topic; they get `topic_id` + `/topics/{name}`).
@@ -38,7 +43,7 @@ fn check_media(content_type: Option<&str>, schema: &str) -> Result<(), ParseErro
         .and_then(|c| c.split(';').next())
         .unwrap_or_default()
         .trim();
-    if media.eq_ignore_ascii_case(cloudevents::JSON_TYPE) {
+    if media.eq_ignore_ascii_case(JSON_TYPE) {
         return Ok(());
     }
     if media
@@ -59,13 +64,13 @@ fn check_media(content_type: Option<&str>, schema: &str) -> Result<(), ParseErro
 }
 
 fn elements<'b>(text: &'b str, limits: &Limits) -> Result<Vec<&'b RawValue>, ParseError> {
-    let (raws, count) = cloudevents::split_top(text, Shape::Array, limits.max_events).map_err(|e| match e {
+    let (raws, count) = split_top(text, Shape::Array, limits.max_events).map_err(|e| match e {
         ParseError::BadRequest(m) if m.contains("single object") => bad(
             "Unexpected token when reading JSON. Expected: StartArray, actual: StartObject. The request body must be a JSON array of events, even for one event.".into(),
         ),
         other => other,
     })?;
-    cloudevents::check_count(count, limits.max_events)?;
+    check_count(count, limits.max_events)?;
     Ok(raws)
 }
 
@@ -202,7 +207,7 @@ pub fn parse_eventgrid(
             return Err(bad(format!("Event {i} is not a JSON object.")));
         }
         // Normalising keeps the event's depth: its members are copied into a new object.
-        cloudevents::check_depth(i, json, 0)?;
+        check_depth(i, json, 0)?;
         let ms = members(json).map_err(|e| bad(format!("Event {i} is not valid JSON: {e}.")))?;
         let mut f: [Option<&RawValue>; 8] = [None; 8];
         const NAMES: [&str; 8] = [
@@ -311,12 +316,17 @@ fn lookup<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
 }
 
 /// Parses a custom-schema publish body with the topic's `inputSchemaMapping`.
+///
+/// An event whose mapping yields no `id` gets `new_id()`; one without a valid `eventTime` gets
+/// `now_unix_ms` (milliseconds since the unix epoch), the same for the whole batch.
 pub fn parse_custom(
     body: Bytes,
     content_type: Option<&str>,
     limits: &Limits,
     target: Target<'_>,
     mapping: &Mapping,
+    now_unix_ms: u64,
+    new_id: fn() -> String,
 ) -> Result<Vec<BasicEvent>, ParseError> {
     check_media(content_type, "custom schema")?;
     let text = utf8(&body)?;
@@ -324,12 +334,12 @@ pub fn parse_custom(
     let base = text.as_ptr() as usize;
     let mut buf = String::with_capacity(text.len() * 2 + raws.len() * 200);
     let mut items = Vec::with_capacity(raws.len());
-    let now = evgrid_actors::model::time::format_rfc3339_ms(evgrid_actors::model::clock::now_ms());
+    let now = evgrid_actors::model::time::format_rfc3339_ms(now_unix_ms);
     for (i, raw) in raws.iter().enumerate() {
         let json = raw.get();
         check_size(i, json, limits)?;
         // The custom object becomes the normalised event's `data`: one level deeper.
-        cloudevents::check_depth(i, json, 1)?;
+        check_depth(i, json, 1)?;
         let v: Value = serde_json::from_str(json)
             .map_err(|e| bad(format!("Event {i} is not valid JSON: {e}.")))?;
         if !v.is_object() {
@@ -349,7 +359,7 @@ pub fn parse_custom(
         };
         let id = match get(&mapping.id, "id")? {
             Some(id) if !id.is_empty() => id,
-            _ => evgrid_actors::grid::basic::random_id(),
+            _ => new_id(),
         };
         let require = |v: Option<String>, name: &str| {
             v.ok_or_else(|| bad(format!("Event {i}: no value for '{name}': the mapped field is missing and the mapping has no defaultValue.")))

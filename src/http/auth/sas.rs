@@ -1,14 +1,10 @@
-//! Publisher authentication for the HTTP data plane (spec §2.8, §3, §6.1).
+//! SAS tokens (docs/eventgrid.md §3): verifying one against a resource's keys ([`verify`]),
+//! parsing its expiry, checking its resource scope, and signing one ([`sign_sas`]).
 //!
-//! Owns: extracting the credential a request presents ([`credential`]), verifying it against a
-//! resource's two access keys ([`verify`]): plain access keys, SAS tokens (signature, expiry and
-//! resource scope), and generating SAS tokens ([`sign_sas`]). Keys are generated and compared by
-//! `evgrid_actors::model::keys`.
-//!
-//! It is pure: no I/O, no global state, no actix
-//! types beyond the `HeaderMap` that [`credential`] reads. It must never log, print or put into an
-//! error message a key, a token or a signature (only the non-secret `r` and `e` values may appear
-//! in messages), must compare secrets in constant time, and must never panic on any input.
+//! Pure and deterministic: no HTTP framework, async runtime, clock (the current time comes in as
+//! an argument) or I/O. Must never put a key, a token or a signature into an error message (only
+//! the non-secret `r` and `e` values), must compare signatures in constant time, and must never
+//! panic on any input.
 //!
 //! SAS verification follows the samples, not the doc's newline variant: the HMAC-SHA256 is computed
 //! over the `r=..&e=..` prefix exactly as sent (never re-encoded), because clients use different
@@ -23,72 +19,19 @@
 //! signed with this resource's own key, so neither rule can grant access to another resource.
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use evgrid_actors::model::keys::ct_eq;
 use evgrid_actors::model::time::days_from_civil;
 
+use super::AuthError;
+use crate::http::request::query::percent_decode;
+
 type HmacSha256 = Hmac<Sha256>;
-
-/// What a request presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// An access key (`Authorization: SharedAccessKey`, `aeg-sas-key` header or query).
-    Key(String),
-    /// A SAS token `r=..&e=..&s=..` exactly as sent (`Authorization: SharedAccessSignature`,
-    /// `aeg-sas-token` header or query).
-    Sas(String),
-    /// `Authorization: Bearer ...` (Microsoft Entra ID); the token itself is not kept.
-    Bearer,
-    /// Nothing usable was presented.
-    Missing,
-}
-
-/// Why a credential was rejected. Every variant maps to HTTP 401 at the edge.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error(
-        "No credentials were presented; send an access key (header aeg-sas-key or \
-         Authorization: SharedAccessKey <key>) or a SAS token (header aeg-sas-token or \
-         Authorization: SharedAccessSignature <token>)."
-    )]
-    Missing,
-    #[error(
-        "The access key does not match key1 or key2 of this resource; copy a current key of the \
-         topic or namespace (keys may have been regenerated)."
-    )]
-    WrongKey,
-    #[error(
-        "The SAS token signature (s=) is invalid; sign the exact 'r=...&e=...' part of the token \
-         with HMAC-SHA256 using the base64-decoded key1 or key2 of this resource, and do not \
-         modify the token after signing."
-    )]
-    BadSignature,
-    #[error(
-        "The SAS token has expired; generate a new token whose expiry (e=) is in the future \
-         (times without an offset are UTC)."
-    )]
-    Expired,
-    #[error("The SAS token is malformed: {0}")]
-    Malformed(String),
-    #[error(
-        "The SAS token's resource (r=) does not cover the requested resource; sign a token whose \
-         r is the URL of this topic or namespace (or of a resource below it)."
-    )]
-    WrongResource,
-    #[error(
-        "Bearer tokens (Microsoft Entra ID) are not supported by evgrid; use an access key \
-         (aeg-sas-key or Authorization: SharedAccessKey) or a SAS token."
-    )]
-    BearerUnsupported,
-}
 
 /// Standard alphabet, padding optional, trailing bits tolerated.
 const B64_LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -109,178 +52,14 @@ const B64_URL_LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// Longest value quoted back in an error message.
 const MAX_QUOTED: usize = 64;
 
-// ---------------------------------------------------------------------------------------------
-// Credential extraction
-// ---------------------------------------------------------------------------------------------
-
-/// Reads, in this order: `Authorization: SharedAccessKey <key>`,
-/// `Authorization: SharedAccessSignature <token>`, `Authorization: Bearer ...`, header
-/// `aeg-sas-key`, header `aeg-sas-token`, query `aeg-sas-key=` (decoded leniently: `+`, `/`, `=`
-/// may arrive unencoded), query `aeg-sas-token=`. Header names are case-insensitive, and so is the
-/// Authorization scheme word. Empty values count as absent.
-pub fn credential(headers: &HeaderMap, query: &str) -> Credential {
-    let auth: Vec<(String, String)> = headers
-        .get_all(AUTHORIZATION)
-        .filter_map(|v| split_scheme(&String::from_utf8_lossy(v.as_bytes())))
-        .collect();
-    let scheme = |name: &str| {
-        auth.iter()
-            .find(|(s, v)| s.eq_ignore_ascii_case(name) && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
-    if let Some(key) = scheme("SharedAccessKey") {
-        return Credential::Key(key);
-    }
-    if let Some(token) = scheme("SharedAccessSignature") {
-        return Credential::Sas(token);
-    }
-    if auth.iter().any(|(s, _)| s.eq_ignore_ascii_case("Bearer")) {
-        return Credential::Bearer;
-    }
-    if let Some(key) = header_value(headers, "aeg-sas-key") {
-        return Credential::Key(key);
-    }
-    if let Some(token) = header_value(headers, "aeg-sas-token") {
-        return Credential::Sas(token);
-    }
-    if let Some(key) = query_key(query) {
-        return Credential::Key(key);
-    }
-    if let Some(token) = query_token(query) {
-        return Credential::Sas(token);
-    }
-    Credential::Missing
-}
-
-/// `"Scheme  rest"` → `("Scheme", "rest")` (rest trimmed); `None` for an empty header.
-fn split_scheme(value: &str) -> Option<(String, String)> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    let (scheme, rest) = match value.find(|c: char| c.is_ascii_whitespace()) {
-        Some(i) => (&value[..i], value[i..].trim()),
-        None => (value, ""),
-    };
-    Some((scheme.to_string(), rest.to_string()))
-}
-
-/// First non-empty value of a header, trimmed (non-UTF-8 bytes replaced, so it simply fails to
-/// verify instead of being reported as missing).
-fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-        .find(|v| !v.is_empty())
-}
-
-/// Query parameters as raw `(name, value)` pairs (a leading `?` is ignored).
-fn query_pairs(query: &str) -> Vec<(&str, &str)> {
-    let query = query.strip_prefix('?').unwrap_or(query);
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect()
-}
-
-fn name_is(raw_name: &str, wanted: &str) -> bool {
-    String::from_utf8_lossy(&percent_decode(raw_name, false)).eq_ignore_ascii_case(wanted)
-}
-
-/// `aeg-sas-key=`: percent-decoded, but `+` stays `+` (base64 keys are often sent unencoded).
-fn query_key(query: &str) -> Option<String> {
-    query_pairs(query)
-        .into_iter()
-        .filter(|(n, _)| name_is(n, "aeg-sas-key"))
-        .map(|(_, v)| {
-            String::from_utf8_lossy(&percent_decode(v, false))
-                .trim()
-                .to_string()
-        })
-        .find(|v| !v.is_empty())
-}
-
-/// `aeg-sas-token=`: normally the whole token percent-encoded once; if it arrives unencoded
-/// (`aeg-sas-token=r=..&e=..&s=..`) the following `e=`/`s=` parameters are reassembled verbatim.
-fn query_token(query: &str) -> Option<String> {
-    let pairs = query_pairs(query);
-    let start = pairs
-        .iter()
-        .position(|(n, _)| name_is(n, "aeg-sas-token"))?;
-    let raw = pairs[start].1;
-    if raw.is_empty() {
-        return None;
-    }
-    let unencoded = raw
-        .split_once('=')
-        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_alphabetic()));
-    if unencoded {
-        // Unencoded token: "r=..." followed by the rest of its parameters up to and including s=.
-        let mut token = raw.to_string();
-        if !raw.starts_with("s=") {
-            for (n, v) in &pairs[start + 1..] {
-                token.push('&');
-                token.push_str(n);
-                token.push('=');
-                token.push_str(v);
-                if *n == "s" {
-                    break;
-                }
-            }
-        }
-        return Some(token);
-    }
-    let decoded = String::from_utf8_lossy(&percent_decode(raw, false))
-        .trim()
-        .to_string();
-    (!decoded.is_empty()).then_some(decoded)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Verification
-// ---------------------------------------------------------------------------------------------
-
-/// Verifies `cred` against a resource.
-///
-/// `keys`: the resource's access keys (base64 strings; key1, key2). `path`: the request path as
-/// received (e.g. `/namespaces/ns1/topics/t1:publish` or `/topics/t1/api/events`). `scope`: the
-/// resource's own base path (e.g. `/namespaces/ns1` or `/topics/t1`), used for SAS tokens whose
-/// `r` has no path (see the module doc). `now`: current time.
-pub fn verify(
-    cred: &Credential,
-    keys: &[&str],
-    path: &str,
-    scope: &str,
-    now: SystemTime,
-) -> Result<(), AuthError> {
-    match cred {
-        Credential::Missing => Err(AuthError::Missing),
-        Credential::Bearer => Err(AuthError::BearerUnsupported),
-        Credential::Key(k) => verify_key(k, keys),
-        Credential::Sas(t) => verify_sas(t, keys, path, scope, now),
-    }
-}
-
-fn verify_key(presented: &str, keys: &[&str]) -> Result<(), AuthError> {
-    let presented = presented.trim();
-    if presented.is_empty() {
-        return Err(AuthError::Missing);
-    }
-    let mut ok = false;
-    for key in keys {
-        // No short-circuit: every configured key is compared.
-        ok |= !key.is_empty() & ct_eq(presented.as_bytes(), key.as_bytes());
-    }
-    if ok { Ok(()) } else { Err(AuthError::WrongKey) }
-}
-
-fn verify_sas(
+/// Verifies SAS token `token` against `keys` (see the module doc); `now_nanos` is the current
+/// time in nanoseconds since the unix epoch.
+pub(super) fn verify(
     token: &str,
     keys: &[&str],
     path: &str,
     scope: &str,
-    now: SystemTime,
+    now_nanos: i128,
 ) -> Result<(), AuthError> {
     let token = token.trim();
     if token.is_empty() {
@@ -325,7 +104,7 @@ fn verify_sas(
             quote_value(&e)
         ))
     })?;
-    if nanos_since_epoch(now) >= expiry {
+    if now_nanos >= expiry {
         return Err(AuthError::Expired);
     }
     if resource_covers(&r, path, scope) {
@@ -386,7 +165,7 @@ fn decode_signature(enc: &str) -> Option<Vec<u8>> {
 }
 
 /// A configured access key as HMAC key bytes; `None` if it is empty or not base64.
-fn decode_key(key: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_key(key: &str) -> Option<Vec<u8>> {
     let key = key.trim();
     if key.is_empty() {
         return None;
@@ -412,7 +191,7 @@ fn quote_value(v: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Does the token resource `r` cover the request `path` of the resource rooted at `scope`?
-fn resource_covers(r: &str, path: &str, scope: &str) -> bool {
+pub(super) fn resource_covers(r: &str, path: &str, scope: &str) -> bool {
     let rp = resource_path(r);
     if rp.split('/').any(|seg| seg == "." || seg == "..") {
         return false;
@@ -433,7 +212,7 @@ fn resource_covers(r: &str, path: &str, scope: &str) -> bool {
 
 /// The path part of a resource URL: scheme, host, port, query and fragment removed, trailing `/`
 /// removed. `"https://h/api/events?x=1"` → `"/api/events"`; `"https://h"` → `""`.
-fn resource_path(r: &str) -> &str {
+pub(super) fn resource_path(r: &str) -> &str {
     let r = r.trim();
     let after_host = match r.find("://") {
         Some(i) if !r[..i].contains(['/', '?', '#']) => skip_host(&r[i + 3..]),
@@ -463,7 +242,7 @@ fn trim_slashes(s: &str) -> &str {
 }
 
 /// `prefix` equals `path`, or is a prefix of it followed by `/` or `:` (ASCII case-insensitive).
-fn covers(prefix: &str, path: &str) -> bool {
+pub(super) fn covers(prefix: &str, path: &str) -> bool {
     let (p, q) = (prefix.as_bytes(), path.as_bytes());
     if q.len() < p.len() || !q[..p.len()].eq_ignore_ascii_case(p) {
         return false;
@@ -475,45 +254,9 @@ fn covers(prefix: &str, path: &str) -> bool {
 // Percent-encoding
 // ---------------------------------------------------------------------------------------------
 
-/// Lenient percent-decoding: `%XX` (either case) becomes a byte; a `%` not followed by two hex
-/// digits is kept literally; `+` becomes a space only if `plus_as_space`.
-fn percent_decode(s: &str, plus_as_space: bool) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => match (
-                b.get(i + 1).copied().and_then(hex_val),
-                b.get(i + 2).copied().and_then(hex_val),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus_as_space => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    out
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Like Python's `urllib.parse.quote(s, safe="~()*!.'")`: unreserved ASCII letters, digits and
 /// `_.-~()*!'` are kept, every other UTF-8 byte becomes `%XX` with uppercase hex.
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len() * 3);
     for &c in s.as_bytes() {
@@ -532,21 +275,14 @@ fn quote(s: &str) -> String {
 // Expiry parsing
 // ---------------------------------------------------------------------------------------------
 
-const NANOS_PER_SEC: i128 = 1_000_000_000;
-
-fn nanos_since_epoch(t: SystemTime) -> i128 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => -(e.duration().as_nanos() as i128),
-    }
-}
+pub(super) const NANOS_PER_SEC: i128 = 1_000_000_000;
 
 /// Parses a SAS expiry into nanoseconds since the unix epoch (UTC unless an offset is given).
 ///
 /// Accepted: unix seconds (`1893456000`); ISO 8601 / Python forms `YYYY-MM-DD[(T| )hh:mm[:ss[.f]]]`
 /// with optional `Z`, `±hh:mm`, `±hhmm` or `±hh` (a space in place of the `+`, as left by
 /// form-decoding, is accepted); .NET en-US `M/D/YYYY h:mm[:ss] [AM|PM]`.
-fn parse_expiry(e: &str) -> Option<i128> {
+pub(super) fn parse_expiry(e: &str) -> Option<i128> {
     let e = e.trim();
     if e.is_empty() {
         return None;
@@ -772,7 +508,7 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 
 /// `base64(HMAC-SHA256(base64decode(key), string_to_sign))`. A key that is not base64 is used as
 /// raw bytes (Azure keys always are base64; this only keeps the function total).
-fn signature(string_to_sign: &str, key: &str) -> String {
+pub(super) fn signature(string_to_sign: &str, key: &str) -> String {
     let key_bytes = decode_key(key).unwrap_or_else(|| key.as_bytes().to_vec());
     let mut mac = match HmacSha256::new_from_slice(&key_bytes) {
         Ok(m) => m,
@@ -795,6 +531,3 @@ pub fn sign_sas(resource: &str, expiry: &str, key: &str) -> String {
 pub(crate) fn sign_prefix(prefix: &str, key: &str) -> String {
     format!("{prefix}&s={}", quote(&signature(prefix, key)))
 }
-
-#[cfg(test)]
-mod tests;

@@ -3,7 +3,7 @@
 //! subscriptions under each of the three (`…/eventSubscriptions/{s}`, with `deadLetters`), in
 //! Azure's ARM shapes, with `listKeys` / `regenerateKey` on topics and domains.
 //!
-//! Owns translation only, like [`super::mgmt`] whose helpers it shares; the grid validates,
+//! Owns translation only, with the helpers of [`super`]; the grid validates,
 //! runs the webhook handshake and stores. Must never return a key outside `listKeys` /
 //! `regenerateKey`, or a secret delivery attribute.
 
@@ -11,11 +11,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use evgrid_actors::grid::basic::{Kind, Scope};
 
-use super::State;
-use super::mgmt::{
+use super::{
     PageQuery, R, admin, body, dead_letter_page, delete_response, json_response, key_name,
     keys_response, list_response, page_size, properties, put_response,
 };
+use crate::http::State;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     const SUBS: &str = "{es:(?i)eventsubscriptions}";

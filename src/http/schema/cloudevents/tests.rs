@@ -1,6 +1,7 @@
 //! Unit tests of `cloudevents`.
 
 use super::*;
+use crate::http::schema::{MAX_EVENT_DEPTH, QUOTE_MAX, json_depth};
 
 const LIMITS: Limits = Limits {
     max_event_bytes: 1 << 20,
@@ -10,7 +11,7 @@ const BATCH: Option<&str> = Some("application/cloudevents-batch+json; charset=ut
 const SINGLE: Option<&str> = Some("application/cloudevents+json; charset=utf-8");
 const JSON: Option<&str> = Some("application/json");
 
-/// The publish body of spec §9.3, byte for byte.
+/// The publish body of docs/eventgrid.md §9.3, byte for byte.
 const SDK_BODY: &str = r#"[{"id": "ce-1", "source": "/orders", "type": "Contoso.Order.Created", "specversion": "1.0", "time": "2024-05-01T10:00:00.123456Z", "subject": "orders/1", "data": {"orderId": 1}, "myext": "v"}]"#;
 
 fn parse(body: &str, ct: Option<&str>) -> Result<Vec<CloudEvent>, ParseError> {
