@@ -13,11 +13,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use evgrid_actors::Broker;
 use evgrid_actors::grid::basic::delivery::PushConfig;
 use evgrid_actors::grid::resource::Limits;
 use evgrid_actors::grid::{Grid, GridConfig};
-use evgrid_actors::session::SessionLimits;
+use evgrid_actors::mqtt::broker::Broker;
+use evgrid_actors::mqtt::session::SessionLimits;
 use evgrid_actors::store::{self, Store, Writer};
 
 use crate::config::Config;
