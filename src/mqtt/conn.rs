@@ -1,10 +1,10 @@
 //! Per-connection state shared by the v3 and v5 handlers.
 //!
 //! Owns the publish re-sequencer and the per-turn batch. ntex-mqtt 9.0 can finish a PUBLISH that
-//! straddled a TCP read after later ones (notes/stack-spike.md), so each handler takes a ticket
-//! before its first `.await` and messages leave in ticket order. Everything completed in one
-//! event-loop turn goes to the routers as one batch; QoS 1/2 handlers wait for that batch to be
-//! routed before they acknowledge.
+//! straddled a TCP read after later ones (ARCHITECTURE.md, "the ntex/actix seam"), so each
+//! handler takes a ticket before its first `.await` and messages leave in ticket order.
+//! Everything completed in one event-loop turn goes to the routers as one batch; QoS 1/2 handlers
+//! wait for that batch to be routed before they acknowledge.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -122,7 +122,7 @@ impl MqttHandle {
 
 /// Binds the MQTT port and starts the ntex system on its own thread.
 pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
-    let listener = crate::server::listen(cfg.bind)?;
+    let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         broker,
