@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use evgrid_actors::Broker;
-use evgrid_actors::message::{ConnId, Message, Out};
-use evgrid_actors::outbox::{OutboxRx, outbox};
-use evgrid_actors::router::SubReq;
-use evgrid_actors::session::{Attach, Link, SessionLimits};
-use evgrid_actors::topic::SubOpts;
+use evgrid_actors::mqtt::broker::Broker;
+use evgrid_actors::mqtt::message::{AppMessage, ConnId, Out};
+use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
+use evgrid_actors::mqtt::router::SubReq;
+use evgrid_actors::mqtt::session::{Attach, Link, SessionLimits};
+use evgrid_actors::mqtt::trie::SubOpts;
 use ntex_bytes::{ByteString, Bytes};
 
 #[global_allocator]
@@ -62,9 +62,9 @@ async fn setup(subs: usize) -> (Broker, Vec<OutboxRx>) {
     (broker, rxs)
 }
 
-fn batch() -> Vec<Message> {
+fn batch() -> Vec<AppMessage> {
     (0..BATCH)
-        .map(|i| Message {
+        .map(|i| AppMessage {
             topic: ByteString::from(format!("t/{}", i % 10)),
             payload: Bytes::from_static(&[7u8; 64]),
             qos: 0,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use evgrid_actors::message::{Message, SessionId};
-use evgrid_actors::topic::{Matched, RetainedIndex, SubOpts, SubTrie, TopicLimits, parse_filter};
+use evgrid_actors::mqtt::message::{AppMessage, SessionId};
+use evgrid_actors::mqtt::retained::RetainedIndex;
+use evgrid_actors::mqtt::trie::{Matched, SubOpts, SubTrie, TopicLimits, parse_filter};
 use ntex_bytes::{ByteString, Bytes};
 
 #[global_allocator]
@@ -71,7 +72,7 @@ fn bench_match(c: &mut Criterion) {
 fn bench_retained(c: &mut Criterion) {
     let mut r = RetainedIndex::default();
     for i in 0..100_000u64 {
-        r.set(Arc::new(Message {
+        r.set(Arc::new(AppMessage {
             topic: ByteString::from(format!("site/{}/dev/{}/state", i % 1000, i / 1000)),
             payload: Bytes::from_static(b"on"),
             qos: 1,

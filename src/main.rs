@@ -159,7 +159,7 @@ fn main() {
             )
             .init();
     }
-    if let Err(e) = evgrid::server::run(cfg) {
+    if let Err(e) = evgrid::app::run(cfg) {
         eprintln!("evgrid: {e}");
         std::process::exit(1);
     }

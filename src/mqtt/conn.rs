@@ -1,10 +1,10 @@
 //! Per-connection state shared by the v3 and v5 handlers.
 //!
 //! Owns the publish re-sequencer and the per-turn batch. ntex-mqtt 9.0 can finish a PUBLISH that
-//! straddled a TCP read after later ones (notes/stack-spike.md), so each handler takes a ticket
-//! before its first `.await` and messages leave in ticket order. Everything completed in one
-//! event-loop turn goes to the routers as one batch; QoS 1/2 handlers wait for that batch to be
-//! routed before they acknowledge.
+//! straddled a TCP read after later ones (ARCHITECTURE.md, "the ntex/actix seam"), so each
+//! handler takes a ticket before its first `.await` and messages leave in ticket order.
+//! Everything completed in one event-loop turn goes to the routers as one batch; QoS 1/2 handlers
+//! wait for that batch to be routed before they acknowledge.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -12,11 +12,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::Addr;
-use evgrid_actors::Broker;
-use evgrid_actors::message::{ConnId, Message, SessionId};
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::router::InFlight;
-use evgrid_actors::session::{Detach, InboundQos2, Session};
+use evgrid_actors::mqtt::broker::Broker;
+use evgrid_actors::mqtt::message::{AppMessage, ConnId, SessionId};
+use evgrid_actors::mqtt::router::InFlight;
+use evgrid_actors::mqtt::session::{Detach, InboundQos2, Session};
 use tokio::sync::oneshot;
 
 use super::Shared;
@@ -24,7 +24,7 @@ use super::pump::Acks;
 
 enum Slot {
     Waiting,
-    Ready(Message, Option<oneshot::Sender<bool>>),
+    Ready(AppMessage, Option<oneshot::Sender<bool>>),
     Skip,
 }
 
@@ -33,7 +33,7 @@ struct Publisher {
     next_ticket: u64,
     head: u64,
     slots: VecDeque<Slot>,
-    pending: Vec<Message>,
+    pending: Vec<AppMessage>,
     acks: Vec<oneshot::Sender<bool>>,
     flushing: bool,
     /// Woken each time the flush task takes the pending batch.
@@ -126,12 +126,12 @@ impl Conn {
     }
 
     /// Routes a QoS 0 message in order; does not wait.
-    pub fn push(&self, ticket: u64, msg: Message) {
+    pub fn push(&self, ticket: u64, msg: AppMessage) {
         self.fill(ticket, Slot::Ready(msg, None));
     }
 
     /// Routes a QoS 1/2 message in order; resolves to true once it is routed.
-    pub async fn push_acked(&self, ticket: u64, msg: Message) -> bool {
+    pub async fn push_acked(&self, ticket: u64, msg: AppMessage) -> bool {
         let (tx, rx) = oneshot::channel();
         self.fill(ticket, Slot::Ready(msg, Some(tx)));
         rx.await.unwrap_or(false)

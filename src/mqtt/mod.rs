@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use evgrid_actors::Broker;
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::topic::TopicLimits;
+use evgrid_actors::mqtt::broker::Broker;
+use evgrid_actors::mqtt::trie::TopicLimits;
 use ntex_mqtt::{MqttServer, MqttServiceConfig, QoS};
 use ntex_service::cfg::SharedCfg;
 use ntex_util::time::Seconds;
@@ -122,7 +122,7 @@ impl MqttHandle {
 
 /// Binds the MQTT port and starts the ntex system on its own thread.
 pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
-    let listener = crate::server::listen(cfg.bind)?;
+    let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         broker,

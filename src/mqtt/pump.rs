@@ -17,10 +17,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use evgrid_actors::message::{CloseReason, ConnId, Out, OutMsg};
 use evgrid_actors::metrics::{DropReason, METRICS};
-use evgrid_actors::outbox::OutboxRx;
-use evgrid_actors::session::{Acked, Received, Session};
+use evgrid_actors::mqtt::message::{CloseReason, ConnId, Out, OutMsg};
+use evgrid_actors::mqtt::outbox::OutboxRx;
+use evgrid_actors::mqtt::session::{Acked, Received, Session};
 
 /// What the writer needs from a v3 or v5 sink.
 pub(crate) trait Sink: Clone + 'static {

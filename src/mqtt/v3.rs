@@ -5,12 +5,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use evgrid_actors::OpenError;
-use evgrid_actors::message::{CloseReason, ConnId, Delivery, Message, OutMsg, owned_str};
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::router::SubReq;
-use evgrid_actors::session::{Attach, Deliver, Link, Will};
-use evgrid_actors::topic::{SubOpts, parse_filter, validate_topic};
+use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, OutMsg, owned_str};
+use evgrid_actors::mqtt::router::SubReq;
+use evgrid_actors::mqtt::session::{Attach, Deliver, Link, Will};
+use evgrid_actors::mqtt::trie::{SubOpts, parse_filter, validate_topic};
 use ntex_bytes::{ByteString, Bytes};
 use ntex_mqtt::v3::codec::{self, ConnectAckReason};
 use ntex_mqtt::v3::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
@@ -67,7 +67,7 @@ pub(super) async fn connect(
                 return Ok(refuse(h, ConnectAckReason::NotAuthorized));
             }
             Some(Will {
-                msg: Message {
+                msg: AppMessage {
                     topic: w.topic.clone(),
                     payload: w.message.clone(),
                     qos: w.qos as u8,
@@ -82,7 +82,7 @@ pub(super) async fn connect(
         }
     };
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (tx, rx) = evgrid_actors::outbox::outbox();
+    let (tx, rx) = evgrid_actors::mqtt::outbox::outbox();
     let window = cfg.max_inflight as usize;
     // A persistent v3 session never expires by itself; the server's cap applies.
     let expiry = if pkt.clean_session {
@@ -164,7 +164,7 @@ fn accept(
     p: &mqtt::Publish,
     payload: Bytes,
     ticket: u64,
-) -> Result<Message, EdgeError> {
+) -> Result<AppMessage, EdgeError> {
     let pkt = p.packet();
     if validate_topic(&pkt.topic, conn.shared.limits).is_err() {
         conn.skip(ticket);
@@ -187,8 +187,8 @@ pub(super) fn fast_publish(s: &Session, pkt: &codec::Publish, payload: &Bytes) -
     true
 }
 
-fn message(conn: &Conn, pkt: &codec::Publish, payload: Bytes) -> Message {
-    Message {
+fn message(conn: &Conn, pkt: &codec::Publish, payload: Bytes) -> AppMessage {
+    AppMessage {
         topic: pkt.topic.clone(),
         payload,
         qos: pkt.qos as u8,

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use evgrid_actors::OpenError;
-use evgrid_actors::message::{
-    CloseReason, ConnId, Delivery, Message, OutMsg, Properties, owned_str,
-};
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::router::SubReq;
-use evgrid_actors::session::{Attach, Deliver, Link, Will};
-use evgrid_actors::topic::{SubOpts, parse_filter, validate_topic};
+use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::message::{
+    AppMessage, CloseReason, ConnId, Delivery, OutMsg, Properties, owned_str,
+};
+use evgrid_actors::mqtt::router::SubReq;
+use evgrid_actors::mqtt::session::{Attach, Deliver, Link, Will};
+use evgrid_actors::mqtt::trie::{SubOpts, parse_filter, validate_topic};
 use ntex_bytes::{ByteString, Bytes};
 use ntex_mqtt::v5::codec::{
     self, ConnectAckReason, DisconnectReasonCode, PublishAckReason, SubscribeAckReason,
@@ -96,7 +96,7 @@ pub(super) async fn connect(
                 user_properties: w.user_properties.clone(),
             };
             Some(Will {
-                msg: Message {
+                msg: AppMessage {
                     topic: w.topic.clone(),
                     payload: w.message.clone(),
                     qos: w.qos as u8,
@@ -113,7 +113,7 @@ pub(super) async fn connect(
         }
     };
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (tx, rx) = evgrid_actors::outbox::outbox();
+    let (tx, rx) = evgrid_actors::mqtt::outbox::outbox();
     let window = pkt
         .receive_max
         .map_or(65_535, NonZeroU16::get)
@@ -238,7 +238,7 @@ fn accept(
     p: &mqtt::Publish,
     payload: Bytes,
     ticket: u64,
-) -> Result<Message, PublishAckReason> {
+) -> Result<AppMessage, PublishAckReason> {
     let conn: &Conn = s;
     let pkt = p.packet();
     let qos = pkt.qos as u8;
@@ -292,8 +292,8 @@ pub(super) fn fast_publish(s: &Session, pkt: &codec::Publish, payload: &Bytes) -
     true
 }
 
-fn message(conn: &Conn, pkt: &codec::Publish, payload: Bytes, qos: u8) -> Message {
-    Message {
+fn message(conn: &Conn, pkt: &codec::Publish, payload: Bytes, qos: u8) -> AppMessage {
+    AppMessage {
         topic: pkt.topic.clone(),
         payload,
         qos,

@@ -16,17 +16,18 @@ use std::time::Instant;
 use actix::prelude::*;
 use ntex_bytes::ByteString;
 
-use crate::message::{Delivery, IdMap, Message, SessionId};
 use crate::metrics::METRICS;
-use crate::session::{Deliver, Session};
-use crate::topic::{Matched, RetainedIndex, SubOpts, SubTrie, TopicLimits, parse_filter};
+use crate::mqtt::message::{AppMessage, Delivery, IdMap, SessionId};
+use crate::mqtt::retained::RetainedIndex;
+use crate::mqtt::session::{Deliver, Session};
+use crate::mqtt::trie::{Matched, SubOpts, SubTrie, TopicLimits, parse_filter};
 
 /// A batch of messages from one publisher for this shard. Sent by connections (and by sessions for
 /// wills); answered once every message is in the queues of its subscribers.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PublishBatch {
-    pub msgs: Vec<Message>,
+    pub msgs: Vec<AppMessage>,
     /// Released once the batch is routed (or dropped unrouted), for batches sent without waiting
     /// for the answer.
     pub done: Option<InFlightGuard>,
@@ -100,7 +101,7 @@ pub struct SubResult {
     /// Refused: the session already has the maximum number of subscriptions.
     pub quota_exceeded: bool,
     /// Retained messages of this shard's topics that match, already filtered by retain handling.
-    pub retained: Vec<Arc<Message>>,
+    pub retained: Vec<Arc<AppMessage>>,
 }
 
 /// Adds subscriptions for a session. Sent by connections to every shard.
@@ -160,7 +161,7 @@ impl Router {
         }
     }
 
-    fn route_one(&mut self, msg: Message) {
+    fn route_one(&mut self, msg: AppMessage) {
         if msg.retain {
             let kept = Arc::new(msg.detached());
             METRICS.retained.add(self.retained.set(kept) as i64);
@@ -338,13 +339,13 @@ mod tests {
     use ntex_bytes::{ByteString, Bytes};
 
     use super::*;
-    use crate::Broker;
-    use crate::message::{ConnId, Out};
-    use crate::outbox::outbox;
-    use crate::session::{Attach, Link, SessionLimits};
+    use crate::mqtt::broker::Broker;
+    use crate::mqtt::message::{ConnId, Out};
+    use crate::mqtt::outbox::outbox;
+    use crate::mqtt::session::{Attach, Link, SessionLimits};
 
-    fn msg(topic: &'static str, n: u8, qos: u8) -> Message {
-        Message {
+    fn msg(topic: &'static str, n: u8, qos: u8) -> AppMessage {
+        AppMessage {
             topic: ByteString::from_static(topic),
             payload: Bytes::from(vec![n]),
             qos,
@@ -423,9 +424,10 @@ mod tests {
             let topics = ["t/a", "t/b", "t/c"];
             let mut sent = Vec::new();
             for round in 0..20u8 {
-                let detached: Vec<Message> = topics.iter().map(|t| msg(t, round, 0)).collect();
+                let detached: Vec<AppMessage> = topics.iter().map(|t| msg(t, round, 0)).collect();
                 broker.route_detached(detached, &f);
-                let awaited: Vec<Message> = topics.iter().map(|t| msg(t, round + 100, 1)).collect();
+                let awaited: Vec<AppMessage> =
+                    topics.iter().map(|t| msg(t, round + 100, 1)).collect();
                 broker.route(awaited).await.unwrap();
                 sent.push(round);
             }

@@ -1,6 +1,7 @@
 //! The resource file (`--resources FILE`): namespaces, topics and event subscriptions declared in
 //! TOML and applied at start-up with the same PUTs as the management API, so a deployment can
-//! live in git. Applying it twice changes nothing.
+//! live in git. Applying it twice changes nothing. (The module is `resource_file`, not
+//! `resources`: it is the file, not the resources, whose rules live in the grid.)
 //!
 //! ```toml
 //! [[namespaces]]

@@ -1,16 +1,14 @@
-//! Topic names, topic filters, the subscription trie and the retained-message index.
+//! Topic names, topic filters and the subscription trie.
 //!
-//! Owns the MQTT matching rules (`+`, `#`, `$`-topics, `$share/{group}/{filter}`), a trie of
-//! subscriptions that answers "who gets this topic" without scanning all subscriptions, and a trie
-//! of retained messages that answers "which retained messages match this filter" without scanning
-//! all retained messages. Pure data structures: no actors, no I/O, no clocks except the `now` a
-//! caller passes in.
+//! Owns the MQTT matching rules (`+`, `#`, `$`-topics, `$share/{group}/{filter}`): checking names
+//! and filters against them, and a trie of subscriptions that answers "who gets this topic"
+//! without scanning all subscriptions. Also owns the per-level child map both this trie and the
+//! retained-message index ([`super::retained`]) are built from. Pure data structures: never an
+//! actor, I/O, a clock or randomness (shared groups take turns by a counter, not by chance).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
 
-use crate::message::{Message, SessionId};
+use crate::mqtt::message::SessionId;
 
 /// Why a topic name or filter is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +238,7 @@ impl Subs {
 /// `HashMap` allocates room for four nodes plus control bytes: about 700 B per level per routing
 /// shard, against one node's size here.
 #[derive(Debug)]
-enum Children<N> {
+pub(super) enum Children<N> {
     Few(Vec<(Box<str>, N)>),
     Many(HashMap<Box<str>, N>),
 }
@@ -256,28 +254,28 @@ impl<N> Default for Children<N> {
 }
 
 impl<N: Default> Children<N> {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         match self {
             Children::Few(v) => v.is_empty(),
             Children::Many(m) => m.is_empty(),
         }
     }
 
-    fn get(&self, name: &str) -> Option<&N> {
+    pub(super) fn get(&self, name: &str) -> Option<&N> {
         match self {
             Children::Few(v) => v.iter().find(|(k, _)| &**k == name).map(|(_, n)| n),
             Children::Many(m) => m.get(name),
         }
     }
 
-    fn get_mut(&mut self, name: &str) -> Option<&mut N> {
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut N> {
         match self {
             Children::Few(v) => v.iter_mut().find(|(k, _)| &**k == name).map(|(_, n)| n),
             Children::Many(m) => m.get_mut(name),
         }
     }
 
-    fn get_or_default(&mut self, name: &str) -> &mut N {
+    pub(super) fn get_or_default(&mut self, name: &str) -> &mut N {
         if let Children::Few(v) = self
             && v.len() >= FEW_CHILDREN
             && !v.iter().any(|(k, _)| &**k == name)
@@ -302,7 +300,7 @@ impl<N: Default> Children<N> {
         }
     }
 
-    fn remove(&mut self, name: &str) {
+    pub(super) fn remove(&mut self, name: &str) {
         match self {
             Children::Few(v) => {
                 if let Some(i) = v.iter().position(|(k, _)| &**k == name) {
@@ -316,7 +314,7 @@ impl<N: Default> Children<N> {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &N)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &N)> {
         let (few, many) = match self {
             Children::Few(v) => (Some(v.iter().map(|(k, n)| (&**k, n))), None),
             Children::Many(m) => (None, Some(m.iter().map(|(k, n)| (&**k, n)))),
@@ -472,329 +470,5 @@ impl SubTrie {
     }
 }
 
-#[derive(Debug, Default)]
-struct RetainNode {
-    children: Children<RetainNode>,
-    msg: Option<Arc<Message>>,
-}
-
-/// Retained messages by topic level, so a filter finds its matches by walking only what it names.
-#[derive(Debug, Default)]
-pub struct RetainedIndex {
-    root: RetainNode,
-    count: usize,
-}
-
-impl RetainedIndex {
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Stores (or, with an empty payload, clears) the retained message of its topic [MQTT-3.3.1-6..7].
-    /// Returns the change in the number of retained messages (-1, 0 or +1).
-    pub fn set(&mut self, msg: Arc<Message>) -> isize {
-        let levels: Vec<&str> = msg.topic.split('/').collect();
-        if msg.payload.is_empty() {
-            let removed = Self::clear(&mut self.root, &levels);
-            self.count -= usize::from(removed);
-            -isize::from(removed)
-        } else {
-            let mut node = &mut self.root;
-            for l in &levels {
-                node = node.children.get_or_default(l);
-            }
-            let added = node.msg.replace(msg).is_none();
-            self.count += usize::from(added);
-            isize::from(added)
-        }
-    }
-
-    fn clear(node: &mut RetainNode, levels: &[&str]) -> bool {
-        match levels {
-            [] => node.msg.take().is_some(),
-            [first, rest @ ..] => {
-                let Some(child) = node.children.get_mut(first) else {
-                    return false;
-                };
-                let removed = Self::clear(child, rest);
-                if child.msg.is_none() && child.children.is_empty() {
-                    node.children.remove(first);
-                }
-                removed
-            }
-        }
-    }
-
-    /// Appends the live retained messages matching `filter` (already parsed, without `$share`).
-    pub fn matches(&self, filter: &str, now: Instant, out: &mut Vec<Arc<Message>>) {
-        let levels: Vec<&str> = filter.split('/').collect();
-        Self::walk(&self.root, &levels, true, now, out);
-    }
-
-    fn walk(
-        node: &RetainNode,
-        levels: &[&str],
-        root: bool,
-        now: Instant,
-        out: &mut Vec<Arc<Message>>,
-    ) {
-        match levels {
-            [] => {
-                if let Some(m) = &node.msg
-                    && !m.is_expired(now)
-                {
-                    out.push(m.clone());
-                }
-            }
-            ["#"] => {
-                // "a/#" includes "a" itself.
-                if !root
-                    && let Some(m) = &node.msg
-                    && !m.is_expired(now)
-                {
-                    out.push(m.clone());
-                }
-                for (name, child) in node.children.iter() {
-                    if root && name.starts_with('$') {
-                        continue;
-                    }
-                    Self::all(child, now, out);
-                }
-            }
-            ["+", rest @ ..] => {
-                for (name, child) in node.children.iter() {
-                    if root && name.starts_with('$') {
-                        continue;
-                    }
-                    Self::walk(child, rest, false, now, out);
-                }
-            }
-            [first, rest @ ..] => {
-                if let Some(child) = node.children.get(first) {
-                    Self::walk(child, rest, false, now, out);
-                }
-            }
-        }
-    }
-
-    fn all(node: &RetainNode, now: Instant, out: &mut Vec<Arc<Message>>) {
-        if let Some(m) = &node.msg
-            && !m.is_expired(now)
-        {
-            out.push(m.clone());
-        }
-        for (_, child) in node.children.iter() {
-            Self::all(child, now, out);
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ntex_bytes::{ByteString, Bytes};
-
-    fn f(s: &str) -> Filter<'_> {
-        parse_filter(s, TopicLimits::default()).unwrap()
-    }
-
-    fn matched(t: &mut SubTrie, topic: &str) -> Vec<u64> {
-        let mut out = Vec::new();
-        t.matches(topic, &mut out);
-        let mut v: Vec<u64> = out.iter().map(|m| m.session.0).collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn filter_syntax() {
-        let l = TopicLimits::default();
-        for ok in [
-            "a",
-            "a/b",
-            "+",
-            "#",
-            "a/+/c",
-            "a/#",
-            "+/+",
-            "/",
-            "$share/g/a/#",
-            "$SYS/#",
-        ] {
-            assert!(parse_filter(ok, l).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "a#",
-            "a/#/b",
-            "a+",
-            "a/b+/c",
-            "$share/g",
-            "$share//a",
-            "$share/g+/a",
-            "#/a",
-        ] {
-            assert!(parse_filter(bad, l).is_err(), "{bad}");
-        }
-        assert_eq!(f("$share/grp/x/+").group, Some("grp"));
-        assert_eq!(f("$share/grp/x/+").filter, "x/+");
-        let tight = TopicLimits {
-            max_len: 5,
-            max_levels: 2,
-        };
-        assert_eq!(parse_filter("abcdef", tight), Err(TopicError::TooLong));
-        assert_eq!(parse_filter("a/b/c", tight), Err(TopicError::TooManyLevels));
-        assert_eq!(validate_topic("a/+", l), Err(TopicError::Wildcard));
-        assert_eq!(validate_topic("", l), Err(TopicError::Empty));
-        assert_eq!(
-            validate_topic("a/b/c", tight),
-            Err(TopicError::TooManyLevels)
-        );
-        assert_eq!(validate_topic("a/b", tight), Ok(()));
-        assert_eq!(validate_topic("a/", tight), Ok(()));
-        assert_eq!(validate_topic("a//", tight), Err(TopicError::TooManyLevels));
-        assert_eq!(validate_topic("x/#", l), Err(TopicError::Wildcard));
-        assert_eq!(validate_topic("#", l), Err(TopicError::Wildcard));
-        assert_eq!(validate_topic("a\0b", l), Err(TopicError::NulChar));
-        assert_eq!(validate_topic("é/ü/日本", l), Ok(()));
-        assert_eq!(validate_topic("$SYS/x", l), Ok(()));
-    }
-
-    #[test]
-    fn wildcard_matching() {
-        let mut t = SubTrie::default();
-        let o = SubOpts::default();
-        t.insert(f("a/b/c"), SessionId(1), o);
-        t.insert(f("a/+/c"), SessionId(2), o);
-        t.insert(f("a/#"), SessionId(3), o);
-        t.insert(f("#"), SessionId(4), o);
-        t.insert(f("+/+/+"), SessionId(5), o);
-        t.insert(f("$SYS/#"), SessionId(6), o);
-        t.insert(f("+/b"), SessionId(7), o);
-        assert_eq!(matched(&mut t, "a/b/c"), vec![1, 2, 3, 4, 5]);
-        assert_eq!(matched(&mut t, "a"), vec![3, 4]);
-        assert_eq!(matched(&mut t, "a/b"), vec![3, 4, 7]);
-        assert_eq!(matched(&mut t, "$SYS/x"), vec![6]);
-        assert_eq!(matched(&mut t, "x/y/z"), vec![4, 5]);
-        assert_eq!(t.len(), 7);
-        assert!(t.remove(f("a/#"), SessionId(3)));
-        assert!(!t.remove(f("a/#"), SessionId(3)));
-        assert_eq!(matched(&mut t, "a/b/c"), vec![1, 2, 4, 5]);
-        assert_eq!(t.len(), 6);
-    }
-
-    #[test]
-    fn empty_levels() {
-        let mut t = SubTrie::default();
-        t.insert(f("/+"), SessionId(1), SubOpts::default());
-        t.insert(f("+/"), SessionId(2), SubOpts::default());
-        assert_eq!(matched(&mut t, "/x"), vec![1]);
-        assert_eq!(matched(&mut t, "x/"), vec![2]);
-        assert_eq!(matched(&mut t, "/"), vec![1, 2]);
-    }
-
-    #[test]
-    fn shared_groups_round_robin() {
-        let mut t = SubTrie::default();
-        for s in 1..=3 {
-            t.insert(f("$share/g/t/#"), SessionId(s), SubOpts::default());
-        }
-        t.insert(f("$share/h/t/#"), SessionId(9), SubOpts::default());
-        let mut counts = [0; 10];
-        for _ in 0..300 {
-            let mut out = Vec::new();
-            t.matches("t/x", &mut out);
-            assert_eq!(out.len(), 2, "one member of each group");
-            for m in out {
-                assert!(m.shared);
-                counts[m.session.0 as usize] += 1;
-            }
-        }
-        assert_eq!(&counts[1..4], &[100, 100, 100]);
-        assert_eq!(counts[9], 300);
-        assert!(t.remove(f("$share/g/t/#"), SessionId(2)));
-        let mut out = Vec::new();
-        t.matches("t/x", &mut out);
-        assert_eq!(out.len(), 2);
-    }
-
-    fn msg(topic: &str, payload: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
-            topic: ByteString::from(topic.to_string()),
-            payload: Bytes::from_static(payload),
-            qos: 0,
-            retain: true,
-            props: None,
-            expires_at: None,
-            publisher: None,
-        })
-    }
-
-    fn retained(r: &RetainedIndex, filter: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        r.matches(filter, Instant::now(), &mut out);
-        let mut v: Vec<String> = out.iter().map(|m| m.topic.to_string()).collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn retained_index() {
-        let mut r = RetainedIndex::default();
-        assert_eq!(r.set(msg("a/b", b"1")), 1);
-        assert_eq!(r.set(msg("a/b", b"2")), 0);
-        r.set(msg("a/c/d", b"x"));
-        r.set(msg("a", b"x"));
-        r.set(msg("$SYS/x", b"x"));
-        assert_eq!(r.len(), 4);
-        assert_eq!(retained(&r, "a/#"), vec!["a", "a/b", "a/c/d"]);
-        assert_eq!(retained(&r, "a/+"), vec!["a/b"]);
-        assert_eq!(retained(&r, "#"), vec!["a", "a/b", "a/c/d"]);
-        assert_eq!(retained(&r, "+/+"), vec!["a/b"]);
-        assert_eq!(retained(&r, "$SYS/#"), vec!["$SYS/x"]);
-        assert_eq!(retained(&r, "a/b"), vec!["a/b"]);
-        assert_eq!(r.set(msg("a/b", b"")), -1);
-        assert_eq!(retained(&r, "a/#"), vec!["a", "a/c/d"]);
-        assert_eq!(r.set(msg("nope", b"")), 0);
-        assert_eq!(r.len(), 3);
-    }
-
-    #[test]
-    fn wide_levels_switch_to_a_map_and_keep_matching() {
-        // 20 devices under one level: past FEW_CHILDREN the level becomes a hash map; every
-        // subscription must still match, unsubscribe, and leave an empty trie behind.
-        let mut t = SubTrie::default();
-        let o = SubOpts::default();
-        let filters: Vec<String> = (0..20).map(|i| format!("fleet/dev{i}/cmd/#")).collect();
-        for (i, fl) in filters.iter().enumerate() {
-            assert!(!t.insert(f(fl), SessionId(i as u64), o));
-        }
-        assert!(matches!(
-            t.root.children.get("fleet").unwrap().children,
-            Children::Many(_)
-        ));
-        for i in 0..20u64 {
-            assert_eq!(matched(&mut t, &format!("fleet/dev{i}/cmd/x")), vec![i]);
-        }
-        assert!(matched(&mut t, "fleet/dev20/cmd/x").is_empty());
-        for (i, fl) in filters.iter().enumerate() {
-            assert!(t.remove(f(fl), SessionId(i as u64)));
-        }
-        assert!(t.is_empty() && t.root.is_empty(), "nothing left behind");
-
-        let mut r = RetainedIndex::default();
-        for i in 0..20 {
-            r.set(msg(&format!("fleet/dev{i}/state"), b"on"));
-        }
-        assert_eq!(retained(&r, "fleet/+/state").len(), 20);
-        assert_eq!(retained(&r, "fleet/dev7/state"), vec!["fleet/dev7/state"]);
-        for i in 0..20 {
-            r.set(msg(&format!("fleet/dev{i}/state"), b""));
-        }
-        assert!(r.is_empty() && r.root.children.is_empty());
-    }
-}
+mod tests;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use crate::budget::{BUDGET, Kind};
-use crate::message::Out;
+use crate::mqtt::message::Out;
 
 struct Queue {
     items: Vec<Out>,
@@ -167,7 +167,7 @@ impl Drop for OutboxRx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::CloseReason;
+    use crate::mqtt::message::CloseReason;
 
     #[tokio::test(flavor = "current_thread")]
     async fn delivers_in_order_and_ends_with_the_last_sender() {
@@ -213,8 +213,8 @@ mod tests {
     }
 
     fn batch(payload: usize, n: usize) -> Out {
-        use crate::message::{Message, OutMsg};
-        let msg = std::sync::Arc::new(Message {
+        use crate::mqtt::message::{AppMessage, OutMsg};
+        let msg = std::sync::Arc::new(AppMessage {
             topic: "t".into(),
             payload: vec![0u8; payload].into(),
             qos: 0,

@@ -1,8 +1,8 @@
 //! The data that crosses mailboxes on the MQTT data path.
 //!
-//! Owns: [`Message`] (one application message, immutable once accepted), [`Delivery`] (a message
+//! Owns: [`AppMessage`] (one application message, immutable once accepted), [`Delivery`] (a message
 //! bound for one session with the QoS and flags that session gets), and the ids of sessions and
-//! connections. Payloads are ntex `Bytes`; fan-out shares one `Arc<Message>` between every
+//! connections. Payloads are ntex `Bytes`; fan-out shares one `Arc<AppMessage>` between every
 //! subscriber, so no payload is copied per subscriber. Never holds protocol codec types: the edges
 //! translate to and from these.
 
@@ -30,9 +30,10 @@ pub struct Properties {
     pub user_properties: Vec<(ByteString, ByteString)>,
 }
 
-/// One application message as accepted from a publisher (or a will).
+/// One MQTT Application Message as accepted from a publisher (or a will). Named for the MQTT term,
+/// and so that it never shadows actix's `Message` (the mailbox trait) where both are in scope.
 #[derive(Debug, Clone)]
-pub struct Message {
+pub struct AppMessage {
     pub topic: ByteString,
     pub payload: Bytes,
     pub qos: u8,
@@ -74,11 +75,11 @@ impl Properties {
     }
 }
 
-impl Message {
+impl AppMessage {
     /// A copy that shares no buffer with the packet it came from (see [`owned_str`]), for
     /// messages kept indefinitely: retained messages and wills.
-    pub fn detached(&self) -> Message {
-        Message {
+    pub fn detached(&self) -> AppMessage {
+        AppMessage {
             topic: owned_str(&self.topic),
             payload: owned_bytes(&self.payload),
             props: self.props.as_ref().map(|p| Box::new(p.detached())),
@@ -99,7 +100,7 @@ impl Message {
 /// A message bound for one session.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub msg: Arc<Message>,
+    pub msg: Arc<AppMessage>,
     /// min(publish QoS, granted QoS of the best matching subscription).
     pub qos: u8,
     /// The RETAIN flag this subscriber sees (retain-as-published, or a retained message sent on
@@ -112,7 +113,7 @@ pub struct Delivery {
 /// What a session hands to its connection's writer.
 #[derive(Debug, Clone)]
 pub struct OutMsg {
-    pub msg: Arc<Message>,
+    pub msg: Arc<AppMessage>,
     pub qos: u8,
     /// Packet id for QoS 1 and 2, owned by the session so redelivery after a reconnect reuses it.
     pub pid: u16,
@@ -200,7 +201,7 @@ mod tests {
         assert!(!shares(owned_str(&s).as_bytes(), &big));
         assert_eq!(owned_str(&s), s);
 
-        let m = Message {
+        let m = AppMessage {
             topic: s.clone(),
             payload: part.clone(),
             qos: 1,

@@ -1,10 +1,9 @@
 //! Start-up and shutdown: the actix system, the actor threads, both edges.
 //!
 //! Owns the thread layout: actix on the main thread (actix-web), arbiters for the actors, and the
-//! ntex system on its own thread for MQTT (notes/stack-spike.md). SIGINT/SIGTERM are handled by
-//! actix-web; the MQTT server is stopped from there.
-
-use std::net::TcpListener;
+//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). SIGINT/SIGTERM
+//! are handled by actix-web; the MQTT server is stopped from there. The edges never call back
+//! into this module: it wires them, they do not know it.
 
 use actix::Arbiter;
 use std::future::Future;
@@ -13,11 +12,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use evgrid_actors::Broker;
 use evgrid_actors::grid::basic::delivery::PushConfig;
 use evgrid_actors::grid::resource::Limits;
 use evgrid_actors::grid::{Grid, GridConfig};
-use evgrid_actors::session::SessionLimits;
+use evgrid_actors::mqtt::broker::Broker;
+use evgrid_actors::mqtt::session::SessionLimits;
 use evgrid_actors::store::{self, Store, Writer};
 
 use crate::config::Config;
@@ -75,7 +74,7 @@ async fn start_grid(
     .await
     .map_err(|e| other(format!("cannot load the store: {e}")))?;
     if !cfg.resources.as_os_str().is_empty() {
-        let n = crate::resources::apply(&grid, &cfg.resources)
+        let n = crate::resource_file::apply(&grid, &cfg.resources)
             .await
             .map_err(other)?;
         tracing::info!(resources = n, file = %cfg.resources.display(), "resource file applied");
@@ -180,7 +179,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     if cfg.mqtt.allow_anonymous {
         tracing::warn!("anonymous MQTT clients are allowed (mqtt.allow_anonymous = true)");
     }
-    let http_listener = listen(cfg.http.bind)?;
+    let http_listener = crate::net::listen(cfg.http.bind)?;
     let http_addr = http_listener.local_addr()?;
     let sys = actix::System::new();
     sys.block_on(async move {
@@ -245,36 +244,4 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         }
         res
     })
-}
-
-/// Connections the kernel queues for a listener before we accept them. `std`'s `bind` listens with
-/// 128: a fleet reconnecting at once (500 CONNECTs in flight from one load generator) overflowed
-/// it, and the dropped SYNs were retried a second later (`TcpExtListenOverflows`), so connecting
-/// 10,000 clients took 25 s instead of 2. The kernel caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// Binds a listening socket with [`LISTEN_BACKLOG`].
-pub(crate) fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    ntex_server::net::create_tcp_listener(addr, LISTEN_BACKLOG)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::TcpStream;
-    use std::time::Duration;
-
-    /// 600 clients connect before the server accepts any: the kernel must queue them all. With
-    /// `std`'s backlog of 128 the rest time out (their SYNs are dropped while the queue is full).
-    #[test]
-    fn listener_queues_a_connect_storm() {
-        let l = super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = l.local_addr().unwrap();
-        let pending: Vec<TcpStream> = (0..600)
-            .map(|i| {
-                TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-                    .unwrap_or_else(|e| panic!("connect {i} not queued: {e}"))
-            })
-            .collect();
-        assert_eq!(pending.len(), 600);
-    }
 }

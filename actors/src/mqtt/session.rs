@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ntex_bytes::ByteString;
 
-use crate::Broker;
 use crate::budget::{BUDGET, Kind};
-use crate::message::{CloseReason, ConnId, Delivery, Message, Out, OutMsg, SessionId};
 use crate::metrics::{DropReason, METRICS};
-use crate::outbox::OutboxTx;
+use crate::mqtt::broker::Broker;
+use crate::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, Out, OutMsg, SessionId};
+use crate::mqtt::outbox::OutboxTx;
 
 /// Messages routed to this session, in routing order. Sent by routing shards.
 #[derive(Message)]
@@ -44,7 +44,7 @@ pub struct Link {
 /// A will message and when it is due after an ungraceful disconnect.
 #[derive(Debug, Clone)]
 pub struct Will {
-    pub msg: Message,
+    pub msg: AppMessage,
     pub delay_secs: u32,
 }
 
@@ -116,7 +116,7 @@ pub struct SessionLimits {
     pub max_queued_bytes: usize,
     /// Messages buffered towards the socket (not yet taken by it) before QoS 0 ones are dropped.
     pub max_outbound: usize,
-    /// The same bound in bytes ([`Message::weight`]).
+    /// The same bound in bytes ([`AppMessage::weight`]).
     pub max_outbound_bytes: usize,
     pub max_session_expiry_secs: u32,
     /// Sessions the broker holds at once, connected or not.

@@ -1,0 +1,297 @@
+//! The broker handle: the one entry point the MQTT edge uses to open sessions and route batches.
+//!
+//! Owns the client-id registry (which session actor holds each client id, and the session cap),
+//! the routing shards' addresses, and the spreading of sessions and shards over the actor
+//! threads. Holds no per-message state and must never wait on a session while holding a registry
+//! entry.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use ntex_bytes::ByteString;
+
+use crate::mqtt::message::{AppMessage, SessionId};
+use crate::mqtt::router::{
+    self, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe, Unsubscribe,
+};
+use crate::mqtt::session::{self, Attach, Discard, Session, SessionLimits};
+
+struct Entry {
+    id: SessionId,
+    addr: Addr<Session>,
+}
+
+struct Inner {
+    registry: DashMap<ByteString, Entry>,
+    routers: Vec<Addr<Router>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    next_id: AtomicU64,
+    /// Entries in `registry`, kept exactly (changed only with the entry's shard locked) so the
+    /// session cap holds under concurrent connects.
+    sessions: AtomicUsize,
+    limits: SessionLimits,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Shared handle to the routing shards and the session registry.
+#[derive(Clone)]
+pub struct Broker(Arc<Inner>);
+
+/// What opening a session gives a connection.
+pub struct Opened {
+    pub id: SessionId,
+    pub addr: Addr<Session>,
+    pub present: bool,
+    pub inbound_qos2: session::InboundQos2,
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    /// The actor system is shutting down.
+    Unavailable,
+    /// The broker holds `max_sessions` sessions already.
+    TooManySessions,
+}
+
+impl Broker {
+    /// Starts `shards` routing shards spread over `arbiters`; sessions are spread over them too.
+    /// Must be called inside a running actix system.
+    pub fn start(arbiters: Vec<ArbiterHandle>, shards: usize, limits: SessionLimits) -> Broker {
+        assert!(!arbiters.is_empty(), "at least one arbiter");
+        let routers = (0..shards.max(1))
+            .map(|i| Router::start_in_arbiter(&arbiters[i % arbiters.len()], |_| Router::new()))
+            .collect();
+        Broker(Arc::new(Inner {
+            registry: DashMap::new(),
+            routers,
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            sessions: AtomicUsize::new(0),
+            limits,
+            hasher: Default::default(),
+        }))
+    }
+
+    pub fn shards(&self) -> usize {
+        self.0.routers.len()
+    }
+
+    fn shard_of(&self, topic: &str) -> usize {
+        if self.0.routers.len() == 1 {
+            return 0;
+        }
+        (self.0.hasher.hash_one(topic) % self.0.routers.len() as u64) as usize
+    }
+
+    fn spawn_session(&self, client_id: &ByteString) -> Entry {
+        let id = SessionId(self.0.next_id.fetch_add(1, Ordering::Relaxed));
+        let n = self.0.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.0.arbiters.len();
+        let (broker, cid, limits) = (self.clone(), client_id.clone(), self.0.limits);
+        let addr = Session::start_in_arbiter(&self.0.arbiters[n], move |_| {
+            Session::new(id, cid, broker, limits)
+        });
+        Entry { id, addr }
+    }
+
+    /// Opens (or resumes, unless `clean_start`) the session of `client_id` and attaches a
+    /// connection to it. An existing connection with that client id is closed.
+    pub async fn open(
+        &self,
+        client_id: &ByteString,
+        clean_start: bool,
+        mut attach: impl FnMut() -> Attach,
+    ) -> Result<Opened, OpenError> {
+        // Set when this call gave back a session slot (its client's ending session): the new
+        // session takes it again without the cap check, so a client replacing its own session is
+        // never refused because another took the slot meanwhile.
+        let mut slot_given_back = false;
+        for _ in 0..8 {
+            let (id, addr, fresh) = {
+                use dashmap::mapref::entry::Entry as E;
+                match self.0.registry.entry(client_id.clone()) {
+                    E::Occupied(mut e) if clean_start => {
+                        let new = self.spawn_session(client_id);
+                        let old = std::mem::replace(e.get_mut(), new);
+                        old.addr.do_send(Discard);
+                        (e.get().id, e.get().addr.clone(), true)
+                    }
+                    E::Occupied(e) => (e.get().id, e.get().addr.clone(), false),
+                    E::Vacant(e) => {
+                        let full = self.0.sessions.fetch_add(1, Ordering::Relaxed)
+                            >= self.0.limits.max_sessions;
+                        let carried = std::mem::take(&mut slot_given_back);
+                        if full && !carried {
+                            self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+                            return Err(OpenError::TooManySessions);
+                        }
+                        let new = self.spawn_session(client_id);
+                        let r = (new.id, new.addr.clone(), true);
+                        e.insert(new);
+                        r
+                    }
+                }
+            };
+            let mut a = attach();
+            a.fresh = fresh;
+            match addr.send(a).await {
+                Ok(Some(a)) => {
+                    return Ok(Opened {
+                        id,
+                        addr,
+                        present: a.present,
+                        inbound_qos2: a.inbound_qos2,
+                    });
+                }
+                // The session is ending (non-persistent) or stopped (expired) between lookup
+                // and attach: drop it, try again with a new one.
+                Ok(None) | Err(_) => slot_given_back |= self.forget(client_id, id),
+            }
+        }
+        Err(OpenError::Unavailable)
+    }
+
+    /// Called by a session actor when it stops.
+    pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) {
+        let _ = self.forget(client_id, id);
+        let last = self.0.routers.len() - 1;
+        for (i, r) in self.0.routers.iter().enumerate() {
+            r.do_send(RemoveSession {
+                session: id,
+                count_metrics: i == last,
+            });
+        }
+    }
+
+    /// Removes `client_id`'s registry entry if it is still session `id`; whether it was.
+    fn forget(&self, client_id: &ByteString, id: SessionId) -> bool {
+        let removed = self
+            .0
+            .registry
+            .remove_if(client_id, |_, e| e.id == id)
+            .is_some();
+        if removed {
+            self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Routes a batch from one publisher; resolves once every message is queued for its
+    /// subscribers. Messages of one topic keep their order.
+    pub async fn route(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
+        if self.0.routers.len() == 1 {
+            return self.0.routers[0]
+                .send(PublishBatch { msgs, done: None })
+                .await;
+        }
+        let mut per: Vec<Vec<AppMessage>> = (0..self.0.routers.len()).map(|_| Vec::new()).collect();
+        for m in msgs {
+            per[self.shard_of(&m.topic)].push(m);
+        }
+        let mut waits = Vec::new();
+        for (i, msgs) in per.into_iter().enumerate() {
+            if !msgs.is_empty() {
+                waits.push(self.0.routers[i].send(PublishBatch { msgs, done: None }));
+            }
+        }
+        for w in waits {
+            w.await?;
+        }
+        Ok(())
+    }
+
+    /// Routes a batch from one publisher without waiting for the routers; `in_flight` counts its
+    /// messages until they are routed. Messages of one topic keep their order, also relative to
+    /// batches sent with [`Broker::route`] (one mailbox per shard).
+    pub fn route_detached(&self, msgs: Vec<AppMessage>, in_flight: &Arc<router::InFlight>) {
+        if self.0.routers.len() == 1 {
+            let done = Some(in_flight.guard(msgs.len()));
+            self.0.routers[0].do_send(PublishBatch { msgs, done });
+            return;
+        }
+        let mut per: Vec<Vec<AppMessage>> = (0..self.0.routers.len()).map(|_| Vec::new()).collect();
+        for m in msgs {
+            per[self.shard_of(&m.topic)].push(m);
+        }
+        for (i, msgs) in per.into_iter().enumerate() {
+            if !msgs.is_empty() {
+                let done = Some(in_flight.guard(msgs.len()));
+                self.0.routers[i].do_send(PublishBatch { msgs, done });
+            }
+        }
+    }
+
+    /// Routes one message without waiting (wills).
+    pub fn publish(&self, msg: AppMessage) {
+        let shard = self.shard_of(&msg.topic);
+        self.0.routers[shard].do_send(PublishBatch {
+            msgs: vec![msg],
+            done: None,
+        });
+    }
+
+    /// Adds subscriptions on every shard; the results merge the shards' retained messages.
+    pub async fn subscribe(
+        &self,
+        session: SessionId,
+        addr: &Addr<Session>,
+        subs: Vec<SubReq>,
+        max_subs: usize,
+    ) -> Result<Vec<SubResult>, MailboxError> {
+        let mut waits = Vec::with_capacity(self.0.routers.len());
+        for (i, r) in self.0.routers.iter().enumerate() {
+            waits.push(r.send(Subscribe {
+                session,
+                addr: addr.clone(),
+                subs: subs.clone(),
+                max_subs,
+                count_metrics: i == 0,
+            }));
+        }
+        let mut merged: Option<Vec<SubResult>> = None;
+        for w in waits {
+            let res = w.await?;
+            match &mut merged {
+                None => merged = Some(res),
+                Some(m) => {
+                    for (a, b) in m.iter_mut().zip(res) {
+                        a.retained.extend(b.retained);
+                    }
+                }
+            }
+        }
+        Ok(merged.unwrap_or_default())
+    }
+
+    /// Removes subscriptions on every shard; answers, per filter, whether it existed.
+    pub async fn unsubscribe(
+        &self,
+        session: SessionId,
+        filters: Vec<ByteString>,
+    ) -> Result<Vec<bool>, MailboxError> {
+        let mut waits = Vec::with_capacity(self.0.routers.len());
+        for (i, r) in self.0.routers.iter().enumerate() {
+            waits.push(r.send(Unsubscribe {
+                session,
+                filters: filters.clone(),
+                count_metrics: i == 0,
+            }));
+        }
+        let mut first = None;
+        for w in waits {
+            let res = w.await?;
+            first.get_or_insert(res);
+        }
+        Ok(first.unwrap_or_default())
+    }
+
+    /// Number of sessions in the registry.
+    pub fn session_count(&self) -> usize {
+        self.0.registry.len()
+    }
+}
