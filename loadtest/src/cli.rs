@@ -216,7 +216,7 @@ impl RunFlags {
     /// --broker-pid names a process whose CPU times can be read.
     pub fn check(&self) -> Result<(), String> {
         match self.broker_pid {
-            Some(pid) if crate::stats::cpu_times(Some(pid)).is_none() => {
+            Some(pid) if crate::report::stats::cpu_times(Some(pid)).is_none() => {
                 Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"))
             }
             _ => Ok(()),

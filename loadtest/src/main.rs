@@ -2,25 +2,19 @@
 //! and basic-tier topics, pull, a webhook sink for push delivery). See README.md.
 
 mod cli;
-mod client;
-mod codec;
-mod compare;
-mod egwire;
 mod http;
-mod httpload;
+mod mqtt;
+mod net;
 mod payload;
-mod preset;
 mod report;
-mod run;
 mod sched;
 mod sink;
-mod stats;
-mod svg;
-mod track;
 
 use clap::Parser;
 use cli::{Args, Cli, Cmd};
-use run::{RunOpts, Scenario};
+use mqtt::preset;
+use mqtt::run::{self, RunOpts, Scenario};
+use report::{compare, stats, svg};
 use std::process::ExitCode;
 use tokio::sync::watch;
 
@@ -104,8 +98,8 @@ async fn real_main(cli: Cli) -> u8 {
             single(scenario, args, nofile, int_rx).await
         }
         Cmd::Compare(c) => compare_cmd(c, nofile, int_rx).await,
-        Cmd::HttpPublish(h) => httpload::http_publish(h, int_rx).await,
-        Cmd::Pull(p) => httpload::pull(p, int_rx).await,
+        Cmd::HttpPublish(h) => http::load::http_publish(h, int_rx).await,
+        Cmd::Pull(p) => http::load::pull(p, int_rx).await,
         Cmd::WebhookSink(w) => sink::webhook_sink(w, int_rx).await,
     }
 }
@@ -119,7 +113,7 @@ async fn prepare(
     args: &Args,
     nofile: Option<(u64, u64)>,
 ) -> Result<(std::net::SocketAddr, RunOpts), String> {
-    let target = run::resolve(&args.host, args.port).await?;
+    let target = net::resolve(&args.host, args.port).await?;
     let ifaddrs = run::parse_ifaddrs(&args.ifaddr, target)?;
     args.run.check()?;
     args.limits.check()?;

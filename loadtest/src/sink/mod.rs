@@ -25,13 +25,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{SinkArgs, Validation, parse_duration};
-use crate::httpload::{HttpBucket, timeseries};
+use crate::http::load::{HttpBucket, timeseries};
 use crate::payload::Clock;
+use crate::report::stats::{self, LatencySummary, SharedHist, lock};
+use crate::report::track::{Dedup, DedupRef, SubTracker};
 use crate::report::{
     Accounting, Cpu, CpuReport, Thresholds, round3, write_json, write_latency_table,
 };
-use crate::stats::{self, LatencySummary, SharedHist, lock};
-use crate::track::{Dedup, DedupRef, SubTracker};
 
 use script::Responder;
 
@@ -630,7 +630,7 @@ impl SinkReport {
             let _ = writeln!(
                 s,
                 "  answered    {v} x {k} {}",
-                crate::http::reason_phrase(code)
+                crate::http::h1::reason_phrase(code)
             );
         }
         for (k, v) in &r.errors {

@@ -210,7 +210,7 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
     let mut conn = Some(conn);
     let mut hard = sh.hard_stop.subscribe();
     let mut recv_req = Vec::new();
-    http::write_request(
+    h1::write_request(
         &mut recv_req,
         "POST",
         &cfg.receive_path,
@@ -305,7 +305,7 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
         }
         ack_body.extend_from_slice(b"]}");
         ack_req.clear();
-        http::write_request(
+        h1::write_request(
             &mut ack_req,
             "POST",
             &cfg.ack_path,

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::http::encode_component;
+use crate::http::h1::encode_component;
 
 /// `r={enc resource}&e={enc expiry}&s={enc signature}`, the signature being
 /// `base64(HMAC-SHA256(base64decode(key), "r=..&e=.."))` over the prefix exactly as it appears

@@ -23,12 +23,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
-use crate::egwire;
-use crate::http::{self, Conn, HttpError, Response, Url, encode_component};
+use crate::http::egwire;
+use crate::http::h1::{self, Conn, HttpError, Response, Url, encode_component};
 use crate::payload::Clock;
+use crate::report::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
 use crate::report::{Cpu, CpuReport, round3, write_json, write_latency_table};
 use crate::sched::OpenLoop;
-use crate::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
 
 /// Counters shared by the workers.
 #[derive(Default)]
@@ -513,8 +513,8 @@ async fn setup(
         return Err("--connect-timeout and --timeout must be above 0".into());
     }
     a.run.check()?;
-    let url = http::parse_url(flag, url)?;
-    let addr = crate::run::resolve(&url.host, url.port).await?;
+    let url = h1::parse_url(flag, url)?;
+    let addr = crate::net::resolve(&url.host, url.port).await?;
     let connect_timeout = Duration::from_secs_f64(a.connect_timeout);
     // connect everything first: an unreachable server is one clear error
     let tasks: Vec<_> = (0..n)

@@ -1,6 +1,23 @@
-//! The run report: JSON structure, human summary and threshold checks.
+//! Measuring and reporting, shared by every mode: what a run counts while it runs and what it
+//! writes when it ends.
+//!
+//! - This module: the MQTT run report (JSON structure, human summary, threshold checks) and the
+//!   pieces the HTTP and sink reports reuse (CPU figures, loss accounting, latency tables).
+//! - `stats`: shared counters, HDR latency histograms, the per-second sampler, CPU and
+//!   file-descriptor accounting of this process and of the broker.
+//! - `track`: loss / duplicate / reorder accounting per subscriber and publisher.
+//! - `svg`: the hand-written SVG report.
+//! - `compare`: the A/B comparison of `compare` rounds.
+//!
+//! It never opens a connection and never decides what to send: the flows (`mqtt/`, `http/`,
+//! `sink/`) measure, this module only aggregates and formats what they measured.
 
-use crate::stats::{CpuTimes, LatencySummary};
+pub mod compare;
+pub mod stats;
+pub mod svg;
+pub mod track;
+
+use self::stats::{CpuTimes, LatencySummary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

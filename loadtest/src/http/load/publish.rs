@@ -85,7 +85,7 @@ fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
         (Some(sas), _) => {
             // the token names the resource as the server sees it: the topic endpoint, or the
             // namespace topic (spec §3); valid for the whole run and an hour more
-            let base = http::parse_url(url.0, url.1)?.to_string();
+            let base = h1::parse_url(url.0, url.1)?.to_string();
             let resource = if basic {
                 base
             } else {
@@ -310,7 +310,7 @@ async fn publisher(
         body.clear();
         put_batch(&mut body, &events, &mut seq, n, from);
         req.clear();
-        http::write_request(
+        h1::write_request(
             &mut req,
             "POST",
             &cfg.path,

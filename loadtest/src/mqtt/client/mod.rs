@@ -5,11 +5,11 @@
 //! `write_all`; incoming bytes are read into a 64 KiB buffer and decoded
 //! incrementally in place.
 
-use crate::codec::{self, ConnectOpts, Packet, PubProps, Publish, kind};
+use crate::mqtt::codec::{self, ConnectOpts, Packet, PubProps, Publish, kind};
 use crate::payload::{self, Clock, Rng, TopicGen};
+use crate::report::stats::{Counters, Hists, LatBuf, lock};
+use crate::report::track::{MAX_PUBLISHERS, SubTracker};
 use crate::sched::{OpenLoop, Pace};
-use crate::stats::{Counters, Hists, LatBuf, lock};
-use crate::track::{MAX_PUBLISHERS, SubTracker};
 use bytes::{Buf, BytesMut};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;

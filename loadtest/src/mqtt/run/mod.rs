@@ -6,17 +6,17 @@
 //! drain until every expected delivery arrived (or `--drain` seconds), stop.
 
 use crate::cli::{Args, parse_duration};
-use crate::client::{
+use crate::mqtt::client::{
     self, ClientCfg, ClientSpec, ClientStats, Expect, Go, PubSpec, Ready, Shared, SubTable,
 };
-use crate::codec;
+use crate::mqtt::codec;
 use crate::payload::{self, ClientVars, Clock, Rng, TopicGen};
+use crate::report::stats::{self, Hists, LatencySummary, lock};
+use crate::report::track::{Dedup, DedupRef, SubTracker};
 use crate::report::{
     self, Bucket, Clients, Connections, CpuReport, Latencies, Messages, Report, Throughput, round3,
 };
 use crate::sched::{Pace, per_publisher_rate};
-use crate::stats::{self, Hists, LatencySummary, lock};
-use crate::track::{Dedup, DedupRef, SubTracker};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -479,20 +479,6 @@ pub fn build_plan(scenario: Scenario, args: &Args) -> Result<Plan, String> {
         },
         expected_basis,
     })
-}
-
-/// Resolves the broker address.
-pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("cannot resolve host '{host}': no addresses"))
 }
 
 /// Parses --ifaddr values and checks they fit the target's address family.
