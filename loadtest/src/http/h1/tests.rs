@@ -1,6 +1,9 @@
 //! Unit tests of the HTTP/1.1 framing: URLs, response and request parsing, chunked bodies.
 
+use super::client::{Parsed, parse_response};
 use super::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn complete(buf: &[u8]) -> (Response, usize) {
     match parse_response(buf, false).unwrap() {

@@ -5,6 +5,75 @@
 
 use super::*;
 
+/// Appends one event of `size` bytes (exactly, unless `size` is below the minimum) in
+/// `schema`. `id` is the connection and its sequence number, `data.ts` the send stamp (ns since
+/// the Unix epoch, as a string); `time` is the Event Grid `eventTime` (same length for every
+/// event, see [`event_time`]). A sink reads both back: `webhook-sink` and `pull` share them.
+pub(super) fn put_event(out: &mut Vec<u8>, ev: &EventSpec, seq: u64, ts_ns: u64, time: &str) {
+    let start = out.len();
+    let conn = ev.conn;
+    let tail: &[u8] = match ev.schema {
+        Schema::Cloudevents => {
+            let _ = write!(
+                out,
+                r#"{{"specversion":"1.0","id":"{conn:05}-{seq:012}","source":"/evgrid-loadtest","type":"evgrid.loadtest","datacontenttype":"application/json","data":{{"ts":"{ts_ns:019}","pad":""#
+            );
+            b"\"}}"
+        }
+        Schema::Eventgrid => {
+            let _ = write!(
+                out,
+                r#"{{"id":"{conn:05}-{seq:012}","subject":"/evgrid-loadtest","eventType":"evgrid.loadtest","eventTime":"{time}","data":{{"ts":"{ts_ns:019}","pad":""#
+            );
+            br#""},"dataVersion":"1.0"}"#
+        }
+    };
+    let fixed = out.len() - start + tail.len();
+    out.resize(out.len() + ev.size.saturating_sub(fixed), b'x');
+    out.extend_from_slice(tail);
+}
+
+/// What a connection's events look like.
+pub(super) struct EventSpec {
+    pub(super) schema: Schema,
+    pub(super) conn: usize,
+    pub(super) size: usize,
+}
+
+/// `eventTime` of an event stamped `ts_ns`: 7 fractional digits, as Azure writes them.
+pub(super) fn event_time(ts_ns: u64) -> String {
+    egwire::rfc3339_utc(ts_ns, 7)
+}
+
+/// The smallest event `put_event` writes in `schema`.
+pub(super) fn min_event_size(schema: Schema) -> usize {
+    let mut v = Vec::new();
+    let ev = EventSpec {
+        schema,
+        conn: 0,
+        size: 0,
+    };
+    put_event(&mut v, &ev, 0, 0, &event_time(0));
+    v.len()
+}
+
+/// A JSON array of `n` events numbered from `*seq`, all stamped `ts_ns`.
+pub(super) fn put_batch(out: &mut Vec<u8>, ev: &EventSpec, seq: &mut u64, n: usize, ts_ns: u64) {
+    let time = match ev.schema {
+        Schema::Eventgrid => event_time(ts_ns),
+        Schema::Cloudevents => String::new(),
+    };
+    out.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_event(out, ev, *seq, ts_ns, &time);
+        *seq += 1;
+    }
+    out.push(b']');
+}
+
 struct PubCfg {
     path: String,
     content_type: &'static str,

@@ -1,5 +1,6 @@
-//! Unit tests of `httpload`.
+//! Unit tests of `http::load`.
 
+use super::publish::{EventSpec, event_time, min_event_size, put_batch, put_event};
 use super::pull::{EventStamp, ReceiveBody, SettleBody, Stamp};
 use super::*;
 
