@@ -1,5 +1,5 @@
 //! `webhook-sink`: an Event Grid webhook endpoint that measures what a push-delivering server
-//! (evgrid's basic tier, or Azure's through a tunnel) sends it (spec §5).
+//! (evgrid's basic tier, or Azure's through a tunnel) sends it (docs/eventgrid.md §5).
 //!
 //! It owns its listening socket and every connection accepted on it, the answers (validation
 //! handshakes, scripted delivery statuses) and the accounting of what arrived: events, their

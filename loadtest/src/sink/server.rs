@@ -195,7 +195,7 @@ fn validation(sink: &Arc<Sink>, req: &Request, out: &mut Vec<u8>) {
     }
 }
 
-/// The asynchronous way to pass validation (spec §5.1): a GET of the validation URL.
+/// The asynchronous way to pass validation (docs/eventgrid.md §5.1): a GET of the validation URL.
 async fn get_validation_url(sink: Arc<Sink>, url: String) {
     let res: Result<(), String> = async {
         let (u, target) = h1::parse_target("validationUrl", &url)?;
@@ -225,7 +225,7 @@ async fn get_validation_url(sink: Arc<Sink>, url: String) {
     }
 }
 
-/// The CloudEvents abuse-protection handshake (spec §5.2).
+/// The CloudEvents abuse-protection handshake (docs/eventgrid.md §5.2).
 fn options(sink: &Sink, req: &Request, out: &mut Vec<u8>) {
     let close = req.close;
     if sink.validation == Validation::Refuse {

@@ -103,7 +103,7 @@ pub fn parse_target(flag: &str, s: &str) -> Result<(Url, String), String> {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, with uppercase hex: a URL
-/// path segment or query value, and the `r` and `e` fields of a SAS token (spec §3).
+/// path segment or query value, and the `r` and `e` fields of a SAS token (docs/eventgrid.md §3).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -1,5 +1,5 @@
 //! The HTTP modes against an Event Grid namespace (evgrid's or any other speaking the same data
-//! plane, spec §6.2 / §9.3):
+//! plane, docs/eventgrid.md §6.2 / §9.3):
 //!
 //! - `http-publish`: C keep-alive connections, each POSTing `application/cloudevents-batch+json`
 //!   arrays of `--batch` CloudEvents to `{url}/topics/{T}:publish`, one request in flight per
@@ -189,7 +189,7 @@ impl Shared {
 
 /// The api-version a namespace data plane gets unless --api-version says otherwise (the SDK's).
 const NAMESPACE_API_VERSION: &str = "2024-06-01";
-/// The only basic-tier data-plane api-version (spec §2.1).
+/// The only basic-tier data-plane api-version (docs/eventgrid.md §2.1).
 const BASIC_API_VERSION: &str = "2018-01-01";
 
 /// The value of an option a mode requires (clap cannot: the modes share the flag).

@@ -134,7 +134,7 @@ fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
     let schema = match (a.schema, basic) {
         (Some(Schema::Eventgrid), false) => {
             return Err(
-                "--schema eventgrid: namespace topics take CloudEvents only (spec §6.2); give a basic-tier topic's --endpoint for Event Grid events"
+                "--schema eventgrid: namespace topics take CloudEvents only (docs/eventgrid.md §6.2); give a basic-tier topic's --endpoint for Event Grid events"
                     .into(),
             );
         }
@@ -153,7 +153,7 @@ fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
     let auth = match (&a.sas_key, &a.http.key) {
         (Some(sas), _) => {
             // the token names the resource as the server sees it: the topic endpoint, or the
-            // namespace topic (spec §3); valid for the whole run and an hour more
+            // namespace topic (docs/eventgrid.md §3); valid for the whole run and an hour more
             let base = h1::parse_url(url.0, url.1)?.to_string();
             let resource = if basic {
                 base
