@@ -68,15 +68,20 @@ impl Default for Clock {
     }
 }
 
+/// Nanoseconds since the Unix epoch by the wall clock (0 for a clock set before 1970). The only
+/// place the generator reads the wall clock: within a run, times come from a [`Clock`]; this is
+/// for its epoch, the report's start time and a SAS token's expiry.
+pub fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl Clock {
     pub fn new() -> Self {
-        let start_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
         Clock {
+            start_ns: unix_now_ns(),
             start: Instant::now(),
-            start_ns,
         }
     }
 

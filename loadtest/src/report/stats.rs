@@ -254,6 +254,23 @@ impl CpuTimes {
     }
 }
 
+/// CPU times of this process and, with --broker-pid, of the measured one, read together: every
+/// mode samples once when it starts and once when it ends (see `report::Cpu::between`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSample {
+    pub generator: Option<CpuTimes>,
+    pub broker: Option<CpuTimes>,
+}
+
+impl CpuSample {
+    pub fn take(broker_pid: Option<u32>) -> CpuSample {
+        CpuSample {
+            generator: cpu_times(None),
+            broker: broker_pid.and_then(|p| cpu_times(Some(p))),
+        }
+    }
+}
+
 /// Parses utime and stime (fields 14 and 15) from the text of /proc/PID/stat.
 pub fn parse_proc_stat(text: &str, ticks_per_s: f64) -> Option<CpuTimes> {
     // the command name (field 2) is in parentheses and may contain spaces

@@ -20,7 +20,7 @@ mod server;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -28,12 +28,10 @@ use tokio::sync::watch;
 
 use crate::cli::{SinkArgs, Validation, parse_duration};
 use crate::http::load::{HttpBucket, timeseries};
-use crate::payload::Clock;
-use crate::report::stats::{self, LatencySummary, SharedHist, lock};
+use crate::payload::{Clock, unix_now_ns};
+use crate::report::stats::{CpuSample, LatencySummary, SharedHist, lock};
 use crate::report::track::{Dedup, DedupRef, SubTracker};
-use crate::report::{
-    Accounting, Cpu, CpuReport, Thresholds, round3, write_json, write_latency_table,
-};
+use crate::report::{Accounting, Cpu, Thresholds, round3, write_json, write_latency_table};
 
 use script::Responder;
 
@@ -248,11 +246,8 @@ pub async fn webhook_sink(a: SinkArgs, mut int_rx: watch::Receiver<bool>) -> u8 
         .local_addr()
         .map_or_else(|_| a.bind.clone(), |x| x.to_string());
     let wall0 = Instant::now();
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let cpu0 = stats::cpu_times(None);
-    let bcpu0 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let started_unix_ms = unix_now_ns() / 1_000_000;
+    let cpu0 = CpuSample::take(a.run.broker_pid);
     let (armed, _) = watch::channel(false);
     let (stop, _) = watch::channel(false);
     let sink = Arc::new(Sink {
@@ -296,19 +291,14 @@ pub async fn webhook_sink(a: SinkArgs, mut int_rx: watch::Receiver<bool>) -> u8 
     let _ = sampler_tx.send(true);
     let series = sampler.await.unwrap_or_default();
     let wall_s = wall0.elapsed().as_secs_f64();
-    let cpu1 = stats::cpu_times(None);
-    let bcpu1 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let cpu1 = CpuSample::take(a.run.broker_pid);
     let accepted = sink.c.events_accepted.load(Ordering::Relaxed);
-    let cpu_report = |pid, x, y| CpuReport::between(pid, x, y, wall_s, accepted, None);
     let mut r = report::build(&sink, &a, &set, &local, series);
     r.ended_by = ended_by.into();
     r.interrupted = ended_by == "interrupted";
     r.wall_s = round3(wall_s);
     r.started_unix_ms = started_unix_ms;
-    r.cpu = Cpu {
-        generator: cpu_report(None, cpu0, cpu1),
-        broker: a.run.broker_pid.map(|p| cpu_report(Some(p), bcpu0, bcpu1)),
-    };
+    r.cpu = Cpu::between(a.run.broker_pid, cpu0, cpu1, wall_s, accepted, None);
     r.thresholds = Thresholds::check(
         a.limits.max_p99,
         a.limits.max_loss,

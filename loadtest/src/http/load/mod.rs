@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -35,9 +35,9 @@ use tokio::sync::watch;
 use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
 use crate::http::egwire;
 use crate::http::h1::{self, Conn, HttpError, Response, Url, encode_component};
-use crate::payload::Clock;
-use crate::report::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
-use crate::report::{Cpu, CpuReport, round3, write_json, write_latency_table};
+use crate::payload::{Clock, unix_now_ns};
+use crate::report::stats::{self, CpuSample, LatencySummary, SharedHist, lock};
+use crate::report::{Cpu, round3, write_json, write_latency_table};
 use crate::sched::OpenLoop;
 
 mod report;
@@ -355,8 +355,7 @@ struct Outcome {
     stop_ns: u64,
     wall0: Instant,
     started_unix_ms: u64,
-    cpu0: Option<CpuTimes>,
-    bcpu0: Option<CpuTimes>,
+    cpu0: CpuSample,
     broker_pid: Option<u32>,
 }
 
@@ -379,9 +378,7 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
     } else {
         c.events_ok.load(Ordering::Relaxed)
     };
-    let cpu1 = stats::cpu_times(None);
-    let bcpu1 = o.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
-    let cpu_report = |pid, a, b| CpuReport::between(pid, a, b, wall_s, events, None);
+    let cpu1 = CpuSample::take(o.broker_pid);
     let peak = o
         .series
         .iter()
@@ -438,10 +435,7 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
             send_lag: h(&sh.h.send_lag),
         },
         timeseries: o.series.clone(),
-        cpu: Cpu {
-            generator: cpu_report(None, o.cpu0, cpu1),
-            broker: o.broker_pid.map(|p| cpu_report(Some(p), o.bcpu0, bcpu1)),
-        },
+        cpu: Cpu::between(o.broker_pid, o.cpu0, cpu1, wall_s, events, None),
         ..Default::default()
     }
 }
@@ -459,12 +453,8 @@ where
     F: FnOnce(&Arc<Shared>, Vec<Conn>, u64, u64) -> Vec<tokio::task::JoinHandle<()>>,
 {
     let wall0 = Instant::now();
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let cpu0 = stats::cpu_times(None);
-    let bcpu0 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let started_unix_ms = unix_now_ns() / 1_000_000;
+    let cpu0 = CpuSample::take(a.run.broker_pid);
     let sh = s.sh;
     let (sampler_tx, sampler_rx) = watch::channel(false);
     let sampler = tokio::spawn(sampler(sh.clone(), pull, s.progress, sampler_rx));
@@ -497,7 +487,6 @@ where
         wall0,
         started_unix_ms,
         cpu0,
-        bcpu0,
         broker_pid: a.run.broker_pid,
     }
 }

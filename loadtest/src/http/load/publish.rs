@@ -160,9 +160,7 @@ fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
             } else {
                 format!("{base}/topics/{topic}")
             };
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let now = unix_now_ns();
             let expiry = egwire::rfc3339_utc(now + ((run_s + 3600.0) * 1e9) as u64, 0);
             let token = egwire::sas_token(&resource, &expiry, sas)?;
             if basic {

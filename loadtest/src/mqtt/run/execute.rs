@@ -12,12 +12,8 @@ pub async fn execute(
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<Report, Fatal> {
     let wall0 = Instant::now();
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let cpu0 = stats::cpu_times(None);
-    let bcpu0 = opts.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let started_unix_ms = payload::unix_now_ns() / 1_000_000;
+    let cpu0 = CpuSample::take(opts.broker_pid);
     let sh = Arc::new(Shared {
         clock: Clock::new(),
         cfg: plan.cfg.clone(),
@@ -183,8 +179,7 @@ pub async fn execute(
     let _ = sampler_stop_tx.send(true);
     let series = sampler.await.unwrap_or_default();
     let wall_s = wall0.elapsed().as_secs_f64();
-    let cpu1 = stats::cpu_times(None);
-    let bcpu1 = opts.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let cpu1 = CpuSample::take(opts.broker_pid);
 
     if let Some(f) = fatal {
         return Err(Fatal(f));
@@ -266,10 +261,15 @@ pub async fn execute(
         send_lag: hist(&sh.hists.send_lag),
     };
     let handled = m.sent + m.received + m.requests_received;
-    let cpu_report = |pid, a, b| CpuReport::between(pid, a, b, wall_s, handled, Some(m.received));
-    let generator = cpu_report(None, cpu0, cpu1);
-    let broker = opts.broker_pid.map(|p| cpu_report(Some(p), bcpu0, bcpu1));
-    if opts.broker_pid.is_some() && (bcpu0.is_none() || bcpu1.is_none()) {
+    let cpu = report::Cpu::between(
+        opts.broker_pid,
+        cpu0,
+        cpu1,
+        wall_s,
+        handled,
+        Some(m.received),
+    );
+    if opts.broker_pid.is_some() && (cpu0.broker.is_none() || cpu1.broker.is_none()) {
         notes.push("could not read the broker's /proc/PID/stat".into());
     }
     let peak = |f: fn(&Bucket) -> u64| {
@@ -332,7 +332,7 @@ pub async fn execute(
         messages: m,
         latency_us: latency,
         timeseries: series,
-        cpu: report::Cpu { generator, broker },
+        cpu,
         thresholds: Default::default(),
         notes,
     };

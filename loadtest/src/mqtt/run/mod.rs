@@ -24,17 +24,17 @@ use crate::mqtt::client::{
 };
 use crate::mqtt::codec;
 use crate::payload::{self, ClientVars, Clock, Rng, TopicGen};
-use crate::report::stats::{self, Hists, LatencySummary, lock};
+use crate::report::stats::{self, CpuSample, Hists, LatencySummary, lock};
 use crate::report::track::{Dedup, DedupRef, SubTracker};
 use crate::report::{
-    self, Bucket, Clients, Connections, CpuReport, Latencies, Messages, Report, Throughput, round3,
+    self, Bucket, Clients, Connections, Latencies, Messages, Report, Throughput, round3,
 };
 use crate::sched::{Pace, per_publisher_rate};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
