@@ -37,6 +37,10 @@ impl SharedHist {
     pub fn snapshot(&self) -> Histogram<u64> {
         lock(&self.0).clone()
     }
+    /// The report's figures of what was recorded so far.
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary::from_hist(&self.snapshot())
+    }
     pub fn recorder(&self) -> LatBuf {
         LatBuf {
             buf: Vec::new(),

@@ -216,7 +216,7 @@ pub(super) fn build(
         },
         events,
         latency_us: SinkLatency {
-            e2e: LatencySummary::from_hist(&sink.e2e.snapshot()),
+            e2e: sink.e2e.summary(),
         },
         timeseries: series,
         notes,

@@ -1,6 +1,6 @@
 //! `http://` URLs as the flags give them: parsing (plain http only, no query except in a
-//! validation URL), the `Host` authority, and percent-encoding of path segments and query values.
-//! Pure: no socket, no name resolution (that is `net::resolve`).
+//! validation URL), the `Host` authority, and percent-encoding of path segments and query
+//! values. Pure: no socket, no name resolution (that is `net::resolve`).
 
 /// A parsed `http://HOST[:PORT][/PATH]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -371,7 +371,6 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
     };
     let elapsed_s = (elapsed_ns as f64 / 1e9).max(1e-9);
     let wall_s = o.wall0.elapsed().as_secs_f64();
-    let h = |x: &SharedHist| LatencySummary::from_hist(&x.snapshot());
     let pull = scenario == "pull";
     let events = if pull {
         c.acked.load(Ordering::Relaxed)
@@ -428,11 +427,11 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
             peak_events_per_s: round3(peak),
         },
         latency_us: HttpLatencies {
-            publish: h(&sh.h.request),
-            receive: h(&sh.h.receive),
-            ack: h(&sh.h.ack),
-            e2e: h(&sh.h.e2e),
-            send_lag: h(&sh.h.send_lag),
+            publish: sh.h.request.summary(),
+            receive: sh.h.receive.summary(),
+            ack: sh.h.ack.summary(),
+            e2e: sh.h.e2e.summary(),
+            send_lag: sh.h.send_lag.summary(),
         },
         timeseries: o.series.clone(),
         cpu: Cpu::between(o.broker_pid, o.cpu0, cpu1, wall_s, events, None),

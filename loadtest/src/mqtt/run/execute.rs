@@ -251,14 +251,13 @@ pub async fn execute(
         ));
     }
     let interrupted_flag = interrupted(&interrupt);
-    let hist = |h: &stats::SharedHist| LatencySummary::from_hist(&h.snapshot());
     let latency = Latencies {
-        connack: hist(&sh.hists.connack),
-        suback: hist(&sh.hists.suback),
-        puback: hist(&sh.hists.puback),
-        e2e: hist(&sh.hists.e2e),
-        rtt: hist(&sh.hists.rtt),
-        send_lag: hist(&sh.hists.send_lag),
+        connack: sh.hists.connack.summary(),
+        suback: sh.hists.suback.summary(),
+        puback: sh.hists.puback.summary(),
+        e2e: sh.hists.e2e.summary(),
+        rtt: sh.hists.rtt.summary(),
+        send_lag: sh.hists.send_lag.summary(),
     };
     let handled = m.sent + m.received + m.requests_received;
     let cpu = report::Cpu::between(

@@ -24,7 +24,7 @@ use crate::mqtt::client::{
 };
 use crate::mqtt::codec;
 use crate::payload::{self, ClientVars, Clock, Rng, TopicGen};
-use crate::report::stats::{self, CpuSample, Hists, LatencySummary, lock};
+use crate::report::stats::{self, CpuSample, Hists, lock};
 use crate::report::track::{Dedup, DedupRef, SubTracker};
 use crate::report::{
     self, Bucket, Clients, Connections, Latencies, Messages, Report, Throughput, round3,
