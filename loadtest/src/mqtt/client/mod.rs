@@ -18,23 +18,17 @@ mod task;
 
 pub use task::{client_task, os_limit_advice};
 
-use crate::mqtt::codec::{self, ConnectOpts, Packet, PubProps, Publish, kind};
-use crate::payload::{self, Clock, Rng, TopicGen};
-use crate::report::stats::{Counters, Hists, LatBuf, lock};
-use crate::report::track::{MAX_PUBLISHERS, SubTracker};
-use crate::sched::{OpenLoop, Pace};
-use bytes::{Buf, BytesMut};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use crate::payload::{self, Clock, TopicGen};
+use crate::report::stats::{Counters, Hists, lock};
+use crate::report::track::SubTracker;
+use crate::sched::Pace;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
 
 const READ_CHUNK: usize = 64 * 1024;
 /// How early an open-loop publisher may send: tokio timers have 1 ms

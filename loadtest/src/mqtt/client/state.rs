@@ -3,6 +3,16 @@
 //! the accounting of every publish received. No I/O and no awaits: `task` feeds it bytes and
 //! the time, and writes what it encodes.
 
+use crate::mqtt::codec::{self, Packet, PubProps, Publish, kind};
+use crate::payload::{self, Rng, TopicGen};
+use crate::report::stats::{Counters, LatBuf};
+use crate::report::track::{MAX_PUBLISHERS, SubTracker};
+use crate::sched::{OpenLoop, Pace};
+use bytes::{Buf, BytesMut};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 #[derive(Debug, Clone, Copy)]

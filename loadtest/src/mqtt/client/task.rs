@@ -4,6 +4,21 @@
 //! decides protocol state itself.
 
 use super::state::{Client, PubState, Wake};
+use crate::mqtt::codec::{self, ConnectOpts, Packet, PubProps};
+use crate::payload::Rng;
+use crate::report::stats::Counters;
+use bytes::{Buf, BytesMut};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+
 use super::*;
 
 struct Opened {

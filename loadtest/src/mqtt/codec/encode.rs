@@ -2,6 +2,8 @@
 //! connection's pending packets go out in a single write. Never allocates per packet beyond
 //! the buffer's growth, and never checks sizes a caller already checked (see [`check_field`]).
 
+use bytes::{BufMut, BytesMut};
+
 use super::*;
 
 fn put_str(buf: &mut BytesMut, s: &[u8]) {

@@ -1,4 +1,5 @@
-//! Unit tests of the codec: round trips of every packet in every protocol level, exact bytes of CONNECT, incremental decoding.
+//! Unit tests of the codec: round trips of every packet at every protocol level, the exact
+//! bytes of CONNECT, incremental decoding.
 
 use super::*;
 

@@ -2,6 +2,19 @@
 //! [`Report`] the counters and histograms add up to. Owns the client tasks it spawns and stops
 //! every one of them before it returns.
 
+use crate::mqtt::client::{self, ClientStats, Go, Ready, Shared, SubTable};
+use crate::payload::{self, Clock};
+use crate::report::stats::{self, CpuSample, Hists, lock};
+use crate::report::track::{Dedup, DedupRef};
+use crate::report::{self, Bucket, Connections, Latencies, Messages, Report, Throughput, round3};
+use crate::sched::Pace;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
 use super::*;
 
 /// Executes a plan against `target`.

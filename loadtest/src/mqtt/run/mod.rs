@@ -18,24 +18,11 @@ mod plan;
 pub use execute::execute;
 pub use plan::build_plan;
 
-use crate::cli::{Args, parse_duration};
-use crate::mqtt::client::{
-    self, ClientCfg, ClientSpec, ClientStats, Expect, Go, PubSpec, Ready, Shared, SubTable,
-};
-use crate::mqtt::codec;
-use crate::payload::{self, ClientVars, Clock, Rng, TopicGen};
-use crate::report::stats::{self, CpuSample, Hists, lock};
-use crate::report::track::{Dedup, DedupRef, SubTracker};
-use crate::report::{
-    self, Bucket, Clients, Connections, Latencies, Messages, Report, Throughput, round3,
-};
-use crate::sched::{Pace, per_publisher_rate};
-use std::collections::{BTreeMap, HashMap};
+use crate::mqtt::client::{ClientCfg, ClientSpec};
+use crate::report::Clients;
+use crate::sched::Pace;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {

@@ -2,6 +2,16 @@
 //! who publishes where and at what pace, and how many deliveries each publish should produce.
 //! Pure: no socket, no clock; every refusal is a message naming the flag.
 
+use crate::cli::{Args, parse_duration};
+use crate::mqtt::client::{ClientCfg, ClientSpec, Expect, PubSpec};
+use crate::mqtt::codec;
+use crate::payload::{self, ClientVars, Rng, TopicGen};
+use crate::report::Clients;
+use crate::report::track::{Dedup, DedupRef, SubTracker};
+use crate::sched::{Pace, per_publisher_rate};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use super::*;
 
 /// Longest run accepted (about 115 days).
