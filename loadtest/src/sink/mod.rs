@@ -29,9 +29,9 @@ use tokio::sync::watch;
 use crate::cli::{SinkArgs, Validation, parse_duration};
 use crate::http::load::{HttpBucket, timeseries};
 use crate::payload::{Clock, unix_now_ns};
-use crate::report::stats::{CpuSample, LatencySummary, SharedHist, lock};
+use crate::report::stats::{CpuSample, SharedHist, lock};
 use crate::report::track::{Dedup, DedupRef, SubTracker};
-use crate::report::{Accounting, Cpu, Thresholds, round3, write_json, write_latency_table};
+use crate::report::{Cpu, Thresholds, round3, write_json};
 
 use script::Responder;
 

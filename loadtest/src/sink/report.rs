@@ -2,6 +2,14 @@
 //! accounting, the handshakes answered, the `aeg-*` headers seen, latency and the per-second
 //! series. Formats only: the sink's counters are read once, at the end.
 
+use crate::cli::SinkArgs;
+use crate::http::load::HttpBucket;
+use crate::report::stats::{LatencySummary, lock};
+use crate::report::{Accounting, Cpu, Thresholds, round3, write_latency_table};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::*;
 
 #[derive(Debug, Clone, Serialize, Default)]

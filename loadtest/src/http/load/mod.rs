@@ -29,15 +29,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
 use crate::http::egwire;
 use crate::http::h1::{self, Conn, HttpError, Response, Url, encode_component};
 use crate::payload::{Clock, unix_now_ns};
-use crate::report::stats::{self, CpuSample, LatencySummary, SharedHist, lock};
-use crate::report::{Cpu, round3, write_json, write_latency_table};
+use crate::report::stats::{self, CpuSample, SharedHist, lock};
+use crate::report::{Cpu, round3, write_json};
 use crate::sched::OpenLoop;
 
 mod report;

@@ -1,7 +1,10 @@
 //! The JSON report and human summary of an HTTP run (`http-publish` or `pull`): requests,
 //! events, throughput, latencies, the per-second series. Formats only: the run fills it in.
 
-use super::*;
+use crate::report::stats::LatencySummary;
+use crate::report::{Cpu, write_latency_table};
+use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct HttpReport {
