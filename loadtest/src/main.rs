@@ -1,11 +1,24 @@
 //! evgrid-loadtest: MQTT load generator, plus HTTP modes for Event Grid (publish to namespace
 //! and basic-tier topics, pull, a webhook sink for push delivery). See README.md.
+//!
+//! The source is grouped by flow; each folder's `mod.rs` says what it owns and must never do.
+//!
+//! - `mqtt/`: the MQTT scenarios — plans, the run, one task per connection, the codec.
+//! - `http/`: `http-publish` and `pull`, the HTTP/1.1 framing, Event Grid wire details.
+//! - `sink/`: `webhook-sink`, the receiving end of push delivery.
+//! - `report/`: counters, histograms, loss accounting, the JSON, summary and SVG reports,
+//!   `compare`.
+//! - At the root: this entry point (subcommand dispatch, `compare` rounds, exit codes), the
+//!   command line (`cli`), and what every flow shares: the run clock (`clock`), the open-loop
+//!   schedule (`sched`) and name resolution (`net`).
+//!
+//! No evgrid crate is a dependency: every server is measured from the outside, over sockets.
 
 mod cli;
+mod clock;
 mod http;
 mod mqtt;
 mod net;
-mod payload;
 mod report;
 mod sched;
 mod sink;

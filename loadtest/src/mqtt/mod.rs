@@ -7,6 +7,8 @@
 //!   and the four-phase run (connect, start, publish, drain) that produces a `report::Report`.
 //! - `client`: one MQTT connection as one tokio task, batching its writes.
 //! - `codec`: the packets, encoded into one buffer and decoded incrementally without copies.
+//! - `payload`: the payload header (send stamp, publisher, sequence), topic templates and
+//!   matching, the PRNG.
 //!
 //! It owns the broker connections and nothing else: it never speaks HTTP (that is `http/`),
 //! never formats or writes a report (it fills one in; `report/` owns the format), and never
@@ -14,5 +16,6 @@
 
 pub mod client;
 pub mod codec;
+pub mod payload;
 pub mod preset;
 pub mod run;

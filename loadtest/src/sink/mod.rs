@@ -27,8 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{SinkArgs, Validation, parse_duration};
+use crate::clock::{Clock, unix_now_ns};
 use crate::http::load::{HttpBucket, timeseries};
-use crate::payload::{Clock, unix_now_ns};
 use crate::report::stats::{CpuSample, SharedHist, lock};
 use crate::report::track::{Dedup, DedupRef, SubTracker};
 use crate::report::{Cpu, Thresholds, round3, write_json};

@@ -33,9 +33,9 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
+use crate::clock::{Clock, unix_now_ns};
 use crate::http::egwire;
 use crate::http::h1::{self, Conn, HttpError, Response, Url, encode_component};
-use crate::payload::{Clock, unix_now_ns};
 use crate::report::stats::{self, CpuSample, SharedHist, lock};
 use crate::report::{Cpu, round3, write_json};
 use crate::sched::OpenLoop;

@@ -18,7 +18,8 @@ mod task;
 
 pub use task::{client_task, os_limit_advice};
 
-use crate::payload::{self, Clock, TopicGen};
+use crate::clock::Clock;
+use crate::mqtt::payload::{self, TopicGen};
 use crate::report::stats::{Counters, Hists, lock};
 use crate::report::track::SubTracker;
 use crate::sched::Pace;

@@ -4,7 +4,7 @@
 //! the time, and writes what it encodes.
 
 use crate::mqtt::codec::{self, Packet, PubProps, Publish, kind};
-use crate::payload::{self, Rng, TopicGen};
+use crate::mqtt::payload::{self, Rng, TopicGen};
 use crate::report::stats::{Counters, LatBuf};
 use crate::report::track::{MAX_PUBLISHERS, SubTracker};
 use crate::sched::{OpenLoop, Pace};

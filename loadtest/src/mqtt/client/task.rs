@@ -5,7 +5,7 @@
 
 use super::state::{Client, PubState, Wake};
 use crate::mqtt::codec::{self, ConnectOpts, Packet, PubProps};
-use crate::payload::Rng;
+use crate::mqtt::payload::Rng;
 use crate::report::stats::Counters;
 use bytes::{Buf, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -2,8 +2,8 @@
 //! [`Report`] the counters and histograms add up to. Owns the client tasks it spawns and stops
 //! every one of them before it returns.
 
+use crate::clock::{Clock, unix_now_ns};
 use crate::mqtt::client::{self, ClientStats, Go, Ready, Shared, SubTable};
-use crate::payload::{self, Clock};
 use crate::report::stats::{self, CpuSample, Hists, lock};
 use crate::report::track::{Dedup, DedupRef};
 use crate::report::{self, Bucket, Connections, Latencies, Messages, Report, Throughput, round3};
@@ -25,7 +25,7 @@ pub async fn execute(
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<Report, Fatal> {
     let wall0 = Instant::now();
-    let started_unix_ms = payload::unix_now_ns() / 1_000_000;
+    let started_unix_ms = unix_now_ns() / 1_000_000;
     let cpu0 = CpuSample::take(opts.broker_pid);
     let sh = Arc::new(Shared {
         clock: Clock::new(),

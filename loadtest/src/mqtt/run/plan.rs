@@ -5,7 +5,7 @@
 use crate::cli::{Args, parse_duration};
 use crate::mqtt::client::{ClientCfg, ClientSpec, Expect, PubSpec};
 use crate::mqtt::codec;
-use crate::payload::{self, ClientVars, Rng, TopicGen};
+use crate::mqtt::payload::{self, ClientVars, Rng, TopicGen};
 use crate::report::Clients;
 use crate::report::track::{Dedup, DedupRef, SubTracker};
 use crate::sched::{Pace, per_publisher_rate};
