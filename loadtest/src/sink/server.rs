@@ -9,6 +9,13 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cli::Validation;
+use crate::report::stats::lock;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
 use super::*;
 use crate::http::h1::{self, Conn, ParsedRequest, Request};
 use crate::http::load::Stamp;

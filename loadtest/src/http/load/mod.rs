@@ -22,23 +22,19 @@
 //! beyond its stamp: only the server's answers and their timing are measured.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
+use crate::cli::{HttpArgs, parse_duration};
 use crate::clock::{Clock, unix_now_ns};
-use crate::http::egwire;
-use crate::http::h1::{self, Conn, HttpError, Response, Url, encode_component};
+use crate::http::h1::{self, Conn, HttpError, Response, Url};
 use crate::report::stats::{self, CpuSample, SharedHist, lock};
 use crate::report::{Cpu, round3, write_json};
-use crate::sched::OpenLoop;
 
 mod report;
 

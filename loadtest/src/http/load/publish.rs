@@ -3,6 +3,18 @@
 //! (`{endpoint}?api-version=2018-01-01`, Event Grid or CloudEvents schema). Authentication is a
 //! key header or a SAS token the generator signs itself; success is exactly 200 either way.
 
+use crate::cli::{HttpPublishArgs, Schema, parse_duration};
+use crate::clock::unix_now_ns;
+use crate::http::egwire;
+use crate::http::h1::{self, Conn, encode_component};
+use crate::report::stats::lock;
+use crate::sched::OpenLoop;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
 use super::*;
 
 /// Appends one event of `size` bytes (exactly, unless `size` is below the minimum) in

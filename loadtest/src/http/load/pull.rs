@@ -1,5 +1,14 @@
 //! `pull`: consumers looping receive (long poll) and acknowledge.
 
+use crate::cli::PullArgs;
+use crate::http::h1::{self, Conn, HttpError, encode_component};
+use crate::report::stats::lock;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
 use super::*;
 
 #[derive(Deserialize)]

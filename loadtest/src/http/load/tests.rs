@@ -2,7 +2,7 @@
 
 use super::publish::{EventSpec, event_time, min_event_size, put_batch, put_event};
 use super::pull::{EventStamp, ReceiveBody, SettleBody, Stamp};
-use super::*;
+use crate::cli::Schema;
 
 fn spec(schema: Schema, conn: usize, size: usize) -> EventSpec {
     EventSpec { schema, conn, size }
