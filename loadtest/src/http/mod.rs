@@ -4,8 +4,8 @@
 //!
 //! - `h1`: minimal HTTP/1.1 on tokio — a keep-alive client connection, and the request and
 //!   response framing the webhook sink uses from the server side. Frames messages only.
-//! - `egwire`: Event Grid wire details a publisher writes itself: the SAS token it signs and
-//!   the RFC 3339 timestamps (docs/eventgrid.md §3). Pure: no clock, no socket.
+//! - `egwire`: Event Grid wire details a publisher writes itself: the SAS token it signs
+//!   (docs/eventgrid.md §3) and RFC 3339 timestamps. Pure: no clock, no socket.
 //! - `load`: the two modes — the connections, event batches, the per-second series and the
 //!   JSON report of an HTTP run.
 //!

@@ -10,7 +10,7 @@
 //! - `payload`: the payload header (send stamp, publisher, sequence), topic templates and
 //!   matching, the PRNG.
 //!
-//! It owns the broker connections and nothing else: it never speaks HTTP (that is `http/`),
+//! It owns the broker connections and what goes over them: it never speaks HTTP (that is `http/`),
 //! never formats or writes a report (it fills one in; `report/` owns the format), and never
 //! links an evgrid crate — the generator measures any broker from the outside, over sockets.
 
