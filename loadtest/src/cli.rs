@@ -216,7 +216,7 @@ impl RunFlags {
     /// --broker-pid names a process whose CPU times can be read.
     pub fn check(&self) -> Result<(), String> {
         match self.broker_pid {
-            Some(pid) if crate::stats::cpu_times(Some(pid)).is_none() => {
+            Some(pid) if crate::report::stats::cpu_times(Some(pid)).is_none() => {
                 Err(format!("--broker-pid {pid}: cannot read /proc/{pid}/stat"))
             }
             _ => Ok(()),
@@ -355,9 +355,9 @@ pub struct HttpPublishArgs {
     /// Event schema [default: eventgrid with --endpoint; namespaces take cloudevents only]
     #[arg(long, value_enum)]
     pub schema: Option<Schema>,
-    /// Sign a SAS token with this (base64) key instead of sending a key (spec §3; valid for
-    /// the run + 1 h): `aeg-sas-token: r=..&e=..&s=..` to --endpoint, `Authorization:
-    /// SharedAccessSignature ...` to a namespace topic
+    /// Sign a SAS token with this (base64) key instead of sending a key (docs/eventgrid.md §3;
+    /// valid for the run + 1 h): `aeg-sas-token: r=..&e=..&s=..` to --endpoint,
+    /// `Authorization: SharedAccessSignature ...` to a namespace topic
     #[arg(long, value_name = "KEY", conflicts_with = "key")]
     pub sas_key: Option<String>,
     /// Keep-alive HTTP/1.1 connections, one request in flight on each

@@ -12,7 +12,8 @@ use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LIMIT: Duration = Duration::from_secs(60);
-/// The spec's fake key (base64 of "this is a fake key for testing only!").
+/// The test key of the worked examples in docs/eventgrid.md §3 (base64 of "this is a fake key
+/// for testing only!").
 const KEY: &str = "dGhpcyBpcyBhIGZha2Uga2V5IGZvciB0ZXN0aW5nIG9ubHkh";
 
 /// A running webhook-sink with its JSON report to come.
@@ -307,7 +308,7 @@ fn basic_tier_requests_look_like_the_sdks() {
             .unwrap_or_else(|| panic!("no {name} in {head:?}"))
     };
     assert_eq!(header("Content-Type"), "application/json; charset=utf-8");
-    // signed for the endpoint, expiring in ISO 8601 UTC, signature last (spec §3)
+    // signed for the endpoint, expiring in ISO 8601 UTC, signature last (docs/eventgrid.md §3)
     let token = header("aeg-sas-token");
     let prefix = format!("r=http%3A%2F%2F127.0.0.1%3A{port}%2Ftopics%2Forders%2Fapi%2Fevents&e=");
     let rest = token
@@ -320,7 +321,8 @@ fn basic_tier_requests_look_like_the_sdks() {
     let events: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let ev = &events[0];
     assert_eq!(body.len(), 302, "one event of --size 300 in an array");
-    // the six fields of an Event Grid event, nothing the SDK would not send (spec §2.2, §9.2)
+    // the six fields of an Event Grid event, nothing the SDK would not send
+    // (docs/eventgrid.md §2.2, §9.2)
     assert_eq!(ev.as_object().unwrap().len(), 6, "{ev}");
     assert_eq!(
         (&ev["subject"], &ev["eventType"], &ev["dataVersion"]),

@@ -9,11 +9,18 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cli::Validation;
+use crate::report::stats::lock;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
 use super::*;
-use crate::http::{self, Conn, ParsedRequest, Request};
-use crate::httpload::Stamp;
-use crate::stats::LatBuf;
-use crate::track::MAX_PUBLISHERS;
+use crate::http::h1::{self, Conn, ParsedRequest, Request};
+use crate::http::load::Stamp;
+use crate::report::stats::LatBuf;
+use crate::report::track::MAX_PUBLISHERS;
 
 const VALIDATION_EVENT: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
 
@@ -48,7 +55,7 @@ async fn serve(sink: Arc<Sink>, mut stream: TcpStream) {
     let mut e2e = sink.e2e.recorder();
     loop {
         loop {
-            match http::parse_request(&buf) {
+            match h1::parse_request(&buf) {
                 Ok(ParsedRequest::Complete(req, used)) => {
                     buf.drain(..used);
                     continued = false;
@@ -113,7 +120,7 @@ fn answer(
     close: bool,
 ) {
     bump(&mut lock(&sink.seen).statuses, &status.to_string());
-    http::write_response(out, status, headers, body, close);
+    h1::write_response(out, status, headers, body, close);
 }
 
 async fn handle(sink: &Arc<Sink>, req: Request, out: &mut Vec<u8>, e2e: &mut LatBuf) {
@@ -195,16 +202,16 @@ fn validation(sink: &Arc<Sink>, req: &Request, out: &mut Vec<u8>) {
     }
 }
 
-/// The asynchronous way to pass validation (spec §5.1): a GET of the validation URL.
+/// The asynchronous way to pass validation (docs/eventgrid.md §5.1): a GET of the validation URL.
 async fn get_validation_url(sink: Arc<Sink>, url: String) {
     let res: Result<(), String> = async {
-        let (u, target) = http::parse_target("validationUrl", &url)?;
-        let addr = crate::run::resolve(&u.host, u.port).await?;
+        let (u, target) = h1::parse_target("validationUrl", &url)?;
+        let addr = crate::net::resolve(&u.host, u.port).await?;
         let mut conn = Conn::connect(addr, Duration::from_secs(10))
             .await
             .map_err(|e| e.to_string())?;
         let mut req = Vec::new();
-        http::write_request(&mut req, "GET", &target, &u.authority, &[], b"");
+        h1::write_request(&mut req, "GET", &target, &u.authority, &[], b"");
         let r = conn
             .roundtrip(&req, Duration::from_secs(30))
             .await
@@ -225,7 +232,7 @@ async fn get_validation_url(sink: Arc<Sink>, url: String) {
     }
 }
 
-/// The CloudEvents abuse-protection handshake (spec §5.2).
+/// The CloudEvents abuse-protection handshake (docs/eventgrid.md §5.2).
 fn options(sink: &Sink, req: &Request, out: &mut Vec<u8>) {
     let close = req.close;
     if sink.validation == Validation::Refuse {

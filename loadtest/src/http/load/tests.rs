@@ -1,7 +1,8 @@
-//! Unit tests of `httpload`.
+//! Unit tests of `http::load`.
 
+use super::publish::{EventSpec, event_time, min_event_size, put_batch, put_event};
 use super::pull::{EventStamp, ReceiveBody, SettleBody, Stamp};
-use super::*;
+use crate::cli::Schema;
 
 fn spec(schema: Schema, conn: usize, size: usize) -> EventSpec {
     EventSpec { schema, conn, size }
@@ -45,7 +46,7 @@ fn event_grid_events_have_every_required_field() {
     assert_eq!(v.len(), 2 + 2 * 501 - 1);
     let arr: Vec<serde_json::Value> = serde_json::from_slice(&v).unwrap();
     for (i, ev) in arr.iter().enumerate() {
-        // what the SDK requires of an Event Grid event (spec §2.2)
+        // what the SDK requires of an Event Grid event (docs/eventgrid.md §2.2)
         for k in [
             "id",
             "subject",

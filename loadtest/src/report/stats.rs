@@ -37,6 +37,10 @@ impl SharedHist {
     pub fn snapshot(&self) -> Histogram<u64> {
         lock(&self.0).clone()
     }
+    /// The report's figures of what was recorded so far.
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary::from_hist(&self.snapshot())
+    }
     pub fn recorder(&self) -> LatBuf {
         LatBuf {
             buf: Vec::new(),
@@ -251,6 +255,23 @@ pub struct CpuTimes {
 impl CpuTimes {
     pub fn total(&self) -> f64 {
         self.user_s + self.system_s
+    }
+}
+
+/// CPU times of this process and, with --broker-pid, of the measured one, read together: every
+/// mode samples once when it starts and once when it ends (see `report::Cpu::between`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSample {
+    pub generator: Option<CpuTimes>,
+    pub broker: Option<CpuTimes>,
+}
+
+impl CpuSample {
+    pub fn take(broker_pid: Option<u32>) -> CpuSample {
+        CpuSample {
+            generator: cpu_times(None),
+            broker: broker_pid.and_then(|p| cpu_times(Some(p))),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Hand-written SVG report: latency by percentile and throughput over time.
 
 use crate::report::Report;
-use crate::stats::LatencySummary;
+use crate::report::stats::LatencySummary;
 use std::fmt::Write as _;
 
 const W: f64 = 1040.0;

@@ -1,5 +1,5 @@
 //! The HTTP modes against an Event Grid namespace (evgrid's or any other speaking the same data
-//! plane, spec §6.2 / §9.3):
+//! plane, docs/eventgrid.md §6.2 / §9.3):
 //!
 //! - `http-publish`: C keep-alive connections, each POSTing `application/cloudevents-batch+json`
 //!   arrays of `--batch` CloudEvents to `{url}/topics/{T}:publish`, one request in flight per
@@ -10,25 +10,36 @@
 //!
 //! Every event carries its publish stamp (`data.ts`, ns since the Unix epoch as a string), so
 //! `pull` also reports the age of what it receives (publish stamp → received).
+//!
+//! - This module: the state the workers share, connecting, the per-second series, and the run
+//!   skeleton both modes drive.
+//! - `publish`: the publishers and the event bodies they write (the stamps `pull` and
+//!   `webhook-sink` read back).
+//! - `pull`: the consumers.
+//! - `report`: the JSON report and summary of either mode.
+//!
+//! The workers never check what the server stored and never interpret an event they pull
+//! beyond its stamp: only the server's answers and their timing are measured.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::cli::{HttpArgs, HttpPublishArgs, PullArgs, Schema, parse_duration};
-use crate::egwire;
-use crate::http::{self, Conn, HttpError, Response, Url, encode_component};
-use crate::payload::Clock;
-use crate::report::{Cpu, CpuReport, round3, write_json, write_latency_table};
-use crate::sched::OpenLoop;
-use crate::stats::{self, CpuTimes, LatencySummary, SharedHist, lock};
+use crate::cli::{HttpArgs, parse_duration};
+use crate::clock::{Clock, unix_now_ns};
+use crate::http::h1::{self, Conn, HttpError, Response, Url};
+use crate::report::stats::{self, CpuSample, SharedHist, lock};
+use crate::report::{Cpu, round3, write_json};
+
+mod report;
+
+use report::{Events, HttpLatencies, HttpThroughput, Requests};
+pub use report::{HttpBucket, HttpReport};
 
 /// Counters shared by the workers.
 #[derive(Default)]
@@ -172,78 +183,9 @@ impl Shared {
     }
 }
 
-/// Appends one event of `size` bytes (exactly, unless `size` is below the minimum) in
-/// `schema`. `id` is the connection and its sequence number, `data.ts` the send stamp (ns since
-/// the Unix epoch, as a string); `time` is the Event Grid `eventTime` (same length for every
-/// event, see [`event_time`]). A sink reads both back: `webhook-sink` and `pull` share them.
-fn put_event(out: &mut Vec<u8>, ev: &EventSpec, seq: u64, ts_ns: u64, time: &str) {
-    let start = out.len();
-    let conn = ev.conn;
-    let tail: &[u8] = match ev.schema {
-        Schema::Cloudevents => {
-            let _ = write!(
-                out,
-                r#"{{"specversion":"1.0","id":"{conn:05}-{seq:012}","source":"/evgrid-loadtest","type":"evgrid.loadtest","datacontenttype":"application/json","data":{{"ts":"{ts_ns:019}","pad":""#
-            );
-            b"\"}}"
-        }
-        Schema::Eventgrid => {
-            let _ = write!(
-                out,
-                r#"{{"id":"{conn:05}-{seq:012}","subject":"/evgrid-loadtest","eventType":"evgrid.loadtest","eventTime":"{time}","data":{{"ts":"{ts_ns:019}","pad":""#
-            );
-            br#""},"dataVersion":"1.0"}"#
-        }
-    };
-    let fixed = out.len() - start + tail.len();
-    out.resize(out.len() + ev.size.saturating_sub(fixed), b'x');
-    out.extend_from_slice(tail);
-}
-
-/// What a connection's events look like.
-struct EventSpec {
-    schema: Schema,
-    conn: usize,
-    size: usize,
-}
-
-/// `eventTime` of an event stamped `ts_ns`: 7 fractional digits, as Azure writes them.
-fn event_time(ts_ns: u64) -> String {
-    egwire::rfc3339_utc(ts_ns, 7)
-}
-
-/// The smallest event `put_event` writes in `schema`.
-pub fn min_event_size(schema: Schema) -> usize {
-    let mut v = Vec::new();
-    let ev = EventSpec {
-        schema,
-        conn: 0,
-        size: 0,
-    };
-    put_event(&mut v, &ev, 0, 0, &event_time(0));
-    v.len()
-}
-
-/// A JSON array of `n` events numbered from `*seq`, all stamped `ts_ns`.
-fn put_batch(out: &mut Vec<u8>, ev: &EventSpec, seq: &mut u64, n: usize, ts_ns: u64) {
-    let time = match ev.schema {
-        Schema::Eventgrid => event_time(ts_ns),
-        Schema::Cloudevents => String::new(),
-    };
-    out.push(b'[');
-    for i in 0..n {
-        if i > 0 {
-            out.push(b',');
-        }
-        put_event(out, ev, *seq, ts_ns, &time);
-        *seq += 1;
-    }
-    out.push(b']');
-}
-
 /// The api-version a namespace data plane gets unless --api-version says otherwise (the SDK's).
 const NAMESPACE_API_VERSION: &str = "2024-06-01";
-/// The only basic-tier data-plane api-version (spec §2.1).
+/// The only basic-tier data-plane api-version (docs/eventgrid.md §2.1).
 const BASIC_API_VERSION: &str = "2018-01-01";
 
 /// The value of an option a mode requires (clap cannot: the modes share the flag).
@@ -251,239 +193,6 @@ fn required<'a>(v: &'a Option<String>, flag: &str) -> Result<&'a str, String> {
     v.as_deref()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| format!("{flag} is required"))
-}
-
-// ---- report ----
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct HttpReport {
-    pub tool: String,
-    pub tool_version: String,
-    /// "http-publish" or "pull"
-    pub scenario: String,
-    pub target: String,
-    /// namespace topic ("" for a basic-tier topic: its endpoint is `target`)
-    pub topic: String,
-    pub subscription: Option<String>,
-    pub api_version: String,
-    /// "namespace" (`{url}/topics/{topic}:publish`, pull) or "basic" (http-publish --endpoint)
-    pub tier: String,
-    /// http-publish: "cloudevents" or "eventgrid"
-    pub schema: Option<String>,
-    /// the header requests authenticate with (`aeg-sas-key`, `aeg-sas-token`,
-    /// `Authorization: SharedAccessKey`, ...); the secret itself is never reported
-    pub auth: String,
-    /// "closed-loop" or "open-loop"
-    pub mode: String,
-    pub mode_note: String,
-    pub target_rate_events_per_s: Option<f64>,
-    /// publish: connections; pull: consumers (one connection each)
-    pub connections: usize,
-    /// publish: events per request; pull: maxEvents per receive
-    pub batch_events: usize,
-    /// publish: bytes per event and per request body
-    pub event_bytes: Option<usize>,
-    pub request_body_bytes: Option<usize>,
-    pub duration_s: f64,
-    /// from the start to the last successful response: what the rates are over
-    pub elapsed_s: f64,
-    pub wall_s: f64,
-    pub started_unix_ms: u64,
-    pub interrupted: bool,
-    pub requests: Requests,
-    pub events: Events,
-    pub throughput: HttpThroughput,
-    pub latency_us: HttpLatencies,
-    pub timeseries: Vec<HttpBucket>,
-    pub cpu: Cpu,
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Requests {
-    pub sent: u64,
-    pub ok: u64,
-    pub failed: u64,
-    /// failures by status ("503 Service Unavailable") or transport error ("io: ...", "timeout")
-    pub errors: BTreeMap<String, u64>,
-    pub first_error: Option<String>,
-    pub reconnects: u64,
-    /// open loop: requests due before the end that the connections had no time to send
-    pub not_sent: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Events {
-    /// publish: events in requests answered 200
-    pub published: u64,
-    /// publish: events in requests that failed
-    pub publish_failed: u64,
-    pub received: u64,
-    pub acked: u64,
-    /// lock tokens the acknowledge did not settle (or whose acknowledge request failed)
-    pub failed_tokens: u64,
-    pub failed_token_codes: BTreeMap<String, u64>,
-    /// received with deliveryCount > 1
-    pub redelivered: u64,
-    pub empty_receives: u64,
-    /// receives still waiting when the run ended (their events come back when the locks expire)
-    pub abandoned_receives: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct HttpThroughput {
-    /// publish: events published/s; pull: events acknowledged/s
-    pub events_per_s: f64,
-    /// pull: events received/s
-    pub received_per_s: f64,
-    /// successful requests/s (pull: receives + acknowledges)
-    pub requests_per_s: f64,
-    pub peak_events_per_s: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct HttpLatencies {
-    /// publish request → response (open loop: from the scheduled send time)
-    pub publish: LatencySummary,
-    /// receives that returned events
-    pub receive: LatencySummary,
-    pub ack: LatencySummary,
-    /// pull: publish stamp in the event → received (queue age)
-    pub e2e: LatencySummary,
-    /// open loop: how late requests left relative to their schedule
-    pub send_lag: LatencySummary,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct HttpBucket {
-    pub t_s: f64,
-    pub secs: f64,
-    /// publish: events published; pull: events acknowledged; webhook-sink: events accepted
-    pub events: u64,
-    /// webhook-sink: deliveries accepted
-    pub requests_ok: u64,
-    /// webhook-sink: deliveries rejected (answered other than 2xx)
-    pub requests_failed: u64,
-}
-
-impl HttpReport {
-    pub fn summary(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let pull = self.scenario == "pull";
-        let what = if self.tier == "basic" {
-            format!(
-                "basic-tier topic, {} events, {}",
-                self.schema.as_deref().unwrap_or(""),
-                self.auth
-            )
-        } else {
-            format!("topic {}", self.topic)
-        };
-        let _ = writeln!(
-            s,
-            "\n== evgrid-loadtest {} -> {} {what}{} ==",
-            self.scenario,
-            self.target,
-            match (&self.subscription, self.event_bytes) {
-                (Some(sub), _) => format!(" subscription {sub} (maxEvents {})", self.batch_events),
-                (None, Some(b)) => format!(" ({} events x {b} B per request)", self.batch_events),
-                _ => String::new(),
-            }
-        );
-        let _ = writeln!(s, "mode          {} {}", self.mode, self.mode_note);
-        if self.interrupted {
-            let _ = writeln!(
-                s,
-                "status        INTERRUPTED (Ctrl-C): figures cover the run so far"
-            );
-        }
-        let r = &self.requests;
-        let _ = writeln!(
-            s,
-            "connections   {} keep-alive {}, {} reconnects",
-            self.connections,
-            if pull { "consumers" } else { "publishers" },
-            r.reconnects
-        );
-        let _ = writeln!(
-            s,
-            "time          {:.2} s run, {:.2} s to the last response, {:.2} s wall",
-            self.duration_s, self.elapsed_s, self.wall_s
-        );
-        let _ = writeln!(
-            s,
-            "requests      sent {}  ok {}  failed {}{}",
-            r.sent,
-            r.ok,
-            r.failed,
-            if r.not_sent > 0 {
-                format!("  not sent (connections behind schedule) {}", r.not_sent)
-            } else {
-                String::new()
-            }
-        );
-        for (k, v) in &r.errors {
-            let _ = writeln!(s, "  error       {v} x {k}");
-        }
-        if let Some(e) = &r.first_error {
-            let _ = writeln!(s, "  first error {e}");
-        }
-        let e = &self.events;
-        let t = &self.throughput;
-        if pull {
-            let _ = writeln!(
-                s,
-                "events        received {}  acked {}  failed tokens {}  redelivered {}  empty receives {}{}",
-                e.received,
-                e.acked,
-                e.failed_tokens,
-                e.redelivered,
-                e.empty_receives,
-                if e.abandoned_receives > 0 {
-                    format!("  abandoned receives {}", e.abandoned_receives)
-                } else {
-                    String::new()
-                }
-            );
-            for (k, v) in &e.failed_token_codes {
-                let _ = writeln!(s, "  token error {v} x {k}");
-            }
-            let _ = writeln!(
-                s,
-                "throughput    acked {:.0} events/s  received {:.0} events/s  {:.0} requests/s  (peak 1 s: {:.0} acked/s)",
-                t.events_per_s, t.received_per_s, t.requests_per_s, t.peak_events_per_s
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "events        published {}  failed {}",
-                e.published, e.publish_failed
-            );
-            let _ = writeln!(
-                s,
-                "throughput    {:.0} events/s  {:.0} requests/s  (peak 1 s: {:.0} events/s)",
-                t.events_per_s, t.requests_per_s, t.peak_events_per_s
-            );
-        }
-        let l = &self.latency_us;
-        write_latency_table(
-            &mut s,
-            &[
-                ("publish", &l.publish),
-                ("receive", &l.receive),
-                ("ack", &l.ack),
-                ("e2e", &l.e2e),
-                ("send lag", &l.send_lag),
-            ],
-        );
-        self.cpu
-            .write(&mut s, ("generator", "server"), "events", false);
-        for n in &self.notes {
-            let _ = writeln!(s, "note          {n}");
-        }
-        s
-    }
 }
 
 // ---- the run ----
@@ -513,8 +222,8 @@ async fn setup(
         return Err("--connect-timeout and --timeout must be above 0".into());
     }
     a.run.check()?;
-    let url = http::parse_url(flag, url)?;
-    let addr = crate::run::resolve(&url.host, url.port).await?;
+    let url = h1::parse_url(flag, url)?;
+    let addr = crate::net::resolve(&url.host, url.port).await?;
     let connect_timeout = Duration::from_secs_f64(a.connect_timeout);
     // connect everything first: an unreachable server is one clear error
     let tasks: Vec<_> = (0..n)
@@ -642,8 +351,7 @@ struct Outcome {
     stop_ns: u64,
     wall0: Instant,
     started_unix_ms: u64,
-    cpu0: Option<CpuTimes>,
-    bcpu0: Option<CpuTimes>,
+    cpu0: CpuSample,
     broker_pid: Option<u32>,
 }
 
@@ -659,16 +367,13 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
     };
     let elapsed_s = (elapsed_ns as f64 / 1e9).max(1e-9);
     let wall_s = o.wall0.elapsed().as_secs_f64();
-    let h = |x: &SharedHist| LatencySummary::from_hist(&x.snapshot());
     let pull = scenario == "pull";
     let events = if pull {
         c.acked.load(Ordering::Relaxed)
     } else {
         c.events_ok.load(Ordering::Relaxed)
     };
-    let cpu1 = stats::cpu_times(None);
-    let bcpu1 = o.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
-    let cpu_report = |pid, a, b| CpuReport::between(pid, a, b, wall_s, events, None);
+    let cpu1 = CpuSample::take(o.broker_pid);
     let peak = o
         .series
         .iter()
@@ -718,17 +423,14 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
             peak_events_per_s: round3(peak),
         },
         latency_us: HttpLatencies {
-            publish: h(&sh.h.request),
-            receive: h(&sh.h.receive),
-            ack: h(&sh.h.ack),
-            e2e: h(&sh.h.e2e),
-            send_lag: h(&sh.h.send_lag),
+            publish: sh.h.request.summary(),
+            receive: sh.h.receive.summary(),
+            ack: sh.h.ack.summary(),
+            e2e: sh.h.e2e.summary(),
+            send_lag: sh.h.send_lag.summary(),
         },
         timeseries: o.series.clone(),
-        cpu: Cpu {
-            generator: cpu_report(None, o.cpu0, cpu1),
-            broker: o.broker_pid.map(|p| cpu_report(Some(p), o.bcpu0, bcpu1)),
-        },
+        cpu: Cpu::between(o.broker_pid, o.cpu0, cpu1, wall_s, events, None),
         ..Default::default()
     }
 }
@@ -746,12 +448,8 @@ where
     F: FnOnce(&Arc<Shared>, Vec<Conn>, u64, u64) -> Vec<tokio::task::JoinHandle<()>>,
 {
     let wall0 = Instant::now();
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let cpu0 = stats::cpu_times(None);
-    let bcpu0 = a.run.broker_pid.and_then(|p| stats::cpu_times(Some(p)));
+    let started_unix_ms = unix_now_ns() / 1_000_000;
+    let cpu0 = CpuSample::take(a.run.broker_pid);
     let sh = s.sh;
     let (sampler_tx, sampler_rx) = watch::channel(false);
     let sampler = tokio::spawn(sampler(sh.clone(), pull, s.progress, sampler_rx));
@@ -784,7 +482,6 @@ where
         wall0,
         started_unix_ms,
         cpu0,
-        bcpu0,
         broker_pid: a.run.broker_pid,
     }
 }

@@ -1,5 +1,14 @@
 //! `pull`: consumers looping receive (long poll) and acknowledge.
 
+use crate::cli::PullArgs;
+use crate::http::h1::{self, Conn, HttpError, encode_component};
+use crate::report::stats::lock;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+
 use super::*;
 
 #[derive(Deserialize)]
@@ -210,7 +219,7 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
     let mut conn = Some(conn);
     let mut hard = sh.hard_stop.subscribe();
     let mut recv_req = Vec::new();
-    http::write_request(
+    h1::write_request(
         &mut recv_req,
         "POST",
         &cfg.receive_path,
@@ -305,7 +314,7 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
         }
         ack_body.extend_from_slice(b"]}");
         ack_req.clear();
-        http::write_request(
+        h1::write_request(
             &mut ack_req,
             "POST",
             &cfg.ack_path,

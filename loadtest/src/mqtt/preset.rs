@@ -7,7 +7,7 @@
 //! (deliveries per second); the publish rate is derived from it.
 
 use crate::cli::Args;
-use crate::run::Scenario;
+use crate::mqtt::run::Scenario;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Preset {

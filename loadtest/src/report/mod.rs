@@ -1,6 +1,23 @@
-//! The run report: JSON structure, human summary and threshold checks.
+//! Measuring and reporting, shared by every mode: what a run counts while it runs and what it
+//! writes when it ends.
+//!
+//! - This module: the MQTT run report (JSON structure, human summary, threshold checks) and the
+//!   pieces the HTTP and sink reports reuse (CPU figures, loss accounting, latency tables).
+//! - `stats`: shared counters, HDR latency histograms, the per-second sampler, CPU and
+//!   file-descriptor accounting of this process and of the broker.
+//! - `track`: loss / duplicate / reorder accounting per subscriber and publisher.
+//! - `svg`: the hand-written SVG report.
+//! - `compare`: the A/B comparison of `compare` rounds.
+//!
+//! It never opens a connection and never decides what to send: the flows (`mqtt/`, `http/`,
+//! `sink/`) measure, this module only aggregates and formats what they measured.
 
-use crate::stats::{CpuTimes, LatencySummary};
+pub mod compare;
+pub mod stats;
+pub mod svg;
+pub mod track;
+
+use self::stats::{CpuSample, CpuTimes, LatencySummary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -228,6 +245,23 @@ pub struct Cpu {
 }
 
 impl Cpu {
+    /// The CPU this process and, with `broker_pid`, the broker used between two samples over
+    /// `wall_s`; per-million figures as [`CpuReport::between`] computes them.
+    pub fn between(
+        broker_pid: Option<u32>,
+        a: CpuSample,
+        b: CpuSample,
+        wall_s: f64,
+        handled: u64,
+        delivered: Option<u64>,
+    ) -> Cpu {
+        let report = |pid, x, y| CpuReport::between(pid, x, y, wall_s, handled, delivered);
+        Cpu {
+            generator: report(None, a.generator, b.generator),
+            broker: broker_pid.map(|p| report(Some(p), a.broker, b.broker)),
+        }
+    }
+
     /// The cpu lines of a summary: this process as `names.0`, the measured one (--broker-pid)
     /// as `names.1`; per-million figures in `unit`, for this process only with `own_per_million`.
     pub fn write(&self, s: &mut String, names: (&str, &str), unit: &str, own_per_million: bool) {

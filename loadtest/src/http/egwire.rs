@@ -1,5 +1,5 @@
 //! Event Grid wire details the HTTP modes write: the SAS token a publisher signs for itself
-//! (spec §3) and the RFC 3339 UTC timestamps of `eventTime` and of a token's expiry.
+//! (docs/eventgrid.md §3) and the RFC 3339 UTC timestamps of `eventTime` and of a token's expiry.
 //!
 //! Pure functions: callers pass the time in, nothing here reads a clock, and nothing here
 //! verifies a token (that is the server's job; the generator only has to sign like an SDK).
@@ -9,11 +9,12 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::http::encode_component;
+use crate::http::h1::encode_component;
 
 /// `r={enc resource}&e={enc expiry}&s={enc signature}`, the signature being
 /// `base64(HMAC-SHA256(base64decode(key), "r=..&e=.."))` over the prefix exactly as it appears
-/// in the token. Encoding is RFC 3986 (uppercase hex), as the spec's worked example has it.
+/// in the token. Encoding is RFC 3986 (uppercase hex), as the worked example of
+/// docs/eventgrid.md §3 has it.
 /// Errors when the key is not base64: Event Grid keys always are, so anything else is a
 /// mistyped key, which is better said here than as 401s from the server.
 pub fn sas_token(resource: &str, expiry: &str, key_b64: &str) -> Result<String, String> {
@@ -96,7 +97,8 @@ pub fn rfc3339_utc(ns: u64, frac_digits: usize) -> String {
 mod tests {
     use super::*;
 
-    /// The fake key of the spec (base64 of "this is a fake key for testing only!").
+    /// The test key of the worked examples in docs/eventgrid.md §3 (base64 of "this is a fake
+    /// key for testing only!").
     const SPEC_KEY: &str = "dGhpcyBpcyBhIGZha2Uga2V5IGZvciB0ZXN0aW5nIG9ubHkh";
 
     #[test]

@@ -1,4 +1,4 @@
-//! Payload header, topic templates and a tiny PRNG.
+//! The MQTT payload header, topic templates and matching, and a tiny PRNG.
 //!
 //! Every payload starts with a 24-byte header (all fields big-endian):
 //!
@@ -10,13 +10,12 @@
 //! | 20 | 4 | reserved, written as 0 |
 //!
 //! The run epoch is the Unix epoch sampled once when the process starts and
-//! advanced with the monotonic clock after that (see [`Clock`]), so
+//! advanced with the monotonic clock after that (see [`Clock`](crate::clock::Clock)), so
 //! timestamps are monotonic within a run and comparable between two
 //! generator processes on the same host (a `sub` in one shell, a `pub` in
 //! another).
 
 use bytes::{BufMut, BytesMut};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const HEADER_LEN: usize = 24;
 
@@ -52,54 +51,6 @@ pub fn read_header(p: &[u8]) -> Option<Header> {
         publisher,
         seq,
     })
-}
-
-/// Run-wide clock: nanoseconds since the Unix epoch, sampled once and then
-/// advanced monotonically.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    start: Instant,
-    start_ns: u64,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        let start_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Clock {
-            start: Instant::now(),
-            start_ns,
-        }
-    }
-
-    /// Current time in run-epoch nanoseconds.
-    pub fn now_ns(&self) -> u64 {
-        self.start_ns + self.start.elapsed().as_nanos() as u64
-    }
-
-    /// The run-epoch time at which this clock was created.
-    pub fn start_ns(&self) -> u64 {
-        self.start_ns
-    }
-
-    /// Converts a run-epoch timestamp to an `Instant` (clamped to the start).
-    pub fn instant_at(&self, ns: u64) -> Instant {
-        self.start + Duration::from_nanos(ns.saturating_sub(self.start_ns))
-    }
-
-    /// Converts an `Instant` to run-epoch nanoseconds.
-    #[cfg(test)]
-    pub fn ns_at(&self, t: Instant) -> u64 {
-        self.start_ns + t.saturating_duration_since(self.start).as_nanos() as u64
-    }
 }
 
 /// xorshift64* — enough randomness for `%rand_N` topics and jitter.
@@ -372,16 +323,5 @@ mod tests {
         assert!(topic_matches("$SYS/#", "$SYS/x"));
         assert_eq!(split_shared("$share/g/bench/#"), Some(("g", "bench/#")));
         assert_eq!(split_shared("bench/#"), None);
-    }
-
-    #[test]
-    fn clock_is_monotonic() {
-        let c = Clock::new();
-        let a = c.now_ns();
-        let b = c.now_ns();
-        assert!(b >= a);
-        assert!(a >= c.start_ns());
-        let t = c.instant_at(a + 1_000_000);
-        assert_eq!(c.ns_at(t), a + 1_000_000);
     }
 }

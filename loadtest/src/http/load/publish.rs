@@ -3,7 +3,88 @@
 //! (`{endpoint}?api-version=2018-01-01`, Event Grid or CloudEvents schema). Authentication is a
 //! key header or a SAS token the generator signs itself; success is exactly 200 either way.
 
+use crate::cli::{HttpPublishArgs, Schema, parse_duration};
+use crate::clock::unix_now_ns;
+use crate::http::egwire;
+use crate::http::h1::{self, Conn, encode_component};
+use crate::report::stats::lock;
+use crate::sched::OpenLoop;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
 use super::*;
+
+/// Appends one event of `size` bytes (exactly, unless `size` is below the minimum) in
+/// `schema`. `id` is the connection and its sequence number, `data.ts` the send stamp (ns since
+/// the Unix epoch, as a string); `time` is the Event Grid `eventTime` (same length for every
+/// event, see [`event_time`]). A sink reads both back: `webhook-sink` and `pull` share them.
+pub(super) fn put_event(out: &mut Vec<u8>, ev: &EventSpec, seq: u64, ts_ns: u64, time: &str) {
+    let start = out.len();
+    let conn = ev.conn;
+    let tail: &[u8] = match ev.schema {
+        Schema::Cloudevents => {
+            let _ = write!(
+                out,
+                r#"{{"specversion":"1.0","id":"{conn:05}-{seq:012}","source":"/evgrid-loadtest","type":"evgrid.loadtest","datacontenttype":"application/json","data":{{"ts":"{ts_ns:019}","pad":""#
+            );
+            b"\"}}"
+        }
+        Schema::Eventgrid => {
+            let _ = write!(
+                out,
+                r#"{{"id":"{conn:05}-{seq:012}","subject":"/evgrid-loadtest","eventType":"evgrid.loadtest","eventTime":"{time}","data":{{"ts":"{ts_ns:019}","pad":""#
+            );
+            br#""},"dataVersion":"1.0"}"#
+        }
+    };
+    let fixed = out.len() - start + tail.len();
+    out.resize(out.len() + ev.size.saturating_sub(fixed), b'x');
+    out.extend_from_slice(tail);
+}
+
+/// What a connection's events look like.
+pub(super) struct EventSpec {
+    pub(super) schema: Schema,
+    pub(super) conn: usize,
+    pub(super) size: usize,
+}
+
+/// `eventTime` of an event stamped `ts_ns`: 7 fractional digits, as Azure writes them.
+pub(super) fn event_time(ts_ns: u64) -> String {
+    egwire::rfc3339_utc(ts_ns, 7)
+}
+
+/// The smallest event `put_event` writes in `schema`.
+pub(super) fn min_event_size(schema: Schema) -> usize {
+    let mut v = Vec::new();
+    let ev = EventSpec {
+        schema,
+        conn: 0,
+        size: 0,
+    };
+    put_event(&mut v, &ev, 0, 0, &event_time(0));
+    v.len()
+}
+
+/// A JSON array of `n` events numbered from `*seq`, all stamped `ts_ns`.
+pub(super) fn put_batch(out: &mut Vec<u8>, ev: &EventSpec, seq: &mut u64, n: usize, ts_ns: u64) {
+    let time = match ev.schema {
+        Schema::Eventgrid => event_time(ts_ns),
+        Schema::Cloudevents => String::new(),
+    };
+    out.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_event(out, ev, *seq, ts_ns, &time);
+        *seq += 1;
+    }
+    out.push(b']');
+}
 
 struct PubCfg {
     path: String,
@@ -65,7 +146,7 @@ fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
     let schema = match (a.schema, basic) {
         (Some(Schema::Eventgrid), false) => {
             return Err(
-                "--schema eventgrid: namespace topics take CloudEvents only (spec §6.2); give a basic-tier topic's --endpoint for Event Grid events"
+                "--schema eventgrid: namespace topics take CloudEvents only (docs/eventgrid.md §6.2); give a basic-tier topic's --endpoint for Event Grid events"
                     .into(),
             );
         }
@@ -84,16 +165,14 @@ fn target(a: &HttpPublishArgs, run_s: f64) -> Result<Target<'_>, String> {
     let auth = match (&a.sas_key, &a.http.key) {
         (Some(sas), _) => {
             // the token names the resource as the server sees it: the topic endpoint, or the
-            // namespace topic (spec §3); valid for the whole run and an hour more
-            let base = http::parse_url(url.0, url.1)?.to_string();
+            // namespace topic (docs/eventgrid.md §3); valid for the whole run and an hour more
+            let base = h1::parse_url(url.0, url.1)?.to_string();
             let resource = if basic {
                 base
             } else {
                 format!("{base}/topics/{topic}")
             };
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let now = unix_now_ns();
             let expiry = egwire::rfc3339_utc(now + ((run_s + 3600.0) * 1e9) as u64, 0);
             let token = egwire::sas_token(&resource, &expiry, sas)?;
             if basic {
@@ -310,7 +389,7 @@ async fn publisher(
         body.clear();
         put_batch(&mut body, &events, &mut seq, n, from);
         req.clear();
-        http::write_request(
+        h1::write_request(
             &mut req,
             "POST",
             &cfg.path,
