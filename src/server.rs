@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use evgrid_actors::Broker;
-use evgrid_actors::grid::basic::delivery::PushConfig;
+use evgrid_actors::delivery::PushConfig;
 use evgrid_actors::grid::resource::Limits;
 use evgrid_actors::grid::{Grid, GridConfig};
 use evgrid_actors::session::SessionLimits;

@@ -11,6 +11,7 @@
 //! mailbox message per batch, never per message. Nothing here knows the MQTT wire format.
 
 pub mod budget;
+pub mod delivery;
 pub mod grid;
 pub mod message;
 pub mod metrics;

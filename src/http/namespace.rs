@@ -12,8 +12,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::budget::{BUDGET, Held, Kind};
+use evgrid_actors::delivery::queue::{Action, Receive, Settle, Settled};
 use evgrid_actors::grid::Keys;
-use evgrid_actors::grid::queue::{Action, Receive, Settle, Settled};
 use evgrid_actors::grid::topic::Publish;
 use evgrid_actors::metrics::HTTP;
 use futures_util::StreamExt;
@@ -356,7 +356,7 @@ fn settle_response(s: &Settled) -> HttpResponse {
 
 async fn receive(
     q: &[(String, String)],
-    addr: actix::Addr<evgrid_actors::grid::queue::QueueSub>,
+    addr: actix::Addr<evgrid_actors::delivery::queue::QueueSub>,
 ) -> Result<HttpResponse, ApiError> {
     let max = match param(q, "maxEvents") {
         None => 1,

@@ -1,7 +1,7 @@
 //! Webhook delivery shards: a fixed number of actors, each owning the HTTP client and the
 //! health state of the endpoints hashed to it (endpoint URL → shard).
 //!
-//! A shard performs requests (deliveries and the validation handshakes of spec §5.1, §5.2) and
+//! A shard performs requests (deliveries and the validation handshakes of docs/eventgrid.md §5.1, §5.2) and
 //! classifies each answer the way Event Grid does (§5.4): only 200–204 succeed; 400, 401, 403
 //! and 413 are never retried; 408 and 503 ask for a longer wait; anything else, a timeout or a
 //! socket error is retried on the schedule. After repeated failures an endpoint is put on
@@ -20,66 +20,8 @@ use actix::prelude::*;
 use awc::error::{ConnectError, SendRequestError};
 use awc::http::Method;
 
+use super::PushConfig;
 use crate::metrics::PUSH;
-
-/// Settings of push delivery.
-#[derive(Debug, Clone)]
-pub struct PushConfig {
-    /// Waits before the 1st, 2nd, … retry (Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h,
-    /// 3 h, 6 h, then every 12 h). Also the unit of the status minimums and probation times.
-    pub retry_schedule: Arc<Vec<Duration>>,
-    /// The same for namespace subscriptions in Push mode (Event Grid: immediately, 10 s, 30 s,
-    /// 1 m, 5 m, then every 5 m).
-    pub namespace_retry_schedule: Arc<Vec<Duration>>,
-    pub request_timeout: Duration,
-    /// How long the synchronous validation handshake may take.
-    pub validation_timeout: Duration,
-    /// How long a subscription waits for its `validationUrl` to be visited.
-    pub manual_validation: Duration,
-    /// Requests in flight per subscription.
-    pub max_in_flight: usize,
-    pub shards: usize,
-    /// Consecutive failures that put an endpoint on probation.
-    pub probation_after: u32,
-    /// Also write dead letters as JSON files under this directory.
-    pub dead_letter_dir: Option<std::path::PathBuf>,
-    /// Base URL of this server as webhooks can reach it (for `validationUrl`).
-    pub public_url: String,
-    /// Refuse endpoints whose host is or resolves to a loopback, link-local, private,
-    /// unique-local or unspecified address (checked before the validation handshake), so the
-    /// handshake cannot be used to probe the server's own network.
-    pub deny_private_endpoints: bool,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        let s = |v: &[u64]| Arc::new(v.iter().map(|s| Duration::from_secs(*s)).collect());
-        PushConfig {
-            retry_schedule: s(&[10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]),
-            namespace_retry_schedule: s(&[0, 10, 30, 60, 300]),
-            request_timeout: Duration::from_secs(30),
-            validation_timeout: Duration::from_secs(30),
-            manual_validation: Duration::from_secs(600),
-            max_in_flight: 16,
-            shards: 2,
-            probation_after: 10,
-            dead_letter_dir: None,
-            public_url: "http://127.0.0.1:8080".into(),
-            deny_private_endpoints: false,
-        }
-    }
-}
-
-impl PushConfig {
-    /// The first step of the schedule: the unit the fixed Event Grid minimums are scaled by, so
-    /// that a shortened schedule (tests) shortens them too.
-    pub fn unit(&self) -> Duration {
-        self.retry_schedule
-            .first()
-            .copied()
-            .unwrap_or(Duration::from_secs(10))
-    }
-}
 
 /// One HTTP request to an endpoint.
 pub struct Request {
@@ -87,7 +29,7 @@ pub struct Request {
     pub content_type: &'static str,
     pub headers: Vec<(std::borrow::Cow<'static, str>, ntex_bytes::ByteString)>,
     pub body: Vec<u8>,
-    /// Namespace push: 404 and 414 are not retried either (spec §6.4).
+    /// Namespace push: 404 and 414 are not retried either (docs/eventgrid.md §6.4).
     pub namespace: bool,
 }
 
@@ -114,21 +56,21 @@ pub enum Outcome {
     },
 }
 
-/// Delivers one request.
+/// One delivery attempt of one request (or a deferral, while its endpoint is on probation).
 #[derive(Message)]
 #[rtype(result = "Outcome")]
-pub struct Deliver(pub Request);
+pub struct Attempt(pub Request);
 
 /// The handshake a subscription's endpoint must pass before it gets events.
 #[derive(Debug, Clone)]
 pub enum Handshake {
-    /// Event Grid schema: a SubscriptionValidationEvent POST (spec §5.1).
+    /// Event Grid schema: a SubscriptionValidationEvent POST (docs/eventgrid.md §5.1).
     EventGrid {
         code: String,
         validation_url: String,
         subscription: String,
     },
-    /// CloudEvents abuse protection: OPTIONS with `WebHook-Request-Origin` (spec §5.2).
+    /// CloudEvents abuse protection: OPTIONS with `WebHook-Request-Origin` (docs/eventgrid.md §5.2).
     CloudEvents,
 }
 
@@ -287,7 +229,7 @@ impl DeliveryShard {
             .clone()
     }
 
-    /// Probation length after `outcome` (spec §5.5, scaled by the schedule's unit).
+    /// Probation length after `outcome` (docs/eventgrid.md §5.5, scaled by the schedule's unit).
     fn probation(&self, outcome: &str) -> Duration {
         let unit = self.cfg.unit();
         match outcome {
@@ -348,10 +290,10 @@ fn classify_error(e: &SendRequestError, unit: Duration) -> Outcome {
     }
 }
 
-impl Handler<Deliver> for DeliveryShard {
+impl Handler<Attempt> for DeliveryShard {
     type Result = ResponseActFuture<Self, Outcome>;
 
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Attempt, _: &mut Context<Self>) -> Self::Result {
         let req = msg.0;
         let now = Instant::now();
         if let Some(h) = self.endpoints.get(&req.url)

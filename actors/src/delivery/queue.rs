@@ -6,7 +6,7 @@
 //! entries durably; this actor writes to it through the [`Writer`] and answers a settlement only
 //! after the commit.
 //!
-//! Semantics (spec §6.2): a receive locks each event it returns for the subscription's lock
+//! Semantics (docs/eventgrid.md §6.2): a receive locks each event it returns for the subscription's lock
 //! duration and reports `deliveryCount` = deliveries so far; acknowledge deletes; release makes
 //! the event available again (after an optional delay); reject dead-letters (or drops, without a
 //! dead-letter destination); renew extends a lock, up to one hour after the first lock; an
@@ -32,18 +32,28 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::resource::SubCfg;
 use crate::metrics::METRICS;
+use crate::model::Shutdown;
 use crate::model::clock::now_ms;
 use crate::model::time::format_rfc3339_ms;
 use crate::store::{EntryState, Op, Queued, StoreError, Writer};
 
-/// Locks may be renewed for this long after the first lock (spec §6.2).
+/// Locks may be renewed for this long after the first lock (docs/eventgrid.md §6.2).
 const MAX_LOCK_AGE_MS: u64 = 3_600_000;
 
-/// One event handed to a consumer.
+/// A queue subscription's settings (from its resource definition, without the filter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    pub lock_secs: u32,
+    pub max_delivery_count: u32,
+    pub ttl_secs: u64,
+    /// Dead-letter events (reject, max deliveries, TTL) into the store; else they are dropped.
+    pub dead_letter: bool,
+}
+
+/// One event handed to a consumer, locked until settled or the lock expires.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub struct LockedEvent {
     pub token: String,
     pub delivery_count: u32,
     /// The event's JSON as published.
@@ -53,7 +63,7 @@ pub struct Received {
 /// Events committed for this subscription, from its topic actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Enqueued(pub Vec<(u64, u64, Bytes)>);
+pub struct QueueAppend(pub Vec<(u64, u64, Bytes)>);
 
 /// A long-poll receive: answered with 1..=`max` events as soon as any is ready, or with none
 /// after `wait`.
@@ -62,7 +72,7 @@ pub struct Enqueued(pub Vec<(u64, u64, Bytes)>);
 pub struct Receive {
     pub max: usize,
     pub wait: Duration,
-    pub reply: oneshot::Sender<Vec<Received>>,
+    pub reply: oneshot::Sender<Vec<LockedEvent>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,12 +131,7 @@ pub struct Settle {
 /// New settings after a PUT on an existing subscription.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reconfigure(pub SubCfg);
-
-/// The subscription was deleted: waiting receivers are answered, the actor stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+pub struct ReconfigureQueue(pub QueueSettings);
 
 /// Why an event left the queue unacknowledged: the dead-letter record's reason and result.
 #[derive(Debug, Clone, Copy)]
@@ -176,12 +181,12 @@ fn mono_ms() -> u64 {
 struct Waiter {
     max: usize,
     deadline: Instant,
-    reply: oneshot::Sender<Vec<Received>>,
+    reply: oneshot::Sender<Vec<LockedEvent>>,
 }
 
 pub struct QueueSub {
     key: u64,
-    cfg: SubCfg,
+    cfg: QueueSettings,
     writer: Writer,
     tick: Duration,
     entries: BTreeMap<u64, Entry>,
@@ -229,7 +234,7 @@ impl QueueSub {
     /// dead-letter sequence.
     pub fn new(
         key: u64,
-        cfg: SubCfg,
+        cfg: QueueSettings,
         writer: Writer,
         tick: Duration,
         queued: Vec<Queued>,
@@ -344,7 +349,7 @@ impl QueueSub {
     }
 
     /// Locks and returns up to `max` ready events.
-    fn take(&mut self, max: usize, now: u64, ops: &mut Vec<Op>) -> Vec<Received> {
+    fn take(&mut self, max: usize, now: u64, ops: &mut Vec<Op>) -> Vec<LockedEvent> {
         let mut out = Vec::with_capacity(max.min(self.ready.len()));
         while out.len() < max {
             let Some(seq) = self.ready.pop_front() else {
@@ -378,7 +383,7 @@ impl QueueSub {
                 },
             );
             self.lock_heap.push(Reverse((expires_ms, seq, n)));
-            out.push(Received {
+            out.push(LockedEvent {
                 token: token(seq, n),
                 delivery_count: e.deliveries,
                 event: e.raw.clone(),
@@ -411,7 +416,7 @@ impl QueueSub {
     }
 
     /// Undoes `take` for events whose receiver went away before they were handed over.
-    fn unlock(&mut self, got: Vec<Received>) {
+    fn unlock(&mut self, got: Vec<LockedEvent>) {
         for r in got {
             if let Some((seq, _)) = parse_token(&r.token)
                 && self.locks.remove(&seq).is_some()
@@ -524,9 +529,9 @@ impl Actor for QueueSub {
     }
 }
 
-impl Handler<Enqueued> for QueueSub {
+impl Handler<QueueAppend> for QueueSub {
     type Result = ();
-    fn handle(&mut self, msg: Enqueued, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: QueueAppend, _: &mut Context<Self>) {
         METRICS.events_queued.add(msg.0.len() as i64);
         for (seq, publish_ms, raw) in msg.0 {
             self.entries.insert(
@@ -648,9 +653,9 @@ impl Handler<Settle> for QueueSub {
     }
 }
 
-impl Handler<Reconfigure> for QueueSub {
+impl Handler<ReconfigureQueue> for QueueSub {
     type Result = ();
-    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ReconfigureQueue, _: &mut Context<Self>) {
         self.cfg = msg.0;
     }
 }
@@ -742,14 +747,13 @@ mod tests {
         .unwrap();
         let writer = Writer::start(store.clone());
         actix::System::new().block_on(async move {
-            let cfg = super::super::resource::subscription(
-                &serde_json::Value::Null,
-                super::super::resource::TopicCfg { retention_days: 1 },
-                Default::default(),
-                0,
-            )
-            .unwrap()
-            .0;
+            // A namespace subscription's defaults.
+            let cfg = QueueSettings {
+                lock_secs: 60,
+                max_delivery_count: 10,
+                ttl_secs: 86_400,
+                dead_letter: false,
+            };
             let queued = crate::store::Store::queue(&*store, 7).unwrap();
             let q = QueueSub::new(7, cfg, writer, Duration::from_millis(50), queued, 0).start();
             let receive = || async {

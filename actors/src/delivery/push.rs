@@ -23,13 +23,33 @@ use actix::prelude::*;
 use ntex_bytes::{ByteString, Bytes};
 use serde_json::{Value, json};
 
-use super::convert;
-use super::delivery::{Deliver, DeliveryShard, Outcome, PushConfig, Request, Retry};
-use super::resource::{DeliverySchema, HeaderValue, PushCfg};
+use super::PushConfig;
+use super::request::{DeliverySchema, HeaderValue, lookup_scalar, valid_header_value};
+use super::shard::{Attempt, DeliveryShard, Outcome, Request, Retry};
 use crate::metrics::{METRICS, PUSH};
+use crate::model::Shutdown;
 use crate::model::clock::now_ms;
 use crate::model::time::format_rfc3339_ms;
 use crate::store::{EntryState, Op, Queued, Writer};
+
+/// A push subscription's delivery settings (from its resource definition, without the filter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushSettings {
+    pub endpoint: String,
+    pub schema: DeliverySchema,
+    /// Events per request (1 without batching).
+    pub max_events: usize,
+    /// Preferred request size in bytes (a single larger event still goes alone).
+    pub preferred_bytes: usize,
+    pub batching: bool,
+    pub max_attempts: u32,
+    pub ttl_secs: u64,
+    pub dead_letter: bool,
+    pub headers: Arc<Vec<(String, HeaderValue)>>,
+    /// A namespace subscription in Push mode: its retry schedule and non-retryable statuses,
+    /// and namespace-shaped dead-letter records.
+    pub namespace: bool,
+}
 
 /// One event for a push subscription, as committed.
 #[derive(Debug, Clone)]
@@ -81,16 +101,12 @@ impl PushEntry {
 /// Events committed for this subscription, from its topic or domain actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Enqueued(pub Vec<PushEntry>);
+pub struct PushAppend(pub Vec<PushEntry>);
 
-/// New settings after a PUT on an existing subscription.
+/// New settings after a PUT on an existing subscription, with the shard that owns its endpoint.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reconfigure(pub PushCfg, pub Addr<DeliveryShard>);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+pub struct ReconfigurePush(pub PushSettings, pub Addr<DeliveryShard>);
 
 struct Pending {
     entry: PushEntry,
@@ -111,7 +127,7 @@ pub struct Names {
 
 pub struct PushSub {
     key: u64,
-    cfg: PushCfg,
+    cfg: PushSettings,
     push: PushConfig,
     names: Names,
     header_name: ByteString,
@@ -131,7 +147,7 @@ pub struct PushSub {
 impl PushSub {
     pub fn new(
         key: u64,
-        cfg: PushCfg,
+        cfg: PushSettings,
         push: PushConfig,
         names: Names,
         writer: Writer,
@@ -241,7 +257,7 @@ impl PushSub {
             self.in_flight += 1;
             ctx.spawn(
                 self.shard
-                    .send(Deliver(req))
+                    .send(Attempt(req))
                     .into_actor(self)
                     .map(move |res, act, ctx| {
                         act.in_flight -= 1;
@@ -328,9 +344,9 @@ impl PushSub {
             for (name, v) in self.cfg.headers.iter() {
                 let value = match v {
                     HeaderValue::Static(s) => Some(s.clone()),
-                    HeaderValue::Dynamic(path) => doc
-                        .as_ref()
-                        .and_then(|doc| convert::lookup_scalar(doc, path)),
+                    HeaderValue::Dynamic(path) => {
+                        doc.as_ref().and_then(|doc| lookup_scalar(doc, path))
+                    }
                 };
                 // A value that cannot be a header value is left out, as Event Grid does.
                 if let Some(value) = value.filter(|v| valid_header_value(v)) {
@@ -461,7 +477,7 @@ impl PushSub {
         };
         let body = &p.entry.body;
         if self.cfg.namespace {
-            // The namespace record (spec §6.5), as pull subscriptions write it.
+            // The namespace record (docs/eventgrid.md §6.5), as pull subscriptions write it.
             let props = json!({
                 "deadletterreason": reason,
                 "deliveryattempts": p.state.delivery_count,
@@ -565,13 +581,6 @@ impl<'de> serde::Deserialize<'de> for RawMembers<'de> {
     }
 }
 
-/// What the HTTP client accepts as a header value (visible ASCII, tab, obs-text), at most 4 KiB.
-pub fn valid_header_value(v: &str) -> bool {
-    v.len() <= 4096
-        && v.bytes()
-            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80)
-}
-
 /// Up to 10 % later: many events failing together do not retry in one burst.
 fn jittered(d: Duration) -> u64 {
     let ms = d.as_millis() as u64;
@@ -629,9 +638,9 @@ impl Actor for PushSub {
     }
 }
 
-impl Handler<Enqueued> for PushSub {
+impl Handler<PushAppend> for PushSub {
     type Result = ();
-    fn handle(&mut self, msg: Enqueued, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: PushAppend, ctx: &mut Context<Self>) {
         for entry in msg.0 {
             self.ready.push_back(entry.seq);
             self.pending.insert(
@@ -648,9 +657,9 @@ impl Handler<Enqueued> for PushSub {
     }
 }
 
-impl Handler<Reconfigure> for PushSub {
+impl Handler<ReconfigurePush> for PushSub {
     type Result = ();
-    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ReconfigurePush, _: &mut Context<Self>) {
         self.endpoint = Arc::from(msg.0.endpoint.as_str());
         self.cfg = msg.0;
         // The endpoint may have changed, and with it the shard that owns it.
