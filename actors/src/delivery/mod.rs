@@ -12,9 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use retry::Profile;
+
 pub mod push;
 pub mod queue;
 pub mod request;
+pub mod retry;
 pub mod shard;
 
 /// Settings of push delivery.
@@ -66,6 +69,14 @@ impl Default for PushConfig {
 }
 
 impl PushConfig {
+    /// The retry schedule of `profile`.
+    pub fn schedule(&self, profile: Profile) -> Arc<Vec<Duration>> {
+        match profile {
+            Profile::Basic => self.retry_schedule.clone(),
+            Profile::Namespace => self.namespace_retry_schedule.clone(),
+        }
+    }
+
     /// The first step of the schedule: the unit the fixed Event Grid minimums are scaled by, so
     /// that a shortened schedule (tests) shortens them too.
     pub fn unit(&self) -> Duration {

@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 
 use super::PushConfig;
 use super::request::{DeliverySchema, HeaderValue, lookup_scalar, valid_header_value};
-use super::shard::{Attempt, DeliveryShard, Outcome, Request, Retry};
+use super::retry::{self, DeadLetterReason, Next, Outcome, Profile, WebhookOutcome};
+use super::shard::{Attempt, DeliveryShard, Request};
 use crate::metrics::{METRICS, PUSH};
 use crate::model::Shutdown;
 use crate::model::clock::now_ms;
@@ -46,9 +47,8 @@ pub struct PushSettings {
     pub ttl_secs: u64,
     pub dead_letter: bool,
     pub headers: Arc<Vec<(String, HeaderValue)>>,
-    /// A namespace subscription in Push mode: its retry schedule and non-retryable statuses,
-    /// and namespace-shaped dead-letter records.
-    pub namespace: bool,
+    /// Which tier's retry policy and dead-letter record apply.
+    pub profile: Profile,
 }
 
 /// One event for a push subscription, as committed.
@@ -112,7 +112,7 @@ struct Pending {
     entry: PushEntry,
     state: EntryState,
     /// (`lastDeliveryOutcome`, HTTP status, attempt time ms) of the last attempt.
-    last: Option<(&'static str, Option<u16>, u64)>,
+    last: Option<(WebhookOutcome, Option<u16>, u64)>,
     in_flight: bool,
 }
 
@@ -227,9 +227,9 @@ impl PushSub {
                     self.ready.pop_front();
                     continue;
                 }
-                if now.saturating_sub(p.entry.publish_ms) > self.cfg.ttl_secs * 1000 {
+                if retry::ttl_exceeded(p.entry.publish_ms, self.cfg.ttl_secs, now) {
                     self.ready.pop_front();
-                    self.dead_letter(seq, "TimeToLiveExceeded", &mut ops);
+                    self.dead_letter(seq, DeadLetterReason::TimeToLiveExceeded, &mut ops);
                     continue;
                 }
                 let len = p.entry.body.len() + 1;
@@ -359,7 +359,7 @@ impl PushSub {
             content_type,
             headers,
             body,
-            namespace: self.cfg.namespace,
+            profile: self.cfg.profile,
         }
     }
 
@@ -388,11 +388,7 @@ impl PushSub {
                 outcome,
                 retry,
             } => {
-                let schedule = if self.cfg.namespace {
-                    self.push.namespace_retry_schedule.clone()
-                } else {
-                    self.push.retry_schedule.clone()
-                };
+                let schedule = self.push.schedule(self.cfg.profile);
                 for seq in seqs {
                     let Some(p) = self.pending.get_mut(&seq) else {
                         continue;
@@ -400,29 +396,23 @@ impl PushSub {
                     p.in_flight = false;
                     p.state.delivery_count += 1;
                     p.last = Some((outcome, status, now));
-                    let attempts = p.state.delivery_count;
-                    let min = match retry {
-                        Retry::Never => {
-                            self.dead_letter(seq, "NonRetriableStatusCode", &mut ops);
+                    // Without OS randomness the retry comes due without jitter.
+                    let random = getrandom::u64().unwrap_or(0);
+                    let at = match retry::after_failure(
+                        self.cfg.profile,
+                        &schedule,
+                        self.cfg.max_attempts,
+                        p.state.delivery_count,
+                        retry,
+                        now,
+                        random,
+                    ) {
+                        Next::RetryAt(at) => at,
+                        Next::DeadLetter(reason) => {
+                            self.dead_letter(seq, reason, &mut ops);
                             continue;
                         }
-                        Retry::After(d) => d,
                     };
-                    if attempts >= self.cfg.max_attempts {
-                        self.dead_letter(seq, "MaxDeliveryAttemptsExceeded", &mut ops);
-                        continue;
-                    }
-                    let step = schedule
-                        .get(attempts as usize - 1)
-                        .or(schedule.last())
-                        .copied()
-                        .unwrap_or(Duration::from_secs(10))
-                        .max(if self.cfg.namespace {
-                            Duration::ZERO
-                        } else {
-                            min
-                        });
-                    let at = now + jittered(step);
                     p.state.available_at_ms = at;
                     ops.push(Op::SetState {
                         sub: self.key,
@@ -438,7 +428,7 @@ impl PushSub {
     }
 
     /// Moves an event to the dead letters (or drops it without a dead-letter destination).
-    fn dead_letter(&mut self, seq: u64, reason: &str, ops: &mut Vec<Op>) {
+    fn dead_letter(&mut self, seq: u64, reason: DeadLetterReason, ops: &mut Vec<Op>) {
         let Some(p) = self.pending.remove(&seq) else {
             return;
         };
@@ -469,14 +459,15 @@ impl PushSub {
 
     /// The dead-letter record: the event exactly as stored (never re-parsed into a value, so
     /// never lost to a depth limit) with the dead-letter properties.
-    fn record(&self, p: &Pending, reason: &str) -> Vec<u8> {
+    fn record(&self, p: &Pending, reason: DeadLetterReason) -> Vec<u8> {
+        let reason = reason.name();
         // No attempt since start-up (the outcome before a restart is not stored): none to report.
         let (outcome, status, at) = match p.last {
-            Some((o, s, at)) => (Some(o), s, at),
+            Some((o, s, at)) => (Some(o.name()), s, at),
             None => (None, None, now_ms()),
         };
         let body = &p.entry.body;
-        if self.cfg.namespace {
+        if self.cfg.profile == Profile::Namespace {
             // The namespace record (docs/eventgrid.md §6.5), as pull subscriptions write it.
             let props = json!({
                 "deadletterreason": reason,
@@ -579,16 +570,6 @@ impl<'de> serde::Deserialize<'de> for RawMembers<'de> {
         }
         d.deserialize_map(V)
     }
-}
-
-/// Up to 10 % later: many events failing together do not retry in one burst.
-fn jittered(d: Duration) -> u64 {
-    let ms = d.as_millis() as u64;
-    let mut b = [0u8; 8];
-    let r = getrandom::fill(&mut b)
-        .map(|_| u64::from_le_bytes(b))
-        .unwrap_or(0);
-    ms + if ms >= 10 { r % (ms / 10 + 1) } else { 0 }
 }
 
 /// `<dir>/<kind>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json` ([`Names::source`]

@@ -34,7 +34,7 @@ use tokio::sync::oneshot;
 
 use crate::metrics::METRICS;
 use crate::model::Shutdown;
-use crate::model::clock::now_ms;
+use crate::model::clock::{mono_ms, now_ms};
 use crate::model::time::format_rfc3339_ms;
 use crate::store::{EntryState, Op, Queued, StoreError, Writer};
 
@@ -170,12 +170,6 @@ struct Lock {
     nonce: u64,
     expires_ms: u64,
     first_ms: u64,
-}
-
-/// Milliseconds on a monotonic clock that starts with the process.
-fn mono_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 struct Waiter {

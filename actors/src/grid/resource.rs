@@ -12,6 +12,7 @@ use super::basic::resource::{PushCfg, webhook};
 use super::filter::Filter;
 use crate::delivery::queue::QueueSettings;
 use crate::delivery::request::DeliverySchema;
+use crate::delivery::retry::Profile;
 use crate::model::time::{
     format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms,
 };
@@ -352,7 +353,7 @@ fn push_subscription(
         d.filter.clone(),
         d.expires_ms,
     );
-    pc.delivery.namespace = true;
+    pc.delivery.profile = Profile::Namespace;
     let cfg = SubCfg {
         queue: QueueSettings {
             lock_secs: 60,

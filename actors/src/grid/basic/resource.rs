@@ -15,6 +15,7 @@ use super::super::filter::Filter;
 use super::super::resource::expiration;
 use crate::delivery::push::PushSettings;
 use crate::delivery::request::{DeliverySchema, HeaderValue};
+use crate::delivery::retry::Profile;
 use crate::model::time::format_rfc3339_ms;
 
 /// The schema events are published in.
@@ -321,7 +322,7 @@ impl Webhook {
                 ttl_secs,
                 dead_letter,
                 headers: Arc::new(self.headers),
-                namespace: false,
+                profile: Profile::Basic,
             },
             filter,
             expires_ms,
