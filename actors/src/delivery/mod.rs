@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use retry::Profile;
 
+pub mod dead_letter;
 pub mod push;
 pub mod queue;
 pub mod request;

@@ -21,16 +21,15 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use ntex_bytes::{ByteString, Bytes};
-use serde_json::{Value, json};
 
 use super::PushConfig;
-use super::request::{DeliverySchema, HeaderValue, lookup_scalar, valid_header_value};
+use super::dead_letter::{self, BasicDeadLetter, NamespaceDeadLetter, Via};
+use super::request::{self, BatchFill, DeliverySchema, First, HeaderValue};
 use super::retry::{self, DeadLetterReason, Next, Outcome, Profile, WebhookOutcome};
 use super::shard::{Attempt, DeliveryShard, Request};
 use crate::metrics::{METRICS, PUSH};
 use crate::model::Shutdown;
 use crate::model::clock::now_ms;
-use crate::model::time::format_rfc3339_ms;
 use crate::store::{EntryState, Op, Queued, Writer};
 
 /// A push subscription's delivery settings (from its resource definition, without the filter).
@@ -217,7 +216,7 @@ impl PushSub {
         let mut ops = Vec::new();
         while self.in_flight < self.push.max_in_flight.max(1) && !self.ready.is_empty() {
             let mut seqs = Vec::new();
-            let mut bytes = 2;
+            let mut fill = BatchFill::default();
             while let Some(&seq) = self.ready.front() {
                 let Some(p) = self.pending.get(&seq) else {
                     self.ready.pop_front();
@@ -232,17 +231,15 @@ impl PushSub {
                     self.dead_letter(seq, DeadLetterReason::TimeToLiveExceeded, &mut ops);
                     continue;
                 }
-                let len = p.entry.body.len() + 1;
-                if !seqs.is_empty()
-                    && (seqs.len() >= self.cfg.max_events || bytes + len > self.cfg.preferred_bytes)
-                {
+                let len = p.entry.body.len();
+                if !fill.admits(len, self.cfg.max_events, self.cfg.preferred_bytes) {
                     break;
                 }
                 self.ready.pop_front();
                 if seqs.contains(&seq) {
                     continue;
                 }
-                bytes += len;
+                fill.add(len);
                 seqs.push(seq);
             }
             if seqs.is_empty() {
@@ -274,86 +271,23 @@ impl PushSub {
 
     fn request(&self, seqs: &[u64]) -> Request {
         let first = &self.pending[&seqs[0]];
-        let ce = self.cfg.schema == DeliverySchema::CloudEvents;
-        let single = ce && !self.cfg.batching;
-        let mut body = Vec::with_capacity(
-            seqs.iter()
-                .map(|s| self.pending[s].entry.body.len() + 1)
-                .sum::<usize>()
-                + 2,
+        let events: Vec<&[u8]> = seqs
+            .iter()
+            .map(|s| &self.pending[s].entry.body[..])
+            .collect();
+        let (body, content_type) = request::body(self.cfg.schema, self.cfg.batching, &events);
+        let headers = request::headers(
+            self.cfg.schema,
+            &self.header_name,
+            &First {
+                seq: first.entry.seq,
+                body: &first.entry.body,
+                id: &first.entry.id,
+                data_version: &first.entry.data_version,
+                delivery_count: first.state.delivery_count,
+            },
+            &self.cfg.headers,
         );
-        if single {
-            body.extend_from_slice(&first.entry.body);
-        } else {
-            body.push(b'[');
-            for (i, s) in seqs.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(&self.pending[s].entry.body);
-            }
-            body.push(b']');
-        }
-        let content_type = match (ce, single) {
-            (true, true) => "application/cloudevents+json; charset=utf-8",
-            (true, false) => "application/cloudevents-batch+json; charset=utf-8",
-            _ => "application/json; charset=utf-8",
-        };
-        // Names are static or shared, values shared slices: no per-request string building
-        // beyond the delivery count.
-        let mut headers: Vec<(Cow<'static, str>, ByteString)> =
-            Vec::with_capacity(7 + self.cfg.headers.len());
-        headers.extend([
-            (
-                Cow::Borrowed("aeg-event-type"),
-                ByteString::from_static("Notification"),
-            ),
-            (
-                Cow::Borrowed("aeg-subscription-name"),
-                self.header_name.clone(),
-            ),
-            (
-                Cow::Borrowed("aeg-delivery-count"),
-                ByteString::from(first.state.delivery_count.to_string()),
-            ),
-            (
-                Cow::Borrowed("aeg-metadata-version"),
-                ByteString::from_static(if ce { "1.0" } else { "1" }),
-            ),
-            (Cow::Borrowed("aeg-output-event-id"), first.entry.id.clone()),
-        ]);
-        if !ce {
-            headers.push((
-                Cow::Borrowed("aeg-data-version"),
-                first.entry.data_version.clone(),
-            ));
-        } else {
-            headers.push((
-                Cow::Borrowed("Origin"),
-                ByteString::from_static("eventgrid.azure.net"),
-            ));
-        }
-        if !self.cfg.headers.is_empty() {
-            // Events nest at most MAX_EVENT_DEPTH levels (refused at publish beyond), within
-            // what serde_json builds; a failure leaves the dynamic headers out, not the delivery.
-            let doc = serde_json::from_slice::<Value>(&first.entry.body)
-                .inspect_err(|e| {
-                    tracing::warn!(seq = first.entry.seq, error = %e, "dynamic delivery headers left out: the event could not be read");
-                })
-                .ok();
-            for (name, v) in self.cfg.headers.iter() {
-                let value = match v {
-                    HeaderValue::Static(s) => Some(s.clone()),
-                    HeaderValue::Dynamic(path) => {
-                        doc.as_ref().and_then(|doc| lookup_scalar(doc, path))
-                    }
-                };
-                // A value that cannot be a header value is left out, as Event Grid does.
-                if let Some(value) = value.filter(|v| valid_header_value(v)) {
-                    headers.push((Cow::Owned(name.clone()), ByteString::from(value)));
-                }
-            }
-        }
         Request {
             url: self.endpoint.clone(),
             content_type,
@@ -441,9 +375,10 @@ impl PushSub {
         let record = self.record(&p, reason);
         METRICS.events_dead_lettered.inc();
         if let Some(dir) = &self.push.dead_letter_dir {
-            write_file(
+            dead_letter::write_file(
                 dir.clone(),
-                &self.names,
+                &self.names.source,
+                &self.names.subscription,
                 p.entry.publish_ms,
                 self.dl_seq,
                 &record,
@@ -457,153 +392,40 @@ impl PushSub {
         });
     }
 
-    /// The dead-letter record: the event exactly as stored (never re-parsed into a value, so
-    /// never lost to a depth limit) with the dead-letter properties.
+    /// The dead-letter record of the subscription's tier.
     fn record(&self, p: &Pending, reason: DeadLetterReason) -> Vec<u8> {
-        let reason = reason.name();
         // No attempt since start-up (the outcome before a restart is not stored): none to report.
         let (outcome, status, at) = match p.last {
             Some((o, s, at)) => (Some(o.name()), s, at),
             None => (None, None, now_ms()),
         };
-        let body = &p.entry.body;
-        if self.cfg.profile == Profile::Namespace {
-            // The namespace record (docs/eventgrid.md §6.5), as pull subscriptions write it.
-            let props = json!({
-                "deadletterreason": reason,
-                "deliveryattempts": p.state.delivery_count,
-                "deliveryresult": outcome,
-                "lasthttpstatuscode": status,
-                "publishutc": format_rfc3339_ms(p.entry.publish_ms),
-                "deliveryattemptutc": format_rfc3339_ms(at),
-                "deadlettersequence": self.dl_seq,
-            });
-            let mut rec = Vec::with_capacity(body.len() + 320);
-            rec.extend_from_slice(b"{\"event\":");
-            rec.extend_from_slice(body);
-            rec.extend_from_slice(b",\"deadLetterProperties\":");
-            rec.extend_from_slice(props.to_string().as_bytes());
-            rec.push(b'}');
-            return rec;
+        match self.cfg.profile {
+            Profile::Namespace => dead_letter::namespace_record(
+                &p.entry.body,
+                &NamespaceDeadLetter {
+                    reason: reason.name(),
+                    attempts: p.state.delivery_count,
+                    result: outcome,
+                    via: Via::Push { status },
+                    publish_ms: p.entry.publish_ms,
+                    attempt_ms: at,
+                    sequence: self.dl_seq,
+                },
+            ),
+            Profile::Basic => dead_letter::basic_record(
+                &p.entry.body,
+                self.cfg.schema,
+                &BasicDeadLetter {
+                    reason: reason.name(),
+                    attempts: p.state.delivery_count,
+                    outcome,
+                    status,
+                    publish_ms: p.entry.publish_ms,
+                    attempt_ms: at,
+                },
+            ),
         }
-        let fields = [
-            ("deadLetterReason", json!(reason)),
-            ("deliveryAttempts", json!(p.state.delivery_count)),
-            ("lastDeliveryOutcome", json!(outcome)),
-            ("lastHttpStatusCode", json!(status)),
-            ("publishTime", json!(format_rfc3339_ms(p.entry.publish_ms))),
-            ("lastDeliveryAttemptTime", json!(format_rfc3339_ms(at))),
-        ];
-        let ce = self.cfg.schema == DeliverySchema::CloudEvents;
-        let name = |k: &str| {
-            if ce {
-                k.to_ascii_lowercase()
-            } else {
-                k.to_string()
-            }
-        };
-        // The event's members as stored, in order, minus those the record sets.
-        let members = match serde_json::from_slice::<RawMembers<'_>>(body) {
-            Ok(m) => m.0,
-            Err(e) => {
-                // Stored events were validated at publish: this is a damaged entry. Keep its
-                // bytes as text rather than write a record without the event.
-                tracing::warn!(seq = p.entry.seq, error = %e, "a dead-lettered event is not a JSON object; kept as text");
-                let mut m = serde_json::Map::new();
-                m.insert(
-                    "unreadableEvent".into(),
-                    Value::String(String::from_utf8_lossy(body).into_owned()),
-                );
-                for (k, v) in fields {
-                    m.insert(name(k), v);
-                }
-                return Value::Object(m).to_string().into_bytes();
-            }
-        };
-        let mut rec = Vec::with_capacity(body.len() + 320);
-        rec.push(b'{');
-        for (k, v) in &members {
-            if fields.iter().any(|(f, _)| name(f) == **k) {
-                continue;
-            }
-            if rec.len() > 1 {
-                rec.push(b',');
-            }
-            rec.extend_from_slice(Value::String(k.to_string()).to_string().as_bytes());
-            rec.push(b':');
-            rec.extend_from_slice(v.get().as_bytes());
-        }
-        for (k, v) in fields {
-            if rec.len() > 1 {
-                rec.push(b',');
-            }
-            rec.extend_from_slice(Value::String(name(k)).to_string().as_bytes());
-            rec.push(b':');
-            rec.extend_from_slice(v.to_string().as_bytes());
-        }
-        rec.push(b'}');
-        rec
     }
-}
-
-/// A JSON object's members as raw JSON, in order (values are not built, so any depth reads).
-struct RawMembers<'a>(Vec<(Cow<'a, str>, &'a serde_json::value::RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for RawMembers<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawMembers<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    out.push((k, map.next_value()?));
-                }
-                Ok(RawMembers(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// `<dir>/<kind>/<SOURCE>/<SUBSCRIPTION>/<yyyy>/<M>/<d>/<H>/<sequence>.json` ([`Names::source`]
-/// is `<kind>/<SOURCE>`), holding a JSON array with the record (under the kind, the layout Azure
-/// uses in a storage container). Best effort, off the arbiter.
-fn write_file(dir: std::path::PathBuf, names: &Names, publish_ms: u64, dl_seq: u64, record: &[u8]) {
-    let t = format_rfc3339_ms(now_ms());
-    let num = |s: &str| s.trim_start_matches('0').to_string();
-    let (y, mo, d, h) = (&t[0..4], num(&t[5..7]), num(&t[8..10]), num(&t[11..13]));
-    let h = if h.is_empty() { "0".to_string() } else { h };
-    let path = dir
-        .join(&names.source)
-        .join(names.subscription.to_ascii_uppercase())
-        .join(y)
-        .join(mo)
-        .join(d)
-        .join(h);
-    let file = path.join(format!("{publish_ms}-{dl_seq}.json"));
-    let mut body = Vec::with_capacity(record.len() + 2);
-    body.push(b'[');
-    body.extend_from_slice(record);
-    body.push(b']');
-    actix::spawn(async move {
-        let r = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&path)?;
-            std::fs::write(&file, body).map(|_| file)
-        })
-        .await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not write a dead-letter file"),
-            Err(e) => tracing::warn!(error = %e, "dead-letter file task failed"),
-        }
-    });
 }
 
 impl Actor for PushSub {

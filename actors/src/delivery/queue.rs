@@ -32,10 +32,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::dead_letter::{NamespaceDeadLetter, Via, namespace_record};
 use crate::metrics::METRICS;
 use crate::model::Shutdown;
 use crate::model::clock::{mono_ms, now_ms};
-use crate::model::time::format_rfc3339_ms;
 use crate::store::{EntryState, Op, Queued, StoreError, Writer};
 
 /// Locks may be renewed for this long after the first lock (docs/eventgrid.md §6.2).
@@ -285,20 +285,18 @@ impl QueueSub {
         METRICS.events_dead_lettered.inc();
         self.dl_seq += 1;
         let (reason, result) = why.texts();
-        let mut rec = Vec::with_capacity(e.raw.len() + 256);
-        rec.extend_from_slice(b"{\"event\":");
-        rec.extend_from_slice(&e.raw);
-        let props = serde_json::json!({
-            "deadletterreason": reason,
-            "deliveryattempts": e.deliveries,
-            "deliveryresult": result,
-            "publishutc": format_rfc3339_ms(e.publish_ms),
-            "deliveryattemptutc": format_rfc3339_ms(now),
-            "deadlettersequence": self.dl_seq,
-        });
-        rec.extend_from_slice(b",\"deadLetterProperties\":");
-        rec.extend_from_slice(props.to_string().as_bytes());
-        rec.push(b'}');
+        let rec = namespace_record(
+            &e.raw,
+            &NamespaceDeadLetter {
+                reason,
+                attempts: e.deliveries,
+                result: Some(result),
+                via: Via::Pull,
+                publish_ms: e.publish_ms,
+                attempt_ms: now,
+                sequence: self.dl_seq,
+            },
+        );
         ops.push(Op::DeadLetter {
             sub: self.key,
             seq,
