@@ -27,8 +27,6 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
@@ -37,6 +35,10 @@ use crate::metrics::METRICS;
 use crate::model::Shutdown;
 use crate::model::clock::{mono_ms, now_ms};
 use crate::store::{EntryState, Op, Queued, StoreError, Writer};
+pub use token::TokenError;
+use token::{nonce, parse_token, token};
+
+mod token;
 
 /// Locks may be renewed for this long after the first lock (docs/eventgrid.md §6.2).
 const MAX_LOCK_AGE_MS: u64 = 3_600_000;
@@ -81,37 +83,6 @@ pub enum Action {
     Release { delay_secs: u32 },
     Reject,
     RenewLock,
-}
-
-/// Why a lock token failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    /// Not a token this server issues.
-    BadToken,
-    /// The lock expired, was settled, or the event was redelivered since.
-    TokenLost,
-    /// Renewal past the one-hour limit.
-    LockAgeExceeded,
-}
-
-impl TokenError {
-    pub fn code(self) -> &'static str {
-        match self {
-            TokenError::BadToken => "BadToken",
-            TokenError::TokenLost | TokenError::LockAgeExceeded => "TokenLost",
-        }
-    }
-    pub fn message(self) -> &'static str {
-        match self {
-            TokenError::BadToken => "The lock token is malformed or was not issued by this server.",
-            TokenError::TokenLost => {
-                "Token has expired or is no longer valid (settled, or the event was redelivered)."
-            }
-            TokenError::LockAgeExceeded => {
-                "The lock cannot be renewed: it was first taken more than one hour ago."
-            }
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -190,37 +161,6 @@ pub struct QueueSub {
     lock_heap: BinaryHeap<Reverse<(u64, u64, u64)>>,
     waiters: VecDeque<Waiter>,
     dl_seq: u64,
-}
-
-fn token(seq: u64, nonce: u64) -> String {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&seq.to_be_bytes());
-    b[8..].copy_from_slice(&nonce.to_be_bytes());
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn parse_token(t: &str) -> Option<(u64, u64)> {
-    if t.len() != 22 {
-        return None;
-    }
-    let mut b = [0u8; 16];
-    let n = URL_SAFE_NO_PAD.decode_slice(t, &mut b).ok()?;
-    (n == 16).then(|| {
-        (
-            u64::from_be_bytes(b[..8].try_into().expect("8")),
-            u64::from_be_bytes(b[8..].try_into().expect("8")),
-        )
-    })
-}
-
-fn nonce() -> u64 {
-    // Falls back to a hash of the time only if the OS has no randomness at all; tokens are then
-    // still unique, just guessable, and the failure is logged.
-    getrandom::u64().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "no OS randomness for lock tokens");
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(Instant::now())
-    })
 }
 
 impl QueueSub {
@@ -663,138 +603,4 @@ impl Handler<Shutdown> for QueueSub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_reject_garbage() {
-        let t = token(42, 0xdead_beef_0123_4567);
-        assert_eq!(t.len(), 22);
-        assert_eq!(parse_token(&t), Some((42, 0xdead_beef_0123_4567)));
-        for bad in [
-            "",
-            "x",
-            "not-a-token-at-all!!!!",
-            &"A".repeat(23),
-            "CgMKATESCQoHdG9rZW4tMQ==",
-        ] {
-            assert_eq!(parse_token(bad), None, "{bad}");
-        }
-    }
-
-    /// A store whose commits fail while `fail` is set.
-    struct Flaky {
-        inner: crate::store::mem::MemStore,
-        fail: std::sync::atomic::AtomicBool,
-    }
-
-    impl crate::store::Store for Flaky {
-        fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
-            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(StoreError::Io("disk full".into()));
-            }
-            self.inner.commit(ops)
-        }
-        fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            self.inner.resources()
-        }
-        fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
-            self.inner.queue(sub)
-        }
-        fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {
-            self.inner.subscription_keys()
-        }
-        fn dead_letters(
-            &self,
-            s: u64,
-            a: u64,
-            l: usize,
-        ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-            self.inner.dead_letters(s, a, l)
-        }
-        fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError> {
-            self.inner.last_dead_letter(sub)
-        }
-        fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.meta(key)
-        }
-    }
-
-    #[test]
-    fn a_settlement_whose_commit_fails_leaves_the_event_deliverable() {
-        use std::sync::atomic::Ordering::SeqCst;
-        let store = std::sync::Arc::new(Flaky {
-            inner: crate::store::mem::MemStore::new(),
-            fail: false.into(),
-        });
-        crate::store::Store::commit(
-            &store.inner,
-            &[Op::Enqueue {
-                sub: 7,
-                seq: 1,
-                publish_ms: now_ms(),
-                body: Bytes::from_static(b"{\"id\":\"a\"}"),
-            }],
-        )
-        .unwrap();
-        let writer = Writer::start(store.clone());
-        actix::System::new().block_on(async move {
-            // A namespace subscription's defaults.
-            let cfg = QueueSettings {
-                lock_secs: 60,
-                max_delivery_count: 10,
-                ttl_secs: 86_400,
-                dead_letter: false,
-            };
-            let queued = crate::store::Store::queue(&*store, 7).unwrap();
-            let q = QueueSub::new(7, cfg, writer, Duration::from_millis(50), queued, 0).start();
-            let receive = || async {
-                let (tx, rx) = oneshot::channel();
-                q.send(Receive {
-                    max: 10,
-                    wait: Duration::from_secs(1),
-                    reply: tx,
-                })
-                .await
-                .unwrap();
-                rx.await.unwrap()
-            };
-            let got = receive().await;
-            assert_eq!(got.len(), 1);
-            for action in [Action::Acknowledge, Action::Reject] {
-                let got = if action == Action::Acknowledge {
-                    got.clone()
-                } else {
-                    receive().await
-                };
-                store.fail.store(true, SeqCst);
-                let r = q
-                    .send(Settle {
-                        action,
-                        tokens: vec![got[0].token.clone()],
-                    })
-                    .await
-                    .unwrap();
-                assert!(r.is_err(), "{action:?}: the failed commit is reported");
-                store.fail.store(false, SeqCst);
-                let again = receive().await;
-                assert_eq!(again.len(), 1, "{action:?}: still deliverable");
-                assert_eq!(&again[0].event[..], b"{\"id\":\"a\"}");
-                assert_eq!(again[0].delivery_count, got[0].delivery_count + 1);
-                // Put it back for the next round: release it.
-                q.send(Settle {
-                    action: Action::Release { delay_secs: 0 },
-                    tokens: vec![again[0].token.clone()],
-                })
-                .await
-                .unwrap()
-                .unwrap();
-            }
-            assert_eq!(
-                crate::store::Store::queue(&*store, 7).unwrap().len(),
-                1,
-                "the store kept it throughout"
-            );
-        });
-    }
-}
+mod tests;
