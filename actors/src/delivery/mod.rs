@@ -50,25 +50,6 @@ pub struct PushConfig {
     pub deny_private_endpoints: bool,
 }
 
-impl Default for PushConfig {
-    fn default() -> Self {
-        let s = |v: &[u64]| Arc::new(v.iter().map(|s| Duration::from_secs(*s)).collect());
-        PushConfig {
-            retry_schedule: s(&[10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]),
-            namespace_retry_schedule: s(&[0, 10, 30, 60, 300]),
-            request_timeout: Duration::from_secs(30),
-            validation_timeout: Duration::from_secs(30),
-            manual_validation: Duration::from_secs(600),
-            max_in_flight: 16,
-            shards: 2,
-            probation_after: 10,
-            dead_letter_dir: None,
-            public_url: "http://127.0.0.1:8080".into(),
-            deny_private_endpoints: false,
-        }
-    }
-}
-
 impl PushConfig {
     /// The retry schedule of `profile`.
     pub fn schedule(&self, profile: Profile) -> Arc<Vec<Duration>> {

@@ -57,16 +57,6 @@ pub struct GridConfig {
     pub push: crate::delivery::PushConfig,
 }
 
-impl Default for GridConfig {
-    fn default() -> Self {
-        GridConfig {
-            limits: Limits::default(),
-            tick: Duration::from_millis(100),
-            push: crate::delivery::PushConfig::default(),
-        }
-    }
-}
-
 struct Sub {
     name: String,
     key: u64,
