@@ -6,8 +6,8 @@
 //! Owns every event from the moment its commit hands it over until it is acknowledged, delivered,
 //! dead-lettered or dropped, always with a store commit saying so. Receives its settings as
 //! delivery-side values ([`push::PushSettings`], [`queue::QueueSettings`]), never a resource
-//! definition. Must never name the event grid's resources, filters or registry, nor the MQTT
-//! engine: both hand events in; nothing here reaches back.
+//! definition. Must never import the resource layer (resource definitions, filters, the
+//! registry) nor the message broker: both hand events in; nothing here reaches back.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,14 +1,15 @@
-//! The push subscription actor: one per active basic-tier event subscription (webhook).
+//! The push subscription actor: one per active webhook subscription, for both tiers (a basic
+//! tier event subscription, or a namespace subscription in Push mode; its [`Profile`] says which).
 //!
 //! Owns the subscription's pending events — each committed in the store, already in the
 //! subscription's delivery schema — and their retry state: which are ready, which wait for a
-//! retry (and until when), how many requests are in flight. It builds requests (batches of up
-//! to `maxEventsPerBatch` within `preferredBatchSizeInKilobytes`, the `aeg-*` headers, delivery
-//! attribute mappings), hands them to the endpoint's delivery shard, and acts on the outcome:
-//! delivered → removed; retryable → the delivery count and next attempt time are committed and
-//! the event waits on the schedule (with jitter); not retryable, attempts exhausted or time to
-//! live run out (checked when the next attempt comes due, as Event Grid does) → dead-lettered
-//! with Event Grid's dead-letter fields (or dropped without a dead-letter destination).
+//! retry (and until when), how many requests are in flight. It fills requests ([`super::request`]:
+//! batches, `aeg-*` headers, delivery attribute mappings), hands them to the endpoint's delivery
+//! shard, and acts on the outcome as [`super::retry`] decides: delivered → removed; retryable →
+//! the delivery count and next attempt time are committed and the event waits on the schedule
+//! (with jitter from the OS's randomness); not retryable, attempts exhausted or time to live run
+//! out (checked when the next attempt comes due, as Event Grid does) → dead-lettered
+//! ([`super::dead_letter`]) or dropped without a dead-letter destination.
 //!
 //! Must never drop an event without a store commit saying so, or keep more than
 //! `max_in_flight` requests open to its endpoint.

@@ -7,7 +7,7 @@ fn parse(rec: &[u8]) -> Value {
 }
 
 #[test]
-fn basic_records_add_event_grids_fields_to_the_event_as_stored() {
+fn basic_records_add_azures_fields_to_the_event_as_stored() {
     let d = BasicDeadLetter {
         reason: "MaxDeliveryAttemptsExceeded",
         attempts: 3,

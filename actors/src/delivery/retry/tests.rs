@@ -42,7 +42,7 @@ fn due(profile: Profile, schedule: &[Duration], n: u32, min: Duration, random: u
 }
 
 #[test]
-fn the_basic_schedule_is_event_grids_attempt_by_attempt_then_every_12_hours() {
+fn the_basic_schedule_is_azures_attempt_by_attempt_then_every_12_hours() {
     let s = basic_schedule();
     let expected = [
         10 * S,
@@ -189,7 +189,7 @@ fn attempts_end_at_max_attempts_and_on_a_status_that_is_never_retried() {
 }
 
 #[test]
-fn statuses_are_classified_as_event_grid_does() {
+fn statuses_are_classified_as_azure_does() {
     let u = UNIT;
     for s in 200..=204 {
         assert_eq!(classify_status(s, u, Profile::Basic), Outcome::Delivered);
