@@ -12,7 +12,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use evgrid_actors::grid::basic::delivery::PushConfig;
 use evgrid_actors::grid::resource::Limits;
 use evgrid_actors::grid::{Grid, GridConfig};
 use evgrid_actors::mqtt::broker::Broker;
@@ -68,7 +67,7 @@ async fn start_grid(
                 min_lock_secs: cfg.events.min_lock_duration_secs,
             },
             tick: Duration::from_millis(cfg.events.tick_ms),
-            push: push_config(cfg, http_addr),
+            push: cfg.push.push_config(http_addr),
         },
     )
     .await
@@ -80,44 +79,6 @@ async fn start_grid(
         tracing::info!(resources = n, file = %cfg.resources.display(), "resource file applied");
     }
     Ok(grid)
-}
-
-fn push_config(cfg: &Config, http_addr: std::net::SocketAddr) -> PushConfig {
-    let p = &cfg.push;
-    let public_url = if p.public_url.is_empty() {
-        let host = if http_addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            http_addr.ip().to_string()
-        };
-        format!("http://{host}:{}", http_addr.port())
-    } else {
-        p.public_url.trim_end_matches('/').to_string()
-    };
-    PushConfig {
-        retry_schedule: Arc::new(
-            p.retry_schedule_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-        ),
-        namespace_retry_schedule: Arc::new(
-            p.namespace_retry_schedule_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-        ),
-        request_timeout: Duration::from_secs(p.request_timeout_secs),
-        validation_timeout: Duration::from_secs(p.validation_timeout_secs),
-        manual_validation: Duration::from_secs(p.manual_validation_secs),
-        max_in_flight: p.max_in_flight,
-        shards: p.shards,
-        probation_after: p.probation_after,
-        dead_letter_dir: (!p.dead_letter_dir.as_os_str().is_empty())
-            .then(|| p.dead_letter_dir.clone()),
-        public_url,
-        deny_private_endpoints: p.deny_private_endpoints,
-    }
 }
 
 /// The management API key: configured, or kept in `admin.key` in the data directory (created

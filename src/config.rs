@@ -6,7 +6,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use evgrid_actors::delivery::PushConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +132,48 @@ impl Default for PushSection {
             dead_letter_dir: PathBuf::new(),
             public_url: String::new(),
             deny_private_endpoints: false,
+        }
+    }
+}
+
+impl PushSection {
+    /// The push delivery settings, built from these values (the only home of their defaults);
+    /// `http_addr` is where the HTTP tier listens, the public URL when none is configured.
+    pub fn push_config(&self, http_addr: SocketAddr) -> PushConfig {
+        let p = self;
+        let public_url = if p.public_url.is_empty() {
+            let host = if http_addr.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                http_addr.ip().to_string()
+            };
+            format!("http://{host}:{}", http_addr.port())
+        } else {
+            p.public_url.trim_end_matches('/').to_string()
+        };
+        PushConfig {
+            retry_schedule: Arc::new(
+                p.retry_schedule_ms
+                    .iter()
+                    .map(|ms| Duration::from_millis(*ms))
+                    .collect(),
+            ),
+            namespace_retry_schedule: Arc::new(
+                p.namespace_retry_schedule_ms
+                    .iter()
+                    .map(|ms| Duration::from_millis(*ms))
+                    .collect(),
+            ),
+            request_timeout: Duration::from_secs(p.request_timeout_secs),
+            validation_timeout: Duration::from_secs(p.validation_timeout_secs),
+            manual_validation: Duration::from_secs(p.manual_validation_secs),
+            max_in_flight: p.max_in_flight,
+            shards: p.shards,
+            probation_after: p.probation_after,
+            dead_letter_dir: (!p.dead_letter_dir.as_os_str().is_empty())
+                .then(|| p.dead_letter_dir.clone()),
+            public_url,
+            deny_private_endpoints: p.deny_private_endpoints,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! evgrid's core. The map is written in ARCHITECTURE.md.
 
 pub mod budget;
+pub mod delivery;
 pub mod grid;
 pub mod metrics;
 pub mod model;

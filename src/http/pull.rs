@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use evgrid_actors::grid::queue::{Action, QueueSub, Receive, Settle, Settled};
+use evgrid_actors::delivery::queue::{Action, QueueSub, Receive, Settle, Settled};
 
 use super::State;
 use super::error::ApiError;

@@ -4,8 +4,8 @@
 //! - **Namespace**: a name, ARM properties and two access keys. Holds topics.
 //! - **Topic** ([`topic::NsTopic`], one actor each): takes publish batches, filters them per
 //!   subscription, commits them, hands them on.
-//! - **Subscription** (one actor each): in Queue delivery mode a [`queue::QueueSub`], the pull
-//!   queue; in Push mode a [`basic::push::PushSub`], the same webhook engine as the basic tier
+//! - **Subscription** (one actor each): in Queue delivery mode a [`crate::delivery::queue::QueueSub`], the pull
+//!   queue; in Push mode a [`crate::delivery::push::PushSub`], the same webhook engine as the basic tier
 //!   (CloudEvents handshake, namespace retry schedule).
 //! - **Grid** ([`Grid`]): the registry of all three and the management operations on them. Every
 //!   change is committed to the store before the registry shows it; at start-up the registry is
@@ -19,7 +19,6 @@
 
 pub mod basic;
 pub mod filter;
-pub mod queue;
 pub mod resource;
 pub mod topic;
 
@@ -31,9 +30,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::{Value, json};
 
+use crate::delivery::queue::{QueueSub, ReconfigureQueue};
 use crate::model::clock::now_ms;
 use crate::store::{Op, StoreError, Writer};
-use queue::QueueSub;
 use resource::{Limits, SubCfg, TopicCfg};
 use topic::{NsTopic, Route, SetRoutes, Target};
 
@@ -55,17 +54,7 @@ pub struct GridConfig {
     /// How often subscription actors check locks, delays, time to live and long polls.
     pub tick: Duration,
     /// Push (webhook) delivery.
-    pub push: basic::delivery::PushConfig,
-}
-
-impl Default for GridConfig {
-    fn default() -> Self {
-        GridConfig {
-            limits: Limits::default(),
-            tick: Duration::from_millis(100),
-            push: basic::delivery::PushConfig::default(),
-        }
-    }
+    pub push: crate::delivery::PushConfig,
 }
 
 struct Sub {
@@ -109,7 +98,7 @@ struct Inner {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     basic: RwLock<basic::BasicState>,
-    shards: Vec<Addr<basic::delivery::DeliveryShard>>,
+    shards: Vec<Addr<crate::delivery::shard::DeliveryShard>>,
 }
 
 /// Shared handle to the namespaces. Cheap to clone.
@@ -227,9 +216,9 @@ impl Grid {
         let shards = (0..cfg.push.shards.max(1))
             .map(|i| {
                 let c = cfg.push.clone();
-                basic::delivery::DeliveryShard::start_in_arbiter(
+                crate::delivery::shard::DeliveryShard::start_in_arbiter(
                     &arbiters[i % arbiters.len()],
-                    move |_| basic::delivery::DeliveryShard::new(c),
+                    move |_| crate::delivery::shard::DeliveryShard::new(c),
                 )
             })
             .collect();
@@ -267,7 +256,7 @@ impl Grid {
         &self,
         key: u64,
         cfg: SubCfg,
-        names: basic::push::Names,
+        names: crate::delivery::push::Names,
     ) -> Result<(Target, u64), StoreError> {
         if let Some(pc) = cfg.push {
             let (addr, last) = self.start_push(key, pc, names)?;
@@ -279,13 +268,13 @@ impl Grid {
         let dl = store.last_dead_letter(key)?;
         let (writer, tick) = (self.0.writer.clone(), self.0.cfg.tick);
         let addr = QueueSub::start_in_arbiter(&self.arbiter(), move |_| {
-            QueueSub::new(key, cfg, writer, tick, queued, dl)
+            QueueSub::new(key, cfg.queue, writer, tick, queued, dl)
         });
         Ok((Target::Queue(addr), last))
     }
 
-    fn ns_names(ns: &str, topic: &str, sub: &str) -> basic::push::Names {
-        basic::push::Names {
+    fn ns_names(ns: &str, topic: &str, sub: &str) -> crate::delivery::push::Names {
+        crate::delivery::push::Names {
             subscription: sub.to_string(),
             source: format!(
                 "namespaces/{}/{}",
@@ -594,7 +583,7 @@ impl Grid {
             let st = self.0.state.read().expect("grid lock");
             let n = st.get(&lc(ns)).ok_or_else(|| not_found("namespace"))?;
             n.topics.get(&lc(name)).map(|t| {
-                let longest_ttl = t.subs.values().map(|s| s.cfg.ttl_secs).max();
+                let longest_ttl = t.subs.values().map(|s| s.cfg.queue.ttl_secs).max();
                 (t.name.clone(), longest_ttl)
             })
         };
@@ -694,15 +683,16 @@ impl Grid {
                 .subs
                 .get(&lc(name))
                 .and_then(|s| s.cfg.push.as_ref())
-                .map(|p| p.endpoint.clone());
+                .map(|p| p.delivery.endpoint.clone());
             (t.cfg, old)
         };
         let (cfg, props) = resource::subscription(props, tcfg, self.0.cfg.limits, now_ms())
             .map_err(GridError::BadRequest)?;
         if let Some(pc) = &cfg.push
-            && old_endpoint.as_deref() != Some(pc.endpoint.as_str())
+            && old_endpoint.as_deref() != Some(pc.delivery.endpoint.as_str())
         {
-            self.validate_cloudevents_endpoint(&pc.endpoint).await?;
+            self.validate_cloudevents_endpoint(&pc.delivery.endpoint)
+                .await?;
         }
         let _g = self.0.mgmt.lock().await;
         let existing = {
@@ -764,11 +754,13 @@ impl Grid {
             None => {
                 let s = t.subs.get_mut(&lc(name)).expect("existed under the lock");
                 match (&s.target, &cfg.push) {
-                    (Target::Push(a), Some(pc)) => a.do_send(basic::push::Reconfigure(
-                        pc.clone(),
-                        self.shard_for(&pc.endpoint),
-                    )),
-                    (Target::Queue(a), _) => a.do_send(queue::Reconfigure(cfg.clone())),
+                    (Target::Push(a), Some(pc)) => {
+                        a.do_send(crate::delivery::push::ReconfigurePush(
+                            pc.delivery.clone(),
+                            self.shard_for(&pc.delivery.endpoint),
+                        ))
+                    }
+                    (Target::Queue(a), _) => a.do_send(ReconfigureQueue(cfg.queue.clone())),
                     (Target::Push(_), None) => {}
                 }
                 s.cfg = cfg;

@@ -8,8 +8,11 @@
 
 use serde_json::{Map, Value, json};
 
-use super::basic::resource::{DeliverySchema, PushCfg, webhook};
+use super::basic::resource::{PushCfg, webhook};
 use super::filter::Filter;
+use crate::delivery::queue::QueueSettings;
+use crate::delivery::request::DeliverySchema;
+use crate::delivery::retry::Profile;
 use crate::model::time::{
     format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms,
 };
@@ -130,11 +133,7 @@ pub fn topic(props: &Value) -> Result<(TopicCfg, Value), String> {
 /// A queue (pull) subscription's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubCfg {
-    pub lock_secs: u32,
-    pub max_delivery_count: u32,
-    pub ttl_secs: u64,
-    /// Dead-letter events (reject, max deliveries, TTL) into the store; else they are dropped.
-    pub dead_letter: bool,
+    pub queue: QueueSettings,
     pub filter: Filter,
     /// The subscription stops and is deleted at this time (ms since the epoch).
     pub expires_ms: Option<u64>,
@@ -189,10 +188,12 @@ pub fn subscription(
         json!({"receiveLockDurationInSeconds": lock}),
     )?;
     let cfg = SubCfg {
-        lock_secs: lock as u32,
-        max_delivery_count: d.max_dc as u32,
-        ttl_secs: d.ttl,
-        dead_letter: d.dead_letter,
+        queue: QueueSettings {
+            lock_secs: lock as u32,
+            max_delivery_count: d.max_dc as u32,
+            ttl_secs: d.ttl,
+            dead_letter: d.dead_letter,
+        },
         filter: d.filter,
         expires_ms: d.expires_ms,
         push: None,
@@ -352,12 +353,14 @@ fn push_subscription(
         d.filter.clone(),
         d.expires_ms,
     );
-    pc.namespace = true;
+    pc.delivery.profile = Profile::Namespace;
     let cfg = SubCfg {
-        lock_secs: 60,
-        max_delivery_count: d.max_dc as u32,
-        ttl_secs: d.ttl,
-        dead_letter: d.dead_letter,
+        queue: QueueSettings {
+            lock_secs: 60,
+            max_delivery_count: d.max_dc as u32,
+            ttl_secs: d.ttl,
+            dead_letter: d.dead_letter,
+        },
         filter: d.filter,
         expires_ms: d.expires_ms,
         push: Some(pc),
@@ -380,10 +383,10 @@ mod tests {
         let (cfg, out) = subscription(&Value::Null, T, Limits::default(), 0).unwrap();
         assert_eq!(
             (
-                cfg.lock_secs,
-                cfg.max_delivery_count,
-                cfg.ttl_secs,
-                cfg.dead_letter
+                cfg.queue.lock_secs,
+                cfg.queue.max_delivery_count,
+                cfg.queue.ttl_secs,
+                cfg.queue.dead_letter
             ),
             (60, 10, 86_400, false)
         );
@@ -438,7 +441,7 @@ mod tests {
         }
         let loose = Limits { min_lock_secs: 1 };
         let v = q(json!({"receiveLockDurationInSeconds": 2}));
-        assert_eq!(subscription(&v, T, loose, 0).unwrap().0.lock_secs, 2);
+        assert_eq!(subscription(&v, T, loose, 0).unwrap().0.queue.lock_secs, 2);
         assert!(topic(&json!({"eventRetentionInDays": 8})).is_err());
         assert!(topic(&json!({"inputSchema": "EventGridSchema"})).is_err());
     }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::basic::push::{self, PushEntry, PushSub};
 use super::filter::{EventView, Filter};
-use super::queue::{Enqueued, QueueSub};
+use crate::delivery::push::{PushAppend, PushEntry, PushSub};
+use crate::delivery::queue::{QueueAppend, QueueSub};
 use crate::metrics::METRICS;
 use crate::model::clock::now_ms;
 use crate::model::event::CloudEvent;
@@ -28,8 +28,8 @@ pub enum Target {
 impl Target {
     pub fn shutdown(&self) {
         match self {
-            Target::Queue(a) => a.do_send(super::queue::Shutdown),
-            Target::Push(a) => a.do_send(super::basic::push::Shutdown),
+            Target::Queue(a) => a.do_send(crate::model::Shutdown),
+            Target::Push(a) => a.do_send(crate::model::Shutdown),
         }
     }
 }
@@ -134,13 +134,13 @@ impl Handler<Publish> for NsTopic {
             commit.await?;
             for (target, batch) in batches {
                 match target {
-                    Target::Queue(a) => a.do_send(Enqueued(
+                    Target::Queue(a) => a.do_send(QueueAppend(
                         batch
                             .into_iter()
                             .map(|(seq, i)| (seq, publish_ms, events[i].raw.clone()))
                             .collect(),
                     )),
-                    Target::Push(a) => a.do_send(push::Enqueued(
+                    Target::Push(a) => a.do_send(PushAppend(
                         batch
                             .into_iter()
                             .map(|(seq, i)| PushEntry {

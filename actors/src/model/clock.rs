@@ -14,6 +14,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Milliseconds on a monotonic clock that starts with the process: for deadlines that a
+/// wall-clock step must not move (pull locks, endpoint probation).
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 /// A source of time that tests can replace.
 pub trait Clock {
     /// Milliseconds since the Unix epoch.

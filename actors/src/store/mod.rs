@@ -8,7 +8,7 @@
 //! then answers each batch. So a publish, an acknowledge or a resource change is answered only
 //! after the store has committed it, and many concurrent requests share one fsync.
 //!
-//! Data model (the same in both implementations):
+//! Data model (the same in both implementations; [`record`] frames the `queue` and `state` rows):
 //! - `resources`: resource path (e.g. `namespaces/ns1/topics/t1`) → its JSON document.
 //! - `queue`: (subscription key, sequence) → publish time (ms since the epoch, u64 LE) followed
 //!   by the event's JSON bytes exactly as published. One entry per subscription that accepted
@@ -37,6 +37,7 @@
 //! the cause of a write error is gone.
 
 pub mod mem;
+pub mod record;
 pub mod redb;
 
 #[cfg(test)]
@@ -106,25 +107,6 @@ pub struct EntryState {
     pub delivery_count: u32,
     /// Not to be handed out before this time (ms since the epoch); 0 = now.
     pub available_at_ms: u64,
-}
-
-impl EntryState {
-    pub(crate) fn encode(&self) -> [u8; 12] {
-        let mut b = [0u8; 12];
-        b[..4].copy_from_slice(&self.delivery_count.to_le_bytes());
-        b[4..].copy_from_slice(&self.available_at_ms.to_le_bytes());
-        b
-    }
-
-    pub(crate) fn decode(b: &[u8]) -> Option<EntryState> {
-        if b.len() != 12 {
-            return None;
-        }
-        Some(EntryState {
-            delivery_count: u32::from_le_bytes(b[..4].try_into().ok()?),
-            available_at_ms: u64::from_le_bytes(b[4..].try_into().ok()?),
-        })
-    }
 }
 
 /// A queued entry as read back at start-up.

@@ -31,7 +31,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use ntex_bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::{EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError};
+use super::{EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError, record};
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
 const QUEUE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("queue");
@@ -355,9 +355,7 @@ fn commit_on(db: &Database, ops: &[Op]) -> Result<(), StoreError> {
                             body.len()
                         )));
                     }
-                    buf.clear();
-                    buf.extend_from_slice(&publish_ms.to_le_bytes());
-                    buf.extend_from_slice(body);
+                    record::encode_entry(&mut buf, *publish_ms, body);
                     queue.insert((*sub, *seq), buf.as_slice()).map_err(io)?;
                 }
                 Op::Remove { sub, seq } => {
@@ -460,13 +458,12 @@ impl Store for RedbStore {
             let (k, v) = item.map_err(io)?;
             let (_, seq) = k.value();
             let v = v.value();
-            if v.len() < 8 {
+            let Some((publish_ms, body)) = record::decode_entry(v) else {
                 return Err(StoreError::Io(format!(
                     "queue entry ({sub}, {seq}) is damaged: {} bytes",
                     v.len()
                 )));
-            }
-            let publish_ms = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+            };
             let state = match &st {
                 Some(t) => match t.get((sub, seq)).map_err(io)? {
                     Some(s) => EntryState::decode(s.value()).unwrap_or_default(),
@@ -477,7 +474,7 @@ impl Store for RedbStore {
             out.push(Queued {
                 seq,
                 publish_ms,
-                body: Bytes::copy_from_slice(&v[8..]),
+                body: Bytes::copy_from_slice(body),
                 state,
             });
         }

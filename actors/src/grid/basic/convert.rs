@@ -8,7 +8,6 @@
 //! a conversion that fails refuses the publish.
 
 use serde::Deserialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// The members of a normalised Event Grid event the CloudEvents form takes, as the raw JSON
@@ -69,30 +68,10 @@ static APPLICATION_JSON: std::sync::LazyLock<Box<RawValue>> = std::sync::LazyLoc
     RawValue::from_string("\"application/json\"".into()).expect("a JSON string")
 });
 
-/// The value at a dotted path (`subject`, `data.system`), case-insensitive, as header text: only
-/// strings, numbers and booleans give one.
-pub fn lookup_scalar(doc: &Value, path: &str) -> Option<String> {
-    let mut v = doc;
-    for part in path.split('.') {
-        let m = v.as_object()?;
-        v = m.get(part).or_else(|| {
-            m.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(part))
-                .map(|(_, v)| v)
-        })?;
-    }
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn eventgrid_becomes_cloudevents() {
@@ -122,16 +101,5 @@ mod tests {
         );
         assert!(eventgrid_to_cloudevent(b"[1]").is_err());
         assert!(eventgrid_to_cloudevent(b"{").is_err());
-    }
-
-    #[test]
-    fn scalars_by_path() {
-        let d = json!({"Subject":"s1","data":{"system":"eu","n":3,"b":true,"o":{}}});
-        assert_eq!(lookup_scalar(&d, "subject").as_deref(), Some("s1"));
-        assert_eq!(lookup_scalar(&d, "data.system").as_deref(), Some("eu"));
-        assert_eq!(lookup_scalar(&d, "data.n").as_deref(), Some("3"));
-        assert_eq!(lookup_scalar(&d, "data.b").as_deref(), Some("true"));
-        assert_eq!(lookup_scalar(&d, "data.o"), None);
-        assert_eq!(lookup_scalar(&d, "data.missing"), None);
     }
 }

@@ -4,9 +4,9 @@
 //! Ontology:
 //! - **Source** ([`source::BasicSource`], one actor per custom topic and per domain): takes
 //!   publish batches, filters and converts them per subscription, commits, hands them on.
-//! - **Push subscription** ([`push::PushSub`], one actor per active subscription): pending
+//! - **Push subscription** ([`crate::delivery::push::PushSub`], one actor per active subscription): pending
 //!   events, retries, dead letters.
-//! - **Delivery shards** ([`delivery::DeliveryShard`], a fixed number, endpoint → shard): the
+//! - **Delivery shards** ([`crate::delivery::shard::DeliveryShard`], a fixed number, endpoint → shard): the
 //!   HTTP requests and each endpoint's health (probation).
 //! - This module: the registry of sources, domain topics and subscriptions as `impl Grid`, and
 //!   their management operations. As for namespaces, every change is committed before the
@@ -23,8 +23,6 @@
 //! whose endpoint has not been validated.
 
 pub mod convert;
-pub mod delivery;
-pub mod push;
 pub mod resource;
 pub mod source;
 mod sources;
@@ -38,11 +36,13 @@ use actix::prelude::*;
 use serde_json::{Value, json};
 
 use super::{Grid, GridError, Keys, generate_key, lc, not_found};
+use crate::delivery::push::{Names, PushSub, ReconfigurePush};
+use crate::delivery::request::DeliverySchema;
+use crate::delivery::shard::{self, DeliveryShard, Handshake, Validate, Validation};
+use crate::model::Shutdown;
 use crate::model::clock::now_ms;
 use crate::store::{Op, StoreError};
-use delivery::{DeliveryShard, Handshake, Validate, Validation};
-use push::{Names, PushSub};
-use resource::{DeliverySchema, InputSchema, PushCfg, SourceCfg};
+use resource::{InputSchema, PushCfg, SourceCfg};
 use source::{BasicSource, PushRoute, Routes, SetRoutes};
 
 /// How the error of a refused validation handshake begins.
@@ -242,7 +242,7 @@ impl BasicState {
                     Activation::Active(addr) => Some(PushRoute {
                         key: p.key,
                         filter: p.cfg.filter.clone(),
-                        schema: p.cfg.schema,
+                        schema: p.cfg.delivery.schema,
                         addr: addr.clone(),
                     }),
                     _ => None,
@@ -315,7 +315,7 @@ fn stored_doc(name: &str, key: u64, props: &Value, act: Option<&Activation>) -> 
 fn stop_subs(subs: BTreeMap<String, PSub>) {
     for p in subs.into_values() {
         if let Activation::Active(a) = p.act {
-            a.do_send(push::Shutdown);
+            a.do_send(Shutdown);
         }
     }
 }
@@ -335,7 +335,7 @@ impl Grid {
     }
 
     pub(super) fn shard_for(&self, url: &str) -> Addr<DeliveryShard> {
-        let n = delivery::shard_of(url, self.0.shards.len());
+        let n = shard::shard_of(url, self.0.shards.len());
         self.0.shards[n].clone()
     }
 
@@ -356,14 +356,24 @@ impl Grid {
         let queued = store.queue(key)?;
         let last = queued.last().map_or(0, |q| q.seq);
         let dl = store.last_dead_letter(key)?;
-        let shard = self.shard_for(&cfg.endpoint);
+        let shard = self.shard_for(&cfg.delivery.endpoint);
         let (writer, tick, push) = (
             self.0.writer.clone(),
             self.0.cfg.tick,
             self.0.cfg.push.clone(),
         );
         let addr = PushSub::start_in_arbiter(&self.arbiter(), move |_| {
-            PushSub::new(key, cfg, push, names, writer, shard, tick, queued, dl)
+            PushSub::new(
+                key,
+                cfg.delivery,
+                push,
+                names,
+                writer,
+                shard,
+                tick,
+                queued,
+                dl,
+            )
         });
         Ok((addr, last))
     }

@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 
 use super::super::filter::Filter;
 use super::super::resource::expiration;
+use crate::delivery::push::PushSettings;
+use crate::delivery::request::{DeliverySchema, HeaderValue};
+use crate::delivery::retry::Profile;
 use crate::model::time::format_rfc3339_ms;
 
 /// The schema events are published in.
@@ -192,52 +195,12 @@ fn mapping(m: &Map<String, Value>) -> Result<Mapping, String> {
     })
 }
 
-/// The schema a subscription delivers in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliverySchema {
-    EventGrid,
-    CloudEvents,
-    /// Custom-schema topics: the object as published.
-    CustomInput,
-}
-
-impl DeliverySchema {
-    pub fn name(self) -> &'static str {
-        match self {
-            DeliverySchema::EventGrid => "EventGridSchema",
-            DeliverySchema::CloudEvents => "CloudEventSchemaV1_0",
-            DeliverySchema::CustomInput => "CustomInputSchema",
-        }
-    }
-}
-
-/// A delivery attribute mapping: one extra request header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderValue {
-    Static(String),
-    /// A path into the event (`subject`, `data.key1`, …).
-    Dynamic(String),
-}
-
-/// A push (webhook) subscription's settings.
+/// A push (webhook) subscription's settings: what delivery uses, and what the grid keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushCfg {
-    pub endpoint: String,
-    pub schema: DeliverySchema,
-    /// Events per request (1 without batching).
-    pub max_events: usize,
-    /// Preferred request size in bytes (a single larger event still goes alone).
-    pub preferred_bytes: usize,
-    pub batching: bool,
-    pub max_attempts: u32,
-    pub ttl_secs: u64,
-    pub dead_letter: bool,
-    pub headers: Arc<Vec<(String, HeaderValue)>>,
+    pub delivery: PushSettings,
     pub filter: Filter,
     pub expires_ms: Option<u64>,
-    /// A namespace subscription in Push mode: its retry schedule and non-retryable statuses,
-    /// and namespace-shaped dead-letter records.
-    pub namespace: bool,
 }
 
 /// Validates a basic-tier event subscription's `properties`; answers the settings, the
@@ -341,25 +304,28 @@ impl Webhook {
     ) -> PushCfg {
         let batching = self.max_events.is_some() || self.preferred_kb.is_some();
         PushCfg {
-            endpoint: self.endpoint,
-            schema,
-            max_events: if batching {
-                self.max_events.unwrap_or(5000) as usize
-            } else {
-                1
+            delivery: PushSettings {
+                endpoint: self.endpoint,
+                schema,
+                max_events: if batching {
+                    self.max_events.unwrap_or(5000) as usize
+                } else {
+                    1
+                },
+                preferred_bytes: self
+                    .preferred_kb
+                    .unwrap_or(if batching { 64 } else { 1024 })
+                    as usize
+                    * 1024,
+                batching,
+                max_attempts,
+                ttl_secs,
+                dead_letter,
+                headers: Arc::new(self.headers),
+                profile: Profile::Basic,
             },
-            preferred_bytes: self
-                .preferred_kb
-                .unwrap_or(if batching { 64 } else { 1024 }) as usize
-                * 1024,
-            batching,
-            max_attempts,
-            ttl_secs,
-            dead_letter,
-            headers: Arc::new(self.headers),
             filter,
             expires_ms,
-            namespace: false,
         }
     }
 }
@@ -475,7 +441,7 @@ fn attribute_mappings(v: Option<&Value>) -> Result<Vec<(String, HeaderValue)>, S
                 let v = get_str(p, "value", &format!("{at}properties."))?.ok_or_else(|| {
                     format!("{at}properties.value is required for a Static mapping")
                 })?;
-                if !super::push::valid_header_value(v) {
+                if !crate::delivery::request::valid_header_value(v) {
                     return Err(format!(
                         "{at}properties.value must be at most 4096 bytes of printable characters"
                     ));
@@ -550,10 +516,15 @@ mod tests {
     fn defaults_batching_and_redaction() {
         let (c, out) = subscription(&hook(json!({})), InputSchema::EventGrid, 0).unwrap();
         assert_eq!(
-            (c.max_events, c.batching, c.max_attempts, c.ttl_secs),
+            (
+                c.delivery.max_events,
+                c.delivery.batching,
+                c.delivery.max_attempts,
+                c.delivery.ttl_secs
+            ),
             (1, false, 30, 86_400)
         );
-        assert_eq!(c.schema, DeliverySchema::EventGrid);
+        assert_eq!(c.delivery.schema, DeliverySchema::EventGrid);
         let mut v = hook(json!({}));
         v["destination"]["properties"]["maxEventsPerBatch"] = json!(10);
         v["destination"]["properties"]["deliveryAttributeMappings"] = json!([
@@ -561,10 +532,14 @@ mod tests {
             {"name": "Channel", "type": "Dynamic", "properties": {"sourceField": "data.system"}}]);
         let (c, stored) = subscription(&v, InputSchema::EventGrid, 0).unwrap();
         assert_eq!(
-            (c.max_events, c.preferred_bytes, c.batching),
+            (
+                c.delivery.max_events,
+                c.delivery.preferred_bytes,
+                c.delivery.batching
+            ),
             (10, 65_536, true)
         );
-        assert_eq!(c.headers.len(), 2);
+        assert_eq!(c.delivery.headers.len(), 2);
         let shown = redacted(&stored, "Succeeded");
         let d = &shown["destination"]["properties"];
         assert_eq!(d["endpointBaseUrl"], "http://127.0.0.1:9/hook");

@@ -15,8 +15,9 @@ use actix::prelude::*;
 use ntex_bytes::{ByteString, Bytes};
 
 use super::convert::eventgrid_to_cloudevent;
-use super::push::{Enqueued, PushEntry, PushSub};
-use super::resource::{DeliverySchema, InputSchema};
+use super::resource::InputSchema;
+use crate::delivery::push::{PushAppend, PushEntry, PushSub};
+use crate::delivery::request::DeliverySchema;
 use crate::grid::GridError;
 use crate::grid::filter::{EventView, Filter};
 use crate::metrics::METRICS;
@@ -175,7 +176,7 @@ impl Handler<PublishBasic> for BasicSource {
         Box::pin(async move {
             commit.await.map_err(GridError::Store)?;
             for (_, (addr, batch)) in per_sub {
-                addr.do_send(Enqueued(batch));
+                addr.do_send(PushAppend(batch));
             }
             Ok(copies)
         })

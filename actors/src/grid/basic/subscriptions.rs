@@ -57,8 +57,8 @@ impl Grid {
                 subs.get(&lc(name)).map(|p| {
                     (
                         p.key,
-                        p.cfg.endpoint.clone(),
-                        p.cfg.schema,
+                        p.cfg.delivery.endpoint.clone(),
+                        p.cfg.delivery.schema,
                         p.name.clone(),
                         matches!(p.act, Activation::Active(_)),
                     )
@@ -66,18 +66,18 @@ impl Grid {
             })
         };
         if let Some((_, _, schema, _, _)) = &previous
-            && *schema != cfg.schema
+            && *schema != cfg.delivery.schema
         {
             return Err(GridError::BadRequest(format!(
                 "properties.eventDeliverySchema cannot be changed from '{}' to '{}' on an existing event subscription; delete it and create it again.",
                 schema.name(),
-                cfg.schema.name()
+                cfg.delivery.schema.name()
             )));
         }
         let needs_handshake = match &previous {
             None => true,
             Some((_, url, schema, _, active)) => {
-                !active || *url != cfg.endpoint || *schema != cfg.schema
+                !active || *url != cfg.delivery.endpoint || *schema != cfg.delivery.schema
             }
         };
         let key = previous
@@ -86,7 +86,7 @@ impl Grid {
         let mut act_token = None;
         if needs_handshake {
             let token = random_hex(16)?;
-            let handshake = match cfg.schema {
+            let handshake = match cfg.delivery.schema {
                 DeliverySchema::CloudEvents => Handshake::CloudEvents,
                 _ => Handshake::EventGrid {
                     code: uuid()?,
@@ -98,9 +98,9 @@ impl Grid {
                 },
             };
             let v = self
-                .shard_for(&cfg.endpoint)
+                .shard_for(&cfg.delivery.endpoint)
                 .send(Validate {
-                    url: cfg.endpoint.clone(),
+                    url: cfg.delivery.endpoint.clone(),
                     handshake,
                 })
                 .await
@@ -111,7 +111,7 @@ impl Grid {
                 Err(why) => {
                     return Err(GridError::BadRequest(format!(
                         "{HANDSHAKE_FAILED} for {}: {why}. The attempt to validate the provided endpoint failed; see https://aka.ms/esvalidation.",
-                        cfg.endpoint.split('?').next().unwrap_or_default()
+                        cfg.delivery.endpoint.split('?').next().unwrap_or_default()
                     )));
                 }
             }
@@ -159,14 +159,14 @@ impl Grid {
         let act = match (awaiting, running) {
             (Some(a), running) => {
                 if let Some(r) = running {
-                    r.do_send(push::Shutdown);
+                    r.do_send(Shutdown);
                 }
                 a
             }
             (None, Some(r)) => {
-                r.do_send(push::Reconfigure(
-                    cfg.clone(),
-                    self.shard_for(&cfg.endpoint),
+                r.do_send(ReconfigurePush(
+                    cfg.delivery.clone(),
+                    self.shard_for(&cfg.delivery.endpoint),
                 ));
                 Activation::Active(r)
             }
@@ -248,7 +248,7 @@ impl Grid {
             if let Some(p) = st.subs_mut(scope).and_then(|s| s.remove(&lc(name)))
                 && let Activation::Active(a) = p.act
             {
-                a.do_send(push::Shutdown);
+                a.do_send(Shutdown);
             }
             st.refresh_routes(scope);
         }

@@ -6,7 +6,7 @@
 //! entries durably; this actor writes to it through the [`Writer`] and answers a settlement only
 //! after the commit.
 //!
-//! Semantics (spec §6.2): a receive locks each event it returns for the subscription's lock
+//! Semantics (docs/eventgrid.md §6.2): a receive locks each event it returns for the subscription's lock
 //! duration and reports `deliveryCount` = deliveries so far; acknowledge deletes; release makes
 //! the event available again (after an optional delay); reject dead-letters (or drops, without a
 //! dead-letter destination); renew extends a lock, up to one hour after the first lock; an
@@ -27,23 +27,35 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::resource::SubCfg;
+use super::dead_letter::{NamespaceDeadLetter, Via, namespace_record};
 use crate::metrics::METRICS;
-use crate::model::clock::now_ms;
-use crate::model::time::format_rfc3339_ms;
+use crate::model::Shutdown;
+use crate::model::clock::{mono_ms, now_ms};
 use crate::store::{EntryState, Op, Queued, StoreError, Writer};
+pub use token::TokenError;
+use token::{nonce, parse_token, token};
 
-/// Locks may be renewed for this long after the first lock (spec §6.2).
+mod token;
+
+/// Locks may be renewed for this long after the first lock (docs/eventgrid.md §6.2).
 const MAX_LOCK_AGE_MS: u64 = 3_600_000;
 
-/// One event handed to a consumer.
+/// A queue subscription's settings (from its resource definition, without the filter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    pub lock_secs: u32,
+    pub max_delivery_count: u32,
+    pub ttl_secs: u64,
+    /// Dead-letter events (reject, max deliveries, TTL) into the store; else they are dropped.
+    pub dead_letter: bool,
+}
+
+/// One event handed to a consumer, locked until settled or the lock expires.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub struct LockedEvent {
     pub token: String,
     pub delivery_count: u32,
     /// The event's JSON as published.
@@ -53,7 +65,7 @@ pub struct Received {
 /// Events committed for this subscription, from its topic actor.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Enqueued(pub Vec<(u64, u64, Bytes)>);
+pub struct QueueAppend(pub Vec<(u64, u64, Bytes)>);
 
 /// A long-poll receive: answered with 1..=`max` events as soon as any is ready, or with none
 /// after `wait`.
@@ -62,7 +74,7 @@ pub struct Enqueued(pub Vec<(u64, u64, Bytes)>);
 pub struct Receive {
     pub max: usize,
     pub wait: Duration,
-    pub reply: oneshot::Sender<Vec<Received>>,
+    pub reply: oneshot::Sender<Vec<LockedEvent>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,37 +83,6 @@ pub enum Action {
     Release { delay_secs: u32 },
     Reject,
     RenewLock,
-}
-
-/// Why a lock token failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    /// Not a token this server issues.
-    BadToken,
-    /// The lock expired, was settled, or the event was redelivered since.
-    TokenLost,
-    /// Renewal past the one-hour limit.
-    LockAgeExceeded,
-}
-
-impl TokenError {
-    pub fn code(self) -> &'static str {
-        match self {
-            TokenError::BadToken => "BadToken",
-            TokenError::TokenLost | TokenError::LockAgeExceeded => "TokenLost",
-        }
-    }
-    pub fn message(self) -> &'static str {
-        match self {
-            TokenError::BadToken => "The lock token is malformed or was not issued by this server.",
-            TokenError::TokenLost => {
-                "Token has expired or is no longer valid (settled, or the event was redelivered)."
-            }
-            TokenError::LockAgeExceeded => {
-                "The lock cannot be renewed: it was first taken more than one hour ago."
-            }
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -121,12 +102,7 @@ pub struct Settle {
 /// New settings after a PUT on an existing subscription.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reconfigure(pub SubCfg);
-
-/// The subscription was deleted: waiting receivers are answered, the actor stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+pub struct ReconfigureQueue(pub QueueSettings);
 
 /// Why an event left the queue unacknowledged: the dead-letter record's reason and result.
 #[derive(Debug, Clone, Copy)]
@@ -167,21 +143,15 @@ struct Lock {
     first_ms: u64,
 }
 
-/// Milliseconds on a monotonic clock that starts with the process.
-fn mono_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 struct Waiter {
     max: usize,
     deadline: Instant,
-    reply: oneshot::Sender<Vec<Received>>,
+    reply: oneshot::Sender<Vec<LockedEvent>>,
 }
 
 pub struct QueueSub {
     key: u64,
-    cfg: SubCfg,
+    cfg: QueueSettings,
     writer: Writer,
     tick: Duration,
     entries: BTreeMap<u64, Entry>,
@@ -193,43 +163,12 @@ pub struct QueueSub {
     dl_seq: u64,
 }
 
-fn token(seq: u64, nonce: u64) -> String {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&seq.to_be_bytes());
-    b[8..].copy_from_slice(&nonce.to_be_bytes());
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn parse_token(t: &str) -> Option<(u64, u64)> {
-    if t.len() != 22 {
-        return None;
-    }
-    let mut b = [0u8; 16];
-    let n = URL_SAFE_NO_PAD.decode_slice(t, &mut b).ok()?;
-    (n == 16).then(|| {
-        (
-            u64::from_be_bytes(b[..8].try_into().expect("8")),
-            u64::from_be_bytes(b[8..].try_into().expect("8")),
-        )
-    })
-}
-
-fn nonce() -> u64 {
-    // Falls back to a hash of the time only if the OS has no randomness at all; tokens are then
-    // still unique, just guessable, and the failure is logged.
-    getrandom::u64().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "no OS randomness for lock tokens");
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(Instant::now())
-    })
-}
-
 impl QueueSub {
     /// `queued`: the subscription's entries as read from the store; `dl_seq`: its last
     /// dead-letter sequence.
     pub fn new(
         key: u64,
-        cfg: SubCfg,
+        cfg: QueueSettings,
         writer: Writer,
         tick: Duration,
         queued: Vec<Queued>,
@@ -286,20 +225,18 @@ impl QueueSub {
         METRICS.events_dead_lettered.inc();
         self.dl_seq += 1;
         let (reason, result) = why.texts();
-        let mut rec = Vec::with_capacity(e.raw.len() + 256);
-        rec.extend_from_slice(b"{\"event\":");
-        rec.extend_from_slice(&e.raw);
-        let props = serde_json::json!({
-            "deadletterreason": reason,
-            "deliveryattempts": e.deliveries,
-            "deliveryresult": result,
-            "publishutc": format_rfc3339_ms(e.publish_ms),
-            "deliveryattemptutc": format_rfc3339_ms(now),
-            "deadlettersequence": self.dl_seq,
-        });
-        rec.extend_from_slice(b",\"deadLetterProperties\":");
-        rec.extend_from_slice(props.to_string().as_bytes());
-        rec.push(b'}');
+        let rec = namespace_record(
+            &e.raw,
+            &NamespaceDeadLetter {
+                reason,
+                attempts: e.deliveries,
+                result: Some(result),
+                via: Via::Pull,
+                publish_ms: e.publish_ms,
+                attempt_ms: now,
+                sequence: self.dl_seq,
+            },
+        );
         ops.push(Op::DeadLetter {
             sub: self.key,
             seq,
@@ -344,7 +281,7 @@ impl QueueSub {
     }
 
     /// Locks and returns up to `max` ready events.
-    fn take(&mut self, max: usize, now: u64, ops: &mut Vec<Op>) -> Vec<Received> {
+    fn take(&mut self, max: usize, now: u64, ops: &mut Vec<Op>) -> Vec<LockedEvent> {
         let mut out = Vec::with_capacity(max.min(self.ready.len()));
         while out.len() < max {
             let Some(seq) = self.ready.pop_front() else {
@@ -378,7 +315,7 @@ impl QueueSub {
                 },
             );
             self.lock_heap.push(Reverse((expires_ms, seq, n)));
-            out.push(Received {
+            out.push(LockedEvent {
                 token: token(seq, n),
                 delivery_count: e.deliveries,
                 event: e.raw.clone(),
@@ -411,7 +348,7 @@ impl QueueSub {
     }
 
     /// Undoes `take` for events whose receiver went away before they were handed over.
-    fn unlock(&mut self, got: Vec<Received>) {
+    fn unlock(&mut self, got: Vec<LockedEvent>) {
         for r in got {
             if let Some((seq, _)) = parse_token(&r.token)
                 && self.locks.remove(&seq).is_some()
@@ -524,9 +461,9 @@ impl Actor for QueueSub {
     }
 }
 
-impl Handler<Enqueued> for QueueSub {
+impl Handler<QueueAppend> for QueueSub {
     type Result = ();
-    fn handle(&mut self, msg: Enqueued, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: QueueAppend, _: &mut Context<Self>) {
         METRICS.events_queued.add(msg.0.len() as i64);
         for (seq, publish_ms, raw) in msg.0 {
             self.entries.insert(
@@ -648,9 +585,9 @@ impl Handler<Settle> for QueueSub {
     }
 }
 
-impl Handler<Reconfigure> for QueueSub {
+impl Handler<ReconfigureQueue> for QueueSub {
     type Result = ();
-    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ReconfigureQueue, _: &mut Context<Self>) {
         self.cfg = msg.0;
     }
 }
@@ -666,139 +603,4 @@ impl Handler<Shutdown> for QueueSub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_reject_garbage() {
-        let t = token(42, 0xdead_beef_0123_4567);
-        assert_eq!(t.len(), 22);
-        assert_eq!(parse_token(&t), Some((42, 0xdead_beef_0123_4567)));
-        for bad in [
-            "",
-            "x",
-            "not-a-token-at-all!!!!",
-            &"A".repeat(23),
-            "CgMKATESCQoHdG9rZW4tMQ==",
-        ] {
-            assert_eq!(parse_token(bad), None, "{bad}");
-        }
-    }
-
-    /// A store whose commits fail while `fail` is set.
-    struct Flaky {
-        inner: crate::store::mem::MemStore,
-        fail: std::sync::atomic::AtomicBool,
-    }
-
-    impl crate::store::Store for Flaky {
-        fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
-            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(StoreError::Io("disk full".into()));
-            }
-            self.inner.commit(ops)
-        }
-        fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            self.inner.resources()
-        }
-        fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
-            self.inner.queue(sub)
-        }
-        fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {
-            self.inner.subscription_keys()
-        }
-        fn dead_letters(
-            &self,
-            s: u64,
-            a: u64,
-            l: usize,
-        ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-            self.inner.dead_letters(s, a, l)
-        }
-        fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError> {
-            self.inner.last_dead_letter(sub)
-        }
-        fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.meta(key)
-        }
-    }
-
-    #[test]
-    fn a_settlement_whose_commit_fails_leaves_the_event_deliverable() {
-        use std::sync::atomic::Ordering::SeqCst;
-        let store = std::sync::Arc::new(Flaky {
-            inner: crate::store::mem::MemStore::new(),
-            fail: false.into(),
-        });
-        crate::store::Store::commit(
-            &store.inner,
-            &[Op::Enqueue {
-                sub: 7,
-                seq: 1,
-                publish_ms: now_ms(),
-                body: Bytes::from_static(b"{\"id\":\"a\"}"),
-            }],
-        )
-        .unwrap();
-        let writer = Writer::start(store.clone());
-        actix::System::new().block_on(async move {
-            let cfg = super::super::resource::subscription(
-                &serde_json::Value::Null,
-                super::super::resource::TopicCfg { retention_days: 1 },
-                Default::default(),
-                0,
-            )
-            .unwrap()
-            .0;
-            let queued = crate::store::Store::queue(&*store, 7).unwrap();
-            let q = QueueSub::new(7, cfg, writer, Duration::from_millis(50), queued, 0).start();
-            let receive = || async {
-                let (tx, rx) = oneshot::channel();
-                q.send(Receive {
-                    max: 10,
-                    wait: Duration::from_secs(1),
-                    reply: tx,
-                })
-                .await
-                .unwrap();
-                rx.await.unwrap()
-            };
-            let got = receive().await;
-            assert_eq!(got.len(), 1);
-            for action in [Action::Acknowledge, Action::Reject] {
-                let got = if action == Action::Acknowledge {
-                    got.clone()
-                } else {
-                    receive().await
-                };
-                store.fail.store(true, SeqCst);
-                let r = q
-                    .send(Settle {
-                        action,
-                        tokens: vec![got[0].token.clone()],
-                    })
-                    .await
-                    .unwrap();
-                assert!(r.is_err(), "{action:?}: the failed commit is reported");
-                store.fail.store(false, SeqCst);
-                let again = receive().await;
-                assert_eq!(again.len(), 1, "{action:?}: still deliverable");
-                assert_eq!(&again[0].event[..], b"{\"id\":\"a\"}");
-                assert_eq!(again[0].delivery_count, got[0].delivery_count + 1);
-                // Put it back for the next round: release it.
-                q.send(Settle {
-                    action: Action::Release { delay_secs: 0 },
-                    tokens: vec![again[0].token.clone()],
-                })
-                .await
-                .unwrap()
-                .unwrap();
-            }
-            assert_eq!(
-                crate::store::Store::queue(&*store, 7).unwrap().len(),
-                1,
-                "the store kept it throughout"
-            );
-        });
-    }
-}
+mod tests;

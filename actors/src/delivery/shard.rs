@@ -1,13 +1,12 @@
 //! Webhook delivery shards: a fixed number of actors, each owning the HTTP client and the
 //! health state of the endpoints hashed to it (endpoint URL → shard).
 //!
-//! A shard performs requests (deliveries and the validation handshakes of spec §5.1, §5.2) and
-//! classifies each answer the way Event Grid does (§5.4): only 200–204 succeed; 400, 401, 403
-//! and 413 are never retried; 408 and 503 ask for a longer wait; anything else, a timeout or a
-//! socket error is retried on the schedule. After repeated failures an endpoint is put on
-//! probation (§5.5): for a while, deliveries to it are deferred without an attempt, so a dead
-//! endpoint costs nothing and never delays the others. Every request runs as its own future,
-//! so a slow endpoint never holds up another one on the same shard.
+//! A shard performs requests (deliveries and the validation handshakes of docs/eventgrid.md
+//! §5.1, §5.2) and classifies each answer with [`retry::classify_status`] (docs/eventgrid.md
+//! §5.4). After repeated failures an endpoint is put on probation ([`retry::Probation`],
+//! docs/eventgrid.md §5.5): for a while, deliveries to it are deferred without an attempt, so a
+//! dead endpoint costs nothing and never delays the others. Every request runs as its own
+//! future, so a slow endpoint never holds up another one on the same shard.
 //!
 //! Owns no events: retry schedules, counts and dead-lettering belong to the subscription actors.
 //! Must never block its arbiter or follow a redirect.
@@ -20,66 +19,10 @@ use actix::prelude::*;
 use awc::error::{ConnectError, SendRequestError};
 use awc::http::Method;
 
+use super::PushConfig;
+use super::retry::{self, Outcome, Probation, Profile, WebhookOutcome};
 use crate::metrics::PUSH;
-
-/// Settings of push delivery.
-#[derive(Debug, Clone)]
-pub struct PushConfig {
-    /// Waits before the 1st, 2nd, … retry (Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h,
-    /// 3 h, 6 h, then every 12 h). Also the unit of the status minimums and probation times.
-    pub retry_schedule: Arc<Vec<Duration>>,
-    /// The same for namespace subscriptions in Push mode (Event Grid: immediately, 10 s, 30 s,
-    /// 1 m, 5 m, then every 5 m).
-    pub namespace_retry_schedule: Arc<Vec<Duration>>,
-    pub request_timeout: Duration,
-    /// How long the synchronous validation handshake may take.
-    pub validation_timeout: Duration,
-    /// How long a subscription waits for its `validationUrl` to be visited.
-    pub manual_validation: Duration,
-    /// Requests in flight per subscription.
-    pub max_in_flight: usize,
-    pub shards: usize,
-    /// Consecutive failures that put an endpoint on probation.
-    pub probation_after: u32,
-    /// Also write dead letters as JSON files under this directory.
-    pub dead_letter_dir: Option<std::path::PathBuf>,
-    /// Base URL of this server as webhooks can reach it (for `validationUrl`).
-    pub public_url: String,
-    /// Refuse endpoints whose host is or resolves to a loopback, link-local, private,
-    /// unique-local or unspecified address (checked before the validation handshake), so the
-    /// handshake cannot be used to probe the server's own network.
-    pub deny_private_endpoints: bool,
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        let s = |v: &[u64]| Arc::new(v.iter().map(|s| Duration::from_secs(*s)).collect());
-        PushConfig {
-            retry_schedule: s(&[10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200]),
-            namespace_retry_schedule: s(&[0, 10, 30, 60, 300]),
-            request_timeout: Duration::from_secs(30),
-            validation_timeout: Duration::from_secs(30),
-            manual_validation: Duration::from_secs(600),
-            max_in_flight: 16,
-            shards: 2,
-            probation_after: 10,
-            dead_letter_dir: None,
-            public_url: "http://127.0.0.1:8080".into(),
-            deny_private_endpoints: false,
-        }
-    }
-}
-
-impl PushConfig {
-    /// The first step of the schedule: the unit the fixed Event Grid minimums are scaled by, so
-    /// that a shortened schedule (tests) shortens them too.
-    pub fn unit(&self) -> Duration {
-        self.retry_schedule
-            .first()
-            .copied()
-            .unwrap_or(Duration::from_secs(10))
-    }
-}
+use crate::model::clock::{mono_ms, now_ms};
 
 /// One HTTP request to an endpoint.
 pub struct Request {
@@ -87,48 +30,25 @@ pub struct Request {
     pub content_type: &'static str,
     pub headers: Vec<(std::borrow::Cow<'static, str>, ntex_bytes::ByteString)>,
     pub body: Vec<u8>,
-    /// Namespace push: 404 and 414 are not retried either (spec §6.4).
-    pub namespace: bool,
+    /// Which tier's statuses are never retried (docs/eventgrid.md §6.4).
+    pub profile: Profile,
 }
 
-/// Whether and when a failed delivery may be tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    Never,
-    /// Retry, but not sooner than this.
-    After(Duration),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered,
-    Failed {
-        status: Option<u16>,
-        /// Event Grid's `lastDeliveryOutcome` name.
-        outcome: &'static str,
-        retry: Retry,
-    },
-    /// The endpoint is on probation: try again at this time (ms since the epoch); not an attempt.
-    Deferred {
-        until_ms: u64,
-    },
-}
-
-/// Delivers one request.
+/// One delivery attempt of one request (or a deferral, while its endpoint is on probation).
 #[derive(Message)]
 #[rtype(result = "Outcome")]
-pub struct Deliver(pub Request);
+pub struct Attempt(pub Request);
 
 /// The handshake a subscription's endpoint must pass before it gets events.
 #[derive(Debug, Clone)]
 pub enum Handshake {
-    /// Event Grid schema: a SubscriptionValidationEvent POST (spec §5.1).
+    /// Event Grid schema: a SubscriptionValidationEvent POST (docs/eventgrid.md §5.1).
     EventGrid {
         code: String,
         validation_url: String,
         subscription: String,
     },
-    /// CloudEvents abuse protection: OPTIONS with `WebHook-Request-Origin` (spec §5.2).
+    /// CloudEvents abuse protection: OPTIONS with `WebHook-Request-Origin` (docs/eventgrid.md §5.2).
     CloudEvents,
 }
 
@@ -246,16 +166,10 @@ pub struct Validate {
     pub handshake: Handshake,
 }
 
-#[derive(Default)]
-struct Health {
-    failures: u32,
-    probation_until: Option<(Instant, u64)>,
-}
-
 pub struct DeliveryShard {
     cfg: PushConfig,
     client: Option<awc::Client>,
-    endpoints: HashMap<Arc<str>, Health>,
+    endpoints: HashMap<Arc<str>, Probation>,
 }
 
 impl DeliveryShard {
@@ -286,16 +200,6 @@ impl DeliveryShard {
             })
             .clone()
     }
-
-    /// Probation length after `outcome` (spec §5.5, scaled by the schedule's unit).
-    fn probation(&self, outcome: &str) -> Duration {
-        let unit = self.cfg.unit();
-        match outcome {
-            "Busy" | "TimedOut" => unit,
-            "SocketError" => unit * 3,
-            _ => unit * 30,
-        }
-    }
 }
 
 impl Actor for DeliveryShard {
@@ -306,57 +210,25 @@ impl Actor for DeliveryShard {
     }
 }
 
-fn classify_status(status: u16, unit: Duration, namespace: bool) -> Outcome {
-    let failed = |outcome, retry| Outcome::Failed {
-        status: Some(status),
-        outcome,
-        retry,
-    };
-    match status {
-        200..=204 => Outcome::Delivered,
-        404 | 414 if namespace => failed(
-            if status == 404 {
-                "NotFound"
-            } else {
-                "BadRequest"
-            },
-            Retry::Never,
-        ),
-        400 => failed("BadRequest", Retry::Never),
-        401 => failed("Unauthorized", Retry::Never),
-        403 => failed("Forbidden", Retry::Never),
-        413 => failed("PayloadTooLarge", Retry::Never),
-        404 => failed("NotFound", Retry::After(unit)),
-        408 => failed("TimedOut", Retry::After(unit * 12)),
-        503 => failed("Busy", Retry::After(unit * 3)),
-        429 | 500..=599 => failed("Busy", Retry::After(unit)),
-        _ => failed("Aborted", Retry::After(unit)),
+/// The outcome Event Grid names a request that got no answer.
+fn error_outcome(e: &SendRequestError) -> WebhookOutcome {
+    match e {
+        SendRequestError::Timeout => WebhookOutcome::TimedOut,
+        SendRequestError::Connect(ConnectError::Resolver(_)) => WebhookOutcome::ResolutionError,
+        SendRequestError::Connect(ConnectError::Timeout) => WebhookOutcome::TimedOut,
+        _ => WebhookOutcome::SocketError,
     }
 }
 
-fn classify_error(e: &SendRequestError, unit: Duration) -> Outcome {
-    let outcome = match e {
-        SendRequestError::Timeout => "TimedOut",
-        SendRequestError::Connect(ConnectError::Resolver(_)) => "ResolutionError",
-        SendRequestError::Connect(ConnectError::Timeout) => "TimedOut",
-        _ => "SocketError",
-    };
-    Outcome::Failed {
-        status: None,
-        outcome,
-        retry: Retry::After(unit),
-    }
-}
-
-impl Handler<Deliver> for DeliveryShard {
+impl Handler<Attempt> for DeliveryShard {
     type Result = ResponseActFuture<Self, Outcome>;
 
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Attempt, _: &mut Context<Self>) -> Self::Result {
         let req = msg.0;
-        let now = Instant::now();
-        if let Some(h) = self.endpoints.get(&req.url)
-            && let Some((until, until_ms)) = h.probation_until
-            && until > now
+        if let Some(until_ms) = self
+            .endpoints
+            .get(&req.url)
+            .and_then(|p| p.deferred_until(mono_ms()))
         {
             PUSH.deferred.inc();
             return Box::pin(fut::ready(Outcome::Deferred { until_ms }));
@@ -371,7 +243,7 @@ impl Handler<Deliver> for DeliveryShard {
             r = r.insert_header((k.as_ref(), v.as_str()));
         }
         let body = req.body;
-        let namespace = req.namespace;
+        let profile = req.profile;
         PUSH.requests.inc();
         let started = Instant::now();
         Box::pin(
@@ -380,42 +252,26 @@ impl Handler<Deliver> for DeliveryShard {
                     Ok(mut resp) => {
                         // Drained so the connection can be reused; the content is not used.
                         let _ = resp.body().limit(64 * 1024).await;
-                        classify_status(resp.status().as_u16(), unit, namespace)
+                        retry::classify_status(resp.status().as_u16(), unit, profile)
                     }
                     Err(e) => {
                         tracing::debug!(endpoint = %base(&url), error = %e, "webhook request failed");
-                        classify_error(&e, unit)
+                        retry::classify_error(error_outcome(&e), unit)
                     }
                 }
             }
             .into_actor(self)
             .map(move |out, act, _| {
                 PUSH.latency.observe_us(started.elapsed().as_micros() as u64);
-                let (after, probation) = match &out {
-                    Outcome::Failed { outcome, .. } => (act.cfg.probation_after, act.probation(outcome)),
-                    _ => (0, Duration::ZERO),
-                };
+                if matches!(out, Outcome::Failed { .. }) {
+                    PUSH.failures.inc();
+                }
                 let h = act.endpoints.entry(req.url.clone()).or_default();
-                match &out {
-                    Outcome::Delivered => {
-                        *h = Health::default();
-                    }
-                    Outcome::Failed { outcome, .. } => {
-                        PUSH.failures.inc();
-                        // Only the outcomes of Event Grid's probation table count: an endpoint
-                        // refusing a bad event (400, 413) is not unhealthy.
-                        if !counts_for_probation(outcome) {
-                            return out;
-                        }
-                        h.failures += 1;
-                        if h.failures >= after {
-                            let d = probation;
-                            let until_ms = crate::model::clock::now_ms() + d.as_millis() as u64;
-                            tracing::info!(endpoint = %base(&req.url), outcome, secs = d.as_secs(), "endpoint on probation");
-                            h.probation_until = Some((Instant::now() + d, until_ms));
-                        }
-                    }
-                    Outcome::Deferred { .. } => {}
+                let after = act.cfg.probation_after;
+                if let Some(d) = h.record(&out, after, unit, mono_ms(), now_ms())
+                    && let Outcome::Failed { outcome, .. } = &out
+                {
+                    tracing::info!(endpoint = %base(&req.url), outcome = outcome.name(), secs = d.as_secs(), "endpoint on probation");
                 }
                 out
             }),
@@ -508,7 +364,7 @@ impl Handler<Validate> for DeliveryShard {
 }
 
 fn validation_event(code: &str, url: &str) -> Vec<u8> {
-    let now = crate::model::time::format_rfc3339_ms(crate::model::clock::now_ms());
+    let now = crate::model::time::format_rfc3339_ms(now_ms());
     serde_json::json!([{
         "id": code,
         "topic": "/providers/Microsoft.EventGrid",
@@ -526,19 +382,6 @@ fn validation_event(code: &str, url: &str) -> Vec<u8> {
 /// The URL without its query, which may hold secrets (`?code=…`): for logs.
 fn base(url: &str) -> &str {
     url.split('?').next().unwrap_or_default()
-}
-
-fn counts_for_probation(outcome: &str) -> bool {
-    matches!(
-        outcome,
-        "Busy"
-            | "TimedOut"
-            | "SocketError"
-            | "NotFound"
-            | "ResolutionError"
-            | "Unauthorized"
-            | "Forbidden"
-    )
 }
 
 /// The shard that owns `url`.
@@ -577,65 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn statuses_are_classified_as_event_grid_does() {
-        let u = Duration::from_secs(10);
-        for s in 200..=204 {
-            assert_eq!(classify_status(s, u, false), Outcome::Delivered);
-        }
-        for s in [400, 401, 403, 413] {
-            assert!(
-                matches!(
-                    classify_status(s, u, false),
-                    Outcome::Failed {
-                        retry: Retry::Never,
-                        ..
-                    }
-                ),
-                "{s}"
-            );
-        }
-        let after = |s| match classify_status(s, u, false) {
-            Outcome::Failed {
-                retry: Retry::After(d),
-                ..
-            } => d,
-            o => panic!("{s}: {o:?}"),
-        };
-        assert_eq!(after(503), Duration::from_secs(30));
-        assert_eq!(after(408), Duration::from_secs(120));
-        assert_eq!(after(500), u);
-        assert_eq!(after(302), u);
-        assert_eq!(after(205), u);
-        assert_eq!(after(404), u, "basic tier retries 404");
-        for s in [404, 414] {
-            assert!(
-                matches!(
-                    classify_status(s, u, true),
-                    Outcome::Failed {
-                        retry: Retry::Never,
-                        ..
-                    }
-                ),
-                "namespace push never retries {s}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_unhealthy_outcomes_lead_to_probation() {
-        for o in [
-            "Busy",
-            "TimedOut",
-            "SocketError",
-            "NotFound",
-            "Unauthorized",
-            "Forbidden",
-        ] {
-            assert!(counts_for_probation(o), "{o}");
-        }
-        for o in ["BadRequest", "PayloadTooLarge", "Aborted"] {
-            assert!(!counts_for_probation(o), "{o}");
-        }
+    fn logged_endpoints_leave_out_their_query() {
         assert_eq!(base("http://h/p?code=secret"), "http://h/p");
     }
 

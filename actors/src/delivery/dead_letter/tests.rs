@@ -1,0 +1,91 @@
+use super::*;
+
+const T: u64 = 1_714_557_600_000; // 2024-05-01T10:00:00Z
+
+fn parse(rec: &[u8]) -> Value {
+    serde_json::from_slice(rec).unwrap()
+}
+
+#[test]
+fn basic_records_add_azures_fields_to_the_event_as_stored() {
+    let d = BasicDeadLetter {
+        reason: "MaxDeliveryAttemptsExceeded",
+        attempts: 3,
+        outcome: Some("Busy"),
+        status: Some(503),
+        publish_ms: T,
+        attempt_ms: T + 1000,
+    };
+    let body = br#"{"id":"e1","deliveryAttempts":99,"data":{"a":[1,2]}}"#;
+    let rec = basic_record(body, DeliverySchema::EventGrid, &d);
+    let text = String::from_utf8(rec.clone()).unwrap();
+    assert!(
+        text.starts_with(
+            r#"{"id":"e1","data":{"a":[1,2]},"deadLetterReason":"MaxDeliveryAttemptsExceeded""#
+        ),
+        "{text}"
+    );
+    let v = parse(&rec);
+    assert_eq!(
+        v["deliveryAttempts"], 3,
+        "the record's field replaces the event's"
+    );
+    assert_eq!(v["lastDeliveryOutcome"], "Busy");
+    assert_eq!(v["lastHttpStatusCode"], 503);
+    assert_eq!(v["publishTime"], "2024-05-01T10:00:00.000Z");
+    assert_eq!(v["lastDeliveryAttemptTime"], "2024-05-01T10:00:01.000Z");
+
+    let ce = parse(&basic_record(
+        br#"{"id":"e1"}"#,
+        DeliverySchema::CloudEvents,
+        &d,
+    ));
+    assert_eq!(ce["deadletterreason"], "MaxDeliveryAttemptsExceeded");
+    assert_eq!(ce["lasthttpstatuscode"], 503);
+    assert!(ce.get("deadLetterReason").is_none());
+
+    let damaged = parse(&basic_record(b"[1]", DeliverySchema::EventGrid, &d));
+    assert_eq!(damaged["unreadableEvent"], "[1]");
+    assert_eq!(damaged["deliveryAttempts"], 3);
+}
+
+#[test]
+fn namespace_records_wrap_the_event_and_report_http_only_for_push() {
+    let d = NamespaceDeadLetter {
+        reason: "Event was rejected by the receiver.",
+        attempts: 1,
+        result: Some("Rejected"),
+        via: Via::Pull,
+        publish_ms: T,
+        attempt_ms: T,
+        sequence: 7,
+    };
+    let rec = namespace_record(br#"{"id":"a"}"#, &d);
+    assert!(rec.starts_with(br#"{"event":{"id":"a"},"deadLetterProperties":"#));
+    let v = parse(&rec);
+    let p = &v["deadLetterProperties"];
+    assert_eq!(p["deadletterreason"], "Event was rejected by the receiver.");
+    assert_eq!(p["deliveryattempts"], 1);
+    assert_eq!(p["deliveryresult"], "Rejected");
+    assert_eq!(p["deadlettersequence"], 7);
+    assert_eq!(p["publishutc"], "2024-05-01T10:00:00.000Z");
+    assert!(
+        p.get("lasthttpstatuscode").is_none(),
+        "pull: no HTTP status"
+    );
+
+    let push = |status| {
+        parse(&namespace_record(
+            br#"{"id":"a"}"#,
+            &NamespaceDeadLetter {
+                via: Via::Push { status },
+                result: None,
+                ..d
+            },
+        ))["deadLetterProperties"]
+            .clone()
+    };
+    assert_eq!(push(Some(404))["lasthttpstatuscode"], 404);
+    assert_eq!(push(None)["lasthttpstatuscode"], Value::Null);
+    assert_eq!(push(None)["deliveryresult"], Value::Null);
+}
