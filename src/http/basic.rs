@@ -12,7 +12,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::grid::basic::Kind;
 use evgrid_actors::grid::basic::resource::InputSchema;
-use evgrid_actors::grid::basic::source::PublishBasic;
+use evgrid_actors::grid::topic::Publish;
 use evgrid_actors::metrics::HTTP;
 
 use super::State;
@@ -121,7 +121,7 @@ async fn publish(
             st.grid.ensure_domain_topics(name, &missing).await?;
         }
     }
-    target.addr.send(PublishBasic(events)).await.map_err(|_| {
+    target.addr.send(Publish(events)).await.map_err(|_| {
         ApiError::unavailable(
             "The topic is being deleted or the server is stopping; nothing was stored.",
         )

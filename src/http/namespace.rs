@@ -12,9 +12,9 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::budget::{BUDGET, Held, Kind};
-use evgrid_actors::grid::Keys;
 use evgrid_actors::grid::queue::{Action, Receive, Settle, Settled};
 use evgrid_actors::grid::topic::Publish;
+use evgrid_actors::grid::{GridError, Keys};
 use evgrid_actors::metrics::HTTP;
 use futures_util::StreamExt;
 use ntex_bytes::{Bytes, BytesMut};
@@ -245,11 +245,13 @@ async fn topic_op(
             max_events: st.limits.max_events_per_request,
         },
     )?;
-    addr.send(Publish(events)).await.map_err(|_| {
-        ApiError::unavailable(
-            "The topic is being deleted or the server is stopping; nothing was stored.",
-        )
-    })??;
+    addr.send(Publish(events.into_iter().map(Into::into).collect()))
+        .await
+        .map_err(|_| {
+            ApiError::unavailable(
+                "The topic is being deleted or the server is stopping; nothing was stored.",
+            )
+        })??;
     HTTP.publish_ok.inc();
     Ok(HttpResponse::Ok()
         .content_type("application/json; charset=utf-8")
@@ -336,7 +338,8 @@ async fn subscription_op(
             tokens: tokens.lock_tokens,
         })
         .await
-        .map_err(|_| ApiError::not_found("The event subscription was deleted."))??;
+        .map_err(|_| ApiError::not_found("The event subscription was deleted."))?
+        .map_err(GridError::from)?;
     Ok(settle_response(&settled))
 }
 
