@@ -115,9 +115,15 @@ impl Grid {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, GridError> {
-        self.0
-            .namespaces
-            .dead_letters(&self.0.shared, ns, topic, name, after, limit)
+        registry::dead_letters(
+            &self.0.namespaces,
+            &self.0.shared,
+            ns,
+            topic,
+            name,
+            after,
+            limit,
+        )
     }
 
     // ---- management ----

@@ -564,7 +564,7 @@ impl Namespaces {
         self.delete_subscription_locked(sh, ns, topic, name).await
     }
 
-    async fn delete_subscription_locked(
+    pub(super) async fn delete_subscription_locked(
         &self,
         sh: &Shared,
         ns: &str,
@@ -604,69 +604,5 @@ impl Namespaces {
             t.addr.do_send(SetRoutes(Self::routes(t)));
         }
         Ok(true)
-    }
-
-    /// Subscriptions past their expiry (for the grid's one expiry sweep).
-    pub(super) fn expired(&self, now: u64) -> Vec<(String, String, String)> {
-        let mut expired = Vec::new();
-        let st = self.state.read().expect("grid lock");
-        for (nk, n) in st.iter() {
-            for (tk, t) in &n.topics {
-                for (sk, s) in &t.subs {
-                    if s.cfg.expires_ms.is_some_and(|e| e <= now) {
-                        expired.push((nk.clone(), tk.clone(), sk.clone()));
-                    }
-                }
-            }
-        }
-        expired
-    }
-
-    /// Deletes a subscription [`Namespaces::expired`] found, unless a PUT extended or
-    /// recreated it meanwhile. Runs under the management lock.
-    pub(super) async fn delete_if_expired_locked(&self, sh: &Shared, ns: &str, t: &str, s: &str) {
-        let still = {
-            let st = self.state.read().expect("grid lock");
-            st.get(ns)
-                .and_then(|n| n.topics.get(t))
-                .and_then(|tp| tp.subs.get(s))
-                .is_some_and(|sub| sub.cfg.expires_ms.is_some_and(|e| e <= now_ms()))
-        };
-        if !still {
-            return;
-        }
-        match self.delete_subscription_locked(sh, ns, t, s).await {
-            Ok(_) => {
-                tracing::info!(namespace = %ns, topic = %t, subscription = %s, "expired subscription deleted")
-            }
-            Err(e) => tracing::warn!(error = %e, "could not delete an expired subscription"),
-        }
-    }
-
-    /// Dead letters of a subscription: up to `limit` records after sequence `after`.
-    pub(super) fn dead_letters(
-        &self,
-        sh: &Shared,
-        ns: &str,
-        topic: &str,
-        name: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, GridError> {
-        let key = {
-            let st = self.state.read().expect("grid lock");
-            let n = st
-                .get(&lc(ns))
-                .ok_or_else(|| GridError::not_found("namespace", ns))?;
-            let t = n
-                .topics
-                .get(&lc(topic))
-                .ok_or_else(|| GridError::not_found("topic", topic))?;
-            t.subs
-                .get(&lc(name))
-                .ok_or_else(|| GridError::not_found("event subscription", name))?
-                .key
-        };
-        Ok(sh.writer.store().dead_letters(key, after, limit)?)
     }
 }

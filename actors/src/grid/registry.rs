@@ -155,15 +155,15 @@ pub(super) async fn load(sh: &Shared, ns: &Namespaces, basic: &Basic) -> Result<
 /// validation URL was not visited in time.
 pub(super) async fn sweep(sh: &Shared, ns: &Namespaces, basic: &Basic) {
     let now = now_ms();
-    let ns_expired = ns.expired(now);
+    let expired_ns = ns_expired(ns, now);
     let (basic_expired, lapsed) = basic.due(now);
-    if ns_expired.is_empty() && basic_expired.is_empty() && lapsed.is_empty() {
+    if expired_ns.is_empty() && basic_expired.is_empty() && lapsed.is_empty() {
         return;
     }
     let _g = sh.mgmt.lock().await;
     // Each step checks again: a PUT may have extended or recreated it while we waited.
-    for (n, t, s) in ns_expired {
-        ns.delete_if_expired_locked(sh, &n, &t, &s).await;
+    for (n, t, s) in expired_ns {
+        ns_delete_if_expired_locked(sh, ns, &n, &t, &s).await;
     }
     for (scope, s) in basic_expired {
         basic.delete_if_expired_locked(sh, &scope, &s).await;
@@ -171,6 +171,70 @@ pub(super) async fn sweep(sh: &Shared, ns: &Namespaces, basic: &Basic) {
     for (scope, s) in lapsed {
         basic.fail_if_lapsed_locked(sh, &scope, &s).await;
     }
+}
+
+/// Namespace subscriptions past their expiry.
+fn ns_expired(tier: &Namespaces, now: u64) -> Vec<(String, String, String)> {
+    let mut expired = Vec::new();
+    let st = tier.state.read().expect("grid lock");
+    for (nk, n) in st.iter() {
+        for (tk, t) in &n.topics {
+            for (sk, s) in &t.subs {
+                if s.cfg.expires_ms.is_some_and(|e| e <= now) {
+                    expired.push((nk.clone(), tk.clone(), sk.clone()));
+                }
+            }
+        }
+    }
+    expired
+}
+
+/// Deletes a subscription [`ns_expired`] found, unless a PUT extended or recreated it meanwhile.
+/// Runs under the management lock.
+async fn ns_delete_if_expired_locked(sh: &Shared, tier: &Namespaces, ns: &str, t: &str, s: &str) {
+    let still = {
+        let st = tier.state.read().expect("grid lock");
+        st.get(ns)
+            .and_then(|n| n.topics.get(t))
+            .and_then(|tp| tp.subs.get(s))
+            .is_some_and(|sub| sub.cfg.expires_ms.is_some_and(|e| e <= now_ms()))
+    };
+    if !still {
+        return;
+    }
+    match tier.delete_subscription_locked(sh, ns, t, s).await {
+        Ok(_) => {
+            tracing::info!(namespace = %ns, topic = %t, subscription = %s, "expired subscription deleted")
+        }
+        Err(e) => tracing::warn!(error = %e, "could not delete an expired subscription"),
+    }
+}
+
+/// Dead letters of a subscription: up to `limit` records after sequence `after`.
+pub(super) fn dead_letters(
+    tier: &Namespaces,
+    sh: &Shared,
+    ns: &str,
+    topic: &str,
+    name: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, GridError> {
+    let key = {
+        let st = tier.state.read().expect("grid lock");
+        let n = st
+            .get(&lc(ns))
+            .ok_or_else(|| GridError::not_found("namespace", ns))?;
+        let t = n
+            .topics
+            .get(&lc(topic))
+            .ok_or_else(|| GridError::not_found("topic", topic))?;
+        t.subs
+            .get(&lc(name))
+            .ok_or_else(|| GridError::not_found("event subscription", name))?
+            .key
+    };
+    Ok(sh.writer.store().dead_letters(key, after, limit)?)
 }
 
 /// Runs `f` on a namespace topic, or says which part of the path is missing.

@@ -330,8 +330,8 @@ impl Basic {
 
     // ---- loading ----
 
-    /// Rebuilds the tier from its store documents (at start-up, by the grid's registry). Collects the live
-    /// subscription keys; answers the highest key seen.
+    /// Rebuilds the tier from its store documents (at start-up, by the grid's registry).
+    /// Collects the live subscription keys; answers the highest key seen.
     pub(crate) fn load(
         &self,
         sh: &Shared,

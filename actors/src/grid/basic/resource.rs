@@ -1,5 +1,5 @@
-//! Basic-tier resources as Azure's ARM documents describe them (docs/eventgrid.md §1, §2.4, §4): custom
-//! topics and domains (input schema, input mappings) and their event subscriptions (webhook
+//! Basic-tier resources as Azure's ARM documents describe them (docs/eventgrid.md §1, §2.4, §4):
+//! custom topics and domains (input schema, input mappings) and their event subscriptions (webhook
 //! destination, batching, delivery attribute mappings, filter, delivery schema, retry policy,
 //! dead-lettering, expiration, labels).
 //!
