@@ -17,7 +17,8 @@
 //!
 //! Pure parts: [`resource`] (ARM validation), [`filter`], [`schema`]. Errors: [`GridError`],
 //! whose sentences are Event Grid's. Must never: expose a resource before its commit, keep an
-//! actor for a resource the store no longer has, or name the MQTT side.
+//! actor for a resource the store no longer has, or depend on the broker side (only the bridge
+//! may join the two).
 
 pub mod basic;
 pub mod error;
