@@ -37,7 +37,8 @@
 use std::path::Path;
 
 use evgrid_actors::grid::Grid;
-use evgrid_actors::grid::basic::{HANDSHAKE_FAILED, Kind, Scope};
+use evgrid_actors::grid::HANDSHAKE_FAILED;
+use evgrid_actors::grid::basic::{Kind, Scope};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 //! Event Grid's error responses: `{"error":{"code":"...","message":"..."}}` with the status the
-//! reference lists for each condition (spec §2.7, §10).
+//! reference lists for each condition (docs/eventgrid.md §2.7, §10).
 //!
 //! Owns [`ApiError`], what every handler returns on failure, and the mapping from the grid's
 //! errors. Must never put a key, a token or an event body into a message.
@@ -8,7 +8,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use evgrid_actors::grid::GridError;
 use evgrid_actors::metrics::HTTP;
-use evgrid_actors::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -107,31 +106,28 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The grid's sentences go into the body unchanged; the variant picks the status and code.
 impl From<GridError> for ApiError {
     fn from(e: GridError) -> ApiError {
         match e {
-            GridError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFound", m),
-            GridError::BadRequest(m) => ApiError::bad_request(m),
-            GridError::Store(s) => s.into(),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::Closed => {
+            GridError::NotFound { .. }
+            | GridError::NotFoundIn { .. }
+            | GridError::NoPendingValidation => {
+                ApiError::new(StatusCode::NOT_FOUND, "ResourceNotFound", e.to_string())
+            }
+            GridError::BadRequest(_) | GridError::Handshake { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
+            GridError::Closed => {
                 ApiError::unavailable("The server is shutting down; nothing was stored.")
             }
-            StoreError::Unavailable(why) => ApiError::unavailable(format!(
+            GridError::Unavailable(why) => ApiError::unavailable(format!(
                 "The store cannot write at the moment ({why}); nothing of this request was applied. Retry later."
             )),
-            other => ApiError::new(
+            GridError::Internal(why) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",
-                format!(
-                    "The change was not stored ({other}); nothing of this request was applied."
-                ),
+                format!("The change was not stored ({why}); nothing of this request was applied."),
             ),
         }
     }

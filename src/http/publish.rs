@@ -12,7 +12,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::grid::basic::Kind;
 use evgrid_actors::grid::basic::resource::InputSchema;
-use evgrid_actors::grid::basic::source::PublishBasic;
 use evgrid_actors::grid::topic::Publish;
 use evgrid_actors::metrics::HTTP;
 use evgrid_actors::model::clock::now_ms;
@@ -55,7 +54,7 @@ pub(super) async fn namespace_topic(
             max_events: st.limits.max_events_per_request,
         },
     )?;
-    addr.send(Publish(events))
+    addr.send(Publish(events.into_iter().map(Into::into).collect()))
         .await
         .map_err(|_| ApiError::unavailable(GONE))??;
     HTTP.publish_ok.inc();
@@ -140,7 +139,7 @@ async fn basic(
     }
     target
         .addr
-        .send(PublishBasic(events))
+        .send(Publish(events))
         .await
         .map_err(|_| ApiError::unavailable(GONE))??;
     HTTP.publish_ok.inc();

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::delivery::queue::{Action, QueueSub, Receive, Settle, Settled};
+use evgrid_actors::grid::GridError;
 
 use super::State;
 use super::error::ApiError;
@@ -99,7 +100,8 @@ pub(super) async fn subscription_op(
             tokens: tokens.lock_tokens,
         })
         .await
-        .map_err(|_| ApiError::not_found("The event subscription was deleted."))??;
+        .map_err(|_| ApiError::not_found("The event subscription was deleted."))?
+        .map_err(GridError::from)?;
     Ok(settle_response(&settled))
 }
 

@@ -1,9 +1,9 @@
 //! Namespace resources as Azure's ARM documents describe them: validation of the `properties` a
 //! PUT carries, defaults, and the normalised `properties` a GET returns.
 //!
-//! Owns the rules of spec §6.3 (retention 1–7 days, lock 60–300 s, max delivery count 1–10,
-//! time-to-live at least `PT1M` and at most the topic's retention, filters) and the name rules
-//! of §1. Pure: never touches the store or an actor. Every error is a sentence that names the
+//! Owns the rules of docs/eventgrid.md §6.3 (retention 1–7 days, lock 60–300 s, max delivery count
+//! 1–10, time-to-live at least `PT1M` and at most the topic's retention, filters) and the name
+//! rules of §1. Pure: never touches the store or an actor. Every error is a sentence that names the
 //! property and what is allowed.
 
 use serde_json::{Map, Value, json};
@@ -309,8 +309,8 @@ fn delivery_limits(
     Ok((max_dc, ttl))
 }
 
-/// A namespace subscription in Push mode (spec §6.3, §6.4): a WebHook destination, CloudEvents
-/// only, the namespace retry schedule.
+/// A namespace subscription in Push mode (docs/eventgrid.md §6.3, §6.4): a WebHook destination,
+/// CloudEvents only, the namespace retry schedule.
 fn push_subscription(
     m: &Map<String, Value>,
     dc: &Map<String, Value>,

@@ -1,24 +1,61 @@
-//! The namespace topic actor: one per namespace topic.
+//! The topic actor: one per namespace topic, per custom topic and per domain.
 //!
-//! Owns the topic's routes (its subscriptions with their compiled filters) and the sequence
-//! numbers of the entries it queues. A publish batch is filtered per subscription here, written
-//! to the store as one batch of ops, and only after the commit handed to the subscription actors
-//! and answered — so a 200 means every copy is durable, and no consumer sees an event before it
-//! is. Must never wait on a subscription actor, and never answer before the commit.
+//! Owns the topic's routes (its subscriptions with their compiled filters and the conversion
+//! each one's delivery schema asks for; for a domain, the domain-scope subscriptions plus those
+//! of each domain topic) and the sequence numbers of the entries it queues. A publish batch is
+//! filtered per subscription, converted where a route asks for it (once per event, however many
+//! routes need the same form), written to the store as one batch of ops, and only after the
+//! commit handed to the subscription actors and answered — so a 200 means every copy is durable,
+//! and no consumer sees an event before it is. A batch with an event that cannot be converted is
+//! refused whole, before anything is submitted. Must never wait on a subscription actor, and
+//! never answer before the commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use ntex_bytes::{ByteString, Bytes};
 
+use super::basic::resource::InputSchema;
+use super::error::GridError;
 use super::filter::{EventView, Filter};
+use super::schema::convert::eventgrid_to_cloudevent;
 use crate::delivery::push::{PushAppend, PushEntry, PushSub};
 use crate::delivery::queue::{QueueAppend, QueueSub};
+use crate::delivery::request::DeliverySchema;
 use crate::metrics::METRICS;
+use crate::model::Shutdown;
 use crate::model::clock::now_ms;
 use crate::model::event::CloudEvent;
-use crate::store::{Op, StoreError, Writer};
+use crate::store::{Op, Writer};
 
-/// The actor of a namespace subscription: a pull queue, or a push (webhook) subscription.
+/// One published event, validated and normalised by the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct TopicEvent {
+    /// Namespace topics: the CloudEvent as published. Basic tier: for Event Grid and custom
+    /// input the Event Grid form (with `topic` and `metadataVersion`), for CloudEvents input the
+    /// event as published. Filters read this.
+    pub ev: CloudEvent,
+    /// `dataVersion` (Event Grid form), for the `aeg-data-version` header; empty otherwise.
+    pub data_version: ByteString,
+    /// Custom input: the object exactly as published.
+    pub custom: Option<Bytes>,
+    /// Domains: the lowercased domain topic the event names.
+    pub domain_topic: Option<ByteString>,
+}
+
+impl From<CloudEvent> for TopicEvent {
+    fn from(ev: CloudEvent) -> TopicEvent {
+        TopicEvent {
+            ev,
+            data_version: ByteString::new(),
+            custom: None,
+            domain_topic: None,
+        }
+    }
+}
+
+/// The actor of a subscription: a pull queue, or a push (webhook) subscription.
 #[derive(Clone)]
 pub enum Target {
     Queue(Addr<QueueSub>),
@@ -34,52 +71,82 @@ impl Target {
     }
 }
 
+/// The form a route's copy of an event is stored and delivered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// The event as the topic holds it.
+    AsPublished,
+    /// Custom input as published (the Event Grid form when there is none).
+    CustomInput,
+    /// The Event Grid form converted to CloudEvents 1.0.
+    ToCloudEvents,
+}
+
+impl Conversion {
+    /// What a basic-tier subscription delivering `delivery` needs from a topic taking `input`
+    /// (the conversion matrix, docs/eventgrid.md §2.5).
+    pub fn for_schemas(delivery: DeliverySchema, input: InputSchema) -> Conversion {
+        match (delivery, input) {
+            (DeliverySchema::CustomInput, _) => Conversion::CustomInput,
+            (DeliverySchema::CloudEvents, InputSchema::EventGrid | InputSchema::Custom) => {
+                Conversion::ToCloudEvents
+            }
+            _ => Conversion::AsPublished,
+        }
+    }
+}
+
 /// A subscription as its topic sees it.
 #[derive(Clone)]
 pub struct Route {
     pub key: u64,
     pub filter: Filter,
+    pub conversion: Conversion,
     pub target: Target,
 }
 
-/// A batch of validated events from one publish request; answers with the number of
-/// subscription copies queued.
+/// Subscriptions by scope: every event goes to `all`; a domain event also to its topic's.
+#[derive(Clone, Default)]
+pub struct Routes {
+    pub all: Vec<Route>,
+    pub by_topic: HashMap<String, Vec<Route>>,
+}
+
+/// A batch from one publish request; answers with the number of subscription copies queued,
+/// or refuses the whole batch (nothing stored) when an event cannot be converted to a
+/// subscription's schema.
 #[derive(Message)]
-#[rtype(result = "Result<usize, StoreError>")]
-pub struct Publish(pub Vec<CloudEvent>);
+#[rtype(result = "Result<usize, GridError>")]
+pub struct Publish(pub Vec<TopicEvent>);
 
 /// The topic's subscriptions changed.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetRoutes(pub Arc<Vec<Route>>);
+pub struct SetRoutes(pub Arc<Routes>);
 
 /// Sets the next sequence (at start-up, above what the store holds for its subscriptions).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetNextSeq(pub u64);
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-pub struct NsTopic {
+pub struct TopicActor {
     writer: Writer,
-    routes: Arc<Vec<Route>>,
+    routes: Arc<Routes>,
     next_seq: u64,
 }
 
-impl NsTopic {
-    /// `next_seq`: above every sequence any of its subscriptions holds in the store.
-    pub fn new(writer: Writer, routes: Arc<Vec<Route>>, next_seq: u64) -> NsTopic {
-        NsTopic {
+impl TopicActor {
+    /// Starts with no routes; the registry sends them, and the next sequence, once it knows.
+    pub fn new(writer: Writer) -> TopicActor {
+        TopicActor {
             writer,
-            routes,
-            next_seq: next_seq.max(1),
+            routes: Arc::new(Routes::default()),
+            next_seq: 1,
         }
     }
 }
 
-impl Actor for NsTopic {
+impl Actor for TopicActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -88,46 +155,98 @@ impl Actor for NsTopic {
     }
 }
 
-impl Handler<Publish> for NsTopic {
-    type Result = ResponseFuture<Result<usize, StoreError>>;
+/// The copy of event `i` a route stores and delivers (`as_ce` filled by the first pass).
+fn body_of(e: &TopicEvent, conversion: Conversion, as_ce: &[Option<Bytes>], i: usize) -> Bytes {
+    match conversion {
+        Conversion::AsPublished => e.ev.raw.clone(),
+        Conversion::CustomInput => e.custom.clone().unwrap_or_else(|| e.ev.raw.clone()),
+        Conversion::ToCloudEvents => as_ce[i].clone().expect("converted in the first pass"),
+    }
+}
+
+impl Handler<Publish> for TopicActor {
+    type Result = ResponseFuture<Result<usize, GridError>>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         let events = msg.0;
         let publish_ms = now_ms();
-        METRICS.events_published.add(events.len() as u64);
-        let mut ops = Vec::new();
-        let mut batches = Vec::with_capacity(self.routes.len());
-        let mut routed = vec![false; events.len()];
-        // Each event's JSON is parsed at most once, and only if some filter needs more than
-        // its context attributes.
-        let views: Vec<EventView<'_>> = events.iter().map(EventView::new).collect();
-        for r in self.routes.iter() {
-            let mut batch = Vec::new();
-            for (i, (ev, view)) in events.iter().zip(&views).enumerate() {
-                if !r.filter.matches(view) {
+        let routes = self.routes.clone();
+        // First pass, event by event: which routes take it, and its CloudEvents form if one of
+        // them needs it. Each event's JSON is parsed at most once, and only if some filter needs
+        // more than its context attributes; a conversion that fails refuses the batch before
+        // any sequence is taken.
+        let views: Vec<EventView<'_>> = events.iter().map(|e| EventView::new(&e.ev)).collect();
+        let mut as_ce: Vec<Option<Bytes>> = vec![None; events.len()];
+        let mut hits: Vec<Vec<usize>> = vec![Vec::new(); routes.all.len()];
+        let mut scoped_hits: HashMap<&str, Vec<Vec<usize>>> = HashMap::new();
+        let mut routed = 0usize;
+        for (i, e) in events.iter().enumerate() {
+            let scoped = e
+                .domain_topic
+                .as_ref()
+                .and_then(|t| routes.by_topic.get_key_value(t.as_str()));
+            let all = routes.all.iter().zip(hits.iter_mut());
+            let mut scoped_slots = scoped.map(|(t, rs)| {
+                let slots = scoped_hits
+                    .entry(t.as_str())
+                    .or_insert_with(|| vec![Vec::new(); rs.len()]);
+                (rs, slots)
+            });
+            let scoped_iter = scoped_slots
+                .as_mut()
+                .map(|(rs, slots)| rs.iter().zip(slots.iter_mut()));
+            let mut hit = false;
+            for (r, slot) in all.chain(scoped_iter.into_iter().flatten()) {
+                if !r.filter.matches(&views[i]) {
                     continue;
                 }
-                routed[i] = true;
+                if r.conversion == Conversion::ToCloudEvents && as_ce[i].is_none() {
+                    match eventgrid_to_cloudevent(&e.ev.raw) {
+                        Ok(ce) => as_ce[i] = Some(Bytes::from(ce)),
+                        Err(why) => {
+                            return Box::pin(async move {
+                                Err(GridError::BadRequest(format!(
+                                    "Event {i} cannot be converted to the CloudEvents schema a subscription asks for: {why}."
+                                )))
+                            });
+                        }
+                    }
+                }
+                hit = true;
+                slot.push(i);
+            }
+            routed += hit as usize;
+        }
+        METRICS.events_published.add(events.len() as u64);
+        METRICS.events_unrouted.add((events.len() - routed) as u64);
+        // Second pass, route by route: each subscription's copies take consecutive sequences.
+        let mut ops = Vec::new();
+        let mut batches = Vec::new();
+        let scoped = scoped_hits
+            .iter()
+            .flat_map(|(t, slots)| routes.by_topic[*t].iter().zip(slots.iter()));
+        for (r, idx) in routes.all.iter().zip(hits.iter()).chain(scoped) {
+            if idx.is_empty() {
+                continue;
+            }
+            let mut batch = Vec::with_capacity(idx.len());
+            for &i in idx {
                 let seq = self.next_seq;
                 self.next_seq += 1;
+                let body = body_of(&events[i], r.conversion, &as_ce, i);
                 ops.push(Op::Enqueue {
                     sub: r.key,
                     seq,
                     publish_ms,
-                    body: ev.raw.clone(),
+                    body: body.clone(),
                 });
-                batch.push((seq, i));
+                batch.push((seq, i, body));
             }
-            if !batch.is_empty() {
-                batches.push((r.target.clone(), batch));
-            }
+            batches.push((r.target.clone(), batch));
         }
-        METRICS
-            .events_unrouted
-            .add(routed.iter().filter(|r| !**r).count() as u64);
         let copies = ops.len();
         if ops.is_empty() {
-            return Box::pin(async move { Ok(0) });
+            return Box::pin(async { Ok(0) });
         }
         let commit = self.writer.submit(ops);
         Box::pin(async move {
@@ -137,18 +256,18 @@ impl Handler<Publish> for NsTopic {
                     Target::Queue(a) => a.do_send(QueueAppend(
                         batch
                             .into_iter()
-                            .map(|(seq, i)| (seq, publish_ms, events[i].raw.clone()))
+                            .map(|(seq, _, body)| (seq, publish_ms, body))
                             .collect(),
                     )),
                     Target::Push(a) => a.do_send(PushAppend(
                         batch
                             .into_iter()
-                            .map(|(seq, i)| PushEntry {
+                            .map(|(seq, i, body)| PushEntry {
                                 seq,
                                 publish_ms,
-                                body: events[i].raw.clone(),
-                                id: events[i].id.clone(),
-                                data_version: ntex_bytes::ByteString::new(),
+                                body,
+                                id: events[i].ev.id.clone(),
+                                data_version: events[i].data_version.clone(),
                             })
                             .collect(),
                     )),
@@ -159,21 +278,21 @@ impl Handler<Publish> for NsTopic {
     }
 }
 
-impl Handler<SetRoutes> for NsTopic {
+impl Handler<SetRoutes> for TopicActor {
     type Result = ();
     fn handle(&mut self, msg: SetRoutes, _: &mut Context<Self>) {
         self.routes = msg.0;
     }
 }
 
-impl Handler<SetNextSeq> for NsTopic {
+impl Handler<SetNextSeq> for TopicActor {
     type Result = ();
     fn handle(&mut self, msg: SetNextSeq, _: &mut Context<Self>) {
         self.next_seq = self.next_seq.max(msg.0);
     }
 }
 
-impl Handler<Shutdown> for NsTopic {
+impl Handler<Shutdown> for TopicActor {
     type Result = ();
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         ctx.stop();

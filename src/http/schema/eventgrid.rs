@@ -1,6 +1,6 @@
 //! Basic-tier publish bodies (docs/eventgrid.md §2.1–2.4, §2.6): Event Grid schema arrays, custom-schema
 //! arrays with the topic's input mapping, and CloudEvents (through [`super::cloudevents`]), turned into
-//! [`BasicEvent`]s.
+//! [`TopicEvent`]s.
 //!
 //! Owns every per-event rule of the Event Grid schema (required `id`, `subject`, `eventType`,
 //! `eventTime`, `data`; `dataVersion` a string; `metadataVersion` only `"1"`; `topic` naming the
@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use evgrid_actors::grid::basic::resource::{Field, Mapping};
-use evgrid_actors::grid::basic::source::BasicEvent;
+use evgrid_actors::grid::topic::TopicEvent;
 use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{ByteString, Bytes};
 use serde::de::{Deserializer as _, MapAccess, Visitor};
@@ -135,11 +135,11 @@ fn finish(
     body: Option<&Bytes>,
     items: Vec<Normalised>,
     source_of: impl Fn(&Normalised) -> String,
-) -> Vec<BasicEvent> {
+) -> Vec<TopicEvent> {
     let buf = Bytes::from(buf);
     items
         .into_iter()
-        .map(|n| BasicEvent {
+        .map(|n| TopicEvent {
             ev: CloudEvent {
                 id: ByteString::from(n.id.as_str()),
                 source: ByteString::from(source_of(&n)),
@@ -194,7 +194,7 @@ pub fn parse_eventgrid(
     content_type: Option<&str>,
     limits: &Limits,
     target: Target<'_>,
-) -> Result<Vec<BasicEvent>, ParseError> {
+) -> Result<Vec<TopicEvent>, ParseError> {
     check_media(content_type, "Event Grid schema")?;
     let text = utf8(&body)?;
     let raws = elements(text, limits)?;
@@ -327,7 +327,7 @@ pub fn parse_custom(
     mapping: &Mapping,
     now_unix_ms: u64,
     new_id: fn() -> String,
-) -> Result<Vec<BasicEvent>, ParseError> {
+) -> Result<Vec<TopicEvent>, ParseError> {
     check_media(content_type, "custom schema")?;
     let text = utf8(&body)?;
     let raws = elements(text, limits)?;
@@ -408,7 +408,7 @@ pub fn parse_cloudevents(
     content_type: Option<&str>,
     limits: &Limits,
     target: Target<'_>,
-) -> Result<Vec<BasicEvent>, ParseError> {
+) -> Result<Vec<TopicEvent>, ParseError> {
     let events = cloudevents::parse_batch(body, content_type, limits)?;
     events
         .into_iter()
@@ -426,7 +426,7 @@ pub fn parse_cloudevents(
                 .attr("dataversion")
                 .map(ByteString::from)
                 .unwrap_or_default();
-            Ok(BasicEvent {
+            Ok(TopicEvent {
                 ev,
                 data_version,
                 custom: None,

@@ -1,5 +1,5 @@
-//! Basic-tier resources as Azure's ARM documents describe them (spec §1, §2.4, §4): custom
-//! topics and domains (input schema, input mappings) and their event subscriptions (webhook
+//! Basic-tier resources as Azure's ARM documents describe them (docs/eventgrid.md §1, §2.4, §4):
+//! custom topics and domains (input schema, input mappings) and their event subscriptions (webhook
 //! destination, batching, delivery attribute mappings, filter, delivery schema, retry policy,
 //! dead-lettering, expiration, labels).
 //!
@@ -44,7 +44,7 @@ pub struct Field {
     pub default: Option<String>,
 }
 
-/// `inputSchemaMapping` of a custom-schema topic (spec §2.4).
+/// `inputSchemaMapping` of a custom-schema topic (docs/eventgrid.md §2.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Mapping {
     pub id: Field,
@@ -231,7 +231,7 @@ pub fn subscription(
             ));
         }
     };
-    // The conversion matrix (spec §2.5).
+    // The conversion matrix (docs/eventgrid.md §2.5).
     match (input, schema) {
         (InputSchema::CloudEvents, DeliverySchema::EventGrid) => {
             return Err("properties.eventDeliverySchema 'EventGridSchema' is not supported for a topic whose input schema is 'CloudEventSchemaV1_0'".into());

@@ -1,16 +1,29 @@
 //! Management of custom topics, domains and domain topics: create, update, read, list, delete,
 //! keys, and the domain topics a publish or a subscription creates on first use.
 //!
-//! Part of the basic-tier registry ([`super`]); every change is committed before the registry
+//! Operations of the basic-tier registry ([`Basic`]); every change is committed before the registry
 //! shows it, under the grid's management lock. Must never delete a topic's subscriptions
 //! without dropping what the store holds for them.
 
-use super::*;
+use std::collections::BTreeMap;
 
-impl Grid {
+use serde_json::{Value, json};
+
+use super::registry::{
+    Basic, DomainTopic, Kind, Scope, Source, check_name, scope_path, source_doc, source_id,
+    stop_subs, sub_delete_ops,
+};
+use super::resource;
+use crate::grid::error::GridError;
+use crate::grid::shared::{Keys, Shared, generate_key, key_index, lc};
+use crate::model::Shutdown;
+use crate::store::Op;
+
+impl Basic {
     /// Commits a topic's or domain's document (name as first given, properties, keys).
     async fn store_source(
         &self,
+        sh: &Shared,
         kind: Kind,
         name: &str,
         display: &str,
@@ -18,8 +31,7 @@ impl Grid {
         keys: &[String; 2],
     ) -> Result<(), GridError> {
         let doc = json!({"name": display, "properties": props, "keys": keys});
-        self.0
-            .writer
+        sh.writer
             .submit(vec![Op::PutResource {
                 path: format!("{}/{}", kind.plural(), lc(name)),
                 json: doc.to_string().into_bytes(),
@@ -30,8 +42,9 @@ impl Grid {
 
     // ---- topics and domains ----
 
-    pub async fn put_source(
+    pub(crate) async fn put_source(
         &self,
+        sh: &Shared,
         kind: Kind,
         name: &str,
         props: &Value,
@@ -39,9 +52,9 @@ impl Grid {
         check_name(kind.what(), name, 50)?;
         let (cfg, props) =
             resource::source(props, kind == Kind::Domain).map_err(GridError::BadRequest)?;
-        let _g = self.0.mgmt.lock().await;
+        let _g = sh.mgmt.lock().await;
         let existing = {
-            let st = self.0.basic.read().expect("grid lock");
+            let st = self.state.read().expect("grid lock");
             st.source(kind, name)
                 .map(|s| (s.name.clone(), s.keys.clone(), s.cfg.input))
         };
@@ -60,12 +73,12 @@ impl Grid {
             Some((n, k, _)) => (n, k),
             None => (name.to_string(), [generate_key()?, generate_key()?]),
         };
-        self.store_source(kind, name, &display, &props, &keys)
+        self.store_source(sh, kind, name, &display, &props, &keys)
             .await?;
-        let mut st = self.0.basic.write().expect("grid lock");
+        let mut st = self.state.write().expect("grid lock");
         let new = || Source {
             name: display.clone(),
-            addr: self.new_source(cfg.input),
+            addr: sh.start_topic(),
             cfg: cfg.clone(),
             props: Value::Null,
             keys: keys.clone(),
@@ -83,39 +96,49 @@ impl Grid {
         };
         src.cfg = cfg;
         src.props = props;
-        Ok((source_doc(kind, src, self.public_url()), created))
+        Ok((source_doc(kind, src, sh.public_url()), created))
     }
 
-    pub fn get_source(&self, kind: Kind, name: &str) -> Result<Value, GridError> {
-        let st = self.0.basic.read().expect("grid lock");
+    pub(crate) fn get_source(
+        &self,
+        sh: &Shared,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Value, GridError> {
+        let st = self.state.read().expect("grid lock");
         let s = st
             .source(kind, name)
-            .ok_or_else(|| not_found(kind.what()))?;
-        Ok(source_doc(kind, s, self.public_url()))
+            .ok_or_else(|| GridError::not_found(kind.what(), name))?;
+        Ok(source_doc(kind, s, sh.public_url()))
     }
 
-    pub fn list_sources(&self, kind: Kind) -> Vec<Value> {
-        let st = self.0.basic.read().expect("grid lock");
+    pub(crate) fn list_sources(&self, sh: &Shared, kind: Kind) -> Vec<Value> {
+        let st = self.state.read().expect("grid lock");
         match kind {
             Kind::Topic => st
                 .topics
                 .values()
-                .map(|s| source_doc(kind, s, self.public_url()))
+                .map(|s| source_doc(kind, s, sh.public_url()))
                 .collect(),
             Kind::Domain => st
                 .domains
                 .values()
-                .map(|s| source_doc(kind, &s.0, self.public_url()))
+                .map(|s| source_doc(kind, &s.0, sh.public_url()))
                 .collect(),
         }
     }
 
-    pub async fn delete_source(&self, kind: Kind, name: &str) -> Result<bool, GridError> {
-        let _g = self.0.mgmt.lock().await;
+    pub(crate) async fn delete_source(
+        &self,
+        sh: &Shared,
+        kind: Kind,
+        name: &str,
+    ) -> Result<bool, GridError> {
+        let _g = sh.mgmt.lock().await;
         let mut ops = Vec::new();
         let prefix = format!("{}/{}", kind.plural(), lc(name));
         {
-            let st = self.0.basic.read().expect("grid lock");
+            let st = self.state.read().expect("grid lock");
             let Some(src) = st.source(kind, name) else {
                 return Ok(false);
             };
@@ -129,8 +152,8 @@ impl Grid {
             }
         }
         ops.push(Op::DeleteResource { path: prefix });
-        self.0.writer.submit(ops).await?;
-        let mut st = self.0.basic.write().expect("grid lock");
+        sh.writer.submit(ops).await?;
+        let mut st = self.state.write().expect("grid lock");
         let removed = match kind {
             Kind::Topic => st.topics.remove(&lc(name)).map(|s| (s, BTreeMap::new())),
             Kind::Domain => st.domains.remove(&lc(name)),
@@ -140,41 +163,39 @@ impl Grid {
             for dt in topics.into_values() {
                 stop_subs(dt.subs);
             }
-            src.addr.do_send(source::Shutdown);
+            src.addr.do_send(Shutdown);
         }
         Ok(true)
     }
 
-    pub fn source_keys(&self, kind: Kind, name: &str) -> Result<Keys, GridError> {
-        let st = self.0.basic.read().expect("grid lock");
+    pub(crate) fn source_keys(&self, kind: Kind, name: &str) -> Result<Keys, GridError> {
+        let st = self.state.read().expect("grid lock");
         let s = st
             .source(kind, name)
-            .ok_or_else(|| not_found(kind.what()))?;
-        Ok(Keys {
-            key1: s.keys[0].clone(),
-            key2: s.keys[1].clone(),
-        })
+            .ok_or_else(|| GridError::not_found(kind.what(), name))?;
+        Ok(Keys::of(&s.keys))
     }
 
-    pub async fn regenerate_source_key(
+    pub(crate) async fn regenerate_source_key(
         &self,
+        sh: &Shared,
         kind: Kind,
         name: &str,
         which: &str,
     ) -> Result<Keys, GridError> {
-        let idx = crate::grid::key_index(which)?;
-        let _g = self.0.mgmt.lock().await;
+        let idx = key_index(which)?;
+        let _g = sh.mgmt.lock().await;
         let (display, props, mut keys) = {
-            let st = self.0.basic.read().expect("grid lock");
+            let st = self.state.read().expect("grid lock");
             let s = st
                 .source(kind, name)
-                .ok_or_else(|| not_found(kind.what()))?;
+                .ok_or_else(|| GridError::not_found(kind.what(), name))?;
             (s.name.clone(), s.props.clone(), s.keys.clone())
         };
         keys[idx] = generate_key()?;
-        self.store_source(kind, name, &display, &props, &keys)
+        self.store_source(sh, kind, name, &display, &props, &keys)
             .await?;
-        let mut st = self.0.basic.write().expect("grid lock");
+        let mut st = self.state.write().expect("grid lock");
         let src = match kind {
             Kind::Topic => st.topics.get_mut(&lc(name)),
             Kind::Domain => st.domains.get_mut(&lc(name)).map(|d| &mut d.0),
@@ -200,12 +221,16 @@ impl Grid {
     /// Creates domain topics that do not exist yet (no-op for those that do), under the lock.
     pub(super) async fn create_domain_topics_locked(
         &self,
+        sh: &Shared,
         d: &str,
         names: &[String],
     ) -> Result<(), GridError> {
         let missing: Vec<String> = {
-            let st = self.0.basic.read().expect("grid lock");
-            let (_, topics) = st.domains.get(&lc(d)).ok_or_else(|| not_found("domain"))?;
+            let st = self.state.read().expect("grid lock");
+            let (_, topics) = st
+                .domains
+                .get(&lc(d))
+                .ok_or_else(|| GridError::not_found("domain", d))?;
             let mut m: Vec<String> = names
                 .iter()
                 .filter(|n| !topics.contains_key(&lc(n)))
@@ -228,8 +253,8 @@ impl Grid {
                 json: json!({"name": n}).to_string().into_bytes(),
             })
             .collect();
-        self.0.writer.submit(ops).await?;
-        let mut st = self.0.basic.write().expect("grid lock");
+        sh.writer.submit(ops).await?;
+        let mut st = self.state.write().expect("grid lock");
         if let Some((_, topics)) = st.domains.get_mut(&lc(d)) {
             for n in missing {
                 topics.entry(lc(&n)).or_insert(DomainTopic {
@@ -242,64 +267,92 @@ impl Grid {
     }
 
     /// Domain topics named by published events are created before the events are accepted.
-    pub async fn ensure_domain_topics(&self, d: &str, names: &[String]) -> Result<(), GridError> {
-        let _g = self.0.mgmt.lock().await;
-        self.create_domain_topics_locked(d, names).await
+    pub(crate) async fn ensure_domain_topics(
+        &self,
+        sh: &Shared,
+        d: &str,
+        names: &[String],
+    ) -> Result<(), GridError> {
+        let _g = sh.mgmt.lock().await;
+        self.create_domain_topics_locked(sh, d, names).await
     }
 
-    pub async fn put_domain_topic(&self, d: &str, t: &str) -> Result<(Value, bool), GridError> {
-        let _g = self.0.mgmt.lock().await;
+    pub(crate) async fn put_domain_topic(
+        &self,
+        sh: &Shared,
+        d: &str,
+        t: &str,
+    ) -> Result<(Value, bool), GridError> {
+        let _g = sh.mgmt.lock().await;
         let existed = {
-            let st = self.0.basic.read().expect("grid lock");
-            let (_, topics) = st.domains.get(&lc(d)).ok_or_else(|| not_found("domain"))?;
+            let st = self.state.read().expect("grid lock");
+            let (_, topics) = st
+                .domains
+                .get(&lc(d))
+                .ok_or_else(|| GridError::not_found("domain", d))?;
             topics.contains_key(&lc(t))
         };
-        self.create_domain_topics_locked(d, &[t.to_string()])
+        self.create_domain_topics_locked(sh, d, &[t.to_string()])
             .await?;
         Ok((self.get_domain_topic(d, t)?, !existed))
     }
 
-    pub fn get_domain_topic(&self, d: &str, t: &str) -> Result<Value, GridError> {
-        let st = self.0.basic.read().expect("grid lock");
-        let (src, topics) = st.domains.get(&lc(d)).ok_or_else(|| not_found("domain"))?;
+    pub(crate) fn get_domain_topic(&self, d: &str, t: &str) -> Result<Value, GridError> {
+        let st = self.state.read().expect("grid lock");
+        let (src, topics) = st
+            .domains
+            .get(&lc(d))
+            .ok_or_else(|| GridError::not_found("domain", d))?;
         let dt = topics
             .get(&lc(t))
-            .ok_or_else(|| not_found("domain topic"))?;
+            .ok_or_else(|| GridError::not_found("domain topic", t))?;
         Ok(Self::domain_topic_doc(&src.name, dt))
     }
 
-    pub fn list_domain_topics(&self, d: &str) -> Result<Vec<Value>, GridError> {
-        let st = self.0.basic.read().expect("grid lock");
-        let (src, topics) = st.domains.get(&lc(d)).ok_or_else(|| not_found("domain"))?;
+    pub(crate) fn list_domain_topics(&self, d: &str) -> Result<Vec<Value>, GridError> {
+        let st = self.state.read().expect("grid lock");
+        let (src, topics) = st
+            .domains
+            .get(&lc(d))
+            .ok_or_else(|| GridError::not_found("domain", d))?;
         Ok(topics
             .values()
             .map(|dt| Self::domain_topic_doc(&src.name, dt))
             .collect())
     }
 
-    pub async fn delete_domain_topic(&self, d: &str, t: &str) -> Result<bool, GridError> {
-        let _g = self.0.mgmt.lock().await;
-        self.delete_domain_topic_locked(d, t).await
+    pub(crate) async fn delete_domain_topic(
+        &self,
+        sh: &Shared,
+        d: &str,
+        t: &str,
+    ) -> Result<bool, GridError> {
+        let _g = sh.mgmt.lock().await;
+        self.delete_domain_topic_locked(sh, d, t).await
     }
 
     pub(super) async fn delete_domain_topic_locked(
         &self,
+        sh: &Shared,
         d: &str,
         t: &str,
     ) -> Result<bool, GridError> {
         let prefix = scope_path(Scope::DomainTopic(d, t));
         let mut ops = Vec::new();
         {
-            let st = self.0.basic.read().expect("grid lock");
-            let (_, topics) = st.domains.get(&lc(d)).ok_or_else(|| not_found("domain"))?;
+            let st = self.state.read().expect("grid lock");
+            let (_, topics) = st
+                .domains
+                .get(&lc(d))
+                .ok_or_else(|| GridError::not_found("domain", d))?;
             let Some(dt) = topics.get(&lc(t)) else {
                 return Ok(false);
             };
             sub_delete_ops(&prefix, &dt.subs, &mut ops);
         }
         ops.push(Op::DeleteResource { path: prefix });
-        self.0.writer.submit(ops).await?;
-        let mut st = self.0.basic.write().expect("grid lock");
+        sh.writer.submit(ops).await?;
+        let mut st = self.state.write().expect("grid lock");
         let removed = st.domains.get_mut(&lc(d)).and_then(|x| x.1.remove(&lc(t)));
         if let Some(dt) = removed {
             stop_subs(dt.subs);

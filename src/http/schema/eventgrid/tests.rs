@@ -20,11 +20,11 @@ const D: Target<'static> = Target::Domain {
     domain_id: "/providers/Microsoft.EventGrid/domains/shop",
 };
 
-fn eg(v: Value) -> Result<Vec<BasicEvent>, ParseError> {
+fn eg(v: Value) -> Result<Vec<TopicEvent>, ParseError> {
     parse_eventgrid(Bytes::from(v.to_string()), CT, &L, T)
 }
 
-fn doc(e: &BasicEvent) -> Value {
+fn doc(e: &TopicEvent) -> Value {
     serde_json::from_slice(&e.ev.raw).unwrap()
 }
 

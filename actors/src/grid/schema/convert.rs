@@ -1,4 +1,5 @@
-//! Conversions between the basic tier's event schemas (spec §2.5) and lookups into an event.
+//! Conversions between the basic tier's event schemas (docs/eventgrid.md §2.5) and lookups into
+//! an event.
 //!
 //! Owns the Event Grid → CloudEvents 1.0 mapping (`id→id`, `topic→source`, `subject→subject`,
 //! `eventType→type`, `eventTime→time`, `data→data`, `dataVersion` kept as the `dataversion`

@@ -1,10 +1,10 @@
 //! Subscription filters, compiled once when the subscription is created and evaluated by the
 //! topic actor for every published event.
 //!
-//! Owns the compiled form of Event Grid's filters (spec §4.3) and their evaluation: event types
-//! (`includedEventTypes`), subject prefix/suffix, and every advanced-filter operator (numbers,
-//! booleans, strings, null checks) on context attributes, extension attributes and `data.<path>`
-//! keys, with the documented semantics for missing keys and, when
+//! Owns the compiled form of Event Grid's filters (docs/eventgrid.md §4.3) and their evaluation:
+//! event types (`includedEventTypes`), subject prefix/suffix, and every advanced-filter operator
+//! (numbers, booleans, strings, null checks) on context attributes, extension attributes and
+//! `data.<path>` keys, with the documented semantics for missing keys and, when
 //! `enableAdvancedFilteringOnArrays` is set, for arrays. Two front ends share it: namespace
 //! subscriptions (`filtersConfiguration`) and basic-tier subscriptions (`filter`).
 //!
