@@ -19,9 +19,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use evgrid_actors::grid::basic::resource::{self as basic_res, Field, InputSchema, Mapping};
 use evgrid_actors::grid::filter::{EventView, Filter};
-use evgrid_actors::grid::resource::{self, TopicCfg};
+use evgrid_actors::grid::resource::basic::{self as basic_res, Field, InputSchema, Mapping};
+use evgrid_actors::grid::resource::namespace::{self as resource, TopicCfg};
 use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{Bytes, BytesMut};
 use ntex_codec::Decoder;
@@ -326,10 +326,13 @@ pub fn mgmt(data: &[u8]) {
         );
     }
     let tcfg = TopicCfg { retention_days: 7 };
-    let lenient = resource::Limits { min_lock_secs: 1 };
-    if let Ok((cfg, out)) =
-        resource::subscription(&props, tcfg, resource::Limits::default(), now_ms)
-    {
+    let lenient = evgrid_actors::grid::resource::Limits { min_lock_secs: 1 };
+    if let Ok((cfg, out)) = resource::subscription(
+        &props,
+        tcfg,
+        evgrid_actors::grid::resource::Limits::default(),
+        now_ms,
+    ) {
         let again = resource::subscription(&out, tcfg, lenient, 0);
         assert_eq!(
             again.as_ref().map(|r| &r.0),

@@ -11,7 +11,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::grid::basic::Kind;
-use evgrid_actors::grid::basic::resource::InputSchema;
+use evgrid_actors::grid::resource::basic::InputSchema;
 use evgrid_actors::grid::topic::Publish;
 use evgrid_actors::metrics::HTTP;
 use evgrid_actors::model::clock::now_ms;

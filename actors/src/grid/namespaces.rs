@@ -14,9 +14,9 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 use serde_json::{Value, json};
 
-use super::basic::resource::redact_destination;
 use super::error::GridError;
-use super::resource::{self, SubCfg, TopicCfg};
+use super::resource::basic::redact_destination;
+use super::resource::namespace::{self as resource, SubCfg, TopicCfg};
 use super::shared::{Keys, Shared, arm, generate_key, key_index, lc};
 use super::topic::{Conversion, Route, Routes, SetRoutes, Target, TopicActor};
 use crate::delivery::push::{Names, ReconfigurePush};
@@ -183,7 +183,7 @@ impl Namespaces {
         name: &str,
         props: &Value,
     ) -> Result<(Value, bool), GridError> {
-        resource::check_name("namespace", name, 50).map_err(GridError::BadRequest)?;
+        crate::grid::resource::check_name("namespace", name, 50).map_err(GridError::BadRequest)?;
         let props = namespace_props(props)?;
         let _g = sh.mgmt.lock().await;
         let existing = {
@@ -320,7 +320,7 @@ impl Namespaces {
         name: &str,
         props: &Value,
     ) -> Result<(Value, bool), GridError> {
-        resource::check_name("topic", name, 50).map_err(GridError::BadRequest)?;
+        crate::grid::resource::check_name("topic", name, 50).map_err(GridError::BadRequest)?;
         let (cfg, props) = resource::topic(props).map_err(GridError::BadRequest)?;
         let _g = sh.mgmt.lock().await;
         let existing = {
@@ -424,7 +424,8 @@ impl Namespaces {
         name: &str,
         props: &Value,
     ) -> Result<(Value, bool), GridError> {
-        resource::check_name("event subscription", name, 64).map_err(GridError::BadRequest)?;
+        crate::grid::resource::check_name("event subscription", name, 64)
+            .map_err(GridError::BadRequest)?;
         // A push endpoint passes its handshake before the management lock is taken.
         let (tcfg, old_endpoint) = {
             let st = self.state.read().expect("grid lock");

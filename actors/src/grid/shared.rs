@@ -12,9 +12,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::{Value, json};
 
-use super::basic::resource::PushCfg;
 use super::error::GridError;
-use super::resource::{Limits, SubCfg};
+use super::resource::Limits;
+use super::resource::basic::PushCfg;
+use super::resource::namespace::SubCfg;
 use super::topic::TopicActor;
 use crate::delivery::PushConfig;
 use crate::delivery::push::{Names, PushSub};

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use ntex_bytes::{ByteString, Bytes};
 
-use super::basic::resource::InputSchema;
 use super::error::GridError;
 use super::filter::{EventView, Filter};
+use super::resource::basic::InputSchema;
 use super::schema::convert::eventgrid_to_cloudevent;
 use crate::delivery::push::{PushAppend, PushEntry, PushSub};
 use crate::delivery::queue::{QueueAppend, QueueSub};

@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use evgrid_actors::grid::basic::resource::{Field, Mapping};
+use evgrid_actors::grid::resource::basic::{Field, Mapping};
 use evgrid_actors::grid::topic::TopicEvent;
 use evgrid_actors::model::event::CloudEvent;
 use ntex_bytes::{ByteString, Bytes};

@@ -26,7 +26,6 @@
 
 // `push.rs` still reaches the conversions as `super::convert` until it moves to delivery.
 mod registry;
-pub mod resource;
 mod sources;
 mod subscriptions;
 

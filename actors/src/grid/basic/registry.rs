@@ -11,9 +11,9 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 use serde_json::{Value, json};
 
-use super::resource::{self, PushCfg, SourceCfg};
 use crate::delivery::push::{Names, PushSub};
 use crate::grid::error::GridError;
+use crate::grid::resource::basic::{self as resource, PushCfg, SourceCfg};
 use crate::grid::shared::{Keys, Shared, bad, lc};
 use crate::grid::topic::{Conversion, Route, Routes, SetNextSeq, SetRoutes, Target, TopicActor};
 use crate::model::clock::now_ms;

@@ -13,8 +13,8 @@ use super::registry::{
     Basic, DomainTopic, Kind, Scope, Source, check_name, scope_path, source_doc, source_id,
     stop_subs, sub_delete_ops,
 };
-use super::resource;
 use crate::grid::error::GridError;
+use crate::grid::resource::basic as resource;
 use crate::grid::shared::{Keys, Shared, generate_key, key_index, lc};
 use crate::model::Shutdown;
 use crate::store::Op;

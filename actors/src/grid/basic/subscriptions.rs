@@ -12,11 +12,11 @@ use super::registry::{
     Activation, Basic, Kind, OwnedScope, PSub, PublishTarget, Scope, check_name, random_hex,
     source_id, stored_doc, sub_doc, sub_path, uuid,
 };
-use super::resource::{self, InputSchema};
 use crate::delivery::push::ReconfigurePush;
 use crate::delivery::request::DeliverySchema;
 use crate::delivery::shard::{Handshake, Validation};
 use crate::grid::error::GridError;
+use crate::grid::resource::basic::{self as resource, InputSchema};
 use crate::grid::shared::{Keys, Shared, lc, without_query};
 use crate::model::clock::now_ms;
 use crate::store::Op;

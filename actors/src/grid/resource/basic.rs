@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::super::filter::Filter;
-use super::super::resource::expiration;
+use super::{expiration, get_int, get_obj, get_str, props_obj};
 use crate::delivery::push::PushSettings;
 use crate::delivery::request::{DeliverySchema, HeaderValue};
 use crate::delivery::retry::Profile;
+use crate::grid::filter::Filter;
 use crate::model::time::format_rfc3339_ms;
 
 /// The schema events are published in.
@@ -62,57 +62,11 @@ pub struct SourceCfg {
     pub mapping: Option<Arc<Mapping>>,
 }
 
-fn props_obj(props: &Value) -> Result<Map<String, Value>, String> {
-    match props {
-        Value::Null => Ok(Map::new()),
-        Value::Object(m) => Ok(m.clone()),
-        _ => Err("'properties' must be a JSON object".into()),
-    }
-}
-
-fn get_str<'a>(m: &'a Map<String, Value>, key: &str, at: &str) -> Result<Option<&'a str>, String> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!("{at}{key} must be a string, got {v}")),
-    }
-}
-
-fn get_obj<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-    at: &str,
-) -> Result<Option<&'a Map<String, Value>>, String> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
-        Some(_) => Err(format!("{at}{key} must be a JSON object")),
-    }
-}
-
-fn get_int(
-    m: &Map<String, Value>,
-    key: &str,
-    at: &str,
-    lo: u64,
-    hi: u64,
-) -> Result<Option<u64>, String> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
-            _ => Err(format!(
-                "{at}{key} must be a whole number from {lo} to {hi}, got {v}"
-            )),
-        },
-    }
-}
-
 /// Validates a custom topic's or a domain's `properties`.
 pub fn source(props: &Value, domain: bool) -> Result<(SourceCfg, Value), String> {
     let m = props_obj(props)?;
     let at = "properties.";
-    let input = match get_str(&m, "inputSchema", at)?.unwrap_or("EventGridSchema") {
+    let input = match get_str(m, "inputSchema", at)?.unwrap_or("EventGridSchema") {
         "EventGridSchema" => InputSchema::EventGrid,
         "CloudEventSchemaV1_0" => InputSchema::CloudEvents,
         "CustomEventSchema" => InputSchema::Custom,
@@ -122,7 +76,7 @@ pub fn source(props: &Value, domain: bool) -> Result<(SourceCfg, Value), String>
             ));
         }
     };
-    let mapping = match (input, get_obj(&m, "inputSchemaMapping", at)?) {
+    let mapping = match (input, get_obj(m, "inputSchemaMapping", at)?) {
         (InputSchema::Custom, Some(map)) => Some(Arc::new(mapping(map)?)),
         (InputSchema::Custom, None) => {
             return Err(
@@ -212,11 +166,11 @@ pub fn subscription(
 ) -> Result<(PushCfg, Value), String> {
     let m = props_obj(props)?;
     let at = "properties.";
-    let dest = get_obj(&m, "destination", at)?
+    let dest = get_obj(m, "destination", at)?
         .ok_or("properties.destination is required: {\"endpointType\":\"WebHook\",\"properties\":{\"endpointUrl\":\"http://...\"}}")?;
     let hook = webhook(dest, "properties.destination.")?;
 
-    let schema = match get_str(&m, "eventDeliverySchema", at)? {
+    let schema = match get_str(m, "eventDeliverySchema", at)? {
         None => match input {
             InputSchema::EventGrid => DeliverySchema::EventGrid,
             InputSchema::CloudEvents => DeliverySchema::CloudEvents,
@@ -245,13 +199,13 @@ pub fn subscription(
         _ => {}
     }
     let empty2 = Map::new();
-    let rp = get_obj(&m, "retryPolicy", at)?.unwrap_or(&empty2);
+    let rp = get_obj(m, "retryPolicy", at)?.unwrap_or(&empty2);
     let at_r = "properties.retryPolicy.";
     let max_attempts = get_int(rp, "maxDeliveryAttempts", at_r, 1, 30)?.unwrap_or(30);
     let ttl_min = get_int(rp, "eventTimeToLiveInMinutes", at_r, 1, 1440)?.unwrap_or(1440);
-    let dl = get_obj(&m, "deadLetterDestination", at)?.cloned();
+    let dl = get_obj(m, "deadLetterDestination", at)?.cloned();
     let filter = Filter::compile_basic(m.get("filter"))?;
-    let expires_ms = expiration(get_str(&m, "expirationTimeUtc", at)?, now_ms)?;
+    let expires_ms = expiration(get_str(m, "expirationTimeUtc", at)?, now_ms)?;
     let labels = match m.get("labels") {
         None | Some(Value::Null) => json!([]),
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => json!(a),
@@ -501,157 +455,4 @@ pub fn redact_destination(dest: &mut Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hook(extra: Value) -> Value {
-        let mut v = json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "http://127.0.0.1:9/hook?code=secret"}}});
-        if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
-            a.extend(b);
-        }
-        v
-    }
-
-    #[test]
-    fn defaults_batching_and_redaction() {
-        let (c, out) = subscription(&hook(json!({})), InputSchema::EventGrid, 0).unwrap();
-        assert_eq!(
-            (
-                c.delivery.max_events,
-                c.delivery.batching,
-                c.delivery.max_attempts,
-                c.delivery.ttl_secs
-            ),
-            (1, false, 30, 86_400)
-        );
-        assert_eq!(c.delivery.schema, DeliverySchema::EventGrid);
-        let mut v = hook(json!({}));
-        v["destination"]["properties"]["maxEventsPerBatch"] = json!(10);
-        v["destination"]["properties"]["deliveryAttributeMappings"] = json!([
-            {"name": "Authorization", "type": "Static", "properties": {"value": "Bearer x", "isSecret": true}},
-            {"name": "Channel", "type": "Dynamic", "properties": {"sourceField": "data.system"}}]);
-        let (c, stored) = subscription(&v, InputSchema::EventGrid, 0).unwrap();
-        assert_eq!(
-            (
-                c.delivery.max_events,
-                c.delivery.preferred_bytes,
-                c.delivery.batching
-            ),
-            (10, 65_536, true)
-        );
-        assert_eq!(c.delivery.headers.len(), 2);
-        let shown = redacted(&stored, "Succeeded");
-        let d = &shown["destination"]["properties"];
-        assert_eq!(d["endpointBaseUrl"], "http://127.0.0.1:9/hook");
-        assert!(d.get("endpointUrl").is_none());
-        assert!(
-            d["deliveryAttributeMappings"][0]["properties"]
-                .get("value")
-                .is_none()
-        );
-        assert_eq!(
-            d["deliveryAttributeMappings"][1]["properties"]["sourceField"],
-            "data.system"
-        );
-        assert_eq!(out["retryPolicy"]["maxDeliveryAttempts"], 30);
-    }
-
-    #[test]
-    fn refusals_name_the_property() {
-        let cases = [
-            (
-                json!({"destination": {"endpointType": "EventHub"}}),
-                "not supported",
-            ),
-            (json!({}), "destination is required"),
-            (
-                hook(json!({"retryPolicy": {"maxDeliveryAttempts": 31}})),
-                "1 to 30",
-            ),
-            (
-                hook(json!({"retryPolicy": {"eventTimeToLiveInMinutes": 0}})),
-                "1 to 1440",
-            ),
-            (
-                hook(json!({"eventDeliverySchema": "Xml"})),
-                "eventDeliverySchema",
-            ),
-            (
-                hook(json!({"expirationTimeUtc": "2000-01-01T00:00:00Z"})),
-                "Invalid expiration time",
-            ),
-            (hook(json!({"labels": [1]})), "labels"),
-            (
-                hook(
-                    json!({"filter": {"advancedFilters": [{"operatorType": "Nope", "key": "id"}]}}),
-                ),
-                "Nope",
-            ),
-        ];
-        for (v, want) in cases {
-            let e = subscription(&v, InputSchema::EventGrid, 1_700_000_000_000).unwrap_err();
-            assert!(e.contains(want), "{v}: {e}");
-        }
-        let ce_to_eg = hook(json!({"eventDeliverySchema": "EventGridSchema"}));
-        assert!(
-            subscription(&ce_to_eg, InputSchema::CloudEvents, 0)
-                .unwrap_err()
-                .contains("not supported")
-        );
-        let mut https = hook(json!({}));
-        https["destination"]["properties"]["endpointUrl"] = json!("https://x/y");
-        assert!(
-            subscription(&https, InputSchema::EventGrid, 0)
-                .unwrap_err()
-                .contains("plain http")
-        );
-        for (mapping, want) in [
-            (
-                json!({"name": "Content-Type", "type": "Static", "properties": {"value": "text/plain"}}),
-                "sets itself",
-            ),
-            (
-                json!({"name": "X-Ok", "type": "Static", "properties": {"value": "a\u{7f}b"}}),
-                "printable",
-            ),
-            (
-                json!({"name": "X-Ok", "type": "Static", "properties": {"value": "a\nb"}}),
-                "printable",
-            ),
-        ] {
-            let mut v = hook(json!({}));
-            v["destination"]["properties"]["deliveryAttributeMappings"] = json!([mapping]);
-            let e = subscription(&v, InputSchema::EventGrid, 0).unwrap_err();
-            assert!(e.contains(want), "{e}");
-        }
-        let mut aeg = hook(json!({}));
-        aeg["destination"]["properties"]["deliveryAttributeMappings"] =
-            json!([{"name": "aeg-x", "type": "Static", "properties": {"value": "v"}}]);
-        assert!(
-            subscription(&aeg, InputSchema::EventGrid, 0)
-                .unwrap_err()
-                .contains("aeg-")
-        );
-    }
-
-    #[test]
-    fn topics_and_mappings() {
-        let (c, out) = source(&Value::Null, false).unwrap();
-        assert_eq!(
-            (c.input, out["inputSchema"].as_str()),
-            (InputSchema::EventGrid, Some("EventGridSchema"))
-        );
-        assert!(source(&json!({"inputSchema": "CustomEventSchema"}), false).is_err());
-        let (c, out) = source(
-            &json!({"inputSchema": "CustomEventSchema", "inputSchemaMapping": {"inputSchemaMappingType": "Json", "properties": {
-                "id": {"sourceField": "myId"}, "eventType": {"sourceField": "kind", "defaultValue": "T"}}}}),
-            true,
-        )
-        .unwrap();
-        let m = c.mapping.unwrap();
-        assert_eq!(m.id.source.as_deref(), Some("myId"));
-        assert_eq!(m.event_type.default.as_deref(), Some("T"));
-        assert_eq!(out["autoCreateTopicWithFirstSubscription"], true);
-        assert!(source(&json!({"inputSchema": "Avro"}), false).is_err());
-    }
-}
+mod tests;

@@ -8,87 +8,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::basic::resource::{PushCfg, webhook};
-use super::filter::Filter;
+use super::basic::{PushCfg, webhook};
+use super::{Limits, expiration, get_str, get_u64, props_obj};
 use crate::delivery::queue::QueueSettings;
 use crate::delivery::request::DeliverySchema;
 use crate::delivery::retry::Profile;
-use crate::model::time::{
-    format_duration, format_rfc3339_ms, parse_duration_secs, parse_rfc3339_ms,
-};
-
-/// Server-side bounds that deployments (and tests) may loosen.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Shortest receive lock a subscription may ask for (Event Grid: 60 s).
-    pub min_lock_secs: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { min_lock_secs: 60 }
-    }
-}
-
-/// Namespace, topic and domain names: 3–50 characters of letters, digits and hyphens.
-pub fn check_name(kind: &str, name: &str, max: usize) -> Result<(), String> {
-    let ok = (3..=max).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "The {kind} name '{name}' is invalid: it must be 3 to {max} characters of letters, digits and hyphens."
-        ))
-    }
-}
-
-fn props_obj(props: &Value) -> Result<&Map<String, Value>, String> {
-    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-    match props {
-        Value::Null => Ok(EMPTY.get_or_init(Map::new)),
-        Value::Object(m) => Ok(m),
-        _ => Err("'properties' must be a JSON object".into()),
-    }
-}
-
-fn get_u64(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u64>, String> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("{path}{key} must be a whole number, got {v}")),
-    }
-}
-
-fn get_str<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a str>, String> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!("{path}{key} must be a string, got {v}")),
-    }
-}
-
-/// `properties.expirationTimeUtc`: absent, or an RFC 3339 time after `now_ms`.
-pub fn expiration(v: Option<&str>, now_ms: u64) -> Result<Option<u64>, String> {
-    let Some(s) = v else {
-        return Ok(None);
-    };
-    let t = parse_rfc3339_ms(s).ok_or_else(|| {
-        format!("properties.expirationTimeUtc '{s}' is not an RFC 3339 time such as '2030-01-01T00:00:00Z'")
-    })?;
-    if t <= now_ms {
-        return Err(format!(
-            "Invalid expiration time. properties.expirationTimeUtc '{s}' is in the past"
-        ));
-    }
-    Ok(Some(t))
-}
+use crate::grid::filter::Filter;
+use crate::model::time::{format_duration, format_rfc3339_ms, parse_duration_secs};
 
 /// A namespace topic's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +297,7 @@ fn push_subscription(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::resource::check_name;
 
     const T: TopicCfg = TopicCfg { retention_days: 1 };
 
