@@ -29,7 +29,7 @@ use super::request::{self, BatchFill, DeliverySchema, First, HeaderValue};
 use super::retry::{self, DeadLetterReason, Next, Outcome, Profile, WebhookOutcome};
 use super::shard::{Attempt, DeliveryShard, Request};
 use crate::metrics::{METRICS, PUSH};
-use crate::model::Shutdown;
+use crate::lifecycle::Shutdown;
 use crate::model::clock::now_ms;
 use crate::store::{EntryState, Op, Queued, Writer};
 

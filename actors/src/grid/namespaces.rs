@@ -21,7 +21,7 @@ use super::shared::{Keys, Shared, arm, generate_key, key_index, lc};
 use super::topic::{Conversion, Route, Routes, SetRoutes, Target, TopicActor};
 use crate::delivery::push::{Names, ReconfigurePush};
 use crate::delivery::queue::ReconfigureQueue;
-use crate::model::Shutdown;
+use crate::lifecycle::Shutdown;
 use crate::model::clock::now_ms;
 use crate::store::{Op, StoreError};
 

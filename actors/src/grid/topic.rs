@@ -24,7 +24,7 @@ use crate::delivery::push::{PushAppend, PushEntry, PushSub};
 use crate::delivery::queue::{QueueAppend, QueueSub};
 use crate::delivery::request::DeliverySchema;
 use crate::metrics::METRICS;
-use crate::model::Shutdown;
+use crate::lifecycle::Shutdown;
 use crate::model::clock::now_ms;
 use crate::model::event::CloudEvent;
 use crate::store::{Op, Writer};
@@ -65,8 +65,8 @@ pub enum Target {
 impl Target {
     pub fn shutdown(&self) {
         match self {
-            Target::Queue(a) => a.do_send(crate::model::Shutdown),
-            Target::Push(a) => a.do_send(crate::model::Shutdown),
+            Target::Queue(a) => a.do_send(crate::lifecycle::Shutdown),
+            Target::Push(a) => a.do_send(crate::lifecycle::Shutdown),
         }
     }
 }

@@ -2,18 +2,12 @@
 //! engine, the event grid and delivery.
 //!
 //! Owns the event model ([`event::CloudEvent`]), the date and duration formats ([`time`]), the one
-//! source of time ([`clock`]), access keys ([`keys`]: generation and constant-time comparison,
-//! the only copy) and the one [`Shutdown`] message every resource actor understands. Must never
-//! start an actor, touch the store or do I/O beyond reading the OS clock and randomness in the
-//! two functions that say so.
+//! source of time ([`clock`]) and access keys ([`keys`]: generation and constant-time comparison,
+//! the only copy). Must never start an actor, touch the store, or do I/O; the only impure reads in
+//! evgrid's core of the OS clocks and of OS randomness are the few functions of [`clock`] and
+//! [`keys`] that say so, so everything else can take its time and its random numbers as arguments.
 
 pub mod clock;
 pub mod event;
 pub mod keys;
 pub mod time;
-
-/// Asks a resource actor (a topic or a subscription) to stop once its mailbox is drained: its
-/// resource was deleted, or the process is shutting down.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;

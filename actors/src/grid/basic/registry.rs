@@ -298,7 +298,7 @@ pub(super) fn stored_doc(name: &str, key: u64, props: &Value, act: Option<&Activ
 pub(super) fn stop_subs(subs: BTreeMap<String, PSub>) {
     for p in subs.into_values() {
         if let Activation::Active(a) = p.act {
-            a.do_send(crate::model::Shutdown);
+            a.do_send(crate::lifecycle::Shutdown);
         }
     }
 }

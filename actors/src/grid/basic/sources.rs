@@ -16,7 +16,7 @@ use super::registry::{
 use crate::grid::error::GridError;
 use crate::grid::resource::basic as resource;
 use crate::grid::shared::{Keys, Shared, generate_key, key_index, lc};
-use crate::model::Shutdown;
+use crate::lifecycle::Shutdown;
 use crate::store::Op;
 
 impl Basic {

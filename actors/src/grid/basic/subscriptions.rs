@@ -170,7 +170,7 @@ impl Basic {
         let act = match (awaiting, running) {
             (Some(a), running) => {
                 if let Some(r) = running {
-                    r.do_send(crate::model::Shutdown);
+                    r.do_send(crate::lifecycle::Shutdown);
                 }
                 a
             }
@@ -269,7 +269,7 @@ impl Basic {
             if let Some(p) = st.subs_mut(scope).and_then(|s| s.remove(&lc(name)))
                 && let Activation::Active(a) = p.act
             {
-                a.do_send(crate::model::Shutdown);
+                a.do_send(crate::lifecycle::Shutdown);
             }
             st.refresh_routes(scope);
         }
