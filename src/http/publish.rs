@@ -5,7 +5,7 @@
 //!
 //! Owns translation only: authenticate with the resource's keys, check `api-version`, read the
 //! body and parse it with [`super::schema`], create the domain topics a domain batch names,
-//! hand the batch to the topic or source actor and answer once it is committed (namespace: 200
+//! hand the batch to the topic actor and answer once it is committed (namespace: 200
 //! `{}`; basic: 200 with an empty body). Must never answer 200 before the actor said the batch
 //! is committed, accept part of a batch, or re-serialise an event.
 

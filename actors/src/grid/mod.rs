@@ -347,7 +347,7 @@ impl Grid {
             .push_dead_letters(&self.0.shared, scope, name, after, limit)
     }
 
-    /// The source actor of a topic or domain, its keys and schema.
+    /// The topic actor of a custom topic or domain, its keys and schema.
     pub fn publish_target(&self, kind: Kind, name: &str) -> Result<PublishTarget, GridError> {
         self.0.basic.publish_target(kind, name)
     }

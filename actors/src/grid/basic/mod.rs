@@ -24,7 +24,6 @@
 //! `domains/{d}/topics/{dt}/eventSubscriptions/{s}`. Must never route events to a subscription
 //! whose endpoint has not been validated.
 
-// `push.rs` still reaches the conversions as `super::convert` until it moves to delivery.
 mod registry;
 mod sources;
 mod subscriptions;

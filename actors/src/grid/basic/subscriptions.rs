@@ -433,7 +433,7 @@ impl Basic {
         Ok(sh.writer.store().dead_letters(key, after, limit)?)
     }
 
-    /// The source actor of a topic or domain, its keys and schema.
+    /// The topic actor of a custom topic or domain, its keys and schema.
     pub(crate) fn publish_target(
         &self,
         kind: Kind,

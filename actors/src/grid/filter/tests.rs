@@ -1,5 +1,6 @@
 //! Filter tests: each operator's documented semantics, the limits, and a property test that
-//! compares the compiled filter with a naive interpreter of the spec's table on random events.
+//! compares the compiled filter with a naive interpreter of the operator table in
+//! docs/eventgrid.md §4.3 on random events.
 
 use super::*;
 use ntex_bytes::{ByteString, Bytes};
@@ -248,7 +249,7 @@ fn limits_and_bad_shapes_are_refused_with_reasons() {
     }
 }
 
-// ---- property test: compiled filter vs a naive reading of the spec's table ----
+// ---- property test: compiled filter vs a naive reading of docs/eventgrid.md §4.3's table ----
 
 /// A small deterministic PRNG (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -370,7 +371,7 @@ fn random_filter(r: &mut Rng) -> Value {
     flt
 }
 
-/// The spec's table read literally, over the event's JSON.
+/// The operator table of docs/eventgrid.md §4.3 read literally, over the event's JSON.
 fn reference(cfg: &Value, e: &Value) -> bool {
     fn find<'v>(obj: &'v Value, key: &str) -> Option<&'v Value> {
         obj.as_object()?
