@@ -28,8 +28,8 @@ use super::dead_letter::{self, BasicDeadLetter, NamespaceDeadLetter, Via};
 use super::request::{self, BatchFill, DeliverySchema, First, HeaderValue};
 use super::retry::{self, DeadLetterReason, Next, Outcome, Profile, WebhookOutcome};
 use super::shard::{Attempt, DeliveryShard, Request};
-use crate::metrics::{METRICS, PUSH};
 use crate::lifecycle::Shutdown;
+use crate::metrics::{METRICS, PUSH};
 use crate::model::clock::now_ms;
 use crate::store::{EntryState, Op, Queued, Writer};
 

@@ -31,8 +31,8 @@ use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::dead_letter::{NamespaceDeadLetter, Via, namespace_record};
-use crate::metrics::METRICS;
 use crate::lifecycle::Shutdown;
+use crate::metrics::METRICS;
 use crate::model::clock::{mono_ms, now_ms};
 use crate::store::{EntryState, Op, Queued, StoreError, Writer};
 pub use token::TokenError;
