@@ -9,9 +9,9 @@
 //!
 //! - `per_topic`: one actor per topic. A publisher's batch of 100 messages over 100 topics becomes
 //!   100 mailbox messages, one per topic actor, and each forwards its share to the subscriber.
-//! - `sharded`: two routing shards (evgrid's default on two cores), each owning the topics hashed
-//!   to it. The same batch becomes two mailbox messages, and each shard forwards one batch to the
-//!   subscriber.
+//! - `sharded`: one routing shard (evgrid's default, `mqtt.router_shards = 1`) or two, each owning
+//!   the topics hashed to it. The same batch becomes one mailbox message per shard, and each shard
+//!   forwards one batch to the subscriber.
 //!
 //! It also prints what an idle topic actor costs in memory (RSS growth over 100,000 of them), the
 //! price a fleet of a million devices would pay before sending anything. Self-contained: it
@@ -195,32 +195,34 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| timed(iters, &route_per_topic, &ts, &done))
     });
 
-    let shards: Vec<Addr<Shard>> = sys.block_on(async {
-        (0..2)
-            .map(|s| {
-                let subs = ts
-                    .iter()
-                    .filter(|t| shard_of(t, 2) == s)
-                    .map(|t| (t.clone(), vec![sink.clone()]))
-                    .collect();
-                Shard::start_in_arbiter(&arbs[s].handle(), move |_| Shard { subs })
-            })
-            .collect()
-    });
-    let route_sharded = |b: Vec<Arc<Msg>>| {
-        let mut per: Vec<Vec<Arc<Msg>>> = vec![Vec::new(), Vec::new()];
-        for m in b {
-            per[shard_of(&m.topic, 2)].push(m);
-        }
-        for (s, v) in per.into_iter().enumerate() {
-            if !v.is_empty() {
-                shards[s].do_send(Batch(v));
+    for n in [1usize, 2] {
+        let shards: Vec<Addr<Shard>> = sys.block_on(async {
+            (0..n)
+                .map(|s| {
+                    let subs = ts
+                        .iter()
+                        .filter(|t| shard_of(t, n) == s)
+                        .map(|t| (t.clone(), vec![sink.clone()]))
+                        .collect();
+                    Shard::start_in_arbiter(&arbs[s % 2].handle(), move |_| Shard { subs })
+                })
+                .collect()
+        });
+        let route_sharded = |b: Vec<Arc<Msg>>| {
+            let mut per: Vec<Vec<Arc<Msg>>> = vec![Vec::new(); n];
+            for m in b {
+                per[shard_of(&m.topic, n)].push(m);
             }
-        }
-    };
-    g.bench_function("sharded_2_routers_100_topics", |b| {
-        b.iter_custom(|iters| timed(iters, &route_sharded, &ts, &done))
-    });
+            for (s, v) in per.into_iter().enumerate() {
+                if !v.is_empty() {
+                    shards[s].do_send(Batch(v));
+                }
+            }
+        };
+        g.bench_function(format!("sharded_{n}_routers_100_topics"), |b| {
+            b.iter_custom(|iters| timed(iters, &route_sharded, &ts, &done))
+        });
+    }
     g.finish();
 
     // Memory of idle topic actors: what a fleet pays per topic before any traffic.
