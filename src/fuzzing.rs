@@ -327,9 +327,12 @@ pub fn mgmt(data: &[u8]) {
     }
     let tcfg = TopicCfg { retention_days: 7 };
     let lenient = resource::Limits { min_lock_secs: 1 };
-    if let Ok((cfg, out)) =
-        resource::subscription(&props, tcfg, resource::Limits::default(), now_ms)
-    {
+    if let Ok((cfg, out)) = resource::subscription(
+        &props,
+        tcfg,
+        EventsConfig::default().resource_limits(),
+        now_ms,
+    ) {
         let again = resource::subscription(&out, tcfg, lenient, 0);
         assert_eq!(
             again.as_ref().map(|r| &r.0),

@@ -123,19 +123,6 @@ pub struct SessionLimits {
     pub max_sessions: usize,
 }
 
-impl Default for SessionLimits {
-    fn default() -> Self {
-        SessionLimits {
-            max_queued_messages: 1000,
-            max_queued_bytes: 16 * 1024 * 1024,
-            max_outbound: 10_000,
-            max_outbound_bytes: 8 * 1024 * 1024,
-            max_session_expiry_secs: 3600,
-            max_sessions: 100_000,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Inflight {
     pid: u16,
