@@ -292,6 +292,11 @@ impl Session {
             return;
         }
         self.backlog_bytes += w;
+        self.send_first(d, batch);
+    }
+
+    /// Gives `d` a packet id, adds its first transmission to `batch` and keeps it in flight.
+    fn send_first(&mut self, d: Delivery, batch: &mut Vec<OutMsg>) {
         let pid = self.alloc_pid();
         batch.push(OutMsg {
             msg: d.msg.clone(),
@@ -323,21 +328,7 @@ impl Session {
                 METRICS.drop(DropReason::Expired, 1);
                 continue;
             }
-            let pid = self.alloc_pid();
-            batch.push(OutMsg {
-                msg: d.msg.clone(),
-                qos: d.qos,
-                pid,
-                dup: false,
-                retain: d.retain,
-                sub_ids: d.sub_ids.clone(),
-                release: false,
-            });
-            self.inflight.push_back(Inflight {
-                pid,
-                d,
-                received: false,
-            });
+            self.send_first(d, batch);
         }
     }
 

@@ -31,7 +31,9 @@ use std::sync::{RwLock, RwLockReadGuard};
 use ntex_bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::{EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError, record};
+use super::{
+    EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError, dead_letters_after, record,
+};
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
 const QUEUE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("queue");
@@ -517,9 +519,9 @@ impl Store for RedbStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        if after == u64::MAX {
+        let Some(range) = dead_letters_after(sub, after) else {
             return Ok(Vec::new());
-        }
+        };
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
         let t = match r.open_table(DEAD) {
@@ -528,7 +530,7 @@ impl Store for RedbStore {
             Err(e) => return Err(io(e)),
         };
         let mut out = Vec::new();
-        for item in t.range((sub, after + 1)..=(sub, u64::MAX)).map_err(io)? {
+        for item in t.range(range).map_err(io)? {
             if out.len() >= limit {
                 break;
             }
