@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use evgrid::config::MqttConfig;
 use evgrid_actors::mqtt::broker::Broker;
 use evgrid_actors::mqtt::message::{AppMessage, ConnId, Out};
 use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
@@ -28,7 +29,7 @@ async fn setup(subs: usize) -> (Broker, Vec<OutboxRx>) {
         SessionLimits {
             max_outbound: usize::MAX,
             max_outbound_bytes: usize::MAX,
-            ..Default::default()
+            ..MqttConfig::default().session_limits()
         },
     );
     let mut rxs = Vec::new();

@@ -12,10 +12,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use evgrid_actors::grid::resource::Limits;
 use evgrid_actors::grid::{Grid, GridConfig};
 use evgrid_actors::mqtt::broker::Broker;
-use evgrid_actors::mqtt::session::SessionLimits;
 use evgrid_actors::store::{self, Store, Writer};
 
 use crate::config::Config;
@@ -63,9 +61,7 @@ async fn start_grid(
         writer,
         arbiters.iter().map(|a| a.handle()).collect(),
         GridConfig {
-            limits: Limits {
-                min_lock_secs: cfg.events.min_lock_duration_secs,
-            },
+            limits: cfg.events.resource_limits(),
             tick: Duration::from_millis(cfg.events.tick_ms),
             push: cfg.push.push_config(http_addr),
         },
@@ -155,14 +151,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let broker = Broker::start(
             arbiters.iter().map(|a| a.handle()).collect(),
             m.router_shards,
-            SessionLimits {
-                max_queued_messages: m.max_queued_messages,
-                max_queued_bytes: m.max_queued_bytes,
-                max_outbound: m.max_outbound_messages,
-                max_outbound_bytes: m.max_outbound_bytes,
-                max_session_expiry_secs: m.max_session_expiry,
-                max_sessions: m.max_sessions,
-            },
+            m.session_limits(),
         );
         let grid = start_grid(&cfg, &arbiters, http_addr).await?;
         let state = web::Data::new(crate::http::State {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evgrid_actors::delivery::PushConfig;
+use evgrid_actors::grid::resource;
+use evgrid_actors::mqtt::session::SessionLimits;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +79,15 @@ impl Default for EventsConfig {
             max_events_per_basic_request: 5000,
             min_lock_duration_secs: 60,
             tick_ms: 100,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The bounds resource validation applies, built from these values.
+    pub fn resource_limits(&self) -> resource::Limits {
+        resource::Limits {
+            min_lock_secs: self.min_lock_duration_secs,
         }
     }
 }
@@ -303,6 +314,20 @@ impl Default for MqttConfig {
             workers: 0,
             actor_threads: 0,
             connect_timeout: 10,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The broker's per-session bounds, built from these values.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_queued_messages: self.max_queued_messages,
+            max_queued_bytes: self.max_queued_bytes,
+            max_outbound: self.max_outbound_messages,
+            max_outbound_bytes: self.max_outbound_bytes,
+            max_session_expiry_secs: self.max_session_expiry,
+            max_sessions: self.max_sessions,
         }
     }
 }
@@ -590,104 +615,4 @@ fn parse_like(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_validate() {
-        let c = Config::load(None, std::iter::empty()).unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.mqtt.bind.port(), 1883);
-        assert_eq!(c.http.bind.port(), 8080);
-        assert_eq!(c.mqtt.max_keepalive, 1160);
-    }
-
-    #[test]
-    fn env_overrides() {
-        let c = Config::load(
-            None,
-            env(&[
-                ("EVGRID_MQTT_MAX_QOS", "1"),
-                ("EVGRID_DATA_DIR", "/tmp/x"),
-                ("PATH", "/bin"),
-            ])
-            .into_iter(),
-        )
-        .unwrap();
-        assert_eq!(c.mqtt.max_qos, 1);
-        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        let e = Config::load(None, env(&[("EVGRID_MQTT_NOPE", "1")]).into_iter()).unwrap_err();
-        assert!(e.to_string().contains("EVGRID_MQTT_NOPE"), "{e}");
-        let e = Config::load(None, env(&[("EVGRID_MQTT_MAX_QOS", "x")]).into_iter()).unwrap_err();
-        assert!(e.to_string().contains("integer"), "{e}");
-    }
-
-    #[test]
-    fn file_then_validate() {
-        let dir = std::env::temp_dir().join(format!("evgrid-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("c.toml");
-        std::fs::write(&p, "[mqtt]\nmax_qos = 3\n").unwrap();
-        let c = Config::load(Some(&p), std::iter::empty()).unwrap();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("mqtt.max_qos")
-        );
-        std::fs::write(&p, "[mqtt]\nbogus = 1\n").unwrap();
-        let e = Config::load(Some(&p), std::iter::empty()).unwrap_err();
-        assert!(e.to_string().contains("bogus"), "{e}");
-        // env applies on top of the file
-        std::fs::write(&p, "[mqtt]\nmax_qos = 1\n").unwrap();
-        let c = Config::load(
-            Some(&p),
-            env(&[("EVGRID_MQTT_MAX_INFLIGHT", "7")]).into_iter(),
-        )
-        .unwrap();
-        assert_eq!((c.mqtt.max_qos, c.mqtt.max_inflight), (1, 7));
-    }
-
-    #[test]
-    fn memory_budget_is_a_top_level_key_with_a_floor() {
-        let c = Config::load(
-            None,
-            env(&[("EVGRID_MEMORY_BUDGET_BYTES", "16777216")]).into_iter(),
-        )
-        .unwrap();
-        assert_eq!(c.memory_budget_bytes, 16 * 1024 * 1024);
-        c.validate().unwrap();
-        for (var, raw) in [
-            ("EVGRID_MEMORY_BUDGET_BYTES", "16777215"),
-            ("EVGRID_MQTT_MAX_OUTBOUND_BYTES", "2000000000"),
-        ] {
-            let c = Config::load(None, env(&[(var, raw)]).into_iter()).unwrap();
-            let e = c.validate().unwrap_err().to_string();
-            assert!(e.contains("memory_budget_bytes"), "{var}: {e}");
-        }
-        let e = Config::load(
-            None,
-            env(&[("EVGRID_MQTT_MAX_BUFFERED_BYTES", "16777216")]).into_iter(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("no such setting"), "{e}");
-    }
-
-    #[test]
-    fn connect_timeout_zero_is_refused() {
-        let c = Config::load(
-            None,
-            env(&[("EVGRID_MQTT_CONNECT_TIMEOUT", "0")]).into_iter(),
-        )
-        .unwrap();
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("mqtt.connect_timeout"), "{e}");
-    }
-}
+mod tests;

@@ -330,7 +330,7 @@ pub fn mgmt(data: &[u8]) {
     if let Ok((cfg, out)) = resource::subscription(
         &props,
         tcfg,
-        evgrid_actors::grid::resource::Limits::default(),
+        EventsConfig::default().resource_limits(),
         now_ms,
     ) {
         let again = resource::subscription(&out, tcfg, lenient, 0);

@@ -15,6 +15,8 @@ use std::fmt::Write;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::metrics::{header, single};
+
 /// The kinds of buffer the budget covers, each reported as `evgrid_buffered_bytes{kind=...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -123,17 +125,19 @@ impl Budget {
     /// Prometheus text: the limit and each kind's share.
     pub fn render(&self, s: &mut String) {
         let limit = self.limit();
-        let _ = writeln!(
+        single(
             s,
-            "# HELP evgrid_memory_budget_bytes Limit on the bytes all client-driven buffers \
-             (MQTT outbound and backlogs, HTTP request bodies) hold together \
-             (memory_budget_bytes).\n# TYPE evgrid_memory_budget_bytes gauge\n\
-             evgrid_memory_budget_bytes {limit}"
+            "gauge",
+            "evgrid_memory_budget_bytes",
+            "Limit on the bytes all client-driven buffers (MQTT outbound and backlogs, HTTP \
+             request bodies) hold together (memory_budget_bytes).",
+            limit,
         );
-        let _ = writeln!(
+        header(
             s,
-            "# HELP evgrid_buffered_bytes Bytes held by each kind of buffer, counted against \
-             the memory budget.\n# TYPE evgrid_buffered_bytes gauge"
+            "gauge",
+            "evgrid_buffered_bytes",
+            "Bytes held by each kind of buffer, counted against the memory budget.",
         );
         for (label, h) in LABELS.iter().zip(&self.held) {
             let _ = writeln!(

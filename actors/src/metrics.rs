@@ -99,7 +99,7 @@ impl Histogram {
     }
 
     fn render(&self, s: &mut String, name: &str, help: &str) {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        header(s, "histogram", name, help);
         let mut cum = 0;
         for (i, b) in COMMIT_BUCKETS_US.iter().enumerate() {
             cum += self.buckets[i].get();
@@ -231,9 +231,7 @@ impl Metrics {
     /// Prometheus text exposition format, version 0.0.4.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
-        let mut gauge = |name: &str, help: &str, v: i64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
+        let mut gauge = |name: &str, help: &str, v: i64| single(&mut s, "gauge", name, help, v);
         gauge(
             "evgrid_mqtt_connections",
             "Open MQTT connections.",
@@ -254,9 +252,7 @@ impl Metrics {
             "Retained MQTT messages.",
             self.retained.get(),
         );
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
+        let mut counter = |name: &str, help: &str, v: u64| single(&mut s, "counter", name, help, v);
         counter(
             "evgrid_mqtt_connections_total",
             "MQTT connections accepted.",
@@ -283,7 +279,7 @@ impl Metrics {
             self.unknown_acks.get(),
         );
         let per_qos = |s: &mut String, name: &str, help: &str, c: &[Counter; 3]| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            header(s, "counter", name, help);
             for (q, c) in c.iter().enumerate() {
                 let _ = writeln!(s, "{name}{{qos=\"{q}\"}} {}", c.get());
             }
@@ -313,20 +309,21 @@ impl Metrics {
             &self.bytes_out,
         );
         let name = "evgrid_mqtt_messages_dropped_total";
-        let _ = writeln!(
-            s,
-            "# HELP {name} Messages not delivered to a subscriber, by reason.\n# TYPE {name} counter"
+        header(
+            &mut s,
+            "counter",
+            name,
+            "Messages not delivered to a subscriber, by reason.",
         );
         for (label, c) in DROP_LABELS.iter().zip(&self.dropped) {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
-        let _ = writeln!(
-            s,
-            "# HELP evgrid_mqtt_slow_consumer_disconnects_total Connections closed because their \
-             socket took nothing for mqtt.send_timeout.\n\
-             # TYPE evgrid_mqtt_slow_consumer_disconnects_total counter\n\
-             evgrid_mqtt_slow_consumer_disconnects_total {}",
-            self.slow_consumer_disconnects.get()
+        single(
+            &mut s,
+            "counter",
+            "evgrid_mqtt_slow_consumer_disconnects_total",
+            "Connections closed because their socket took nothing for mqtt.send_timeout.",
+            self.slow_consumer_disconnects.get(),
         );
         crate::budget::BUDGET.render(&mut s);
         self.render_grid(&mut s);
@@ -336,9 +333,7 @@ impl Metrics {
     }
 
     fn render_grid(&self, s: &mut String) {
-        let mut gauge = |name: &str, help: &str, v: i64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
+        let mut gauge = |name: &str, help: &str, v: i64| single(s, "gauge", name, help, v);
         gauge(
             "evgrid_events_queued",
             "Events waiting in pull subscriptions (locked or not).",
@@ -437,11 +432,7 @@ impl Metrics {
             ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
+            single(s, "counter", name, help, c.get());
         }
     }
 }
@@ -477,12 +468,14 @@ impl StoreMetrics {
                 self.recoveries.get(),
             ),
         ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            single(s, "counter", name, help, v);
         }
-        let _ = writeln!(
+        single(
             s,
-            "# HELP evgrid_store_healthy 1 while the store can commit, 0 after an I/O error until it recovers.\n# TYPE evgrid_store_healthy gauge\nevgrid_store_healthy {}",
-            self.healthy.get()
+            "gauge",
+            "evgrid_store_healthy",
+            "1 while the store can commit, 0 after an I/O error until it recovers.",
+            self.healthy.get(),
         );
     }
 }
@@ -558,11 +551,24 @@ impl PushMetrics {
             ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
+            single(s, "counter", name, help, c.get());
         }
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric in the text exposition format; its samples follow.
+pub(crate) fn header(s: &mut String, kind: &str, name: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric of one sample without labels.
+pub(crate) fn single(
+    s: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    v: impl std::fmt::Display,
+) {
+    header(s, kind, name, help);
+    let _ = writeln!(s, "{name} {v}");
 }

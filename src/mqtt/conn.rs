@@ -1,4 +1,6 @@
-//! Per-connection state shared by the v3 and v5 handlers.
+//! Per-connection state shared by the v3 and v5 handlers, and the steps both protocols take
+//! alike: opening the session for a CONNECT, routing an accepted PUBLISH, subscribing and
+//! unsubscribing (the handlers keep what differs: packet checks and acknowledgement codes).
 //!
 //! Owns the publish re-sequencer and the per-turn batch. ntex-mqtt 9.0 can finish a PUBLISH that
 //! straddled a TCP read after later ones (ARCHITECTURE.md, "the ntex/actix seam"), so each
@@ -11,16 +13,21 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use actix::Addr;
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::mqtt::broker::Broker;
-use evgrid_actors::mqtt::message::{AppMessage, ConnId, SessionId};
-use evgrid_actors::mqtt::router::InFlight;
-use evgrid_actors::mqtt::session::{Detach, InboundQos2, Session};
+use evgrid_actors::mqtt::broker::{Broker, OpenError};
+use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId};
+use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
+use evgrid_actors::mqtt::router::{InFlight, SubReq};
+use evgrid_actors::mqtt::session::{Attach, Deliver, Detach, InboundQos2, Link, Session, Will};
+use ntex_bytes::ByteString;
 use tokio::sync::oneshot;
 
-use super::Shared;
-use super::pump::Acks;
+use super::pump::{self, Acks, Sink};
+use super::{EdgeError, Shared};
 
 enum Slot {
     Waiting,
@@ -40,6 +47,72 @@ struct Publisher {
     drained: Rc<tokio::sync::Notify>,
     /// QoS 0 messages handed to the routers and not yet routed.
     in_flight: Arc<InFlight>,
+}
+
+/// Opens (or takes over) the session `client_id` for a CONNECT that passed its protocol's
+/// checks: this connection's state for the handlers, whether the broker held the session
+/// already, and the connection's writer.
+pub(super) async fn open(
+    sh: &Arc<Shared>,
+    client_id: &ByteString,
+    clean_start: bool,
+    window: usize,
+    expiry_secs: u32,
+    will: Option<Will>,
+) -> Result<(Conn, bool, Writer), OpenError> {
+    let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
+    let (tx, rx) = outbox();
+    let opened = sh
+        .broker
+        .open(client_id, clean_start, || Attach {
+            link: Link {
+                conn,
+                tx: tx.clone(),
+                window,
+            },
+            expiry_secs,
+            will: will.clone(),
+            fresh: false,
+        })
+        .await?;
+    let acks = Acks::new(opened.addr.clone(), conn);
+    let state = Conn::new(
+        conn,
+        opened.id,
+        opened.addr.clone(),
+        opened.inbound_qos2,
+        acks.clone(),
+        sh.clone(),
+    );
+    let writer = Writer {
+        rx,
+        session: opened.addr,
+        conn,
+        acks,
+    };
+    Ok((state, opened.present, writer))
+}
+
+/// The task that writes a connection's messages to its socket, not started yet.
+pub(super) struct Writer {
+    rx: OutboxRx,
+    session: Addr<Session>,
+    conn: ConnId,
+    acks: Acks,
+}
+
+impl Writer {
+    /// Starts writing to `sink`; called once the CONNACK is built.
+    pub fn start(self, sink: impl Sink, send_timeout: Option<Duration>) {
+        ntex_rt::spawn(pump::run(
+            sink,
+            self.rx,
+            self.session,
+            self.conn,
+            self.acks,
+            send_timeout,
+        ));
+    }
 }
 
 /// One MQTT connection attached to a session.
@@ -135,6 +208,78 @@ impl Conn {
         let (tx, rx) = oneshot::channel();
         self.fill(ticket, Slot::Ready(msg, Some(tx)));
         rx.await.unwrap_or(false)
+    }
+
+    /// Routes an accepted PUBLISH in order: QoS 0 without waiting, QoS 1 and 2 once routed; a
+    /// QoS 2 resend whose PUBREL has not come is acknowledged without routing it again. False
+    /// when routing failed (a QoS 2 id is then forgotten: PUBREL will not come).
+    pub async fn route(&self, ticket: u64, msg: AppMessage, pid: u16) -> bool {
+        let qos = msg.qos;
+        if qos == 0 {
+            self.push(ticket, msg);
+            return true;
+        }
+        if qos == 2 && !self.qos2_begin(pid) {
+            self.skip(ticket);
+            return true;
+        }
+        if self.push_acked(ticket, msg).await {
+            return true;
+        }
+        if qos == 2 {
+            self.qos2_abort(pid);
+        }
+        false
+    }
+
+    /// Adds this session's subscriptions (up to `mqtt.max_subscriptions_per_client`) and sends
+    /// it the retained messages they match, tagged with `sub_id`. Per request, in order: the
+    /// granted QoS, or `None` when refused for the quota.
+    pub async fn subscribe(
+        &self,
+        reqs: Vec<SubReq>,
+        sub_id: Option<u32>,
+    ) -> Result<Vec<Option<u8>>, EdgeError> {
+        let sh = &self.shared;
+        let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
+        let results = sh
+            .broker
+            .subscribe(
+                self.session,
+                &self.addr,
+                reqs,
+                sh.cfg.max_subscriptions_per_client,
+            )
+            .await
+            .map_err(|_| EdgeError::Closed("router unavailable"))?;
+        let mut retained = Vec::new();
+        let mut out = Vec::with_capacity(results.len());
+        for (qos, r) in granted.into_iter().zip(results) {
+            if r.quota_exceeded {
+                out.push(None);
+                continue;
+            }
+            out.push(Some(qos));
+            retained.extend(r.retained.into_iter().map(|m| Delivery {
+                qos: m.qos.min(qos),
+                msg: m,
+                retain: true,
+                sub_ids: sub_id.into_iter().collect(),
+            }));
+        }
+        if !retained.is_empty() {
+            self.addr.do_send(Deliver(retained));
+        }
+        Ok(out)
+    }
+
+    /// Removes this session's subscriptions to `filters`; per filter, whether it had one.
+    pub async fn unsubscribe(&self, filters: Vec<ByteString>) -> Result<Vec<bool>, EdgeError> {
+        self.shared
+            .broker
+            .unsubscribe(self.session, filters)
+            .await
+            .map_err(|_| EdgeError::Closed("router unavailable"))
     }
 
     fn fill(&self, ticket: u64, slot: Slot) {

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
-use evgrid_actors::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, OutMsg, owned_str};
+use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, owned_str};
 use evgrid_actors::mqtt::router::SubReq;
-use evgrid_actors::mqtt::session::{Attach, Deliver, Link, Will};
+use evgrid_actors::mqtt::session::Will;
 use evgrid_actors::mqtt::trie::{SubOpts, parse_filter, validate_topic};
 use ntex_bytes::{ByteString, Bytes};
 use ntex_mqtt::v3::codec::{self, ConnectAckReason};
@@ -17,8 +17,8 @@ use ntex_mqtt::v3::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
 use ntex_util::future::Either;
 use ntex_util::time::Seconds;
 
-use super::conn::Conn;
-use super::pump::{self, Sink};
+use super::conn::{self, Conn};
+use super::pump::Sink;
 use super::service::Reply;
 use super::{EdgeError, Shared, qos_from, send_timeout};
 
@@ -81,8 +81,6 @@ pub(super) async fn connect(
             })
         }
     };
-    let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (tx, rx) = evgrid_actors::mqtt::outbox::outbox();
     let window = cfg.max_inflight as usize;
     // A persistent v3 session never expires by itself; the server's cap applies.
     let expiry = if pkt.clean_session {
@@ -91,20 +89,8 @@ pub(super) async fn connect(
         cfg.max_session_expiry
     };
     let keep_alive = pkt.keep_alive;
-    let opened = sh
-        .broker
-        .open(&client_id, pkt.clean_session, || Attach {
-            link: Link {
-                conn,
-                tx: tx.clone(),
-                window,
-            },
-            expiry_secs: expiry,
-            will: will.clone(),
-            fresh: false,
-        })
-        .await;
-    let opened = match opened {
+    let opened = conn::open(&sh, &client_id, pkt.clean_session, window, expiry, will).await;
+    let (state, present, writer) = match opened {
         Ok(o) => o,
         // v3.1.1 has no code for a quota: 0x03, server unavailable (as Mosquitto answers).
         Err(OpenError::TooManySessions) => {
@@ -116,17 +102,8 @@ pub(super) async fn connect(
         }
     };
     let sink = h.sink();
-    let acks = pump::Acks::new(opened.addr.clone(), conn);
-    let state = Conn::new(
-        conn,
-        opened.id,
-        opened.addr.clone(),
-        opened.inbound_qos2.clone(),
-        acks.clone(),
-        sh.clone(),
-    );
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
-    let present = opened.present && expiry != 0;
+    let present = present && expiry != 0;
     let mut ack = h
         .ack(state, present)
         .max_send(Some(window as u16))
@@ -135,14 +112,7 @@ pub(super) async fn connect(
     if keep_alive == 0 {
         ack = ack.idle_timeout(Seconds(u16::MAX));
     }
-    ntex_rt::spawn(pump::run(
-        V3Sink(sink),
-        rx,
-        opened.addr,
-        conn,
-        acks,
-        send_timeout(cfg),
-    ));
+    writer.start(V3Sink(sink), send_timeout(cfg));
     Ok(ack)
 }
 
@@ -209,22 +179,10 @@ async fn publish_slow(conn: &Conn, p: mqtt::Publish, ticket: u64) -> Result<(), 
         }
     };
     let msg = accept(conn, &p, payload, ticket)?;
-    let qos = msg.qos;
-    if qos == 0 {
-        conn.push(ticket, msg);
-        return Ok(());
-    }
     let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
-    if qos == 2 && !conn.qos2_begin(pid) {
-        conn.skip(ticket);
-        return Ok(());
-    }
-    if conn.push_acked(ticket, msg).await {
+    if conn.route(ticket, msg, pid).await {
         Ok(())
     } else {
-        if qos == 2 {
-            conn.qos2_abort(pid);
-        }
         Err(EdgeError::Closed("routing failed"))
     }
 }
@@ -253,46 +211,22 @@ pub(super) async fn protocol(
                     t.fail();
                 }
             }
-            let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
-            let results = sh
-                .broker
-                .subscribe(
-                    conn.session,
-                    &conn.addr,
-                    reqs,
-                    sh.cfg.max_subscriptions_per_client,
-                )
-                .await
-                .map_err(|_| EdgeError::Closed("router unavailable"))?;
-            let mut retained = Vec::new();
-            let mut next = positions.iter().zip(granted).zip(results).peekable();
+            let granted = conn.subscribe(reqs, None).await?;
+            let mut next = positions.iter().zip(granted).peekable();
             for (i, mut t) in sub.iter_mut().enumerate() {
-                let Some(((_, qos), r)) = next.next_if(|((p, _), _)| **p == i) else {
+                let Some((_, granted)) = next.next_if(|(p, _)| **p == i) else {
                     continue;
                 };
-                if r.quota_exceeded {
-                    t.fail();
-                    continue;
+                match granted {
+                    Some(qos) => t.confirm(qos_from(qos)),
+                    None => t.fail(),
                 }
-                t.confirm(qos_from(qos));
-                retained.extend(r.retained.into_iter().map(|m| Delivery {
-                    qos: m.qos.min(qos),
-                    msg: m,
-                    retain: true,
-                    sub_ids: Vec::new(),
-                }));
-            }
-            if !retained.is_empty() {
-                conn.addr.do_send(Deliver(retained));
             }
             Ok(sub.ack())
         }
         ProtocolMessage::Unsubscribe(unsub) => {
             let filters: Vec<ByteString> = unsub.iter().cloned().collect();
-            sh.broker
-                .unsubscribe(conn.session, filters)
-                .await
-                .map_err(|_| EdgeError::Closed("router unavailable"))?;
+            conn.unsubscribe(filters).await?;
             Ok(unsub.ack())
         }
         ProtocolMessage::Disconnect(d) => {

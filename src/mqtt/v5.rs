@@ -3,16 +3,13 @@
 use std::num::{NonZeroU16, NonZeroU32};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
-use evgrid_actors::mqtt::message::{
-    AppMessage, CloseReason, ConnId, Delivery, OutMsg, Properties, owned_str,
-};
+use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, Properties, owned_str};
 use evgrid_actors::mqtt::router::SubReq;
-use evgrid_actors::mqtt::session::{Attach, Deliver, Link, Will};
+use evgrid_actors::mqtt::session::Will;
 use evgrid_actors::mqtt::trie::{SubOpts, parse_filter, validate_topic};
 use ntex_bytes::{ByteString, Bytes};
 use ntex_mqtt::v5::codec::{
@@ -22,8 +19,8 @@ use ntex_mqtt::v5::codec::{
 use ntex_mqtt::v5::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
 use ntex_util::future::Either;
 
-use super::conn::Conn;
-use super::pump::{self, Sink};
+use super::conn::{self, Conn};
+use super::pump::Sink;
 use super::service::Reply;
 use super::{EdgeError, Shared, qos_from, send_timeout};
 
@@ -112,8 +109,6 @@ pub(super) async fn connect(
             })
         }
     };
-    let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (tx, rx) = evgrid_actors::mqtt::outbox::outbox();
     let window = pkt
         .receive_max
         .map_or(65_535, NonZeroU16::get)
@@ -121,20 +116,8 @@ pub(super) async fn connect(
     let asked_expiry = pkt.session_expiry_interval_secs;
     let expiry = asked_expiry.min(cfg.max_session_expiry);
     let keep_alive = pkt.keep_alive;
-    let opened = sh
-        .broker
-        .open(&client_id, pkt.clean_start, || Attach {
-            link: Link {
-                conn,
-                tx: tx.clone(),
-                window,
-            },
-            expiry_secs: expiry,
-            will: will.clone(),
-            fresh: false,
-        })
-        .await;
-    let opened = match opened {
+    let opened = conn::open(&sh, &client_id, pkt.clean_start, window, expiry, will).await;
+    let (state, present, writer) = match opened {
         Ok(o) => o,
         Err(OpenError::TooManySessions) => {
             tracing::debug!(client_id = %client_id, "session limit reached");
@@ -153,18 +136,9 @@ pub(super) async fn connect(
         }
     };
     let sink = h.sink();
-    let acks = pump::Acks::new(opened.addr.clone(), conn);
-    let state = Conn::new(
-        conn,
-        opened.id,
-        opened.addr.clone(),
-        opened.inbound_qos2.clone(),
-        acks.clone(),
-        sh.clone(),
-    );
     let max_ka = cfg.max_keepalive;
     let mut ack = h.ack(state).max_send(Some(window as u16)).with(|a| {
-        a.session_present = opened.present;
+        a.session_present = present;
         if assigned {
             a.assigned_client_id = Some(client_id.clone());
         }
@@ -183,14 +157,7 @@ pub(super) async fn connect(
             .with(|a| a.server_keepalive_sec = Some(max_ka))
             .keep_alive(max_ka.saturating_add(max_ka / 2));
     }
-    ntex_rt::spawn(pump::run(
-        V5Sink(sink),
-        rx,
-        opened.addr,
-        conn,
-        acks,
-        send_timeout(cfg),
-    ));
+    writer.start(V5Sink(sink), send_timeout(cfg));
     Ok(ack)
 }
 
@@ -325,22 +292,10 @@ async fn publish_slow(
         Ok(msg) => msg,
         Err(reason) => return Ok(p.ack().reason_code(reason)),
     };
-    let qos = msg.qos;
-    if qos == 0 {
-        conn.push(ticket, msg);
-        return Ok(p.ack());
-    }
     let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
-    if qos == 2 && !conn.qos2_begin(pid) {
-        conn.skip(ticket);
-        return Ok(p.ack());
-    }
-    if conn.push_acked(ticket, msg).await {
+    if conn.route(ticket, msg, pid).await {
         Ok(p.ack())
     } else {
-        if qos == 2 {
-            conn.qos2_abort(pid);
-        }
         Ok(p.ack().reason_code(PublishAckReason::UnspecifiedError))
     }
 }
@@ -379,47 +334,22 @@ pub(super) async fn protocol(
                     Err(_) => t.fail(SubscribeAckReason::TopicFilterInvalid),
                 }
             }
-            let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
-            let results = sh
-                .broker
-                .subscribe(
-                    conn.session,
-                    &conn.addr,
-                    reqs,
-                    sh.cfg.max_subscriptions_per_client,
-                )
-                .await
-                .map_err(|_| EdgeError::Closed("router unavailable"))?;
-            let mut retained = Vec::new();
-            let mut next = positions.iter().zip(granted).zip(results).peekable();
+            let granted = conn.subscribe(reqs, sub_id).await?;
+            let mut next = positions.iter().zip(granted).peekable();
             for (i, mut t) in sub.iter_mut().enumerate() {
-                let Some(((_, qos), r)) = next.next_if(|((p, _), _)| **p == i) else {
+                let Some((_, granted)) = next.next_if(|(p, _)| **p == i) else {
                     continue; // refused above
                 };
-                if r.quota_exceeded {
-                    t.fail(SubscribeAckReason::QuotaExceeded);
-                    continue;
+                match granted {
+                    Some(qos) => t.confirm(qos_from(qos)),
+                    None => t.fail(SubscribeAckReason::QuotaExceeded),
                 }
-                t.confirm(qos_from(qos));
-                retained.extend(r.retained.into_iter().map(|m| Delivery {
-                    qos: m.qos.min(qos),
-                    msg: m,
-                    retain: true,
-                    sub_ids: sub_id.into_iter().collect(),
-                }));
-            }
-            if !retained.is_empty() {
-                conn.addr.do_send(Deliver(retained));
             }
             Ok(sub.ack())
         }
         ProtocolMessage::Unsubscribe(mut unsub) => {
             let filters: Vec<ByteString> = unsub.iter().cloned().collect();
-            let existed = sh
-                .broker
-                .unsubscribe(conn.session, filters)
-                .await
-                .map_err(|_| EdgeError::Closed("router unavailable"))?;
+            let existed = conn.unsubscribe(filters).await?;
             for (mut t, existed) in unsub.iter_mut().zip(existed) {
                 if !existed {
                     t.fail(UnsubscribeAckReason::NoSubscriptionExisted);

@@ -9,6 +9,8 @@
 //! definition. Must never import the resource layer (resource definitions, filters, the
 //! registry) nor the message broker: both hand events in; nothing here reaches back.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,5 +68,36 @@ impl PushConfig {
             .first()
             .copied()
             .unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// Sequences waiting for their time, as (available at, in ms; sequence), earliest first.
+type Delayed = BinaryHeap<Reverse<(u64, u64)>>;
+
+/// Lines `seq` up to be handed out: at once if `at_ms` has come by `now`, else once it has.
+fn schedule(ready: &mut VecDeque<u64>, delayed: &mut Delayed, seq: u64, at_ms: u64, now: u64) {
+    if at_ms > now {
+        delayed.push(Reverse((at_ms, seq)));
+    } else {
+        ready.push_back(seq);
+    }
+}
+
+/// Takes the delayed sequences whose time has come by `now`, and lines up those `wanted` still
+/// holds (the others were settled or handed out meanwhile).
+fn release_due(
+    ready: &mut VecDeque<u64>,
+    delayed: &mut Delayed,
+    now: u64,
+    wanted: impl Fn(u64) -> bool,
+) {
+    while let Some(Reverse((at, seq))) = delayed.peek().copied() {
+        if at > now {
+            break;
+        }
+        delayed.pop();
+        if wanted(seq) {
+            ready.push_back(seq);
+        }
     }
 }

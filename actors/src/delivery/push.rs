@@ -23,11 +23,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use ntex_bytes::{ByteString, Bytes};
 
-use super::PushConfig;
 use super::dead_letter::{self, BasicDeadLetter, NamespaceDeadLetter, Via};
 use super::request::{self, BatchFill, DeliverySchema, First, HeaderValue};
 use super::retry::{self, DeadLetterReason, Next, Outcome, Profile, WebhookOutcome};
 use super::shard::{Attempt, DeliveryShard, Request};
+use super::{Delayed, PushConfig, release_due, schedule};
 use crate::lifecycle::Shutdown;
 use crate::metrics::{METRICS, PUSH};
 use crate::model::clock::now_ms;
@@ -138,7 +138,7 @@ pub struct PushSub {
     tick: Duration,
     pending: HashMap<u64, Pending>,
     ready: VecDeque<u64>,
-    delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    delayed: Delayed,
     in_flight: usize,
     dl_seq: u64,
 }
@@ -175,11 +175,13 @@ impl PushSub {
         let now = now_ms();
         for q in queued {
             let entry = PushEntry::from_queued(&q);
-            if q.state.available_at_ms > now {
-                s.delayed.push(Reverse((q.state.available_at_ms, q.seq)));
-            } else {
-                s.ready.push_back(q.seq);
-            }
+            schedule(
+                &mut s.ready,
+                &mut s.delayed,
+                q.seq,
+                q.state.available_at_ms,
+                now,
+            );
             s.pending.insert(
                 q.seq,
                 Pending {
@@ -200,16 +202,9 @@ impl PushSub {
     }
 
     fn due(&mut self) {
-        let now = now_ms();
-        while let Some(Reverse((at, seq))) = self.delayed.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.delayed.pop();
-            if self.pending.get(&seq).is_some_and(|p| !p.in_flight) {
-                self.ready.push_back(seq);
-            }
-        }
+        release_due(&mut self.ready, &mut self.delayed, now_ms(), |seq| {
+            self.pending.get(&seq).is_some_and(|p| !p.in_flight)
+        });
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {

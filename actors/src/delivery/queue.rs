@@ -31,6 +31,7 @@ use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::dead_letter::{NamespaceDeadLetter, Via, namespace_record};
+use super::{Delayed, release_due, schedule};
 use crate::lifecycle::Shutdown;
 use crate::metrics::METRICS;
 use crate::model::clock::{mono_ms, now_ms};
@@ -156,7 +157,7 @@ pub struct QueueSub {
     tick: Duration,
     entries: BTreeMap<u64, Entry>,
     ready: VecDeque<u64>,
-    delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    delayed: Delayed,
     locks: HashMap<u64, Lock>,
     lock_heap: BinaryHeap<Reverse<(u64, u64, u64)>>,
     waiters: VecDeque<Waiter>,
@@ -190,11 +191,13 @@ impl QueueSub {
         let now = now_ms();
         METRICS.events_queued.add(queued.len() as i64);
         for e in queued {
-            if e.state.available_at_ms > now {
-                q.delayed.push(Reverse((e.state.available_at_ms, e.seq)));
-            } else {
-                q.ready.push_back(e.seq);
-            }
+            schedule(
+                &mut q.ready,
+                &mut q.delayed,
+                e.seq,
+                e.state.available_at_ms,
+                now,
+            );
             q.entries.insert(
                 e.seq,
                 Entry {
@@ -273,11 +276,7 @@ impl QueueSub {
                 available_at_ms: at,
             },
         });
-        if at > now {
-            self.delayed.push(Reverse((at, seq)));
-        } else {
-            self.ready.push_back(seq);
-        }
+        schedule(&mut self.ready, &mut self.delayed, seq, at, now);
     }
 
     /// Locks and returns up to `max` ready events.
@@ -409,15 +408,9 @@ impl QueueSub {
                 self.unsettled(seq, 0, now, &mut ops);
             }
         }
-        while let Some(Reverse((at, seq))) = self.delayed.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.delayed.pop();
-            if self.entries.contains_key(&seq) && !self.locks.contains_key(&seq) {
-                self.ready.push_back(seq);
-            }
-        }
+        release_due(&mut self.ready, &mut self.delayed, now, |seq| {
+            self.entries.contains_key(&seq) && !self.locks.contains_key(&seq)
+        });
         // Time to live: entries are in publish order, so only the expired head is visited.
         let ttl_ms = self.cfg.ttl_secs * 1000;
         let expired: Vec<u64> = self

@@ -60,6 +60,37 @@ pub(crate) struct Namespaces {
     pub(super) state: RwLock<BTreeMap<String, Namespace>>,
 }
 
+/// Topic `topic` of namespace `ns` in the registry, or which of the two is missing.
+pub(super) fn find_topic<'a>(
+    st: &'a BTreeMap<String, Namespace>,
+    ns: &str,
+    topic: &str,
+) -> Result<(&'a Namespace, &'a Topic), GridError> {
+    let n = st
+        .get(&lc(ns))
+        .ok_or_else(|| GridError::not_found("namespace", ns))?;
+    let t = n
+        .topics
+        .get(&lc(topic))
+        .ok_or_else(|| GridError::not_found("topic", topic))?;
+    Ok((n, t))
+}
+
+/// Subscription `name` of a namespace topic, or which part of the path is missing.
+pub(super) fn find_sub<'a>(
+    st: &'a BTreeMap<String, Namespace>,
+    ns: &str,
+    topic: &str,
+    name: &str,
+) -> Result<(&'a Namespace, &'a Topic, &'a Sub), GridError> {
+    let (n, t) = find_topic(st, ns, topic)?;
+    let s = t
+        .subs
+        .get(&lc(name))
+        .ok_or_else(|| GridError::not_found("event subscription", name))?;
+    Ok((n, t, s))
+}
+
 pub(super) fn ns_path(ns: &str) -> String {
     format!("namespaces/{}", lc(ns))
 }
@@ -370,13 +401,7 @@ impl Namespaces {
 
     pub fn get_topic(&self, ns: &str, name: &str) -> Result<Value, GridError> {
         let st = self.state.read().expect("grid lock");
-        let n = st
-            .get(&lc(ns))
-            .ok_or_else(|| GridError::not_found("namespace", ns))?;
-        let t = n
-            .topics
-            .get(&lc(name))
-            .ok_or_else(|| GridError::not_found("topic", name))?;
+        let (n, t) = find_topic(&st, ns, name)?;
         Ok(topic_doc(&n.name, t))
     }
 
@@ -429,13 +454,7 @@ impl Namespaces {
         // A push endpoint passes its handshake before the management lock is taken.
         let (tcfg, old_endpoint) = {
             let st = self.state.read().expect("grid lock");
-            let n = st
-                .get(&lc(ns))
-                .ok_or_else(|| GridError::not_found("namespace", ns))?;
-            let t = n
-                .topics
-                .get(&lc(topic))
-                .ok_or_else(|| GridError::not_found("topic", topic))?;
+            let (_, t) = find_topic(&st, ns, topic)?;
             let old = t
                 .subs
                 .get(&lc(name))
@@ -454,13 +473,7 @@ impl Namespaces {
         let _g = sh.mgmt.lock().await;
         let existing = {
             let st = self.state.read().expect("grid lock");
-            let n = st
-                .get(&lc(ns))
-                .ok_or_else(|| GridError::not_found("namespace", ns))?;
-            let t = n
-                .topics
-                .get(&lc(topic))
-                .ok_or_else(|| GridError::not_found("topic", topic))?;
+            let (_, t) = find_topic(&st, ns, topic)?;
             match t.subs.get(&lc(name)) {
                 Some(s) if s.cfg.push.is_some() != cfg.push.is_some() => {
                     return Err(GridError::BadRequest(format!(
@@ -527,29 +540,13 @@ impl Namespaces {
 
     pub fn get_subscription(&self, ns: &str, topic: &str, name: &str) -> Result<Value, GridError> {
         let st = self.state.read().expect("grid lock");
-        let n = st
-            .get(&lc(ns))
-            .ok_or_else(|| GridError::not_found("namespace", ns))?;
-        let t = n
-            .topics
-            .get(&lc(topic))
-            .ok_or_else(|| GridError::not_found("topic", topic))?;
-        let s = t
-            .subs
-            .get(&lc(name))
-            .ok_or_else(|| GridError::not_found("event subscription", name))?;
+        let (n, t, s) = find_sub(&st, ns, topic, name)?;
         Ok(sub_doc(&n.name, &t.name, s))
     }
 
     pub fn list_subscriptions(&self, ns: &str, topic: &str) -> Result<Vec<Value>, GridError> {
         let st = self.state.read().expect("grid lock");
-        let n = st
-            .get(&lc(ns))
-            .ok_or_else(|| GridError::not_found("namespace", ns))?;
-        let t = n
-            .topics
-            .get(&lc(topic))
-            .ok_or_else(|| GridError::not_found("topic", topic))?;
+        let (n, t) = find_topic(&st, ns, topic)?;
         Ok(t.subs
             .values()
             .map(|s| sub_doc(&n.name, &t.name, s))
@@ -576,13 +573,7 @@ impl Namespaces {
     ) -> Result<bool, GridError> {
         let key = {
             let st = self.state.read().expect("grid lock");
-            let n = st
-                .get(&lc(ns))
-                .ok_or_else(|| GridError::not_found("namespace", ns))?;
-            let t = n
-                .topics
-                .get(&lc(topic))
-                .ok_or_else(|| GridError::not_found("topic", topic))?;
+            let (_, t) = find_topic(&st, ns, topic)?;
             match t.subs.get(&lc(name)) {
                 Some(s) => s.key,
                 None => return Ok(false),

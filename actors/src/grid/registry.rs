@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::basic::Basic;
 use super::error::GridError;
-use super::namespaces::{Namespace, Namespaces, Sub, Topic};
+use super::namespaces::{Namespace, Namespaces, Sub, Topic, find_sub};
 use super::resource::Limits;
 use super::resource::namespace as resource;
 use super::shared::{Keys, Shared, bad, lc};
@@ -223,17 +223,7 @@ pub(super) fn dead_letters(
 ) -> Result<Vec<(u64, Vec<u8>)>, GridError> {
     let key = {
         let st = tier.state.read().expect("grid lock");
-        let n = st
-            .get(&lc(ns))
-            .ok_or_else(|| GridError::not_found("namespace", ns))?;
-        let t = n
-            .topics
-            .get(&lc(topic))
-            .ok_or_else(|| GridError::not_found("topic", topic))?;
-        t.subs
-            .get(&lc(name))
-            .ok_or_else(|| GridError::not_found("event subscription", name))?
-            .key
+        find_sub(&st, ns, topic, name)?.2.key
     };
     Ok(sh.writer.store().dead_letters(key, after, limit)?)
 }

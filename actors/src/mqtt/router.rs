@@ -344,6 +344,16 @@ mod tests {
     use crate::mqtt::outbox::outbox;
     use crate::mqtt::session::{Attach, Link, SessionLimits};
 
+    /// Bounds that no test here comes near (evgrid's default settings).
+    const TEST_LIMITS: SessionLimits = SessionLimits {
+        max_queued_messages: 1000,
+        max_queued_bytes: 16 * 1024 * 1024,
+        max_outbound: 10_000,
+        max_outbound_bytes: 8 * 1024 * 1024,
+        max_session_expiry_secs: 3600,
+        max_sessions: 100_000,
+    };
+
     fn msg(topic: &'static str, n: u8, qos: u8) -> AppMessage {
         AppMessage {
             topic: ByteString::from_static(topic),
@@ -394,7 +404,7 @@ mod tests {
     fn detached_and_awaited_batches_keep_their_order() {
         actix::System::new().block_on(async {
             let arb = Arbiter::new();
-            let broker = Broker::start(vec![arb.handle()], 3, SessionLimits::default());
+            let broker = Broker::start(vec![arb.handle()], 3, TEST_LIMITS);
             let (tx, mut rx) = outbox();
             let opened = broker
                 .open(&ByteString::from_static("sub"), true, || Attach {

@@ -123,19 +123,6 @@ pub struct SessionLimits {
     pub max_sessions: usize,
 }
 
-impl Default for SessionLimits {
-    fn default() -> Self {
-        SessionLimits {
-            max_queued_messages: 1000,
-            max_queued_bytes: 16 * 1024 * 1024,
-            max_outbound: 10_000,
-            max_outbound_bytes: 8 * 1024 * 1024,
-            max_session_expiry_secs: 3600,
-            max_sessions: 100_000,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Inflight {
     pid: u16,
@@ -305,6 +292,11 @@ impl Session {
             return;
         }
         self.backlog_bytes += w;
+        self.send_first(d, batch);
+    }
+
+    /// Gives `d` a packet id, adds its first transmission to `batch` and keeps it in flight.
+    fn send_first(&mut self, d: Delivery, batch: &mut Vec<OutMsg>) {
         let pid = self.alloc_pid();
         batch.push(OutMsg {
             msg: d.msg.clone(),
@@ -336,21 +328,7 @@ impl Session {
                 METRICS.drop(DropReason::Expired, 1);
                 continue;
             }
-            let pid = self.alloc_pid();
-            batch.push(OutMsg {
-                msg: d.msg.clone(),
-                qos: d.qos,
-                pid,
-                dup: false,
-                retain: d.retain,
-                sub_ids: d.sub_ids.clone(),
-                release: false,
-            });
-            self.inflight.push_back(Inflight {
-                pid,
-                d,
-                received: false,
-            });
+            self.send_first(d, batch);
         }
     }
 

@@ -38,15 +38,6 @@ impl TopicLimits {
     };
 }
 
-impl Default for TopicLimits {
-    fn default() -> Self {
-        TopicLimits {
-            max_len: 65_535,
-            max_levels: 128,
-        }
-    }
-}
-
 /// Checks a PUBLISH topic name [MQTT-3.3.2-2], [MQTT-4.7.3-1].
 pub fn validate_topic(topic: &str, limits: TopicLimits) -> Result<(), TopicError> {
     if topic.is_empty() {

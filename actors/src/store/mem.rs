@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use ntex_bytes::Bytes;
 
-use super::{EntryState, Op, Queued, Store, StoreError};
+use super::{EntryState, Op, Queued, Store, StoreError, dead_letters_after};
 
 #[derive(Default)]
 struct Maps {
@@ -148,13 +148,13 @@ impl Store for MemStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        if after == u64::MAX {
+        let Some(range) = dead_letters_after(sub, after) else {
             return Ok(Vec::new());
-        }
+        };
         Ok(self
             .lock()
             .dead
-            .range((sub, after + 1)..=(sub, u64::MAX))
+            .range(range)
             .take(limit)
             .map(|(k, v)| (k.1, v.clone()))
             .collect())

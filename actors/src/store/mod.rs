@@ -285,6 +285,12 @@ struct Broken {
     since: Instant,
 }
 
+/// The keys [`Store::dead_letters`] reads: those of `sub` with a sequence above `after`; `None`
+/// when no sequence can be.
+fn dead_letters_after(sub: u64, after: u64) -> Option<std::ops::RangeInclusive<(u64, u64)>> {
+    Some((sub, after.checked_add(1)?)..=(sub, u64::MAX))
+}
+
 fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>, health: &Health) {
     let mut reqs: Vec<Req> = Vec::new();
     let mut ops: Vec<Op> = Vec::new();

@@ -31,7 +31,9 @@ use std::sync::{RwLock, RwLockReadGuard};
 use ntex_bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::{EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError, record};
+use super::{
+    EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError, dead_letters_after, record,
+};
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
 const QUEUE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("queue");
@@ -69,6 +71,18 @@ pub struct RedbStore {
 
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Io(e.to_string())
+}
+
+/// Opens `def` for reading; `None` while no commit has created it (it reads as empty).
+fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    r: &redb::ReadTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match r.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(io(e)),
+    }
 }
 
 fn range(sub: u64) -> std::ops::RangeInclusive<(u64, u64)> {
@@ -431,10 +445,8 @@ impl Store for RedbStore {
     fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
-        let t = match r.open_table(RESOURCES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+        let Some(t) = read_table(&r, RESOURCES)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for item in t.iter().map_err(io)? {
@@ -447,10 +459,8 @@ impl Store for RedbStore {
     fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
-        let q = match r.open_table(QUEUE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+        let Some(q) = read_table(&r, QUEUE)? else {
+            return Ok(Vec::new());
         };
         let st = r.open_table(STATE).ok();
         let mut out = Vec::new();
@@ -486,10 +496,8 @@ impl Store for RedbStore {
         let r = db.begin_read().map_err(io)?;
         let mut keys = Vec::new();
         for def in [QUEUE, DEAD] {
-            let t = match r.open_table(def) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => continue,
-                Err(e) => return Err(io(e)),
+            let Some(t) = read_table(&r, def)? else {
+                continue;
             };
             // Skip from one subscription's range to the next instead of walking every entry.
             let mut next = 0u64;
@@ -517,18 +525,16 @@ impl Store for RedbStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        if after == u64::MAX {
+        let Some(range) = dead_letters_after(sub, after) else {
             return Ok(Vec::new());
-        }
+        };
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
-        let t = match r.open_table(DEAD) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+        let Some(t) = read_table(&r, DEAD)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for item in t.range((sub, after + 1)..=(sub, u64::MAX)).map_err(io)? {
+        for item in t.range(range).map_err(io)? {
             if out.len() >= limit {
                 break;
             }
@@ -541,10 +547,8 @@ impl Store for RedbStore {
     fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError> {
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
-        let t = match r.open_table(DEAD) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(io(e)),
+        let Some(t) = read_table(&r, DEAD)? else {
+            return Ok(0);
         };
         let last = t.range(range(sub)).map_err(io)?.next_back();
         match last {
@@ -556,10 +560,8 @@ impl Store for RedbStore {
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
-        let t = match r.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(io(e)),
+        let Some(t) = read_table(&r, META)? else {
+            return Ok(None);
         };
         Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
     }

@@ -13,7 +13,7 @@ use evgrid_actors::grid::basic::{Kind, Scope};
 
 use super::{
     PageQuery, R, admin, body, dead_letter_page, delete_response, json_response, key_name,
-    keys_response, list_response, page_size, properties, put_response,
+    keys_response, list_response, page_size, put_properties, put_response,
 };
 use crate::http::State;
 
@@ -103,9 +103,7 @@ async fn put_source(
     st: web::Data<State>,
     k: Kind,
 ) -> R {
-    admin(&req, &st)?;
-    let body = body(&req, payload, &st).await?;
-    let props = properties(&body)?;
+    let props = put_properties(&req, payload, &st).await?;
     Ok(put_response(st.grid.put_source(k, &n, &props).await?))
 }
 
@@ -131,7 +129,6 @@ async fn regenerate_key(
     st: web::Data<State>,
     k: Kind,
 ) -> R {
-    admin(&req, &st)?;
     let body = body(&req, payload, &st).await?;
     Ok(keys_response(
         st.grid
@@ -183,9 +180,7 @@ async fn list_subscriptions(req: HttpRequest, st: web::Data<State>) -> R {
 }
 
 async fn put_subscription(req: HttpRequest, payload: web::Payload, st: web::Data<State>) -> R {
-    admin(&req, &st)?;
-    let body = body(&req, payload, &st).await?;
-    let props = properties(&body)?;
+    let props = put_properties(&req, payload, &st).await?;
     Ok(put_response(
         st.grid
             .put_push_subscription(scope(&req), sub_name(&req), &props)

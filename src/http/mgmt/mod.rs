@@ -43,15 +43,25 @@ pub(crate) fn admin(req: &HttpRequest, st: &State) -> Result<(), ApiError> {
 /// payload limit, which these handlers used before they read bodies themselves.
 pub(crate) const MAX_MGMT_BODY: usize = 256 * 1024;
 
-/// A management call's body, read only once [`admin`] has let the caller through, so a client
-/// without the key cannot make the server buffer anything; over [`MAX_MGMT_BODY`] it is a 413
-/// with an Event Grid error body.
+/// A management call's body, read only once [`admin`] has let the caller through (checked
+/// here), so a client without the key cannot make the server buffer anything; over
+/// [`MAX_MGMT_BODY`] it is a 413 with an Event Grid error body.
 pub(crate) async fn body(
     req: &HttpRequest,
     payload: web::Payload,
     st: &State,
 ) -> Result<Body, ApiError> {
+    admin(req, st)?;
     request::read_body(req, payload, MAX_MGMT_BODY, st.body_timeout).await
+}
+
+/// The `properties` of a management PUT's body, read as [`body`] reads it.
+pub(crate) async fn put_properties(
+    req: &HttpRequest,
+    payload: web::Payload,
+    st: &State,
+) -> Result<Value, ApiError> {
+    properties(&body(req, payload, st).await?)
 }
 
 /// The `properties` of an ARM PUT body; an empty body means no properties.

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, web};
 
 use super::{
     PageQuery, R, admin, body, dead_letter_page, delete_response, json_response, key_name,
-    keys_response, list_response, page_size, properties, put_response,
+    keys_response, list_response, page_size, put_properties, put_response,
 };
 use crate::http::State;
 
@@ -62,9 +62,7 @@ async fn put_namespace(
     payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
-    admin(&req, &st)?;
-    let body = body(&req, payload, &st).await?;
-    let props = properties(&body)?;
+    let props = put_properties(&req, payload, &st).await?;
     Ok(put_response(st.grid.put_namespace(&ns, &props).await?))
 }
 
@@ -88,7 +86,6 @@ async fn regenerate_key(
     payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
-    admin(&req, &st)?;
     let body = body(&req, payload, &st).await?;
     Ok(keys_response(
         st.grid.regenerate_key(&ns, &key_name(&body)?).await?,
@@ -105,9 +102,7 @@ async fn put_topic(
     payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
-    admin(&req, &st)?;
-    let body = body(&req, payload, &st).await?;
-    let props = properties(&body)?;
+    let props = put_properties(&req, payload, &st).await?;
     Ok(put_response(st.grid.put_topic(&p.0, &p.1, &props).await?))
 }
 
@@ -139,9 +134,7 @@ async fn put_subscription(
     payload: web::Payload,
     st: web::Data<State>,
 ) -> R {
-    admin(&req, &st)?;
-    let body = body(&req, payload, &st).await?;
-    let props = properties(&body)?;
+    let props = put_properties(&req, payload, &st).await?;
     Ok(put_response(
         st.grid.put_subscription(&p.0, &p.1, &p.3, &props).await?,
     ))

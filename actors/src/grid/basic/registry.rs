@@ -162,6 +162,29 @@ pub(super) fn uuid() -> Result<String, StoreError> {
 }
 
 impl BasicState {
+    /// Domain `d` and its topics, or `not_found`.
+    pub(super) fn domain(
+        &self,
+        d: &str,
+    ) -> Result<&(Source, BTreeMap<String, DomainTopic>), GridError> {
+        self.domains
+            .get(&lc(d))
+            .ok_or_else(|| GridError::not_found("domain", d))
+    }
+
+    /// Topic `t` of domain `d`, with the domain, or which of the two is missing.
+    pub(super) fn domain_topic(
+        &self,
+        d: &str,
+        t: &str,
+    ) -> Result<(&Source, &DomainTopic), GridError> {
+        let (src, topics) = self.domain(d)?;
+        let dt = topics
+            .get(&lc(t))
+            .ok_or_else(|| GridError::not_found("domain topic", t))?;
+        Ok((src, dt))
+    }
+
     pub(super) fn source(&self, kind: Kind, name: &str) -> Option<&Source> {
         match kind {
             Kind::Topic => self.topics.get(&lc(name)),
@@ -183,20 +206,11 @@ impl BasicState {
                 Ok((&src.subs, source_id(Kind::Topic, &src.name)))
             }
             Scope::Domain(d) => {
-                let (src, _) = self
-                    .domains
-                    .get(&lc(d))
-                    .ok_or_else(|| GridError::not_found("domain", d))?;
+                let (src, _) = self.domain(d)?;
                 Ok((&src.subs, source_id(Kind::Domain, &src.name)))
             }
             Scope::DomainTopic(d, t) => {
-                let (src, topics) = self
-                    .domains
-                    .get(&lc(d))
-                    .ok_or_else(|| GridError::not_found("domain", d))?;
-                let dt = topics
-                    .get(&lc(t))
-                    .ok_or_else(|| GridError::not_found("domain topic", t))?;
+                let (src, dt) = self.domain_topic(d, t)?;
                 Ok((
                     &dt.subs,
                     format!("{}/topics/{}", source_id(Kind::Domain, &src.name), dt.name),

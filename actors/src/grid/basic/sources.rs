@@ -227,10 +227,7 @@ impl Basic {
     ) -> Result<(), GridError> {
         let missing: Vec<String> = {
             let st = self.state.read().expect("grid lock");
-            let (_, topics) = st
-                .domains
-                .get(&lc(d))
-                .ok_or_else(|| GridError::not_found("domain", d))?;
+            let (_, topics) = st.domain(d)?;
             let mut m: Vec<String> = names
                 .iter()
                 .filter(|n| !topics.contains_key(&lc(n)))
@@ -286,10 +283,7 @@ impl Basic {
         let _g = sh.mgmt.lock().await;
         let existed = {
             let st = self.state.read().expect("grid lock");
-            let (_, topics) = st
-                .domains
-                .get(&lc(d))
-                .ok_or_else(|| GridError::not_found("domain", d))?;
+            let (_, topics) = st.domain(d)?;
             topics.contains_key(&lc(t))
         };
         self.create_domain_topics_locked(sh, d, &[t.to_string()])
@@ -299,22 +293,13 @@ impl Basic {
 
     pub(crate) fn get_domain_topic(&self, d: &str, t: &str) -> Result<Value, GridError> {
         let st = self.state.read().expect("grid lock");
-        let (src, topics) = st
-            .domains
-            .get(&lc(d))
-            .ok_or_else(|| GridError::not_found("domain", d))?;
-        let dt = topics
-            .get(&lc(t))
-            .ok_or_else(|| GridError::not_found("domain topic", t))?;
+        let (src, dt) = st.domain_topic(d, t)?;
         Ok(Self::domain_topic_doc(&src.name, dt))
     }
 
     pub(crate) fn list_domain_topics(&self, d: &str) -> Result<Vec<Value>, GridError> {
         let st = self.state.read().expect("grid lock");
-        let (src, topics) = st
-            .domains
-            .get(&lc(d))
-            .ok_or_else(|| GridError::not_found("domain", d))?;
+        let (src, topics) = st.domain(d)?;
         Ok(topics
             .values()
             .map(|dt| Self::domain_topic_doc(&src.name, dt))
@@ -341,10 +326,7 @@ impl Basic {
         let mut ops = Vec::new();
         {
             let st = self.state.read().expect("grid lock");
-            let (_, topics) = st
-                .domains
-                .get(&lc(d))
-                .ok_or_else(|| GridError::not_found("domain", d))?;
+            let (_, topics) = st.domain(d)?;
             let Some(dt) = topics.get(&lc(t)) else {
                 return Ok(false);
             };

@@ -41,10 +41,7 @@ impl Basic {
                 .map(|s| (s.0.cfg.input, false))
                 .ok_or_else(|| GridError::not_found("domain", d)),
             Scope::DomainTopic(d, t) => {
-                let (src, topics) = st
-                    .domains
-                    .get(&lc(d))
-                    .ok_or_else(|| GridError::not_found("domain", d))?;
+                let (src, topics) = st.domain(d)?;
                 let exists = topics.contains_key(&lc(t));
                 let auto = src.props["autoCreateTopicWithFirstSubscription"]
                     .as_bool()

@@ -20,12 +20,6 @@ pub struct Limits {
     pub min_lock_secs: u32,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { min_lock_secs: 60 }
-    }
-}
-
 /// Namespace, topic and domain names: 3–50 characters of letters, digits and hyphens.
 pub fn check_name(kind: &str, name: &str, max: usize) -> Result<(), String> {
     let ok = (3..=max).contains(&name.len())

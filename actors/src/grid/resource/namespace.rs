@@ -300,14 +300,16 @@ mod tests {
     use crate::grid::resource::check_name;
 
     const T: TopicCfg = TopicCfg { retention_days: 1 };
+    /// Event Grid's shortest receive lock, evgrid's default `events.min_lock_duration_secs`.
+    const EVENT_GRID_LIMITS: Limits = Limits { min_lock_secs: 60 };
 
     fn sub(v: Value) -> Result<SubCfg, String> {
-        subscription(&v, T, Limits::default(), 1_000).map(|x| x.0)
+        subscription(&v, T, EVENT_GRID_LIMITS, 1_000).map(|x| x.0)
     }
 
     #[test]
     fn defaults_and_normalised_output() {
-        let (cfg, out) = subscription(&Value::Null, T, Limits::default(), 0).unwrap();
+        let (cfg, out) = subscription(&Value::Null, T, EVENT_GRID_LIMITS, 0).unwrap();
         assert_eq!(
             (
                 cfg.queue.lock_secs,
