@@ -31,8 +31,8 @@ use serde_json::Value;
 use crate::config::{EventsConfig, MqttConfig};
 use crate::http::auth::{self, Credential};
 use crate::http::mgmt;
-use crate::http::schema::eventgrid::{self, Target};
-use crate::http::schema::{Limits, cloudevents};
+use crate::http::schema::eventgrid::{self, PostedTo};
+use crate::http::schema::{ParseLimits, cloudevents};
 
 /// Feeds `wire` to `codec` as a connection's reads would arrive: in chunks of `ctl` bytes (all at
 /// once when `ctl` is 0), decoding after each chunk until the codec wants more. A decode error
@@ -87,10 +87,10 @@ const CONTENT_TYPES: [Option<&str>; 6] = [
 
 /// evgrid's default limits (high bit of `ctl` clear) or small ones, so that inputs of a few KB
 /// reach the limit checks too.
-fn limits(ctl: u8, basic: bool) -> Limits {
+fn limits(ctl: u8, basic: bool) -> ParseLimits {
     if ctl & 0x80 == 0 {
         let d = EventsConfig::default();
-        Limits {
+        ParseLimits {
             max_event_bytes: d.max_event_bytes,
             max_events: if basic {
                 d.max_events_per_basic_request
@@ -99,7 +99,7 @@ fn limits(ctl: u8, basic: bool) -> Limits {
             },
         }
     } else {
-        Limits {
+        ParseLimits {
             max_event_bytes: 256,
             max_events: 4,
         }
@@ -156,7 +156,7 @@ pub fn cloudevents(data: &[u8]) {
     if let Ok(events) = cloudevents::parse_batch(body.clone(), ct, &limits(ctl, false)) {
         events.iter().for_each(match_all);
     }
-    let target = Target::Domain {
+    let target = PostedTo::Domain {
         domain_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/domains/d",
     };
     let _ = eventgrid::parse_cloudevents(body, ct, &limits(ctl, true), target);
@@ -194,11 +194,11 @@ pub fn eventgrid(data: &[u8]) {
         _ => Some("application/json; charset=utf-8"),
     };
     let target = if ctl & 1 == 0 {
-        Target::Topic {
+        PostedTo::Topic {
             topic_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/t",
         }
     } else {
-        Target::Domain {
+        PostedTo::Domain {
             domain_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/domains/d",
         }
     };

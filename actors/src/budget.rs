@@ -19,7 +19,7 @@ use crate::metrics::{header, single};
 
 /// The kinds of buffer the budget covers, each reported as `evgrid_buffered_bytes{kind=...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum BufferKind {
     /// `mqtt_outbound`: messages handed to a connection's writer and not yet taken by its socket.
     MqttOutbound = 0,
     /// `mqtt_backlog`: QoS 1/2 messages a session holds: in flight (unacknowledged) or queued.
@@ -73,17 +73,17 @@ impl Budget {
         self.total().saturating_add(bytes) <= self.limit()
     }
 
-    pub fn held(&self, kind: Kind) -> usize {
+    pub fn held(&self, kind: BufferKind) -> usize {
         self.held[kind as usize].load(Relaxed)
     }
 
-    pub fn take(&self, kind: Kind, bytes: usize) {
+    pub fn take(&self, kind: BufferKind, bytes: usize) {
         if bytes > 0 {
             self.held[kind as usize].fetch_add(bytes, Relaxed);
         }
     }
 
-    pub fn give_back(&self, kind: Kind, bytes: usize) {
+    pub fn give_back(&self, kind: BufferKind, bytes: usize) {
         if bytes > 0 {
             self.held[kind as usize].fetch_sub(bytes, Relaxed);
         }
@@ -93,7 +93,7 @@ impl Budget {
     /// answers false. One atomic add when they fit (and one subtract when they do not): the add
     /// comes first, so two takers racing for the last room cannot both get it, at worst both
     /// are refused.
-    pub fn try_take(&self, kind: Kind, bytes: usize) -> bool {
+    pub fn try_take(&self, kind: BufferKind, bytes: usize) -> bool {
         if bytes == 0 {
             return true;
         }
@@ -114,7 +114,7 @@ impl Budget {
     }
 
     /// A guard for one buffer's bytes of `kind`, starting at none.
-    pub fn hold(&self, kind: Kind) -> Held<'_> {
+    pub fn hold(&self, kind: BufferKind) -> Held<'_> {
         Held {
             budget: self,
             kind,
@@ -156,7 +156,7 @@ impl Budget {
 #[must_use = "dropping the guard gives its bytes back at once"]
 pub struct Held<'a> {
     budget: &'a Budget,
-    kind: Kind,
+    kind: BufferKind,
     bytes: usize,
 }
 
@@ -190,11 +190,11 @@ mod tests {
     #[test]
     fn room_is_the_limit_less_every_kind() {
         let b = Budget::new(100);
-        b.take(Kind::MqttOutbound, 60);
-        b.take(Kind::MqttBacklog, 30);
+        b.take(BufferKind::MqttOutbound, 60);
+        b.take(BufferKind::MqttBacklog, 30);
         assert!(b.has_room(10));
         assert!(!b.has_room(11));
-        b.give_back(Kind::MqttOutbound, 60);
+        b.give_back(BufferKind::MqttOutbound, 60);
         assert!(b.has_room(70));
         let mut s = String::new();
         b.render(&mut s);
@@ -208,17 +208,17 @@ mod tests {
     #[test]
     fn a_held_guard_takes_within_the_limit_and_gives_back_once_on_drop() {
         let b = Budget::new(100);
-        b.take(Kind::MqttBacklog, 40);
-        let mut g = b.hold(Kind::HttpBody);
+        b.take(BufferKind::MqttBacklog, 40);
+        let mut g = b.hold(BufferKind::HttpBody);
         assert!(g.try_take(30));
         assert!(g.try_take(30));
-        assert_eq!((g.bytes(), b.held(Kind::HttpBody)), (60, 60));
+        assert_eq!((g.bytes(), b.held(BufferKind::HttpBody)), (60, 60));
         // 40 + 60 + 1 > 100: refused, and the refusal leaves nothing behind.
         assert!(!g.try_take(1));
-        assert_eq!((g.bytes(), b.held(Kind::HttpBody)), (60, 60));
+        assert_eq!((g.bytes(), b.held(BufferKind::HttpBody)), (60, 60));
         assert!(!b.has_room(1));
         drop(g);
-        assert_eq!(b.held(Kind::HttpBody), 0);
+        assert_eq!(b.held(BufferKind::HttpBody), 0);
         assert_eq!(b.total(), 40);
         let mut s = String::new();
         b.render(&mut s);
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn a_guard_dropped_on_an_error_path_gives_its_bytes_back() {
         fn read(b: &Budget, chunks: &[usize]) -> Result<usize, usize> {
-            let mut g = b.hold(Kind::HttpBody);
+            let mut g = b.hold(BufferKind::HttpBody);
             for (i, c) in chunks.iter().enumerate() {
                 if !g.try_take(*c) {
                     return Err(i);
@@ -242,15 +242,15 @@ mod tests {
         let b = Budget::new(100);
         // The third chunk does not fit: the early return drops the guard holding 80.
         assert_eq!(read(&b, &[40, 40, 40]), Err(2));
-        assert_eq!(b.held(Kind::HttpBody), 0);
+        assert_eq!(b.held(BufferKind::HttpBody), 0);
         // A guard moved into a future that is dropped unfinished, as a handler's future is when
         // its connection closes.
-        let mut g = b.hold(Kind::HttpBody);
+        let mut g = b.hold(BufferKind::HttpBody);
         assert!(g.try_take(100));
         let pending = std::future::ready(g);
-        assert_eq!(b.held(Kind::HttpBody), 100);
+        assert_eq!(b.held(BufferKind::HttpBody), 100);
         drop(pending);
-        assert_eq!(b.held(Kind::HttpBody), 0);
+        assert_eq!(b.held(BufferKind::HttpBody), 0);
         assert_eq!(read(&b, &[50, 50]), Ok(100));
         assert_eq!(b.total(), 0);
     }

@@ -21,8 +21,8 @@ use super::error::ApiError;
 use super::request::{
     authenticate, basic_api_version, content_type, namespace_api_version, query_pairs, read_body,
 };
-use super::schema::eventgrid::{self, Target};
-use super::schema::{Limits, cloudevents};
+use super::schema::eventgrid::{self, PostedTo};
+use super::schema::{ParseLimits, cloudevents};
 
 /// The answer when the actor that should take a batch is gone.
 const GONE: &str = "The topic is being deleted or the server is stopping; nothing was stored.";
@@ -49,7 +49,7 @@ pub(super) async fn namespace_topic(
     let events = cloudevents::parse_batch(
         body.bytes(),
         content_type(&req),
-        &Limits {
+        &ParseLimits {
             max_event_bytes: st.limits.max_event_bytes,
             max_events: st.limits.max_events_per_request,
         },
@@ -99,15 +99,15 @@ async fn basic(
     basic_api_version(&query_pairs(req.query_string()))?;
     let body = read_body(&req, payload, st.limits.max_request_bytes, st.body_timeout).await?;
     let ct = content_type(&req);
-    let limits = Limits {
+    let limits = ParseLimits {
         max_event_bytes: st.limits.max_event_bytes,
         max_events: st.limits.max_events_per_basic_request,
     };
     let t = match kind {
-        Kind::Topic => Target::Topic {
+        Kind::Topic => PostedTo::Topic {
             topic_id: &target.topic_id,
         },
-        Kind::Domain => Target::Domain {
+        Kind::Domain => PostedTo::Domain {
             domain_id: &target.topic_id,
         },
     };

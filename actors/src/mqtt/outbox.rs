@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::budget::{BUDGET, Kind};
+use crate::budget::{BUDGET, BufferKind};
 use crate::mqtt::message::Out;
 
 struct Queue {
@@ -77,7 +77,7 @@ impl OutboxTx {
             }
             self.0.held_msgs.fetch_add(msgs, Relaxed);
             self.0.held_bytes.fetch_add(bytes, Relaxed);
-            BUDGET.take(Kind::MqttOutbound, bytes);
+            BUDGET.take(BufferKind::MqttOutbound, bytes);
             q.items.push(out);
         }
         self.0.ready.notify_one();
@@ -146,7 +146,7 @@ impl OutboxRx {
     pub fn release(&self, (msgs, bytes): (usize, usize)) {
         self.0.held_msgs.fetch_sub(msgs, Relaxed);
         self.0.held_bytes.fetch_sub(bytes, Relaxed);
-        BUDGET.give_back(Kind::MqttOutbound, bytes);
+        BUDGET.give_back(BufferKind::MqttOutbound, bytes);
     }
 }
 
@@ -156,7 +156,7 @@ impl Drop for OutboxRx {
             let mut q = self.0.lock();
             q.receiver = false;
             self.0.held_msgs.store(0, Relaxed);
-            BUDGET.give_back(Kind::MqttOutbound, self.0.held_bytes.swap(0, Relaxed));
+            BUDGET.give_back(BufferKind::MqttOutbound, self.0.held_bytes.swap(0, Relaxed));
             std::mem::take(&mut q.items)
         };
         // Dropped outside the lock: they may hold the last reference to large messages.
@@ -243,11 +243,11 @@ mod tests {
         let (a, b) = (batch(1000, 3), batch(500, 2));
         let (sa, sb) = (a.size(), b.size());
         assert_eq!(sa, (3, 3 * (1000 + 1 + 64)));
-        let before = BUDGET.held(Kind::MqttOutbound);
+        let before = BUDGET.held(BufferKind::MqttOutbound);
         tx.send(a).unwrap();
         tx.send(b).unwrap();
         assert_eq!(tx.held(), (sa.0 + sb.0, sa.1 + sb.1));
-        assert!(BUDGET.held(Kind::MqttOutbound) >= before + sa.1 + sb.1);
+        assert!(BUDGET.held(BufferKind::MqttOutbound) >= before + sa.1 + sb.1);
         rx.release(sa);
         assert_eq!(tx.held(), sb);
         drop(rx);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ntex_bytes::ByteString;
 
-use crate::budget::{BUDGET, Kind};
+use crate::budget::{BUDGET, BufferKind};
 use crate::metrics::{DropReason, METRICS};
 use crate::mqtt::broker::Broker;
 use crate::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, Out, OutMsg, SessionId};
@@ -222,9 +222,9 @@ impl Session {
     /// Tells the memory budget how the backlog changed since it was last told.
     fn settle_budget(&mut self) {
         if self.backlog_bytes > self.budgeted {
-            BUDGET.take(Kind::MqttBacklog, self.backlog_bytes - self.budgeted);
+            BUDGET.take(BufferKind::MqttBacklog, self.backlog_bytes - self.budgeted);
         } else {
-            BUDGET.give_back(Kind::MqttBacklog, self.budgeted - self.backlog_bytes);
+            BUDGET.give_back(BufferKind::MqttBacklog, self.budgeted - self.backlog_bytes);
         }
         self.budgeted = self.backlog_bytes;
     }

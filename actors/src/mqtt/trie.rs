@@ -73,13 +73,13 @@ pub fn validate_topic(topic: &str, limits: TopicLimits) -> Result<(), TopicError
 
 /// A parsed subscription filter: the shared group (if any) and the filter proper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Filter<'a> {
+pub struct TopicFilter<'a> {
     pub group: Option<&'a str>,
     pub filter: &'a str,
 }
 
 /// Parses and checks a SUBSCRIBE topic filter [MQTT-4.7.1], [MQTT-4.8.2].
-pub fn parse_filter(raw: &str, limits: TopicLimits) -> Result<Filter<'_>, TopicError> {
+pub fn parse_filter(raw: &str, limits: TopicLimits) -> Result<TopicFilter<'_>, TopicError> {
     if raw.is_empty() {
         return Err(TopicError::Empty);
     }
@@ -113,7 +113,7 @@ pub fn parse_filter(raw: &str, limits: TopicLimits) -> Result<Filter<'_>, TopicE
     if levels > limits.max_levels {
         return Err(TopicError::TooManyLevels);
     }
-    Ok(Filter { group, filter })
+    Ok(TopicFilter { group, filter })
 }
 
 /// Options of one subscription, as granted.
@@ -358,7 +358,7 @@ impl SubTrie {
     }
 
     /// Adds or updates a subscription; returns true when it existed before (then it is replaced).
-    pub fn insert(&mut self, filter: Filter<'_>, session: SessionId, opts: SubOpts) -> bool {
+    pub fn insert(&mut self, filter: TopicFilter<'_>, session: SessionId, opts: SubOpts) -> bool {
         let mut node = &mut self.root;
         let mut levels = filter.filter.split('/').peekable();
         let e = Entry { session, opts };
@@ -380,7 +380,7 @@ impl SubTrie {
     }
 
     /// Removes a subscription; returns true when it existed.
-    pub fn remove(&mut self, filter: Filter<'_>, session: SessionId) -> bool {
+    pub fn remove(&mut self, filter: TopicFilter<'_>, session: SessionId) -> bool {
         let levels: Vec<&str> = filter.filter.split('/').collect();
         let removed = Self::remove_at(&mut self.root, &levels, filter.group, session);
         self.count -= usize::from(removed);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};
-use evgrid_actors::budget::{BUDGET, Held, Kind};
+use evgrid_actors::budget::{BUDGET, BufferKind, Held};
 use evgrid_actors::grid::Keys;
 use evgrid_actors::metrics::HTTP;
 use futures_util::StreamExt;
@@ -136,7 +136,7 @@ pub(crate) async fn read_body(
         return Err(too_large());
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut held = BUDGET.hold(Kind::HttpBody);
+    let mut held = BUDGET.hold(BufferKind::HttpBody);
     let mut buf = BytesMut::new();
     loop {
         let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {

@@ -27,13 +27,14 @@ use serde_json::value::RawValue;
 
 use super::cloudevents::{self, JSON_TYPE};
 use super::{
-    CowStr, Limits, ParseError, Shape, bad, check_count, check_depth, is_rfc3339, quoted, split_top,
+    CowStr, ParseError, ParseLimits, Shape, bad, check_count, check_depth, is_rfc3339, quoted,
+    split_top,
 };
 
 /// Where the events go: a custom topic (events get `topic_id`) or a domain (events name their
 /// domain topic; they get `topic_id` + `/topics/{name}`).
 #[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
+pub enum PostedTo<'a> {
     Topic { topic_id: &'a str },
     Domain { domain_id: &'a str },
 }
@@ -63,7 +64,7 @@ fn check_media(content_type: Option<&str>, schema: &str) -> Result<(), ParseErro
     }))
 }
 
-fn elements<'b>(text: &'b str, limits: &Limits) -> Result<Vec<&'b RawValue>, ParseError> {
+fn elements<'b>(text: &'b str, limits: &ParseLimits) -> Result<Vec<&'b RawValue>, ParseError> {
     let (raws, count) = split_top(text, Shape::Array, limits.max_events).map_err(|e| match e {
         ParseError::BadRequest(m) if m.contains("single object") => bad(
             "Unexpected token when reading JSON. Expected: StartArray, actual: StartObject. The request body must be a JSON array of events, even for one event.".into(),
@@ -74,7 +75,7 @@ fn elements<'b>(text: &'b str, limits: &Limits) -> Result<Vec<&'b RawValue>, Par
     Ok(raws)
 }
 
-fn check_size(i: usize, json: &str, limits: &Limits) -> Result<(), ParseError> {
+fn check_size(i: usize, json: &str, limits: &ParseLimits) -> Result<(), ParseError> {
     if json.len() > limits.max_event_bytes {
         return Err(ParseError::TooLarge(format!(
             "Event {i} is {} bytes; the limit is {} bytes per event.",
@@ -162,12 +163,12 @@ fn finish(
         .collect()
 }
 
-fn topic_id(target: Target<'_>, dt: Option<&str>) -> String {
+fn topic_id(target: PostedTo<'_>, dt: Option<&str>) -> String {
     match (target, dt) {
-        (Target::Domain { domain_id }, Some(t)) => format!("{domain_id}/topics/{t}"),
-        (Target::Topic { topic_id }, _)
+        (PostedTo::Domain { domain_id }, Some(t)) => format!("{domain_id}/topics/{t}"),
+        (PostedTo::Topic { topic_id }, _)
         | (
-            Target::Domain {
+            PostedTo::Domain {
                 domain_id: topic_id,
             },
             None,
@@ -192,8 +193,8 @@ fn domain_topic_name(index: usize, v: Option<String>) -> Result<String, ParseErr
 pub fn parse_eventgrid(
     body: Bytes,
     content_type: Option<&str>,
-    limits: &Limits,
-    target: Target<'_>,
+    limits: &ParseLimits,
+    target: PostedTo<'_>,
 ) -> Result<Vec<TopicEvent>, ParseError> {
     check_media(content_type, "Event Grid schema")?;
     let text = utf8(&body)?;
@@ -275,8 +276,8 @@ pub fn parse_eventgrid(
             )));
         }
         let dt = match target {
-            Target::Domain { .. } => Some(domain_topic_name(i, string(1, false)?)?),
-            Target::Topic { .. } => None,
+            PostedTo::Domain { .. } => Some(domain_topic_name(i, string(1, false)?)?),
+            PostedTo::Topic { .. } => None,
         };
         let start = buf.len();
         let tid = topic_id(target, dt.as_deref());
@@ -322,8 +323,8 @@ fn lookup<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
 pub fn parse_custom(
     body: Bytes,
     content_type: Option<&str>,
-    limits: &Limits,
-    target: Target<'_>,
+    limits: &ParseLimits,
+    target: PostedTo<'_>,
     mapping: &Mapping,
     now_unix_ms: u64,
     new_id: fn() -> String,
@@ -371,8 +372,8 @@ pub fn parse_custom(
             .filter(|t| is_rfc3339(t))
             .unwrap_or_else(|| now.clone());
         let dt = match target {
-            Target::Domain { .. } => Some(domain_topic_name(i, get(&mapping.topic, "topic")?)?),
-            Target::Topic { .. } => None,
+            PostedTo::Domain { .. } => Some(domain_topic_name(i, get(&mapping.topic, "topic")?)?),
+            PostedTo::Topic { .. } => None,
         };
         let start = buf.len();
         let _ = write!(
@@ -406,8 +407,8 @@ pub fn parse_custom(
 pub fn parse_cloudevents(
     body: Bytes,
     content_type: Option<&str>,
-    limits: &Limits,
-    target: Target<'_>,
+    limits: &ParseLimits,
+    target: PostedTo<'_>,
 ) -> Result<Vec<TopicEvent>, ParseError> {
     let events = cloudevents::parse_batch(body, content_type, limits)?;
     events
@@ -415,12 +416,12 @@ pub fn parse_cloudevents(
         .enumerate()
         .map(|(i, ev)| {
             let domain_topic = match target {
-                Target::Domain { .. } => Some(
+                PostedTo::Domain { .. } => Some(
                     domain_topic_name(i, Some(ev.source.to_string()))?
                         .to_ascii_lowercase()
                         .into(),
                 ),
-                Target::Topic { .. } => None,
+                PostedTo::Topic { .. } => None,
             };
             let data_version = ev
                 .attr("dataversion")

@@ -2,7 +2,7 @@
 //! ([`cloudevents`], both tiers) and the basic tier's Event Grid and custom schemas
 //! ([`eventgrid`]).
 //!
-//! Owns what both parsers share: the request limits ([`Limits`]), the refusal ([`ParseError`]),
+//! Owns what both parsers share: the request limits ([`ParseLimits`]), the refusal ([`ParseError`]),
 //! splitting a body into its events' raw JSON without building them, the depth limit
 //! ([`MAX_EVENT_DEPTH`]), the RFC 3339 shape check and quoting client text in messages.
 //!
@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 /// Request limits enforced while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct ParseLimits {
     /// Largest accepted event: the length of its JSON object in bytes.
     pub max_event_bytes: usize,
     /// Most events accepted in one request.

@@ -6,7 +6,7 @@ const TEST_LIMITS: TopicLimits = TopicLimits {
     max_levels: 128,
 };
 
-fn f(s: &str) -> Filter<'_> {
+fn f(s: &str) -> TopicFilter<'_> {
     parse_filter(s, TEST_LIMITS).unwrap()
 }
 

@@ -2,7 +2,7 @@
 //! validation into [`CloudEvent`]s.
 //!
 //! Owns [`parse_batch`]: the content-type check, the body's shape (one object or an array), the
-//! request limits ([`Limits`]) applied to it, and every per-event rule of CloudEvents 1.0 (required attributes,
+//! request limits ([`ParseLimits`]) applied to it, and every per-event rule of CloudEvents 1.0 (required attributes,
 //! `specversion`, optional attribute types, `time` shape, `data` / `data_base64` exclusivity,
 //! extension names, duplicate keys). A batch is accepted whole or not at all, and every error
 //! names the event (0-based index) and the attribute at fault.
@@ -27,7 +27,7 @@ use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
-    CowStr, Limits, ParseError, Shape, bad, byte_string, check_count, check_depth, is_rfc3339,
+    CowStr, ParseError, ParseLimits, Shape, bad, byte_string, check_count, check_depth, is_rfc3339,
     quoted, split_top,
 };
 
@@ -47,7 +47,7 @@ const ACCEPTED: &str =
 pub fn parse_batch(
     body: Bytes,
     content_type: Option<&str>,
-    limits: &Limits,
+    limits: &ParseLimits,
 ) -> Result<Vec<CloudEvent>, ParseError> {
     let shape = shape_for(content_type)?;
     let text = std::str::from_utf8(&body).map_err(|e| {

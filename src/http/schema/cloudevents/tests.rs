@@ -3,7 +3,7 @@
 use super::*;
 use crate::http::schema::{MAX_EVENT_DEPTH, QUOTE_MAX, json_depth};
 
-const LIMITS: Limits = Limits {
+const LIMITS: ParseLimits = ParseLimits {
     max_event_bytes: 1 << 20,
     max_events: 1000,
 };
@@ -181,7 +181,7 @@ fn empty_batch_and_empty_body() {
 
 #[test]
 fn too_many_events() {
-    let limits = Limits {
+    let limits = ParseLimits {
         max_event_bytes: 1000,
         max_events: 2,
     };
@@ -215,7 +215,7 @@ fn too_many_events() {
 fn event_too_large() {
     let small = event("");
     let big = event(r#","data":"0123456789""#);
-    let limits = Limits {
+    let limits = ParseLimits {
         max_event_bytes: big.len() - 1,
         max_events: 10,
     };
@@ -229,7 +229,7 @@ fn event_too_large() {
         )))
     );
     // Exactly at the limit is fine.
-    let exact = Limits {
+    let exact = ParseLimits {
         max_event_bytes: big.len(),
         ..limits
     };
@@ -769,7 +769,7 @@ fn never_panics_on_truncated_or_mutated_bodies() {
         ),
         event(r#","data_base64":"aGVsbG8=","y":false"#)
     );
-    let limits = Limits {
+    let limits = ParseLimits {
         max_event_bytes: 150,
         max_events: 3,
     };

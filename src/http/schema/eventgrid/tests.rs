@@ -8,15 +8,15 @@ fn fixed_id() -> String {
     "00000000-0000-4000-a000-000000000001".to_string()
 }
 
-const L: Limits = Limits {
+const L: ParseLimits = ParseLimits {
     max_event_bytes: 1 << 20,
     max_events: 5000,
 };
 const CT: Option<&str> = Some("application/json; charset=utf-8");
-const T: Target<'static> = Target::Topic {
+const T: PostedTo<'static> = PostedTo::Topic {
     topic_id: "/providers/Microsoft.EventGrid/topics/orders",
 };
-const D: Target<'static> = Target::Domain {
+const D: PostedTo<'static> = PostedTo::Domain {
     domain_id: "/providers/Microsoft.EventGrid/domains/shop",
 };
 
@@ -97,7 +97,7 @@ fn eventgrid_refusals_name_the_event_and_field() {
         ),
         Err(ParseError::UnsupportedMediaType(_))
     ));
-    let small = Limits {
+    let small = ParseLimits {
         max_event_bytes: 50,
         max_events: 1,
     };
