@@ -12,6 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
+use evgrid_actors::bridge::Bridge;
 use evgrid_actors::grid::{Grid, GridConfig};
 use evgrid_actors::mqtt::broker::Broker;
 use evgrid_actors::store::{self, Store, Writer};
@@ -154,8 +155,10 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             m.session_limits(),
         );
         let grid = start_grid(&cfg, &arbiters, http_addr).await?;
+        let bridge = Bridge::new(broker, grid.clone(), cfg.mqtt.namespace.clone());
         let state = web::Data::new(crate::http::State {
             grid,
+            bridge: bridge.clone(),
             admin_key: admin_key(&cfg)?,
             limits: crate::http::PublishLimits {
                 max_event_bytes: cfg.events.max_event_bytes,
@@ -165,7 +168,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             },
             body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
-        let mqtt = crate::mqtt::start(&cfg.mqtt, broker)?;
+        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge)?;
         let server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))

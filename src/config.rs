@@ -207,6 +207,9 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     pub bind: SocketAddr,
+    /// The namespace the broker serves: its `topicSpacesConfiguration` routes the broker's
+    /// messages, and HTTP publishes to MQTT go through it (docs/eventgrid.md §7.6, §7.8).
+    pub namespace: String,
     /// Accept clients that present no credentials (a warning is logged at start).
     pub allow_anonymous: bool,
     /// Highest QoS granted and accepted: 2, or 1 for Event Grid's behaviour.
@@ -292,6 +295,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             bind: "0.0.0.0:1883".parse().expect("literal"),
+            namespace: "default".into(),
             allow_anonymous: true,
             max_qos: 2,
             max_packet_size: 1024 * 1024,

@@ -21,6 +21,7 @@ pub mod schema;
 pub mod validation;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use evgrid_actors::bridge::Bridge;
 use evgrid_actors::grid::Grid;
 use evgrid_actors::metrics::METRICS;
 
@@ -39,6 +40,8 @@ pub struct PublishLimits {
 /// What every handler can reach.
 pub struct State {
     pub grid: Grid,
+    /// The MQTT broker's side of the namespace it serves (HTTP publish to MQTT topics).
+    pub bridge: Bridge,
     pub admin_key: String,
     pub limits: PublishLimits,
     /// How long a request body may take to arrive after its headers (`http.body_timeout_ms`).

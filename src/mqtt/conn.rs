@@ -63,7 +63,8 @@ pub(super) async fn open(
     let conn = ConnId(sh.next_conn.fetch_add(1, Ordering::Relaxed));
     let (tx, rx) = outbox();
     let opened = sh
-        .broker
+        .bridge
+        .broker()
         .open(client_id, clean_start, || Attach {
             link: Link {
                 conn,
@@ -243,7 +244,8 @@ impl Conn {
         let sh = &self.shared;
         let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
         let results = sh
-            .broker
+            .bridge
+            .broker()
             .subscribe(
                 self.session,
                 &self.addr,
@@ -276,7 +278,8 @@ impl Conn {
     /// Removes this session's subscriptions to `filters`; per filter, whether it had one.
     pub async fn unsubscribe(&self, filters: Vec<ByteString>) -> Result<Vec<bool>, EdgeError> {
         self.shared
-            .broker
+            .bridge
+            .broker()
             .unsubscribe(self.session, filters)
             .await
             .map_err(|_| EdgeError::Closed("router unavailable"))
@@ -299,7 +302,10 @@ impl Conn {
             start
         };
         if start {
-            ntex_rt::spawn(flush(self.publisher.clone(), self.shared.broker.clone()));
+            ntex_rt::spawn(flush(
+                self.publisher.clone(),
+                self.shared.bridge.broker().clone(),
+            ));
         }
     }
 }

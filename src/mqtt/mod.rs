@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use evgrid_actors::bridge::Bridge;
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::mqtt::broker::Broker;
 use evgrid_actors::mqtt::trie::TopicLimits;
 use ntex_mqtt::{MqttServer, MqttServiceConfig, QoS};
 use ntex_service::cfg::SharedCfg;
@@ -27,7 +27,8 @@ use crate::config::MqttConfig;
 
 /// What every connection handler needs; shared by all ntex workers.
 pub(crate) struct Shared {
-    pub broker: Broker,
+    /// The broker, and the way into the namespace the broker serves (routing into its topics, lifecycle events).
+    pub bridge: Bridge,
     pub cfg: MqttConfig,
     pub limits: TopicLimits,
     pub next_conn: AtomicU64,
@@ -121,11 +122,11 @@ impl MqttHandle {
 }
 
 /// Binds the MQTT port and starts the ntex system on its own thread.
-pub fn start(cfg: &MqttConfig, broker: Broker) -> std::io::Result<MqttHandle> {
+pub fn start(cfg: &MqttConfig, bridge: Bridge) -> std::io::Result<MqttHandle> {
     let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        broker,
+        bridge,
         cfg: cfg.clone(),
         limits: TopicLimits {
             max_len: cfg.max_topic_length,
