@@ -17,9 +17,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::Addr;
+use evgrid_actors::bridge::{Bridge, Client, RouteError};
 use evgrid_actors::metrics::METRICS;
-use evgrid_actors::mqtt::broker::{Broker, OpenError};
-use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId};
+use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId, owned_str};
 use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
 use evgrid_actors::mqtt::router::{InFlight, SubReq};
 use evgrid_actors::mqtt::session::{Attach, Deliver, Detach, InboundQos2, Link, Session, Will};
@@ -29,9 +30,21 @@ use tokio::sync::oneshot;
 use super::pump::{self, Acks, Sink};
 use super::{EdgeError, Shared};
 
+/// What became of a QoS 1/2 message, for its acknowledgement.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    /// Queued for MQTT subscribers and, when the namespace routes MQTT messages, committed to
+    /// its route topic.
+    Ok,
+    /// Queued for MQTT subscribers; the route topic did not take it.
+    MqttOnly(RouteError),
+    /// Not routed at all: the broker is shutting down.
+    Failed,
+}
+
 enum Slot {
     Waiting,
-    Ready(AppMessage, Option<oneshot::Sender<bool>>),
+    Ready(AppMessage, Option<oneshot::Sender<Routed>>),
     Skip,
 }
 
@@ -41,7 +54,7 @@ struct Publisher {
     head: u64,
     slots: VecDeque<Slot>,
     pending: Vec<AppMessage>,
-    acks: Vec<oneshot::Sender<bool>>,
+    acks: Vec<oneshot::Sender<Routed>>,
     flushing: bool,
     /// Woken each time the flush task takes the pending batch.
     drained: Rc<tokio::sync::Notify>,
@@ -55,6 +68,7 @@ struct Publisher {
 pub(super) async fn open(
     sh: &Arc<Shared>,
     client_id: &ByteString,
+    user_name: Option<&ByteString>,
     clean_start: bool,
     window: usize,
     expiry_secs: u32,
@@ -77,6 +91,10 @@ pub(super) async fn open(
         })
         .await?;
     let acks = Acks::new(opened.addr.clone(), conn);
+    let client = Client {
+        auth_name: owned_str(user_name.unwrap_or(client_id)),
+        session: client_id.clone(),
+    };
     let state = Conn::new(
         conn,
         opened.id,
@@ -84,6 +102,7 @@ pub(super) async fn open(
         opened.inbound_qos2,
         acks.clone(),
         sh.clone(),
+        client,
     );
     let writer = Writer {
         rx,
@@ -122,6 +141,8 @@ pub(crate) struct Conn {
     pub session: SessionId,
     pub addr: Addr<Session>,
     pub shared: Arc<Shared>,
+    /// Who publishes on this connection, as routing enrichments see it.
+    pub client: Arc<Client>,
     publisher: Rc<RefCell<Publisher>>,
     /// Set when the client sent DISCONNECT (normal): no will.
     pub graceful: Cell<bool>,
@@ -141,6 +162,7 @@ impl Conn {
         inbound_qos2: InboundQos2,
         acks: Acks,
         shared: Arc<Shared>,
+        client: Client,
     ) -> Conn {
         METRICS.connections.inc();
         METRICS.connections_total.inc();
@@ -149,6 +171,7 @@ impl Conn {
             session,
             addr,
             shared,
+            client: Arc::new(client),
             publisher: Rc::default(),
             graceful: Cell::new(false),
             expiry_override: Cell::new(None),
@@ -204,33 +227,32 @@ impl Conn {
         self.fill(ticket, Slot::Ready(msg, None));
     }
 
-    /// Routes a QoS 1/2 message in order; resolves to true once it is routed.
-    pub async fn push_acked(&self, ticket: u64, msg: AppMessage) -> bool {
+    /// Routes a QoS 1/2 message in order; resolves once it is routed (and committed to the
+    /// namespace's route topic, when there is one).
+    pub async fn push_acked(&self, ticket: u64, msg: AppMessage) -> Routed {
         let (tx, rx) = oneshot::channel();
         self.fill(ticket, Slot::Ready(msg, Some(tx)));
-        rx.await.unwrap_or(false)
+        rx.await.unwrap_or(Routed::Failed)
     }
 
     /// Routes an accepted PUBLISH in order: QoS 0 without waiting, QoS 1 and 2 once routed; a
-    /// QoS 2 resend whose PUBREL has not come is acknowledged without routing it again. False
-    /// when routing failed (a QoS 2 id is then forgotten: PUBREL will not come).
-    pub async fn route(&self, ticket: u64, msg: AppMessage, pid: u16) -> bool {
+    /// QoS 2 resend whose PUBREL has not come is acknowledged without routing it again. When it
+    /// is not [`Routed::Ok`], a QoS 2 id is forgotten: the client is told, PUBREL will not come.
+    pub async fn route(&self, ticket: u64, msg: AppMessage, pid: u16) -> Routed {
         let qos = msg.qos;
         if qos == 0 {
             self.push(ticket, msg);
-            return true;
+            return Routed::Ok;
         }
         if qos == 2 && !self.qos2_begin(pid) {
             self.skip(ticket);
-            return true;
+            return Routed::Ok;
         }
-        if self.push_acked(ticket, msg).await {
-            return true;
-        }
-        if qos == 2 {
+        let routed = self.push_acked(ticket, msg).await;
+        if qos == 2 && !matches!(routed, Routed::Ok) {
             self.qos2_abort(pid);
         }
-        false
+        routed
     }
 
     /// Adds this session's subscriptions (up to `mqtt.max_subscriptions_per_client`) and sends
@@ -304,14 +326,19 @@ impl Conn {
         if start {
             ntex_rt::spawn(flush(
                 self.publisher.clone(),
-                self.shared.bridge.broker().clone(),
+                self.shared.bridge.clone(),
+                self.client.clone(),
             ));
         }
     }
 }
 
-/// Sends whatever the connection completed in one turn as one batch, until nothing is left.
-async fn flush(p: Rc<RefCell<Publisher>>, broker: Broker) {
+/// Sends whatever the connection completed in one turn as one batch, until nothing is left:
+/// to the MQTT routers, and as one batch to the namespace's route topic when it routes MQTT
+/// messages. The next batch goes to the routers without waiting for this one's commit; the
+/// acknowledgements wait for it (commits complete in order, so acknowledgements stay in order).
+async fn flush(p: Rc<RefCell<Publisher>>, bridge: Bridge, client: Arc<Client>) {
+    let broker = bridge.broker();
     loop {
         // Let every PUBLISH decoded from the same read join this batch.
         tokio::task::yield_now().await;
@@ -337,15 +364,39 @@ async fn flush(p: Rc<RefCell<Publisher>>, broker: Broker) {
             }
         }
         if acks.is_empty() {
-            // QoS 0 only: nobody waits for the answer (see `InFlight`).
+            // QoS 0 only: nobody waits for the answer (see `InFlight`); routing into the event
+            // grid is best effort, its outcome counted by the bridge.
+            if let Some(r) = bridge.route(&msgs, &client, true) {
+                ntex_rt::spawn(async move {
+                    let _ = r.await;
+                });
+            }
             let in_flight = p.borrow().in_flight.clone();
             broker.route_detached(msgs, &in_flight);
             continue;
         }
-        let ok = broker.route(msgs).await.is_ok();
-        for a in acks {
-            let _ = a.send(ok);
+        let routing = bridge.route(&msgs, &client, false);
+        if broker.route(msgs).await.is_err() {
+            for a in acks {
+                let _ = a.send(Routed::Failed);
+            }
+            continue;
         }
+        let Some(routing) = routing else {
+            for a in acks {
+                let _ = a.send(Routed::Ok);
+            }
+            continue;
+        };
+        ntex_rt::spawn(async move {
+            let res = routing.await;
+            for a in acks {
+                let _ = a.send(match &res {
+                    Ok(()) => Routed::Ok,
+                    Err(e) => Routed::MqttOnly(e.clone()),
+                });
+            }
+        });
     }
 }
 

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use evgrid_actors::bridge::RouteError;
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
 use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, owned_str};
@@ -17,7 +18,7 @@ use ntex_mqtt::v3::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
 use ntex_util::future::Either;
 use ntex_util::time::Seconds;
 
-use super::conn::{self, Conn};
+use super::conn::{self, Conn, Routed};
 use super::pump::Sink;
 use super::service::Reply;
 use super::{EdgeError, Shared, qos_from, send_timeout};
@@ -89,7 +90,16 @@ pub(super) async fn connect(
         cfg.max_session_expiry
     };
     let keep_alive = pkt.keep_alive;
-    let opened = conn::open(&sh, &client_id, pkt.clean_session, window, expiry, will).await;
+    let opened = conn::open(
+        &sh,
+        &client_id,
+        pkt.username.as_ref(),
+        pkt.clean_session,
+        window,
+        expiry,
+        will,
+    )
+    .await;
     let (state, present, writer) = match opened {
         Ok(o) => o,
         // v3.1.1 has no code for a quota: 0x03, server unavailable (as Mosquitto answers).
@@ -180,10 +190,14 @@ async fn publish_slow(conn: &Conn, p: mqtt::Publish, ticket: u64) -> Result<(), 
     };
     let msg = accept(conn, &p, payload, ticket)?;
     let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
-    if conn.route(ticket, msg, pid).await {
-        Ok(())
-    } else {
-        Err(EdgeError::Closed("routing failed"))
+    match conn.route(ticket, msg, pid).await {
+        Routed::Ok => Ok(()),
+        // MQTT subscribers have it and the namespace names a route topic that does not exist: a
+        // configuration matter, counted by the bridge; v3.1.1 has no negative acknowledgement.
+        Routed::MqttOnly(RouteError::NoRoute(_)) => Ok(()),
+        // Not committed to the route topic: no PUBACK, so the client sends it again.
+        Routed::MqttOnly(_) => Err(EdgeError::Closed("routing into the event grid failed")),
+        Routed::Failed => Err(EdgeError::Closed("routing failed")),
     }
 }
 

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evgrid_actors::bridge::RouteError;
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
 use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, Properties, owned_str};
@@ -19,7 +20,7 @@ use ntex_mqtt::v5::codec::{
 use ntex_mqtt::v5::{self as mqtt, ProtocolMessage, ProtocolMessageAck};
 use ntex_util::future::Either;
 
-use super::conn::{self, Conn};
+use super::conn::{self, Conn, Routed};
 use super::pump::Sink;
 use super::service::Reply;
 use super::{EdgeError, Shared, qos_from, send_timeout};
@@ -116,7 +117,16 @@ pub(super) async fn connect(
     let asked_expiry = pkt.session_expiry_interval_secs;
     let expiry = asked_expiry.min(cfg.max_session_expiry);
     let keep_alive = pkt.keep_alive;
-    let opened = conn::open(&sh, &client_id, pkt.clean_start, window, expiry, will).await;
+    let opened = conn::open(
+        &sh,
+        &client_id,
+        pkt.username.as_ref(),
+        pkt.clean_start,
+        window,
+        expiry,
+        will,
+    )
+    .await;
     let (state, present, writer) = match opened {
         Ok(o) => o,
         Err(OpenError::TooManySessions) => {
@@ -293,11 +303,20 @@ async fn publish_slow(
         Err(reason) => return Ok(p.ack().reason_code(reason)),
     };
     let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
-    if conn.route(ticket, msg, pid).await {
-        Ok(p.ack())
-    } else {
-        Ok(p.ack().reason_code(PublishAckReason::UnspecifiedError))
-    }
+    Ok(match conn.route(ticket, msg, pid).await {
+        Routed::Ok => p.ack(),
+        // MQTT subscribers have it; the event grid does not (docs/eventgrid.md §7.6).
+        Routed::MqttOnly(e) => {
+            let code = match e {
+                RouteError::NoRoute(_) => PublishAckReason::ImplementationSpecificError,
+                _ => PublishAckReason::UnspecifiedError,
+            };
+            p.ack().reason_code(code).reason(ByteString::from(format!(
+                "not routed into the event grid: {e}"
+            )))
+        }
+        Routed::Failed => p.ack().reason_code(PublishAckReason::UnspecifiedError),
+    })
 }
 
 pub(super) async fn protocol(

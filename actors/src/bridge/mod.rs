@@ -9,7 +9,11 @@
 //! MQTT delivery wait on the grid: a route that fails is counted and reported to the publisher,
 //! and MQTT subscribers get the message all the same.
 
+pub mod convert;
+pub mod route;
+
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use ntex_bytes::ByteString;
 
@@ -46,6 +50,9 @@ struct Inner {
     broker: Broker,
     grid: Grid,
     namespace: String,
+    /// QoS 0 events handed to the route topic and not committed yet (see [`route`]).
+    best_effort: AtomicUsize,
+    ids: route::Ids,
 }
 
 /// Shared handle over the broker and the grid, for the namespace the MQTT listener serves.
@@ -58,6 +65,8 @@ impl Bridge {
             broker,
             grid,
             namespace,
+            best_effort: AtomicUsize::new(0),
+            ids: route::Ids::new(),
         }))
     }
 
@@ -77,11 +86,18 @@ impl Bridge {
     /// Publishes one message from outside MQTT (HTTP publish to MQTT, docs/eventgrid.md §7.8):
     /// resolves once MQTT subscribers have it queued and, when the namespace routes MQTT
     /// messages, once the routed event is committed to the route topic.
-    pub async fn publish(&self, msg: AppMessage, _client: &Client) -> Result<(), RouteError> {
+    pub async fn publish(&self, msg: AppMessage, client: &Client) -> Result<(), RouteError> {
+        let msgs = [msg];
+        let routing = self.route(&msgs, client, false);
+        let [msg] = msgs;
         self.0
             .broker
             .route(vec![msg])
             .await
-            .map_err(|_| RouteError::Unavailable)
+            .map_err(|_| RouteError::Unavailable)?;
+        match routing {
+            Some(r) => r.await,
+            None => Ok(()),
+        }
     }
 }

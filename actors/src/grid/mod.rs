@@ -39,6 +39,7 @@ use crate::delivery::queue::QueueSub;
 use crate::store::{StoreError, Writer};
 use basic::{Basic, Kind, PublishTarget, Scope};
 use namespaces::Namespaces;
+use resource::topic_spaces::{RouteTopic, TopicSpaces};
 use shared::Shared;
 use topic::TopicActor;
 
@@ -96,6 +97,16 @@ impl Grid {
         registry::topic_for_publish(&self.0.namespaces, ns, topic)
     }
 
+    /// A namespace's parsed `topicSpacesConfiguration` (the bridge reads it per batch).
+    pub fn topic_spaces(&self, ns: &str) -> Result<Arc<TopicSpaces>, GridError> {
+        registry::topic_spaces(&self.0.namespaces, ns)
+    }
+
+    /// The topic actor a namespace's MQTT messages are routed into.
+    pub fn route_target(&self, route: &RouteTopic) -> Result<Addr<TopicActor>, GridError> {
+        registry::route_target(&self.0.namespaces, &self.0.basic, route)
+    }
+
     /// The pull queue of a namespace subscription and its namespace's keys.
     pub fn subscription_for_pull(
         &self,
@@ -134,9 +145,29 @@ impl Grid {
         name: &str,
         props: &Value,
     ) -> Result<(Value, bool), GridError> {
-        self.0
+        let inner = &self.0;
+        // The route topic must exist (and take CloudEvents) when the namespace names it.
+        let check = |ts: &TopicSpaces| {
+            match &ts.route {
+            Some(r) => registry::route_target(&inner.namespaces, &inner.basic, r)
+                .map(drop)
+                .map_err(|e| match e {
+                    GridError::BadRequest(m) => GridError::BadRequest(m),
+                    _ => GridError::BadRequest(format!(
+                        "properties.topicSpacesConfiguration.routeTopicResourceId names {}, which does not exist; create the topic first.",
+                        match r {
+                            RouteTopic::Namespace { namespace, topic } =>
+                                format!("the topic '{topic}' of namespace '{namespace}'"),
+                            RouteTopic::Custom(t) => format!("the custom topic '{t}'"),
+                        }
+                    )),
+                }),
+            None => Ok(()),
+        }
+        };
+        inner
             .namespaces
-            .put_namespace(&self.0.shared, name, props)
+            .put_namespace(&inner.shared, name, props, check)
             .await
     }
 

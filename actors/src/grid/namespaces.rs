@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::error::GridError;
 use super::resource::basic::redact_destination;
 use super::resource::namespace::{self as resource, SubCfg, TopicCfg};
+use super::resource::topic_spaces::{self, TopicSpaces};
 use super::shared::{Keys, Shared, arm, generate_key, key_index, lc};
 use super::topic::{Conversion, Route, Routes, SetRoutes, Target, TopicActor};
 use crate::delivery::push::{Names, ReconfigurePush};
@@ -44,6 +45,8 @@ pub(super) struct Topic {
 pub(super) struct Namespace {
     pub name: String,
     pub props: Value,
+    /// `properties.topicSpacesConfiguration`, parsed (the bridge reads it per batch).
+    pub topic_spaces: Arc<TopicSpaces>,
     pub keys: [String; 2],
     pub topics: BTreeMap<String, Topic>,
 }
@@ -141,7 +144,9 @@ fn sub_doc(ns: &str, t: &str, s: &Sub) -> Value {
     )
 }
 
-fn namespace_props(props: &Value) -> Result<Value, GridError> {
+/// Validates a namespace's `properties`: answers them normalised, with the parsed
+/// `topicSpacesConfiguration`.
+pub(super) fn namespace_props(props: &Value) -> Result<(Value, TopicSpaces), GridError> {
     let mut p = match props {
         Value::Null => json!({}),
         Value::Object(_) => props.clone(),
@@ -152,7 +157,10 @@ fn namespace_props(props: &Value) -> Result<Value, GridError> {
         }
     };
     p["provisioningState"] = json!("Succeeded");
-    Ok(p)
+    let (ts, out) =
+        topic_spaces::parse(p.get("topicSpacesConfiguration")).map_err(GridError::BadRequest)?;
+    p["topicSpacesConfiguration"] = out;
+    Ok((p, ts))
 }
 
 impl Namespaces {
@@ -208,15 +216,18 @@ impl Namespaces {
     // ---- namespaces ----
 
     /// Creates or updates a namespace; answers its document and whether it was created.
+    /// `check` runs under the management lock, before the commit: the route topic must exist.
     pub async fn put_namespace(
         &self,
         sh: &Shared,
         name: &str,
         props: &Value,
+        check: impl FnOnce(&TopicSpaces) -> Result<(), GridError>,
     ) -> Result<(Value, bool), GridError> {
         crate::grid::resource::check_name("namespace", name, 50).map_err(GridError::BadRequest)?;
-        let props = namespace_props(props)?;
+        let (props, ts) = namespace_props(props)?;
         let _g = sh.mgmt.lock().await;
+        check(&ts)?;
         let existing = {
             let st = self.state.read().expect("grid lock");
             st.get(&lc(name)).map(|n| (n.name.clone(), n.keys.clone()))
@@ -237,10 +248,12 @@ impl Namespaces {
         let n = st.entry(lc(name)).or_insert_with(|| Namespace {
             name: display,
             props: Value::Null,
+            topic_spaces: Arc::default(),
             keys,
             topics: BTreeMap::new(),
         });
         n.props = props;
+        n.topic_spaces = Arc::new(ts);
         Ok((ns_doc(n), created))
     }
 

@@ -9,6 +9,7 @@
 //! under the management lock. Must never expose a resource before its commit.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -16,9 +17,11 @@ use serde_json::Value;
 
 use super::basic::Basic;
 use super::error::GridError;
-use super::namespaces::{Namespace, Namespaces, Sub, Topic, find_sub};
+use super::namespaces::{Namespace, Namespaces, Sub, Topic, find_sub, find_topic, namespace_props};
 use super::resource::Limits;
+use super::resource::basic::InputSchema;
 use super::resource::namespace as resource;
+use super::resource::topic_spaces::{RouteTopic, TopicSpaces};
 use super::shared::{Keys, Shared, bad, lc};
 use super::topic::{SetNextSeq, SetRoutes, Target, TopicActor};
 use crate::delivery::queue::QueueSub;
@@ -59,6 +62,11 @@ pub(super) async fn load(sh: &Shared, ns: &Namespaces, basic: &Basic) -> Result<
                     Namespace {
                         name,
                         props: doc["properties"].clone(),
+                        topic_spaces: Arc::new(
+                            namespace_props(&doc["properties"])
+                                .map_err(|e| bad(path, e.to_string()))?
+                                .1,
+                        ),
                         keys: keys.map(str::to_string),
                         topics: BTreeMap::new(),
                     },
@@ -138,7 +146,7 @@ pub(super) async fn load(sh: &Shared, ns: &Namespaces, basic: &Basic) -> Result<
     *ns.state.write().expect("grid lock") = state;
     if store.meta("default_namespace")?.is_none() {
         if ns.namespace("default").is_none() {
-            ns.put_namespace(sh, "default", &Value::Null)
+            ns.put_namespace(sh, "default", &Value::Null, |_| Ok(()))
                 .await
                 .map_err(GridError::into_store_error)?;
         }
@@ -257,6 +265,39 @@ pub(super) fn topic_for_publish(
     topic: &str,
 ) -> Result<(Addr<TopicActor>, Keys), GridError> {
     with_topic(ns, n, topic, |n, t| Ok((t.addr.clone(), n.keys())))
+}
+
+/// A namespace's parsed `topicSpacesConfiguration`.
+pub(super) fn topic_spaces(ns: &Namespaces, n: &str) -> Result<Arc<TopicSpaces>, GridError> {
+    let st = ns.state.read().expect("grid lock");
+    st.get(&lc(n))
+        .map(|n| n.topic_spaces.clone())
+        .ok_or_else(|| GridError::not_found("namespace", n))
+}
+
+/// The topic actor MQTT messages are routed into: a namespace topic, or a custom topic that
+/// takes CloudEvents (docs/eventgrid.md §7.6).
+pub(super) fn route_target(
+    ns: &Namespaces,
+    basic: &Basic,
+    route: &RouteTopic,
+) -> Result<Addr<TopicActor>, GridError> {
+    match route {
+        RouteTopic::Namespace { namespace, topic } => {
+            let st = ns.state.read().expect("grid lock");
+            find_topic(&st, namespace, topic).map(|(_, t)| t.addr.clone())
+        }
+        RouteTopic::Custom(name) => {
+            let t = basic.publish_target(super::basic::Kind::Topic, name)?;
+            if t.cfg.input != InputSchema::CloudEvents {
+                return Err(GridError::BadRequest(format!(
+                    "The route topic '{name}' takes {} input; MQTT messages are routed as CloudEvents, so it must take CloudEventSchemaV1_0.",
+                    t.cfg.input.name()
+                )));
+            }
+            Ok(t.addr.clone())
+        }
+    }
 }
 
 /// The pull queue of a namespace subscription and its namespace's keys.

@@ -1,0 +1,181 @@
+//! Routing MQTT messages into the route topic of the namespace the broker serves
+//! (docs/eventgrid.md §7.6): one batch of messages becomes one `Publish` to the topic actor,
+//! so one store commit.
+//!
+//! Owns the outcome accounting (`evgrid_mqtt_routed_total{outcome}`), the bound on best-effort
+//! (QoS 0) batches in flight, the event ids, and the rate-limited warning. Must never make MQTT
+//! delivery wait: the caller routes to MQTT subscribers first and awaits this only to decide
+//! the acknowledgement.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::grid::GridError;
+use crate::grid::topic::{Publish, TopicEvent};
+use crate::metrics::{METRICS, RouteOutcome};
+use crate::model::clock::now_ms;
+use crate::mqtt::message::AppMessage;
+
+use super::{Bridge, Client, RouteError, convert};
+
+/// The answer to a routed batch: resolves once the route topic has committed it.
+pub type Routing = Pin<Box<dyn Future<Output = Result<(), RouteError>> + Send>>;
+
+/// Best-effort (QoS 0 only) events handed to the route topic and not yet committed, beyond which
+/// further QoS 0 batches are dropped (and counted) instead of queueing without bound.
+pub(super) const MAX_BEST_EFFORT_IN_FLIGHT: usize = 64 * 1024;
+
+/// Unique event ids: a random 64-bit prefix per process and a counter, in the UUID's shape.
+pub(super) struct Ids {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl Ids {
+    pub fn new() -> Ids {
+        let mut b = [0u8; 8];
+        // Without OS randomness the clock still separates runs of the process.
+        let prefix = match getrandom::fill(&mut b) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(_) => now_ms().wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        Ids {
+            prefix,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes the next id into `buf` (36 ASCII bytes) and answers it.
+    pub fn next<'a>(&self, buf: &'a mut [u8; 36]) -> &'a str {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        uuid_shape(self.prefix, n, buf)
+    }
+}
+
+/// `p` and `n` as 32 hex digits in the 8-4-4-4-12 shape.
+fn uuid_shape(p: u64, n: u64, buf: &mut [u8; 36]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = (u128::from(p) << 64) | u128::from(n);
+    let mut digit = 0;
+    for (i, b) in buf.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *b = b'-';
+            continue;
+        }
+        *b = HEX[((v >> (124 - 4 * digit)) & 0xf) as usize];
+        digit += 1;
+    }
+    std::str::from_utf8(buf).expect("ASCII")
+}
+
+/// At most one warning per this many milliseconds: a broken route must not flood the log.
+const WARN_EVERY_MS: u64 = 10_000;
+static LAST_WARN_MS: AtomicU64 = AtomicU64::new(0);
+
+fn warn(what: &str, err: &RouteError) {
+    let now = now_ms();
+    let last = LAST_WARN_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= WARN_EVERY_MS
+        && LAST_WARN_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(error = %err, "MQTT messages not routed into the event grid ({what}); further warnings within 10 s are not logged");
+    }
+}
+
+fn failed(n: usize, outcome: RouteOutcome, err: RouteError) -> Result<(), RouteError> {
+    METRICS.routed(outcome, n as u64);
+    warn(outcome.label(), &err);
+    Err(err)
+}
+
+impl Bridge {
+    /// Routes a batch of accepted messages into the namespace's route topic: `None` when the
+    /// namespace routes nothing (no `routeTopicResourceId`, or `state` Disabled). `best_effort`:
+    /// every message is QoS 0, nobody waits for the answer, and the batch is dropped (counted)
+    /// when too many such events are in flight already.
+    pub fn route(
+        &self,
+        msgs: &[AppMessage],
+        client: &Client,
+        best_effort: bool,
+    ) -> Option<Routing> {
+        let ts = self.0.grid.topic_spaces(&self.0.namespace).ok()?;
+        let route = ts.route.as_ref().filter(|_| ts.enabled)?;
+        let n = msgs.len();
+        let addr = match self.0.grid.route_target(route) {
+            Ok(a) => a,
+            Err(e) => {
+                let r = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(e.to_string()));
+                return Some(Box::pin(std::future::ready(r)));
+            }
+        };
+        if best_effort {
+            let before = self.0.best_effort.fetch_add(n, Ordering::Relaxed);
+            if before + n > MAX_BEST_EFFORT_IN_FLIGHT {
+                self.0.best_effort.fetch_sub(n, Ordering::Relaxed);
+                let r = failed(
+                    n,
+                    RouteOutcome::Dropped,
+                    RouteError::Failed("too many QoS 0 events waiting for the route topic".into()),
+                );
+                return Some(Box::pin(std::future::ready(r)));
+            }
+        }
+        let now = now_ms();
+        let mut buf = [0u8; 36];
+        let events: Vec<TopicEvent> = msgs
+            .iter()
+            .map(|m| {
+                let id = self.0.ids.next(&mut buf);
+                let ev =
+                    convert::to_cloudevent(m, client, &self.0.namespace, &ts.enrichments, now, id);
+                TopicEvent::from(ev)
+            })
+            .collect();
+        let req = addr.send(Publish(events));
+        let me = self.clone();
+        Some(Box::pin(async move {
+            let res = req.await;
+            if best_effort {
+                me.0.best_effort.fetch_sub(n, Ordering::Relaxed);
+            }
+            match res {
+                Ok(Ok(_)) => {
+                    METRICS.routed(RouteOutcome::Routed, n as u64);
+                    Ok(())
+                }
+                Ok(Err(GridError::NotFound { .. } | GridError::NotFoundIn { .. })) => failed(
+                    n,
+                    RouteOutcome::NoRoute,
+                    RouteError::NoRoute("the route topic was deleted".into()),
+                ),
+                Ok(Err(e)) => failed(n, RouteOutcome::Failed, RouteError::Failed(e.to_string())),
+                Err(_) => failed(
+                    n,
+                    RouteOutcome::NoRoute,
+                    RouteError::NoRoute("the route topic was deleted".into()),
+                ),
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_uuid_shaped_and_distinct() {
+        let mut b = [0u8; 36];
+        assert_eq!(
+            uuid_shape(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210, &mut b),
+            "01234567-89ab-cdef-fedc-ba9876543210"
+        );
+        let ids = Ids::new();
+        let (mut x, mut y) = ([0u8; 36], [0u8; 36]);
+        assert_ne!(ids.next(&mut x), ids.next(&mut y));
+    }
+}

@@ -1,0 +1,390 @@
+//! MQTT messages routed into the event grid (docs/eventgrid.md §7.6), over real sockets against
+//! the real binary: MQTT publishers (v3.1.1 and v5, QoS 0 and 1) → the namespace's route topic →
+//! a Queue subscription received over HTTP; MQTT subscribers of the same messages unaffected;
+//! `topicSpacesConfiguration` validation; a route topic that disappears (v5 PUBACK reason code,
+//! v3.1.1 PUBACK, the outcome counter); `state` Disabled; and no PUBACKed message lost across
+//! `kill -9`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::http::{Resp, request_with};
+use common::raw::{Client, Opts, PUBACK};
+use common::{Server, TempDir};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "test-admin-key-0123456789";
+const API: &str = "api-version=2024-06-01";
+const ROUTE_ID: &str = "/providers/Microsoft.EventGrid/namespaces/default/topics/telemetry";
+
+struct Eg {
+    srv: Server,
+    key: String,
+}
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("EVGRID_ADMIN_KEY", ADMIN),
+        ("EVGRID_EVENTS_MIN_LOCK_DURATION_SECS", "1"),
+    ]
+}
+
+impl Eg {
+    fn start() -> Eg {
+        Eg::wrap(Server::start(&env()))
+    }
+
+    fn start_in(dir: &Path) -> Eg {
+        Eg::wrap(Server::start_in(dir, &env()))
+    }
+
+    fn wrap(srv: Server) -> Eg {
+        let r = common::http::mgmt(
+            srv.http,
+            ADMIN,
+            "POST",
+            "/mgmt/namespaces/default/listKeys",
+            b"",
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let key = r.json()["key1"].as_str().unwrap().to_string();
+        Eg { srv, key }
+    }
+
+    fn mgmt(&self, method: &str, path: &str, body: Value) -> Resp {
+        common::http::mgmt(
+            self.srv.http,
+            ADMIN,
+            method,
+            path,
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// Topic `telemetry` with Queue subscription `all`, and the namespace routing into it.
+    fn setup_route(&self) {
+        let r = self.mgmt(
+            "PUT",
+            "/mgmt/namespaces/default/topics/telemetry",
+            json!({"properties": {}}),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        let r = self.mgmt(
+            "PUT",
+            "/mgmt/namespaces/default/topics/telemetry/eventSubscriptions/all",
+            json!({"properties": {"deliveryConfiguration": {"deliveryMode": "Queue",
+                "queue": {"receiveLockDurationInSeconds": 60}}}}),
+        );
+        assert_eq!(r.status, 201, "{r:?}");
+        self.route("Enabled", ROUTE_ID);
+    }
+
+    fn route(&self, state: &str, id: &str) {
+        let r = self.put_ns(json!({"state": state, "routeTopicResourceId": id}));
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+
+    fn put_ns(&self, tsc: Value) -> Resp {
+        self.mgmt(
+            "PUT",
+            "/mgmt/namespaces/default",
+            json!({"properties": {"topicSpacesConfiguration": tsc}}),
+        )
+    }
+
+    fn op(&self, action: &str, query: &str, body: &[u8]) -> Resp {
+        let auth = format!("Authorization: SharedAccessKey {}", self.key);
+        request_with(
+            self.srv.http,
+            "POST",
+            &format!(
+                "/namespaces/default/topics/telemetry/eventsubscriptions/all:{action}?{API}{query}"
+            ),
+            &[&auth, "Content-Type: application/json"],
+            body,
+            Duration::from_secs(30),
+        )
+    }
+
+    /// Receives (and acknowledges) until `want` events came or `wait` passed.
+    fn drain(&self, want: usize, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        while out.len() < want && Instant::now() < deadline {
+            let r = self.op("receive", "&maxEvents=100&maxWaitTime=10", b"");
+            assert_eq!(r.status, 200, "{r:?}");
+            let v = r.json();
+            let items = v["value"].as_array().unwrap().clone();
+            if items.is_empty() {
+                continue;
+            }
+            let tokens: Vec<Value> = items
+                .iter()
+                .map(|i| i["brokerProperties"]["lockToken"].clone())
+                .collect();
+            let a = self.op(
+                "acknowledge",
+                "",
+                json!({"lockTokens": tokens}).to_string().as_bytes(),
+            );
+            assert_eq!(a.status, 200, "{a:?}");
+            out.extend(items.into_iter().map(|i| i["event"].clone()));
+        }
+        out
+    }
+}
+
+fn data_of(ev: &Value) -> Vec<u8> {
+    let b64 = ev["data_base64"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no data_base64 in {ev}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[test]
+fn mqtt_publishes_reach_a_queue_subscription_as_cloudevents() {
+    let eg = Eg::start();
+    eg.setup_route();
+    let mut sub = Client::ok(eg.srv.mqtt, Opts::v5("watcher"));
+    sub.sub("plant/#", 1);
+
+    let mut v3 = Client::ok(eg.srv.mqtt, Opts::v3("dev-3"));
+    v3.pub_wait("plant/a/temp", b"v3-qos0", 0, false);
+    assert_eq!(v3.pub_wait("plant/a/temp", b"v3-qos1", 1, false), 0);
+    let mut v5 = Client::ok(eg.srv.mqtt, Opts::v5("dev-5"));
+    assert_eq!(v5.pub_wait("plant/b/hum", b"\x00\x01binary", 1, false), 0);
+    v5.pub_wait("plant/b/hum", b"v5-qos0", 0, false);
+
+    // MQTT subscribers get every message as before.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(sub.next_msg().payload);
+    }
+    seen.sort();
+    let mut want: Vec<Vec<u8>> = vec![
+        b"v3-qos0".to_vec(),
+        b"v3-qos1".to_vec(),
+        b"\x00\x01binary".to_vec(),
+        b"v5-qos0".to_vec(),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+
+    let events = eg.drain(4, Duration::from_secs(20));
+    assert_eq!(events.len(), 4, "{events:?}");
+    let mut got: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut ids = HashSet::new();
+    for ev in &events {
+        assert_eq!(ev["specversion"], "1.0", "{ev}");
+        assert_eq!(ev["type"], "MQTT.EventPublished", "{ev}");
+        assert_eq!(ev["source"], "default", "{ev}");
+        assert!(
+            ev["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{ev}"
+        );
+        assert!(
+            ids.insert(ev["id"].as_str().unwrap().to_string()),
+            "duplicate id in {ev}"
+        );
+        got.push((ev["subject"].as_str().unwrap().to_string(), data_of(ev)));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("plant/a/temp".into(), b"v3-qos0".to_vec()),
+            ("plant/a/temp".into(), b"v3-qos1".to_vec()),
+            ("plant/b/hum".into(), b"\x00\x01binary".to_vec()),
+            ("plant/b/hum".into(), b"v5-qos0".to_vec()),
+        ]
+    );
+    assert_eq!(
+        eg.srv
+            .metric("evgrid_mqtt_routed_total{outcome=\"routed\"}"),
+        4.0
+    );
+    assert_eq!(
+        eg.srv
+            .metric("evgrid_mqtt_routed_total{outcome=\"no_route\"}"),
+        0.0
+    );
+
+    // GET shows the configuration as normalised.
+    let r = eg.mgmt("GET", "/mgmt/namespaces/default", Value::Null);
+    let tsc = &r.json()["properties"]["topicSpacesConfiguration"];
+    assert_eq!(tsc["state"], "Enabled", "{tsc}");
+    assert_eq!(tsc["routeTopicResourceId"], ROUTE_ID, "{tsc}");
+    assert_eq!(tsc["maximumSessionExpiryInHours"], 1, "{tsc}");
+}
+
+#[test]
+fn disabled_routing_routes_nothing() {
+    let eg = Eg::start();
+    eg.setup_route();
+    eg.route("Disabled", ROUTE_ID);
+    let mut c = Client::ok(eg.srv.mqtt, Opts::v5("dev"));
+    assert_eq!(c.pub_wait("plant/x", b"kept out", 1, false), 0);
+    let r = eg.op("receive", "&maxEvents=10&maxWaitTime=10", b"");
+    assert_eq!(r.json()["value"], json!([]), "{r:?}");
+    assert_eq!(
+        eg.srv
+            .metric("evgrid_mqtt_routed_total{outcome=\"routed\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn topic_spaces_configuration_is_validated() {
+    let eg = Eg::start();
+    let bad = |tsc: Value, want: &str| {
+        let r = eg.put_ns(tsc.clone());
+        assert_eq!(r.status, 400, "{tsc}: {r:?}");
+        assert!(r.message().contains(want), "{tsc}: {}", r.message());
+    };
+    bad(
+        json!({"state": "Enabled", "routeTopicResourceId": ROUTE_ID}),
+        "telemetry",
+    );
+    bad(
+        json!({"routeTopicResourceId": "/not/an/id"}),
+        "routeTopicResourceId",
+    );
+    bad(json!({"state": "On"}), "state");
+    bad(
+        json!({"maximumSessionExpiryInHours": 9}),
+        "maximumSessionExpiryInHours",
+    );
+    // A custom topic taking Event Grid schema cannot be a route topic.
+    let r = eg.mgmt("PUT", "/mgmt/topics/egschema", json!({"properties": {}}));
+    assert_eq!(r.status, 201, "{r:?}");
+    bad(
+        json!({"routeTopicResourceId": "/providers/Microsoft.EventGrid/topics/egschema"}),
+        "CloudEventSchemaV1_0",
+    );
+    // One taking CloudEvents can.
+    let r = eg.mgmt(
+        "PUT",
+        "/mgmt/topics/cetopic",
+        json!({"properties": {"inputSchema": "CloudEventSchemaV1_0"}}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = eg.put_ns(json!({"state": "Enabled",
+        "routeTopicResourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/cetopic"}));
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[test]
+fn a_deleted_route_topic_is_counted_and_reported_to_v5_publishers() {
+    let eg = Eg::start();
+    eg.setup_route();
+    let mut sub = Client::ok(eg.srv.mqtt, Opts::v3("watcher"));
+    sub.sub("plant/#", 1);
+    let r = eg.mgmt(
+        "DELETE",
+        "/mgmt/namespaces/default/topics/telemetry",
+        Value::Null,
+    );
+    assert!(r.status == 200 || r.status == 204, "{r:?}");
+
+    let mut v5 = Client::ok(eg.srv.mqtt, Opts::v5("dev-5"));
+    v5.publish("plant/a", b"one", 1, false, 9, &[]);
+    let ack = v5.expect(PUBACK);
+    // 0x83 implementation specific error, with a reason string saying why.
+    assert_eq!(ack.body.get(2).copied(), Some(0x83), "{ack:?}");
+    assert!(
+        String::from_utf8_lossy(&ack.body).contains("not routed"),
+        "{ack:?}"
+    );
+    // v3.1.1 has no negative acknowledgement: PUBACK, and the connection stays.
+    let mut v3 = Client::ok(eg.srv.mqtt, Opts::v3("dev-3"));
+    v3.pub_wait("plant/b", b"two", 1, false);
+    v3.ping();
+    // MQTT delivery is not affected.
+    let got: HashSet<Vec<u8>> = (0..2).map(|_| sub.next_msg().payload).collect();
+    assert_eq!(got, HashSet::from([b"one".to_vec(), b"two".to_vec()]));
+    assert_eq!(
+        eg.srv
+            .metric("evgrid_mqtt_routed_total{outcome=\"no_route\"}"),
+        2.0
+    );
+}
+
+/// Every PUBACKed message is in the route topic after `kill -9` and a restart.
+#[test]
+fn acknowledged_messages_survive_kill9() {
+    let dir = TempDir::new("route-kill9");
+    let mut eg = Eg::start_in(&dir.0);
+    eg.setup_route();
+    let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for p in 0..4 {
+        let (acked, stop, addr) = (acked.clone(), stop.clone(), eg.srv.mqtt);
+        threads.push(std::thread::spawn(move || {
+            let opts = if p % 2 == 0 {
+                Opts::v3(&format!("p{p}"))
+            } else {
+                Opts::v5(&format!("p{p}"))
+            };
+            let mut c = Client::ok(addr, opts);
+            c.set_timeout(Duration::from_secs(5));
+            // A window of 10 publishes in flight; each PUBACK (in order) confirms one.
+            let mut sent = std::collections::VecDeque::new();
+            let (mut n, mut seq) = (0u16, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                while sent.len() < 10 {
+                    n = n.wrapping_add(1).max(1);
+                    seq += 1;
+                    let payload = format!("p{p}-{seq}");
+                    c.publish("plant/kill", payload.as_bytes(), 1, false, n, &[]);
+                    sent.push_back((n, payload));
+                }
+                match c.recv() {
+                    Some(pk) if pk.ty == PUBACK => {
+                        let pid = u16::from_be_bytes([pk.body[0], pk.body[1]]);
+                        let reason = pk.body.get(2).copied().unwrap_or(0);
+                        let (want, payload) = sent.pop_front().unwrap();
+                        assert_eq!(pid, want, "PUBACKs in order");
+                        if reason == 0 {
+                            acked.lock().unwrap().insert(payload);
+                        }
+                    }
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+        }));
+    }
+    common::wait_until("a few hundred PUBACKs", || {
+        acked.lock().unwrap().len() >= 300
+    });
+    eg.srv.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let acked = acked.lock().unwrap().clone();
+    eg.srv.kill();
+    let eg = Eg::start_in(&dir.0);
+    let events = eg.drain(acked.len(), Duration::from_secs(60));
+    let routed: HashSet<String> = events
+        .iter()
+        .map(|e| String::from_utf8(data_of(e)).unwrap())
+        .collect();
+    let lost: Vec<&String> = acked.difference(&routed).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} PUBACKed messages lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
