@@ -388,3 +388,30 @@ fn acknowledged_messages_survive_kill9() {
         &lost[..lost.len().min(5)]
     );
 }
+
+/// `maximumSessionExpiryInHours` caps what v5 clients ask for while the configuration is
+/// enabled (the broker's own `mqtt.max_session_expiry` is raised here so the namespace's cap is
+/// the lower one).
+#[test]
+fn the_namespace_caps_session_expiry() {
+    use common::raw::Prop;
+    let mut e = env();
+    e.push(("EVGRID_MQTT_MAX_SESSION_EXPIRY", "28800"));
+    let eg = Eg::wrap(Server::start(&e));
+    let ask = || {
+        Opts::v5("keeper")
+            .clean(false)
+            .prop(Prop::Num(0x11, 20_000))
+    };
+    let (c, ack) = Client::connect(eg.srv.mqtt, ask());
+    assert_eq!(
+        common::raw::num(&ack.props, 0x11),
+        None,
+        "not capped while Disabled: {ack:?}"
+    );
+    c.disconnect();
+    let r = eg.put_ns(json!({"state": "Enabled", "maximumSessionExpiryInHours": 2}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let (_c, ack) = Client::connect(eg.srv.mqtt, ask());
+    assert_eq!(common::raw::num(&ack.props, 0x11), Some(7_200), "{ack:?}");
+}

@@ -83,11 +83,13 @@ pub(super) async fn connect(
         }
     };
     let window = cfg.max_inflight as usize;
-    // A persistent v3 session never expires by itself; the server's cap applies.
+    // A persistent v3 session never expires by itself; the server's cap applies, and the
+    // namespace's maximumSessionExpiryInHours while its topicSpacesConfiguration is enabled.
     let expiry = if pkt.clean_session {
         0
     } else {
-        cfg.max_session_expiry
+        let cap = sh.bridge.max_session_expiry_secs().unwrap_or(u32::MAX);
+        cfg.max_session_expiry.min(cap)
     };
     let keep_alive = pkt.keep_alive;
     let opened = conn::open(

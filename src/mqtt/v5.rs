@@ -115,7 +115,8 @@ pub(super) async fn connect(
         .map_or(65_535, NonZeroU16::get)
         .min(cfg.max_inflight) as usize;
     let asked_expiry = pkt.session_expiry_interval_secs;
-    let expiry = asked_expiry.min(cfg.max_session_expiry);
+    let cap = sh.bridge.max_session_expiry_secs().unwrap_or(u32::MAX);
+    let expiry = asked_expiry.min(cfg.max_session_expiry).min(cap);
     let keep_alive = pkt.keep_alive;
     let opened = conn::open(
         &sh,

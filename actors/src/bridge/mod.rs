@@ -83,6 +83,14 @@ impl Bridge {
         &self.0.grid
     }
 
+    /// The namespace's cap on session expiry intervals, in seconds, while its
+    /// `topicSpacesConfiguration` is enabled (`maximumSessionExpiryInHours`, docs/eventgrid.md
+    /// §7.1, §7.9); the broker's own cap (`mqtt.max_session_expiry`) applies as well.
+    pub fn max_session_expiry_secs(&self) -> Option<u32> {
+        let ts = self.0.grid.topic_spaces(&self.0.namespace).ok()?;
+        ts.enabled.then(|| ts.max_session_expiry_hours * 3600)
+    }
+
     /// Publishes one message from outside MQTT (HTTP publish to MQTT, docs/eventgrid.md §7.8):
     /// resolves once MQTT subscribers have it queued and, when the namespace routes MQTT
     /// messages, once the routed event is committed to the route topic.
