@@ -107,8 +107,18 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
         toml::from_str(&text).map_err(|e| format!("resource file {}: {e}", path.display()))?;
     let at = |what: String, e: String| format!("resource file {}: {what}: {e}", path.display());
     let mut n = 0;
+    // A namespace's route topic (`topicSpacesConfiguration.routeTopicResourceId`) must exist when
+    // the namespace is put: namespaces go in first without it, and again whole at the end, once
+    // every topic the file declares exists. (This runs before the MQTT listener opens.)
+    let mut routed = Vec::new();
     for ns in &file.namespaces {
-        grid.put_namespace(&ns.name, &json(&ns.properties))
+        let mut props = json(&ns.properties);
+        if let Some(p) = props.as_object_mut()
+            && p.remove("topicSpacesConfiguration").is_some()
+        {
+            routed.push((&ns.name, json(&ns.properties)));
+        }
+        grid.put_namespace(&ns.name, &props)
             .await
             .map_err(|e| at(format!("namespace {}", ns.name), e.to_string()))?;
         n += 1;
@@ -160,6 +170,11 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
             )
             .await?;
         }
+    }
+    for (name, props) in routed {
+        grid.put_namespace(name, &props)
+            .await
+            .map_err(|e| at(format!("namespace {name}"), e.to_string()))?;
     }
     Ok(n)
 }

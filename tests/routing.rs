@@ -415,3 +415,36 @@ fn the_namespace_caps_session_expiry() {
     let (_c, ack) = Client::connect(eg.srv.mqtt, ask());
     assert_eq!(common::raw::num(&ack.props, 0x11), Some(7_200), "{ack:?}");
 }
+
+/// The resource file declares routing too, with the route topic declared after the namespace.
+#[test]
+fn the_resource_file_declares_routing() {
+    let dir = TempDir::new("route-resfile");
+    let res = dir.0.join("resources.toml");
+    std::fs::write(
+        &res,
+        format!(
+            r#"
+[[namespaces]]
+name = "default"
+properties = {{ topicSpacesConfiguration = {{ state = "Enabled", routeTopicResourceId = "{ROUTE_ID}" }} }}
+
+[[namespaces.topics]]
+name = "telemetry"
+
+[[namespaces.topics.subscriptions]]
+name = "all"
+properties = {{ deliveryConfiguration = {{ deliveryMode = "Queue" }} }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut e = env();
+    let res = res.to_str().unwrap().to_string();
+    e.push(("EVGRID_RESOURCES", Box::leak(res.into_boxed_str())));
+    let eg = Eg::wrap(Server::start_in(&dir.0.join("data"), &e));
+    let mut c = Client::ok(eg.srv.mqtt, Opts::v5("dev"));
+    assert_eq!(c.pub_wait("plant/file", b"from the file", 1, false), 0);
+    let events = eg.drain(1, Duration::from_secs(20));
+    assert_eq!(data_of(&events[0]), b"from the file");
+}
