@@ -448,3 +448,38 @@ properties = {{ deliveryConfiguration = {{ deliveryMode = "Queue" }} }}
     let events = eg.drain(1, Duration::from_secs(20));
     assert_eq!(data_of(&events[0]), b"from the file");
 }
+
+/// A Push subscription on the route topic with a filter gets only what it selects, while the
+/// Queue subscription beside it gets everything.
+#[test]
+fn a_filtered_push_subscription_gets_only_its_subjects() {
+    use common::webhook::Hook;
+    let eg = Eg::start();
+    eg.setup_route();
+    let hook = Hook::ok();
+    let r = eg.mgmt(
+        "PUT",
+        "/mgmt/namespaces/default/topics/telemetry/eventSubscriptions/alarms",
+        json!({"properties": {
+            "deliveryConfiguration": {"deliveryMode": "Push", "push": {
+                "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": hook.url("/alarms")}}}},
+            "filtersConfiguration": {"includedEventTypes": ["MQTT.EventPublished"], "filters": [
+                {"operatorType": "StringEndsWith", "key": "subject", "values": ["/alarm"]}]}}}),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut c = Client::ok(eg.srv.mqtt, Opts::v5("dev"));
+    for (t, p) in [
+        ("plant/1/temp", "21"),
+        ("plant/1/alarm", "fire"),
+        ("plant/2/temp", "22"),
+    ] {
+        assert_eq!(c.pub_wait(t, p.as_bytes(), 1, false), 0);
+    }
+    let pushed = hook.wait_delivered(1, Duration::from_secs(20));
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0]["subject"], "plant/1/alarm");
+    assert_eq!(data_of(&pushed[0]), b"fire");
+    assert_eq!(eg.drain(3, Duration::from_secs(20)).len(), 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hook.delivered().len(), 1, "the filter let more through");
+}
