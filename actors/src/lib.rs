@@ -20,7 +20,10 @@
 //!   subscription's [`delivery::push::PushSub`] takes [`delivery::push::PushAppend`], batches,
 //!   and sends each request as an [`delivery::shard::Attempt`] to the endpoint's
 //!   [`delivery::shard::DeliveryShard`]; [`delivery::retry`] decides what an outcome means.
-//! - **Bridge** ([`bridge`]): MQTT into the event grid and back. Empty today.
+//! - **Bridge** ([`bridge`]): MQTT into the event grid and back. The MQTT edge hands each
+//!   connection batch to [`bridge::Bridge::route`] too, which converts it into CloudEvents and
+//!   sends one [`grid::topic::Publish`] to the namespace's route topic; QoS 1/2 PUBACKs wait for
+//!   that commit. HTTP publishes to MQTT topics go through [`bridge::Bridge::publish`].
 //!
 //! # Layers (checked by `scripts/check-layers`)
 //!
@@ -51,6 +54,8 @@
 //! | grid → delivery | `queue::{QueueAppend, ReconfigureQueue}`, `push::{PushAppend, ReconfigurePush}`, `shard::Validate`, `lifecycle::Shutdown` |
 //! | inside grid | `topic::{SetRoutes, SetNextSeq}`, `lifecycle::Shutdown` |
 //! | inside delivery | `shard::Attempt` (push → shard, answered with a `retry::Outcome`) |
+//! | MQTT edge, HTTP edge → bridge | `Bridge::{route, publish}` |
+//! | bridge → mqtt, grid | `Broker::route`; `Grid::{topic_spaces, route_target}`, `topic::Publish` |
 //! | grid, delivery → store | batches of `store::Op` through the `store::Writer`, answered after the commit |
 //!
 //! Data crosses a mailbox in batches: one mailbox message per batch, per shard or per session,
