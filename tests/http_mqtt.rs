@@ -764,3 +764,69 @@ fn credentials_are_the_namespace_keys() {
     );
     assert_eq!(r.status, 404, "{r:?}");
 }
+
+/// A retained message published over MQTT is read over HTTP too, and an expired one is gone.
+#[test]
+fn retained_read_api_sees_mqtt_publishers_and_expiry() {
+    let eg = Eg::start(&[]);
+    let mut dev = Client::ok(eg.srv.mqtt, Opts::v5("device"));
+    assert_eq!(dev.pub_wait("site/1/temp", b"21.5", 1, true), 0);
+    let r = eg.retained("site/1/temp");
+    assert_eq!((r.status, r.body.as_str()), (200, "21.5"), "{r:?}");
+    assert_eq!(r.header("x-ms-mqtt-qos"), Some("1"));
+    // A topic name with characters a header cannot carry comes back percent-encoded.
+    assert_204(&eg.post(
+        &format!("topic=site%2Fcaf%C3%A9%20bar&retain=1&{PUB}"),
+        &[],
+        b"v",
+    ));
+    let r = eg.retained("site%2Fcaf%C3%A9%20bar");
+    assert_eq!(
+        r.header("x-ms-mqtt-topic"),
+        Some("site/caf%C3%A9%20bar"),
+        "{r:?}"
+    );
+    // Expiry: 1 s, then the read API and a late subscriber no longer see it.
+    assert_204(&eg.post(
+        &format!("topic=site/1/alarm&retain=1&{PUB}"),
+        &["mqtt-message-expiry: 1"],
+        b"hot",
+    ));
+    assert_eq!(
+        eg.retained("site/1/alarm").header("x-ms-mqtt-expiry"),
+        Some("1")
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(eg.retained("site/1/alarm").status, 404);
+    let mut late = subscriber(&eg, "late", "site/1/alarm");
+    late.expect_silence(Duration::from_millis(200));
+}
+
+/// A chunked body (no Content-Length) is refused once it passes the maximum packet size, without
+/// the server waiting for the rest of it.
+#[test]
+fn chunked_body_over_the_packet_size_is_refused_while_reading() {
+    use std::io::{Read, Write};
+    let eg = Eg::start(&[("EVGRID_MQTT_MAX_PACKET_SIZE", "4096")]);
+    let mut s = std::net::TcpStream::connect(eg.srv.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /mqtt/messages?topic=t&{PUB} HTTP/1.1\r\nHost: x\r\n{}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        eg.auth()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // 5 KiB in two chunks, and no final chunk: the answer must come without the end of the body.
+    for _ in 0..2 {
+        s.write_all(format!("a00\r\n{}\r\n", "x".repeat(0xa00)).as_bytes())
+            .unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.contains("RequestEntityTooLarge") && text.contains("limit of 4096 bytes"),
+        "{text}"
+    );
+}

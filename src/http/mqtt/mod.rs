@@ -170,7 +170,15 @@ async fn publish(
         auth_name,
         session: ByteString::new(),
     };
-    st.bridge.publish(msg, &client).await.map_err(|e| match e {
+    st.bridge.publish(msg, &client).await.map_err(route_error)?;
+    drop(body);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The answer when the bridge could not take a message (docs/eventgrid.md §7.8: 500 on a routing
+/// failure): subscribers got it, the route topic did not; or nobody got it while the broker stops.
+fn route_error(e: RouteError) -> ApiError {
+    match e {
         RouteError::Unavailable => ApiError::unavailable(
             "The MQTT broker is shutting down; the message was not delivered.",
         ),
@@ -182,9 +190,7 @@ async fn publish(
                  namespace's route topic: {why}"
             ),
         ),
-    })?;
-    drop(body);
-    Ok(HttpResponse::NoContent().finish())
+    }
 }
 
 async fn retained(
@@ -241,4 +247,28 @@ async fn retained(
         }
     }
     Ok(resp.body(m.payload.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_errors_map_to_500_and_503() {
+        let e = route_error(RouteError::NoRoute("topic 'telemetry' was deleted".into()));
+        assert_eq!((e.status.as_u16(), e.code), (500, "InternalServerError"));
+        assert!(
+            e.message
+                .ends_with("route topic: topic 'telemetry' was deleted")
+        );
+        let e = route_error(RouteError::Failed("store full".into()));
+        assert_eq!((e.status.as_u16(), e.code), (500, "InternalServerError"));
+        assert!(e.message.contains("delivered to MQTT subscribers"));
+        let e = route_error(RouteError::Unavailable);
+        assert_eq!((e.status.as_u16(), e.code), (503, "ServiceUnavailable"));
+        let e = ApiError::from(Refused::TooLarge("big".into()));
+        assert_eq!((e.status.as_u16(), e.code), (413, "RequestEntityTooLarge"));
+        let e = ApiError::from(Refused::BadRequest("bad".into()));
+        assert_eq!((e.status.as_u16(), e.message.as_str()), (400, "bad"));
+    }
 }
