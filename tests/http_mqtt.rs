@@ -237,6 +237,10 @@ fn raw_v5_subscriber_gets_exact_properties_on_both_paths() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     assert_eq!(user_props(&m), want);
+    assert_eq!(
+        eg.srv.metric("evgrid_http_mqtt_publish_requests_total"),
+        1.0
+    );
 
     // The namespace path, QoS 0 from the header, an empty payload and no properties at all.
     let r = request(
@@ -572,8 +576,12 @@ fn bad_requests_get_their_status_and_error_body() {
         assert_eq!(r.code(), *code, "{query} {headers:?}: {r:?}");
         assert!(r.message().contains(piece), "{query} {headers:?}: {r:?}");
     }
-    // None of them reached a subscriber.
+    // None of them reached a subscriber, or counts as published.
     sub.expect_silence(Duration::from_millis(200));
+    assert_eq!(
+        eg.srv.metric("evgrid_http_mqtt_publish_requests_total"),
+        0.0
+    );
 
     // The retained read API refuses the same topics, and other api-versions.
     let get = |q: &str| {

@@ -20,6 +20,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use evgrid_actors::bridge::{Client, RouteError};
 use evgrid_actors::grid::Keys;
+use evgrid_actors::metrics::HTTP;
 use evgrid_actors::model::time::format_rfc3339_ms;
 use ntex_bytes::ByteString;
 
@@ -172,6 +173,7 @@ async fn publish(
     };
     st.bridge.publish(msg, &client).await.map_err(route_error)?;
     drop(body);
+    HTTP.mqtt_publish_ok.inc();
     Ok(HttpResponse::NoContent().finish())
 }
 
