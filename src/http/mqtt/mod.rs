@@ -102,7 +102,7 @@ fn admit(
     if !ns.eq_ignore_ascii_case(served) {
         return Err(ApiError::not_found(format!(
             "The MQTT broker of this server serves namespace '{served}' (mqtt.namespace), not \
-             '{ns}'; publish to /namespaces/{served}/mqtt/messages or /mqtt/messages."
+             '{ns}'; use /namespaces/{served}/mqtt/… or /mqtt/…."
         )));
     }
     Ok(auth_name)
