@@ -78,15 +78,18 @@ fn bench_match(c: &mut Criterion) {
 fn bench_retained(c: &mut Criterion) {
     let mut r = RetainedIndex::default();
     for i in 0..100_000u64 {
-        r.set(Arc::new(AppMessage {
-            topic: ByteString::from(format!("site/{}/dev/{}/state", i % 1000, i / 1000)),
-            payload: Bytes::from_static(b"on"),
-            qos: 1,
-            retain: true,
-            props: None,
-            expires_at: None,
-            publisher: None,
-        }));
+        r.set(
+            Arc::new(AppMessage {
+                topic: ByteString::from(format!("site/{}/dev/{}/state", i % 1000, i / 1000)),
+                payload: Bytes::from_static(b"on"),
+                qos: 1,
+                retain: true,
+                props: None,
+                expires_at: None,
+                publisher: None,
+            }),
+            0,
+        );
     }
     let now = Instant::now();
     let mut out = Vec::new();

@@ -166,6 +166,14 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 max_events_per_request: cfg.events.max_events_per_request,
                 max_events_per_basic_request: cfg.events.max_events_per_basic_request,
             },
+            mqtt: crate::http::mqtt::parse::MqttLimits {
+                topic: evgrid_actors::mqtt::trie::TopicLimits {
+                    max_len: cfg.mqtt.max_topic_length,
+                    max_levels: cfg.mqtt.max_topic_levels,
+                },
+                max_qos: cfg.mqtt.max_qos,
+                max_packet_size: cfg.mqtt.max_packet_size as usize,
+            },
             body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
         let mqtt = crate::mqtt::start(&cfg.mqtt, bridge)?;

@@ -459,6 +459,11 @@ impl Metrics {
                 &HTTP.publish_ok,
             ),
             (
+                "evgrid_http_mqtt_publish_requests_total",
+                "HTTP publishes to MQTT topics answered 204.",
+                &HTTP.mqtt_publish_ok,
+            ),
+            (
                 "evgrid_http_errors_total",
                 "HTTP requests answered with an error status.",
                 &HTTP.errors,
@@ -527,6 +532,8 @@ impl StoreMetrics {
 #[derive(Debug)]
 pub struct HttpMetrics {
     pub publish_ok: Counter,
+    /// HTTP publishes to MQTT topics answered 204 (docs/eventgrid.md §7.8).
+    pub mqtt_publish_ok: Counter,
     pub errors: Counter,
     pub body_timeouts: Counter,
     pub budget_refusals: Counter,
@@ -534,6 +541,7 @@ pub struct HttpMetrics {
 
 pub static HTTP: HttpMetrics = HttpMetrics {
     publish_ok: Counter::new(),
+    mqtt_publish_ok: Counter::new(),
     errors: Counter::new(),
     body_timeouts: Counter::new(),
     budget_refusals: Counter::new(),

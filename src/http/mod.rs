@@ -8,12 +8,14 @@
 //!
 //! The modules: [`request`] (what every handler does with a request: auth, `api-version`,
 //! query, body), [`auth`] (credentials and SAS tokens), [`schema`] (pure body parsers),
-//! [`publish`], [`pull`], [`validation`] (the data plane's handlers), [`mgmt`] (the management
-//! API), [`error`] (the error body).
+//! [`publish`], [`pull`], [`validation`] (the data plane's handlers), [`mqtt`] (HTTP publish to
+//! MQTT topics and the retained-message read API), [`mgmt`] (the management API), [`error`] (the
+//! error body).
 
 pub mod auth;
 pub mod error;
 pub mod mgmt;
+pub mod mqtt;
 pub mod publish;
 pub mod pull;
 pub mod request;
@@ -44,6 +46,8 @@ pub struct State {
     pub bridge: Bridge,
     pub admin_key: String,
     pub limits: PublishLimits,
+    /// The broker's limits, as the MQTT edge applies them (HTTP publish to MQTT topics).
+    pub mqtt: mqtt::parse::MqttLimits,
     /// How long a request body may take to arrive after its headers (`http.body_timeout_ms`).
     pub body_timeout: std::time::Duration,
 }
@@ -65,6 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) 
             web::post().to(pull::subscription_op),
         );
         mgmt::namespace::configure(cfg);
+        mqtt::configure(cfg);
         cfg.route(
             "/topics/{t}/api/events",
             web::post().to(publish::basic_topic),

@@ -14,8 +14,10 @@ use dashmap::DashMap;
 use ntex_bytes::ByteString;
 
 use crate::mqtt::message::{AppMessage, SessionId};
+use crate::mqtt::retained::RetainedMessage;
 use crate::mqtt::router::{
-    self, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe, Unsubscribe,
+    self, GetRetained, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe,
+    Unsubscribe,
 };
 use crate::mqtt::session::{self, Attach, Discard, Session, SessionLimits};
 
@@ -233,6 +235,17 @@ impl Broker {
             msgs: vec![msg],
             done: None,
         });
+    }
+
+    /// The live retained message of topic name `topic` and when it was set, asked of the one
+    /// shard that owns the topic (HTTP's retained read API, docs/eventgrid.md §7.8).
+    pub async fn retained(&self, topic: &str) -> Result<Option<RetainedMessage>, MailboxError> {
+        let shard = self.shard_of(topic);
+        self.0.routers[shard]
+            .send(GetRetained {
+                topic: ByteString::from(topic),
+            })
+            .await
     }
 
     /// Adds subscriptions on every shard; the results merge the shards' retained messages.

@@ -2,7 +2,7 @@
 //!
 //! Owns one shard of the routing state: the subscription trie (every shard holds every
 //! subscription, because a wildcard filter can match a topic of any shard) and the retained
-//! messages of the topics hashed to this shard. Publishers' batches arrive already split by shard,
+//! messages of the topics hashed to this shard (also read one at a time: [`GetRetained`]). Publishers' batches arrive already split by shard,
 //! so messages of one topic always pass through one shard, in order.
 //!
 //! Turns one incoming batch into at most one `Deliver` mailbox message per subscribing session.
@@ -17,8 +17,9 @@ use actix::prelude::*;
 use ntex_bytes::ByteString;
 
 use crate::metrics::METRICS;
+use crate::model::clock::now_ms;
 use crate::mqtt::message::{AppMessage, Delivery, IdMap, SessionId};
-use crate::mqtt::retained::RetainedIndex;
+use crate::mqtt::retained::{RetainedIndex, RetainedMessage};
 use crate::mqtt::session::{Deliver, Session};
 use crate::mqtt::trie::{Matched, SubOpts, SubTrie, TopicLimits, parse_filter};
 
@@ -125,6 +126,14 @@ pub struct Unsubscribe {
     pub count_metrics: bool,
 }
 
+/// Asks the shard owning topic name `topic` for its live retained message (HTTP's retained read
+/// API, docs/eventgrid.md §7.8). Named apart from the subscribe path's retained messages.
+#[derive(Message)]
+#[rtype(result = "Option<RetainedMessage>")]
+pub struct GetRetained {
+    pub topic: ByteString,
+}
+
 /// Removes every subscription of a session that ended.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -164,7 +173,10 @@ impl Router {
     fn route_one(&mut self, msg: AppMessage) {
         if msg.retain {
             let kept = Arc::new(msg.detached());
-            METRICS.retained.add(self.retained.set(kept) as i64);
+            // A clock read per retained message only: retained ones are the rare case.
+            METRICS
+                .retained
+                .add(self.retained.set(kept, now_ms()) as i64);
         }
         let msg = Arc::new(msg);
         self.matched.clear();
@@ -312,6 +324,14 @@ impl Handler<Unsubscribe> for Router {
     }
 }
 
+impl Handler<GetRetained> for Router {
+    type Result = Option<RetainedMessage>;
+
+    fn handle(&mut self, req: GetRetained, _: &mut Self::Context) -> Self::Result {
+        self.retained.get(&req.topic, Instant::now())
+    }
+}
+
 impl Handler<RemoveSession> for Router {
     type Result = ();
 
@@ -364,6 +384,45 @@ mod tests {
             expires_at: None,
             publisher: None,
         }
+    }
+
+    /// A retained message routed without a publishing session (HTTP publish to MQTT) is stored on
+    /// its topic's shard, read back through the broker with when it was set, and cleared by an
+    /// empty retained payload.
+    #[test]
+    fn retained_lookup_asks_the_owning_shard() {
+        actix::System::new().block_on(async {
+            let arb = Arbiter::new();
+            let broker = Broker::start(vec![arb.handle()], 3, TEST_LIMITS);
+            let before = now_ms();
+            let topics = ["r/a", "r/b", "r/c", "r/d"];
+            let retained: Vec<AppMessage> = topics
+                .iter()
+                .map(|t| AppMessage {
+                    retain: true,
+                    ..msg(t, 7, 1)
+                })
+                .collect();
+            broker.route(retained).await.unwrap();
+            for t in topics {
+                let got = broker.retained(t).await.unwrap().expect(t);
+                assert_eq!(
+                    (got.msg.topic.as_str(), &got.msg.payload[..]),
+                    (t, &[7u8][..])
+                );
+                assert!(got.modified_ms >= before && got.modified_ms <= now_ms());
+            }
+            assert!(broker.retained("r/x").await.unwrap().is_none());
+            let clear = AppMessage {
+                retain: true,
+                payload: Bytes::new(),
+                ..msg("r/b", 0, 0)
+            };
+            broker.route(vec![clear]).await.unwrap();
+            assert!(broker.retained("r/b").await.unwrap().is_none());
+            assert!(broker.retained("r/a").await.unwrap().is_some());
+            actix::System::current().stop();
+        });
     }
 
     #[test]
