@@ -483,3 +483,48 @@ fn a_filtered_push_subscription_gets_only_its_subjects() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hook.delivered().len(), 1, "the filter let more through");
 }
+
+/// HTTP publishes to MQTT topics are routed too (docs/eventgrid.md §7.8: "every authorized
+/// PUBLISH including HTTP publish"); when the route topic is gone the publisher gets 500 (MQTT
+/// subscribers still get the message).
+#[test]
+fn http_publishes_to_mqtt_are_routed() {
+    let eg = Eg::start();
+    eg.setup_route();
+    let mut sub = Client::ok(eg.srv.mqtt, Opts::v5("watcher"));
+    sub.sub("cmd/#", 1);
+    let publish = |topic: &str, body: &[u8]| {
+        let auth = format!("Authorization: SharedAccessKey {}", eg.key);
+        request_with(
+            eg.srv.http,
+            "POST",
+            &format!(
+                "/namespaces/default/mqtt/messages?topic={topic}&api-version=2025-02-15-preview"
+            ),
+            &[&auth, "Content-Type: application/octet-stream"],
+            body,
+            Duration::from_secs(10),
+        )
+    };
+    let r = publish("cmd%2Fd1", b"reboot");
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(sub.next_msg().payload, b"reboot");
+    let events = eg.drain(1, Duration::from_secs(20));
+    assert_eq!(events[0]["subject"], "cmd/d1", "{}", events[0]);
+    assert_eq!(events[0]["type"], "MQTT.EventPublished");
+    assert_eq!(data_of(&events[0]), b"reboot");
+
+    let r = eg.mgmt(
+        "DELETE",
+        "/mgmt/namespaces/default/topics/telemetry",
+        Value::Null,
+    );
+    assert!(r.status == 200 || r.status == 204, "{r:?}");
+    let r = publish("cmd%2Fd2", b"halt");
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(
+        r.message().contains("telemetry") || r.message().contains("route"),
+        "{r:?}"
+    );
+    assert_eq!(sub.next_msg().payload, b"halt");
+}
