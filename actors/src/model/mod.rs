@@ -7,7 +7,10 @@
 //! evgrid's core of the OS clocks and of OS randomness are the few functions of [`clock`] and
 //! [`keys`] that say so, so everything else can take its time and its random numbers as arguments.
 
+pub mod binding;
 pub mod clock;
 pub mod event;
+pub mod json;
 pub mod keys;
+pub mod structured;
 pub mod time;
