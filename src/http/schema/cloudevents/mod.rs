@@ -1,6 +1,8 @@
 //! CloudEvents 1.0 JSON publish bodies (structured mode, single and batch): parsing and
 //! validation into [`CloudEvent`]s.
 //!
+//! Binary content mode (`ce-*` headers, the body the data) is [`binary`]'s.
+//!
 //! Owns [`parse_batch`]: the content-type check, the body's shape (one object or an array), the
 //! request limits ([`ParseLimits`]) applied to it; every per-event rule of CloudEvents 1.0
 //! (required attributes, `specversion`, optional attribute types, `time` shape, `data` /
@@ -18,6 +20,8 @@
 //! nothing of HTTP beyond the `Content-Type` value: mapping [`ParseError`] to a status and error
 //! body belongs to the handler.
 
+pub mod binary;
+
 use std::borrow::Cow;
 use std::fmt;
 
@@ -34,7 +38,7 @@ use super::{
 };
 
 pub(crate) const BATCH_TYPE: &str = "application/cloudevents-batch+json";
-const SINGLE_TYPE: &str = "application/cloudevents+json";
+pub(crate) const SINGLE_TYPE: &str = "application/cloudevents+json";
 pub(crate) const JSON_TYPE: &str = "application/json";
 const ACCEPTED: &str =
     "application/cloudevents-batch+json, application/cloudevents+json or application/json";
