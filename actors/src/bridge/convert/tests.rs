@@ -51,8 +51,12 @@ fn convert(m: &AppMessage, e: &Enrichments) -> (CloudEvent, Value) {
     (ev, v)
 }
 
-/// The recorded attributes say what `raw` says.
+/// `raw` is a valid CloudEvent, and the recorded attributes say what it says.
 fn check_consistent(ev: &CloudEvent, v: &Value) {
+    let text = std::str::from_utf8(&ev.raw).unwrap();
+    if let Err(e) = crate::model::structured::parse_object(&ev.raw, text) {
+        panic!("not a valid CloudEvent ({e:?}): {text}");
+    }
     assert_eq!(v["id"], *ev.id);
     assert_eq!(v["source"], *ev.source);
     assert_eq!(v["type"], *ev.ty);
