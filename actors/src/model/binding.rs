@@ -14,6 +14,7 @@
 //! invalid JSON or a duplicate member, and never panic on any input.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -219,16 +220,6 @@ impl EventJson {
         Ok(())
     }
 
-    /// Bytes written so far (the closing brace not counted).
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Never true: the opening brace is always there.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// Closes the object. `id`, `source` and `type` are empty when they were never written.
     pub fn finish(mut self) -> CloudEvent {
         self.buf.push(b'}');
@@ -286,7 +277,8 @@ pub fn binary<'a>(
 ) -> Result<EventJson, String> {
     let mut ev = EventJson::new(256 + data.len() * 4 / 3);
     let mut seen = 0u8;
-    let mut exts: Vec<&str> = Vec::new();
+    // A set, not a list: an MQTT message may carry many thousands of user properties.
+    let mut exts: HashSet<&str> = HashSet::new();
     for (name, value) in attrs {
         let bit = match name {
             "specversion" => 1,
@@ -349,7 +341,7 @@ pub fn binary<'a>(
             _ => {}
         }
         if bit == 0 {
-            exts.push(name);
+            exts.insert(name);
         }
         ev.string(name, value);
     }

@@ -201,3 +201,17 @@ fn writer_members() {
         ]
     );
 }
+
+#[test]
+fn many_extensions() {
+    // (A set finds duplicates: a list made this quadratic, minutes for an MQTT message with
+    // 100,000 user properties.)
+    let names: Vec<String> = (0..50_000).map(|i| format!("x{i}")).collect();
+    let mut a = attrs(&[]);
+    a.extend(names.iter().map(|n| (n.as_str(), "v")));
+    let ev = from_binary(a.clone().into_iter(), None, b"", "").unwrap();
+    assert_eq!(ev.ext.len(), 50_000);
+    a.push(("x49999", "again"));
+    let e = from_binary(a.into_iter(), None, b"", "").unwrap_err();
+    assert!(e.contains("'x49999' is given more than once"), "{e}");
+}
