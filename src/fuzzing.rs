@@ -2,7 +2,7 @@
 //!
 //! Each takes arbitrary bytes and drives one parser the way evgrid's edges do, with evgrid's
 //! settings: the vendored MQTT v3.1.1 and v5 decoders, the CloudEvents and Event Grid publish
-//! parsers, SAS token extraction and verification, filter compilation and evaluation, and the
+//! parsers, CloudEvents binary mode and the MQTT → CloudEvent conversion of routing, SAS token extraction and verification, filter compilation and evaluation, and the
 //! management (ARM) bodies. They live here, not in the fuzz crate, because they need crate-private
 //! items and evgrid's own dependencies (the codec trait, `ntex-bytes`, `serde_json`), and so that
 //! the stable toolchain builds and lints them: the fuzz crate only forwards its input.
@@ -19,11 +19,16 @@ use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use evgrid_actors::bridge::Client;
+use evgrid_actors::bridge::convert::to_cloudevent;
 use evgrid_actors::grid::filter::{EventView, Filter};
 use evgrid_actors::grid::resource::basic::{self as basic_res, Field, InputSchema, Mapping};
 use evgrid_actors::grid::resource::namespace::{self as resource, TopicCfg};
+use evgrid_actors::grid::resource::topic_spaces::{self, Enrichments};
 use evgrid_actors::model::event::CloudEvent;
-use ntex_bytes::{Bytes, BytesMut};
+use evgrid_actors::model::structured;
+use evgrid_actors::mqtt::message::{AppMessage, Properties};
+use ntex_bytes::{ByteString, Bytes, BytesMut};
 use ntex_codec::Decoder;
 use ntex_mqtt::error::DecodeError;
 use serde_json::Value;
@@ -31,6 +36,7 @@ use serde_json::Value;
 use crate::config::{EventsConfig, MqttConfig};
 use crate::http::auth::{self, Credential};
 use crate::http::mgmt;
+use crate::http::schema::cloudevents::binary;
 use crate::http::schema::eventgrid::{self, PostedTo};
 use crate::http::schema::{ParseLimits, cloudevents};
 
@@ -160,6 +166,123 @@ pub fn cloudevents(data: &[u8]) {
         domain_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/domains/d",
     };
     let _ = eventgrid::parse_cloudevents(body, ct, &limits(ctl, true), target);
+}
+
+/// The routing enrichments the `conversion` harness applies: one of each dynamic variable
+/// (the quoted user-property form included) and a static one.
+fn sample_enrichments() -> &'static Enrichments {
+    static E: OnceLock<Enrichments> = OnceLock::new();
+    E.get_or_init(|| {
+        let v: Value = serde_json::from_str(
+            r#"{"routingEnrichments":{"static":[{"key":"site","value":"b\"17"}],"dynamic":[
+                {"key":"auth","value":"${client.authenticationName}"},
+                {"key":"floor","value":"${client.attributes.floor}"},
+                {"key":"unit","value":"${mqtt.message.userProperties.unit}"},
+                {"key":"dotted","value":"${mqtt.message.userProperties['a.b']}"},
+                {"key":"topic","value":"${mqtt.message.topicName}"},
+                {"key":"reply","value":"${mqtt.message.responseTopic}"},
+                {"key":"corr","value":"${mqtt.message.correlationData}"},
+                {"key":"pfi","value":"${mqtt.message.pfi}"}]}}"#,
+        )
+        .expect("literal");
+        topic_spaces::parse(Some(&v))
+            .expect("the sample enrichments are valid")
+            .0
+            .enrichments
+    })
+}
+
+/// Content types the `conversion` harness picks from.
+const CONVERSION_TYPES: [Option<&str>; 8] = [
+    None,
+    Some("application/json; charset=utf-8"),
+    Some("application/cloudevents+json"),
+    Some("application/octet-stream"),
+    Some("text/plain"),
+    Some("application/vnd.x+json"),
+    Some("application/cloudevents-batch+json"),
+    Some(""),
+];
+
+/// Panics unless `ev.raw` is a valid CloudEvent whose recorded attributes are its own.
+fn assert_valid_cloudevent(ev: &CloudEvent, what: &str) {
+    let text = std::str::from_utf8(&ev.raw).expect("raw is UTF-8");
+    let parsed = match structured::parse_object(&ev.raw, text) {
+        Ok(p) => p,
+        Err(e) => panic!("{what} made an invalid CloudEvent ({e:?}): {text}"),
+    };
+    assert_eq!(
+        (
+            &parsed.id,
+            &parsed.source,
+            &parsed.ty,
+            &parsed.subject,
+            &parsed.ext
+        ),
+        (&ev.id, &ev.source, &ev.ty, &ev.subject, &ev.ext),
+        "{what}: recorded attributes differ from raw: {text}"
+    );
+    match_all(ev);
+}
+
+/// CloudEvents binary content mode and the MQTT → CloudEvent conversion of routing: the HTTP
+/// edge's `parse_binary` and the bridge's `to_cloudevent` (with every kind of enrichment). Byte 0:
+/// bit 0 the payload format indicator, bits 1–3 the content type; then `name: value` lines (HTTP
+/// headers, and MQTT user properties), an empty line, and the body / payload. Whatever either
+/// makes must be a valid CloudEvent (what a consumer or the store reads back).
+pub fn conversion(data: &[u8]) {
+    let Some((&ctl, rest)) = data.split_first() else {
+        return;
+    };
+    let ct = CONVERSION_TYPES[usize::from(ctl >> 1 & 7)];
+    let (head, body) = match rest.windows(2).position(|w| w == b"\n\n") {
+        Some(at) => (&rest[..at], &rest[at + 2..]),
+        None => (&rest[..0], rest),
+    };
+    let lines: Vec<(&[u8], &[u8])> = head
+        .split(|&b| b == b'\n')
+        .filter_map(|l| {
+            let at = l.iter().position(|&b| b == b':')?;
+            Some((&l[..at], l[at + 1..].trim_ascii()))
+        })
+        .collect();
+    let headers: Vec<(String, &[u8])> = lines
+        .iter()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), *v))
+        .collect();
+    let names = headers.iter().map(|(k, _)| k.as_str());
+    if binary::is_binary(names, ct)
+        && let Ok(ev) = binary::parse_binary(
+            headers.iter().map(|(k, v)| (k.as_str(), *v)),
+            ct,
+            body,
+            1 << 20,
+        )
+    {
+        assert_valid_cloudevent(&ev, "parse_binary");
+    }
+    let text = |b: &[u8]| ByteString::from(String::from_utf8_lossy(b).into_owned());
+    let msg = AppMessage {
+        topic: ByteString::from_static("devices/d1"),
+        payload: Bytes::copy_from_slice(body),
+        qos: 1,
+        retain: false,
+        props: Some(Box::new(Properties {
+            response_topic: lines.first().map(|(_, v)| text(v)),
+            correlation_data: lines.get(1).map(|(_, v)| Bytes::copy_from_slice(v)),
+            content_type: ct.map(ByteString::from),
+            payload_utf8: ctl & 1 == 1,
+            user_properties: lines.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        })),
+        expires_at: None,
+        publisher: None,
+    };
+    let client = Client {
+        auth_name: ByteString::from_static("dev\"1"),
+        session: ByteString::from_static("s"),
+    };
+    let ev = to_cloudevent(&msg, &client, "ns", sample_enrichments(), 1, "id-1");
+    assert_valid_cloudevent(&ev, "to_cloudevent");
 }
 
 /// A custom-schema mapping with sources, defaults and a dotted path.
@@ -404,8 +527,9 @@ mod tests {
             assert!(n >= 2, "v5 {name}: {n} items");
         }
         type Harness = (&'static str, fn(&[u8]));
-        let harnesses: [Harness; 5] = [
+        let harnesses: [Harness; 6] = [
             ("cloudevents", super::cloudevents),
+            ("conversion", super::conversion),
             ("eventgrid", super::eventgrid),
             ("sas", super::sas),
             ("filter", super::filter),
@@ -418,5 +542,25 @@ mod tests {
         }
         assert_eq!(super::sample_filters().len(), 3);
         assert_eq!(super::sample_events().len(), 3);
+        assert_eq!(super::sample_enrichments().dynamics.len(), 8);
+    }
+
+    /// The conversion harness on every cut and every byte flip of its seeds: whatever binary
+    /// mode or the MQTT conversion makes of them is a valid CloudEvent (a short stand-in for a
+    /// fuzz run on the stable toolchain).
+    #[test]
+    fn conversion_survives_cuts_and_flips() {
+        for (_, data) in seeds("conversion") {
+            for cut in 0..=data.len() {
+                super::conversion(&data[..cut]);
+            }
+            for i in 0..data.len() {
+                for flip in [0x01, 0x20, 0x80] {
+                    let mut d = data.clone();
+                    d[i] ^= flip;
+                    super::conversion(&d);
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Compatibility with the real `azure-eventgrid` Python SDK (4.22.1): runs
 //! `tests/sdk/test_namespace.py` and `tests/sdk/test_basic.py` (pytest) against a fresh evgrid:
-//! namespace publish, receive, acknowledge, release, reject, renew locks, lock expiry, max
-//! delivery count; basic-tier publish to topics and domains (EventGridEvent, CloudEvent, dicts,
+//! namespace publish (structured and binary mode), receive, acknowledge, release, reject, renew
+//! locks, lock expiry, max delivery count; basic-tier publish to topics and domains (EventGridEvent, CloudEvent, dicts,
 //! key and SAS credentials) delivered to a webhook; error mapping.
 //!
 //! Needs a Python with the SDK and pytest: `SDK_PYTHON`, else `target/sdk-venv/bin/python`,

@@ -4,9 +4,10 @@
 //! input schema, §2, §9.2), exactly as the `azure-eventgrid` SDK sends them.
 //!
 //! Owns translation only: authenticate with the resource's keys, check `api-version`, read the
-//! body and parse it with [`super::schema`], create the domain topics a domain batch names,
-//! hand the batch to the topic actor and answer once it is committed (namespace: 200
-//! `{}`; basic: 200 with an empty body). Must never answer 200 before the actor said the batch
+//! body and parse it with [`super::schema`] (on namespaces, a request with `ce-*` attribute
+//! headers and no structured content type is one binary-mode event, §6.2), create the domain
+//! topics a domain batch names, hand the batch to the topic actor and answer once it is
+//! committed (namespace: 200 `{}`; basic: 200 with an empty body). Must never answer 200 before the actor said the batch
 //! is committed, accept part of a batch, or re-serialise an event.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -21,8 +22,9 @@ use super::error::ApiError;
 use super::request::{
     authenticate, basic_api_version, content_type, namespace_api_version, query_pairs, read_body,
 };
+use super::schema::ParseLimits;
+use super::schema::cloudevents::{self, binary};
 use super::schema::eventgrid::{self, PostedTo};
-use super::schema::{ParseLimits, cloudevents};
 
 /// The answer when the actor that should take a batch is gone.
 const GONE: &str = "The topic is being deleted or the server is stopping; nothing was stored.";
@@ -46,14 +48,25 @@ pub(super) async fn namespace_topic(
     namespace_api_version(&query_pairs(req.query_string()))?;
     let (addr, _) = st.grid.topic_for_publish(&ns, topic)?;
     let body = read_body(&req, payload, st.limits.max_request_bytes, st.body_timeout).await?;
-    let events = cloudevents::parse_batch(
-        body.bytes(),
-        content_type(&req),
-        &ParseLimits {
-            max_event_bytes: st.limits.max_event_bytes,
-            max_events: st.limits.max_events_per_request,
-        },
-    )?;
+    let ct = content_type(&req);
+    let headers = req.headers();
+    let events = if binary::is_binary(headers.keys().map(|k| k.as_str()), ct) {
+        vec![binary::parse_binary(
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+            ct,
+            &body.bytes(),
+            st.limits.max_event_bytes,
+        )?]
+    } else {
+        cloudevents::parse_batch(
+            body.bytes(),
+            ct,
+            &ParseLimits {
+                max_event_bytes: st.limits.max_event_bytes,
+                max_events: st.limits.max_events_per_request,
+            },
+        )?
+    };
     addr.send(Publish(events.into_iter().map(Into::into).collect()))
         .await
         .map_err(|_| ApiError::unavailable(GONE))??;

@@ -211,6 +211,25 @@ CE = {
     "invalid_duplicate_key": b"\x00" + b'[{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}]',
 }
 
+CONVERSION = {
+    # ctl: bit 0 PFI, bits 1-3 the content type (1 application/json; charset=utf-8,
+    # 2 application/cloudevents+json, 3 application/octet-stream, 4 text/plain); then
+    # "name: value" lines (HTTP headers and MQTT user properties), an empty line, the body.
+    "binary_json": b"\x02"
+    + b"ce-specversion: 1.0\nce-id: b-1\nce-source: /d\nce-type: T\nce-subject: a%20b\n"
+    b"ce-time: 2024-05-01T10:00:00Z\nce-unit: C\n\n"
+    + b'{"temp": 21.5}',
+    "binary_mqtt_user_properties": b"\x06"
+    + b"specversion: 1.0\nid: m-1\nsource: /d\ntype: T\nmyext: v\nunit: C\nunit: F\n\n"
+    + b"\x00\x01",
+    "structured": b"\x04"
+    + b"a.b: x\n\n"
+    + b'{"specversion":"1.0","id":"s-1","source":"/s","type":"t","site":"forged","n":1,'
+    b'"data":{"k":[1,2]}}',
+    "pfi_text": b"\x01" + b"unit: C\n\n" + b"not json \"quoted\"",
+    "octets": b"\x00" + b"\xff\xfe\x00",
+}
+
 EG = {
     # ctl 6: custom topic, application/json
     "topic": b"\x06"
@@ -273,6 +292,7 @@ ALL = {
     "mqtt_v3": V3,
     "mqtt_v5": V5,
     "cloudevents": CE,
+    "conversion": CONVERSION,
     "eventgrid": EG,
     "sas": SAS,
     "filter": FILTER,

@@ -27,6 +27,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.core.messaging import CloudEvent
+from azure.core.rest import HttpRequest
 from azure.eventgrid import EventGridConsumerClient, EventGridPublisherClient
 
 ENDPOINT = os.environ["EVGRID_ENDPOINT"]
@@ -470,6 +471,70 @@ def test_invalid_event_is_400(queue):
     assert ei.value.status_code == 400
     assert ei.value.error is not None and ei.value.error.code == "BadRequest"
     # Nothing of a refused batch was stored.
+    only_marker(pub, con)
+
+
+def test_binary_mode_publish_through_the_raw_pipeline(queue):
+    """CloudEvents binary content mode (ce-* headers, body = data) sent with the publisher's own
+    pipeline (its SharedAccessKey policy), received by the consumer with the exact attributes."""
+    pub, con, topic, _ = queue
+    bodies = [
+        ("bin-json", "application/json", b'{"temp": 21.5}'),
+        ("bin-bytes", "application/octet-stream", b"\x00\x01\xff"),
+        ("bin-text", "text/plain", b"hello"),
+    ]
+    for eid, ct, body in bodies:
+        req = HttpRequest(
+            "POST",
+            f"/topics/{topic}:publish",
+            params={"api-version": "2024-06-01"},
+            headers={
+                "Content-Type": ct,
+                "ce-specversion": "1.0",
+                "ce-id": eid,
+                "ce-source": "/sdk/binary",
+                "ce-type": "Contoso.Binary",
+                "ce-subject": "rooms/1",
+                "ce-time": "2024-05-01T10:00:00Z",
+                "ce-myext": "v%20w",
+            },
+            content=body,
+        )
+        resp = pub.send_request(req)
+        assert resp.status_code == 200, resp.text()
+    got = receive_n(con, 3)
+    by_id = {d.event.id: d.event for d in got}
+    for eid, ct, _ in bodies:
+        e = by_id[eid]
+        assert (e.source, e.type, e.subject, e.datacontenttype) == (
+            "/sdk/binary",
+            "Contoso.Binary",
+            "rooms/1",
+            ct,
+        )
+        assert e.time is not None and e.time.year == 2024
+        assert e.extensions == {"myext": "v w"}
+    assert by_id["bin-json"].data == {"temp": 21.5}
+    assert by_id["bin-bytes"].data == b"\x00\x01\xff"
+    assert by_id["bin-text"].data == b"hello"
+    con.acknowledge(lock_tokens=[token(d) for d in got])
+
+    # A missing required header: 400 naming it.
+    req = HttpRequest(
+        "POST",
+        f"/topics/{topic}:publish",
+        params={"api-version": "2024-06-01"},
+        headers={
+            "Content-Type": "text/plain",
+            "ce-specversion": "1.0",
+            "ce-id": "x",
+            "ce-type": "T",
+        },
+        content=b"x",
+    )
+    resp = pub.send_request(req)
+    assert resp.status_code == 400
+    assert "ce-source" in resp.json()["error"]["message"]
     only_marker(pub, con)
 
 

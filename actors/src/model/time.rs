@@ -27,16 +27,32 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `2024-05-01T10:00:00.123Z` for a time in ms since the epoch.
 pub fn format_rfc3339_ms(ms: u64) -> String {
+    let mut b = Vec::with_capacity(24);
+    write_rfc3339_ms(&mut b, ms);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(b).unwrap_or_default()
+}
+
+/// [`format_rfc3339_ms`] appended to a buffer, without an intermediate string.
+pub fn write_rfc3339_ms(b: &mut Vec<u8>, ms: u64) {
     let secs = (ms / 1000) as i64;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        ms % 1000
-    )
+    let mut num = |n: u64, width: u32, sep: u8| {
+        let mut p = 10u64.pow(width - 1);
+        while p > 0 {
+            b.push(b'0' + (n / p % 10) as u8);
+            p /= 10;
+        }
+        b.push(sep);
+    };
+    num(y.clamp(0, 9999) as u64, 4, b'-');
+    num(mo as u64, 2, b'-');
+    num(d as u64, 2, b'T');
+    num((s / 3600) as u64, 2, b':');
+    num((s / 60 % 60) as u64, 2, b':');
+    num((s % 60) as u64, 2, b'.');
+    num(ms % 1000, 3, b'Z');
 }
 
 /// Parses an RFC 3339 timestamp (`Z` or `±HH:MM`, optional fraction) to ms since the epoch.
@@ -95,6 +111,70 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
         days_from_civil(y as i64, mo, d) * 86_400 + h as i64 * 3600 + mi as i64 * 60 + sec as i64
             - offset_secs;
     u64::try_from(secs).ok().map(|s| s * 1000 + frac_ms)
+}
+
+/// The shape of an RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T`/`Z` in
+/// either case, with field ranges checked (leap seconds are refused: common consumers, such as
+/// Python's `datetime`, cannot represent them).
+pub fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    if date_time(b).is_none() {
+        return false;
+    }
+    let mut i = 19;
+    if byte_in(b, i, b".") {
+        i += 1;
+        let start = i;
+        while byte_in(b, i, b"0123456789") {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match b.get(i..).unwrap_or_default() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', _, _, b':', _, _] => matches!(
+            (digits(b, i + 1, 2), digits(b, i + 4, 2)),
+            (Some(h), Some(m)) if h <= 23 && m <= 59
+        ),
+        _ => false,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` at the start of `b`, with a real calendar date.
+fn date_time(b: &[u8]) -> Option<()> {
+    let year = digits(b, 0, 4)?;
+    let (month, day) = (digits(b, 5, 2)?, digits(b, 8, 2)?);
+    let (hour, minute, second) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
+    let separators = byte_in(b, 4, b"-")
+        && byte_in(b, 7, b"-")
+        && byte_in(b, 10, b"Tt")
+        && byte_in(b, 13, b":")
+        && byte_in(b, 16, b":");
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    (separators && (1..=days).contains(&day) && hour <= 23 && minute <= 59 && second <= 59)
+        .then_some(())
+}
+
+/// The decimal value of the `len` ASCII digits at `at`, if they are all there.
+fn digits(b: &[u8], at: usize, len: usize) -> Option<u32> {
+    b.get(at..at.checked_add(len)?)?
+        .iter()
+        .try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+}
+
+fn byte_in(b: &[u8], at: usize, set: &[u8]) -> bool {
+    b.get(at).is_some_and(|c| set.contains(c))
 }
 
 /// Parses an ISO 8601 duration (`P1D`, `PT1M`, `P1DT12H`, `PT30S`, `P1W`) to seconds.
@@ -162,6 +242,16 @@ mod tests {
         let ms = parse_rfc3339_ms("2024-05-01T10:00:00.123Z").unwrap();
         assert_eq!(ms, 1_714_557_600_123);
         assert_eq!(format_rfc3339_ms(ms), "2024-05-01T10:00:00.123Z");
+        assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339_ms(1_893_456_000_007),
+            "2030-01-01T00:00:00.007Z"
+        );
+        let mut b = b"x".to_vec();
+        write_rfc3339_ms(&mut b, 1_714_557_600_123);
+        assert_eq!(b, b"x2024-05-01T10:00:00.123Z");
+        assert!(is_rfc3339("2024-05-01T10:00:00.123Z"));
+        assert!(!is_rfc3339("2024-02-30T10:00:00Z"));
         assert_eq!(
             parse_rfc3339_ms("2024-05-01T12:00:00+02:00").unwrap(),
             1_714_557_600_000

@@ -1,7 +1,9 @@
 //! Unit tests of `cloudevents`.
 
 use super::*;
-use crate::http::schema::{MAX_EVENT_DEPTH, QUOTE_MAX, json_depth};
+use crate::http::schema::{MAX_EVENT_DEPTH, json_depth};
+use evgrid_actors::model::json::QUOTE_MAX;
+use evgrid_actors::model::time::is_rfc3339;
 
 const LIMITS: ParseLimits = ParseLimits {
     max_event_bytes: 1 << 20,
