@@ -2,7 +2,9 @@
 //! `tests/sdk/test_namespace.py` and `tests/sdk/test_basic.py` (pytest) against a fresh evgrid:
 //! namespace publish (structured and binary mode), receive, acknowledge, release, reject, renew
 //! locks, lock expiry, max delivery count; basic-tier publish to topics and domains (EventGridEvent, CloudEvent, dicts,
-//! key and SAS credentials) delivered to a webhook; error mapping.
+//! key and SAS credentials) delivered to a webhook; error mapping. And, against a server of its
+//! own, `tests/sdk/test_mqtt_routing.py`: `mosquitto_pub` messages routed into a namespace topic
+//! and received with `EventGridConsumerClient`, attribute by attribute.
 //!
 //! Needs a Python with the SDK and pytest: `SDK_PYTHON`, else `target/sdk-venv/bin/python`,
 //! which `./scripts/test` creates. Without it this test fails (it never passes silently).
@@ -79,6 +81,18 @@ fn key1(srv: &Server) -> String {
 
 #[test]
 fn azure_eventgrid_python_sdk_namespace_and_basic_tier() {
+    run_pytest(&["tests/sdk/test_namespace.py", "tests/sdk/test_basic.py"]);
+}
+
+/// MQTT messages routed into a namespace topic, received with the SDK (its own server: the test
+/// changes the `default` namespace's routing).
+#[test]
+fn azure_eventgrid_python_sdk_receives_routed_mqtt_messages() {
+    run_pytest(&["tests/sdk/test_mqtt_routing.py"]);
+}
+
+/// Runs pytest on `files` against a fresh evgrid; fails with pytest's output if any test fails.
+fn run_pytest(files: &[&str]) {
     let py = python();
     let srv = Server::start(&[
         ("EVGRID_ADMIN_KEY", ADMIN_KEY),
@@ -88,20 +102,13 @@ fn azure_eventgrid_python_sdk_namespace_and_basic_tier() {
     let http = format!("http://{}", srv.http);
     let mut child = Command::new(&py)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-rfEX",
-            "-p",
-            "no:cacheprovider",
-            "tests/sdk/test_namespace.py",
-            "tests/sdk/test_basic.py",
-        ])
+        .args(["-m", "pytest", "-q", "-rfEX", "-p", "no:cacheprovider"])
+        .args(files)
         .env("EVGRID_ENDPOINT", format!("{http}/namespaces/default"))
         .env("EVGRID_KEY", key1(&srv))
         .env("EVGRID_ADMIN", ADMIN_KEY)
         .env("EVGRID_HTTP", &http)
+        .env("EVGRID_MQTT", srv.mqtt.to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
         // Loopback must never go through a proxy from the environment.
