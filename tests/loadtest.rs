@@ -290,3 +290,65 @@ fn http_mqtt_publishes_reach_mqtt_subscribers() {
         assert_delivered(&format!("http-mqtt q{q}"), &r, 2);
     }
 }
+
+/// NEEDS the routing of MQTT messages into a namespace topic (issue 16 item 2): `e2e --push`
+/// makes a Push subscription on the route topic to a `webhook-sink`, which reads each routed
+/// event's payload header from `data_base64`: all 2,000 PUBACKed messages arrive once.
+#[test]
+fn e2e_mqtt_routed_into_a_topic_reaches_a_webhook_sink() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    const N: u64 = 2000;
+    let srv = Server::start(&[("EVGRID_ADMIN_KEY", ADMIN)]);
+    let dir = TempDir::new("lt-e2e-push");
+    let sink_json = dir.0.join("sink.json");
+    let mut sink = Command::new(loadtest_bin())
+        .args([
+            "webhook-sink",
+            "--bind",
+            "127.0.0.1:0",
+            "--expect",
+            &N.to_string(),
+        ])
+        .args(["--idle", "1s", "--duration", "60s", "--json"])
+        .arg(&sink_json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(sink.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "webhook-sink exited");
+        if let Some(rest) = line.split_once("listening on http://") {
+            break rest.1.split('/').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let r = run_cross(
+        &srv,
+        &format!(
+            "e2e --setup --admin-key {ADMIN} --route-topic pushed --subscription hook --push http://{addr}/hook -q 1 --publishers 4 --rate 2000 -L {N} --duration 10s"
+        ),
+    );
+    assert_eq!(r["consumer"], "push");
+    assert_eq!(r["delivered"]["published"], N, "{}", r["delivered"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        if let Some(st) = sink.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "webhook-sink did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(st.success(), "webhook-sink exit {st}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&sink_json).unwrap()).unwrap();
+    let ev = &s["events"];
+    assert_eq!(ev["accepted"], N, "sink: {ev}");
+    for k in ["lost", "duplicated", "foreign"] {
+        assert_eq!(ev[k], 0, "{k}: {ev}");
+    }
+    assert!(s["latency_us"]["e2e"]["count"].as_u64().unwrap() >= N);
+}

@@ -196,6 +196,7 @@ async fn run_http_mqtt(
         interrupted,
         delivered: Delivered {
             published,
+            published_basis: "HTTP publishes answered 2xx".into(),
             received: mr.messages.received,
             acct,
         },

@@ -47,6 +47,8 @@ pub struct Delivered {
     /// e2e: MQTT messages published (QoS 0: written; QoS 1/2: acknowledged with success);
     /// http-mqtt: HTTP publishes answered 2xx
     pub published: u64,
+    /// what `published` counts
+    pub published_basis: String,
     /// deliveries received in all (duplicates included)
     pub received: u64,
     #[serde(flatten)]
@@ -146,7 +148,7 @@ impl E2eReport {
         let _ = writeln!(
             s,
             "delivered     published {} ({}), received {}",
-            d.published, d.acct.expected_basis, d.received
+            d.published, d.published_basis, d.received
         );
         d.acct.write(&mut s, "");
         let _ = writeln!(
