@@ -180,3 +180,175 @@ fn http_publish_through_evgrid_push_to_webhook_sink() {
         Some(s["requests"]["deliveries"].as_u64().unwrap())
     );
 }
+
+// ---- e2e and http-mqtt: the scenarios across the broker and the grid ----
+
+const ADMIN: &str = "test-admin-key-0123456789";
+
+/// Runs the generator with `args` (split on whitespace) against `srv`'s MQTT and HTTP ports and
+/// the admin key; returns its report.
+fn run_cross(srv: &Server, args: &str) -> serde_json::Value {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let dir = TempDir::new("lt-cross");
+    let json = dir.0.join("report.json");
+    let port = srv.mqtt.port().to_string();
+    let url = format!("http://{}/namespaces/default", srv.http);
+    let out = Command::new(loadtest_bin())
+        .args(&args)
+        .args(["-h", "127.0.0.1", "-p", &port, "--url", &url, "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "evgrid-loadtest {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// Every message published arrived once, and the end-to-end latency has a sample for each.
+fn assert_delivered(what: &str, r: &serde_json::Value, factor: u64) {
+    let d = &r["delivered"];
+    let published = d["published"].as_u64().unwrap();
+    assert!(published > 0, "{what}: nothing published: {d}");
+    assert_eq!(
+        d["expected"].as_u64(),
+        Some(published * factor),
+        "{what}: {d}"
+    );
+    assert_eq!(d["unique"], d["expected"], "{what}: {d}");
+    for k in ["lost", "duplicated", "foreign"] {
+        assert_eq!(d[k], 0, "{what}: {k}: {d}");
+    }
+    let e2e = &r["latency_us"]["e2e"];
+    assert!(
+        e2e["count"].as_u64().unwrap() >= published * factor,
+        "{what}: {e2e}"
+    );
+}
+
+/// Works without the routing: `e2e --consumers 0` is the MQTT side alone (what a run with
+/// routing off is compared with).
+#[test]
+fn e2e_without_consumers_reports_the_mqtt_side() {
+    let srv = Server::start(&[("EVGRID_ADMIN_KEY", ADMIN)]);
+    let r = run_cross(
+        &srv,
+        "e2e --consumers 0 -q 1 --publishers 2 --rate 1000 --duration 1s",
+    );
+    assert_eq!(r["consumer"], "none");
+    let m = &r["mqtt"]["messages"];
+    assert!(m["sent"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(m["acked"], m["sent"], "{m}");
+    assert_eq!(r["delivered"]["published"], m["acked"]);
+    assert!(r["latency_us"]["publish"]["count"].as_u64().unwrap() > 0);
+}
+
+/// NEEDS the routing of MQTT messages into a namespace topic (issue 16 item 2): MQTT 5 and
+/// 3.1.1 publishers at QoS 1 → `--setup` routes the namespace into a topic with a Queue
+/// subscription → pull consumers get every PUBACKed message exactly once, the payload header
+/// read back from `data_base64`.
+#[test]
+fn e2e_mqtt_routed_into_a_topic_reaches_pull_consumers() {
+    let srv = Server::start(&[("EVGRID_ADMIN_KEY", ADMIN)]);
+    for v in ["5", "4"] {
+        let r = run_cross(
+            &srv,
+            &format!(
+                "e2e --setup --admin-key {ADMIN} --route-topic routed{v} -V {v} -q 1 --publishers 4 --rate 2000 --duration 2s --drain 15 --consumers 2"
+            ),
+        );
+        assert_eq!(r["consumer"], "pull");
+        assert_delivered(&format!("e2e v{v}"), &r, 1);
+        assert_eq!(r["http"]["events"]["acked"], r["delivered"]["received"]);
+    }
+}
+
+/// NEEDS HTTP publish to MQTT topics (issue 16 item 3): 4 HTTP publishers → `POST
+/// /namespaces/default/mqtt/messages` → 2 MQTT subscribers each get every message once.
+#[test]
+fn http_mqtt_publishes_reach_mqtt_subscribers() {
+    let srv = Server::start(&[("EVGRID_ADMIN_KEY", ADMIN)]);
+    let keys = common::http::mgmt(
+        srv.http,
+        ADMIN,
+        "POST",
+        "/mgmt/namespaces/default/listKeys",
+        b"",
+    );
+    assert_eq!(keys.status, 200, "{keys:?}");
+    let key = keys.json()["key1"].as_str().unwrap().to_string();
+    for q in ["0", "1"] {
+        let r = run_cross(
+            &srv,
+            &format!(
+                "http-mqtt --key {key} --connections 4 --subscribers 2 -q {q} --rate 1000 --duration 2s --drain 10"
+            ),
+        );
+        assert_delivered(&format!("http-mqtt q{q}"), &r, 2);
+    }
+}
+
+/// NEEDS the routing of MQTT messages into a namespace topic (issue 16 item 2): `e2e --push`
+/// makes a Push subscription on the route topic to a `webhook-sink`, which reads each routed
+/// event's payload header from `data_base64`: all 2,000 PUBACKed messages arrive once.
+#[test]
+fn e2e_mqtt_routed_into_a_topic_reaches_a_webhook_sink() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    const N: u64 = 2000;
+    let srv = Server::start(&[("EVGRID_ADMIN_KEY", ADMIN)]);
+    let dir = TempDir::new("lt-e2e-push");
+    let sink_json = dir.0.join("sink.json");
+    let mut sink = Command::new(loadtest_bin())
+        .args([
+            "webhook-sink",
+            "--bind",
+            "127.0.0.1:0",
+            "--expect",
+            &N.to_string(),
+        ])
+        .args(["--idle", "1s", "--duration", "60s", "--json"])
+        .arg(&sink_json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(sink.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "webhook-sink exited");
+        if let Some(rest) = line.split_once("listening on http://") {
+            break rest.1.split('/').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let r = run_cross(
+        &srv,
+        &format!(
+            "e2e --setup --admin-key {ADMIN} --route-topic pushed --subscription hook --push http://{addr}/hook -q 1 --publishers 4 --rate 2000 -L {N} --duration 10s"
+        ),
+    );
+    assert_eq!(r["consumer"], "push");
+    assert_eq!(r["delivered"]["published"], N, "{}", r["delivered"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        if let Some(st) = sink.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "webhook-sink did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(st.success(), "webhook-sink exit {st}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&sink_json).unwrap()).unwrap();
+    let ev = &s["events"];
+    assert_eq!(ev["accepted"], N, "sink: {ev}");
+    for k in ["lost", "duplicated", "foreign"] {
+        assert_eq!(ev[k], 0, "{k}: {ev}");
+    }
+    assert!(s["latency_us"]["e2e"]["count"].as_u64().unwrap() >= N);
+}

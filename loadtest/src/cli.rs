@@ -1,6 +1,7 @@
 //! Command line. Flags follow emqtt-bench where it has them; note that `-h`
 //! is the host, so help is only `--help`.
 
+pub use crate::e2e::args::{E2eArgs, HttpMqttArgs};
 use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use std::path::PathBuf;
 #[command(
     name = "evgrid-loadtest",
     about = "MQTT 3.1/3.1.1/5.0 load generator: conn, sub, pub, fanin, fanout, p2p, compare, preset; \
-             HTTP (Event Grid): http-publish (namespace or basic-tier topics), pull, webhook-sink",
+             HTTP (Event Grid): http-publish (namespace or basic-tier topics), pull, webhook-sink; \
+             across both: e2e (MQTT -> routed topic -> pull), http-mqtt (HTTP -> MQTT)",
     long_about = "MQTT 3.1/3.1.1/5.0 load generator with open-loop scheduling, HDR latency histograms and \
                   loss/duplicate/reorder accounting.\n\nNote: -h is the broker host (as in emqtt-bench); use --help for help.",
     disable_help_flag = true,
@@ -62,6 +64,16 @@ pub enum Cmd {
     /// deliveries with scripted statuses; measures end-to-end latency, loss and duplicates.
     #[command(name = "webhook-sink", disable_help_flag = true)]
     WebhookSink(SinkArgs),
+    /// MQTT → Event Grid: --publishers MQTT publishers whose messages the namespace routes into
+    /// --route-topic as CloudEvents, --consumers pull consumers (receive + acknowledge) on its
+    /// Queue subscription; end-to-end latency, loss, duplicates, routed events/s (--setup makes
+    /// the topic, subscription and routing; --push consumes through a webhook-sink instead)
+    #[command(disable_help_flag = true)]
+    E2e(E2eArgs),
+    /// HTTP → MQTT: --connections HTTP publishers POSTing to {url}/mqtt/messages, --subscribers
+    /// MQTT subscribers on the topics; delivered/s, end-to-end latency, loss, duplicates
+    #[command(name = "http-mqtt", disable_help_flag = true)]
+    HttpMqtt(HttpMqttArgs),
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]

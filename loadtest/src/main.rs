@@ -6,6 +6,8 @@
 //! - `mqtt/`: the MQTT scenarios — plans, the run, one task per connection, the codec.
 //! - `http/`: `http-publish` and `pull`, the HTTP/1.1 framing, Event Grid wire details.
 //! - `sink/`: `webhook-sink`, the receiving end of push delivery.
+//! - `e2e/`: `e2e` and `http-mqtt`, the scenarios across the MQTT broker and the event grid
+//!   (an MQTT run and an HTTP run side by side, and the accounting across them).
 //! - `report/`: counters, histograms, loss accounting, the JSON, summary and SVG reports,
 //!   `compare`.
 //! - At the root: this entry point (subcommand dispatch, `compare` rounds, exit codes), the
@@ -16,6 +18,7 @@
 
 mod cli;
 mod clock;
+mod e2e;
 mod http;
 mod mqtt;
 mod net;
@@ -50,6 +53,8 @@ fn main() -> ExitCode {
         Cmd::HttpPublish(h) => h.http.run.threads,
         Cmd::Pull(p) => p.http.run.threads,
         Cmd::WebhookSink(w) => w.run.threads,
+        Cmd::E2e(e) => e.mqtt.run.threads,
+        Cmd::HttpMqtt(h) => h.mqtt.run.threads,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -114,6 +119,8 @@ async fn real_main(cli: Cli) -> u8 {
         Cmd::HttpPublish(h) => http::load::http_publish(h, int_rx).await,
         Cmd::Pull(p) => http::load::pull(p, int_rx).await,
         Cmd::WebhookSink(w) => sink::webhook_sink(w, int_rx).await,
+        Cmd::E2e(e) => e2e::e2e(e, nofile, int_rx).await,
+        Cmd::HttpMqtt(h) => e2e::http_mqtt(h, nofile, int_rx).await,
     }
 }
 
@@ -137,6 +144,7 @@ async fn prepare(
             broker_pid: args.run.broker_pid,
             ifaddrs,
             nofile,
+            hook: None,
         },
     ))
 }

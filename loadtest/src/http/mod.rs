@@ -6,6 +6,8 @@
 //!   response framing the webhook sink uses from the server side. Frames messages only.
 //! - `egwire`: Event Grid wire details a publisher writes itself: the SAS token it signs
 //!   (docs/eventgrid.md §3) and RFC 3339 timestamps. Pure: no clock, no socket.
+//! - `routed`: MQTT messages routed into a namespace topic as CloudEvents, read back as far as
+//!   the generator's payload header (pure).
 //! - `load`: the two modes — the connections, event batches, the per-second series and the
 //!   JSON report of an HTTP run.
 //!
@@ -16,3 +18,4 @@
 pub mod egwire;
 pub mod h1;
 pub mod load;
+pub mod routed;

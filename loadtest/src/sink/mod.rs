@@ -3,7 +3,8 @@
 //!
 //! It owns its listening socket and every connection accepted on it, the answers (validation
 //! handshakes, scripted delivery statuses) and the accounting of what arrived: events, their
-//! end-to-end latency from the `data.ts` stamp http-publish writes, duplicates by event id,
+//! end-to-end latency from the `data.ts` stamp http-publish writes (or the payload header of an
+//! MQTT message routed into a namespace topic, `e2e --push`), duplicates by event id,
 //! loss and reorder per publisher sequence, the `aeg-*` headers seen. It never retries, stores
 //! or forwards an event, and never judges the server: a delivery it answers with a failure is
 //! simply counted as rejected (the server is expected to retry it).

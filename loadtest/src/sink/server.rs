@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::http::h1::{self, Conn, ParsedRequest, Request};
 use crate::http::load::Stamp;
+use crate::http::routed::B64Mark;
 use crate::report::stats::LatBuf;
 use crate::report::track::MAX_PUBLISHERS;
 
@@ -251,13 +252,34 @@ fn options(sink: &Sink, req: &Request, out: &mut Vec<u8>) {
 
 /// The part of a delivered event the sink reads: its id (as a string, whatever JSON it is)
 /// and the `data.ts` stamp. Event Grid and CloudEvents events both carry these as `id` and
-/// `data`; everything else is skipped without being built.
+/// `data`; an MQTT message routed into a namespace topic (`e2e --push`) carries the
+/// generator's payload header in `data_base64` or `data` (`http::routed`). Everything else is
+/// skipped without being built.
 #[derive(Deserialize, Debug)]
 struct SinkEvent {
     #[serde(default, deserialize_with = "any_id")]
     id: Option<String>,
     #[serde(default)]
     data: Stamp,
+    #[serde(default)]
+    data_base64: B64Mark,
+}
+
+impl SinkEvent {
+    /// The send stamp: the payload header's, else `data.ts`.
+    fn ts(&self) -> Option<u64> {
+        self.data_base64.0.map(|h| h.ts_ns).or(self.data.0)
+    }
+
+    /// (publisher, sequence): the payload header's, else http-publish's id.
+    fn ours(&self) -> Option<(u32, u64)> {
+        self.data_base64
+            .0
+            .map(|h| (h.publisher, h.seq))
+            .filter(|&(p, _)| p < MAX_PUBLISHERS)
+            .or(self.data.1)
+            .or_else(|| self.id.as_deref().and_then(our_id))
+    }
 }
 
 fn any_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -306,7 +328,7 @@ fn credential(name: &str, value: &str) -> String {
 fn account(sink: &Sink, events: &[SinkEvent]) -> u64 {
     let mut t = lock(&sink.track);
     for ev in events {
-        match ev.id.as_deref().and_then(our_id) {
+        match ev.ours() {
             Some((publisher, seq)) => t.ours.push(publisher, seq),
             None => {
                 t.foreign_events += 1;
@@ -360,7 +382,7 @@ async fn delivery(sink: &Sink, req: &Request, now: u64, out: &mut Vec<u8>, e2e: 
         c.events_accepted.fetch_add(n, Ordering::Relaxed);
         let mut unstamped = 0;
         for ev in &events {
-            match ev.data.0 {
+            match ev.ts() {
                 Some(ts) if ts > 0 => e2e.record(now.saturating_sub(ts)),
                 _ => unstamped += 1,
             }
@@ -404,6 +426,30 @@ mod tests {
         let bad = [&b""[..], b"x", b"[1,2]", b"[{}", b"\"s\""];
         let accepted: Vec<_> = bad.iter().filter(|b| parse_events(b).is_ok()).collect();
         assert!(accepted.is_empty(), "{accepted:?}");
+    }
+
+    #[test]
+    fn routed_mqtt_messages_are_ours_by_their_payload_header() {
+        use base64::Engine as _;
+        let mut p = bytes::BytesMut::new();
+        crate::mqtt::payload::put_payload(&mut p, 100, 1_780_000_000_000_000_007, 4, 19);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&p);
+        let body = format!(
+            r#"[{{"specversion":"1.0","id":"9aeb0fdf","source":"default","type":"MQTT.EventPublished","subject":"e2e/4","data_base64":"{b64}"}},
+                {{"specversion":"1.0","id":"9aeb0fe0","type":"MQTT.EventPublished","data":{{"ts":"5","pub":2,"seq":3}}}},
+                {{"specversion":"1.0","id":"9aeb0fe1","type":"MQTT.EventPublished","data_base64":"eyJ0ZW1wIjo3MH0="}}]"#
+        );
+        let evs = parse_events(body.as_bytes()).unwrap();
+        assert_eq!(
+            (evs[0].ours(), evs[0].ts()),
+            (Some((4, 19)), Some(1_780_000_000_000_000_007))
+        );
+        assert_eq!((evs[1].ours(), evs[1].ts()), (Some((2, 3)), Some(5)));
+        assert_eq!(
+            (evs[2].ours(), evs[2].ts()),
+            (None, None),
+            "not from the generator"
+        );
     }
 
     #[test]

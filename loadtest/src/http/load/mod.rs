@@ -15,7 +15,8 @@
 //!   skeleton both modes drive.
 //! - `publish`: the publishers and the event bodies they write (the stamps `pull` and
 //!   `webhook-sink` read back).
-//! - `pull`: the consumers.
+//! - `pull`: the consumers (also the consumer side of `e2e`, counting routed MQTT messages).
+//! - `mqtt_messages`: the HTTP publishers of `http-mqtt` (HTTP publish to MQTT topics).
 //! - `report`: the JSON report and summary of either mode.
 //!
 //! The workers never check what the server stored and never interpret an event they pull
@@ -57,6 +58,10 @@ struct Counters {
     empty_receives: AtomicU64,
     abandoned_receives: AtomicU64,
     reconnects: AtomicU64,
+    /// tracked pulls (`e2e`): events without the generator's payload header
+    unmarked: AtomicU64,
+    /// tracked pulls: per consumer, events below the highest sequence of their publisher seen
+    reordered: AtomicU64,
 }
 
 #[derive(Default)]
@@ -411,6 +416,8 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
             redelivered: c.redelivered.load(Ordering::Relaxed),
             empty_receives: c.empty_receives.load(Ordering::Relaxed),
             abandoned_receives: c.abandoned_receives.load(Ordering::Relaxed),
+            unmarked: c.unmarked.load(Ordering::Relaxed),
+            reordered: c.reordered.load(Ordering::Relaxed),
         },
         throughput: HttpThroughput {
             events_per_s: round3(events as f64 / elapsed_s),
@@ -509,10 +516,13 @@ fn finish(report: HttpReport, json: Option<&std::path::Path>, fatal: Option<Stri
     0
 }
 
+mod mqtt_messages;
 mod publish;
 mod pull;
 
+pub(crate) use mqtt_messages::{MqttMessagesArgs, MqttMessagesRun};
 pub use publish::http_publish;
+pub(crate) use pull::PullRun;
 /// The send stamp `data.ts` as a reader finds it; the webhook sink reads the same stamp.
 pub(crate) use pull::Stamp;
 pub use pull::pull;

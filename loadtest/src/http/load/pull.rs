@@ -2,10 +2,12 @@
 
 use crate::cli::PullArgs;
 use crate::http::h1::{self, Conn, HttpError, encode_component};
+use crate::http::routed::B64Mark;
 use crate::report::stats::lock;
+use crate::report::track::{Dedup, DedupRef, MAX_PUBLISHERS, SubTracker};
 use serde::Deserialize;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -31,12 +33,27 @@ pub(super) struct ReceiveItem {
 pub(super) struct EventStamp {
     #[serde(default)]
     pub(super) data: Stamp,
+    /// an MQTT message routed into the topic with a binary payload (docs/eventgrid.md §7.6)
+    #[serde(default)]
+    pub(super) data_base64: B64Mark,
+}
+
+impl EventStamp {
+    /// The send stamp, and (publisher, sequence) when the event carries the generator's payload
+    /// header (a routed MQTT message, `http::routed`).
+    fn mark(&self) -> (Option<u64>, Option<(u32, u64)>) {
+        match self.data_base64.0 {
+            Some(h) => (Some(h.ts_ns), Some((h.publisher, h.seq))),
+            None => (self.data.0, self.data.1),
+        }
+    }
 }
 
 /// `ts` of an object `data`, as `put_event` writes it (a decimal string; a number is taken
-/// too); any other `data` is no stamp.
+/// too), and (`pub`, `seq`) when both are there (a routed JSON MQTT payload, `http::routed`);
+/// any other `data` is no stamp.
 #[derive(Default, Debug, PartialEq)]
-pub(crate) struct Stamp(pub(crate) Option<u64>);
+pub(crate) struct Stamp(pub(crate) Option<u64>, pub(crate) Option<(u32, u64)>);
 
 impl<'de> Deserialize<'de> for Stamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
@@ -46,6 +63,8 @@ impl<'de> Deserialize<'de> for Stamp {
         #[serde(field_identifier, rename_all = "lowercase")]
         enum Key {
             Ts,
+            Pub,
+            Seq,
             #[serde(other)]
             Other,
         }
@@ -57,43 +76,48 @@ impl<'de> Deserialize<'de> for Stamp {
                 f.write_str("any JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Stamp, A::Error> {
-                let mut ts = None;
+                let (mut ts, mut publisher, mut seq) = (None, None, None);
+                let num = |v: serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.parse().ok(),
+                    v => v.as_u64(),
+                };
                 while let Some(k) = m.next_key::<Key>()? {
                     match k {
-                        Key::Ts => {
-                            ts = match m.next_value::<serde_json::Value>()? {
-                                serde_json::Value::String(s) => s.parse().ok(),
-                                v => v.as_u64(),
-                            }
+                        Key::Ts => ts = num(m.next_value()?),
+                        Key::Pub => {
+                            publisher = num(m.next_value()?)
+                                .and_then(|p| u32::try_from(p).ok())
+                                .filter(|&p| p < MAX_PUBLISHERS)
                         }
+                        Key::Seq => seq = num(m.next_value()?),
                         Key::Other => {
                             m.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(Stamp(ts))
+                Ok(Stamp(ts, publisher.zip(seq)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Stamp, A::Error> {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
             fn visit_bool<E>(self, _: bool) -> Result<Stamp, E> {
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
             fn visit_i64<E>(self, _: i64) -> Result<Stamp, E> {
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
             fn visit_u64<E>(self, _: u64) -> Result<Stamp, E> {
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
             fn visit_f64<E>(self, _: f64) -> Result<Stamp, E> {
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
             fn visit_str<E>(self, _: &str) -> Result<Stamp, E> {
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
             fn visit_unit<E>(self) -> Result<Stamp, E> {
-                Ok(Stamp(None))
+                Ok(Stamp(None, None))
             }
         }
         d.deserialize_any(V)
@@ -134,85 +158,125 @@ struct PullCfg {
     key_header: String,
     receive_timeout: Duration,
     until_empty: bool,
+    /// loss and duplicate accounting of events carrying the generator's payload header (the
+    /// `e2e` scenario: routed MQTT messages), shared by the consumers
+    track: Option<Arc<Mutex<Dedup>>>,
 }
 
 pub async fn pull(a: PullArgs, int_rx: watch::Receiver<bool>) -> u8 {
-    let fail = |m: String| {
-        eprintln!("error: {m}");
-        crate::EXIT_FATAL
-    };
-    if !(1..=100).contains(&a.max_events) {
-        return fail(format!("--max-events {}: must be 1 to 100", a.max_events));
+    let json = a.http.run.json.clone();
+    match PullRun::prepare(a, None).await {
+        Ok(p) => {
+            let (r, fatal) = p.run(int_rx).await;
+            finish(r, json.as_deref(), fatal)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            crate::EXIT_FATAL
+        }
     }
-    if !(a.drain.is_finite() && a.drain >= 0.0) {
-        return fail(format!("--drain {}: must be 0 or more", a.drain));
+}
+
+/// A pull run with its consumers connected, not yet receiving: `pull`, and the consumer side
+/// of the `e2e` scenario (which ends it through `int_rx` once what was published arrived).
+pub(crate) struct PullRun {
+    a: PullArgs,
+    s: Setup,
+    cfg: Arc<PullCfg>,
+    topic: String,
+    api_version: String,
+}
+
+impl PullRun {
+    /// Checks the arguments and connects the consumers; `track` counts what they receive.
+    pub(crate) async fn prepare(
+        a: PullArgs,
+        track: Option<Arc<Mutex<Dedup>>>,
+    ) -> Result<PullRun, String> {
+        if !(1..=100).contains(&a.max_events) {
+            return Err(format!("--max-events {}: must be 1 to 100", a.max_events));
+        }
+        if !(a.drain.is_finite() && a.drain >= 0.0) {
+            return Err(format!("--drain {}: must be 0 or more", a.drain));
+        }
+        let topic = required(&a.http.topic, "--topic")?.to_string();
+        let key = required(&a.http.key, "--key")?;
+        let api_version = a
+            .http
+            .api_version
+            .clone()
+            .unwrap_or_else(|| NAMESPACE_API_VERSION.into());
+        let s = setup(&a.http, ("--url", &a.http.url), a.consumers, "consumers").await?;
+        let sub_base = format!(
+            "{}/topics/{}/eventsubscriptions/{}",
+            s.sh.url.base_path,
+            encode_component(&topic),
+            encode_component(&a.subscription)
+        );
+        let v = encode_component(&api_version);
+        let cfg = Arc::new(PullCfg {
+            receive_path: format!(
+                "{sub_base}:receive?api-version={v}&maxEvents={}&maxWaitTime={}",
+                a.max_events, a.max_wait
+            ),
+            ack_path: format!("{sub_base}:acknowledge?api-version={v}"),
+            key_header: format!("SharedAccessKey {key}"),
+            receive_timeout: s.sh.timeout.max(Duration::from_secs(a.max_wait + 5)),
+            until_empty: a.until_empty,
+            track,
+        });
+        Ok(PullRun {
+            a,
+            s,
+            cfg,
+            topic,
+            api_version,
+        })
     }
-    let (topic, key) = match (
-        required(&a.http.topic, "--topic"),
-        required(&a.http.key, "--key"),
-    ) {
-        (Ok(t), Ok(k)) => (t, k),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
-    };
-    let api_version = a
-        .http
-        .api_version
-        .clone()
-        .unwrap_or_else(|| NAMESPACE_API_VERSION.into());
-    let s = match setup(&a.http, ("--url", &a.http.url), a.consumers, "consumers").await {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let sub_base = format!(
-        "{}/topics/{}/eventsubscriptions/{}",
-        s.sh.url.base_path,
-        encode_component(topic),
-        encode_component(&a.subscription)
-    );
-    let v = encode_component(&api_version);
-    let cfg = Arc::new(PullCfg {
-        receive_path: format!(
-            "{sub_base}:receive?api-version={v}&maxEvents={}&maxWaitTime={}",
+
+    /// Receives until --duration, `int_rx` or a fatal answer; the report and the fatal error.
+    pub(crate) async fn run(self, int_rx: watch::Receiver<bool>) -> (HttpReport, Option<String>) {
+        let PullRun {
+            a,
+            s,
+            cfg,
+            topic,
+            api_version,
+        } = self;
+        let o = drive(
+            s,
+            &a.http,
+            true,
+            Duration::from_secs_f64(a.drain),
+            int_rx,
+            |sh, conns, _, _| {
+                conns
+                    .into_iter()
+                    .map(|c| tokio::spawn(consumer(sh.clone(), cfg.clone(), c)))
+                    .collect()
+            },
+        )
+        .await;
+        let fatal = lock(&o.sh.fatal).clone();
+        let mut r = base_report(&o, "pull", &topic, &api_version);
+        r.tier = "namespace".into();
+        r.auth = "Authorization: SharedAccessKey".into();
+        r.subscription = Some(a.subscription.clone());
+        r.connections = a.consumers;
+        r.batch_events = a.max_events;
+        r.mode = "closed-loop".into();
+        r.mode_note = format!(
+            "(each consumer: receive maxEvents={} maxWaitTime={} s, then acknowledge every lock token; rates over the time to the last successful response)",
             a.max_events, a.max_wait
-        ),
-        ack_path: format!("{sub_base}:acknowledge?api-version={v}"),
-        key_header: format!("SharedAccessKey {key}"),
-        receive_timeout: s.sh.timeout.max(Duration::from_secs(a.max_wait + 5)),
-        until_empty: a.until_empty,
-    });
-    let o = drive(
-        s,
-        &a.http,
-        true,
-        Duration::from_secs_f64(a.drain),
-        int_rx,
-        |sh, conns, _, _| {
-            conns
-                .into_iter()
-                .map(|c| tokio::spawn(consumer(sh.clone(), cfg.clone(), c)))
-                .collect()
-        },
-    )
-    .await;
-    let fatal = lock(&o.sh.fatal).clone();
-    let mut r = base_report(&o, "pull", topic, &api_version);
-    r.tier = "namespace".into();
-    r.auth = "Authorization: SharedAccessKey".into();
-    r.subscription = Some(a.subscription.clone());
-    r.connections = a.consumers;
-    r.batch_events = a.max_events;
-    r.mode = "closed-loop".into();
-    r.mode_note = format!(
-        "(each consumer: receive maxEvents={} maxWaitTime={} s, then acknowledge every lock token; rates over the time to the last successful response)",
-        a.max_events, a.max_wait
-    );
-    if r.events.abandoned_receives > 0 {
-        r.notes.push(format!(
+        );
+        if r.events.abandoned_receives > 0 {
+            r.notes.push(format!(
             "{} receives were still waiting at the end and were abandoned; events they may have locked come back when the lock expires",
             r.events.abandoned_receives
         ));
+        }
+        (r, fatal)
     }
-    finish(r, a.http.run.json.as_deref(), fatal)
 }
 
 async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
@@ -233,6 +297,10 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
     let mut ack_body = Vec::new();
     let mut ack_req = Vec::new();
     let mut e2e = sh.h.e2e.recorder();
+    let mut tracker = cfg
+        .track
+        .clone()
+        .map(|d| SubTracker::new(DedupRef::Group("consumers".into(), d)));
     loop {
         if sh.stopped() {
             break;
@@ -291,18 +359,29 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
         sh.h.receive.record(done.saturating_sub(t0));
         let n = got.value.len() as u64;
         sh.c.received.fetch_add(n, Ordering::Relaxed);
-        let mut redelivered = 0;
+        let (mut redelivered, mut unmarked) = (0, 0);
         for item in &got.value {
             if item.broker.delivery_count > 1 {
                 redelivered += 1;
             }
-            if let Some(ts) = item.event.as_ref().and_then(|e| e.data.0)
+            let (ts, mark) = item.event.as_ref().map_or((None, None), EventStamp::mark);
+            if let Some(ts) = ts
                 && ts > 0
             {
                 e2e.record(done.saturating_sub(ts));
             }
+            if let Some(t) = &mut tracker {
+                match mark {
+                    Some((publisher, seq)) => t.push(publisher, seq),
+                    None => unmarked += 1,
+                }
+            }
+        }
+        if let Some(t) = &mut tracker {
+            t.flush();
         }
         sh.c.redelivered.fetch_add(redelivered, Ordering::Relaxed);
+        sh.c.unmarked.fetch_add(unmarked, Ordering::Relaxed);
 
         ack_body.clear();
         ack_body.extend_from_slice(b"{\"lockTokens\":[");
@@ -372,5 +451,8 @@ async fn consumer(sh: Arc<Shared>, cfg: Arc<PullCfg>, conn: Conn) {
                 sh.backoff().await;
             }
         }
+    }
+    if let Some(t) = &tracker {
+        sh.c.reordered.fetch_add(t.reordered, Ordering::Relaxed);
     }
 }

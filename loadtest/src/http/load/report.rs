@@ -79,6 +79,16 @@ pub struct Events {
     pub empty_receives: u64,
     /// receives still waiting when the run ended (their events come back when the locks expire)
     pub abandoned_receives: u64,
+    /// `e2e`: received events without the generator's payload header (not in the accounting)
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unmarked: u64,
+    /// `e2e`: per consumer, events below the highest sequence of their publisher it had seen
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reordered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

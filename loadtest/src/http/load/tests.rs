@@ -95,13 +95,19 @@ fn receive_and_settle_bodies() {
     .unwrap();
     assert_eq!(got.value.len(), 6);
     assert_eq!(got.value[0].broker.lock_token, "CiYKJDc4");
-    assert_eq!(got.value[2].event.as_ref().unwrap().data, Stamp(Some(77)));
-    assert_eq!(got.value[3].event.as_ref().unwrap().data, Stamp(None));
-    assert_eq!(got.value[4].event.as_ref().unwrap().data, Stamp(None));
+    assert_eq!(
+        got.value[2].event.as_ref().unwrap().data,
+        Stamp(Some(77), None)
+    );
+    assert_eq!(got.value[3].event.as_ref().unwrap().data, Stamp(None, None));
+    assert_eq!(got.value[4].event.as_ref().unwrap().data, Stamp(None, None));
     assert!(got.value[5].event.is_none());
     assert_eq!(got.value[5].broker.delivery_count, 0);
-    assert_eq!(got.value[0].event.as_ref().unwrap().data, Stamp(Some(12)));
-    assert_eq!(got.value[1].event.as_ref().unwrap().data, Stamp(None));
+    assert_eq!(
+        got.value[0].event.as_ref().unwrap().data,
+        Stamp(Some(12), None)
+    );
+    assert_eq!(got.value[1].event.as_ref().unwrap().data, Stamp(None, None));
     assert_eq!(got.value[1].broker.delivery_count, 2);
     let s: SettleBody = serde_json::from_slice(
         br#"{"failedLockTokens":[{"lockToken":"x","error":{"code":"TokenLost","message":"Token has expired."}}],"succeededLockTokens":["y","z"]}"#,

@@ -40,6 +40,9 @@ pub async fn execute(
         nofile: opts.nofile,
         os_limit_warned: Default::default(),
     });
+    if let Some(h) = &opts.hook {
+        let _ = h.shared.set(sh.clone());
+    }
     let c = &sh.counters;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Ready>();
     let (go_tx, go_rx) = watch::channel::<Option<Arc<Go>>>(None);
@@ -125,6 +128,9 @@ pub async fn execute(
             deadline_ns,
             table,
         })));
+        if let Some(h) = &opts.hook {
+            h.go.notify_one();
+        }
         // phase 3: publish / hold
         let start_i = sh.clock.instant_at(start_ns);
         let deadline_i = sh.clock.instant_at(deadline_ns);

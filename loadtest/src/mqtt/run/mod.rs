@@ -18,10 +18,12 @@ mod plan;
 pub use execute::execute;
 pub use plan::build_plan;
 
-use crate::mqtt::client::{ClientCfg, ClientSpec};
+use crate::mqtt::client::{ClientCfg, ClientSpec, Shared};
 use crate::report::Clients;
 use crate::sched::Pace;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,41 @@ pub struct RunOpts {
     pub broker_pid: Option<u32>,
     pub ifaddrs: Vec<IpAddr>,
     pub nofile: Option<(u64, u64)>,
+    /// A scenario that drives this run beside other traffic (`http-mqtt`) watches it here.
+    pub hook: Option<Arc<RunHook>>,
+}
+
+/// What a run shows whoever drives it beside other traffic: when every client is connected
+/// (and subscribed) and publishing may start, and the live counters. Read-only for the
+/// watcher: the run stops through its interrupt channel, as on Ctrl-C.
+#[derive(Default)]
+pub struct RunHook {
+    /// notified once, at the start of the publishing phase (never when the run fails first)
+    pub go: tokio::sync::Notify,
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl RunHook {
+    /// Messages the run's subscribers counted so far (with duplicates).
+    pub fn received(&self) -> u64 {
+        self.shared
+            .get()
+            .map_or(0, |s| s.counters.received.load(Ordering::Relaxed))
+    }
+
+    /// Clock time (ns since the Unix epoch) of the newest read that delivered a counted message
+    /// (0: none yet).
+    pub fn last_received_ns(&self) -> u64 {
+        self.shared
+            .get()
+            .map_or(0, |s| s.counters.last_received_ns.load(Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Debug for RunHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunHook(received {})", self.received())
+    }
 }
 
 /// A run could not produce a report (e.g. the broker is unreachable).
