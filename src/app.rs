@@ -155,7 +155,12 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             m.session_limits(),
         );
         let grid = start_grid(&cfg, &arbiters, http_addr).await?;
-        let bridge = Bridge::new(broker, grid.clone(), cfg.mqtt.namespace.clone());
+        let bridge = Bridge::new(
+            broker,
+            grid.clone(),
+            cfg.mqtt.namespace.clone(),
+            cfg.events.max_event_bytes,
+        );
         let state = web::Data::new(crate::http::State {
             grid,
             bridge: bridge.clone(),

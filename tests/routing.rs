@@ -528,3 +528,56 @@ fn http_publishes_to_mqtt_are_routed() {
     );
     assert_eq!(sub.next_msg().payload, b"halt");
 }
+
+/// A message whose CloudEvent would be larger than `events.max_event_bytes` reaches MQTT
+/// subscribers but not the route topic: v5 PUBACK 0x83, HTTP 413, counted as too_large; the
+/// messages beside it in the same batch are routed.
+#[test]
+fn a_message_too_large_for_an_event_is_not_routed() {
+    let mut e = env();
+    e.push(("EVGRID_EVENTS_MAX_EVENT_BYTES", "2000"));
+    let eg = Eg::wrap(Server::start(&e));
+    eg.setup_route();
+    let mut sub = Client::ok(eg.srv.mqtt, Opts::v5("watcher"));
+    sub.sub("big/#", 1);
+    let mut c = Client::ok(eg.srv.mqtt, Opts::v5("dev"));
+    // Three in one write, so they share a batch: small, too large once base64, small.
+    c.publish("big/1", b"small-1", 1, false, 1, &[]);
+    c.publish("big/2", &[7u8; 1800], 1, false, 2, &[]);
+    c.publish("big/3", b"small-3", 1, false, 3, &[]);
+    let codes: Vec<(u16, u8)> = (0..3)
+        .map(|_| {
+            let a = c.expect(PUBACK);
+            (
+                u16::from_be_bytes([a.body[0], a.body[1]]),
+                a.body.get(2).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(codes, vec![(1, 0), (2, 0x83), (3, 0)]);
+    assert_eq!(
+        (0..3).map(|_| sub.next_msg().payload.len()).sum::<usize>(),
+        7 + 1800 + 7
+    );
+    let events = eg.drain(2, Duration::from_secs(20));
+    let mut got: Vec<Vec<u8>> = events.iter().map(data_of).collect();
+    got.sort();
+    assert_eq!(got, vec![b"small-1".to_vec(), b"small-3".to_vec()]);
+    assert_eq!(
+        eg.srv
+            .metric("evgrid_mqtt_routed_total{outcome=\"too_large\"}"),
+        1.0
+    );
+
+    let auth = format!("Authorization: SharedAccessKey {}", eg.key);
+    let r = request_with(
+        eg.srv.http,
+        "POST",
+        "/namespaces/default/mqtt/messages?topic=big%2F4&api-version=2025-02-15-preview",
+        &[&auth, "Content-Type: application/octet-stream"],
+        &[9u8; 1800],
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(sub.next_msg().payload.len(), 1800);
+}

@@ -129,9 +129,11 @@ pub enum RouteOutcome {
     Failed = 2,
     /// QoS 0 messages dropped because too many were waiting for the route topic.
     Dropped = 3,
+    /// Messages whose CloudEvent would be larger than `events.max_event_bytes`.
+    TooLarge = 4,
 }
 
-const ROUTE_LABELS: [&str; 4] = ["routed", "no_route", "failed", "dropped"];
+const ROUTE_LABELS: [&str; 5] = ["routed", "no_route", "failed", "dropped", "too_large"];
 
 impl RouteOutcome {
     pub fn label(self) -> &'static str {
@@ -185,7 +187,7 @@ pub struct Metrics {
     pub bytes_out: [Counter; 3],
     pub dropped: [Counter; 6],
     /// MQTT messages routed into the event grid, by [`RouteOutcome`].
-    routed: [Counter; 4],
+    routed: [Counter; 5],
     /// Connections closed because their socket took nothing for `mqtt.send_timeout`.
     pub slow_consumer_disconnects: Counter,
     // Event grid (HTTP publish, pull delivery) and the store.
@@ -221,6 +223,7 @@ pub static METRICS: Metrics = Metrics {
     messages_out: [Counter::new(), Counter::new(), Counter::new()],
     bytes_out: [Counter::new(), Counter::new(), Counter::new()],
     routed: [
+        Counter::new(),
         Counter::new(),
         Counter::new(),
         Counter::new(),

@@ -54,7 +54,8 @@ struct Publisher {
     head: u64,
     slots: VecDeque<Slot>,
     pending: Vec<AppMessage>,
-    acks: Vec<oneshot::Sender<Routed>>,
+    /// The acknowledgements waiting on `pending`, with their message's index in it.
+    acks: Vec<(usize, oneshot::Sender<Routed>)>,
     flushing: bool,
     /// Woken each time the flush task takes the pending batch.
     drained: Rc<tokio::sync::Notify>,
@@ -315,8 +316,9 @@ impl Conn {
             while matches!(p.slots.front(), Some(Slot::Ready(..) | Slot::Skip)) {
                 p.head += 1;
                 if let Some(Slot::Ready(m, ack)) = p.slots.pop_front() {
+                    let i = p.pending.len();
+                    p.acks.extend(ack.map(|a| (i, a)));
                     p.pending.push(m);
-                    p.acks.extend(ack);
                 }
             }
             let start = !p.flushing && !p.pending.is_empty();
@@ -366,34 +368,40 @@ async fn flush(p: Rc<RefCell<Publisher>>, bridge: Bridge, client: Arc<Client>) {
         if acks.is_empty() {
             // QoS 0 only: nobody waits for the answer (see `InFlight`); routing into the event
             // grid is best effort, its outcome counted by the bridge.
-            if let Some(r) = bridge.route(&msgs, &client, true) {
+            if let Some(h) = bridge.route(&msgs, &client, true) {
                 ntex_rt::spawn(async move {
-                    let _ = r.await;
+                    let _ = h.commit.await;
                 });
             }
             let in_flight = p.borrow().in_flight.clone();
             broker.route_detached(msgs, &in_flight);
             continue;
         }
-        let routing = bridge.route(&msgs, &client, false);
+        let handed = bridge.route(&msgs, &client, false);
         if broker.route(msgs).await.is_err() {
-            for a in acks {
+            for (_, a) in acks {
                 let _ = a.send(Routed::Failed);
             }
             continue;
         }
-        let Some(routing) = routing else {
-            for a in acks {
+        let Some(handed) = handed else {
+            for (_, a) in acks {
                 let _ = a.send(Routed::Ok);
             }
             continue;
         };
         ntex_rt::spawn(async move {
-            let res = routing.await;
-            for a in acks {
-                let _ = a.send(match &res {
-                    Ok(()) => Routed::Ok,
-                    Err(e) => Routed::MqttOnly(e.clone()),
+            let res = handed.commit.await;
+            for (i, a) in acks {
+                let _ = a.send(if handed.too_large.contains(&i) {
+                    Routed::MqttOnly(RouteError::TooLarge(
+                        "its CloudEvent is larger than events.max_event_bytes".into(),
+                    ))
+                } else {
+                    match &res {
+                        Ok(()) => Routed::Ok,
+                        Err(e) => Routed::MqttOnly(e.clone()),
+                    }
                 });
             }
         });

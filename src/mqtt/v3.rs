@@ -194,9 +194,10 @@ async fn publish_slow(conn: &Conn, p: mqtt::Publish, ticket: u64) -> Result<(), 
     let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
     match conn.route(ticket, msg, pid).await {
         Routed::Ok => Ok(()),
-        // MQTT subscribers have it and the namespace names a route topic that does not exist: a
-        // configuration matter, counted by the bridge; v3.1.1 has no negative acknowledgement.
-        Routed::MqttOnly(RouteError::NoRoute(_)) => Ok(()),
+        // MQTT subscribers have it, and sending it again would not route it (the route topic does
+        // not exist, or the event is too large): counted by the bridge; v3.1.1 has no negative
+        // acknowledgement.
+        Routed::MqttOnly(RouteError::NoRoute(_) | RouteError::TooLarge(_)) => Ok(()),
         // Not committed to the route topic: no PUBACK, so the client sends it again.
         Routed::MqttOnly(_) => Err(EdgeError::Closed("routing into the event grid failed")),
         Routed::Failed => Err(EdgeError::Closed("routing failed")),

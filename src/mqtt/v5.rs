@@ -309,7 +309,9 @@ async fn publish_slow(
         // MQTT subscribers have it; the event grid does not (docs/eventgrid.md §7.6).
         Routed::MqttOnly(e) => {
             let code = match e {
-                RouteError::NoRoute(_) => PublishAckReason::ImplementationSpecificError,
+                RouteError::NoRoute(_) | RouteError::TooLarge(_) => {
+                    PublishAckReason::ImplementationSpecificError
+                }
                 _ => PublishAckReason::UnspecifiedError,
             };
             p.ack().reason_code(code).reason(ByteString::from(format!(

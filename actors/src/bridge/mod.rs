@@ -44,12 +44,18 @@ pub enum RouteError {
     /// The route topic refused or could not commit the event; MQTT subscribers got the message.
     #[error("{0}")]
     Failed(String),
+    /// The message's CloudEvent is larger than the grid takes (`events.max_event_bytes`); MQTT
+    /// subscribers got the message.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 struct Inner {
     broker: Broker,
     grid: Grid,
     namespace: String,
+    /// `events.max_event_bytes`: the largest routed CloudEvent.
+    max_event_bytes: usize,
     /// QoS 0 events handed to the route topic and not committed yet (see [`route`]).
     best_effort: AtomicUsize,
     ids: route::Ids,
@@ -60,11 +66,12 @@ struct Inner {
 pub struct Bridge(Arc<Inner>);
 
 impl Bridge {
-    pub fn new(broker: Broker, grid: Grid, namespace: String) -> Bridge {
+    pub fn new(broker: Broker, grid: Grid, namespace: String, max_event_bytes: usize) -> Bridge {
         Bridge(Arc::new(Inner {
             broker,
             grid,
             namespace,
+            max_event_bytes,
             best_effort: AtomicUsize::new(0),
             ids: route::Ids::new(),
         }))
@@ -104,7 +111,16 @@ impl Bridge {
             .await
             .map_err(|_| RouteError::Unavailable)?;
         match routing {
-            Some(r) => r.await,
+            Some(h) => {
+                let committed = h.commit.await;
+                match h.too_large.is_empty() {
+                    true => committed,
+                    false => Err(RouteError::TooLarge(format!(
+                        "the message's CloudEvent is larger than {} bytes, the largest event the namespace takes",
+                        self.0.max_event_bytes
+                    ))),
+                }
+            }
             None => Ok(()),
         }
     }

@@ -22,6 +22,15 @@ use super::{Bridge, Client, RouteError, convert};
 /// The answer to a routed batch: resolves once the route topic has committed it.
 pub type Routing = Pin<Box<dyn Future<Output = Result<(), RouteError>> + Send>>;
 
+/// A batch handed to the route topic.
+pub struct Handed {
+    /// Resolves once the route topic has committed the batch's events.
+    pub commit: Routing,
+    /// Messages (indexes in the batch) not routed because their CloudEvent is larger than
+    /// `events.max_event_bytes`; counted, and not part of `commit`.
+    pub too_large: Vec<usize>,
+}
+
 /// Best-effort (QoS 0 only) events handed to the route topic and not yet committed, beyond which
 /// further QoS 0 batches are dropped (and counted) instead of queueing without bound.
 pub(super) const MAX_BEST_EFFORT_IN_FLIGHT: usize = 64 * 1024;
@@ -69,6 +78,15 @@ fn uuid_shape(p: u64, n: u64, buf: &mut [u8; 36]) -> &str {
     std::str::from_utf8(buf).expect("ASCII")
 }
 
+impl Handed {
+    fn ready(r: Result<(), RouteError>) -> Handed {
+        Handed {
+            commit: Box::pin(std::future::ready(r)),
+            too_large: Vec::new(),
+        }
+    }
+}
+
 /// At most one warning per this many milliseconds: a broken route must not flood the log.
 const WARN_EVERY_MS: u64 = 10_000;
 static LAST_WARN_MS: AtomicU64 = AtomicU64::new(0);
@@ -96,20 +114,19 @@ impl Bridge {
     /// namespace routes nothing (no `routeTopicResourceId`, or `state` Disabled). `best_effort`:
     /// every message is QoS 0, nobody waits for the answer, and the batch is dropped (counted)
     /// when too many such events are in flight already.
-    pub fn route(
-        &self,
-        msgs: &[AppMessage],
-        client: &Client,
-        best_effort: bool,
-    ) -> Option<Routing> {
+    pub fn route(&self, msgs: &[AppMessage], client: &Client, best_effort: bool) -> Option<Handed> {
         let ts = self.0.grid.topic_spaces(&self.0.namespace).ok()?;
         let route = ts.route.as_ref().filter(|_| ts.enabled)?;
         let n = msgs.len();
         let addr = match self.0.grid.route_target(route) {
             Ok(a) => a,
             Err(e) => {
-                let r = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(e.to_string()));
-                return Some(Box::pin(std::future::ready(r)));
+                let why = match e {
+                    GridError::BadRequest(m) => m,
+                    _ => format!("the route topic, {route}, does not exist"),
+                };
+                let r = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(why));
+                return Some(Handed::ready(r));
             }
         };
         if best_effort {
@@ -121,27 +138,48 @@ impl Bridge {
                     RouteOutcome::Dropped,
                     RouteError::Failed("too many QoS 0 events waiting for the route topic".into()),
                 );
-                return Some(Box::pin(std::future::ready(r)));
+                return Some(Handed::ready(r));
             }
         }
         let now = now_ms();
         let mut buf = [0u8; 36];
-        let events: Vec<TopicEvent> = msgs
-            .iter()
-            .map(|m| {
-                let id = self.0.ids.next(&mut buf);
-                let ev =
-                    convert::to_cloudevent(m, client, &self.0.namespace, &ts.enrichments, now, id);
-                TopicEvent::from(ev)
-            })
-            .collect();
+        let mut events = Vec::with_capacity(n);
+        let mut too_large = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            let id = self.0.ids.next(&mut buf);
+            let ev = convert::to_cloudevent(m, client, &self.0.namespace, &ts.enrichments, now, id);
+            if ev.raw.len() > self.0.max_event_bytes {
+                too_large.push(i);
+            } else {
+                events.push(TopicEvent::from(ev));
+            }
+        }
+        if !too_large.is_empty() {
+            let why = format!(
+                "the message's CloudEvent is larger than events.max_event_bytes ({} bytes)",
+                self.0.max_event_bytes
+            );
+            let _ = failed(
+                too_large.len(),
+                RouteOutcome::TooLarge,
+                RouteError::TooLarge(why),
+            );
+        }
+        let sent = events.len();
+        let reserved = if best_effort { n } else { 0 };
+        if sent == 0 {
+            self.0.best_effort.fetch_sub(reserved, Ordering::Relaxed);
+            return Some(Handed {
+                commit: Box::pin(std::future::ready(Ok(()))),
+                too_large,
+            });
+        }
+        let n = sent;
         let req = addr.send(Publish(events));
         let me = self.clone();
-        Some(Box::pin(async move {
+        let commit: Routing = Box::pin(async move {
             let res = req.await;
-            if best_effort {
-                me.0.best_effort.fetch_sub(n, Ordering::Relaxed);
-            }
+            me.0.best_effort.fetch_sub(reserved, Ordering::Relaxed);
             match res {
                 Ok(Ok(_)) => {
                     METRICS.routed(RouteOutcome::Routed, n as u64);
@@ -159,7 +197,8 @@ impl Bridge {
                     RouteError::NoRoute("the route topic was deleted".into()),
                 ),
             }
-        }))
+        });
+        Some(Handed { commit, too_large })
     }
 }
 

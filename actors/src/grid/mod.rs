@@ -154,12 +154,7 @@ impl Grid {
                 .map_err(|e| match e {
                     GridError::BadRequest(m) => GridError::BadRequest(m),
                     _ => GridError::BadRequest(format!(
-                        "properties.topicSpacesConfiguration.routeTopicResourceId names {}, which does not exist; create the topic first.",
-                        match r {
-                            RouteTopic::Namespace { namespace, topic } =>
-                                format!("the topic '{topic}' of namespace '{namespace}'"),
-                            RouteTopic::Custom(t) => format!("the custom topic '{t}'"),
-                        }
+                        "properties.topicSpacesConfiguration.routeTopicResourceId names {r}, which does not exist; create the topic first."
                     )),
                 }),
             None => Ok(()),

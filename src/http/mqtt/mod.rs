@@ -192,6 +192,10 @@ fn route_error(e: RouteError) -> ApiError {
                  namespace's route topic: {why}"
             ),
         ),
+        RouteError::TooLarge(why) => ApiError::too_large(format!(
+            "The message was delivered to MQTT subscribers but not routed to the namespace's \
+             route topic: {why}."
+        )),
     }
 }
 

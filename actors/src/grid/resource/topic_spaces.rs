@@ -55,6 +55,17 @@ pub enum RouteTopic {
     Custom(String),
 }
 
+impl std::fmt::Display for RouteTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteTopic::Namespace { namespace, topic } => {
+                write!(f, "the topic '{topic}' of namespace '{namespace}'")
+            }
+            RouteTopic::Custom(t) => write!(f, "the custom topic '{t}'"),
+        }
+    }
+}
+
 /// Routing enrichments: extension attributes added to every routed CloudEvent, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enrichments {
