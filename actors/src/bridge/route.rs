@@ -7,11 +7,17 @@
 //! delivery wait: the caller routes to MQTT subscribers first and awaits this only to decide
 //! the acknowledgement.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use actix::Addr;
+
 use crate::grid::GridError;
+use crate::grid::resource::topic_spaces::TopicSpaces;
+use crate::grid::topic::TopicActor;
 use crate::grid::topic::{Publish, TopicEvent};
 use crate::metrics::{METRICS, RouteOutcome};
 use crate::model::clock::now_ms;
@@ -78,6 +84,64 @@ fn uuid_shape(p: u64, n: u64, buf: &mut [u8; 36]) -> &str {
     std::str::from_utf8(buf).expect("ASCII")
 }
 
+/// What routing a batch needs to know of the namespace, looked up once per grid generation.
+struct RouteState {
+    topic_spaces: Arc<TopicSpaces>,
+    /// The route topic's actor, or why there is none.
+    target: Result<Addr<TopicActor>, String>,
+}
+
+/// A thread's cached lookup: which bridge, the grid generation it was made under, and the state
+/// (`None` when the namespace routes nothing).
+struct Cached {
+    bridge: usize,
+    generation: u64,
+    state: Option<Arc<RouteState>>,
+}
+
+thread_local! {
+    /// Per thread (an ntex worker or an HTTP worker), so the lookup shared by every batch takes no
+    /// lock and bounces no cache line between threads.
+    static ROUTE_STATE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+}
+
+impl Bridge {
+    /// The namespace's routing as of the grid's current generation: `None` when it routes
+    /// nothing (no namespace, `state` Disabled, or no `routeTopicResourceId`).
+    fn route_state(&self) -> Option<Arc<RouteState>> {
+        let id = Arc::as_ptr(&self.0) as usize;
+        let generation = self.0.grid.generation();
+        ROUTE_STATE.with(|c| {
+            if let Some(k) = &*c.borrow()
+                && k.bridge == id
+                && k.generation == generation
+            {
+                return k.state.clone();
+            }
+            let state = self.look_up();
+            *c.borrow_mut() = Some(Cached {
+                bridge: id,
+                generation,
+                state: state.clone(),
+            });
+            state
+        })
+    }
+
+    fn look_up(&self) -> Option<Arc<RouteState>> {
+        let ts = self.0.grid.topic_spaces(&self.0.namespace).ok()?;
+        let route = ts.route.as_ref().filter(|_| ts.enabled)?;
+        let target = self.0.grid.route_target(route).map_err(|e| match e {
+            GridError::BadRequest(m) => m,
+            _ => format!("the route topic, {route}, does not exist"),
+        });
+        Some(Arc::new(RouteState {
+            topic_spaces: ts.clone(),
+            target,
+        }))
+    }
+}
+
 impl Handed {
     fn ready(r: Result<(), RouteError>) -> Handed {
         Handed {
@@ -115,32 +179,30 @@ impl Bridge {
     /// every message is QoS 0, nobody waits for the answer, and the batch is dropped (counted)
     /// when too many such events are in flight already.
     pub fn route(&self, msgs: &[AppMessage], client: &Client, best_effort: bool) -> Option<Handed> {
-        let ts = self.0.grid.topic_spaces(&self.0.namespace).ok()?;
-        let route = ts.route.as_ref().filter(|_| ts.enabled)?;
+        let st = self.route_state()?;
         let n = msgs.len();
-        let addr = match self.0.grid.route_target(route) {
-            Ok(a) => a,
-            Err(e) => {
-                let why = match e {
-                    GridError::BadRequest(m) => m,
-                    _ => format!("the route topic, {route}, does not exist"),
-                };
-                let r = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(why));
-                return Some(Handed::ready(r));
+        let addr = match &st.target {
+            Ok(a) => a.clone(),
+            Err(why) => {
+                let r = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(why.clone()));
+                return (!best_effort).then(|| Handed::ready(r));
             }
         };
         if best_effort {
             let before = self.0.best_effort.fetch_add(n, Ordering::Relaxed);
             if before + n > MAX_BEST_EFFORT_IN_FLIGHT {
+                // The cheap way out: this is the path a QoS 0 flood beyond what the route topic
+                // commits takes for every batch, so it must cost MQTT delivery next to nothing.
                 self.0.best_effort.fetch_sub(n, Ordering::Relaxed);
-                let r = failed(
+                let _ = failed(
                     n,
                     RouteOutcome::Dropped,
                     RouteError::Failed("too many QoS 0 events waiting for the route topic".into()),
                 );
-                return Some(Handed::ready(r));
+                return None;
             }
         }
+        let ts = &st.topic_spaces;
         let now = now_ms();
         let mut buf = [0u8; 36];
         let mut events = Vec::with_capacity(n);

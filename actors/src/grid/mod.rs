@@ -97,6 +97,12 @@ impl Grid {
         registry::topic_for_publish(&self.0.namespaces, ns, topic)
     }
 
+    /// Moves on with every management change: what was looked up under one generation holds
+    /// until it changes (load it before the lookups it guards).
+    pub fn generation(&self) -> u64 {
+        self.0.shared.mgmt.generation()
+    }
+
     /// A namespace's parsed `topicSpacesConfiguration` (the bridge reads it per batch).
     pub fn topic_spaces(&self, ns: &str) -> Result<Arc<TopicSpaces>, GridError> {
         registry::topic_spaces(&self.0.namespaces, ns)

@@ -49,11 +49,52 @@ impl Keys {
     }
 }
 
+/// The one management lock, and the generation of the registries it guards: every holder of
+/// the lock may have changed them, so releasing it moves the generation on. Readers that cache
+/// what they looked up (the bridge's route) compare generations instead of locking.
+pub(crate) struct Mgmt {
+    lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+/// Held while a management change is made; bumps the generation when dropped.
+pub(crate) struct MgmtGuard<'a> {
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for MgmtGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Mgmt {
+    fn new() -> Mgmt {
+        Mgmt {
+            lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn lock(&self) -> MgmtGuard<'_> {
+        MgmtGuard {
+            _lock: self.lock.lock().await,
+            generation: &self.generation,
+        }
+    }
+
+    /// Changes with every management change (load it before reading what it guards).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
 pub(crate) struct Shared {
     pub writer: Writer,
     pub cfg: GridConfig,
     /// Serialises management changes; the data plane never takes it.
-    pub mgmt: tokio::sync::Mutex<()>,
+    pub mgmt: Mgmt,
     next_key: AtomicU64,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
@@ -75,7 +116,7 @@ impl Shared {
         Shared {
             writer,
             cfg,
-            mgmt: tokio::sync::Mutex::new(()),
+            mgmt: Mgmt::new(),
             next_key: AtomicU64::new(1),
             arbiters,
             next_arbiter: AtomicUsize::new(0),
