@@ -154,7 +154,15 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             m.router_shards,
             m.session_limits(),
         );
-        let grid = start_grid(&cfg, &arbiters, http_addr).await?;
+        // The grid's actors on arbiters of their own: the OS shares the cores between them and
+        // the MQTT engine's, where one thread would run a topic actor's batch before the next
+        // MQTT delivery (ARCHITECTURE.md, "Threads").
+        let grid_threads = match cfg.events.actor_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let grid_arbiters: Vec<Arbiter> = (0..grid_threads).map(|_| Arbiter::new()).collect();
+        let grid = start_grid(&cfg, &grid_arbiters, http_addr).await?;
         let bridge = Bridge::new(
             broker,
             grid.clone(),
@@ -205,7 +213,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         };
         tracing::info!("shutting down");
         mqtt.stop().await;
-        for a in arbiters {
+        for a in arbiters.into_iter().chain(grid_arbiters) {
             a.stop();
         }
         res

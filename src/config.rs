@@ -68,6 +68,10 @@ pub struct EventsConfig {
     pub min_lock_duration_secs: u32,
     /// How often queues check lock expiry, release delays, time to live and long polls (ms).
     pub tick_ms: u64,
+    /// actix arbiter threads for topic, subscription and delivery actors (0: one per core),
+    /// apart from the MQTT engine's (`mqtt.actor_threads`), so routing MQTT messages into topics
+    /// never queues MQTT delivery behind event-grid work on one thread.
+    pub actor_threads: usize,
 }
 
 impl Default for EventsConfig {
@@ -79,6 +83,7 @@ impl Default for EventsConfig {
             max_events_per_basic_request: 5000,
             min_lock_duration_secs: 60,
             tick_ms: 100,
+            actor_threads: 0,
         }
     }
 }
