@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::Addr;
+use evgrid_actors::bridge::route::Prepared;
 use evgrid_actors::bridge::{Bridge, Client, RouteError};
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
@@ -28,6 +29,7 @@ use ntex_bytes::ByteString;
 use tokio::sync::oneshot;
 
 use super::pump::{self, Acks, Sink};
+use super::routing;
 use super::{EdgeError, Shared};
 
 /// What became of a QoS 1/2 message, for its acknowledgement.
@@ -368,43 +370,57 @@ async fn flush(p: Rc<RefCell<Publisher>>, bridge: Bridge, client: Arc<Client>) {
         if acks.is_empty() {
             // QoS 0 only: nobody waits for the answer (see `InFlight`); routing into the event
             // grid is best effort, its outcome counted by the bridge.
-            if let Some(h) = bridge.route(&msgs, &client, true) {
-                ntex_rt::spawn(async move {
-                    let _ = h.commit.await;
-                });
+            if let Some(Ok(Prepared { batch: Some(b), .. })) = bridge.prepare(&msgs, &client, true)
+            {
+                routing::enqueue(&bridge, b, false);
             }
             let in_flight = p.borrow().in_flight.clone();
             broker.route_detached(msgs, &in_flight);
             continue;
         }
-        let handed = bridge.route(&msgs, &client, false);
+        // Into the worker's batch for the route topic before the MQTT routers, so the other
+        // connections of this turn join it meanwhile.
+        let (committed, too_large) = match bridge.prepare(&msgs, &client, false) {
+            None => (Ok(None), Vec::new()),
+            Some(Err(e)) => (Err(e), Vec::new()),
+            Some(Ok(p)) => (
+                Ok(p.batch.and_then(|b| routing::enqueue(&bridge, b, true))),
+                p.too_large,
+            ),
+        };
         if broker.route(msgs).await.is_err() {
             for (_, a) in acks {
                 let _ = a.send(Routed::Failed);
             }
             continue;
         }
-        let Some(handed) = handed else {
-            for (_, a) in acks {
-                let _ = a.send(Routed::Ok);
+        let answer = move |res: &Result<(), RouteError>, i: usize| {
+            if too_large.contains(&i) {
+                return Routed::MqttOnly(RouteError::TooLarge(
+                    "its CloudEvent is larger than events.max_event_bytes".into(),
+                ));
             }
-            continue;
+            match res {
+                Ok(()) => Routed::Ok,
+                Err(e) => Routed::MqttOnly(e.clone()),
+            }
         };
-        ntex_rt::spawn(async move {
-            let res = handed.commit.await;
-            for (i, a) in acks {
-                let _ = a.send(if handed.too_large.contains(&i) {
-                    Routed::MqttOnly(RouteError::TooLarge(
-                        "its CloudEvent is larger than events.max_event_bytes".into(),
-                    ))
-                } else {
-                    match &res {
-                        Ok(()) => Routed::Ok,
-                        Err(e) => Routed::MqttOnly(e.clone()),
+        match committed {
+            Ok(Some(rx)) => {
+                ntex_rt::spawn(async move {
+                    let res = rx.await.unwrap_or(Err(RouteError::Unavailable));
+                    for (i, a) in acks {
+                        let _ = a.send(answer(&res, i));
                     }
                 });
             }
-        });
+            done => {
+                let res = done.map(drop);
+                for (i, a) in acks {
+                    let _ = a.send(answer(&res, i));
+                }
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod conn;
 mod pump;
+mod routing;
 mod service;
 mod v3;
 mod v5;

@@ -167,25 +167,88 @@ fn warn(what: &str, err: &RouteError) {
     }
 }
 
-fn failed(n: usize, outcome: RouteOutcome, err: RouteError) -> Result<(), RouteError> {
+/// Counts `n` messages not routed, warns (rate-limited), and answers the error.
+fn failed(n: usize, outcome: RouteOutcome, err: RouteError) -> RouteError {
     METRICS.routed(outcome, n as u64);
     warn(outcome.label(), &err);
-    Err(err)
+    err
+}
+
+/// A connection batch's events, converted and ready for the route topic. Batches of several
+/// connections bound for the same topic actor merge into one ([`Batch::absorb`]), so the route
+/// topic takes one message and the store one commit for all of them.
+pub struct Batch {
+    target: Addr<TopicActor>,
+    events: Vec<TopicEvent>,
+    /// QoS 0 events counted against the best-effort bound until the commit answers.
+    reserved: usize,
+}
+
+/// What [`Bridge::prepare`] made of a connection batch.
+pub struct Prepared {
+    /// `None` when no message of the batch is routed (all too large).
+    pub batch: Option<Batch>,
+    /// Messages (indexes in the connection batch) not routed because their CloudEvent is larger
+    /// than `events.max_event_bytes`; counted already.
+    pub too_large: Vec<usize>,
+}
+
+impl Batch {
+    /// Takes `other`'s events when it goes to the same topic actor; gives it back otherwise.
+    pub fn absorb(&mut self, mut other: Batch) -> Result<(), Batch> {
+        if other.target != self.target {
+            return Err(other);
+        }
+        self.events.append(&mut other.events);
+        self.reserved += std::mem::take(&mut other.reserved);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 impl Bridge {
     /// Routes a batch of accepted messages into the namespace's route topic: `None` when the
-    /// namespace routes nothing (no `routeTopicResourceId`, or `state` Disabled). `best_effort`:
-    /// every message is QoS 0, nobody waits for the answer, and the batch is dropped (counted)
-    /// when too many such events are in flight already.
+    /// namespace routes nothing (no `routeTopicResourceId`, or `state` Disabled). For a QoS 0
+    /// batch (`best_effort`) also `None` when it is not routed: dropped over the bound, or no
+    /// route topic (counted either way; nobody waits for the answer).
     pub fn route(&self, msgs: &[AppMessage], client: &Client, best_effort: bool) -> Option<Handed> {
+        let prepared = match self.prepare(msgs, client, best_effort)? {
+            Ok(p) => p,
+            Err(e) => return Some(Handed::ready(Err(e))),
+        };
+        let commit = match prepared.batch {
+            Some(b) => self.submit(b),
+            None => Box::pin(std::future::ready(Ok(()))),
+        };
+        Some(Handed {
+            commit,
+            too_large: prepared.too_large,
+        })
+    }
+
+    /// Converts a connection batch into the route topic's events, without sending them: `None`
+    /// as for [`Bridge::route`]; `Some(Err)` when a QoS 1/2 batch cannot be routed (no route
+    /// topic; counted).
+    pub fn prepare(
+        &self,
+        msgs: &[AppMessage],
+        client: &Client,
+        best_effort: bool,
+    ) -> Option<Result<Prepared, RouteError>> {
         let st = self.route_state()?;
         let n = msgs.len();
-        let addr = match &st.target {
+        let target = match &st.target {
             Ok(a) => a.clone(),
             Err(why) => {
-                let r = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(why.clone()));
-                return (!best_effort).then(|| Handed::ready(r));
+                let e = failed(n, RouteOutcome::NoRoute, RouteError::NoRoute(why.clone()));
+                return (!best_effort).then_some(Err(e));
             }
         };
         if best_effort {
@@ -216,6 +279,7 @@ impl Bridge {
                 events.push(TopicEvent::from(ev));
             }
         }
+        let mut reserved = if best_effort { n } else { 0 };
         if !too_large.is_empty() {
             let why = format!(
                 "the message's CloudEvent is larger than events.max_event_bytes ({} bytes)",
@@ -226,20 +290,33 @@ impl Bridge {
                 RouteOutcome::TooLarge,
                 RouteError::TooLarge(why),
             );
+            if best_effort {
+                self.0
+                    .best_effort
+                    .fetch_sub(too_large.len(), Ordering::Relaxed);
+                reserved -= too_large.len();
+            }
         }
-        let sent = events.len();
-        let reserved = if best_effort { n } else { 0 };
-        if sent == 0 {
-            self.0.best_effort.fetch_sub(reserved, Ordering::Relaxed);
-            return Some(Handed {
-                commit: Box::pin(std::future::ready(Ok(()))),
-                too_large,
-            });
-        }
-        let n = sent;
-        let req = addr.send(Publish(events));
+        let batch = (!events.is_empty()).then_some(Batch {
+            target,
+            events,
+            reserved,
+        });
+        Some(Ok(Prepared { batch, too_large }))
+    }
+
+    /// Sends a batch to its route topic as one `Publish`; resolves once it is committed, with
+    /// the outcome counted.
+    pub fn submit(&self, batch: Batch) -> Routing {
+        let Batch {
+            target,
+            events,
+            reserved,
+        } = batch;
+        let n = events.len();
+        let req = target.send(Publish(events));
         let me = self.clone();
-        let commit: Routing = Box::pin(async move {
+        Box::pin(async move {
             let res = req.await;
             me.0.best_effort.fetch_sub(reserved, Ordering::Relaxed);
             match res {
@@ -247,20 +324,20 @@ impl Bridge {
                     METRICS.routed(RouteOutcome::Routed, n as u64);
                     Ok(())
                 }
-                Ok(Err(GridError::NotFound { .. } | GridError::NotFoundIn { .. })) => failed(
+                Ok(Err(GridError::NotFound { .. } | GridError::NotFoundIn { .. })) | Err(_) => {
+                    Err(failed(
+                        n,
+                        RouteOutcome::NoRoute,
+                        RouteError::NoRoute("the route topic was deleted".into()),
+                    ))
+                }
+                Ok(Err(e)) => Err(failed(
                     n,
-                    RouteOutcome::NoRoute,
-                    RouteError::NoRoute("the route topic was deleted".into()),
-                ),
-                Ok(Err(e)) => failed(n, RouteOutcome::Failed, RouteError::Failed(e.to_string())),
-                Err(_) => failed(
-                    n,
-                    RouteOutcome::NoRoute,
-                    RouteError::NoRoute("the route topic was deleted".into()),
-                ),
+                    RouteOutcome::Failed,
+                    RouteError::Failed(e.to_string()),
+                )),
             }
-        });
-        Some(Handed { commit, too_large })
+        })
     }
 }
 
