@@ -8,6 +8,7 @@
 
 pub mod basic;
 pub mod namespace;
+pub mod system_topic;
 
 use serde_json::{Map, Value};
 
