@@ -168,7 +168,16 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             },
             body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
-        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge)?;
+        // Client lifecycle events (docs/eventgrid.md §7.7): the edge queues, the bridge drains
+        // into the namespace's system topics.
+        let (lifecycle_tx, lifecycle_rx) =
+            evgrid_actors::mqtt::lifecycle::channel(cfg.mqtt.lifecycle_backlog);
+        let lifecycle = actix::spawn(evgrid_actors::bridge::lifecycle::run(
+            lifecycle_rx,
+            bridge.grid().clone(),
+            bridge.namespace().to_string(),
+        ));
+        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge, lifecycle_tx)?;
         let server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
@@ -192,6 +201,9 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         };
         tracing::info!("shutting down");
         mqtt.stop().await;
+        // The Disconnected events of the connections the stop closed: the queue ends once the
+        // MQTT thread has dropped its end.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle).await;
         for a in arbiters {
             a.stop();
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::lifecycle::EndReason;
 use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, owned_str};
 use evgrid_actors::mqtt::router::SubReq;
 use evgrid_actors::mqtt::session::Will;
@@ -101,6 +102,8 @@ pub(super) async fn connect(
             return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
         }
     };
+    let auth_name = pkt.username.clone().unwrap_or_else(|| client_id.clone());
+    state.connected(auth_name, client_id);
     let sink = h.sink();
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
     let present = present && expiry != 0;
@@ -230,6 +233,7 @@ pub(super) async fn protocol(
             Ok(unsub.ack())
         }
         ProtocolMessage::Disconnect(d) => {
+            conn.ending.set(EndReason::ClientDisconnect);
             conn.graceful.set(true);
             Ok(d.ack())
         }

@@ -9,6 +9,8 @@
 //! MQTT delivery wait on the grid: a route that fails is counted and reported to the publisher,
 //! and MQTT subscribers get the message all the same.
 
+pub mod lifecycle;
+
 use std::sync::Arc;
 
 use ntex_bytes::ByteString;
