@@ -73,11 +73,28 @@ fn control<T>(conn: &conn::Conn, c: ntex_mqtt::Control<EdgeError>) -> Result<Opt
             end_of_protocol_error(e.get_ref())
         }
         Reason::PeerGone(_) => EndReason::ConnectionLost,
-        Reason::Error(_) => EndReason::ServerError,
+        Reason::Error(e) => end_of_edge_error(e.get_ref()),
     };
     conn.ending.set(why);
     Ok(None)
 }
+
+/// What a handler's error that closed the connection means for the Disconnected event: a payload
+/// the peer stopped sending is a lost connection, a v3.1.1 PUBLISH to a bad topic (which has no
+/// other answer) the client's error, anything else (routing unavailable) the server's.
+fn end_of_edge_error(e: &EdgeError) -> EndReason {
+    match e {
+        EdgeError::Closed(PAYLOAD_READ_FAILED) => EndReason::ConnectionLost,
+        EdgeError::Closed(BAD_TOPIC) => EndReason::ProtocolError,
+        EdgeError::Closed(_) => EndReason::ServerError,
+    }
+}
+
+// The errors' texts as v3.rs and v5.rs give them (patterns compare the text).
+/// The [`EdgeError`] of a PUBLISH whose payload stopped arriving.
+const PAYLOAD_READ_FAILED: &str = "payload read failed";
+/// The [`EdgeError`] of a v3.1.1 PUBLISH to a topic name over the limits.
+const BAD_TOPIC: &str = "topic name too long or too deep";
 
 /// What a protocol-level stop means for the Disconnected event: a keep-alive timeout and a
 /// frame that stopped arriving are a client gone silent; anything malformed is the client's
@@ -350,6 +367,19 @@ mod tests {
         );
         assert_eq!(
             end(&E::Encode(EncodeError::OverMaxPacketSize)),
+            EndReason::ServerError
+        );
+        use super::{BAD_TOPIC, EdgeError, PAYLOAD_READ_FAILED, end_of_edge_error as edge};
+        assert_eq!(
+            edge(&EdgeError::Closed(PAYLOAD_READ_FAILED)),
+            EndReason::ConnectionLost
+        );
+        assert_eq!(
+            edge(&EdgeError::Closed(BAD_TOPIC)),
+            EndReason::ProtocolError
+        );
+        assert_eq!(
+            edge(&EdgeError::Closed("router unavailable")),
             EndReason::ServerError
         );
     }
