@@ -2,7 +2,7 @@
 //! binary over real sockets: the system topic resource and its errors, Connected and
 //! Disconnected events at a webhook (Event Grid schema, CloudEvents, a filtered subscription)
 //! with the disconnection reason of a clean DISCONNECT, a dropped socket, a keep-alive timeout,
-//! a takeover and a server shutdown, sequence numbers per session name, restart, and a storm of
+//! a takeover, a malformed packet and a server shutdown, sequence numbers per session name, restart, and a storm of
 //! reconnecting clients against a tiny backlog.
 
 mod common;
@@ -377,6 +377,19 @@ fn connects_and_disconnects_reach_webhooks_with_their_reasons() {
             step("Disconnected", 1, "SessionTakenOver"),
             step("Connected", 2, ""),
             step("Disconnected", 2, "ClientInitiatedDisconnect"),
+        ]
+    );
+
+    // A malformed packet (reserved packet type 0): the client's error.
+    let mut bad = Client::ok(srv.mqtt, Opts::v5("bad-1"));
+    bad.write_raw(&[0x00, 0x00]).unwrap();
+    bad.until_closed(Duration::from_secs(5));
+    let evs = wait_session(&hook, "/eg", "bad-1", 2);
+    assert_eq!(
+        steps(&evs),
+        vec![
+            step("Connected", 1, ""),
+            step("Disconnected", 1, "ClientError")
         ]
     );
 
