@@ -2,8 +2,8 @@
 //! binary over real sockets: the system topic resource and its errors, Connected and
 //! Disconnected events at a webhook (Event Grid schema, CloudEvents, a filtered subscription)
 //! with the disconnection reason of a clean DISCONNECT, a dropped socket, a keep-alive timeout,
-//! a takeover, a malformed packet and a server shutdown, sequence numbers per session name, restart, and a storm of
-//! reconnecting clients against a tiny backlog.
+//! a takeover, a malformed packet, a stalled subscriber and a server shutdown, sequence numbers
+//! per session name, restart, and a storm of reconnecting clients against a tiny backlog.
 
 mod common;
 
@@ -567,4 +567,41 @@ fn evgrid_time(s: &str) -> u64 {
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19);
     (secs * 1000 + n(20, 23)) as u64
+}
+
+/// A subscriber whose socket takes nothing for `mqtt.send_timeout` while messages wait is closed
+/// by the broker: `QuotaExceeded`, the reason its v5 DISCONNECT gives too.
+#[test]
+fn a_stalled_subscriber_ends_with_quota_exceeded() {
+    let srv = Server::start(&env(&[("EVGRID_MQTT_SEND_TIMEOUT", "1")]));
+    let hook = Hook::ok();
+    assert_eq!(system_topic(&srv, "slow", SOURCE).status, 201);
+    hook_sub(&srv, "slow", "egs", &hook.url("/eg"), json!({}));
+    let mut slow = Client::ok(srv.mqtt, Opts::v5("slow-1"));
+    slow.sub("flood/#", 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let (addr, stop) = (srv.mqtt, stop.clone());
+        std::thread::spawn(move || {
+            let mut p = Client::ok(addr, Opts::v3("flooder-1"));
+            let payload = vec![b'z'; 100 * 1024];
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 400 << 20 {
+                p.publish("flood/a", &payload, 0, false, 0, &[]);
+                sent += payload.len();
+            }
+        })
+    };
+    let evs = wait_session(&hook, "/eg", "slow-1", 2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert_eq!(
+        steps(&evs),
+        vec![
+            step("Connected", 1, ""),
+            step("Disconnected", 1, "QuotaExceeded")
+        ]
+    );
+    assert!(srv.metric("evgrid_mqtt_slow_consumer_disconnects_total") >= 1.0);
+    drop(slow);
 }
