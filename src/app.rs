@@ -2,7 +2,8 @@
 //!
 //! Owns the thread layout: actix on the main thread (actix-web), arbiters for the actors, and the
 //! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). SIGINT/SIGTERM
-//! are handled by actix-web; the MQTT server is stopped from there. The edges never call back
+//! are handled here: the MQTT server stops first (its connections' lifecycle events still reach
+//! their system topics), then HTTP, then the actor threads. The edges never call back
 //! into this module: it wires them, they do not know it.
 
 use actix::Arbiter;
@@ -116,6 +117,31 @@ fn admin_key(cfg: &Config) -> std::io::Result<String> {
     Ok(key)
 }
 
+/// Resolves on the first SIGTERM (true: stop gracefully), SIGINT or SIGQUIT (false: at once).
+/// The handlers are installed when this is called, not when the future is first polled.
+fn signals() -> std::io::Result<impl Future<Output = bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received; stopping gracefully");
+                true
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received; stopping");
+                false
+            }
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT received; stopping");
+                false
+            }
+        }
+    })
+}
+
 /// Runs evgrid until SIGINT/SIGTERM. Prints the bound addresses (tests read them).
 pub fn run(cfg: Config) -> std::io::Result<()> {
     raise_fd_limit();
@@ -189,30 +215,61 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             },
             body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
         });
-        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge)?;
+        // Client lifecycle events (docs/eventgrid.md §7.7): the edge queues, the bridge drains
+        // into the namespace's system topics.
+        let (lifecycle_tx, lifecycle_rx) =
+            evgrid_actors::mqtt::lifecycle::channel(cfg.mqtt.lifecycle_backlog);
+        let lifecycle = actix::spawn(evgrid_actors::bridge::lifecycle::run(
+            lifecycle_rx,
+            bridge.grid().clone(),
+            bridge.namespace().to_string(),
+        ));
+        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge, lifecycle_tx)?;
         let server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
         })
         .workers(cfg.http.workers)
         .client_request_timeout(Duration::from_millis(cfg.http.header_timeout_ms))
+        // Signals are handled below: actix-server's own handling stops the actix System, and
+        // with it the arbiters of every actor, before the MQTT listener has closed its
+        // connections, whose Disconnected lifecycle events (docs/eventgrid.md §7.7) then have
+        // no topic actor left to be committed to.
+        .disable_signals()
         .listen(http_listener)?
         .run();
-        // The first poll starts the HTTP workers and installs the SIGINT/SIGTERM handlers; the
-        // listening lines come after it, so a supervisor (or a test) that signals as soon as it
-        // reads them gets a graceful stop, not the default action of a signal nobody handles yet.
+        let handle = server.handle();
+        // Installed before the listening lines, so a supervisor (or a test) that signals as
+        // soon as it reads them gets a graceful stop, not the default action of a signal nobody
+        // handles yet. SIGTERM stops gracefully; SIGINT and SIGQUIT at once (as actix-web does).
+        let signalled = signals()?;
         let mut server = std::pin::pin!(server);
         let first = std::future::poll_fn(|cx| Poll::Ready(server.as_mut().poll(cx))).await;
         // One line per listener, stable format: scripts and tests parse it.
         println!("evgrid: mqtt listening on {}", mqtt.addr);
         println!("evgrid: http listening on {http_addr}");
         tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");
-        let res = match first {
-            Poll::Ready(res) => res,
-            Poll::Pending => server.await,
+        let ended = match first {
+            Poll::Ready(res) => Err(res),
+            Poll::Pending => tokio::select! {
+                res = server.as_mut() => Err(res),
+                graceful = signalled => Ok(graceful),
+            },
         };
         tracing::info!("shutting down");
+        // MQTT first, while the actors still run: the connections it closes report their end.
         mqtt.stop().await;
+        // The Disconnected events of the connections the stop closed: the queue ends once the
+        // MQTT thread has dropped its end.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle).await;
+        let res = match ended {
+            Err(res) => res,
+            Ok(graceful) => {
+                // The command is sent now; the server future carries it out.
+                drop(handle.stop(graceful));
+                server.await
+            }
+        };
         for a in arbiters.into_iter().chain(grid_arbiters) {
             a.stop();
         }

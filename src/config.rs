@@ -262,6 +262,10 @@ pub struct MqttConfig {
     pub actor_threads: usize,
     /// Seconds a client has to send CONNECT after the TCP connection opens.
     pub connect_timeout: u16,
+    /// Client lifecycle events (connected, disconnected; docs/eventgrid.md §7.7) waiting for
+    /// their system topic; beyond this further ones are dropped and counted, so a storm of
+    /// reconnecting clients never slows the broker.
+    pub lifecycle_backlog: usize,
 }
 
 impl Default for Config {
@@ -323,6 +327,7 @@ impl Default for MqttConfig {
             workers: 0,
             actor_threads: 0,
             connect_timeout: 10,
+            lifecycle_backlog: 100_000,
         }
     }
 }
@@ -455,6 +460,9 @@ impl Config {
         if m.connect_timeout == 0 {
             // 0 would turn the deadline off: a client could hold a connection without a CONNECT.
             return bad("mqtt.connect_timeout", "must be at least 1 second");
+        }
+        if m.lifecycle_backlog == 0 {
+            return bad("mqtt.lifecycle_backlog", "must be at least 1");
         }
         if m.router_shards == 0 || m.router_shards > 64 {
             return bad("mqtt.router_shards", "must be between 1 and 64");

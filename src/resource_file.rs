@@ -27,6 +27,14 @@
 //!
 //! [[domains.topics]]
 //! name = "tenant-a"
+//!
+//! [[systemTopics]]                # MQTT client lifecycle events of a namespace
+//! name = "mqtt-lifecycle"
+//! properties = { source = "/providers/Microsoft.EventGrid/namespaces/default", topicType = "Microsoft.EventGrid.Namespaces" }
+//!
+//! [[systemTopics.subscriptions]]
+//! name = "ops"
+//! properties = { destination = { endpointType = "WebHook", properties = { endpointUrl = "http://ops:9000/hook" } } }
 //! ```
 //!
 //! Owns parsing and ordering (parents before children). A webhook subscription whose endpoint
@@ -51,6 +59,9 @@ struct File {
     topics: Vec<Topic>,
     #[serde(default)]
     domains: Vec<Domain>,
+    /// System topics (docs/eventgrid.md §7.7), applied after the namespaces their sources name.
+    #[serde(default, rename = "systemTopics")]
+    system_topics: Vec<Topic>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +181,13 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
             )
             .await?;
         }
+    }
+    for t in &file.system_topics {
+        grid.put_system_topic(&t.name, &json(&t.properties))
+            .await
+            .map_err(|e| at(format!("system topic {}", t.name), e.to_string()))?;
+        n += 1;
+        n += push_subs(grid, Scope::SystemTopic(&t.name), &t.subscriptions, &at).await?;
     }
     for (name, props) in routed {
         grid.put_namespace(name, &props)

@@ -7,6 +7,9 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+mod lifecycle;
+pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -375,6 +378,7 @@ impl Metrics {
         self.render_grid(&mut s);
         STORE.render(&mut s);
         PUSH.render(&mut s);
+        LIFECYCLE.render(&mut s);
         s
     }
 

@@ -97,3 +97,21 @@ fn connect_timeout_zero_is_refused() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("mqtt.connect_timeout"), "{e}");
 }
+
+#[test]
+fn lifecycle_backlog_defaults_and_must_hold_one() {
+    assert_eq!(Config::default().mqtt.lifecycle_backlog, 100_000);
+    let c = Config::load(
+        None,
+        env(&[("EVGRID_MQTT_LIFECYCLE_BACKLOG", "7")]).into_iter(),
+    )
+    .unwrap();
+    assert_eq!(c.mqtt.lifecycle_backlog, 7);
+    let c = Config::load(
+        None,
+        env(&[("EVGRID_MQTT_LIFECYCLE_BACKLOG", "0")]).into_iter(),
+    )
+    .unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("mqtt.lifecycle_backlog"), "{e}");
+}

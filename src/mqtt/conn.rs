@@ -20,7 +20,9 @@ use actix::Addr;
 use evgrid_actors::bridge::route::Prepared;
 use evgrid_actors::bridge::{Bridge, Client, RouteError};
 use evgrid_actors::metrics::METRICS;
+use evgrid_actors::model::clock::now_ms;
 use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::lifecycle::{EndReason, Happened, SessionEvent};
 use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId, owned_str};
 use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
 use evgrid_actors::mqtt::router::{InFlight, SubReq};
@@ -112,6 +114,7 @@ pub(super) async fn open(
         session: opened.addr,
         conn,
         acks,
+        ending: state.ending.clone(),
     };
     Ok((state, opened.present, writer))
 }
@@ -122,6 +125,7 @@ pub(super) struct Writer {
     session: Addr<Session>,
     conn: ConnId,
     acks: Acks,
+    ending: Ending,
 }
 
 impl Writer {
@@ -134,7 +138,39 @@ impl Writer {
             self.conn,
             self.acks,
             send_timeout,
+            self.ending,
         ));
+    }
+}
+
+/// Why a connection ended, for its Disconnected lifecycle event (docs/eventgrid.md §7.7). Shared
+/// by the connection's handlers, its control service and its writer (which closes the socket
+/// for a takeover or a stalled client); the first cause recorded wins, so a DISCONNECT followed
+/// by the socket closing stays a client disconnect.
+#[derive(Clone, Default)]
+pub(crate) struct Ending(Rc<Cell<Option<EndReason>>>);
+
+impl Ending {
+    pub fn set(&self, why: EndReason) {
+        if self.0.get().is_none() {
+            self.0.set(Some(why));
+        }
+    }
+
+    pub fn get(&self) -> Option<EndReason> {
+        self.0.get()
+    }
+}
+
+/// The reason a Disconnected event gives: what was recorded, a lost connection when nothing
+/// was (the dispatcher just stopped), and a server shutdown for connections the shutdown cut.
+pub(crate) fn end_reason(recorded: Option<EndReason>, stopping: bool) -> EndReason {
+    match recorded {
+        None | Some(EndReason::ConnectionLost | EndReason::ServerError) if stopping => {
+            EndReason::ServerShutdown
+        }
+        None => EndReason::ConnectionLost,
+        Some(r) => r,
     }
 }
 
@@ -155,6 +191,11 @@ pub(crate) struct Conn {
     inbound_qos2: InboundQos2,
     /// QoS 1 acknowledgements the writer collected and has not reported yet.
     acks: Acks,
+    /// Why the connection ended (first cause).
+    pub ending: Ending,
+    /// (authentication name, session name) once the Connected lifecycle event went out: the
+    /// Disconnected event goes out only then.
+    announced: RefCell<Option<(ByteString, ByteString)>>,
 }
 
 impl Conn {
@@ -180,7 +221,23 @@ impl Conn {
             expiry_override: Cell::new(None),
             inbound_qos2,
             acks,
+            ending: Ending::default(),
+            announced: RefCell::new(None),
         }
+    }
+
+    /// The CONNECT is accepted (session open, CONNACK built): reports the Connected lifecycle
+    /// event; from now on the connection's end is reported too.
+    pub fn connected(&self) {
+        let (auth_name, client_id) = (self.client.auth_name.clone(), self.client.session.clone());
+        self.shared.lifecycle.push(SessionEvent {
+            what: Happened::Connected,
+            conn: self.id,
+            auth_name: auth_name.clone(),
+            session: client_id.clone(),
+            at_ms: now_ms(),
+        });
+        *self.announced.borrow_mut() = Some((auth_name, client_id));
     }
 
     /// An inbound QoS 2 PUBLISH with this id is about to be routed. False when the session
@@ -435,6 +492,16 @@ impl Drop for Conn {
             graceful: self.graceful.get(),
             expiry_secs: self.expiry_override.get(),
         });
+        if let Some((auth_name, session)) = self.announced.take() {
+            let stopping = self.shared.stopping.load(Ordering::Relaxed);
+            self.shared.lifecycle.push(SessionEvent {
+                what: Happened::Disconnected(end_reason(self.ending.get(), stopping)),
+                conn: self.id,
+                auth_name,
+                session,
+                at_ms: now_ms(),
+            });
+        }
     }
 }
 
@@ -470,5 +537,35 @@ impl Conn {
                 f.released().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_cause_wins_and_a_shutdown_explains_what_it_cut() {
+        let e = Ending::default();
+        assert_eq!(end_reason(e.get(), false), EndReason::ConnectionLost);
+        e.set(EndReason::ClientDisconnect);
+        e.set(EndReason::ConnectionLost);
+        assert_eq!(e.get(), Some(EndReason::ClientDisconnect));
+        let shared = e.clone();
+        shared.set(EndReason::TakenOver);
+        assert_eq!(e.get(), Some(EndReason::ClientDisconnect));
+        assert_eq!(end_reason(None, true), EndReason::ServerShutdown);
+        assert_eq!(
+            end_reason(Some(EndReason::ConnectionLost), true),
+            EndReason::ServerShutdown
+        );
+        assert_eq!(
+            end_reason(Some(EndReason::ClientDisconnect), true),
+            EndReason::ClientDisconnect
+        );
+        assert_eq!(
+            end_reason(Some(EndReason::TakenOver), false),
+            EndReason::TakenOver
+        );
     }
 }

@@ -14,11 +14,12 @@ mod v5;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use evgrid_actors::bridge::Bridge;
 use evgrid_actors::metrics::METRICS;
+use evgrid_actors::mqtt::lifecycle::{EndReason, LifecycleTx};
 use evgrid_actors::mqtt::trie::TopicLimits;
 use ntex_mqtt::{MqttServer, MqttServiceConfig, QoS};
 use ntex_service::cfg::SharedCfg;
@@ -33,6 +34,10 @@ pub(crate) struct Shared {
     pub cfg: MqttConfig,
     pub limits: TopicLimits,
     pub next_conn: AtomicU64,
+    /// Where connections report connecting and ending (docs/eventgrid.md §7.7); never waits.
+    pub lifecycle: LifecycleTx,
+    /// Set when the server is stopping: connections it cuts end with a server shutdown.
+    pub stopping: AtomicBool,
 }
 
 /// The application error of the MQTT services: the connection is closed.
@@ -55,13 +60,54 @@ impl TryFrom<EdgeError> for ntex_mqtt::v5::PublishAck {
     }
 }
 
-/// Connection events: counts protocol violations (malformed packets, spec breaches).
-fn control<T>(c: ntex_mqtt::Control<EdgeError>) -> Result<Option<T>, EdgeError> {
-    if let ntex_mqtt::Control::Stop(ntex_mqtt::Reason::Protocol(e)) = &c {
-        METRICS.protocol_errors.inc();
-        tracing::debug!(error = ?e.get_ref(), "mqtt protocol error");
-    }
+/// Connection events: counts protocol violations (malformed packets, spec breaches) and records
+/// why the connection stops, for its Disconnected lifecycle event.
+fn control<T>(conn: &conn::Conn, c: ntex_mqtt::Control<EdgeError>) -> Result<Option<T>, EdgeError> {
+    use ntex_mqtt::Reason;
+    let ntex_mqtt::Control::Stop(reason) = &c else {
+        return Ok(None);
+    };
+    let why = match reason {
+        Reason::Protocol(e) => {
+            METRICS.protocol_errors.inc();
+            tracing::debug!(error = ?e.get_ref(), "mqtt protocol error");
+            end_of_protocol_error(e.get_ref())
+        }
+        Reason::PeerGone(_) => EndReason::ConnectionLost,
+        Reason::Error(e) => end_of_edge_error(e.get_ref()),
+    };
+    conn.ending.set(why);
     Ok(None)
+}
+
+/// What a handler's error that closed the connection means for the Disconnected event: a payload
+/// the peer stopped sending is a lost connection, a v3.1.1 PUBLISH to a bad topic (which has no
+/// other answer) the client's error, anything else (routing unavailable) the server's.
+fn end_of_edge_error(e: &EdgeError) -> EndReason {
+    match e {
+        EdgeError::Closed(PAYLOAD_READ_FAILED) => EndReason::ConnectionLost,
+        EdgeError::Closed(BAD_TOPIC) => EndReason::ProtocolError,
+        EdgeError::Closed(_) => EndReason::ServerError,
+    }
+}
+
+// The errors' texts as v3.rs and v5.rs give them (patterns compare the text).
+/// The [`EdgeError`] of a PUBLISH whose payload stopped arriving.
+const PAYLOAD_READ_FAILED: &str = "payload read failed";
+/// The [`EdgeError`] of a v3.1.1 PUBLISH to a topic name over the limits.
+const BAD_TOPIC: &str = "topic name too long or too deep";
+
+/// What a protocol-level stop means for the Disconnected event: a keep-alive timeout and a
+/// frame that stopped arriving are a client gone silent; anything malformed is the client's
+/// error; failing to encode is the server's.
+fn end_of_protocol_error(e: &ntex_mqtt::error::MqttProtocolError) -> EndReason {
+    use ntex_mqtt::error::MqttProtocolError as E;
+    match e {
+        E::KeepAliveTimeout => EndReason::KeepAliveTimeout,
+        E::ReadTimeout => EndReason::ConnectionLost,
+        E::Decode(_) | E::ProtocolViolation(_) => EndReason::ProtocolError,
+        E::Encode(_) => EndReason::ServerError,
+    }
 }
 
 /// An acknowledgement for a packet id with nothing outstanding (vendor patch 22): ignored, as
@@ -102,6 +148,7 @@ pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
 /// Handle to the running MQTT listener.
 pub struct MqttHandle {
     pub addr: SocketAddr,
+    shared: Arc<Shared>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -109,6 +156,7 @@ pub struct MqttHandle {
 impl MqttHandle {
     /// Stops accepting, closes connections, and joins the ntex thread.
     pub async fn stop(self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         // ntex's graceful stop can sit out its whole shutdown timeout even with no connection
         // open (seen under load: over 15 s after SIGTERM). HTTP has drained by now and session
         // state lives in memory, so a bounded wait keeps everything a longer one would.
@@ -122,8 +170,13 @@ impl MqttHandle {
     }
 }
 
-/// Binds the MQTT port and starts the ntex system on its own thread.
-pub fn start(cfg: &MqttConfig, bridge: Bridge) -> std::io::Result<MqttHandle> {
+/// Binds the MQTT port and starts the ntex system on its own thread. Connections report
+/// connecting and ending into `lifecycle`.
+pub fn start(
+    cfg: &MqttConfig,
+    bridge: Bridge,
+    lifecycle: LifecycleTx,
+) -> std::io::Result<MqttHandle> {
     let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
@@ -134,7 +187,10 @@ pub fn start(cfg: &MqttConfig, bridge: Bridge) -> std::io::Result<MqttHandle> {
             max_levels: cfg.max_topic_levels,
         },
         next_conn: AtomicU64::new(1),
+        lifecycle,
+        stopping: AtomicBool::new(false),
     });
+    let handle_shared = shared.clone();
     let workers = if cfg.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -183,7 +239,7 @@ pub fn start(cfg: &MqttConfig, bridge: Bridge) -> std::io::Result<MqttHandle> {
                                         .protocol(async |s: &v3::Session, m| {
                                             Box::pin(v3::protocol(s, m)).await
                                         })
-                                        .control(async |_: &v3::Session, c| control(c))
+                                        .control(async |s: &v3::Session, c| control(s, c))
                                         .build(move |h| v3::connect(h, s3.clone()))
                                         .fast_publish(v3::fast_publish))
                                         .v5(ntex_mqtt::v5::MqttServer::new(
@@ -192,7 +248,7 @@ pub fn start(cfg: &MqttConfig, bridge: Bridge) -> std::io::Result<MqttHandle> {
                                         .protocol(async |s: &v5::Session, m| {
                                             Box::pin(v5::protocol(s, m)).await
                                         })
-                                        .control(async |_: &v5::Session, c| control(c))
+                                        .control(async |s: &v5::Session, c| control(s, c))
                                         .build(move |h| v5::connect(h, s5.clone()))
                                         .fast_publish(v5::fast_publish));
                                 // Failures before or during the handshake (garbage, a first
@@ -218,6 +274,7 @@ pub fn start(cfg: &MqttConfig, bridge: Bridge) -> std::io::Result<MqttHandle> {
         .map_err(|_| std::io::Error::other("mqtt server thread failed to start"))?;
     Ok(MqttHandle {
         addr,
+        shared: handle_shared,
         server,
         thread,
     })
@@ -294,6 +351,38 @@ mod tests {
         let v5 = split_decode!(c5::Codec, c5::Decoded::Publish, publish(true, big), 1000);
         assert!(v3.1 && v3.0 < big, "v3 streams: {v3:?}");
         assert!(v5.1 && v5.0 < big, "v5 streams: {v5:?}");
+    }
+
+    /// A stop for a silent client (keep-alive, a frame that stopped) is a lost connection, not
+    /// the client's error; malformed input is.
+    #[test]
+    fn protocol_stops_map_to_end_reasons() {
+        use super::end_of_protocol_error as end;
+        use evgrid_actors::mqtt::lifecycle::EndReason;
+        use ntex_mqtt::error::{DecodeError, EncodeError, MqttProtocolError as E};
+        assert_eq!(end(&E::KeepAliveTimeout), EndReason::KeepAliveTimeout);
+        assert_eq!(end(&E::ReadTimeout), EndReason::ConnectionLost);
+        assert_eq!(
+            end(&E::Decode(DecodeError::InvalidLength)),
+            EndReason::ProtocolError
+        );
+        assert_eq!(
+            end(&E::Encode(EncodeError::OverMaxPacketSize)),
+            EndReason::ServerError
+        );
+        use super::{BAD_TOPIC, EdgeError, PAYLOAD_READ_FAILED, end_of_edge_error as edge};
+        assert_eq!(
+            edge(&EdgeError::Closed(PAYLOAD_READ_FAILED)),
+            EndReason::ConnectionLost
+        );
+        assert_eq!(
+            edge(&EdgeError::Closed(BAD_TOPIC)),
+            EndReason::ProtocolError
+        );
+        assert_eq!(
+            edge(&EdgeError::Closed("router unavailable")),
+            EndReason::ServerError
+        );
     }
 
     fn unhex(s: &str) -> Vec<u8> {

@@ -5,6 +5,8 @@
 //! buffer is under its high watermark) and the client's receive maximum has room, releases each
 //! batch from the outbox's count once it is written, closes a connection whose socket has taken
 //! nothing for `mqtt.send_timeout`, and reports PUBACK / PUBREC / PUBCOMP to the session actor.
+//! A close it makes (takeover, shutdown, stalled socket) is recorded in the connection's
+//! [`Ending`] first, for its Disconnected lifecycle event.
 //! Never decides what to send: the session does. Must never let ntex's write buffer grow past one
 //! packet beyond its high watermark: what a slow client has not taken is counted in the outbox,
 //! where the session can see it and drop.
@@ -18,9 +20,12 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use evgrid_actors::metrics::{DropReason, METRICS};
+use evgrid_actors::mqtt::lifecycle::EndReason;
 use evgrid_actors::mqtt::message::{CloseReason, ConnId, Out, OutMsg};
 use evgrid_actors::mqtt::outbox::OutboxRx;
 use evgrid_actors::mqtt::session::{Acked, Received, Session};
+
+use super::conn::Ending;
 
 /// What the writer needs from a v3 or v5 sink.
 pub(crate) trait Sink: Clone + 'static {
@@ -205,6 +210,7 @@ pub(crate) async fn run<S: Sink>(
     conn: ConnId,
     acks: Acks,
     send_timeout: Option<Duration>,
+    ending: Ending,
 ) {
     sink.on_ack(Box::new(move |pid| acks.push(pid)));
     let mut buf = Vec::new();
@@ -213,6 +219,7 @@ pub(crate) async fn run<S: Sink>(
             let size = out.size();
             let msgs = match out {
                 Out::Close(reason) => {
+                    ending.set(EndReason::of_close(reason));
                     sink.close(reason);
                     return;
                 }
@@ -231,6 +238,7 @@ pub(crate) async fn run<S: Sink>(
                             "closing a connection whose socket took \
                             nothing for mqtt.send_timeout"
                         );
+                        ending.set(EndReason::SendTimeout);
                         sink.close(CloseReason::SendTimeout);
                         return;
                     }

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use evgrid_actors::bridge::RouteError;
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::lifecycle::EndReason;
 use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, owned_str};
 use evgrid_actors::mqtt::router::SubReq;
 use evgrid_actors::mqtt::session::Will;
@@ -113,6 +114,7 @@ pub(super) async fn connect(
             return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
         }
     };
+    state.connected();
     let sink = h.sink();
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
     let present = present && expiry != 0;
@@ -247,6 +249,7 @@ pub(super) async fn protocol(
             Ok(unsub.ack())
         }
         ProtocolMessage::Disconnect(d) => {
+            conn.ending.set(EndReason::ClientDisconnect);
             conn.graceful.set(true);
             Ok(d.ack())
         }

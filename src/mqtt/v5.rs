@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use evgrid_actors::bridge::RouteError;
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::lifecycle::EndReason;
 use evgrid_actors::mqtt::message::{AppMessage, CloseReason, OutMsg, Properties, owned_str};
 use evgrid_actors::mqtt::router::SubReq;
 use evgrid_actors::mqtt::session::Will;
@@ -146,6 +147,7 @@ pub(super) async fn connect(
             ));
         }
     };
+    state.connected();
     let sink = h.sink();
     let max_ka = cfg.max_keepalive;
     let mut ack = h.ack(state).max_send(Some(window as u16)).with(|a| {
@@ -223,6 +225,7 @@ fn accept(
     let refuse = |reason: PublishAckReason, code, why: Option<&'static str>| {
         conn.skip(ticket);
         if qos == 0 {
+            conn.ending.set(EndReason::ProtocolError);
             s.sink().close_with_reason(codec::Disconnect {
                 reason_code: code,
                 reason_string: why.map(ByteString::from_static),
@@ -380,6 +383,7 @@ pub(super) async fn protocol(
             Ok(unsub.ack())
         }
         ProtocolMessage::Disconnect(d) => {
+            conn.ending.set(EndReason::ClientDisconnect);
             let p = d.packet();
             conn.graceful
                 .set(p.reason_code != DisconnectReasonCode::DisconnectWithWillMessage);
@@ -401,6 +405,7 @@ pub(super) async fn protocol(
             // evgrid offers no enhanced authentication (a CONNECT with an authentication method
             // is refused), so an AUTH packet is a protocol error [MQTT-4.12.0-6].
             METRICS.protocol_errors.inc();
+            conn.ending.set(EndReason::ProtocolError);
             // Written here: ntex-mqtt 9.0 closes the socket before a DISCONNECT returned as the
             // control answer goes out.
             s.sink().close_with_reason(codec::Disconnect {

@@ -10,6 +10,7 @@
 //! and MQTT subscribers get the message all the same.
 
 pub mod convert;
+pub mod lifecycle;
 pub mod route;
 
 use std::sync::Arc;

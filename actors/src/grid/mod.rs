@@ -4,6 +4,8 @@
 //!
 //! Ontology:
 //! - **Namespace**: a name, ARM properties and two access keys. Holds topics.
+//! - **System topic** (basic tier): takes the MQTT client lifecycle events of a namespace, fed
+//!   by the bridge through [`Grid::system_topics_of_namespace`] (docs/eventgrid.md §7.7).
 //! - **Topic** ([`topic::TopicActor`], one actor per namespace topic, custom topic and domain):
 //!   takes publish batches, filters (and, in the basic tier, converts) them per subscription,
 //!   commits them, hands them on.
@@ -377,6 +379,53 @@ impl Grid {
         self.0
             .basic
             .push_dead_letters(&self.0.shared, scope, name, after, limit)
+    }
+
+    /// Creates or updates a system topic (docs/eventgrid.md §7.7); its source must name a
+    /// namespace that exists and that no other system topic has.
+    pub async fn put_system_topic(
+        &self,
+        name: &str,
+        props: &Value,
+    ) -> Result<(Value, bool), GridError> {
+        let ns = &self.0.namespaces;
+        let exists = |n: &str| ns.state.read().expect("grid lock").contains_key(n);
+        self.0
+            .basic
+            .put_system_topic(&self.0.shared, name, props, exists)
+            .await
+    }
+
+    pub fn get_system_topic(&self, name: &str) -> Result<Value, GridError> {
+        self.0.basic.get_system_topic(name)
+    }
+
+    pub fn list_system_topics(&self) -> Vec<Value> {
+        self.0.basic.list_system_topics()
+    }
+
+    /// Deletes a system topic with its subscriptions; false if it did not exist.
+    pub async fn delete_system_topic(&self, name: &str) -> Result<bool, GridError> {
+        self.0.basic.delete_system_topic(&self.0.shared, name).await
+    }
+
+    /// Where the MQTT client lifecycle events of namespace `ns` go: each system topic whose
+    /// source names it, as (source, the `topic` its events carry; topic actor taking Event Grid
+    /// schema batches). Empty while the namespace does not exist (a system topic outlives its
+    /// namespace, but no events flow). Two read locks and a scan of the system topics: cheap
+    /// enough per batch.
+    pub fn system_topics_of_namespace(&self, ns: &str) -> Vec<(String, Addr<TopicActor>)> {
+        let exists = self
+            .0
+            .namespaces
+            .state
+            .read()
+            .expect("grid lock")
+            .contains_key(&ns.to_ascii_lowercase());
+        if !exists {
+            return Vec::new();
+        }
+        self.0.basic.system_topics_of_namespace(ns)
     }
 
     /// The topic actor of a custom topic or domain, its keys and schema.

@@ -45,7 +45,10 @@ pub(super) async fn load(sh: &Shared, ns: &Namespaces, basic: &Basic) -> Result<
     let mut basic_docs = Vec::new();
     for (path, json) in &resources {
         let doc: Value = serde_json::from_slice(json).map_err(|e| bad(path, e.to_string()))?;
-        if path.starts_with("topics/") || path.starts_with("domains/") {
+        if path.starts_with("topics/")
+            || path.starts_with("domains/")
+            || path.starts_with("systemTopics/")
+        {
             basic_docs.push((path.clone(), doc));
             continue;
         }

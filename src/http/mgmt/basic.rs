@@ -1,7 +1,8 @@
 //! The basic tier's management API: custom topics (`/mgmt/topics/{t}`), domains
-//! (`/mgmt/domains/{d}`), domain topics (`/mgmt/domains/{d}/topics/{dt}`) and event
-//! subscriptions under each of the three (`…/eventSubscriptions/{s}`, with `deadLetters`), in
-//! Azure's ARM shapes, with `listKeys` / `regenerateKey` on topics and domains.
+//! (`/mgmt/domains/{d}`), domain topics (`/mgmt/domains/{d}/topics/{dt}`),
+//! system topics (`/mgmt/systemTopics/{st}`, docs/eventgrid.md §7.7), and event subscriptions
+//! under each of the four (`…/eventSubscriptions/{s}`, with `deadLetters`), in Azure's ARM
+//! shapes, with `listKeys` / `regenerateKey` on topics and domains (a system topic has no keys).
 //!
 //! Owns translation only, with the helpers of [`super`]; the grid validates,
 //! runs the webhook handshake and stores. Must never return a key outside `listKeys` /
@@ -53,10 +54,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_domain_topic))
             .route(web::delete().to(delete_domain_topic)),
     );
+    cfg.service(web::resource("/mgmt/systemTopics").route(web::get().to(list_system_topics)))
+        .service(
+            web::resource("/mgmt/systemTopics/{n}")
+                .route(web::put().to(put_system_topic))
+                .route(web::get().to(get_system_topic))
+                .route(web::delete().to(delete_system_topic)),
+        );
     for scope in [
         "/mgmt/topics/{t}",
         "/mgmt/domains/{d}",
         "/mgmt/domains/{d}/topics/{dt}",
+        "/mgmt/systemTopics/{st}",
     ] {
         cfg.route(
             &format!("{scope}/{SUBS}"),
@@ -78,6 +87,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The subscription scope the matched path names.
 fn scope(req: &HttpRequest) -> Scope<'_> {
     let m = req.match_info();
+    if let Some(st) = m.get("st") {
+        return Scope::SystemTopic(st);
+    }
     match (m.get("t"), m.get("d"), m.get("dt")) {
         (Some(t), _, _) => Scope::Topic(t),
         (_, Some(d), Some(dt)) => Scope::DomainTopic(d, dt),
@@ -135,6 +147,34 @@ async fn regenerate_key(
             .regenerate_source_key(k, &n, &key_name(&body)?)
             .await?,
     ))
+}
+
+async fn list_system_topics(req: HttpRequest, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(list_response(st.grid.list_system_topics()))
+}
+
+async fn put_system_topic(
+    req: HttpRequest,
+    n: web::Path<String>,
+    payload: web::Payload,
+    st: web::Data<State>,
+) -> R {
+    let props = put_properties(&req, payload, &st).await?;
+    Ok(put_response(st.grid.put_system_topic(&n, &props).await?))
+}
+
+async fn get_system_topic(req: HttpRequest, n: web::Path<String>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &st.grid.get_system_topic(&n)?,
+    ))
+}
+
+async fn delete_system_topic(req: HttpRequest, n: web::Path<String>, st: web::Data<State>) -> R {
+    admin(&req, &st)?;
+    Ok(delete_response(st.grid.delete_system_topic(&n).await?))
 }
 
 async fn list_domain_topics(req: HttpRequest, d: web::Path<String>, st: web::Data<State>) -> R {

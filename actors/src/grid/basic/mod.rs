@@ -1,5 +1,6 @@
-//! The basic tier: custom topics, domains with their domain topics, and push (webhook) event
-//! subscriptions under a topic, a domain or a domain topic.
+//! The basic tier: custom topics, domains with their domain topics, system topics (MQTT client
+//! lifecycle events, docs/eventgrid.md §7.7), and push (webhook) event subscriptions under a
+//! topic, a domain, a domain topic or a system topic.
 //!
 //! Ontology:
 //! - **Topic actor** ([`crate::grid::topic::TopicActor`], one per custom topic and per domain,
@@ -21,12 +22,14 @@
 //!
 //! Store paths (names lowercased): `topics/{t}`, `topics/{t}/eventSubscriptions/{s}`,
 //! `domains/{d}`, `domains/{d}/eventSubscriptions/{s}`, `domains/{d}/topics/{dt}`,
-//! `domains/{d}/topics/{dt}/eventSubscriptions/{s}`. Must never route events to a subscription
+//! `domains/{d}/topics/{dt}/eventSubscriptions/{s}`, `systemTopics/{t}`,
+//! `systemTopics/{t}/eventSubscriptions/{s}`. Must never route events to a subscription
 //! whose endpoint has not been validated.
 
 mod registry;
 mod sources;
 mod subscriptions;
+mod system_topics;
 
 pub(crate) use registry::Basic;
 pub use registry::{Kind, PublishTarget, Scope, random_id};

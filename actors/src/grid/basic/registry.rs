@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::delivery::push::{Names, PushSub};
 use crate::grid::error::GridError;
 use crate::grid::resource::basic::{self as resource, PushCfg, SourceCfg};
+use crate::grid::resource::system_topic::SystemTopicCfg;
 use crate::grid::shared::{Keys, Shared, bad, lc};
 use crate::grid::topic::{Conversion, Route, Routes, SetNextSeq, SetRoutes, Target, TopicActor};
 use crate::model::clock::now_ms;
@@ -47,6 +48,9 @@ pub enum Scope<'a> {
     Topic(&'a str),
     Domain(&'a str),
     DomainTopic(&'a str, &'a str),
+    /// A system topic (docs/eventgrid.md §7.7): its subscriptions are push subscriptions like a
+    /// custom topic's.
+    SystemTopic(&'a str),
 }
 
 pub(super) enum Activation {
@@ -88,10 +92,18 @@ pub(super) struct DomainTopic {
     pub(super) subs: BTreeMap<String, PSub>,
 }
 
+/// A system topic: a source without keys or publish endpoint, fed by the bridge with the MQTT
+/// client lifecycle events of the namespace `cfg` names (see `super::system_topics`).
+pub(super) struct SysTopic {
+    pub(super) src: Source,
+    pub(super) cfg: SystemTopicCfg,
+}
+
 #[derive(Default)]
 pub(super) struct BasicState {
     pub(super) topics: BTreeMap<String, Source>,
     pub(super) domains: BTreeMap<String, (Source, BTreeMap<String, DomainTopic>)>,
+    pub(super) system_topics: BTreeMap<String, SysTopic>,
 }
 
 /// The basic tier's registry.
@@ -115,11 +127,17 @@ pub(super) fn source_id(kind: Kind, name: &str) -> String {
     format!("/providers/Microsoft.EventGrid/{}/{name}", kind.plural())
 }
 
+/// The ARM id of a system topic.
+pub(super) fn system_topic_id(name: &str) -> String {
+    format!("/providers/Microsoft.EventGrid/systemTopics/{name}")
+}
+
 pub(super) fn scope_path(s: Scope<'_>) -> String {
     match s {
         Scope::Topic(t) => format!("topics/{}", lc(t)),
         Scope::Domain(d) => format!("domains/{}", lc(d)),
         Scope::DomainTopic(d, t) => format!("domains/{}/topics/{}", lc(d), lc(t)),
+        Scope::SystemTopic(t) => format!("systemTopics/{}", lc(t)),
     }
 }
 
@@ -216,6 +234,13 @@ impl BasicState {
                     format!("{}/topics/{}", source_id(Kind::Domain, &src.name), dt.name),
                 ))
             }
+            Scope::SystemTopic(t) => {
+                let st = self
+                    .system_topics
+                    .get(&lc(t))
+                    .ok_or_else(|| GridError::not_found("system topic", t))?;
+                Ok((&st.src.subs, system_topic_id(&st.src.name)))
+            }
         }
     }
 
@@ -228,6 +253,7 @@ impl BasicState {
                 .get_mut(&lc(d))
                 .and_then(|x| x.1.get_mut(&lc(t)))
                 .map(|x| &mut x.subs),
+            Scope::SystemTopic(t) => self.system_topics.get_mut(&lc(t)).map(|x| &mut x.src.subs),
         }
     }
 
@@ -246,13 +272,21 @@ impl BasicState {
                 })
                 .collect()
         };
+        let flat = |src: &Source| {
+            src.addr.do_send(SetRoutes(Arc::new(Routes {
+                all: active(&src.subs, src),
+                by_topic: Default::default(),
+            })));
+        };
         match s {
+            Scope::SystemTopic(t) => {
+                if let Some(st) = self.system_topics.get(&lc(t)) {
+                    flat(&st.src);
+                }
+            }
             Scope::Topic(t) => {
                 if let Some(src) = self.topics.get(&lc(t)) {
-                    src.addr.do_send(SetRoutes(Arc::new(Routes {
-                        all: active(&src.subs, src),
-                        by_topic: Default::default(),
-                    })));
+                    flat(src);
                 }
             }
             Scope::Domain(d) | Scope::DomainTopic(d, _) => {
@@ -338,6 +372,7 @@ impl Basic {
                 Scope::Topic(t) => format!("topics/{}", up(t)),
                 Scope::Domain(d) => format!("domains/{}", up(d)),
                 Scope::DomainTopic(d, t) => format!("domaintopics/{}/{}", up(d), up(t)),
+                Scope::SystemTopic(t) => format!("systemtopics/{}", up(t)),
             },
         }
     }
@@ -394,6 +429,15 @@ impl Basic {
                         }
                     }
                 }
+                ["systemTopics", n] => {
+                    let (cfg, props) =
+                        crate::grid::resource::system_topic::system_topic(&doc["properties"])
+                            .map_err(|e| bad(path, e))?;
+                    let mut props = props;
+                    props["metricResourceId"] = doc["properties"]["metricResourceId"].clone();
+                    st.system_topics
+                        .insert(n.to_string(), SysTopic::new(sh, name, cfg, props));
+                }
                 ["domains", d, "topics", t] => {
                     let dom = st
                         .domains
@@ -418,17 +462,20 @@ impl Basic {
                 ["topics", t, _, _] => Scope::Topic(t),
                 ["domains", d, _, _] => Scope::Domain(d),
                 ["domains", d, "topics", t, _, _] => Scope::DomainTopic(d, t),
+                ["systemTopics", t, _, _] => Scope::SystemTopic(t),
                 _ => return Err(bad(path, "unknown resource path".into())),
             };
             let src_key = match scope {
                 Scope::Topic(t) => format!("topics/{t}"),
                 Scope::Domain(d) | Scope::DomainTopic(d, _) => format!("domains/{d}"),
+                Scope::SystemTopic(t) => format!("systemTopics/{t}"),
             };
             let input = match scope {
                 Scope::Topic(t) => st.topics.get(t).map(|s| s.cfg.input),
                 Scope::Domain(d) | Scope::DomainTopic(d, _) => {
                     st.domains.get(d).map(|s| s.0.cfg.input)
                 }
+                Scope::SystemTopic(t) => st.system_topics.get(t).map(|s| s.src.cfg.input),
             }
             .ok_or_else(|| bad(path, "its topic or domain is missing".into()))?;
             // Stored documents were valid when written; expiry is the sweep's job.
@@ -479,6 +526,14 @@ impl Basic {
             let last = last_seq.get(&format!("domains/{k}")).copied().unwrap_or(0);
             src.addr.do_send(SetNextSeq(last + 1));
         }
+        for (k, s) in &st.system_topics {
+            st.refresh_routes(Scope::SystemTopic(k));
+            let last = last_seq
+                .get(&format!("systemTopics/{k}"))
+                .copied()
+                .unwrap_or(0);
+            s.src.addr.do_send(SetNextSeq(last + 1));
+        }
         *self.state.write().expect("grid lock") = st;
         Ok(max_key)
     }
@@ -490,6 +545,7 @@ pub(crate) enum OwnedScope {
     Topic(String),
     Domain(String),
     DomainTopic(String, String),
+    SystemTopic(String),
 }
 
 impl OwnedScope {
@@ -498,6 +554,7 @@ impl OwnedScope {
             OwnedScope::Topic(t) => Scope::Topic(t),
             OwnedScope::Domain(d) => Scope::Domain(d),
             OwnedScope::DomainTopic(d, t) => Scope::DomainTopic(d, t),
+            OwnedScope::SystemTopic(t) => Scope::SystemTopic(t),
         }
     }
 }
@@ -520,6 +577,12 @@ impl BasicState {
                 for (sk, p) in &dt.subs {
                     f(&scope, sk, p);
                 }
+            }
+        }
+        for (k, s) in &self.system_topics {
+            let scope = OwnedScope::SystemTopic(k.clone());
+            for (sk, p) in &s.src.subs {
+                f(&scope, sk, p);
             }
         }
     }

@@ -35,6 +35,11 @@ impl Basic {
                 .get(&lc(t))
                 .map(|s| (s.cfg.input, false))
                 .ok_or_else(|| GridError::not_found("topic", t)),
+            Scope::SystemTopic(t) => st
+                .system_topics
+                .get(&lc(t))
+                .map(|s| (s.src.cfg.input, false))
+                .ok_or_else(|| GridError::not_found("system topic", t)),
             Scope::Domain(d) => st
                 .domains
                 .get(&lc(d))

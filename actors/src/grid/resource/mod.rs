@@ -8,6 +8,7 @@
 
 pub mod basic;
 pub mod namespace;
+pub mod system_topic;
 pub mod topic_spaces;
 
 use serde_json::{Map, Value};
