@@ -402,48 +402,48 @@ fn bad_requests_get_their_status_and_error_body() {
             format!("topic=a%2F%2B&{PUB}"),
             vec![],
             vec![],
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             "'a/+' contains a wildcard",
         ),
         (
             format!("topic=a/%23&{PUB}"),
             vec![],
             vec![],
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             "contains a wildcard",
         ),
         (
             format!("topic=a%FF&{PUB}"),
             vec![],
             vec![],
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             "not valid UTF-8",
         ),
         (
             format!("topic=&{PUB}"),
             vec![],
             vec![],
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             "is empty",
         ),
         (
             format!("topic=aaaaaaaaaaaaaaaaa&{PUB}"),
             vec![],
             vec![],
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             "17 bytes long; the broker's limit is 16 bytes (mqtt.max_topic_length)",
         ),
         (
             format!("topic=a/b/c/d&{PUB}"),
             vec![],
             vec![],
-            400,
-            "BadRequest",
+            403,
+            "Forbidden",
             "4 levels; the broker's limit is 3 (mqtt.max_topic_levels)",
         ),
         (
@@ -594,7 +594,7 @@ fn bad_requests_get_their_status_and_error_body() {
         )
     };
     let r = get(&format!("topic=a/%2B&{READ}"));
-    assert_eq!((r.status, r.code().as_str()), (400, "BadRequest"), "{r:?}");
+    assert_eq!((r.status, r.code().as_str()), (403, "Forbidden"), "{r:?}");
     assert!(r.message().contains("wildcard"));
     let r = get(&format!("topic=a&{PUB}"));
     assert_eq!(r.status, 400, "{r:?}");

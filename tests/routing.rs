@@ -581,3 +581,143 @@ fn a_message_too_large_for_an_event_is_not_routed() {
     assert_eq!(r.status, 413, "{r:?}");
     assert_eq!(sub.next_msg().payload.len(), 1800);
 }
+
+/// A Rust MQTT 5 client's messages with every kind of enrichment, a structured and a binary-mode
+/// CloudEvent, and a client that asked for no problem information (docs/eventgrid.md §7.6).
+#[test]
+fn v5_properties_enrichments_and_cloudevents_bindings() {
+    use common::raw::Prop;
+    let eg = Eg::start();
+    eg.setup_route();
+    let r = eg.put_ns(json!({"state": "Enabled", "routeTopicResourceId": ROUTE_ID,
+        "routingEnrichments": {
+            "static": [{"key": "site", "valueType": "String", "value": "plant-7"}],
+            "dynamic": [
+                {"key": "who", "value": "${client.authenticationName}"},
+                {"key": "topic", "value": "${mqtt.message.topicName}"},
+                {"key": "reply", "value": "${mqtt.message.responseTopic}"},
+                {"key": "corr", "value": "${mqtt.message.correlationData}"},
+                {"key": "pfi", "value": "${mqtt.message.pfi}"},
+                {"key": "room", "value": "${mqtt.message.userProperties.room}"},
+                {"key": "dotted", "value": "${mqtt.message.userProperties['a.b']}"},
+                {"key": "floor", "value": "${client.attributes.floor}"}]}}));
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut o = Opts::v5("dev-9");
+    o.username = Some("device-9".into());
+    let mut c = Client::ok(eg.srv.mqtt, o);
+    let ct = |v: &str| Prop::Bytes(0x03, v.as_bytes().to_vec());
+    c.publish(
+        "plant/9/plain",
+        br#"{"t":1}"#,
+        1,
+        false,
+        1,
+        &[
+            Prop::Num(0x01, 1),
+            Prop::Bytes(0x08, b"plant/9/reply".to_vec()),
+            Prop::Bytes(0x09, b"\x01\x02".to_vec()),
+            Prop::User("room".into(), "r1".into()),
+            Prop::User("room".into(), "r2".into()),
+            Prop::User("a.b".into(), "dot".into()),
+        ],
+    );
+    let structured = json!({"specversion": "1.0", "id": "s-1", "source": "/dev/9",
+        "type": "Dev.Reading", "time": "2026-01-02T03:04:05Z", "data": {"x": 1}});
+    c.publish(
+        "plant/9/structured",
+        structured.to_string().as_bytes(),
+        1,
+        false,
+        2,
+        &[ct("application/cloudevents+json")],
+    );
+    c.publish(
+        "plant/9/binary",
+        b"\x00\x01",
+        1,
+        false,
+        3,
+        &[
+            ct("application/octet-stream"),
+            Prop::User("specversion".into(), "1.0".into()),
+            Prop::User("id".into(), "b-1".into()),
+            Prop::User("source".into(), "/dev/9".into()),
+            Prop::User("type".into(), "Dev.Binary".into()),
+        ],
+    );
+    for _ in 0..3 {
+        assert_eq!(c.expect(PUBACK).body.get(2).copied().unwrap_or(0), 0);
+    }
+    let events = eg.drain(3, Duration::from_secs(20));
+    let by = |s: &str| {
+        events
+            .iter()
+            .find(|e| e["subject"] == s || e["id"] == s)
+            .unwrap_or_else(|| panic!("{s} missing in {events:?}"))
+            .clone()
+    };
+    let e = by("plant/9/plain");
+    assert_eq!(e["data"], json!({"t": 1}), "{e}");
+    assert_eq!(
+        (&e["site"], &e["who"], &e["topic"], &e["reply"]),
+        (
+            &json!("plant-7"),
+            &json!("device-9"),
+            &json!("plant/9/plain"),
+            &json!("plant/9/reply")
+        ),
+        "{e}"
+    );
+    assert_eq!((&e["corr"], &e["pfi"]), (&json!("AQI="), &json!(1)), "{e}");
+    assert_eq!(
+        (&e["room"], &e["dotted"], &e["floor"]),
+        (&json!("r1,r2"), &json!("dot"), &json!("")),
+        "{e}"
+    );
+    let e = by("s-1");
+    assert_eq!(
+        (&e["source"], &e["type"], &e["time"]),
+        (
+            &json!("/dev/9"),
+            &json!("Dev.Reading"),
+            &json!("2026-01-02T03:04:05Z")
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        (&e["data"], &e["site"], &e["topic"]),
+        (
+            &json!({"x": 1}),
+            &json!("plant-7"),
+            &json!("plant/9/structured")
+        ),
+        "{e}"
+    );
+    let e = by("b-1");
+    assert_eq!(
+        (&e["source"], &e["type"], &e["datacontenttype"]),
+        (
+            &json!("/dev/9"),
+            &json!("Dev.Binary"),
+            &json!("application/octet-stream")
+        ),
+        "{e}"
+    );
+    assert_eq!(data_of(&e), b"\x00\x01");
+
+    // Request Problem Information 0: a failure PUBACK carries no reason string [MQTT-3.1.2-29].
+    let r = eg.mgmt(
+        "DELETE",
+        "/mgmt/namespaces/default/topics/telemetry",
+        Value::Null,
+    );
+    assert!(r.status == 200 || r.status == 204, "{r:?}");
+    let mut quiet = Client::ok(eg.srv.mqtt, Opts::v5("quiet").prop(Prop::Num(0x17, 0)));
+    quiet.publish("plant/q", b"x", 1, false, 5, &[]);
+    let ack = quiet.expect(PUBACK);
+    assert_eq!(ack.body.get(2).copied(), Some(0x83), "{ack:?}");
+    assert!(
+        !String::from_utf8_lossy(&ack.body).contains("not routed"),
+        "{ack:?}"
+    );
+}

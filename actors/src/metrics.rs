@@ -8,7 +8,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 mod lifecycle;
+mod routing;
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
+pub use routing::{ROUTED, RouteOutcome, RoutedMetrics};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -121,29 +123,6 @@ impl Default for Histogram {
     }
 }
 
-/// What became of MQTT messages routed into the event grid (docs/eventgrid.md §7.6).
-#[derive(Debug, Clone, Copy)]
-pub enum RouteOutcome {
-    /// Committed to the route topic.
-    Routed = 0,
-    /// The route topic named by the namespace does not exist (any more).
-    NoRoute = 1,
-    /// The route topic refused the batch or could not commit it.
-    Failed = 2,
-    /// QoS 0 messages dropped because too many were waiting for the route topic.
-    Dropped = 3,
-    /// Messages whose CloudEvent would be larger than `events.max_event_bytes`.
-    TooLarge = 4,
-}
-
-const ROUTE_LABELS: [&str; 5] = ["routed", "no_route", "failed", "dropped", "too_large"];
-
-impl RouteOutcome {
-    pub fn label(self) -> &'static str {
-        ROUTE_LABELS[self as usize]
-    }
-}
-
 /// Why a message was not delivered to a subscriber.
 #[derive(Debug, Clone, Copy)]
 pub enum DropReason {
@@ -189,8 +168,6 @@ pub struct Metrics {
     pub messages_out: [Counter; 3],
     pub bytes_out: [Counter; 3],
     pub dropped: [Counter; 6],
-    /// MQTT messages routed into the event grid, by [`RouteOutcome`].
-    routed: [Counter; 5],
     /// Connections closed because their socket took nothing for `mqtt.send_timeout`.
     pub slow_consumer_disconnects: Counter,
     // Event grid (HTTP publish, pull delivery) and the store.
@@ -225,13 +202,6 @@ pub static METRICS: Metrics = Metrics {
     bytes_in: [Counter::new(), Counter::new(), Counter::new()],
     messages_out: [Counter::new(), Counter::new(), Counter::new()],
     bytes_out: [Counter::new(), Counter::new(), Counter::new()],
-    routed: [
-        Counter::new(),
-        Counter::new(),
-        Counter::new(),
-        Counter::new(),
-        Counter::new(),
-    ],
     dropped: [
         Counter::new(),
         Counter::new(),
@@ -261,10 +231,6 @@ pub static METRICS: Metrics = Metrics {
 impl Metrics {
     pub fn drop(&self, reason: DropReason, n: u64) {
         self.dropped[reason as usize].add(n);
-    }
-
-    pub fn routed(&self, outcome: RouteOutcome, n: u64) {
-        self.routed[outcome as usize].add(n);
     }
 
     /// Prometheus text exposition format, version 0.0.4.
@@ -357,16 +323,7 @@ impl Metrics {
         for (label, c) in DROP_LABELS.iter().zip(&self.dropped) {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
-        let name = "evgrid_mqtt_routed_total";
-        header(
-            &mut s,
-            "counter",
-            name,
-            "MQTT messages routed into the namespace's route topic, by outcome.",
-        );
-        for (label, c) in ROUTE_LABELS.iter().zip(&self.routed) {
-            let _ = writeln!(s, "{name}{{outcome=\"{label}\"}} {}", c.get());
-        }
+        ROUTED.render(&mut s);
         single(
             &mut s,
             "counter",

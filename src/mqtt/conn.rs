@@ -65,6 +65,8 @@ struct Publisher {
     drained: Rc<tokio::sync::Notify>,
     /// QoS 0 messages handed to the routers and not yet routed.
     in_flight: Arc<InFlight>,
+    /// Resolves once the last batch waiting on a route-topic commit has been answered.
+    answered: Option<oneshot::Receiver<()>>,
 }
 
 /// Opens (or takes over) the session `client_id` for a CONNECT that passed its protocol's
@@ -187,6 +189,9 @@ pub(crate) struct Conn {
     pub graceful: Cell<bool>,
     /// A v5 DISCONNECT's new session expiry interval.
     pub expiry_override: Cell<Option<u32>>,
+    /// The v5 CONNECT's Request Problem Information (true when absent, and for v3.1.1): reason
+    /// strings only when it is set [MQTT-3.1.2-29].
+    pub problem_info: Cell<bool>,
     /// The session's inbound QoS 2 ids awaiting PUBREL (outlives this connection).
     inbound_qos2: InboundQos2,
     /// QoS 1 acknowledgements the writer collected and has not reported yet.
@@ -219,6 +224,7 @@ impl Conn {
             publisher: Rc::default(),
             graceful: Cell::new(false),
             expiry_override: Cell::new(None),
+            problem_info: Cell::new(true),
             inbound_qos2,
             acks,
             ending: Ending::default(),
@@ -309,7 +315,10 @@ impl Conn {
             return Routed::Ok;
         }
         let routed = self.push_acked(ticket, msg).await;
-        if qos == 2 && !matches!(routed, Routed::Ok) {
+        // Only when no subscriber got it: a message MQTT subscribers have keeps its id, so a
+        // v3.1.1 resend after a failed commit is not delivered twice (v5 handlers, whose failure
+        // PUBREC ends the exchange, forget the id themselves).
+        if qos == 2 && matches!(routed, Routed::Failed) {
             self.qos2_abort(pid);
         }
         routed
@@ -462,22 +471,32 @@ async fn flush(p: Rc<RefCell<Publisher>>, bridge: Bridge, client: Arc<Client>) {
                 Err(e) => Routed::MqttOnly(e.clone()),
             }
         };
-        match committed {
-            Ok(Some(rx)) => {
-                ntex_rt::spawn(async move {
-                    let res = rx.await.unwrap_or(Err(RouteError::Unavailable));
-                    for (i, a) in acks {
-                        let _ = a.send(answer(&res, i));
-                    }
-                });
+        // Acknowledgements leave in the order their PUBLISHes came [MQTT-4.6.0-2]: a batch
+        // answered at once (nothing to commit) must not overtake an earlier one still waiting
+        // for its commit, so each waits for the previous batch's answers.
+        let before = p.borrow_mut().answered.take();
+        if before.is_none() && !matches!(committed, Ok(Some(_))) {
+            let res = committed.map(|_| ());
+            for (i, a) in acks {
+                let _ = a.send(answer(&res, i));
             }
-            done => {
-                let res = done.map(drop);
-                for (i, a) in acks {
-                    let _ = a.send(answer(&res, i));
-                }
-            }
+            continue;
         }
+        let (done, answered) = oneshot::channel();
+        p.borrow_mut().answered = Some(answered);
+        ntex_rt::spawn(async move {
+            let res = match committed {
+                Ok(Some(rx)) => rx.await.unwrap_or(Err(RouteError::Unavailable)),
+                other => other.map(|_| ()),
+            };
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            for (i, a) in acks {
+                let _ = a.send(answer(&res, i));
+            }
+            let _ = done.send(());
+        });
     }
 }
 

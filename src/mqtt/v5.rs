@@ -147,6 +147,7 @@ pub(super) async fn connect(
             ));
         }
     };
+    state.problem_info.set(pkt.request_problem_info);
     state.connected();
     let sink = h.sink();
     let max_ka = cfg.max_keepalive;
@@ -307,19 +308,28 @@ async fn publish_slow(
         Err(reason) => return Ok(p.ack().reason_code(reason)),
     };
     let pid = p.packet().packet_id.map_or(0, NonZeroU16::get);
+    let qos2 = p.packet().qos == codec::QoS::ExactlyOnce;
     Ok(match conn.route(ticket, msg, pid).await {
         Routed::Ok => p.ack(),
         // MQTT subscribers have it; the event grid does not (docs/eventgrid.md §7.6).
         Routed::MqttOnly(e) => {
+            if qos2 {
+                // A failure PUBREC ends the exchange: PUBREL will not come.
+                conn.qos2_abort(pid);
+            }
             let code = match e {
                 RouteError::NoRoute(_) | RouteError::TooLarge(_) => {
                     PublishAckReason::ImplementationSpecificError
                 }
                 _ => PublishAckReason::UnspecifiedError,
             };
-            p.ack().reason_code(code).reason(ByteString::from(format!(
-                "not routed into the event grid: {e}"
-            )))
+            let ack = p.ack().reason_code(code);
+            match conn.problem_info.get() {
+                true => ack.reason(ByteString::from(format!(
+                    "not routed into the event grid: {e}"
+                ))),
+                false => ack,
+            }
         }
         Routed::Failed => p.ack().reason_code(PublishAckReason::UnspecifiedError),
     })

@@ -65,10 +65,15 @@ struct Name {
 #[derive(Default)]
 pub struct Numbering {
     names: HashMap<ByteString, Name>,
-    /// The number of each connection whose Connected event was numbered and whose Disconnected
-    /// event has not come yet.
-    open: HashMap<ConnId, u64>,
+    /// The number, session name and time of each connection whose Connected event was
+    /// numbered and whose Disconnected event has not come yet.
+    open: HashMap<ConnId, (u64, ByteString, u64)>,
 }
+
+/// A connection numbered this long ago whose Disconnected event never came (dropped from a full
+/// backlog) is forgotten, so a storm cannot grow the map for ever; a connection that really
+/// lasts longer gets a fresh number for its Disconnected event, which still orders after.
+pub const FORGET_OPEN_AFTER_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl Numbering {
     /// The number of `ev`. A Disconnected event whose Connected event never came (dropped from
@@ -76,7 +81,7 @@ impl Numbering {
     pub fn number(&mut self, ev: &SessionEvent) -> u64 {
         let paired = match ev.what {
             Happened::Connected => None,
-            Happened::Disconnected(_) => self.open.remove(&ev.conn),
+            Happened::Disconnected(_) => self.open.remove(&ev.conn).map(|(n, _, _)| n),
         };
         let name = self.names.entry(ev.session.clone()).or_insert(Name {
             seq: 0,
@@ -88,7 +93,8 @@ impl Numbering {
             (Happened::Connected, _) => {
                 name.seq += 1;
                 name.open += 1;
-                self.open.insert(ev.conn, name.seq);
+                self.open
+                    .insert(ev.conn, (name.seq, ev.session.clone(), ev.at_ms));
                 name.seq
             }
             (Happened::Disconnected(_), Some(n)) => {
@@ -103,9 +109,22 @@ impl Numbering {
     }
 
     /// Forgets session names idle for [`FORGET_AFTER_MS`] with nothing open.
+    /// Also forgets connections open for [`FORGET_OPEN_AFTER_MS`].
     pub fn prune(&mut self, now_ms: u64) {
-        self.names
-            .retain(|_, n| n.open > 0 || n.seen_ms + FORGET_AFTER_MS > now_ms);
+        let names = &mut self.names;
+        self.open.retain(|_, (_, session, at_ms)| {
+            let keep = *at_ms + FORGET_OPEN_AFTER_MS > now_ms;
+            if !keep && let Some(n) = names.get_mut(session) {
+                n.open = n.open.saturating_sub(1);
+            }
+            keep
+        });
+        names.retain(|_, n| n.open > 0 || n.seen_ms + FORGET_AFTER_MS > now_ms);
+    }
+
+    /// Connections waiting for their Disconnected event.
+    pub fn open(&self) -> usize {
+        self.open.len()
     }
 
     pub fn names(&self) -> usize {

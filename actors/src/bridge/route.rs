@@ -19,7 +19,7 @@ use crate::grid::GridError;
 use crate::grid::resource::topic_spaces::TopicSpaces;
 use crate::grid::topic::TopicActor;
 use crate::grid::topic::{Publish, TopicEvent};
-use crate::metrics::{METRICS, RouteOutcome};
+use crate::metrics::{ROUTED, RouteOutcome};
 use crate::model::clock::now_ms;
 use crate::mqtt::message::AppMessage;
 
@@ -169,7 +169,7 @@ fn warn(what: &str, err: &RouteError) {
 
 /// Counts `n` messages not routed, warns (rate-limited), and answers the error.
 fn failed(n: usize, outcome: RouteOutcome, err: RouteError) -> RouteError {
-    METRICS.routed(outcome, n as u64);
+    ROUTED.add(outcome, n as u64);
     warn(outcome.label(), &err);
     err
 }
@@ -321,7 +321,7 @@ impl Bridge {
             me.0.best_effort.fetch_sub(reserved, Ordering::Relaxed);
             match res {
                 Ok(Ok(_)) => {
-                    METRICS.routed(RouteOutcome::Routed, n as u64);
+                    ROUTED.add(RouteOutcome::Routed, n as u64);
                     Ok(())
                 }
                 Ok(Err(GridError::NotFound { .. } | GridError::NotFoundIn { .. })) | Err(_) => {

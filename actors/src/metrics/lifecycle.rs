@@ -1,5 +1,6 @@
 //! The counters of MQTT client lifecycle events (docs/eventgrid.md §7.7), kept apart from the
-//! MQTT and grid structs: the MQTT edge drops, the bridge publishes or discards.
+//! MQTT and grid structs: the MQTT edge drops, the bridge publishes or discards. Like every
+//! counter, must never block or allocate on the bump path.
 
 use std::fmt::Write;
 

@@ -261,8 +261,11 @@ pub fn is_json_media(content_type: &str) -> bool {
     let Some((_, sub)) = media.split_once('/') else {
         return false;
     };
-    sub.eq_ignore_ascii_case("json")
-        || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case("+json")
+    // Bytes, not a str slice: a content type is untrusted and may end in a multi-byte
+    // character, where a str index would panic.
+    let sub = sub.as_bytes();
+    sub.eq_ignore_ascii_case(b"json")
+        || sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")
 }
 
 /// Maps binary-mode attributes (names without their `ce-` prefix) and the data to a CloudEvent

@@ -48,6 +48,7 @@ impl From<Refused> for ApiError {
     fn from(r: Refused) -> ApiError {
         match r {
             Refused::BadRequest(m) => ApiError::bad_request(m),
+            Refused::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "Forbidden", m),
             Refused::TooLarge(m) => ApiError::too_large(m),
         }
     }

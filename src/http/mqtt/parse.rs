@@ -72,6 +72,9 @@ pub struct Headers<'a> {
 pub enum Refused {
     /// 400.
     BadRequest(String),
+    /// 403: the topic is not one a message may be published to (docs/eventgrid.md §7.8: "403
+    /// topic not permitted/invalid").
+    Forbidden(String),
     /// 413: the message would not fit in the broker's maximum packet size.
     TooLarge(String),
 }
@@ -119,7 +122,10 @@ pub fn topic(query: &str, limits: &MqttLimits) -> Result<ByteString, Refused> {
     let raw = query_value(query, "topic").ok_or_else(|| {
         bad("The topic query parameter is required (percent-encoded, e.g. ?topic=devices%2Fd1%2Fcmd).")
     })?;
-    topic_name("topic query parameter", raw, limits)
+    topic_name("topic query parameter", raw, limits).map_err(|e| match e {
+        Refused::BadRequest(m) => Refused::Forbidden(m),
+        other => other,
+    })
 }
 
 /// `raw` as a topic name, or why it is not one; `what` names the field in the message.

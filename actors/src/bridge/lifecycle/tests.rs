@@ -2,12 +2,12 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn ev(what: Happened, conn: u64, session: &'static str) -> SessionEvent {
+fn ev(what: Happened, conn: u64, session: &str) -> SessionEvent {
     SessionEvent {
         what,
         conn: ConnId(conn),
         auth_name: ByteString::from_static("user\"1"),
-        session: ByteString::from_static(session),
+        session: ByteString::from(session),
         at_ms: 1_000,
     }
 }
@@ -60,6 +60,24 @@ fn idle_names_are_forgotten_open_ones_kept() {
     assert_eq!(n.names(), 1);
     assert_eq!(n.number(&ev(LOST, 2, "open")), 1);
     assert_eq!(n.number(&ev(Happened::Connected, 3, "gone")), 1);
+}
+
+/// A Connected whose Disconnected was dropped (full backlog) does not hold its entries for
+/// ever: a storm of such connections cannot grow the maps without bound.
+#[test]
+fn connections_whose_end_never_came_are_forgotten() {
+    let mut n = Numbering::default();
+    for c in 0..1000 {
+        n.number(&ev(Happened::Connected, c, &format!("dev-{c}")));
+    }
+    assert_eq!((n.open(), n.names()), (1000, 1000));
+    n.prune(1_000 + FORGET_OPEN_AFTER_MS - 1);
+    assert_eq!((n.open(), n.names()), (1000, 1000));
+    n.prune(1_000 + FORGET_OPEN_AFTER_MS);
+    assert_eq!(n.open(), 0);
+    // Their names then age out like any other.
+    n.prune(1_000 + FORGET_OPEN_AFTER_MS + FORGET_AFTER_MS);
+    assert_eq!(n.names(), 0);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! topic per source, as Azure allows. Deleting the namespace its source names leaves it in
 //! place (Azure keeps it too); the bridge's lookup then finds nothing, so no events flow until a
 //! namespace of that name exists again. Every change is committed before the registry shows it,
-//! under the grid's management lock.
+//! under the grid's management lock. Must never accept a publish from outside: only the bridge
+//! puts events into a system topic.
 
 use std::collections::BTreeMap;
 

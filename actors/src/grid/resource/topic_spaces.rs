@@ -21,8 +21,9 @@ use super::{get_str, get_u64};
 /// The parsed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpaces {
-    /// `state`: `Enabled` or `Disabled` (the default). Disabled: nothing is routed and HTTP
-    /// publishes to MQTT topics are refused.
+    /// `state`: `Enabled` or `Disabled` (the default). Disabled: nothing is routed, and
+    /// `maximumSessionExpiryInHours` does not apply. (The MQTT listener, and HTTP publishes to
+    /// its topics, serve the namespace either way: the listener is evgrid's configuration.)
     pub enabled: bool,
     /// `routeTopicResourceId`, parsed.
     pub route: Option<RouteTopic>,

@@ -92,6 +92,11 @@ fn binary_other_content_types_are_base64() {
     assert!(!is_json_media("application/jsonx"));
     assert!(!is_json_media("json"));
     assert!(!is_json_media("application/+json"));
+    // Untrusted and not ASCII: answered, never a panic on a character boundary.
+    for ct in ["a/ééé", "a/éjson", "é/éjson", "a/x+jsoné"] {
+        assert!(!is_json_media(ct), "{ct}");
+    }
+    assert!(is_json_media("é/x+json"));
     // No data: no data member.
     let ev = from_binary(attrs(&[]).into_iter(), Some("application/json"), b"", "").unwrap();
     let v = parsed(&ev);

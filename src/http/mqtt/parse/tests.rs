@@ -25,6 +25,14 @@ fn refused(query: &str, h: Headers<'_>) -> String {
     }
 }
 
+/// The 403 message for `query` and `h` (a topic no message may be published to).
+fn forbidden(query: &str, h: Headers<'_>) -> String {
+    match parse_q(query, h) {
+        Err(Refused::Forbidden(m)) => m,
+        other => panic!("{query}: expected 403, got {other:?}"),
+    }
+}
+
 fn props(m: &AppMessage) -> &Properties {
     m.props.as_deref().expect("properties")
 }
@@ -54,16 +62,16 @@ fn defaults_and_topic_decoding() {
 fn topic_errors() {
     let h = Headers::default;
     assert!(refused("api-version=x", h()).contains("topic query parameter is required"));
-    assert!(refused("topic=", h()).contains("is empty"));
+    assert!(forbidden("topic=", h()).contains("is empty"));
     for q in ["topic=a/+", "topic=a%2F%2B", "topic=a/%23", "topic=%23"] {
-        assert!(refused(q, h()).contains("wildcard"), "{q}");
+        assert!(forbidden(q, h()).contains("wildcard"), "{q}");
     }
-    assert!(refused("topic=a%FFb", h()).contains("not valid UTF-8"));
-    assert!(refused("topic=a%00b", h()).contains("U+0000"));
+    assert!(forbidden("topic=a%FFb", h()).contains("not valid UTF-8"));
+    assert!(forbidden("topic=a%00b", h()).contains("U+0000"));
     let long = format!("topic={}", "x".repeat(33));
-    let m = refused(&long, h());
+    let m = forbidden(&long, h());
     assert!(m.contains("33 bytes") && m.contains("limit is 32"), "{m}");
-    let m = refused("topic=a/b/c/d/e", h());
+    let m = forbidden("topic=a/b/c/d/e", h());
     assert!(m.contains("5 levels") && m.contains("limit is 4"), "{m}");
     // At the limits exactly: accepted.
     ok(&format!("topic={}", "x".repeat(32)), h());
