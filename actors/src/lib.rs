@@ -21,9 +21,12 @@
 //!   and sends each request as an [`delivery::shard::Attempt`] to the endpoint's
 //!   [`delivery::shard::DeliveryShard`]; [`delivery::retry`] decides what an outcome means.
 //! - **Bridge** ([`bridge`]): MQTT into the event grid and back. The MQTT edge hands each
-//!   connection batch to [`bridge::Bridge::route`] too, which converts it into CloudEvents and
-//!   sends one [`grid::topic::Publish`] to the namespace's route topic; QoS 1/2 PUBACKs wait for
-//!   that commit. HTTP publishes to MQTT topics go through [`bridge::Bridge::publish`].
+//!   connection batch to [`bridge::Bridge::prepare`] too, which converts it into CloudEvents; the
+//!   batches of one ntex worker's turn go to the route topic as one [`bridge::Bridge::submit`],
+//!   one [`grid::topic::Publish`]; QoS 1/2 PUBACKs wait for that commit. HTTP publishes to MQTT
+//!   topics go through [`bridge::Bridge::publish`]. The edge queues client connects and
+//!   disconnects into [`mqtt::lifecycle`]'s bounded channel without waiting;
+//!   [`bridge::lifecycle`] drains it in batches into the namespace's system topics.
 //!
 //! # Layers (checked by `scripts/check-layers`)
 //!
@@ -54,8 +57,8 @@
 //! | grid → delivery | `queue::{QueueAppend, ReconfigureQueue}`, `push::{PushAppend, ReconfigurePush}`, `shard::Validate`, `lifecycle::Shutdown` |
 //! | inside grid | `topic::{SetRoutes, SetNextSeq}`, `lifecycle::Shutdown` |
 //! | inside delivery | `shard::Attempt` (push → shard, answered with a `retry::Outcome`) |
-//! | MQTT edge, HTTP edge → bridge | `Bridge::{route, publish}` |
-//! | bridge → mqtt, grid | `Broker::route`; `Grid::{topic_spaces, route_target}`, `topic::Publish` |
+//! | MQTT edge, HTTP edge → bridge | `Bridge::{prepare, submit, route, publish}`; `mqtt::lifecycle::SessionEvent` through its channel |
+//! | bridge → mqtt, grid | `Broker::route`; `Grid::{generation, topic_spaces, route_target, system_topics_of_namespace}`, `topic::Publish` |
 //! | grid, delivery → store | batches of `store::Op` through the `store::Writer`, answered after the commit |
 //!
 //! Data crosses a mailbox in batches: one mailbox message per batch, per shard or per session,
