@@ -72,6 +72,10 @@ pub struct EventsConfig {
     /// apart from the MQTT engine's (`mqtt.actor_threads`), so routing MQTT messages into topics
     /// never queues MQTT delivery behind event-grid work on one thread.
     pub actor_threads: usize,
+    /// How much lower the scheduling priority of the grid's threads (its arbiters and the store
+    /// writer) is than the MQTT engine's, as a nice increment (0 to 19; 0: the same). MQTT
+    /// delivery first when the cores are saturated.
+    pub nice: i32,
 }
 
 impl Default for EventsConfig {
@@ -84,6 +88,7 @@ impl Default for EventsConfig {
             min_lock_duration_secs: 60,
             tick_ms: 100,
             actor_threads: 0,
+            nice: 10,
         }
     }
 }
@@ -517,6 +522,9 @@ impl Config {
         }
         if e.max_events_per_basic_request == 0 {
             return bad("events.max_events_per_basic_request", "must be at least 1");
+        }
+        if !(0..=19).contains(&e.nice) {
+            return bad("events.nice", "must be between 0 and 19");
         }
         let p = &self.push;
         if p.retry_schedule_ms.is_empty() || p.retry_schedule_ms.contains(&0) {

@@ -721,3 +721,42 @@ fn v5_properties_enrichments_and_cloudevents_bindings() {
         "{ack:?}"
     );
 }
+
+/// The grid's threads (its arbiters, the store writer) run at a lower priority than the MQTT
+/// engine's (`events.nice`, default 10), so MQTT delivery comes first when the cores are busy.
+#[test]
+fn the_grid_runs_below_the_mqtt_engine() {
+    let threads = |srv: &Server| -> Vec<(String, i64)> {
+        let dir = format!("/proc/{}/task", srv.pid());
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .map(|stat| {
+                let (head, tail) = stat.rsplit_once(')').unwrap();
+                let comm = head.split_once('(').unwrap().1.to_string();
+                // After the command: state is field 3, nice field 19.
+                let nice = tail.split_whitespace().nth(16).unwrap().parse().unwrap();
+                (comm, nice)
+            })
+            .collect()
+    };
+    let eg = Eg::start();
+    let t = threads(&eg.srv);
+    let nice_of = |t: &[(String, i64)], name: &str| {
+        t.iter()
+            .find(|(c, _)| c == name)
+            .unwrap_or_else(|| panic!("no thread {name} in {t:?}"))
+            .1
+    };
+    // Relative to the MQTT engine's: the whole test may run niced already.
+    let base = nice_of(&t, "mqtt");
+    let grid = (base + 10).min(19);
+    assert_eq!(nice_of(&t, "evgrid-store"), grid, "{t:?}");
+    // The grid's arbiters: one per core at least, besides the writer.
+    assert!(t.iter().filter(|(_, n)| *n == grid).count() >= 2, "{t:?}");
+    let mut e = env();
+    e.push(("EVGRID_EVENTS_NICE", "0"));
+    let srv = Server::start(&e);
+    let t = threads(&srv);
+    assert!(t.iter().all(|(_, n)| *n == base), "{t:?}");
+}

@@ -115,3 +115,13 @@ fn lifecycle_backlog_defaults_and_must_hold_one() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("mqtt.lifecycle_backlog"), "{e}");
 }
+
+#[test]
+fn the_grid_threads_run_niced_by_default_within_0_to_19() {
+    let d = Config::default().events;
+    assert_eq!((d.nice, d.actor_threads), (10, 0));
+    for (v, ok) in [("0", true), ("19", true), ("20", false), ("-1", false)] {
+        let c = Config::load(None, env(&[("EVGRID_EVENTS_NICE", v)]).into_iter()).unwrap();
+        assert_eq!(c.validate().is_ok(), ok, "events.nice = {v}");
+    }
+}

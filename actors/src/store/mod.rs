@@ -210,13 +210,22 @@ const RECOVER_PAUSE_PER_ATTEMPT: u32 = 4;
 impl Writer {
     /// Starts the writer thread over `store`. The thread ends when every handle is dropped.
     pub fn start(store: Arc<dyn Store>) -> Writer {
+        Writer::start_with(store, || ())
+    }
+
+    /// [`Writer::start`], running `init` first on the writer's thread (the server lowers its
+    /// scheduling priority there).
+    pub fn start_with(store: Arc<dyn Store>, init: impl FnOnce() + Send + 'static) -> Writer {
         let (tx, rx) = crossbeam_channel::unbounded::<Req>();
         let s = store.clone();
         let health = Arc::new(Health::default());
         let h = health.clone();
         std::thread::Builder::new()
             .name("evgrid-store".into())
-            .spawn(move || writer_loop(&*s, rx, &h))
+            .spawn(move || {
+                init();
+                writer_loop(&*s, rx, &h)
+            })
             .expect("spawn store writer");
         Writer { tx, store, health }
     }
