@@ -442,6 +442,21 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
     }
 }
 
+/// One task per connection, given its index: what `drive`'s publishers are started with.
+fn per_connection<Fut>(
+    conns: Vec<Conn>,
+    f: impl Fn(usize, Conn) -> Fut,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| tokio::spawn(f(i, c)))
+        .collect()
+}
+
 /// Runs `workers` (given the setup) to the end and collects what the report needs.
 async fn drive<F>(
     s: Setup,

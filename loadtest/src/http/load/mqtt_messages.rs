@@ -117,13 +117,9 @@ impl MqttMessagesRun {
             Duration::ZERO,
             int_rx,
             |sh, conns, start_ns, end_ns| {
-                conns
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        tokio::spawn(publisher(sh.clone(), cfg.clone(), i, c, start_ns, end_ns))
-                    })
-                    .collect()
+                per_connection(conns, |i, c| {
+                    publisher(sh.clone(), cfg.clone(), i, c, start_ns, end_ns)
+                })
             },
         )
         .await;
