@@ -14,6 +14,8 @@ use evgrid_actors::grid::resource;
 use evgrid_actors::mqtt::session::SessionLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{PushTls, TlsListener};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -134,6 +136,8 @@ pub struct PushSection {
     /// (RFC 1918), unique-local or unspecified address (400 at the subscription PUT), so the
     /// validation handshake cannot probe this server's own network.
     pub deny_private_endpoints: bool,
+    /// What `https://` webhooks are verified against.
+    pub tls: PushTls,
 }
 
 impl Default for PushSection {
@@ -153,6 +157,7 @@ impl Default for PushSection {
             dead_letter_dir: PathBuf::new(),
             public_url: String::new(),
             deny_private_endpoints: false,
+            tls: PushTls::default(),
         }
     }
 }
@@ -211,6 +216,8 @@ pub struct HttpConfig {
     /// How long a request body may take to arrive once its headers have, in ms; then 408 and
     /// close. A total, not an idle timeout, so one byte a second cannot hold a connection open.
     pub body_timeout_ms: u64,
+    /// HTTPS: the same API on a TLS listener (`http.tls.bind`, conventionally 443 or 8443).
+    pub tls: TlsListener,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +278,13 @@ pub struct MqttConfig {
     /// their system topic; beyond this further ones are dropped and counted, so a storm of
     /// reconnecting clients never slows the broker.
     pub lifecycle_backlog: usize,
+    /// MQTT over TLS (`mqtt.tls.bind`, conventionally 8883), with optional client certificates.
+    pub tls: TlsListener,
+    /// MQTT over WebSockets (subprotocol `mqtt`), plain; empty: none.
+    pub ws_bind: String,
+    /// MQTT over secure WebSockets, with `mqtt.tls`'s certificate and client authentication;
+    /// empty: none.
+    pub wss_bind: String,
 }
 
 impl Default for Config {
@@ -301,6 +315,7 @@ impl Default for HttpConfig {
             // The largest body (events.max_request_bytes, 1 MB) arrives in 8 s at 1 Mbit/s;
             // 30 s leaves room for slow links and frees a stalled connection's slot as soon.
             body_timeout_ms: 30_000,
+            tls: TlsListener::default(),
         }
     }
 }
@@ -333,6 +348,9 @@ impl Default for MqttConfig {
             actor_threads: 0,
             connect_timeout: 10,
             lifecycle_backlog: 100_000,
+            tls: TlsListener::default(),
+            ws_bind: String::new(),
+            wss_bind: String::new(),
         }
     }
 }
@@ -364,7 +382,7 @@ pub enum ConfigError {
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
     #[error("invalid config: {key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
 /// The smallest `memory_budget_bytes`: below it one default-sized request body (1 MB) and a few
@@ -426,9 +444,9 @@ impl Config {
     /// Checks every value before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.mqtt;
-        let bad = |key, message: &str| {
+        let bad = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.into(),
                 message: message.into(),
             })
         };
@@ -569,20 +587,38 @@ impl Config {
         if m.bind == self.http.bind && m.bind.port() != 0 {
             return bad("mqtt.bind", "must differ from http.bind");
         }
+        for (section, l) in [("mqtt.tls", &m.tls), ("http.tls", &self.http.tls)] {
+            if let Err((key, message)) = l.validate(section) {
+                return Err(ConfigError::Invalid { key, message });
+            }
+        }
+        for (key, bind) in [("mqtt.ws_bind", &m.ws_bind), ("mqtt.wss_bind", &m.wss_bind)] {
+            if !bind.trim().is_empty() && bind.trim().parse::<SocketAddr>().is_err() {
+                return bad(key, "must be an address such as 0.0.0.0:8083, or empty");
+            }
+        }
+        if !m.wss_bind.trim().is_empty() && m.tls.cert_file.as_os_str().is_empty() {
+            return bad(
+                "mqtt.wss_bind",
+                "needs mqtt.tls.cert_file and mqtt.tls.key_file",
+            );
+        }
         Ok(())
     }
 }
 
-/// `mqtt_max_qos` → ["mqtt", "max_qos"]; `data_dir` → ["data_dir"].
+/// `mqtt_max_qos` → ["mqtt", "max_qos"]; `data_dir` → ["data_dir"]; `mqtt_tls_cert_file` →
+/// ["mqtt", "tls", "cert_file"].
 fn resolve_env_key(defaults: &toml::Table, key: &str) -> Option<Vec<String>> {
     if defaults.get(key).is_some_and(|v| !v.is_table()) {
         return Some(vec![key.to_string()]);
     }
     for (section, v) in defaults {
         if let (Some(t), Some(rest)) = (v.as_table(), key.strip_prefix(&format!("{section}_")))
-            && t.contains_key(rest)
+            && let Some(mut path) = resolve_env_key(t, rest)
         {
-            return Some(vec![section.clone(), rest.to_string()]);
+            path.insert(0, section.clone());
+            return Some(path);
         }
     }
     None

@@ -15,3 +15,4 @@ pub mod http;
 pub mod mqtt;
 pub mod net;
 pub mod resource_file;
+pub mod tls;

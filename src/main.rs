@@ -28,6 +28,23 @@ enum Cmd {
     Serve(ServeArgs),
     /// Print the effective configuration (file, environment and flags applied) as TOML.
     Config(ServeArgs),
+    /// Certificates.
+    #[command(subcommand)]
+    Cert(CertCmd),
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Write a development CA (ca.pem, ca.key), a server certificate for localhost and
+    /// 127.0.0.1 (server.pem, server.key) and a client certificate (client.pem, client.key).
+    Dev {
+        /// Directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The client certificate's common name.
+        #[arg(long, value_name = "NAME", default_value = "client1")]
+        client_name: String,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -65,6 +82,7 @@ fn load(args: &ServeArgs) -> Result<Config, String> {
         cfg.resources = r.clone();
     }
     cfg.validate().map_err(|e| e.to_string())?;
+    evgrid::tls::check(&cfg).map_err(|e| e.to_string())?;
     Ok(cfg)
 }
 
@@ -128,6 +146,20 @@ fn main() {
     let (args, print_only) = match cli.cmd {
         Some(Cmd::Serve(a)) => (a, false),
         Some(Cmd::Config(a)) => (a, true),
+        Some(Cmd::Cert(CertCmd::Dev { out, client_name })) => {
+            match evgrid::tls::dev::write(&out, &client_name) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    return;
+                }
+                Err(e) => {
+                    eprintln!("evgrid: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         None => (cli.serve, false),
     };
     let cfg = match load(&args) {

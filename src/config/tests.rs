@@ -125,3 +125,43 @@ fn the_grid_threads_run_niced_by_default_within_0_to_19() {
         assert_eq!(c.validate().is_ok(), ok, "events.nice = {v}");
     }
 }
+
+#[test]
+fn tls_sections_take_nested_env_keys_and_are_checked() {
+    let c = Config::load(
+        None,
+        env(&[
+            ("EVGRID_MQTT_TLS_BIND", "127.0.0.1:8883"),
+            ("EVGRID_MQTT_TLS_CERT_FILE", "/c.pem"),
+            ("EVGRID_MQTT_TLS_KEY_FILE", "/k.pem"),
+            ("EVGRID_MQTT_TLS_CLIENT_AUTH", "required"),
+            ("EVGRID_PUSH_TLS_CA_FILE", "/ca.pem"),
+        ])
+        .into_iter(),
+    )
+    .unwrap();
+    assert_eq!(c.mqtt.tls.bind, "127.0.0.1:8883");
+    assert_eq!(c.mqtt.tls.client_auth, crate::tls::ClientAuth::Required);
+    assert_eq!(c.push.tls.ca_file, PathBuf::from("/ca.pem"));
+    // client_auth required without a CA to verify against.
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("mqtt.tls.ca_file"), "{e}");
+    let e = Config::load(
+        None,
+        env(&[("EVGRID_MQTT_TLS_CLIENT_AUTH", "sometimes")]).into_iter(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("sometimes"), "{e}");
+    let c = Config::load(
+        None,
+        env(&[("EVGRID_MQTT_WSS_BIND", "127.0.0.1:0")]).into_iter(),
+    )
+    .unwrap();
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("mqtt.wss_bind")
+    );
+}
