@@ -30,6 +30,9 @@ pub struct Server {
     pub http: SocketAddr,
     /// The management API key printed at first start (when none was configured).
     pub admin_key: Option<String>,
+    /// Every other listener evgrid printed (`evgrid: NAME listening on ADDR`, printed before the
+    /// MQTT and HTTP lines): `mqtt-tls`, `mqtt-ws`, `mqtt-wss`, `https`.
+    pub listeners: std::collections::HashMap<String, SocketAddr>,
     _dir: Option<TempDir>,
 }
 
@@ -137,6 +140,7 @@ impl Server {
             }
         });
         let (mut mqtt, mut http, mut admin_key) = (None, None, None);
+        let mut listeners = std::collections::HashMap::new();
         while mqtt.is_none() || http.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
@@ -150,6 +154,11 @@ impl Server {
                 mqtt = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("evgrid: http listening on ") {
                 http = Some(a.parse().unwrap());
+            } else if let Some((name, a)) = line
+                .strip_prefix("evgrid: ")
+                .and_then(|l| l.split_once(" listening on "))
+            {
+                listeners.insert(name.to_string(), a.parse().unwrap());
             }
         }
         Server {
@@ -157,8 +166,17 @@ impl Server {
             mqtt: mqtt.unwrap(),
             http: http.unwrap(),
             admin_key,
+            listeners,
             _dir: None,
         }
+    }
+
+    /// The address of the listener evgrid announced as `name` (`mqtt-tls`, `https`, ...).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        *self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("evgrid announced no {name} listener: {:?}", self.listeners))
     }
 
     /// GET on the HTTP port; returns (status, body). Bounded by a 5 s timeout.
