@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 mod lifecycle;
 mod routing;
+mod tls;
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
 pub use routing::{ROUTED, RouteOutcome, RoutedMetrics};
+pub use tls::{HandshakeFailure, TLS, TlsListenerKind, TlsMetrics};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -324,6 +326,7 @@ impl Metrics {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
         ROUTED.render(&mut s);
+        TLS.render(&mut s);
         single(
             &mut s,
             "counter",
