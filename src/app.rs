@@ -270,6 +270,12 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let mut server = std::pin::pin!(server);
         let first = std::future::poll_fn(|cx| Poll::Ready(server.as_mut().poll(cx))).await;
         // One line per listener, stable format: scripts and tests parse it.
+        if let Some(a) = mqtt.ws_addr {
+            println!("evgrid: mqtt-ws listening on {a}");
+        }
+        if let Some(a) = mqtt.wss_addr {
+            println!("evgrid: mqtt-wss listening on {a}");
+        }
         println!("evgrid: mqtt listening on {}", mqtt.addr);
         println!("evgrid: http listening on {http_addr}");
         tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 mod lifecycle;
 mod routing;
 mod tls;
+mod ws;
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
 pub use routing::{ROUTED, RouteOutcome, RoutedMetrics};
 pub use tls::{HandshakeFailure, TLS, TlsListenerKind, TlsMetrics};
+pub use ws::{WS, WsMetrics, WsUpgrade};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -327,6 +329,7 @@ impl Metrics {
         }
         ROUTED.render(&mut s);
         TLS.render(&mut s);
+        WS.render(&mut s);
         single(
             &mut s,
             "counter",

@@ -11,6 +11,7 @@ mod routing;
 mod service;
 mod v3;
 mod v5;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,9 +146,15 @@ pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
     (c.max_packet_size, 32 * 1024)
 }
 
-/// Handle to the running MQTT listener.
+/// Handle to the running MQTT listeners.
 pub struct MqttHandle {
     pub addr: SocketAddr,
+    /// MQTT over WebSockets (`mqtt.ws_bind`), when on.
+    pub ws_addr: Option<SocketAddr>,
+    /// MQTT over secure WebSockets (`mqtt.wss_bind`), when on.
+    pub wss_addr: Option<SocketAddr>,
+    /// The secure WebSocket listener's TLS (`mqtt.tls`'s certificate), for reload.
+    pub wss_tls: Option<crate::tls::ServerTls>,
     shared: Arc<Shared>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     thread: std::thread::JoinHandle<()>,
@@ -170,8 +177,65 @@ impl MqttHandle {
     }
 }
 
-/// Binds the MQTT port and starts the ntex system on its own thread. Connections report
-/// connecting and ending into `lifecycle`.
+/// The MQTT service configuration every listener shares (`mqtt.*` limits).
+pub(crate) fn service_config(c: &MqttConfig) -> MqttServiceConfig {
+    let (max_size, min_chunk) = codec_limits(c);
+    MqttServiceConfig::new()
+        .set_max_qos(qos_from(c.max_qos))
+        .set_max_size(max_size)
+        .set_min_chunk_size(min_chunk)
+        .set_max_receive(c.max_receive)
+        .set_max_send(c.max_inflight)
+        .set_max_topic_alias(c.max_topic_alias)
+        .set_connect_timeout(Seconds(c.connect_timeout))
+        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this the
+        // PUBLISH would be dropped.
+        .set_handle_qos_after_disconnect(Some(QoS::ExactlyOnce))
+}
+
+/// The MQTT service every listener runs over its transport (TCP, TLS, WebSocket): the same
+/// broker, sessions and limits whatever carries the bytes.
+fn mqtt_service<St: 'static, F: ntex_io::Filter>(
+    sh: Arc<Shared>,
+) -> impl ntex_service::Service<St, ntex_io::Io<F>, Res = (), Error = ntex_mqtt::MqttError<EdgeError>>
+{
+    let (s3, s5) = (sh.clone(), sh);
+    // The control handlers are boxed (they run per SUBSCRIBE, PUBREL, PINGREQ, ...): inline,
+    // their state (856 B for v3, 1,144 B for v5) would be part of the dispatcher's future for
+    // every PUBLISH too (see service::Reply).
+    let server = MqttServer::new()
+        .v3(
+            ntex_mqtt::v3::MqttServer::new(service::PublishFactory::<v3::Publish3>::new())
+                .protocol(async |s: &v3::Session, m| Box::pin(v3::protocol(s, m)).await)
+                .control(async |s: &v3::Session, c| control(s, c))
+                .build(move |h| v3::connect(h, s3.clone()))
+                .fast_publish(v3::fast_publish),
+        )
+        .v5(
+            ntex_mqtt::v5::MqttServer::new(service::PublishFactory::<v5::Publish5>::new())
+                .protocol(async |s: &v5::Session, m| Box::pin(v5::protocol(s, m)).await)
+                .control(async |s: &v5::Session, c| control(s, c))
+                .build(move |h| v5::connect(h, s5.clone()))
+                .fast_publish(v5::fast_publish),
+        );
+    // Failures before or during the handshake (garbage, a first packet that is not CONNECT, a
+    // bad protocol name or level, no CONNECT in time) never reach the session services: count
+    // here.
+    ntex_service::service(server).map_err(count_handshake_error)
+}
+
+/// An address key such as `mqtt.ws_bind` bound, when set (config validation parsed it).
+fn listen_opt(bind: &str) -> std::io::Result<Option<std::net::TcpListener>> {
+    let bind = bind.trim();
+    if bind.is_empty() {
+        return Ok(None);
+    }
+    let addr = bind.parse().map_err(std::io::Error::other)?;
+    crate::net::listen(addr).map(Some)
+}
+
+/// Binds the MQTT port (and the WebSocket ports when configured) and starts the ntex system on
+/// its own thread. Connections report connecting and ending into `lifecycle`.
 pub fn start(
     cfg: &MqttConfig,
     bridge: Bridge,
@@ -179,6 +243,19 @@ pub fn start(
 ) -> std::io::Result<MqttHandle> {
     let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
+    let ws = listen_opt(&cfg.ws_bind)?;
+    let ws_addr = ws.as_ref().map(|l| l.local_addr()).transpose()?;
+    let wss = listen_opt(&cfg.wss_bind)?;
+    let wss_addr = wss.as_ref().map(|l| l.local_addr()).transpose()?;
+    // No ALPN: browsers and paho speak HTTP/1.1 without it, and a server list would refuse a
+    // client offering only other protocols.
+    let wss_tls = match wss {
+        Some(_) => Some(
+            crate::tls::ServerTls::load("mqtt.tls", &cfg.tls, &[])
+                .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         bridge,
         cfg: cfg.clone(),
@@ -197,6 +274,7 @@ pub fn start(
         cfg.workers
     };
     ntex_mqtt::set_unknown_ack_hook(count_unknown_ack);
+    let wss_config = wss_tls.as_ref().map(crate::tls::ServerTls::server_config);
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mqtt".into())
@@ -206,57 +284,16 @@ pub fn start(
                 .disable_signals()
                 .build(ntex_net::DefaultRuntime)
                 .block_on(async move {
-                    let c = &shared.cfg;
-                    let (max_size, min_chunk) = codec_limits(c);
-                    let svc_cfg = MqttServiceConfig::new()
-                        .set_max_qos(qos_from(c.max_qos))
-                        .set_max_size(max_size)
-                        .set_min_chunk_size(min_chunk)
-                        .set_max_receive(c.max_receive)
-                        .set_max_send(c.max_inflight)
-                        .set_max_topic_alias(c.max_topic_alias)
-                        .set_connect_timeout(Seconds(c.connect_timeout))
-                        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this
-                        // the PUBLISH would be dropped.
-                        .set_handle_qos_after_disconnect(Some(QoS::ExactlyOnce));
                     let sh = shared.clone();
-                    let srv = ntex_server::net::build()
-                        .listen(
-                            "mqtt",
-                            listener,
-                            SharedCfg::new("MQTT").add(svc_cfg),
-                            async move |_| {
-                                let (s3, s5) = (sh.clone(), sh.clone());
-                                // The control handlers are boxed (they run per SUBSCRIBE, PUBREL,
-                                // PINGREQ, ...): inline, their state (856 B for v3, 1,144 B for
-                                // v5) would be part of the dispatcher's future for every PUBLISH
-                                // too (see service::Reply).
-                                let server =
-                                    MqttServer::new()
-                                        .v3(ntex_mqtt::v3::MqttServer::new(
-                                            service::PublishFactory::<v3::Publish3>::new(),
-                                        )
-                                        .protocol(async |s: &v3::Session, m| {
-                                            Box::pin(v3::protocol(s, m)).await
-                                        })
-                                        .control(async |s: &v3::Session, c| control(s, c))
-                                        .build(move |h| v3::connect(h, s3.clone()))
-                                        .fast_publish(v3::fast_publish))
-                                        .v5(ntex_mqtt::v5::MqttServer::new(
-                                            service::PublishFactory::<v5::Publish5>::new(),
-                                        )
-                                        .protocol(async |s: &v5::Session, m| {
-                                            Box::pin(v5::protocol(s, m)).await
-                                        })
-                                        .control(async |s: &v5::Session, c| control(s, c))
-                                        .build(move |h| v5::connect(h, s5.clone()))
-                                        .fast_publish(v5::fast_publish));
-                                // Failures before or during the handshake (garbage, a first
-                                // packet that is not CONNECT, a bad protocol name or level, no
-                                // CONNECT in time) never reach the session services: count here.
-                                ntex_service::service(server).map_err(count_handshake_error)
-                            },
-                        )?
+                    let mut srv = ntex_server::net::build().listen(
+                        "mqtt",
+                        listener,
+                        SharedCfg::new("MQTT").add(service_config(&shared.cfg)),
+                        async move |_| mqtt_service(sh.clone()),
+                    )?;
+                    let wss = wss.zip(wss_config);
+                    srv = ws::listen(srv, &shared, ws, wss)?;
+                    let srv = srv
                         .workers(workers)
                         .shutdown_timeout(Seconds(2))
                         .disable_signals()
@@ -274,6 +311,9 @@ pub fn start(
         .map_err(|_| std::io::Error::other("mqtt server thread failed to start"))?;
     Ok(MqttHandle {
         addr,
+        ws_addr,
+        wss_addr,
+        wss_tls,
         shared: handle_shared,
         server,
         thread,

@@ -1,0 +1,116 @@
+//! MQTT over WebSockets (`mqtt.ws_bind`, and `mqtt.wss_bind` behind TLS): the HTTP/1.1 upgrade
+//! and the framing that carries the MQTT byte stream, as a transport under the same MQTT service
+//! as TCP (same broker, sessions and limits).
+//!
+//! [`handshake`] (pure) checks the upgrade request, [`frame`] (pure) decodes and encodes
+//! frames, [`filter`] is the ntex-io layer over an upgraded connection, [`accept`] the service
+//! that performs the upgrade. Knows nothing of MQTT packets: payload bytes pass through as they
+//! are.
+
+mod accept;
+pub mod filter;
+pub mod frame;
+pub mod handshake;
+
+pub use accept::WsAcceptor;
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use evgrid_actors::metrics::{HandshakeFailure, TLS, TlsListenerKind};
+use ntex_mqtt::{MqttConnectError, MqttError};
+use ntex_service::cfg::SharedCfg;
+use ntex_tls::TlsConfig;
+use ntex_tls::rustls::TlsAcceptor;
+use ntex_util::time::{Millis, Seconds};
+
+use super::{EdgeError, Shared, mqtt_service, service_config};
+
+/// What a client data frame may carry at most: the largest MQTT packet and its longest fixed
+/// header (1 byte of type and flags, 4 of remaining length).
+pub fn max_frame_payload(max_packet_size: u32) -> u64 {
+    u64::from(max_packet_size) + 5
+}
+
+/// Why a secure WebSocket's TLS handshake failed, for `evgrid_tls_handshake_failures_total`.
+pub fn tls_failure(e: &std::io::Error) -> HandshakeFailure {
+    use rustls::Error as R;
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut => return HandshakeFailure::Timeout,
+        K::NotConnected | K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe => {
+            return HandshakeFailure::PeerClosed;
+        }
+        _ => {}
+    }
+    match e.get_ref().and_then(|i| i.downcast_ref::<R>()) {
+        Some(R::InvalidMessage(_)) => HandshakeFailure::NotTls,
+        Some(R::PeerIncompatible(_)) => HandshakeFailure::ProtocolVersion,
+        Some(R::NoCertificatesPresented) => HandshakeFailure::NoCertificate,
+        Some(R::InvalidCertificate(_)) => HandshakeFailure::BadCertificate,
+        _ => HandshakeFailure::Other,
+    }
+}
+
+/// Adds the WebSocket listeners to the MQTT server: `ws` plain, `wss` (its listener and TLS
+/// configuration) behind TLS. Both run [`super::mqtt_service`] after the upgrade, configured
+/// like the TCP listener.
+pub(super) fn listen(
+    mut srv: ntex_server::net::ServerBuilder,
+    shared: &Arc<Shared>,
+    ws: Option<TcpListener>,
+    wss: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+) -> io::Result<ntex_server::net::ServerBuilder> {
+    let c = &shared.cfg;
+    let max_payload = max_frame_payload(c.max_packet_size);
+    let timeout = Millis(u32::try_from(c.tls.handshake_timeout_ms).unwrap_or(u32::MAX));
+    if let Some(l) = ws {
+        let sh = shared.clone();
+        srv = srv.listen(
+            "mqtt-ws",
+            l,
+            SharedCfg::new("MQTT-WS").add(service_config(c)),
+            async move |_| {
+                ntex_service::service(WsAcceptor::new(timeout, max_payload))
+                    .map_err(upgrade_failed)
+                    .and_then(mqtt_service(sh.clone()))
+            },
+        )?;
+    }
+    if let Some((l, tls)) = wss {
+        let sh = shared.clone();
+        let secs = c.tls.handshake_timeout_ms.div_ceil(1000);
+        let tls_cfg = TlsConfig::new()
+            .set_handshake_timeout(Seconds(u16::try_from(secs).unwrap_or(u16::MAX)));
+        srv = srv.listen(
+            "mqtt-wss",
+            l,
+            SharedCfg::new("MQTT-WSS")
+                .add(service_config(c))
+                .add(tls_cfg),
+            async move |_| {
+                ntex_service::service(TlsAcceptor::new(tls.clone()))
+                    .map_err(|e| {
+                        let why = tls_failure(&e);
+                        TLS.failure(TlsListenerKind::MqttWss, why);
+                        tracing::debug!(error = %e, reason = why.label(), "wss handshake failed");
+                        e
+                    })
+                    .map(|io| {
+                        TLS.handshake(TlsListenerKind::MqttWss);
+                        io
+                    })
+                    .and_then(WsAcceptor::new(timeout, max_payload))
+                    .map_err(upgrade_failed)
+                    .and_then(mqtt_service(sh.clone()))
+            },
+        )?;
+    }
+    Ok(srv)
+}
+
+/// A connection that never got to MQTT (TLS or the upgrade failed; already counted).
+fn upgrade_failed(e: io::Error) -> MqttError<EdgeError> {
+    MqttError::Connect(MqttConnectError::Disconnected(Some(e)))
+}
