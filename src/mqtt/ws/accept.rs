@@ -1,14 +1,17 @@
-//! The service that upgrades an accepted connection to MQTT over WebSockets: reads the HTTP
-//! request head within the handshake timeout, answers it, and on success hands the connection
-//! on with the [`WsFilter`] layer. Counts every outcome (`evgrid_mqtt_ws_upgrades_total`).
-//! Must never hold a connection past the timeout, nor let one client's upgrade touch another.
+//! The services that upgrade an accepted connection to MQTT over WebSockets: [`WssAcceptor`]
+//! completes TLS first, [`WsAcceptor`] reads the HTTP request head within the handshake
+//! timeout, answers it, and on success hands the connection on with the [`WsFilter`] layer.
+//! Counts every outcome (`evgrid_mqtt_ws_upgrades_total`, `evgrid_tls_handshake*`). Must never
+//! hold a connection past its timeouts, nor let one client's upgrade touch another.
 
 use std::io;
+use std::sync::Arc;
 
-use evgrid_actors::metrics::{WS, WsUpgrade};
+use evgrid_actors::metrics::{TLS, TlsListenerKind, WS, WsUpgrade};
 use ntex_bytes::{Bytes, BytesMut};
 use ntex_io::{Filter, Io, Layer};
 use ntex_service::{Ctx, Service};
+use ntex_tls::rustls::TlsServerFilter;
 use ntex_util::future::Either;
 use ntex_util::time::{self, Millis};
 
@@ -48,6 +51,12 @@ impl<F: Filter, St> Service<St, Io<F>> for WsAcceptor {
     type Error = io::Error;
 
     async fn call(&self, io: Io<F>, _: Ctx<'_, Self, St>) -> Result<Self::Res, Self::Error> {
+        self.upgrade(io).await
+    }
+}
+
+impl WsAcceptor {
+    async fn upgrade<F: Filter>(&self, io: Io<F>) -> io::Result<Io<Layer<WsFilter, F>>> {
         let head = match time::timeout(self.timeout, io.recv(&HeadCodec)).await {
             Ok(Ok(Some(head))) => head,
             Ok(Err(Either::Left(r))) => return Err(self.refuse(&io, r).await),
@@ -78,9 +87,7 @@ impl<F: Filter, St> Service<St, Io<F>> for WsAcceptor {
             Err(r) => Err(self.refuse(&io, r).await),
         }
     }
-}
 
-impl WsAcceptor {
     /// Sends the refusal and closes, within the handshake timeout (a client that reads
     /// nothing cannot keep the connection open).
     async fn refuse<F: Filter>(&self, io: &Io<F>, r: Refused) -> io::Error {
@@ -98,5 +105,62 @@ impl WsAcceptor {
             .await;
         }
         io::Error::new(io::ErrorKind::InvalidData, r.reason)
+    }
+}
+
+/// TLS (`mqtt.tls`'s certificate), then the WebSocket upgrade.
+#[derive(Debug, Clone)]
+pub struct WssAcceptor {
+    tls: Arc<rustls::ServerConfig>,
+    timeout: Millis,
+    ws: WsAcceptor,
+}
+
+impl WssAcceptor {
+    pub fn new(tls: Arc<rustls::ServerConfig>, timeout: Millis, ws: WsAcceptor) -> Self {
+        WssAcceptor { tls, timeout, ws }
+    }
+}
+
+/// The content type of a TLS handshake record (RFC 8446 §5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The first byte the client sends.
+async fn first_byte<F>(io: &Io<F>) -> io::Result<u8> {
+    loop {
+        if let Some(b) = io.with_read_buf(|b| b.first().copied()) {
+            return Ok(b);
+        }
+        if io.read_notify().await?.is_none() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "disconnected"));
+        }
+    }
+}
+
+impl<F: Filter, St> Service<St, Io<F>> for WssAcceptor {
+    type Res = Io<Layer<WsFilter, Layer<TlsServerFilter, F>>>;
+    type Error = io::Error;
+
+    async fn call(&self, io: Io<F>, _: Ctx<'_, Self, St>) -> Result<Self::Res, Self::Error> {
+        // Plain HTTP or MQTT on the secure port is refused before TLS: ntex-tls reports a
+        // handshake failing on such input as a peer that went away, hiding the reason.
+        let first = match time::timeout(self.timeout, first_byte(&io)).await {
+            Ok(Ok(TLS_HANDSHAKE)) => Ok(()),
+            Ok(Ok(_)) => Err(io::Error::new(io::ErrorKind::InvalidData, "not TLS")),
+            Ok(Err(e)) => Err(e),
+            Err(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake")),
+        };
+        let tls = match first {
+            Ok(()) => TlsServerFilter::create(io, self.tls.clone(), self.timeout).await,
+            Err(e) => Err(e),
+        };
+        let io = tls.map_err(|e| {
+            let why = super::tls_failure(&e);
+            TLS.failure(TlsListenerKind::MqttWss, why);
+            tracing::debug!(error = %e, reason = why.label(), "wss handshake failed");
+            e
+        })?;
+        TLS.handshake(TlsListenerKind::MqttWss);
+        self.ws.upgrade(io).await
     }
 }

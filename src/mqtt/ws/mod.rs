@@ -12,18 +12,16 @@ pub mod filter;
 pub mod frame;
 pub mod handshake;
 
-pub use accept::WsAcceptor;
+pub use accept::{WsAcceptor, WssAcceptor};
 
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use evgrid_actors::metrics::{HandshakeFailure, TLS, TlsListenerKind};
+use evgrid_actors::metrics::HandshakeFailure;
 use ntex_mqtt::{MqttConnectError, MqttError};
 use ntex_service::cfg::SharedCfg;
-use ntex_tls::TlsConfig;
-use ntex_tls::rustls::TlsAcceptor;
-use ntex_util::time::{Millis, Seconds};
+use ntex_util::time::Millis;
 
 use super::{EdgeError, Shared, mqtt_service, service_config};
 
@@ -46,6 +44,7 @@ pub fn tls_failure(e: &std::io::Error) -> HandshakeFailure {
     }
     match e.get_ref().and_then(|i| i.downcast_ref::<R>()) {
         Some(R::InvalidMessage(_)) => HandshakeFailure::NotTls,
+        None if e.kind() == K::InvalidData => HandshakeFailure::NotTls,
         Some(R::PeerIncompatible(_)) => HandshakeFailure::ProtocolVersion,
         Some(R::NoCertificatesPresented) => HandshakeFailure::NoCertificate,
         Some(R::InvalidCertificate(_)) => HandshakeFailure::BadCertificate,
@@ -64,7 +63,9 @@ pub(super) fn listen(
 ) -> io::Result<ntex_server::net::ServerBuilder> {
     let c = &shared.cfg;
     let max_payload = max_frame_payload(c.max_packet_size);
+    // One timeout for each step a client could stall (TLS, then the upgrade request).
     let timeout = Millis(u32::try_from(c.tls.handshake_timeout_ms).unwrap_or(u32::MAX));
+    let upgrade = WsAcceptor::new(timeout, max_payload);
     if let Some(l) = ws {
         let sh = shared.clone();
         srv = srv.listen(
@@ -80,28 +81,12 @@ pub(super) fn listen(
     }
     if let Some((l, tls)) = wss {
         let sh = shared.clone();
-        let secs = c.tls.handshake_timeout_ms.div_ceil(1000);
-        let tls_cfg = TlsConfig::new()
-            .set_handshake_timeout(Seconds(u16::try_from(secs).unwrap_or(u16::MAX)));
         srv = srv.listen(
             "mqtt-wss",
             l,
-            SharedCfg::new("MQTT-WSS")
-                .add(service_config(c))
-                .add(tls_cfg),
+            SharedCfg::new("MQTT-WSS").add(service_config(c)),
             async move |_| {
-                ntex_service::service(TlsAcceptor::new(tls.clone()))
-                    .map_err(|e| {
-                        let why = tls_failure(&e);
-                        TLS.failure(TlsListenerKind::MqttWss, why);
-                        tracing::debug!(error = %e, reason = why.label(), "wss handshake failed");
-                        e
-                    })
-                    .map(|io| {
-                        TLS.handshake(TlsListenerKind::MqttWss);
-                        io
-                    })
-                    .and_then(WsAcceptor::new(timeout, max_payload))
+                ntex_service::service(WssAcceptor::new(tls.clone(), timeout, upgrade.clone()))
                     .map_err(upgrade_failed)
                     .and_then(mqtt_service(sh.clone()))
             },
