@@ -2,6 +2,7 @@
 //! is the host, so help is only `--help`.
 
 pub use crate::e2e::args::{E2eArgs, HttpMqttArgs};
+pub use crate::transport::{TlsFlags, TransportFlags};
 use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -195,6 +196,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     #[command(flatten)]
+    pub transport: TransportFlags,
+    #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
     pub limits: ThresholdFlags,
@@ -310,7 +313,8 @@ pub struct PresetArgs {
 /// What http-publish and pull take.
 #[derive(clap::Args, Debug, Clone)]
 pub struct HttpArgs {
-    /// The namespace endpoint, as the SDK's: http://HOST:PORT/namespaces/NAMESPACE
+    /// The namespace endpoint, as the SDK's: http://HOST:PORT/namespaces/NAMESPACE (https://:
+    /// over TLS)
     #[arg(long, default_value = "http://127.0.0.1:8080/namespaces/default")]
     pub url: String,
     /// Namespace topic (required with --url)
@@ -332,6 +336,9 @@ pub struct HttpArgs {
     /// Seconds allowed for one request and its response (receive: at least --max-wait + 5)
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
+    /// HTTPS: --tls (or an https:// URL), --cafile, --cert/--cert-key
+    #[command(flatten)]
+    pub tls: TlsFlags,
     #[command(flatten)]
     pub run: RunFlags,
 }

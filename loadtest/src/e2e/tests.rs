@@ -277,6 +277,7 @@ fn http_args(addr: SocketAddr, duration: &str) -> HttpArgs {
         duration: duration.into(),
         connect_timeout: 5.0,
         timeout: 5.0,
+        tls: Default::default(),
         run: RunFlags {
             quiet: true,
             ..Default::default()
@@ -433,7 +434,7 @@ async fn setup_makes_topic_subscription_routing_and_reads_the_key() {
     let fake: Shared = Default::default();
     let addr = fake_namespace(fake.clone()).await;
     let url = h1::parse_url("--url", &format!("http://{addr}/namespaces/fleet")).unwrap();
-    let mut m = Mgmt::connect(&url, "adm", Duration::from_secs(5))
+    let mut m = Mgmt::connect(&url, None, "adm", Duration::from_secs(5))
         .await
         .unwrap();
     let plan = setup::Plan {

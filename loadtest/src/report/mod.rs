@@ -28,6 +28,8 @@ pub struct Report {
     pub tool_version: String,
     pub scenario: String,
     pub target: String,
+    /// what the connections ran over: tcp, tls, ws or wss
+    pub transport: String,
     pub mqtt_version: u8,
     pub qos: u8,
     pub payload_bytes: usize,
@@ -402,7 +404,7 @@ impl Report {
         let c = &self.connections;
         let _ = writeln!(
             s,
-            "\n== evgrid-loadtest {} -> {} (MQTT {}, QoS {}, {} B payload) ==",
+            "\n== evgrid-loadtest {} -> {} (MQTT {} over {}, QoS {}, {} B payload) ==",
             self.scenario,
             self.target,
             match self.mqtt_version {
@@ -410,6 +412,7 @@ impl Report {
                 4 => "3.1.1",
                 _ => "5.0",
             },
+            self.transport,
             self.qos,
             self.payload_bytes
         );
