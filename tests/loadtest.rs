@@ -352,3 +352,153 @@ fn e2e_mqtt_routed_into_a_topic_reaches_a_webhook_sink() {
     }
     assert!(s["latency_us"]["e2e"]["count"].as_u64().unwrap() >= N);
 }
+
+// ---- the transports (issue 17): TLS, mutual TLS, WebSocket, wss, HTTPS ----
+//
+// evgrid's own TLS and WebSocket listeners are tested in their own files; here the generator's
+// client side is tested against independent peers (`peers`): mosquitto over TLS, a WebSocket
+// bridge in front of mosquitto, a minimal HTTPS server.
+
+#[path = "loadtest/peers.rs"]
+mod peers;
+
+/// Runs the generator with `args` (split on whitespace; the caller gives -h/-p or --url) for
+/// about a second: Ok(report) or Err(stderr) when it fails.
+fn run_lt(args: &str) -> Result<serde_json::Value, String> {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let dir = TempDir::new("lt-tls");
+    let json = dir.0.join("report.json");
+    let out = Command::new(loadtest_bin())
+        .args(&args)
+        .args(["--duration", "1s", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap())
+}
+
+const FANIN: &str = "fanin -V 5 -q 1 --publishers 4 --rate 1000 --drain 2";
+
+#[test]
+fn generator_speaks_tls_and_mutual_tls_to_mosquitto() {
+    let dir = TempDir::new("lt-certs");
+    let c = peers::Certs::write(&dir.0);
+    let m = peers::Mosquitto::start(&c);
+    let ca = c.ca.display();
+    let r = run_lt(&format!(
+        "{FANIN} -h localhost -p {} --tls --cafile {ca}",
+        m.tls
+    ))
+    .unwrap();
+    assert_clean("fanin over tls", &r);
+    assert_eq!(r["transport"], "tls");
+    let r = run_lt(&format!(
+        "{FANIN} -h 127.0.0.1 -p {} --tls --cafile {ca} --cert {} --cert-key {}",
+        m.mtls,
+        c.client.display(),
+        c.client_key.display()
+    ))
+    .unwrap();
+    assert_clean("fanin over mutual tls", &r);
+    assert_eq!(r["transport"], "tls");
+    // the plain run says so too
+    let r = run_lt(&format!("{FANIN} -h 127.0.0.1 -p {}", m.plain)).unwrap();
+    assert_eq!(r["transport"], "tcp");
+
+    // without a client certificate mosquitto refuses the mutual-TLS listener
+    let e = run_lt(&format!(
+        "{FANIN} -h localhost -p {} --tls --cafile {ca}",
+        m.mtls
+    ))
+    .unwrap_err();
+    assert!(e.contains("alert"), "{e}");
+    // a server certificate from a CA not in --cafile is refused by the generator
+    let e = run_lt(&format!(
+        "{FANIN} -h localhost -p {} --tls --cafile {}",
+        m.tls,
+        c.other_ca.display()
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("TLS handshake failed: invalid peer certificate"),
+        "{e}"
+    );
+    // a CA file without --tls would go unused
+    let e = run_lt(&format!("{FANIN} -h localhost -p {} --cafile {ca}", m.tls)).unwrap_err();
+    assert!(e.contains("--cafile is for TLS connections"), "{e}");
+}
+
+#[test]
+fn generator_speaks_mqtt_over_websockets_and_wss() {
+    let dir = TempDir::new("lt-certs");
+    let c = peers::Certs::write(&dir.0);
+    let m = peers::Mosquitto::start(&c);
+    let ws = peers::WsBridge::start(m.plain, None);
+    let r = run_lt(&format!("{FANIN} -h 127.0.0.1 -p {} --ws", ws.port)).unwrap();
+    assert_clean("fanin over ws", &r);
+    assert_eq!(r["transport"], "ws");
+    assert!(
+        ws.pongs.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the bridge's pings were answered"
+    );
+    let wss = peers::WsBridge::start(m.plain, Some(c.server_config(&[b"http/1.1"])));
+    let r = run_lt(&format!(
+        "{FANIN} -h localhost -p {} --ws --tls --cafile {}",
+        wss.port,
+        c.ca.display()
+    ))
+    .unwrap();
+    assert_clean("fanin over wss", &r);
+    assert_eq!(r["transport"], "wss");
+    // another path is refused by the server, and the generator says how
+    let e = run_lt(&format!(
+        "{FANIN} -h 127.0.0.1 -p {} --ws --ws-path /other",
+        ws.port
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("WebSocket upgrade failed: upgrade refused: HTTP/1.1 404"),
+        "{e}"
+    );
+}
+
+/// The h1 client over TLS. Against evgrid's HTTPS listener (`EVGRID_HTTP_TLS_*`) once it is
+/// merged; here against a minimal HTTPS server that accepts every request.
+#[test]
+fn http_publish_speaks_https() {
+    let dir = TempDir::new("lt-certs");
+    let c = peers::Certs::write(&dir.0);
+    let srv = peers::HttpsOk::start(c.server_config(&[b"http/1.1"]));
+    let url = format!("https://localhost:{}/namespaces/default", srv.port);
+    let r = run_lt(&format!(
+        "http-publish --url {url} --topic t --key k -c 2 --batch 10 --cafile {}",
+        c.ca.display()
+    ))
+    .unwrap();
+    assert_eq!(r["transport"], "https", "{r}");
+    assert_eq!(r["target"], url);
+    let ok = r["requests"]["ok"].as_u64().unwrap();
+    assert!(ok > 0 && r["requests"]["failed"] == 0, "{}", r["requests"]);
+    assert_eq!(
+        srv.requests.load(std::sync::atomic::Ordering::Relaxed),
+        r["requests"]["sent"].as_u64().unwrap()
+    );
+    // --tls with an http:// URL is the same
+    let url = format!("http://localhost:{}/namespaces/default", srv.port);
+    let r = run_lt(&format!(
+        "http-publish --url {url} --tls --topic t --key k -c 1 --batch 10 --cafile {}",
+        c.ca.display()
+    ))
+    .unwrap();
+    assert_eq!(r["transport"], "https", "{r}");
+    // the system roots do not know the test CA
+    let e = run_lt(&format!(
+        "http-publish --url https://localhost:{}/namespaces/default --topic t --key k -c 1",
+        srv.port
+    ))
+    .unwrap_err();
+    assert!(e.contains("TLS handshake"), "{e}");
+}
