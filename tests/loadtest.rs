@@ -381,6 +381,8 @@ fn run_lt(args: &str) -> Result<serde_json::Value, String> {
 }
 
 const FANIN: &str = "fanin -V 5 -q 1 --publishers 4 --rate 1000 --drain 2";
+/// Closed loop: the connections also read without waiting (the non-blocking read path).
+const FANIN_CLOSED: &str = "fanin -V 5 -q 1 --publishers 2 --max-rate -L 3000 --drain 2";
 
 #[test]
 fn generator_speaks_tls_and_mutual_tls_to_mosquitto() {
@@ -395,6 +397,12 @@ fn generator_speaks_tls_and_mutual_tls_to_mosquitto() {
     .unwrap();
     assert_clean("fanin over tls", &r);
     assert_eq!(r["transport"], "tls");
+    let r = run_lt(&format!(
+        "{FANIN_CLOSED} -h localhost -p {} --tls --cafile {ca}",
+        m.tls
+    ))
+    .unwrap();
+    assert_clean("closed-loop fanin over tls", &r);
     let r = run_lt(&format!(
         "{FANIN} -h 127.0.0.1 -p {} --tls --cafile {ca} --cert {} --cert-key {}",
         m.mtls,
@@ -453,6 +461,13 @@ fn generator_speaks_mqtt_over_websockets_and_wss() {
     .unwrap();
     assert_clean("fanin over wss", &r);
     assert_eq!(r["transport"], "wss");
+    for (port, tls) in [
+        (ws.port, String::new()),
+        (wss.port, format!("--tls --cafile {}", c.ca.display())),
+    ] {
+        let r = run_lt(&format!("{FANIN_CLOSED} -h localhost -p {port} --ws {tls}")).unwrap();
+        assert_clean(&format!("closed-loop fanin over ws {tls}"), &r);
+    }
     // another path is refused by the server, and the generator says how
     let e = run_lt(&format!(
         "{FANIN} -h 127.0.0.1 -p {} --ws --ws-path /other",
