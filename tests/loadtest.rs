@@ -397,6 +397,8 @@ fn generator_speaks_tls_and_mutual_tls_to_mosquitto() {
     .unwrap();
     assert_clean("fanin over tls", &r);
     assert_eq!(r["transport"], "tls");
+    let session = r["tls_session"].as_str().unwrap();
+    assert!(session.starts_with("TLSv1_3 TLS13_"), "{session}");
     let r = run_lt(&format!(
         "{FANIN_CLOSED} -h localhost -p {} --tls --cafile {ca}",
         m.tls
@@ -415,6 +417,7 @@ fn generator_speaks_tls_and_mutual_tls_to_mosquitto() {
     // the plain run says so too
     let r = run_lt(&format!("{FANIN} -h 127.0.0.1 -p {}", m.plain)).unwrap();
     assert_eq!(r["transport"], "tcp");
+    assert!(r["tls_session"].is_null());
 
     // without a client certificate mosquitto refuses the mutual-TLS listener
     let e = run_lt(&format!(

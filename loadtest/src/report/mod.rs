@@ -30,6 +30,9 @@ pub struct Report {
     pub target: String,
     /// what the connections ran over: tcp, tls, ws or wss
     pub transport: String,
+    /// with TLS: the session the first connection negotiated (version, cipher suite, key
+    /// exchange group), e.g. "TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519"
+    pub tls_session: Option<String>,
     pub mqtt_version: u8,
     pub qos: u8,
     pub payload_bytes: usize,
@@ -417,6 +420,9 @@ impl Report {
             self.payload_bytes
         );
         let _ = writeln!(s, "mode          {} {}", self.mode, self.mode_note);
+        if let Some(t) = &self.tls_session {
+            let _ = writeln!(s, "tls           {t}");
+        }
         if self.interrupted {
             let _ = writeln!(
                 s,

@@ -152,6 +152,21 @@ impl Stream {
         })
     }
 
+    /// The TLS session as negotiated: version, cipher suite, key exchange group (e.g.
+    /// `TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519`); None without TLS.
+    pub fn tls_session(&self) -> Option<String> {
+        let Raw::Tls(s) = &self.raw else { return None };
+        let c = s.get_ref().1;
+        let mut out = format!("{:?}", c.protocol_version()?);
+        if let Some(cs) = c.negotiated_cipher_suite() {
+            out.push_str(&format!(" {:?}", cs.suite()));
+        }
+        if let Some(g) = c.negotiated_key_exchange_group() {
+            out.push_str(&format!(" {:?}", g.name()));
+        }
+        Some(out)
+    }
+
     /// Reads into `b`: at least one byte, or 0 when the peer closed.
     pub async fn read_buf(&mut self, b: &mut impl BufMut) -> io::Result<usize> {
         match &mut self.ws {

@@ -29,7 +29,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -65,6 +65,8 @@ pub struct Shared {
     pub target: SocketAddr,
     /// TCP, TLS, WebSocket or both
     pub transport: Arc<Transport>,
+    /// the TLS session the first connection negotiated (for the report)
+    pub tls_session: OnceLock<String>,
     pub ifaddrs: Vec<IpAddr>,
     pub hists: Hists,
     pub counters: Counters,

@@ -58,6 +58,11 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
             SetupError::Timeout(stage) => ConnError::Timeout(stage),
             SetupError::Failed(stage, why) => ConnError::Handshake(stage, why),
         })?;
+    if sh.tls_session.get().is_none()
+        && let Some(s) = io.tls_session()
+    {
+        let _ = sh.tls_session.set(s);
+    }
     let v5 = cfg.level == codec::LEVEL_V5;
     let mut wbuf = BytesMut::with_capacity(256);
     codec::encode_connect(
