@@ -520,3 +520,60 @@ fn http_publish_speaks_https() {
     .unwrap_err();
     assert!(e.contains("TLS handshake"), "{e}");
 }
+
+/// The same transports against evgrid's own listeners (`mqtt-tls`, `mqtt-ws`, `mqtt-wss`,
+/// `https`). Each part runs once evgrid announces that listener and is skipped (with a note on
+/// stderr) while it does not: the listeners are being added beside this test.
+#[test]
+fn generator_against_evgrid_tls_and_websocket_listeners() {
+    let dir = TempDir::new("lt-certs");
+    let c = peers::Certs::write(&dir.0);
+    let (cert, key) = (c.server.to_str().unwrap(), c.server_key.to_str().unwrap());
+    let srv = Server::start(&[
+        ("EVGRID_ADMIN_KEY", ADMIN),
+        ("EVGRID_MQTT_TLS_BIND", "127.0.0.1:0"),
+        ("EVGRID_MQTT_TLS_CERT_FILE", cert),
+        ("EVGRID_MQTT_TLS_KEY_FILE", key),
+        ("EVGRID_MQTT_WS_BIND", "127.0.0.1:0"),
+        ("EVGRID_MQTT_WSS_BIND", "127.0.0.1:0"),
+        ("EVGRID_HTTP_TLS_BIND", "127.0.0.1:0"),
+        ("EVGRID_HTTP_TLS_CERT_FILE", cert),
+        ("EVGRID_HTTP_TLS_KEY_FILE", key),
+    ]);
+    let ca = c.ca.display();
+    for (name, flags, transport) in [
+        ("mqtt-tls", format!("--tls --cafile {ca}"), "tls"),
+        ("mqtt-ws", "--ws".to_string(), "ws"),
+        ("mqtt-wss", format!("--ws --tls --cafile {ca}"), "wss"),
+    ] {
+        let Some(addr) = srv.listeners.get(name) else {
+            eprintln!("skipped: evgrid does not announce a {name} listener");
+            continue;
+        };
+        let r = run_lt(&format!("{FANIN} -h localhost -p {} {flags}", addr.port())).unwrap();
+        assert_clean(&format!("fanin to evgrid's {name}"), &r);
+        assert_eq!(r["transport"], transport);
+    }
+    let Some(https) = srv.listeners.get("https") else {
+        eprintln!("skipped: evgrid does not announce an https listener");
+        return;
+    };
+    let mgmt = |method: &str, path: &str| {
+        let auth = format!("Authorization: Bearer {ADMIN}");
+        common::http::request(srv.http, method, path, &[&auth], b"{}")
+    };
+    assert_eq!(mgmt("PUT", "/mgmt/topics/orders").status, 201);
+    let key = mgmt("POST", "/mgmt/topics/orders/listKeys").json()["key1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = run_lt(&format!(
+        "http-publish --endpoint https://localhost:{}/topics/orders/api/events --key {key} \
+         -c 2 --batch 10 --cafile {ca}",
+        https.port()
+    ))
+    .unwrap();
+    assert_eq!(r["transport"], "https");
+    let ok = r["requests"]["ok"].as_u64().unwrap();
+    assert!(ok > 0 && r["requests"]["failed"] == 0, "{}", r["requests"]);
+}

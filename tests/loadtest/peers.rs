@@ -107,7 +107,7 @@ impl Mosquitto {
             c.server_key.display()
         );
         let conf = format!(
-            "allow_anonymous true\nlistener {plain} 127.0.0.1\n\
+            "allow_anonymous true\nset_tcp_nodelay true\nlistener {plain} 127.0.0.1\n\
              listener {tls} 127.0.0.1\n{tls_files}\
              listener {mtls} 127.0.0.1\n{tls_files}require_certificate true\n"
         );
