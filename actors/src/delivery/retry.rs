@@ -40,6 +40,9 @@ pub enum WebhookOutcome {
     Aborted,
     SocketError,
     ResolutionError,
+    /// An `https://` endpoint whose certificate did not verify (unknown issuer, expired, wrong
+    /// name, ...): retried and dead-lettered like a socket error, never delivered in plaintext.
+    CertificateError,
 }
 
 impl WebhookOutcome {
@@ -56,6 +59,7 @@ impl WebhookOutcome {
             WebhookOutcome::Aborted => "Aborted",
             WebhookOutcome::SocketError => "SocketError",
             WebhookOutcome::ResolutionError => "ResolutionError",
+            WebhookOutcome::CertificateError => "CertificateError",
         }
     }
 
@@ -69,6 +73,7 @@ impl WebhookOutcome {
                 | WebhookOutcome::SocketError
                 | WebhookOutcome::NotFound
                 | WebhookOutcome::ResolutionError
+                | WebhookOutcome::CertificateError
                 | WebhookOutcome::Unauthorized
                 | WebhookOutcome::Forbidden
         )
@@ -79,7 +84,7 @@ impl WebhookOutcome {
     pub fn probation(self, unit: Duration) -> Duration {
         match self {
             WebhookOutcome::Busy | WebhookOutcome::TimedOut => unit,
-            WebhookOutcome::SocketError => unit * 3,
+            WebhookOutcome::SocketError | WebhookOutcome::CertificateError => unit * 3,
             _ => unit * 30,
         }
     }
