@@ -205,7 +205,8 @@ impl DeliveryShard {
                     .connector(connector)
                     .timeout(timeout)
                     .disable_redirects()
-                    .max_http_version(awc::http::Version::HTTP_11)
+                    // HTTP/1.1 only, through the ClientConfig's ALPN: awc's max_http_version
+                    // would replace the TLS configuration with its own default.
                     .no_default_headers()
                     .finish()
             })
