@@ -401,6 +401,11 @@ fn an_untrusted_webhook_certificate_is_refused_then_dead_lettered_as_a_certifica
     assert_eq!(d["deliveryAttempts"], 3, "{d}");
     assert_eq!(d["lastDeliveryOutcome"], "CertificateError", "{d}");
     assert_eq!(d["lastHttpStatusCode"], Value::Null, "{d}");
+    let why = d["lastDeliveryError"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("certificate error: ") && why.contains("UnknownIssuer"),
+        "{d}"
+    );
     // Counted by outcome (a first attempt on a connection the old sink closed may count as a
     // socket error).
     let n = srv.metric("evgrid_push_failures_by_outcome_total{outcome=\"CertificateError\"}");

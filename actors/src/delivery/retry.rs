@@ -106,6 +106,9 @@ pub enum Outcome {
         status: Option<u16>,
         outcome: WebhookOutcome,
         retry: Retry,
+        /// Why a request that got no answer failed, when an operator must act on it (a refused
+        /// certificate: `certificate error: <why>`); kept as the event's `lastDeliveryError`.
+        detail: Option<std::sync::Arc<str>>,
     },
     /// The endpoint is on probation: try again at this time (ms since the epoch); not an attempt.
     Deferred {
@@ -122,6 +125,7 @@ pub fn classify_status(status: u16, unit: Duration, profile: Profile) -> Outcome
         status: Some(status),
         outcome,
         retry,
+        detail: None,
     };
     let namespace = profile == Profile::Namespace;
     match status {
@@ -147,6 +151,7 @@ pub fn classify_error(outcome: WebhookOutcome, unit: Duration) -> Outcome {
         status: None,
         outcome,
         retry: Retry::After(unit),
+        detail: None,
     }
 }
 

@@ -300,7 +300,13 @@ impl Handler<Attempt> for DeliveryShard {
                         } else {
                             tracing::debug!(endpoint = %base(&url), error = %e, "webhook request failed");
                         }
-                        retry::classify_error(error_outcome(&e), unit)
+                        let mut out = retry::classify_error(error_outcome(&e), unit);
+                        if let (Some(why), Outcome::Failed { detail, .. }) =
+                            (certificate_error(&e), &mut out)
+                        {
+                            *detail = Some(Arc::from(format!("certificate error: {why}")));
+                        }
+                        out
                     }
                 }
             }

@@ -252,7 +252,8 @@ fn statuses_are_classified_as_azure_does() {
         Outcome::Failed {
             status: None,
             outcome: WebhookOutcome::SocketError,
-            retry: Retry::After(u)
+            retry: Retry::After(u),
+            detail: None,
         }
     );
 }
@@ -331,6 +332,7 @@ fn consecutive_failures_put_an_endpoint_on_probation_until_it_ends_or_a_delivery
         status: Some(400),
         outcome: WebhookOutcome::BadRequest,
         retry: Retry::Never,
+        detail: None,
     };
     // Injected clocks: monotonic and wall milliseconds.
     let (mono, wall) = (5_000, NOW);
