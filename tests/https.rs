@@ -2,7 +2,8 @@
 //! management, metrics; plain HTTP on the HTTPS port and a stalled handshake hurt no other
 //! client) and with the `azure-eventgrid` Python SDK trusting a custom CA; push delivery to an
 //! `https://` `webhook-sink` with the validation handshake (its CA trusted through
-//! `push.tls.ca_file`); and a webhook whose certificate is from an untrusted CA, refused at
+//! `push.tls.ca_file`), for a custom topic and a namespace subscription in Push mode (the
+//! CloudEvents OPTIONS handshake); and a webhook whose certificate is from an untrusted CA, refused at
 //! validation and, once it changes under a live subscription, dead-lettered with the outcome
 //! `CertificateError`.
 
@@ -340,6 +341,67 @@ fn push_delivery_to_an_https_webhook_sink_with_the_validation_handshake() {
     assert_eq!(
         srv.metric("evgrid_push_failures_by_outcome_total{outcome=\"CertificateError\"}"),
         0.0
+    );
+}
+
+/// A namespace subscription in Push mode: the CloudEvents handshake (OPTIONS) and delivery over
+/// TLS.
+#[test]
+fn namespace_push_to_an_https_webhook_sink_with_the_cloudevents_handshake() {
+    let dir = TempDir::new("https-ns");
+    let pki = Pki::new(&dir.0, "ns");
+    let srv = Server::start(&[
+        ("EVGRID_ADMIN_KEY", ADMIN),
+        ("EVGRID_EVENTS_TICK_MS", "20"),
+        ("EVGRID_PUSH_TLS_CA_FILE", s(&pki.ca)),
+    ]);
+    let report = dir.0.join("sink.json");
+    let (mut child, addr) = sink(
+        &pki,
+        "127.0.0.1:0",
+        &report,
+        &["--expect", "2", "--idle", "500ms"],
+    );
+    let t = "/mgmt/namespaces/default/topics/alerts";
+    assert_eq!(mgmt(&srv, "PUT", t, &json!({"properties": {}})).status, 201);
+    let sub = json!({"properties": {"deliveryConfiguration": {"deliveryMode": "Push", "push": {
+        "destination": {"endpointType": "WebHook",
+            "properties": {"endpointUrl": format!("https://{addr}/ns")}}}}}});
+    let r = mgmt(&srv, "PUT", &format!("{t}/eventSubscriptions/tls"), &sub);
+    assert_eq!(r.status, 201, "{r:?}");
+    let nk = mgmt(
+        &srv,
+        "POST",
+        "/mgmt/namespaces/default/listKeys",
+        &Value::Null,
+    )
+    .json()["key1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ce = json!([
+        {"specversion": "1.0", "id": "n1", "source": "/alerts", "type": "A", "data": {}},
+        {"specversion": "1.0", "id": "n2", "source": "/alerts", "type": "A", "data": {}}
+    ]);
+    let r = common::http::request(
+        srv.http,
+        "POST",
+        "/namespaces/default/topics/alerts:publish?api-version=2024-06-01",
+        &[
+            &format!("Authorization: SharedAccessKey {nk}"),
+            "Content-Type: application/cloudevents-batch+json; charset=utf-8",
+        ],
+        ce.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let st = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(st.success(), "webhook-sink exit {st}");
+    let rep: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["events"]["accepted"], 2, "{rep}");
+    assert_eq!(
+        rep["handshakes"]["options_allowed"], 1,
+        "{}",
+        rep["handshakes"]
     );
 }
 
