@@ -41,3 +41,31 @@ pub fn push_client_config(cfg: &PushTls) -> Result<Arc<ClientConfig>, TlsError> 
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extra_ca_joins_the_system_roots_and_a_bad_file_is_named() {
+        let d = std::env::temp_dir().join(format!("evgrid-tls-client-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let system = push_roots(&PushTls::default()).unwrap().len();
+        let ca = d.join("ca.pem");
+        let dev = super::super::dev::DevCa::new("test CA").unwrap();
+        std::fs::write(&ca, dev.cert_pem()).unwrap();
+        let with = PushTls {
+            ca_file: ca.clone(),
+        };
+        assert_eq!(push_roots(&with).unwrap().len(), system + 1);
+        let cfg = push_client_config(&with).unwrap();
+        assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+
+        let junk = d.join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = push_client_config(&PushTls { ca_file: junk }).unwrap_err();
+        assert_eq!(e.section, "push.tls");
+        assert!(e.to_string().contains("junk.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
