@@ -486,6 +486,12 @@ pub struct SinkArgs {
     /// Longest run: 10, 10s, 500ms, 2m, 1h
     #[arg(short = 'd', long, default_value = "10m")]
     pub duration: String,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]

@@ -9,6 +9,7 @@
 //! rustls with its `ring` provider: the `aws-lc-rs` default needs cmake and a C build, and
 //! ring is what actix-tls, ntex-tls and awc all accept, so the tree holds one TLS stack.
 
+pub mod client;
 pub mod config;
 pub mod dev;
 
