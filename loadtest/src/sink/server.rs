@@ -228,7 +228,9 @@ async fn get_validation_url(sink: Arc<Sink>, url: String) {
     let res: Result<(), String> = async {
         let (u, target) = h1::parse_target("validationUrl", &url)?;
         let addr = crate::net::resolve(&u.host, u.port).await?;
-        let mut conn = Conn::connect(addr, Duration::from_secs(10))
+        // An https:// validation URL is verified against the system's CA bundle.
+        let tls = crate::http::load::https_client(&u, &Default::default())?;
+        let mut conn = Conn::open(addr, Duration::from_secs(10), tls.as_ref())
             .await
             .map_err(|e| e.to_string())?;
         let mut req = Vec::new();

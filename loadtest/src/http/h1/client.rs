@@ -202,6 +202,7 @@ pub struct Conn {
 
 impl Conn {
     /// A plain `http://` connection.
+    #[cfg(test)]
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, HttpError> {
         Conn::open(addr, timeout, None).await
     }
