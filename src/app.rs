@@ -1,7 +1,8 @@
 //! Start-up and shutdown: the actix system, the actor threads, both edges.
 //!
 //! Owns the thread layout: actix on the main thread (actix-web), arbiters for the actors, and the
-//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). SIGINT/SIGTERM
+//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). SIGHUP reloads
+//! the TLS certificates (tls::reload); SIGINT/SIGTERM
 //! are handled here: the MQTT server stops first (its connections' lifecycle events still reach
 //! their system topics), then HTTP, then the actor threads. The edges never call back
 //! into this module: it wires them, they do not know it.
@@ -135,25 +136,33 @@ fn admin_key(cfg: &Config) -> std::io::Result<String> {
 }
 
 /// Resolves on the first SIGTERM (true: stop gracefully), SIGINT or SIGQUIT (false: at once).
+/// SIGHUP reloads the TLS certificates (through `reload`) and does not stop anything.
 /// The handlers are installed when this is called, not when the future is first polled.
-fn signals() -> std::io::Result<impl Future<Output = bool>> {
+fn signals(reload: crate::tls::reload::Reloader) -> std::io::Result<impl Future<Output = bool>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut quit = signal(SignalKind::quit())?;
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {
-                tracing::info!("SIGTERM received; stopping gracefully");
-                true
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT received; stopping");
-                false
-            }
-            _ = quit.recv() => {
-                tracing::info!("SIGQUIT received; stopping");
-                false
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM received; stopping gracefully");
+                    return true;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT received; stopping");
+                    return false;
+                }
+                _ = quit.recv() => {
+                    tracing::info!("SIGQUIT received; stopping");
+                    return false;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received; reloading the TLS certificates");
+                    reload.reload_all();
+                }
             }
         }
     })
@@ -248,7 +257,18 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             bridge.grid().clone(),
             bridge.namespace().to_string(),
         ));
-        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge, lifecycle_tx)?;
+        // main has loaded every TLS file once already (tls::check): an error here is a file
+        // changed in between.
+        let mqtt_tls = match cfg.mqtt.tls.enabled() {
+            true => Some(
+                crate::tls::ServerTls::load("mqtt.tls", &cfg.mqtt.tls, &[])
+                    .map_err(|e| other(e.to_string()))?,
+            ),
+            false => None,
+        };
+        let mqtt = crate::mqtt::start(&cfg.mqtt, mqtt_tls.as_ref(), bridge, lifecycle_tx)?;
+        // Every TLS listener's certificate, reloaded on SIGHUP and when its files change.
+        let reloader = crate::tls::reload::watch(mqtt_tls.into_iter().collect())?;
         let server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
@@ -266,10 +286,13 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         // Installed before the listening lines, so a supervisor (or a test) that signals as
         // soon as it reads them gets a graceful stop, not the default action of a signal nobody
         // handles yet. SIGTERM stops gracefully; SIGINT and SIGQUIT at once (as actix-web does).
-        let signalled = signals()?;
+        let signalled = signals(reloader)?;
         let mut server = std::pin::pin!(server);
         let first = std::future::poll_fn(|cx| Poll::Ready(server.as_mut().poll(cx))).await;
         // One line per listener, stable format: scripts and tests parse it.
+        if let Some(a) = mqtt.tls_addr {
+            println!("evgrid: mqtt-tls listening on {a}");
+        }
         println!("evgrid: mqtt listening on {}", mqtt.addr);
         println!("evgrid: http listening on {http_addr}");
         tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");

@@ -10,7 +10,10 @@
 //! ring is what actix-tls, ntex-tls and awc all accept, so the tree holds one TLS stack.
 
 pub mod config;
+pub mod der;
 pub mod dev;
+pub mod peer;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
