@@ -483,3 +483,13 @@ fn reload_swaps_the_certificate_and_keeps_open_connections() {
     sub.receives_from_tcp(&srv, "r", "after-refused");
     srv.assert_mqtt_alive();
 }
+
+#[test]
+fn sighup_without_a_tls_listener_stops_nothing() {
+    let srv = Server::start(&[]);
+    // SAFETY: kill only sends a signal to the child process.
+    assert_eq!(unsafe { libc::kill(srv.pid() as i32, libc::SIGHUP) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    srv.assert_mqtt_alive();
+    assert!(srv.listeners.is_empty(), "{:?}", srv.listeners);
+}

@@ -82,7 +82,12 @@ fn watch_every(listeners: Vec<ServerTls>, poll: Duration) -> std::io::Result<Rel
         .name("tls-reload".into())
         .spawn(move || {
             loop {
-                match rx.recv_timeout(poll) {
+                // Without a TLS listener there is nothing to poll: only SIGHUP wakes it.
+                let next = match listeners.is_empty() {
+                    true => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    false => rx.recv_timeout(poll),
+                };
+                match next {
                     Ok(()) => {
                         if listeners.is_empty() {
                             tracing::info!("SIGHUP: no TLS listener to reload");
