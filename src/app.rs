@@ -1,9 +1,9 @@
 //! Start-up and shutdown: the actix system, the actor threads, both edges.
 //!
 //! Owns the thread layout: actix on the main thread (actix-web), arbiters for the actors, and the
-//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). SIGHUP reloads
-//! the TLS certificates (tls::reload); SIGINT/SIGTERM
-//! are handled here: the MQTT server stops first (its connections' lifecycle events still reach
+//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). Signals are
+//! handled here: SIGHUP reloads the TLS certificates (`tls::reload`) and stops nothing; on
+//! SIGINT/SIGTERM the MQTT server stops first (its connections' lifecycle events still reach
 //! their system topics), then HTTP, then the actor threads. The edges never call back
 //! into this module: it wires them, they do not know it.
 
