@@ -21,7 +21,9 @@ use super::EdgeError;
 use crate::tls::peer::{ClientCert, PeerTls};
 
 /// The TLS handshake of a connection on the MQTT TLS listener, counted; then the connection goes
-/// to the MQTT service as on the plain listener.
+/// to the MQTT service as on the plain listener. Not ntex-tls's `TlsAcceptor`: its timeout comes
+/// in whole seconds, and it stops accepting at 256 handshakes in progress per worker, so that
+/// many stalled clients would hold every new one back until they time out.
 #[derive(Clone)]
 pub(crate) struct Acceptor {
     pub config: Arc<rustls::ServerConfig>,
