@@ -9,6 +9,7 @@ mod conn;
 mod pump;
 mod routing;
 mod service;
+mod tls;
 mod v3;
 mod v5;
 
@@ -148,6 +149,8 @@ pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
 /// Handle to the running MQTT listener.
 pub struct MqttHandle {
     pub addr: SocketAddr,
+    /// The MQTT TLS listener's address, when `mqtt.tls` is enabled.
+    pub tls_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     thread: std::thread::JoinHandle<()>,
@@ -170,15 +173,84 @@ impl MqttHandle {
     }
 }
 
-/// Binds the MQTT port and starts the ntex system on its own thread. Connections report
-/// connecting and ending into `lifecycle`.
+/// What every MQTT listener's connections are configured with (decoder limits, flow control,
+/// connect timeout): the plain and the TLS listener alike.
+fn service_config(c: &MqttConfig) -> MqttServiceConfig {
+    let (max_size, min_chunk) = codec_limits(c);
+    MqttServiceConfig::new()
+        .set_max_qos(qos_from(c.max_qos))
+        .set_max_size(max_size)
+        .set_min_chunk_size(min_chunk)
+        .set_max_receive(c.max_receive)
+        .set_max_send(c.max_inflight)
+        .set_max_topic_alias(c.max_topic_alias)
+        .set_connect_timeout(Seconds(c.connect_timeout))
+        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this
+        // the PUBLISH would be dropped.
+        .set_handle_qos_after_disconnect(Some(QoS::ExactlyOnce))
+}
+
+/// The MQTT service (v3.1.1 and v5) every listener serves: the same broker, sessions and limits
+/// whatever the transport. `tls`: its connections come through a TLS handshake, whose client
+/// certificate and server name the CONNECT handlers read.
+fn mqtt_service<Req>(
+    sh: Arc<Shared>,
+    tls: bool,
+) -> impl ntex_service::Service<(), Req, Res = (), Error = ntex_mqtt::MqttError<EdgeError>>
+where
+    Req: ntex_service::RequestState<ntex_io::IoBoxed, State = ()>,
+{
+    let (s3, s5) = (sh.clone(), sh);
+    // The control handlers are boxed (they run per SUBSCRIBE, PUBREL, PINGREQ, ...): inline,
+    // their state (856 B for v3, 1,144 B for v5) would be part of the dispatcher's future for
+    // every PUBLISH too (see service::Reply).
+    MqttServer::new()
+        .v3(
+            ntex_mqtt::v3::MqttServer::new(service::PublishFactory::<v3::Publish3>::new())
+                .protocol(async |s: &v3::Session, m| Box::pin(v3::protocol(s, m)).await)
+                .control(async |s: &v3::Session, c| control(s, c))
+                .build(move |h| v3::connect(h, s3.clone(), tls))
+                .fast_publish(v3::fast_publish),
+        )
+        .v5(
+            ntex_mqtt::v5::MqttServer::new(service::PublishFactory::<v5::Publish5>::new())
+                .protocol(async |s: &v5::Session, m| Box::pin(v5::protocol(s, m)).await)
+                .control(async |s: &v5::Session, c| control(s, c))
+                .build(move |h| v5::connect(h, s5.clone(), tls))
+                .fast_publish(v5::fast_publish),
+        )
+}
+
+/// Binds the MQTT port (and, with `tls`, the MQTT TLS port) and starts the ntex system on its
+/// own thread. Connections report connecting and ending into `lifecycle`.
 pub fn start(
     cfg: &MqttConfig,
+    tls: Option<&crate::tls::ServerTls>,
     bridge: Bridge,
     lifecycle: LifecycleTx,
 ) -> std::io::Result<MqttHandle> {
     let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
+    let tls = match tls {
+        Some(t) => {
+            let bind = t.settings().addr().ok_or_else(|| {
+                std::io::Error::other(format!("{}.bind: not an address", t.section()))
+            })?;
+            let l = crate::net::listen(bind)?;
+            let acceptor = tls::Acceptor {
+                config: t.server_config(),
+                timeout: ntex_util::time::Millis(
+                    u32::try_from(t.settings().handshake_timeout_ms).unwrap_or(u32::MAX),
+                ),
+            };
+            Some((l, acceptor))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         bridge,
         cfg: cfg.clone(),
@@ -206,57 +278,35 @@ pub fn start(
                 .disable_signals()
                 .build(ntex_net::DefaultRuntime)
                 .block_on(async move {
-                    let c = &shared.cfg;
-                    let (max_size, min_chunk) = codec_limits(c);
-                    let svc_cfg = MqttServiceConfig::new()
-                        .set_max_qos(qos_from(c.max_qos))
-                        .set_max_size(max_size)
-                        .set_min_chunk_size(min_chunk)
-                        .set_max_receive(c.max_receive)
-                        .set_max_send(c.max_inflight)
-                        .set_max_topic_alias(c.max_topic_alias)
-                        .set_connect_timeout(Seconds(c.connect_timeout))
-                        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this
-                        // the PUBLISH would be dropped.
-                        .set_handle_qos_after_disconnect(Some(QoS::ExactlyOnce));
                     let sh = shared.clone();
-                    let srv = ntex_server::net::build()
-                        .listen(
-                            "mqtt",
-                            listener,
-                            SharedCfg::new("MQTT").add(svc_cfg),
+                    let mut builder = ntex_server::net::build().listen(
+                        "mqtt",
+                        listener,
+                        SharedCfg::new("MQTT").add(service_config(&shared.cfg)),
+                        async move |_| {
+                            // Failures before or during the handshake (garbage, a first packet
+                            // that is not CONNECT, a bad protocol name or level, no CONNECT in
+                            // time) never reach the session services: count here.
+                            tls::SniffTls(
+                                ntex_service::service(mqtt_service(sh.clone(), false))
+                                    .map_err(count_handshake_error),
+                            )
+                        },
+                    )?;
+                    if let Some((l, acceptor)) = tls {
+                        let sh = shared.clone();
+                        builder = builder.listen(
+                            "mqtt-tls",
+                            l,
+                            SharedCfg::new("MQTT-TLS").add(service_config(&shared.cfg)),
                             async move |_| {
-                                let (s3, s5) = (sh.clone(), sh.clone());
-                                // The control handlers are boxed (they run per SUBSCRIBE, PUBREL,
-                                // PINGREQ, ...): inline, their state (856 B for v3, 1,144 B for
-                                // v5) would be part of the dispatcher's future for every PUBLISH
-                                // too (see service::Reply).
-                                let server =
-                                    MqttServer::new()
-                                        .v3(ntex_mqtt::v3::MqttServer::new(
-                                            service::PublishFactory::<v3::Publish3>::new(),
-                                        )
-                                        .protocol(async |s: &v3::Session, m| {
-                                            Box::pin(v3::protocol(s, m)).await
-                                        })
-                                        .control(async |s: &v3::Session, c| control(s, c))
-                                        .build(move |h| v3::connect(h, s3.clone()))
-                                        .fast_publish(v3::fast_publish))
-                                        .v5(ntex_mqtt::v5::MqttServer::new(
-                                            service::PublishFactory::<v5::Publish5>::new(),
-                                        )
-                                        .protocol(async |s: &v5::Session, m| {
-                                            Box::pin(v5::protocol(s, m)).await
-                                        })
-                                        .control(async |s: &v5::Session, c| control(s, c))
-                                        .build(move |h| v5::connect(h, s5.clone()))
-                                        .fast_publish(v5::fast_publish));
-                                // Failures before or during the handshake (garbage, a first
-                                // packet that is not CONNECT, a bad protocol name or level, no
-                                // CONNECT in time) never reach the session services: count here.
-                                ntex_service::service(server).map_err(count_handshake_error)
+                                ntex_service::service(acceptor.clone())
+                                    .and_then(mqtt_service(sh.clone(), true))
+                                    .map_err(count_handshake_error)
                             },
-                        )?
+                        )?;
+                    }
+                    let srv = builder
                         .workers(workers)
                         .shutdown_timeout(Seconds(2))
                         .disable_signals()
@@ -274,6 +324,7 @@ pub fn start(
         .map_err(|_| std::io::Error::other("mqtt server thread failed to start"))?;
     Ok(MqttHandle {
         addr,
+        tls_addr,
         shared: handle_shared,
         server,
         thread,

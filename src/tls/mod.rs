@@ -11,7 +11,10 @@
 
 pub mod client;
 pub mod config;
+pub mod der;
 pub mod dev;
+pub mod peer;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
