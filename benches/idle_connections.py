@@ -1,19 +1,24 @@
 """Opens N idle MQTT 3.1.1 connections (keep-alive 600 s) and holds them.
 
-Usage: python3 benches/idle_connections.py HOST PORT N [SECONDS] [--subscribe]
+Usage: python3 benches/idle_connections.py HOST PORT N [SECONDS] [--subscribe] [--tls=CAFILE]
 With --subscribe each client also subscribes to fleet/devices/<its id>/commands/# at QoS 1, the
-way a device fleet waits for commands. Compare the broker's VmRSS before and after.
+way a device fleet waits for commands. With --tls=CAFILE each connection is MQTT over TLS,
+verified against CAFILE (server name: localhost). Compare the broker's VmRSS before and after.
 """
-import socket, struct, sys, time
+import socket, ssl, struct, sys, time
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 subscribe = "--subscribe" in sys.argv
+cafile = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--tls=")), None)
+tls = ssl.create_default_context(cafile=cafile) if cafile else None
 host, port, n = args[0], int(args[1]), int(args[2])
 hold = float(args[3]) if len(args) > 3 else 5
 
 
 def connect(i):
     s = socket.create_connection((host, port))
+    if tls:
+        s = tls.wrap_socket(s, server_hostname="localhost")
     cid = b"idle-%d" % i
     body = b"\x00\x04MQTT\x04\x02\x02\x58" + struct.pack(">H", len(cid)) + cid
     s.sendall(bytes([0x10, len(body)]) + body)

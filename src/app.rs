@@ -1,8 +1,9 @@
 //! Start-up and shutdown: the actix system, the actor threads, both edges.
 //!
 //! Owns the thread layout: actix on the main thread (actix-web), arbiters for the actors, and the
-//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). SIGINT/SIGTERM
-//! are handled here: the MQTT server stops first (its connections' lifecycle events still reach
+//! ntex system on its own thread for MQTT (ARCHITECTURE.md, "the ntex/actix seam"). Signals are
+//! handled here: SIGHUP reloads the TLS certificates (`tls::reload`) and stops nothing; on
+//! SIGINT/SIGTERM the MQTT server stops first (its connections' lifecycle events still reach
 //! their system topics), then HTTP, then the actor threads. The edges never call back
 //! into this module: it wires them, they do not know it.
 
@@ -74,6 +75,10 @@ async fn start_grid(
             Arc::new(store::redb::RedbStore::open(&path).map_err(|e| other(e.to_string()))?)
         }
     };
+    let mut push = cfg.push.push_config(http_addr);
+    push.tls = Some(
+        crate::tls::client::push_client_config(&cfg.push.tls).map_err(|e| other(e.to_string()))?,
+    );
     let nice = cfg.events.nice;
     let writer = Writer::start_with(backend, move || lower_priority(nice));
     let grid = Grid::start(
@@ -82,7 +87,7 @@ async fn start_grid(
         GridConfig {
             limits: cfg.events.resource_limits(),
             tick: Duration::from_millis(cfg.events.tick_ms),
-            push: cfg.push.push_config(http_addr),
+            push,
         },
     )
     .await
@@ -134,26 +139,61 @@ fn admin_key(cfg: &Config) -> std::io::Result<String> {
     Ok(key)
 }
 
+/// The HTTPS listener (`http.tls`), when configured: its TLS configuration (kept by the caller
+/// for certificate reload) and its socket, bound before anything starts so a taken port fails
+/// the start.
+pub fn https_listener(
+    cfg: &Config,
+) -> std::io::Result<Option<(crate::tls::ServerTls, std::net::TcpListener)>> {
+    let t = &cfg.http.tls;
+    let Some(addr) = t.addr().filter(|_| t.enabled()) else {
+        return Ok(None);
+    };
+    let tls = crate::tls::ServerTls::load("http.tls", t, &[b"http/1.1"])
+        .map_err(|e| other(e.to_string()))?;
+    let listener = crate::net::listen(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("http.tls.bind {addr}: {e}")))?;
+    Ok(Some((tls, listener)))
+}
+
+/// Counts the HTTPS listener's completed handshakes: actix-web calls this for every connection
+/// once it is set up, which on the HTTPS listener is after the TLS handshake (the plain
+/// listener's connections are bare TCP streams). Refused handshakes are not counted: actix-web
+/// drops them inside its acceptor without a hook.
+fn count_https_handshake(io: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if io.downcast_ref::<actix_web::rt::net::TcpStream>().is_none() {
+        evgrid_actors::metrics::TLS.handshake(evgrid_actors::metrics::TlsListenerKind::Https);
+    }
+}
+
 /// Resolves on the first SIGTERM (true: stop gracefully), SIGINT or SIGQUIT (false: at once).
+/// SIGHUP reloads the TLS certificates (through `reload`) and does not stop anything.
 /// The handlers are installed when this is called, not when the future is first polled.
-fn signals() -> std::io::Result<impl Future<Output = bool>> {
+fn signals(reload: crate::tls::reload::Reloader) -> std::io::Result<impl Future<Output = bool>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut quit = signal(SignalKind::quit())?;
+    let mut hup = signal(SignalKind::hangup())?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {
-                tracing::info!("SIGTERM received; stopping gracefully");
-                true
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT received; stopping");
-                false
-            }
-            _ = quit.recv() => {
-                tracing::info!("SIGQUIT received; stopping");
-                false
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM received; stopping gracefully");
+                    return true;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT received; stopping");
+                    return false;
+                }
+                _ = quit.recv() => {
+                    tracing::info!("SIGQUIT received; stopping");
+                    return false;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received; reloading the TLS certificates");
+                    reload.reload_all();
+                }
             }
         }
     })
@@ -182,6 +222,10 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     }
     let http_listener = crate::net::listen(cfg.http.bind)?;
     let http_addr = http_listener.local_addr()?;
+    let https = https_listener(&cfg)?;
+    // The HTTPS listener's configuration, for certificate reload (new handshakes present the
+    // reloaded certificate through ServerTls's resolver).
+    let https_tls: Option<crate::tls::ServerTls> = https.as_ref().map(|(t, _)| t.clone());
     let sys = actix::System::new();
     sys.block_on(async move {
         let threads = if cfg.mqtt.actor_threads == 0 {
@@ -248,8 +292,25 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             bridge.grid().clone(),
             bridge.namespace().to_string(),
         ));
-        let mqtt = crate::mqtt::start(&cfg.mqtt, bridge, lifecycle_tx)?;
-        let server = HttpServer::new(move || {
+        // main has loaded every TLS file once already (tls::check): an error here is a file
+        // changed in between.
+        let mqtt_tls = match cfg.mqtt.tls.enabled() {
+            true => Some(
+                crate::tls::ServerTls::load("mqtt.tls", &cfg.mqtt.tls, &[])
+                    .map_err(|e| other(e.to_string()))?,
+            ),
+            false => None,
+        };
+        let mqtt = crate::mqtt::start(&cfg.mqtt, mqtt_tls.as_ref(), bridge, lifecycle_tx)?;
+        // Every TLS listener's certificate, reloaded on SIGHUP and when its files change.
+        let reloader = crate::tls::reload::watch(
+            mqtt_tls
+                .into_iter()
+                .chain(https_tls)
+                .chain(mqtt.wss_tls.clone())
+                .collect(),
+        )?;
+        let mut server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
         })
@@ -260,16 +321,35 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         // connections, whose Disconnected lifecycle events (docs/eventgrid.md §7.7) then have
         // no topic actor left to be committed to.
         .disable_signals()
-        .listen(http_listener)?
-        .run();
+        .on_connect(count_https_handshake)
+        .listen(http_listener)?;
+        let https_addr = match https {
+            Some((tls, listener)) => {
+                let addr = listener.local_addr()?;
+                server = server
+                    .tls_handshake_timeout(Duration::from_millis(cfg.http.tls.handshake_timeout_ms))
+                    // A clone shares the certificate resolver, so a reload reaches it.
+                    .listen_rustls_0_23(listener, (*tls.server_config()).clone())?;
+                Some(addr)
+            }
+            None => None,
+        };
+        let server = server.run();
         let handle = server.handle();
         // Installed before the listening lines, so a supervisor (or a test) that signals as
         // soon as it reads them gets a graceful stop, not the default action of a signal nobody
         // handles yet. SIGTERM stops gracefully; SIGINT and SIGQUIT at once (as actix-web does).
-        let signalled = signals()?;
+        let signalled = signals(reloader)?;
         let mut server = std::pin::pin!(server);
         let first = std::future::poll_fn(|cx| Poll::Ready(server.as_mut().poll(cx))).await;
-        // One line per listener, stable format: scripts and tests parse it.
+        // One line per listener, stable format: scripts and tests parse it. The optional
+        // listeners come first: a reader that stops at the http line has seen them all.
+        if let Some(a) = mqtt.tls_addr {
+            println!("evgrid: mqtt-tls listening on {a}");
+        }
+        if let Some(a) = https_addr {
+            println!("evgrid: https listening on {a}");
+        }
         if let Some(a) = mqtt.ws_addr {
             println!("evgrid: mqtt-ws listening on {a}");
         }

@@ -196,6 +196,8 @@ impl PushSection {
             max_in_flight: p.max_in_flight,
             shards: p.shards,
             probation_after: p.probation_after,
+            // Built from push.tls by the caller (it reads files): crate::tls::client.
+            tls: None,
             dead_letter_dir: (!p.dead_letter_dir.as_os_str().is_empty())
                 .then(|| p.dead_letter_dir.clone()),
             public_url,

@@ -544,6 +544,15 @@ pub fn mgmt(data: &[u8]) {
     }
 }
 
+/// A client certificate's DER, read as the MQTT TLS listener reads a verified one
+/// (`tls::peer::ClientCert::from_chain`: subject, SANs, thumbprint).
+pub fn client_cert(data: &[u8]) {
+    let chain = vec![rustls::pki_types::CertificateDer::from(data.to_vec())];
+    if let Some(c) = crate::tls::peer::ClientCert::from_chain(chain) {
+        assert_eq!(c.thumbprint.len(), 64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -590,13 +599,14 @@ mod tests {
             }
         }
         type Harness = (&'static str, fn(&[u8]));
-        let harnesses: [Harness; 6] = [
+        let harnesses: [Harness; 7] = [
             ("cloudevents", super::cloudevents),
             ("conversion", super::conversion),
             ("eventgrid", super::eventgrid),
             ("sas", super::sas),
             ("filter", super::filter),
             ("mgmt", super::mgmt),
+            ("client_cert", super::client_cert),
         ];
         for (target, harness) in harnesses {
             for (_, data) in seeds(target) {

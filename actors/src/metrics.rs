@@ -8,10 +8,12 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 mod lifecycle;
+mod push_outcome;
 mod routing;
 mod tls;
 mod ws;
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
+pub use push_outcome::{PUSH_OUTCOMES, PushOutcomeMetrics};
 pub use routing::{ROUTED, RouteOutcome, RoutedMetrics};
 pub use tls::{HandshakeFailure, TLS, TlsListenerKind, TlsMetrics};
 pub use ws::{WS, WsMetrics, WsUpgrade};
@@ -341,6 +343,7 @@ impl Metrics {
         self.render_grid(&mut s);
         STORE.render(&mut s);
         PUSH.render(&mut s);
+        PUSH_OUTCOMES.render(&mut s);
         LIFECYCLE.render(&mut s);
         s
     }

@@ -2,6 +2,7 @@
 //! is the host, so help is only `--help`.
 
 pub use crate::e2e::args::{E2eArgs, HttpMqttArgs};
+pub use crate::transport::{TlsFlags, TransportFlags};
 use clap::{ArgAction, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -195,6 +196,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     #[command(flatten)]
+    pub transport: TransportFlags,
+    #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
     pub limits: ThresholdFlags,
@@ -310,7 +313,8 @@ pub struct PresetArgs {
 /// What http-publish and pull take.
 #[derive(clap::Args, Debug, Clone)]
 pub struct HttpArgs {
-    /// The namespace endpoint, as the SDK's: http://HOST:PORT/namespaces/NAMESPACE
+    /// The namespace endpoint, as the SDK's: http://HOST:PORT/namespaces/NAMESPACE (https://:
+    /// over TLS)
     #[arg(long, default_value = "http://127.0.0.1:8080/namespaces/default")]
     pub url: String,
     /// Namespace topic (required with --url)
@@ -332,6 +336,9 @@ pub struct HttpArgs {
     /// Seconds allowed for one request and its response (receive: at least --max-wait + 5)
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
+    /// HTTPS: --tls (or an https:// URL), --cafile, --cert/--cert-key
+    #[command(flatten)]
+    pub tls: TlsFlags,
     #[command(flatten)]
     pub run: RunFlags,
 }
@@ -479,6 +486,12 @@ pub struct SinkArgs {
     /// Longest run: 10, 10s, 500ms, 2m, 1h
     #[arg(short = 'd', long, default_value = "10m")]
     pub duration: String,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
@@ -510,94 +523,4 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10").unwrap(), 10.0);
-        assert_eq!(parse_duration("10s").unwrap(), 10.0);
-        assert_eq!(parse_duration("500ms").unwrap(), 0.5);
-        assert_eq!(parse_duration("2m").unwrap(), 120.0);
-        assert_eq!(parse_duration("1h").unwrap(), 3600.0);
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("-1").is_err());
-    }
-
-    #[test]
-    fn dash_h_is_host() {
-        let c = Cli::try_parse_from([
-            "evgrid-loadtest",
-            "pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "1999",
-            "-V",
-            "4",
-            "-C",
-            "false",
-        ])
-        .unwrap();
-        let Cmd::Pub(a) = c.cmd else {
-            panic!("not pub")
-        };
-        assert_eq!(a.host, "127.0.0.1");
-        assert_eq!(a.port, 1999);
-        assert_eq!(a.version, Some(4));
-        assert!(!a.clean);
-        assert!(Cli::try_parse_from(["evgrid-loadtest", "pub", "-V", "6"]).is_err());
-    }
-
-    #[test]
-    fn http_modes() {
-        let c = Cli::try_parse_from([
-            "evgrid-loadtest",
-            "http-publish",
-            "--url",
-            "http://127.0.0.1:18090/namespaces/default",
-            "--topic",
-            "t",
-            "--key",
-            "k",
-            "--connections",
-            "32",
-            "--rate",
-            "5000",
-        ])
-        .unwrap();
-        let Cmd::HttpPublish(a) = c.cmd else {
-            panic!("not http-publish")
-        };
-        assert_eq!((a.connections, a.batch, a.size), (32, 100, 1024));
-        assert_eq!(a.rate, Some(5000.0));
-        assert_eq!(a.http.duration, "10s");
-        let c = Cli::try_parse_from([
-            "evgrid-loadtest",
-            "pull",
-            "--topic",
-            "t",
-            "--subscription",
-            "s",
-            "--key",
-            "k",
-            "--consumers",
-            "4",
-        ])
-        .unwrap();
-        let Cmd::Pull(a) = c.cmd else {
-            panic!("not pull")
-        };
-        assert_eq!((a.consumers, a.max_events, a.max_wait), (4, 100, 10));
-        assert!(
-            Cli::try_parse_from(["evgrid-loadtest", "pull", "--topic", "t", "--key", "k"]).is_err(),
-            "--subscription is required"
-        );
-    }
-}
+mod tests;

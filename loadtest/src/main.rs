@@ -12,7 +12,8 @@
 //!   `compare`.
 //! - At the root: this entry point (subcommand dispatch, `compare` rounds, exit codes), the
 //!   command line (`cli`), and what every flow shares: the run clock (`clock`), the open-loop
-//!   schedule (`sched`) and name resolution (`net`).
+//!   schedule (`sched`), name resolution (`net`) and the streams connections run over
+//!   (`transport/`: TCP, TLS, MQTT over WebSocket).
 //!
 //! No evgrid crate is a dependency: every server is measured from the outside, over sockets.
 
@@ -25,6 +26,7 @@ mod net;
 mod report;
 mod sched;
 mod sink;
+mod transport;
 
 use clap::Parser;
 use cli::{Args, Cli, Cmd};
@@ -135,6 +137,7 @@ async fn prepare(
 ) -> Result<(std::net::SocketAddr, RunOpts), String> {
     let target = net::resolve(&args.host, args.port).await?;
     let ifaddrs = run::parse_ifaddrs(&args.ifaddr, target)?;
+    let transport = transport::Transport::new(&args.transport, &args.host, args.port)?;
     args.run.check()?;
     args.limits.check()?;
     Ok((
@@ -145,6 +148,7 @@ async fn prepare(
             ifaddrs,
             nofile,
             hook: None,
+            transport: std::sync::Arc::new(transport),
         },
     ))
 }
@@ -159,6 +163,10 @@ async fn single(
         Ok(p) => p,
         Err(e) => return fatal(&e),
     };
+    let t = &args.transport.tls;
+    if let Err(e) = t.check_used(t.tls, "add --tls") {
+        return fatal(&e);
+    }
     let (target, opts) = match prepare(&args, nofile).await {
         Ok(x) => x,
         Err(e) => return fatal(&e),
@@ -219,6 +227,10 @@ async fn compare_cmd(
     };
     if c.rounds == 0 {
         return fatal("--rounds must be at least 1");
+    }
+    let t = &c.args.transport.tls;
+    if let Err(e) = t.check_used(t.tls, "add --tls") {
+        return fatal(&e);
     }
     let targets = match (
         compare::split_host_port(&c.a),

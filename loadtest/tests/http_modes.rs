@@ -366,11 +366,54 @@ fn an_unreachable_server_is_a_clear_error() {
         "{}",
         r.stderr
     );
+    // https:// to the same listener: the TLS handshake fails, named as such
+    let https = url.replace("http://", "https://");
     let r = run(
         &[
             "http-publish",
             "--url",
-            "https://x/",
+            &https,
+            "--topic",
+            "t",
+            "--key",
+            "k",
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot connect to {https} (127.0.0.1:{port}): TLS handshake"
+        )),
+        "{}",
+        r.stderr
+    );
+    // a CA bundle with a plain http:// URL would go unused
+    let r = run(
+        &[
+            "http-publish",
+            "--url",
+            &url,
+            "--topic",
+            "t",
+            "--key",
+            "k",
+            "--cafile",
+            "ca.pem",
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr.contains("--cafile is for TLS connections"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &[
+            "http-publish",
+            "--url",
+            "ftp://x/",
             "--topic",
             "t",
             "--key",
@@ -379,5 +422,9 @@ fn an_unreachable_server_is_a_clear_error() {
         LIMIT,
     );
     assert_eq!(r.code(), 2);
-    assert!(r.stderr.contains("https is not supported"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("only http:// and https://"),
+        "{}",
+        r.stderr
+    );
 }

@@ -201,6 +201,8 @@ pub(crate) struct Conn {
     /// (authentication name, session name) once the Connected lifecycle event went out: the
     /// Disconnected event goes out only then.
     announced: RefCell<Option<(ByteString, ByteString)>>,
+    /// What the TLS handshake told (TLS listener only): the client certificate for authentication.
+    pub tls: Option<Box<crate::tls::peer::PeerTls>>,
 }
 
 impl Conn {
@@ -229,6 +231,7 @@ impl Conn {
             acks,
             ending: Ending::default(),
             announced: RefCell::new(None),
+            tls: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod conn;
 mod pump;
 mod routing;
 mod service;
+mod tls;
 mod v3;
 mod v5;
 pub mod ws;
@@ -146,14 +147,17 @@ pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
     (c.max_packet_size, 32 * 1024)
 }
 
-/// Handle to the running MQTT listeners.
+/// Handle to the running MQTT listener.
 pub struct MqttHandle {
     pub addr: SocketAddr,
+    /// The MQTT TLS listener's address, when `mqtt.tls` is enabled.
+    pub tls_addr: Option<SocketAddr>,
     /// MQTT over WebSockets (`mqtt.ws_bind`), when on.
     pub ws_addr: Option<SocketAddr>,
     /// MQTT over secure WebSockets (`mqtt.wss_bind`), when on.
     pub wss_addr: Option<SocketAddr>,
-    /// The secure WebSocket listener's TLS (`mqtt.tls`'s certificate), for reload.
+    /// The secure WebSocket listener's own TLS configuration (`mqtt.tls`'s files), for reload:
+    /// only when the MQTT TLS listener is off (with it on, both share the one `start` was given).
     pub wss_tls: Option<crate::tls::ServerTls>,
     shared: Arc<Shared>,
     server: ntex_server::Server<ntex_server::net::Connection>,
@@ -177,8 +181,9 @@ impl MqttHandle {
     }
 }
 
-/// The MQTT service configuration every listener shares (`mqtt.*` limits).
-pub(crate) fn service_config(c: &MqttConfig) -> MqttServiceConfig {
+/// What every MQTT listener's connections are configured with (decoder limits, flow control,
+/// connect timeout): the plain and the TLS listener alike.
+fn service_config(c: &MqttConfig) -> MqttServiceConfig {
     let (max_size, min_chunk) = codec_limits(c);
     MqttServiceConfig::new()
         .set_max_qos(qos_from(c.max_qos))
@@ -188,40 +193,40 @@ pub(crate) fn service_config(c: &MqttConfig) -> MqttServiceConfig {
         .set_max_send(c.max_inflight)
         .set_max_topic_alias(c.max_topic_alias)
         .set_connect_timeout(Seconds(c.connect_timeout))
-        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this the
-        // PUBLISH would be dropped.
+        // mosquitto_pub sends PUBLISH, DISCONNECT and FIN in one write; without this
+        // the PUBLISH would be dropped.
         .set_handle_qos_after_disconnect(Some(QoS::ExactlyOnce))
 }
 
-/// The MQTT service every listener runs over its transport (TCP, TLS, WebSocket): the same
-/// broker, sessions and limits whatever carries the bytes.
-fn mqtt_service<St: 'static, F: ntex_io::Filter>(
+/// The MQTT service (v3.1.1 and v5) every listener serves: the same broker, sessions and limits
+/// whatever the transport. `tls`: its connections come through a TLS handshake, whose client
+/// certificate and server name the CONNECT handlers read.
+fn mqtt_service<Req>(
     sh: Arc<Shared>,
-) -> impl ntex_service::Service<St, ntex_io::Io<F>, Res = (), Error = ntex_mqtt::MqttError<EdgeError>>
+    tls: bool,
+) -> impl ntex_service::Service<(), Req, Res = (), Error = ntex_mqtt::MqttError<EdgeError>>
+where
+    Req: ntex_service::RequestState<ntex_io::IoBoxed, State = ()>,
 {
     let (s3, s5) = (sh.clone(), sh);
     // The control handlers are boxed (they run per SUBSCRIBE, PUBREL, PINGREQ, ...): inline,
     // their state (856 B for v3, 1,144 B for v5) would be part of the dispatcher's future for
     // every PUBLISH too (see service::Reply).
-    let server = MqttServer::new()
+    MqttServer::new()
         .v3(
             ntex_mqtt::v3::MqttServer::new(service::PublishFactory::<v3::Publish3>::new())
                 .protocol(async |s: &v3::Session, m| Box::pin(v3::protocol(s, m)).await)
                 .control(async |s: &v3::Session, c| control(s, c))
-                .build(move |h| v3::connect(h, s3.clone()))
+                .build(move |h| v3::connect(h, s3.clone(), tls))
                 .fast_publish(v3::fast_publish),
         )
         .v5(
             ntex_mqtt::v5::MqttServer::new(service::PublishFactory::<v5::Publish5>::new())
                 .protocol(async |s: &v5::Session, m| Box::pin(v5::protocol(s, m)).await)
                 .control(async |s: &v5::Session, c| control(s, c))
-                .build(move |h| v5::connect(h, s5.clone()))
+                .build(move |h| v5::connect(h, s5.clone(), tls))
                 .fast_publish(v5::fast_publish),
-        );
-    // Failures before or during the handshake (garbage, a first packet that is not CONNECT, a
-    // bad protocol name or level, no CONNECT in time) never reach the session services: count
-    // here.
-    ntex_service::service(server).map_err(count_handshake_error)
+        )
 }
 
 /// An address key such as `mqtt.ws_bind` bound, when set (config validation parsed it).
@@ -234,28 +239,55 @@ fn listen_opt(bind: &str) -> std::io::Result<Option<std::net::TcpListener>> {
     crate::net::listen(addr).map(Some)
 }
 
-/// Binds the MQTT port (and the WebSocket ports when configured) and starts the ntex system on
-/// its own thread. Connections report connecting and ending into `lifecycle`.
+/// Binds the MQTT port (and, with `tls`, the MQTT TLS port; `mqtt.ws_bind` and `mqtt.wss_bind`
+/// when set) and starts the ntex system on its own thread. Connections report connecting and
+/// ending into `lifecycle`.
 pub fn start(
     cfg: &MqttConfig,
+    tls: Option<&crate::tls::ServerTls>,
     bridge: Bridge,
     lifecycle: LifecycleTx,
 ) -> std::io::Result<MqttHandle> {
     let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
+    let tls_config = tls;
+    let tls = match tls {
+        Some(t) => {
+            let bind = t.settings().addr().ok_or_else(|| {
+                std::io::Error::other(format!("{}.bind: not an address", t.section()))
+            })?;
+            let l = crate::net::listen(bind)?;
+            let acceptor = tls::Acceptor {
+                config: t.server_config(),
+                timeout: ntex_util::time::Millis(
+                    u32::try_from(t.settings().handshake_timeout_ms).unwrap_or(u32::MAX),
+                ),
+            };
+            Some((l, acceptor))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
     let ws = listen_opt(&cfg.ws_bind)?;
     let ws_addr = ws.as_ref().map(|l| l.local_addr()).transpose()?;
     let wss = listen_opt(&cfg.wss_bind)?;
     let wss_addr = wss.as_ref().map(|l| l.local_addr()).transpose()?;
-    // No ALPN: browsers and paho speak HTTP/1.1 without it, and a server list would refuse a
-    // client offering only other protocols.
-    let wss_tls = match wss {
-        Some(_) => Some(
-            crate::tls::ServerTls::load("mqtt.tls", &cfg.tls, &[])
-                .map_err(std::io::Error::other)?,
-        ),
-        None => None,
+    // wss presents mqtt.tls's certificate: through the MQTT TLS listener's configuration when
+    // that listener is on, else its own (no ALPN: browsers and paho speak HTTP/1.1 without it,
+    // and a server list would refuse a client offering only other protocols).
+    let (wss_config, wss_tls) = match (&wss, tls_config) {
+        (None, _) => (None, None),
+        (Some(_), Some(t)) => (Some(t.server_config()), None),
+        (Some(_), None) => {
+            let t = crate::tls::ServerTls::load("mqtt.tls", &cfg.tls, &[])
+                .map_err(std::io::Error::other)?;
+            (Some(t.server_config()), Some(t))
+        }
     };
+    let wss = wss.zip(wss_config);
     let shared = Arc::new(Shared {
         bridge,
         cfg: cfg.clone(),
@@ -274,7 +306,6 @@ pub fn start(
         cfg.workers
     };
     ntex_mqtt::set_unknown_ack_hook(count_unknown_ack);
-    let wss_config = wss_tls.as_ref().map(crate::tls::ServerTls::server_config);
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mqtt".into())
@@ -285,15 +316,35 @@ pub fn start(
                 .build(ntex_net::DefaultRuntime)
                 .block_on(async move {
                     let sh = shared.clone();
-                    let mut srv = ntex_server::net::build().listen(
+                    let mut builder = ntex_server::net::build().listen(
                         "mqtt",
                         listener,
                         SharedCfg::new("MQTT").add(service_config(&shared.cfg)),
-                        async move |_| mqtt_service(sh.clone()),
+                        async move |_| {
+                            // Failures before or during the handshake (garbage, a first packet
+                            // that is not CONNECT, a bad protocol name or level, no CONNECT in
+                            // time) never reach the session services: count here.
+                            tls::SniffTls(
+                                ntex_service::service(mqtt_service(sh.clone(), false))
+                                    .map_err(count_handshake_error),
+                            )
+                        },
                     )?;
-                    let wss = wss.zip(wss_config);
-                    srv = ws::listen(srv, &shared, ws, wss)?;
-                    let srv = srv
+                    if let Some((l, acceptor)) = tls {
+                        let sh = shared.clone();
+                        builder = builder.listen(
+                            "mqtt-tls",
+                            l,
+                            SharedCfg::new("MQTT-TLS").add(service_config(&shared.cfg)),
+                            async move |_| {
+                                ntex_service::service(acceptor.clone())
+                                    .and_then(mqtt_service(sh.clone(), true))
+                                    .map_err(count_handshake_error)
+                            },
+                        )?;
+                    }
+                    builder = ws::listen(builder, &shared, ws, wss)?;
+                    let srv = builder
                         .workers(workers)
                         .shutdown_timeout(Seconds(2))
                         .disable_signals()
@@ -311,6 +362,7 @@ pub fn start(
         .map_err(|_| std::io::Error::other("mqtt server thread failed to start"))?;
     Ok(MqttHandle {
         addr,
+        tls_addr,
         ws_addr,
         wss_addr,
         wss_tls,

@@ -40,8 +40,11 @@ fn refuse(h: mqtt::Connect, code: ConnectAckReason) -> mqtt::ConnectAck<Conn> {
 pub(super) async fn connect(
     h: mqtt::Connect,
     sh: Arc<Shared>,
+    tls: bool,
 ) -> Result<mqtt::ConnectAck<Conn>, EdgeError> {
     let cfg = &sh.cfg;
+    // What the TLS handshake told (verified client certificate, SNI), for authentication.
+    let peer = tls.then(|| super::tls::peer_tls(h.io()));
     let pkt = h.packet();
     if METRICS.connections.get() >= cfg.max_connections as i64 {
         return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
@@ -103,7 +106,7 @@ pub(super) async fn connect(
         will,
     )
     .await;
-    let (state, present, writer) = match opened {
+    let (mut state, present, writer) = match opened {
         Ok(o) => o,
         // v3.1.1 has no code for a quota: 0x03, server unavailable (as Mosquitto answers).
         Err(OpenError::TooManySessions) => {
@@ -114,6 +117,10 @@ pub(super) async fn connect(
             return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
         }
     };
+    if let Some(p) = peer {
+        super::tls::log_peer(&client_id, &p);
+        state.tls = Some(Box::new(p));
+    }
     state.connected();
     let sink = h.sink();
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.

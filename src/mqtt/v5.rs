@@ -40,8 +40,11 @@ fn refuse(h: mqtt::Connect, code: ConnectAckReason, why: &'static str) -> mqtt::
 pub(super) async fn connect(
     h: mqtt::Connect,
     sh: Arc<Shared>,
+    tls: bool,
 ) -> Result<mqtt::ConnectAck<Conn>, EdgeError> {
     let cfg = &sh.cfg;
+    // What the TLS handshake told (verified client certificate, SNI), for authentication.
+    let peer = tls.then(|| super::tls::peer_tls(h.io()));
     let pkt = h.packet();
     if METRICS.connections.get() >= cfg.max_connections as i64 {
         return Ok(refuse(
@@ -129,7 +132,7 @@ pub(super) async fn connect(
         will,
     )
     .await;
-    let (state, present, writer) = match opened {
+    let (mut state, present, writer) = match opened {
         Ok(o) => o,
         Err(OpenError::TooManySessions) => {
             tracing::debug!(client_id = %client_id, "session limit reached");
@@ -148,6 +151,10 @@ pub(super) async fn connect(
         }
     };
     state.problem_info.set(pkt.request_problem_info);
+    if let Some(p) = peer {
+        super::tls::log_peer(&client_id, &p);
+        state.tls = Some(Box::new(p));
+    }
     state.connected();
     let sink = h.sink();
     let max_ka = cfg.max_keepalive;

@@ -12,6 +12,9 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
+/// A date: (year, month, day).
+pub type Ymd = (i32, u8, u8);
+
 /// A certificate authority that issues certificates.
 pub struct DevCa {
     cert: rcgen::Certificate,
@@ -59,7 +62,23 @@ impl DevCa {
         sans: &[&str],
         client: bool,
     ) -> Result<(String, String), rcgen::Error> {
+        self.issue_with(cn, sans, client, None)
+    }
+
+    /// [`DevCa::issue`] with the validity period given, as (year, month, day) from and until
+    /// (`None`: rcgen's default, 1975 to 4096): tests make expired certificates with it.
+    pub fn issue_with(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        client: bool,
+        valid: Option<(Ymd, Ymd)>,
+    ) -> Result<(String, String), rcgen::Error> {
         let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = valid {
+            p.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            p.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         p.distinguished_name = name(cn);
         p.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,

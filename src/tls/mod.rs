@@ -9,8 +9,12 @@
 //! rustls with its `ring` provider: the `aws-lc-rs` default needs cmake and a C build, and
 //! ring is what actix-tls, ntex-tls and awc all accept, so the tree holds one TLS stack.
 
+pub mod client;
 pub mod config;
+pub mod der;
 pub mod dev;
+pub mod peer;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

@@ -30,13 +30,16 @@ pub struct BasicDeadLetter<'a> {
     pub publish_ms: u64,
     /// `lastDeliveryAttemptTime`.
     pub attempt_ms: u64,
+    /// `lastDeliveryError`, evgrid's own field, only when the last attempt failed for a reason an
+    /// operator must act on (a refused certificate).
+    pub error: Option<&'a str>,
 }
 
 /// The basic-tier record: the event's members as stored, in order, minus those the record sets,
 /// then the dead-letter fields (lower-cased for CloudEvents). An event that is not a JSON object
 /// (a damaged entry) is kept as text under `unreadableEvent`.
 pub fn basic_record(body: &[u8], schema: DeliverySchema, d: &BasicDeadLetter<'_>) -> Vec<u8> {
-    let fields = [
+    let mut fields = vec![
         ("deadLetterReason", json!(d.reason)),
         ("deliveryAttempts", json!(d.attempts)),
         ("lastDeliveryOutcome", json!(d.outcome)),
@@ -47,6 +50,9 @@ pub fn basic_record(body: &[u8], schema: DeliverySchema, d: &BasicDeadLetter<'_>
             json!(format_rfc3339_ms(d.attempt_ms)),
         ),
     ];
+    if let Some(e) = d.error {
+        fields.push(("lastDeliveryError", json!(e)));
+    }
     let ce = schema == DeliverySchema::CloudEvents;
     let name = |k: &str| {
         if ce {
@@ -100,11 +106,16 @@ pub fn basic_record(body: &[u8], schema: DeliverySchema, d: &BasicDeadLetter<'_>
 
 /// How a namespace subscription delivered the event.
 #[derive(Debug, Clone, Copy)]
-pub enum Via {
+pub enum Via<'a> {
     /// Queue mode: there is no HTTP status to report.
     Pull,
-    /// Push mode: the last attempt's HTTP status (`lasthttpstatuscode`, `null` without one).
-    Push { status: Option<u16> },
+    /// Push mode: the last attempt's HTTP status (`lasthttpstatuscode`, `null` without one),
+    /// and why it failed when an operator must act on it (`lastdeliveryerror`, evgrid's own
+    /// field, only when set: a refused certificate).
+    Push {
+        status: Option<u16>,
+        error: Option<&'a str>,
+    },
 }
 
 /// The dead-letter properties of a namespace record.
@@ -114,7 +125,7 @@ pub struct NamespaceDeadLetter<'a> {
     pub attempts: u32,
     /// `deliveryresult`.
     pub result: Option<&'a str>,
-    pub via: Via,
+    pub via: Via<'a>,
     pub publish_ms: u64,
     /// `deliveryattemptutc`.
     pub attempt_ms: u64,
@@ -132,8 +143,11 @@ pub fn namespace_record(body: &[u8], d: &NamespaceDeadLetter<'_>) -> Vec<u8> {
         "deliveryattemptutc": format_rfc3339_ms(d.attempt_ms),
         "deadlettersequence": d.sequence,
     });
-    if let Via::Push { status } = d.via {
+    if let Via::Push { status, error } = d.via {
         props["lasthttpstatuscode"] = json!(status);
+        if let Some(e) = error {
+            props["lastdeliveryerror"] = json!(e);
+        }
     }
     let mut rec = Vec::with_capacity(body.len() + 320);
     rec.extend_from_slice(b"{\"event\":");

@@ -50,6 +50,10 @@ pub struct PushConfig {
     /// unique-local or unspecified address (checked before the validation handshake), so the
     /// handshake cannot be used to probe the server's own network.
     pub deny_private_endpoints: bool,
+    /// How `https://` endpoints are connected to and their certificates verified (the system's
+    /// roots plus `push.tls.ca_file`, built by the server); `None`: no TLS client, so an
+    /// `https://` endpoint fails every attempt (never falls back to plaintext).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PushConfig {

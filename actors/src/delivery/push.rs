@@ -108,11 +108,14 @@ pub struct PushAppend(pub Vec<PushEntry>);
 #[rtype(result = "()")]
 pub struct ReconfigurePush(pub PushSettings, pub Addr<DeliveryShard>);
 
+/// (`lastDeliveryOutcome`, HTTP status, attempt time ms, `lastDeliveryError`) of an event's last
+/// attempt.
+type LastAttempt = (WebhookOutcome, Option<u16>, u64, Option<Arc<str>>);
+
 struct Pending {
     entry: PushEntry,
     state: EntryState,
-    /// (`lastDeliveryOutcome`, HTTP status, attempt time ms) of the last attempt.
-    last: Option<(WebhookOutcome, Option<u16>, u64)>,
+    last: Option<LastAttempt>,
     in_flight: bool,
 }
 
@@ -317,6 +320,7 @@ impl PushSub {
                 status,
                 outcome,
                 retry,
+                detail,
             } => {
                 let schedule = self.push.schedule(self.cfg.profile);
                 for seq in seqs {
@@ -325,7 +329,7 @@ impl PushSub {
                     };
                     p.in_flight = false;
                     p.state.delivery_count += 1;
-                    p.last = Some((outcome, status, now));
+                    p.last = Some((outcome, status, now, detail.clone()));
                     // Without OS randomness the retry comes due without jitter.
                     let random = getrandom::u64().unwrap_or(0);
                     let at = match retry::after_failure(
@@ -391,9 +395,9 @@ impl PushSub {
     /// The dead-letter record of the subscription's tier.
     fn record(&self, p: &Pending, reason: DeadLetterReason) -> Vec<u8> {
         // No attempt since start-up (the outcome before a restart is not stored): none to report.
-        let (outcome, status, at) = match p.last {
-            Some((o, s, at)) => (Some(o.name()), s, at),
-            None => (None, None, now_ms()),
+        let (outcome, status, at, error) = match &p.last {
+            Some((o, s, at, e)) => (Some(o.name()), *s, *at, e.as_deref()),
+            None => (None, None, now_ms(), None),
         };
         match self.cfg.profile {
             Profile::Namespace => dead_letter::namespace_record(
@@ -402,7 +406,7 @@ impl PushSub {
                     reason: reason.name(),
                     attempts: p.state.delivery_count,
                     result: outcome,
-                    via: Via::Push { status },
+                    via: Via::Push { status, error },
                     publish_ms: p.entry.publish_ms,
                     attempt_ms: at,
                     sequence: self.dl_seq,
@@ -418,6 +422,7 @@ impl PushSub {
                     status,
                     publish_ms: p.entry.publish_ms,
                     attempt_ms: at,
+                    error,
                 },
             ),
         }

@@ -40,6 +40,9 @@ pub enum WebhookOutcome {
     Aborted,
     SocketError,
     ResolutionError,
+    /// An `https://` endpoint whose certificate did not verify (unknown issuer, expired, wrong
+    /// name, ...): retried and dead-lettered like a socket error, never delivered in plaintext.
+    CertificateError,
 }
 
 impl WebhookOutcome {
@@ -56,6 +59,7 @@ impl WebhookOutcome {
             WebhookOutcome::Aborted => "Aborted",
             WebhookOutcome::SocketError => "SocketError",
             WebhookOutcome::ResolutionError => "ResolutionError",
+            WebhookOutcome::CertificateError => "CertificateError",
         }
     }
 
@@ -69,6 +73,7 @@ impl WebhookOutcome {
                 | WebhookOutcome::SocketError
                 | WebhookOutcome::NotFound
                 | WebhookOutcome::ResolutionError
+                | WebhookOutcome::CertificateError
                 | WebhookOutcome::Unauthorized
                 | WebhookOutcome::Forbidden
         )
@@ -79,7 +84,7 @@ impl WebhookOutcome {
     pub fn probation(self, unit: Duration) -> Duration {
         match self {
             WebhookOutcome::Busy | WebhookOutcome::TimedOut => unit,
-            WebhookOutcome::SocketError => unit * 3,
+            WebhookOutcome::SocketError | WebhookOutcome::CertificateError => unit * 3,
             _ => unit * 30,
         }
     }
@@ -101,6 +106,9 @@ pub enum Outcome {
         status: Option<u16>,
         outcome: WebhookOutcome,
         retry: Retry,
+        /// Why a request that got no answer failed, when an operator must act on it (a refused
+        /// certificate: `certificate error: <why>`); kept as the event's `lastDeliveryError`.
+        detail: Option<std::sync::Arc<str>>,
     },
     /// The endpoint is on probation: try again at this time (ms since the epoch); not an attempt.
     Deferred {
@@ -117,6 +125,7 @@ pub fn classify_status(status: u16, unit: Duration, profile: Profile) -> Outcome
         status: Some(status),
         outcome,
         retry,
+        detail: None,
     };
     let namespace = profile == Profile::Namespace;
     match status {
@@ -142,6 +151,7 @@ pub fn classify_error(outcome: WebhookOutcome, unit: Duration) -> Outcome {
         status: None,
         outcome,
         retry: Retry::After(unit),
+        detail: None,
     }
 }
 

@@ -21,7 +21,7 @@ use awc::http::Method;
 
 use super::PushConfig;
 use super::retry::{self, Outcome, Probation, Profile, WebhookOutcome};
-use crate::metrics::PUSH;
+use crate::metrics::{PUSH, PUSH_OUTCOMES};
 use crate::model::clock::{mono_ms, now_ms};
 
 /// One HTTP request to an endpoint.
@@ -66,9 +66,14 @@ pub enum Validation {
 /// address must pass, so a name that resolves to a public and a private address is refused.
 /// Checked when an endpoint is validated, not again at each delivery.
 pub async fn refuse_private(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| "the endpoint is not an http:// URL".to_string())?;
+    let (rest, default_port) = match url.strip_prefix("http://") {
+        Some(rest) => (rest, 80),
+        None => (
+            url.strip_prefix("https://")
+                .ok_or_else(|| "the endpoint is not an http:// or https:// URL".to_string())?,
+            443,
+        ),
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     let (host, port) = match authority.strip_prefix('[') {
         // [v6] or [v6]:port
@@ -84,7 +89,7 @@ pub async fn refuse_private(url: &str) -> Result<(), String> {
         },
     };
     let port = match port {
-        None | Some("") => 80,
+        None | Some("") => default_port,
         Some(p) => p
             .parse::<u16>()
             .map_err(|_| format!("the endpoint's port '{p}' is not valid"))?,
@@ -183,18 +188,25 @@ impl DeliveryShard {
 
     fn client(&mut self) -> awc::Client {
         let timeout = self.cfg.request_timeout;
+        let tls = self.cfg.tls.clone();
         self.client
             .get_or_insert_with(|| {
-                // The client is !Send: it is built on the shard's own arbiter.
+                // The client is !Send: it is built on the shard's own arbiter. One client, so
+                // one connection pool, for http:// and https:// endpoints alike.
+                let mut connector = awc::Connector::new()
+                    .limit(4096)
+                    .timeout(timeout.min(Duration::from_secs(10)));
+                if let Some(tls) = tls {
+                    connector = connector
+                        .rustls_0_23(tls)
+                        .handshake_timeout(timeout.min(Duration::from_secs(10)));
+                }
                 awc::Client::builder()
-                    .connector(
-                        awc::Connector::new()
-                            .limit(4096)
-                            .timeout(timeout.min(Duration::from_secs(10))),
-                    )
+                    .connector(connector)
                     .timeout(timeout)
                     .disable_redirects()
-                    .max_http_version(awc::http::Version::HTTP_11)
+                    // HTTP/1.1 only, through the ClientConfig's ALPN: awc's max_http_version
+                    // would replace the TLS configuration with its own default.
                     .no_default_headers()
                     .finish()
             })
@@ -210,8 +222,34 @@ impl Actor for DeliveryShard {
     }
 }
 
+/// Why the endpoint's certificate was refused, if that is why the request failed: the TLS
+/// handshake's error comes back as an I/O error wrapping rustls's.
+pub fn certificate_error(e: &SendRequestError) -> Option<&rustls::Error> {
+    let SendRequestError::Connect(ConnectError::Io(io)) = e else {
+        return None;
+    };
+    let mut inner: &(dyn std::error::Error + 'static) = io.get_ref()?;
+    loop {
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+            .then_some(r);
+        }
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            inner = io.get_ref()?;
+            continue;
+        }
+        inner = inner.source()?;
+    }
+}
+
 /// The outcome Event Grid names a request that got no answer.
 fn error_outcome(e: &SendRequestError) -> WebhookOutcome {
+    if certificate_error(e).is_some() {
+        return WebhookOutcome::CertificateError;
+    }
     match e {
         SendRequestError::Timeout => WebhookOutcome::TimedOut,
         SendRequestError::Connect(ConnectError::Resolver(_)) => WebhookOutcome::ResolutionError,
@@ -255,16 +293,29 @@ impl Handler<Attempt> for DeliveryShard {
                         retry::classify_status(resp.status().as_u16(), unit, profile)
                     }
                     Err(e) => {
-                        tracing::debug!(endpoint = %base(&url), error = %e, "webhook request failed");
-                        retry::classify_error(error_outcome(&e), unit)
+                        if let Some(why) = certificate_error(&e) {
+                            // The operator's to fix (a CA to trust, a certificate to renew): said
+                            // at each attempt, not only in the dead-letter record.
+                            tracing::warn!(endpoint = %base(&url), "webhook request failed: certificate error: {why}");
+                        } else {
+                            tracing::debug!(endpoint = %base(&url), error = %e, "webhook request failed");
+                        }
+                        let mut out = retry::classify_error(error_outcome(&e), unit);
+                        if let (Some(why), Outcome::Failed { detail, .. }) =
+                            (certificate_error(&e), &mut out)
+                        {
+                            *detail = Some(Arc::from(format!("certificate error: {why}")));
+                        }
+                        out
                     }
                 }
             }
             .into_actor(self)
             .map(move |out, act, _| {
                 PUSH.latency.observe_us(started.elapsed().as_micros() as u64);
-                if matches!(out, Outcome::Failed { .. }) {
+                if let Outcome::Failed { outcome, .. } = &out {
                     PUSH.failures.inc();
+                    PUSH_OUTCOMES.failed(outcome.name());
                 }
                 let h = act.endpoints.entry(req.url.clone()).or_default();
                 let after = act.cfg.probation_after;
@@ -300,7 +351,7 @@ impl Handler<Validate> for DeliveryShard {
                             .timeout(timeout)
                             .send()
                             .await
-                            .map_err(|e| format!("the OPTIONS request failed: {e}"))?;
+                            .map_err(|e| request_failed("the OPTIONS request", &e))?;
                         let _ = resp.body().limit(64 * 1024).await;
                         let allowed = resp
                             .headers()
@@ -336,7 +387,7 @@ impl Handler<Validate> for DeliveryShard {
                             .timeout(timeout)
                             .send_body(body)
                             .await
-                            .map_err(|e| format!("the validation request failed: {e}"))?;
+                            .map_err(|e| request_failed("the validation request", &e))?;
                         let status = resp.status().as_u16();
                         let text = resp.body().limit(64 * 1024).await.unwrap_or_default();
                         if status != 200 {
@@ -360,6 +411,14 @@ impl Handler<Validate> for DeliveryShard {
             }
             .into_actor(self),
         )
+    }
+}
+
+/// Why a handshake request got no answer; a refused certificate says so.
+fn request_failed(what: &str, e: &SendRequestError) -> String {
+    match certificate_error(e) {
+        Some(why) => format!("{what} failed: certificate error: {why}"),
+        None => format!("{what} failed: {e}"),
     }
 }
 
@@ -417,6 +476,47 @@ mod tests {
         assert_eq!(kind("8.8.8.8"), None);
         assert_eq!(kind("172.32.0.1"), None);
         assert_eq!(kind("2001:4860::8888"), None);
+    }
+
+    #[test]
+    fn refused_certificates_are_their_own_outcome() {
+        use rustls::CertificateError as C;
+        let io = |e: rustls::Error| {
+            SendRequestError::Connect(ConnectError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            )))
+        };
+        let unknown = io(rustls::Error::InvalidCertificate(C::UnknownIssuer));
+        assert_eq!(error_outcome(&unknown), WebhookOutcome::CertificateError);
+        assert_eq!(
+            request_failed("the validation request", &unknown),
+            "the validation request failed: certificate error: invalid peer certificate: UnknownIssuer"
+        );
+        let expired = io(rustls::Error::InvalidCertificate(C::Expired));
+        assert_eq!(error_outcome(&expired), WebhookOutcome::CertificateError);
+        // Other TLS failures, and plain I/O errors, stay socket errors.
+        let alert = io(rustls::Error::DecryptError);
+        assert_eq!(error_outcome(&alert), WebhookOutcome::SocketError);
+        let reset = SendRequestError::Connect(ConnectError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(error_outcome(&reset), WebhookOutcome::SocketError);
+        assert_eq!(
+            error_outcome(&SendRequestError::Timeout),
+            WebhookOutcome::TimedOut
+        );
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_are_checked_for_private_addresses() {
+        let e = refuse_private("https://127.0.0.1/hook").await.unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        let e = refuse_private("https://[::1]:8443/hook").await.unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        let e = refuse_private("ftp://8.8.8.8/").await.unwrap_err();
+        assert!(e.contains("http:// or https://"), "{e}");
+        assert!(refuse_private("https://8.8.8.8/hook").await.is_ok());
     }
 
     #[test]

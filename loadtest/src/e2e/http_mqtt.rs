@@ -71,6 +71,7 @@ async fn run_http_mqtt(
     if a.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
+    super::check_tls_files(&a.ns, &a.mqtt)?;
     let template = a.mqtt.topic.clone().unwrap_or_else(|| "cmd/%i".into());
     let (topics, filter) = topics(&template, a.mqtt.sub_topic.as_deref(), a.connections)?;
     let qos = a.mqtt.qos.unwrap_or(0);

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-use crate::cli::{Args, HttpArgs, RunFlags};
+use crate::cli::{Args, HttpArgs, RunFlags, TlsFlags};
 use crate::clock::Clock;
 use crate::report::write_json;
 use args::NamespaceArgs;
@@ -90,11 +90,34 @@ fn http_args(ns: &NamespaceArgs, m: &Args, progress: bool) -> HttpArgs {
         duration: UNTIL_STOPPED.into(),
         connect_timeout: m.connect_timeout,
         timeout: ns.http_timeout,
+        tls: https_flags(ns, m),
         run: RunFlags {
             quiet: !progress,
             ..Default::default()
         },
     }
+}
+
+/// The HTTP side's TLS: an https:// --url trusts the MQTT side's --cafile and presents its
+/// --cert; an http:// one has none. The TLS files must serve one side or the other.
+fn https_flags(ns: &NamespaceArgs, m: &Args) -> TlsFlags {
+    if ns.url.trim_start().starts_with("https://") {
+        TlsFlags {
+            tls: false,
+            ..m.transport.tls.clone()
+        }
+    } else {
+        TlsFlags::default()
+    }
+}
+
+/// TLS files with neither side on TLS would go unused: an error.
+fn check_tls_files(ns: &NamespaceArgs, m: &Args) -> Result<(), String> {
+    let t = &m.transport.tls;
+    t.check_used(
+        t.tls || https_flags(ns, m).cafile.is_some() || https_flags(ns, m).cert.is_some(),
+        "add --tls (MQTT side) or use an https:// --url",
+    )
 }
 
 fn fail(msg: &str) -> u8 {

@@ -51,6 +51,7 @@ async fn run_e2e(
     nofile: Option<(u64, u64)>,
     int_rx: watch::Receiver<bool>,
 ) -> Result<(E2eReport, Option<std::path::PathBuf>), String> {
+    super::check_tls_files(&a.ns, &a.mqtt)?;
     let (scenario, margs) = mqtt_args(&a.mqtt);
     let plan = run::build_plan(scenario, &margs)?;
     let qos = plan.cfg.qos;
@@ -65,7 +66,9 @@ async fn run_e2e(
     if a.setup {
         let admin = a.ns.admin_key.as_deref().unwrap_or_default();
         let timeout = Duration::from_secs_f64(a.ns.http_timeout.max(1.0));
-        let mut m = super::setup::Mgmt::connect(&url, admin, timeout).await?;
+        let http_tls =
+            crate::http::load::https_client(&url, &http_args(&a.ns, &a.mqtt, false).tls)?;
+        let mut m = super::setup::Mgmt::connect(&url, http_tls.as_ref(), admin, timeout).await?;
         let p = super::setup::Plan {
             namespace: &namespace,
             topic: &a.route_topic,

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::http::h1::{self, Conn, Response, Url, encode_component};
+use crate::transport::TlsClient;
 
 /// One keep-alive connection to the management API.
 pub struct Mgmt {
@@ -64,9 +65,14 @@ pub fn namespace_body(ns: &str, topic: &str, routing: bool) -> serde_json::Value
 }
 
 impl Mgmt {
-    pub async fn connect(url: &Url, admin_key: &str, timeout: Duration) -> Result<Mgmt, String> {
+    pub async fn connect(
+        url: &Url,
+        tls: Option<&TlsClient>,
+        admin_key: &str,
+        timeout: Duration,
+    ) -> Result<Mgmt, String> {
         let addr = crate::net::resolve(&url.host, url.port).await?;
-        let conn = Conn::connect(addr, timeout)
+        let conn = Conn::open(addr, timeout, tls)
             .await
             .map_err(|e| format!("cannot connect to the management API at {addr}: {e}"))?;
         Ok(Mgmt {

@@ -26,6 +26,30 @@ use crate::mqtt::run::Scenario;
 use crate::report::stats::lock;
 use crate::report::track::Dedup;
 
+/// The HTTP side gets the TLS files only with an https:// --url; files serving neither side
+/// are an error.
+#[test]
+fn tls_files_go_to_the_side_on_tls() {
+    let parse = |url: &str, extra: &[&str]| {
+        let mut v = vec!["evgrid-loadtest", "e2e", "--url", url, "--cafile", "ca.pem"];
+        v.extend_from_slice(extra);
+        let Cmd::E2e(a) = Cli::try_parse_from(v).unwrap().cmd else {
+            panic!("not e2e")
+        };
+        a
+    };
+    let a = parse("http://h:8080/namespaces/n", &[]);
+    let e = super::check_tls_files(&a.ns, &a.mqtt).unwrap_err();
+    assert!(e.contains("--cafile") && e.contains("https://"), "{e}");
+    let a = parse("http://h:8080/namespaces/n", &["--tls"]);
+    super::check_tls_files(&a.ns, &a.mqtt).unwrap();
+    assert!(super::https_flags(&a.ns, &a.mqtt).cafile.is_none());
+    let a = parse("https://h:8443/namespaces/n", &[]);
+    super::check_tls_files(&a.ns, &a.mqtt).unwrap();
+    let f = super::https_flags(&a.ns, &a.mqtt);
+    assert!(f.cafile.is_some() && !f.tls);
+}
+
 #[test]
 fn published_and_lost() {
     assert_eq!(mqtt_published(0, 100, 0).0, 100, "QoS 0: what was written");
@@ -277,6 +301,7 @@ fn http_args(addr: SocketAddr, duration: &str) -> HttpArgs {
         duration: duration.into(),
         connect_timeout: 5.0,
         timeout: 5.0,
+        tls: Default::default(),
         run: RunFlags {
             quiet: true,
             ..Default::default()
@@ -433,7 +458,7 @@ async fn setup_makes_topic_subscription_routing_and_reads_the_key() {
     let fake: Shared = Default::default();
     let addr = fake_namespace(fake.clone()).await;
     let url = h1::parse_url("--url", &format!("http://{addr}/namespaces/fleet")).unwrap();
-    let mut m = Mgmt::connect(&url, "adm", Duration::from_secs(5))
+    let mut m = Mgmt::connect(&url, None, "adm", Duration::from_secs(5))
         .await
         .unwrap();
     let plan = setup::Plan {

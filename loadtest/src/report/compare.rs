@@ -52,6 +52,8 @@ pub struct Run {
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub scenario: String,
+    /// what both brokers were reached over (tcp, tls, ws, wss): the same flags for both
+    pub transport: String,
     pub a: String,
     pub b: String,
     pub rounds: usize,
@@ -110,8 +112,13 @@ pub fn summarize(scenario: &str, a: &str, b: &str, rounds: usize, runs: Vec<Run>
             }
         })
         .collect();
+    let transport = runs
+        .iter()
+        .find_map(|r| r.report.as_ref().map(|r| r.transport.clone()))
+        .unwrap_or_default();
     Comparison {
         scenario: scenario.to_string(),
+        transport,
         a: a.to_string(),
         b: b.to_string(),
         rounds,
@@ -138,8 +145,8 @@ impl Comparison {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "\n== compare {}: A = {}, B = {}, {} rounds each (A B A B ...) ==",
-            self.scenario, self.a, self.b, self.rounds
+            "\n== compare {} over {}: A = {}, B = {}, {} rounds each (A B A B ...) ==",
+            self.scenario, self.transport, self.a, self.b, self.rounds
         );
         let _ = writeln!(
             s,

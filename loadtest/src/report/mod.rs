@@ -28,6 +28,11 @@ pub struct Report {
     pub tool_version: String,
     pub scenario: String,
     pub target: String,
+    /// what the connections ran over: tcp, tls, ws or wss
+    pub transport: String,
+    /// with TLS: the session the first connection negotiated (version, cipher suite, key
+    /// exchange group), e.g. "TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519"
+    pub tls_session: Option<String>,
     pub mqtt_version: u8,
     pub qos: u8,
     pub payload_bytes: usize,
@@ -402,7 +407,7 @@ impl Report {
         let c = &self.connections;
         let _ = writeln!(
             s,
-            "\n== evgrid-loadtest {} -> {} (MQTT {}, QoS {}, {} B payload) ==",
+            "\n== evgrid-loadtest {} -> {} (MQTT {} over {}, QoS {}, {} B payload) ==",
             self.scenario,
             self.target,
             match self.mqtt_version {
@@ -410,10 +415,14 @@ impl Report {
                 4 => "3.1.1",
                 _ => "5.0",
             },
+            self.transport,
             self.qos,
             self.payload_bytes
         );
         let _ = writeln!(s, "mode          {} {}", self.mode, self.mode_note);
+        if let Some(t) = &self.tls_session {
+            let _ = writeln!(s, "tls           {t}");
+        }
         if self.interrupted {
             let _ = writeln!(
                 s,

@@ -270,8 +270,9 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text x="20" y="50" font-size="12">MQTT {} · QoS {} · {} B · {} · {} publishers, {} subscribers · {:.1} s{}</text>"#,
+        r#"<text x="20" y="50" font-size="12">MQTT {} over {} · QoS {} · {} B · {} · {} publishers, {} subscribers · {:.1} s{}</text>"#,
         r.mqtt_version,
+        esc(&r.transport),
         r.qos,
         r.payload_bytes,
         esc(&r.mode),

@@ -13,10 +13,12 @@
 //!   in order, and the request handlers.
 //! - `script`: which status each delivery gets.
 //! - `report`: the JSON report and summary, built once at the end.
+//! - `tls`: HTTPS (`--tls-cert`, `--tls-key`).
 
 mod report;
 mod script;
 mod server;
+mod tls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -239,6 +241,13 @@ pub async fn webhook_sink(a: SinkArgs, mut int_rx: watch::Receiver<bool>) -> u8 
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => match tls::acceptor(c, k) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(e),
+        },
+        _ => None,
+    };
     let listener = match TcpListener::bind(&a.bind).await {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", a.bind)),
@@ -273,11 +282,12 @@ pub async fn webhook_sink(a: SinkArgs, mut int_rx: watch::Receiver<bool>) -> u8 
     });
     // stderr, always: with --bind ...:0 this is the only place the port is told
     eprintln!(
-        "webhook-sink listening on http://{local}/ (validation {}, deliveries answered {})",
+        "webhook-sink listening on {}://{local}/ (validation {}, deliveries answered {})",
+        if tls.is_some() { "https" } else { "http" },
         a.validation.name(),
         sink.responder.describe()
     );
-    tokio::spawn(server::accept(sink.clone(), listener));
+    tokio::spawn(server::accept(sink.clone(), listener, tls));
     let progress = a.run.progress();
     let (sampler_tx, sampler_rx) = watch::channel(false);
     let sampler = tokio::spawn(sampler(sink.clone(), progress, sampler_rx));

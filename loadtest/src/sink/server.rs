@@ -6,8 +6,8 @@
 //! Locks are short and never held across an await; the only await in a handler is --delay.
 
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cli::Validation;
 use crate::report::stats::lock;
@@ -25,7 +25,9 @@ use crate::report::track::MAX_PUBLISHERS;
 
 const VALIDATION_EVENT: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
 
-pub(super) async fn accept(sink: Arc<Sink>, listener: TcpListener) {
+/// Accepts connections until the run stops; with `tls`, each one's handshake first (on its own
+/// task, bounded by [`super::tls::HANDSHAKE_TIMEOUT`], so a stalled client holds up no other).
+pub(super) async fn accept(sink: Arc<Sink>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let mut stop = sink.stop.subscribe();
     loop {
         let res = tokio::select! {
@@ -35,7 +37,26 @@ pub(super) async fn accept(sink: Arc<Sink>, listener: TcpListener) {
         match res {
             Ok((stream, _)) => {
                 sink.c.connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(serve(sink.clone(), stream));
+                let _ = stream.set_nodelay(true);
+                match &tls {
+                    None => drop(tokio::spawn(serve(sink.clone(), stream))),
+                    Some(tls) => {
+                        let (sink, hs) = (sink.clone(), tls.accept(stream));
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, hs).await {
+                                Ok(Ok(stream)) => serve(sink, stream).await,
+                                Ok(Err(e)) => sink.error(
+                                    "tls handshake failed",
+                                    format!("tls handshake failed: {e}"),
+                                ),
+                                Err(_) => sink.error(
+                                    "tls handshake timed out",
+                                    "tls handshake timed out".into(),
+                                ),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // usually out of file descriptors: wait for connections to close, do not spin
@@ -46,8 +67,7 @@ pub(super) async fn accept(sink: Arc<Sink>, listener: TcpListener) {
     }
 }
 
-async fn serve(sink: Arc<Sink>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(sink: Arc<Sink>, mut stream: S) {
     let mut stop = sink.stop.subscribe();
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out = Vec::new();
@@ -208,7 +228,9 @@ async fn get_validation_url(sink: Arc<Sink>, url: String) {
     let res: Result<(), String> = async {
         let (u, target) = h1::parse_target("validationUrl", &url)?;
         let addr = crate::net::resolve(&u.host, u.port).await?;
-        let mut conn = Conn::connect(addr, Duration::from_secs(10))
+        // An https:// validation URL is verified against the system's CA bundle.
+        let tls = crate::http::load::https_client(&u, &Default::default())?;
+        let mut conn = Conn::open(addr, Duration::from_secs(10), tls.as_ref())
             .await
             .map_err(|e| e.to_string())?;
         let mut req = Vec::new();

@@ -122,44 +122,27 @@ impl WssAcceptor {
     }
 }
 
-/// The content type of a TLS handshake record (RFC 8446 §5.1).
-const TLS_HANDSHAKE: u8 = 0x16;
-
-/// The first byte the client sends.
-async fn first_byte<F>(io: &Io<F>) -> io::Result<u8> {
-    loop {
-        if let Some(b) = io.with_read_buf(|b| b.first().copied()) {
-            return Ok(b);
-        }
-        if io.read_notify().await?.is_none() {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "disconnected"));
-        }
-    }
-}
-
 impl<F: Filter, St> Service<St, Io<F>> for WssAcceptor {
     type Res = Io<Layer<WsFilter, Layer<TlsServerFilter, F>>>;
     type Error = io::Error;
 
     async fn call(&self, io: Io<F>, _: Ctx<'_, Self, St>) -> Result<Self::Res, Self::Error> {
-        // Plain HTTP or MQTT on the secure port is refused before TLS: ntex-tls reports a
-        // handshake failing on such input as a peer that went away, hiding the reason.
-        let first = match time::timeout(self.timeout, first_byte(&io)).await {
-            Ok(Ok(TLS_HANDSHAKE)) => Ok(()),
-            Ok(Ok(_)) => Err(io::Error::new(io::ErrorKind::InvalidData, "not TLS")),
-            Ok(Err(e)) => Err(e),
-            Err(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake")),
+        let r = io.get_ref();
+        let io = match TlsServerFilter::create(io, self.tls.clone(), self.timeout).await {
+            Ok(io) => io,
+            Err(e) => {
+                // As on the TLS listener (mqtt::tls::Acceptor): rustls's refusal is kept on the
+                // connection; the handshake itself only sees it closed.
+                let e = match r.with_write_buf(|_| ()) {
+                    Err(kept) if kept.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => kept,
+                    _ => e,
+                };
+                let why = crate::mqtt::tls::classify(&e);
+                TLS.failure(TlsListenerKind::MqttWss, why);
+                tracing::debug!(reason = why.label(), error = %e, "wss handshake refused");
+                return Err(e);
+            }
         };
-        let tls = match first {
-            Ok(()) => TlsServerFilter::create(io, self.tls.clone(), self.timeout).await,
-            Err(e) => Err(e),
-        };
-        let io = tls.map_err(|e| {
-            let why = super::tls_failure(&e);
-            TLS.failure(TlsListenerKind::MqttWss, why);
-            tracing::debug!(error = %e, reason = why.label(), "wss handshake failed");
-            e
-        })?;
         TLS.handshake(TlsListenerKind::MqttWss);
         self.ws.upgrade(io).await
     }

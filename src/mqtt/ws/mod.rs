@@ -18,38 +18,16 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use evgrid_actors::metrics::HandshakeFailure;
 use ntex_mqtt::{MqttConnectError, MqttError};
 use ntex_service::cfg::SharedCfg;
 use ntex_util::time::Millis;
 
-use super::{EdgeError, Shared, mqtt_service, service_config};
+use super::{EdgeError, Shared, count_handshake_error, mqtt_service, service_config};
 
 /// What a client data frame may carry at most: the largest MQTT packet and its longest fixed
 /// header (1 byte of type and flags, 4 of remaining length).
 pub fn max_frame_payload(max_packet_size: u32) -> u64 {
     u64::from(max_packet_size) + 5
-}
-
-/// Why a secure WebSocket's TLS handshake failed, for `evgrid_tls_handshake_failures_total`.
-pub fn tls_failure(e: &std::io::Error) -> HandshakeFailure {
-    use rustls::Error as R;
-    use std::io::ErrorKind as K;
-    match e.kind() {
-        K::TimedOut => return HandshakeFailure::Timeout,
-        K::NotConnected | K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe => {
-            return HandshakeFailure::PeerClosed;
-        }
-        _ => {}
-    }
-    match e.get_ref().and_then(|i| i.downcast_ref::<R>()) {
-        Some(R::InvalidMessage(_)) => HandshakeFailure::NotTls,
-        None if e.kind() == K::InvalidData => HandshakeFailure::NotTls,
-        Some(R::PeerIncompatible(_)) => HandshakeFailure::ProtocolVersion,
-        Some(R::NoCertificatesPresented) => HandshakeFailure::NoCertificate,
-        Some(R::InvalidCertificate(_)) => HandshakeFailure::BadCertificate,
-        _ => HandshakeFailure::Other,
-    }
 }
 
 /// Adds the WebSocket listeners to the MQTT server: `ws` plain, `wss` (its listener and TLS
@@ -75,7 +53,8 @@ pub(super) fn listen(
             async move |_| {
                 ntex_service::service(WsAcceptor::new(timeout, max_payload))
                     .map_err(upgrade_failed)
-                    .and_then(mqtt_service(sh.clone()))
+                    .and_then(mqtt_service(sh.clone(), false))
+                    .map_err(count_handshake_error)
             },
         )?;
     }
@@ -88,7 +67,10 @@ pub(super) fn listen(
             async move |_| {
                 ntex_service::service(WssAcceptor::new(tls.clone(), timeout, upgrade.clone()))
                     .map_err(upgrade_failed)
-                    .and_then(mqtt_service(sh.clone()))
+                    // The client certificate and server name of the TLS layer under the
+                    // WebSocket one reach the CONNECT handlers as on the TLS listener.
+                    .and_then(mqtt_service(sh.clone(), true))
+                    .map_err(count_handshake_error)
             },
         )?;
     }

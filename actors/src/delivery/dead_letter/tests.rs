@@ -15,6 +15,7 @@ fn basic_records_add_azures_fields_to_the_event_as_stored() {
         status: Some(503),
         publish_ms: T,
         attempt_ms: T + 1000,
+        error: None,
     };
     let body = br#"{"id":"e1","deliveryAttempts":99,"data":{"a":[1,2]}}"#;
     let rec = basic_record(body, DeliverySchema::EventGrid, &d);
@@ -47,6 +48,26 @@ fn basic_records_add_azures_fields_to_the_event_as_stored() {
     let damaged = parse(&basic_record(b"[1]", DeliverySchema::EventGrid, &d));
     assert_eq!(damaged["unreadableEvent"], "[1]");
     assert_eq!(damaged["deliveryAttempts"], 3);
+    assert!(v.get("lastDeliveryError").is_none(), "only when set");
+
+    // A refused certificate says why (lower-cased for CloudEvents, like the rest).
+    let refused = BasicDeadLetter {
+        outcome: Some("CertificateError"),
+        status: None,
+        error: Some("certificate error: invalid peer certificate: Expired"),
+        ..d
+    };
+    let eg = parse(&basic_record(body, DeliverySchema::EventGrid, &refused));
+    assert_eq!(eg["lastDeliveryOutcome"], "CertificateError");
+    assert_eq!(
+        eg["lastDeliveryError"],
+        "certificate error: invalid peer certificate: Expired"
+    );
+    let ce = parse(&basic_record(body, DeliverySchema::CloudEvents, &refused));
+    assert_eq!(
+        ce["lastdeliveryerror"],
+        "certificate error: invalid peer certificate: Expired"
+    );
 }
 
 #[test]
@@ -78,7 +99,10 @@ fn namespace_records_wrap_the_event_and_report_http_only_for_push() {
         parse(&namespace_record(
             br#"{"id":"a"}"#,
             &NamespaceDeadLetter {
-                via: Via::Push { status },
+                via: Via::Push {
+                    status,
+                    error: None,
+                },
                 result: None,
                 ..d
             },
@@ -86,6 +110,24 @@ fn namespace_records_wrap_the_event_and_report_http_only_for_push() {
             .clone()
     };
     assert_eq!(push(Some(404))["lasthttpstatuscode"], 404);
+    assert!(push(Some(404)).get("lastdeliveryerror").is_none());
+    let refused = parse(&namespace_record(
+        br#"{"id":"a"}"#,
+        &NamespaceDeadLetter {
+            via: Via::Push {
+                status: None,
+                error: Some("certificate error: invalid peer certificate: UnknownIssuer"),
+            },
+            result: Some("CertificateError"),
+            ..d
+        },
+    ))["deadLetterProperties"]
+        .clone();
+    assert_eq!(refused["deliveryresult"], "CertificateError");
+    assert_eq!(
+        refused["lastdeliveryerror"],
+        "certificate error: invalid peer certificate: UnknownIssuer"
+    );
     assert_eq!(push(None)["lasthttpstatuscode"], Value::Null);
     assert_eq!(push(None)["deliveryresult"], Value::Null);
 }

@@ -252,7 +252,8 @@ fn statuses_are_classified_as_azure_does() {
         Outcome::Failed {
             status: None,
             outcome: WebhookOutcome::SocketError,
-            retry: Retry::After(u)
+            retry: Retry::After(u),
+            detail: None,
         }
     );
 }
@@ -266,6 +267,7 @@ fn only_unhealthy_outcomes_lead_to_probation() {
         W::SocketError,
         W::NotFound,
         W::ResolutionError,
+        W::CertificateError,
         W::Unauthorized,
         W::Forbidden,
     ] {
@@ -277,7 +279,49 @@ fn only_unhealthy_outcomes_lead_to_probation() {
     assert_eq!(W::Busy.probation(UNIT), UNIT);
     assert_eq!(W::TimedOut.probation(UNIT), UNIT);
     assert_eq!(W::SocketError.probation(UNIT), UNIT * 3);
+    assert_eq!(W::CertificateError.probation(UNIT), UNIT * 3);
     assert_eq!(W::NotFound.probation(UNIT), UNIT * 30);
+}
+
+#[test]
+fn a_refused_certificate_is_retried_then_dead_lettered_like_any_failure() {
+    let out = classify_error(WebhookOutcome::CertificateError, UNIT);
+    let Outcome::Failed { outcome, retry, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(outcome.name(), "CertificateError");
+    let s = [UNIT];
+    assert_eq!(
+        after_failure(Profile::Basic, &s, 3, 1, retry, 0, 0),
+        Next::RetryAt(10_000)
+    );
+    assert_eq!(
+        after_failure(Profile::Basic, &s, 3, 3, retry, 0, 0),
+        Next::DeadLetter(DeadLetterReason::MaxDeliveryAttemptsExceeded)
+    );
+}
+
+#[test]
+fn every_outcome_has_its_failure_counter() {
+    use crate::metrics::PUSH_OUTCOMES;
+    use WebhookOutcome as W;
+    for o in [
+        W::BadRequest,
+        W::Unauthorized,
+        W::Forbidden,
+        W::NotFound,
+        W::PayloadTooLarge,
+        W::TimedOut,
+        W::Busy,
+        W::Aborted,
+        W::SocketError,
+        W::ResolutionError,
+        W::CertificateError,
+    ] {
+        let before = PUSH_OUTCOMES.get(o.name());
+        PUSH_OUTCOMES.failed(o.name());
+        assert_eq!(PUSH_OUTCOMES.get(o.name()), before + 1, "{o:?}");
+    }
 }
 
 #[test]
@@ -288,6 +332,7 @@ fn consecutive_failures_put_an_endpoint_on_probation_until_it_ends_or_a_delivery
         status: Some(400),
         outcome: WebhookOutcome::BadRequest,
         retry: Retry::Never,
+        detail: None,
     };
     // Injected clocks: monotonic and wall milliseconds.
     let (mono, wall) = (5_000, NOW);

@@ -324,25 +324,26 @@ pub fn webhook(dest: &Map<String, Value>, at: &str) -> Result<Webhook, String> {
     })
 }
 
-/// Plain HTTP only: this build has no TLS client.
+/// An absolute `http://` or `https://` URL with a host (https endpoints are verified against the
+/// system's roots plus `push.tls.ca_file` at delivery).
 fn check_url(url: &str) -> Result<(), String> {
     let at = "properties.destination.properties.endpointUrl";
     if url.len() > 4096 {
         return Err(format!("{at} is longer than 4096 characters"));
     }
-    if let Some(rest) = url.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
-            return Err(format!("{at} '{url}' has no valid host"));
-        }
-        return Ok(());
-    }
-    if url.starts_with("https://") {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return Err(format!(
-            "{at} '{url}': evgrid delivers over plain http only in this version (put a TLS-terminating proxy in front of the webhook, or use an http:// URL)"
+            "{at} '{url}' must be an absolute http:// or https:// URL"
         ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
+        return Err(format!("{at} '{url}' has no valid host"));
     }
-    Err(format!("{at} '{url}' must be an absolute http:// URL"))
+    Ok(())
 }
 
 fn attribute_mappings(v: Option<&Value>) -> Result<Vec<(String, HeaderValue)>, String> {

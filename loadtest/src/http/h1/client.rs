@@ -1,12 +1,13 @@
 //! The client side: requests written by hand, responses parsed (skipping interim 1xx), and one
-//! keep-alive [`Conn`] with one request in flight at a time. Never retries: a failed exchange
-//! marks the connection closed and the caller decides.
+//! keep-alive [`Conn`] (plain TCP or TLS) with one request in flight at a time. Never retries:
+//! a failed exchange marks the connection closed and the caller decides.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::transport::{Stream, TlsClient};
 
 use super::*;
 
@@ -193,17 +194,40 @@ impl std::fmt::Display for HttpError {
 
 /// One keep-alive connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// The last response asked for the connection to be closed (or it broke).
     pub closed: bool,
 }
 
 impl Conn {
+    /// A plain `http://` connection.
+    #[cfg(test)]
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, HttpError> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(HttpError::Connect(e.to_string())),
+        Conn::open(addr, timeout, None).await
+    }
+
+    /// A connection, over TLS with `tls` (`https://`); `timeout` bounds the TCP connect and the
+    /// TLS handshake together.
+    pub async fn open(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<Conn, HttpError> {
+        let connect = async {
+            let s = TcpStream::connect(addr)
+                .await
+                .map_err(|e| HttpError::Connect(e.to_string()))?;
+            let _ = s.set_nodelay(true);
+            match tls {
+                None => Ok(Stream::tcp(s)),
+                Some(t) => Stream::tls(s, t)
+                    .await
+                    .map_err(|e| HttpError::Connect(format!("TLS handshake: {e}"))),
+            }
+        };
+        let stream = match tokio::time::timeout(timeout, connect).await {
+            Ok(r) => r?,
             Err(_) => {
                 return Err(HttpError::Connect(format!(
                     "no answer within {:.1} s",
@@ -211,7 +235,6 @@ impl Conn {
                 )));
             }
         };
-        let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(64 * 1024),

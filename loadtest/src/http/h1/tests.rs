@@ -178,11 +178,16 @@ fn urls() {
     let u = parse_url("--url", "http://[::1]:9000/ns").unwrap();
     assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
     assert_eq!(u.authority, "[::1]:9000");
-    assert!(
-        parse_url("--url", "https://x/")
-            .unwrap_err()
-            .contains("https")
+    let u = parse_url("--url", "https://x/ns").unwrap();
+    assert!(u.tls);
+    assert_eq!((u.port, u.authority.as_str()), (443, "x"));
+    assert_eq!(u.to_string(), "https://x/ns");
+    let u = parse_url("--url", "https://x:8443").unwrap();
+    assert_eq!(
+        (u.tls, u.port, u.authority.as_str()),
+        (true, 8443, "x:8443")
     );
+    assert!(!parse_url("--url", "http://x:443").unwrap().tls);
     assert!(parse_url("--url", "ftp://x/").is_err());
     assert!(parse_url("--url", "http://x:0/").is_err());
     assert!(parse_url("--url", "http://x:99999/").is_err());
@@ -203,8 +208,11 @@ fn targets_with_queries_and_encoding() {
     assert_eq!(t, "/?a=b");
     let (_, t) = parse_target("x", "http://h:81").unwrap();
     assert_eq!(t, "/");
-    let e = parse_target("validationUrl", "https://rp:553/v?x").unwrap_err();
-    assert!(e.starts_with("validationUrl https://rp:553/v"), "{e}");
+    let (u, t) = parse_target("validationUrl", "https://rp:553/v?x").unwrap();
+    assert!(u.tls);
+    assert_eq!((u.port, t.as_str()), (553, "/v?x"));
+    let e = parse_target("validationUrl", "ftp://rp:553/v?x").unwrap_err();
+    assert!(e.starts_with("validationUrl ftp://rp:553/v"), "{e}");
     assert_eq!(encode_component("bench-sub_1.x~"), "bench-sub_1.x~");
     assert_eq!(encode_component("a b/c:d="), "a%20b%2Fc%3Ad%3D");
 }

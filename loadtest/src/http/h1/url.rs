@@ -1,13 +1,15 @@
-//! `http://` URLs as the flags give them: parsing (plain http only, no query except in a
+//! `http://` and `https://` URLs as the flags give them: parsing (no query except in a
 //! validation URL), the `Host` authority, and percent-encoding of path segments and query
 //! values. Pure: no socket, no name resolution (that is `net::resolve`).
 
-/// A parsed `http://HOST[:PORT][/PATH]` URL.
+/// A parsed `http[s]://HOST[:PORT][/PATH]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// https: TLS (and port 443 unless given)
+    pub tls: bool,
     pub host: String,
     pub port: u16,
-    /// `Host` header value: the host as given, with the port unless it is 80.
+    /// `Host` header value: the host as given, with the port unless it is the scheme's default.
     pub authority: String,
     /// Path prefix without a trailing slash ("" for the root).
     pub base_path: String,
@@ -15,24 +17,29 @@ pub struct Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.base_path)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.base_path)
     }
 }
 
-/// Parses `http://HOST[:PORT][/PATH]` given to `flag` (named in the messages); no query.
+/// The URL without its scheme, and whether the scheme is https (no scheme: http).
+fn split_scheme(s: &str) -> (bool, &str) {
+    if let Some(r) = s.strip_prefix("https://") {
+        (true, r)
+    } else {
+        (false, s.strip_prefix("http://").unwrap_or(s))
+    }
+}
+
+/// Parses `http[s]://HOST[:PORT][/PATH]` given to `flag` (named in the messages); no query.
 pub fn parse_url(flag: &str, s: &str) -> Result<Url, String> {
     let s = s.trim();
-    let rest = if let Some(r) = s.strip_prefix("http://") {
-        r
-    } else if s.starts_with("https://") {
+    let (tls, rest) = split_scheme(s);
+    if rest.contains("://") {
         return Err(format!(
-            "{flag} {s}: https is not supported (plain http:// only; put a TLS proxy in front if needed)"
+            "{flag} {s}: only http:// and https:// URLs are supported"
         ));
-    } else if s.contains("://") {
-        return Err(format!("{flag} {s}: only http:// URLs are supported"));
-    } else {
-        s
-    };
+    }
     let (hostport, path) = match rest.find(['/', '?', '#']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
         Some(_) => return Err(format!("{flag} {s}: no query or fragment allowed")),
@@ -65,17 +72,20 @@ pub fn parse_url(flag: &str, s: &str) -> Result<Url, String> {
             .ok()
             .filter(|&p| p > 0)
             .ok_or_else(|| format!("{flag} {s}: bad port '{p}'"))?,
+        None if tls => 443,
         None => 80,
     };
+    let default_port = if tls { 443 } else { 80 };
     let host_in_header = if host.contains(':') {
         format!("[{host}]")
     } else {
         host.to_string()
     };
     Ok(Url {
+        tls,
         host: host.to_string(),
         port,
-        authority: if port == 80 {
+        authority: if port == default_port {
             host_in_header
         } else {
             format!("{host_in_header}:{port}")
@@ -94,7 +104,7 @@ pub fn parse_target(flag: &str, s: &str) -> Result<(Url, String), String> {
         None => (s, None),
     };
     let url = parse_url(flag, base)?;
-    let after_scheme = base.strip_prefix("http://").unwrap_or(base);
+    let after_scheme = split_scheme(base).1;
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
     Ok(match query {
         Some(q) => (url, format!("{path}?{q}")),

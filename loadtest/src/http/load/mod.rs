@@ -31,11 +31,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::cli::{HttpArgs, parse_duration};
+use crate::cli::{HttpArgs, TlsFlags, parse_duration};
 use crate::clock::{Clock, unix_now_ns};
 use crate::http::h1::{self, Conn, HttpError, Response, Url};
 use crate::report::stats::{self, CpuSample, SharedHist, lock};
 use crate::report::{Cpu, round3, write_json};
+use crate::transport::TlsClient;
 
 mod report;
 
@@ -77,6 +78,8 @@ struct Shared {
     clock: Clock,
     url: Url,
     addr: SocketAddr,
+    /// https: the TLS client every connection uses
+    tls: Option<TlsClient>,
     connect_timeout: Duration,
     timeout: Duration,
     c: Counters,
@@ -176,7 +179,7 @@ impl Shared {
                 return None;
             }
             self.c.reconnects.fetch_add(1, Ordering::Relaxed);
-            match Conn::connect(self.addr, self.connect_timeout).await {
+            match Conn::open(self.addr, self.connect_timeout, self.tls.as_ref()).await {
                 Ok(c) => *conn = Some(c),
                 Err(e) => {
                     self.error(e.kind(), format!("reconnect: {e}"));
@@ -192,6 +195,16 @@ impl Shared {
 const NAMESPACE_API_VERSION: &str = "2024-06-01";
 /// The only basic-tier data-plane api-version (docs/eventgrid.md §2.1).
 const BASIC_API_VERSION: &str = "2018-01-01";
+
+/// The TLS client of an `https://` URL (None for `http://`); TLS files with an `http://` URL
+/// are an error rather than silently unused.
+pub fn https_client(url: &Url, f: &TlsFlags) -> Result<Option<TlsClient>, String> {
+    if !url.tls {
+        f.check_used(false, "use an https:// URL or add --tls")?;
+        return Ok(None);
+    }
+    TlsClient::new(f, &url.host, &[b"http/1.1"]).map(Some)
+}
 
 /// The value of an option a mode requires (clap cannot: the modes share the flag).
 fn required<'a>(v: &'a Option<String>, flag: &str) -> Result<&'a str, String> {
@@ -227,12 +240,17 @@ async fn setup(
         return Err("--connect-timeout and --timeout must be above 0".into());
     }
     a.run.check()?;
-    let url = h1::parse_url(flag, url)?;
+    let mut url = h1::parse_url(flag, url)?;
+    url.tls |= a.tls.tls;
+    let tls = https_client(&url, &a.tls)?;
     let addr = crate::net::resolve(&url.host, url.port).await?;
     let connect_timeout = Duration::from_secs_f64(a.connect_timeout);
     // connect everything first: an unreachable server is one clear error
     let tasks: Vec<_> = (0..n)
-        .map(|_| tokio::spawn(Conn::connect(addr, connect_timeout)))
+        .map(|_| {
+            let tls = tls.clone();
+            tokio::spawn(async move { Conn::open(addr, connect_timeout, tls.as_ref()).await })
+        })
         .collect();
     let mut conns = Vec::with_capacity(n);
     for t in tasks {
@@ -252,6 +270,7 @@ async fn setup(
             clock: Clock::new(),
             url,
             addr,
+            tls,
             connect_timeout,
             timeout: Duration::from_secs_f64(a.timeout),
             c: Counters::default(),
@@ -390,6 +409,7 @@ fn base_report(o: &Outcome, scenario: &str, topic: &str, api_version: &str) -> H
         tool_version: env!("CARGO_PKG_VERSION").into(),
         scenario: scenario.into(),
         target: sh.url.to_string(),
+        transport: if sh.url.tls { "https" } else { "http" }.into(),
         topic: topic.into(),
         api_version: api_version.into(),
         duration_s: round3(o.duration_s),

@@ -13,6 +13,8 @@ pub struct HttpReport {
     /// "http-publish" or "pull"
     pub scenario: String,
     pub target: String,
+    /// http or https
+    pub transport: String,
     /// namespace topic ("" for a basic-tier topic: its endpoint is `target`)
     pub topic: String,
     pub subscription: Option<String>,

@@ -23,12 +23,13 @@ use crate::mqtt::payload::{self, TopicGen};
 use crate::report::stats::{Counters, Hists, lock};
 use crate::report::track::SubTracker;
 use crate::sched::Pace;
+use crate::transport::Transport;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -62,6 +63,10 @@ pub struct Shared {
     pub clock: Clock,
     pub cfg: ClientCfg,
     pub target: SocketAddr,
+    /// TCP, TLS, WebSocket or both
+    pub transport: Arc<Transport>,
+    /// the TLS session the first connection negotiated (for the report)
+    pub tls_session: OnceLock<String>,
     pub ifaddrs: Vec<IpAddr>,
     pub hists: Hists,
     pub counters: Counters,
@@ -219,6 +224,8 @@ pub struct ClientStats {
 pub enum ConnError {
     Io(&'static str, io::Error),
     Timeout(&'static str),
+    /// the TLS handshake or the WebSocket upgrade failed: the stage and why
+    Handshake(&'static str, String),
     Rejected(u8, String),
     Protocol(String),
     Stopped,
@@ -247,6 +254,7 @@ impl ConnError {
                 None => format!("{stage}: {}", io_kind(e)),
             },
             ConnError::Timeout(stage) => format!("{stage}: timed out"),
+            ConnError::Handshake(stage, why) => format!("{stage}: {why}"),
             ConnError::Rejected(code, reason) => format!("CONNACK rejected: 0x{code:02x} {reason}"),
             ConnError::Protocol(m) => format!("protocol: {m}"),
             ConnError::Stopped => "stopped before connected".into(),
@@ -264,6 +272,8 @@ fn io_kind(e: &io::Error) -> String {
                 None => s,
             }
         }
+        // TLS errors (a refused certificate, an alert) say what went wrong
+        None if e.get_ref().is_some() => e.to_string(),
         None => format!("{:?}", e.kind()),
     }
 }
@@ -273,6 +283,7 @@ impl fmt::Display for ConnError {
         match self {
             ConnError::Io(_, e) => write!(f, "{e}"),
             ConnError::Timeout(stage) => write!(f, "{stage} timed out"),
+            ConnError::Handshake(stage, why) => write!(f, "{stage} failed: {why}"),
             ConnError::Rejected(code, reason) => {
                 write!(f, "broker rejected CONNECT: {reason} (0x{code:02x})")
             }

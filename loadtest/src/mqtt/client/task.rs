@@ -7,6 +7,7 @@ use super::state::{Client, PubState, Wake};
 use crate::mqtt::codec::{self, ConnectOpts, Packet, PubProps};
 use crate::mqtt::payload::Rng;
 use crate::report::stats::Counters;
+use crate::transport::{SetupError, Stream};
 use bytes::{Buf, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -14,16 +15,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
 
 struct Opened {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    io: Stream,
     rbuf: BytesMut,
     v5: bool,
     recv_max: usize,
@@ -52,7 +50,19 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
         .map_err(|_| ConnError::Timeout("TCP connect"))?
         .map_err(|e| ConnError::Io("connect", e))?;
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let mut io = sh
+        .transport
+        .establish(stream, deadline)
+        .await
+        .map_err(|e| match e {
+            SetupError::Timeout(stage) => ConnError::Timeout(stage),
+            SetupError::Failed(stage, why) => ConnError::Handshake(stage, why),
+        })?;
+    if sh.tls_session.get().is_none()
+        && let Some(s) = io.tls_session()
+    {
+        let _ = sh.tls_session.set(s);
+    }
     let v5 = cfg.level == codec::LEVEL_V5;
     let mut wbuf = BytesMut::with_capacity(256);
     codec::encode_connect(
@@ -68,7 +78,7 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
             receive_maximum: None,
         },
     );
-    tokio::time::timeout_at(deadline, wr.write_all(&wbuf))
+    tokio::time::timeout_at(deadline, io.write_all(&wbuf))
         .await
         .map_err(|_| ConnError::Timeout("CONNECT write"))?
         .map_err(|e| ConnError::Io("CONNECT write", e))?;
@@ -91,8 +101,7 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
             rbuf.advance(n);
             sh.hists.connack.record(t0.elapsed().as_nanos() as u64);
             return Ok(Opened {
-                rd,
-                wr,
+                io,
                 rbuf,
                 v5,
                 recv_max: props.receive_maximum.map_or(65_535, |r| r as usize),
@@ -101,7 +110,7 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
                 max_packet: props.maximum_packet_size,
             });
         }
-        let n = tokio::time::timeout_at(deadline, rd.read_buf(&mut rbuf))
+        let n = tokio::time::timeout_at(deadline, io.read_buf(&mut rbuf))
             .await
             .map_err(|_| ConnError::Timeout("waiting for CONNACK"))?
             .map_err(|e| ConnError::Io("reading CONNACK", e))?;
@@ -181,8 +190,7 @@ pub async fn client_task(
         }
     }
     let Opened {
-        mut rd,
-        mut wr,
+        mut io,
         mut rbuf,
         v5,
         recv_max,
@@ -252,7 +260,7 @@ pub async fn client_task(
         let t0 = Instant::now();
         let deadline = tokio::time::Instant::from_std(t0 + sh.cfg.connect_timeout);
         let res: Result<(), ConnError> = async {
-            wr.write_all(&wbuf)
+            io.write_all(&wbuf)
                 .await
                 .map_err(|e| ConnError::Io("SUBSCRIBE write", e))?;
             wbuf.clear();
@@ -272,7 +280,7 @@ pub async fn client_task(
                     return Ok(());
                 }
                 if !wbuf.is_empty() {
-                    wr.write_all(&wbuf)
+                    io.write_all(&wbuf)
                         .await
                         .map_err(|e| ConnError::Io("write", e))?;
                     wbuf.clear();
@@ -283,7 +291,7 @@ pub async fn client_task(
                 let n = tokio::select! {
                     biased;
                     _ = stop.changed() => return Err(ConnError::Stopped),
-                    r = tokio::time::timeout_at(deadline, rd.read_buf(&mut rbuf)) => r
+                    r = tokio::time::timeout_at(deadline, io.read_buf(&mut rbuf)) => r
                         .map_err(|_| ConnError::Timeout("waiting for SUBACK"))?
                         .map_err(|e| ConnError::Io("reading SUBACK", e))?,
                 };
@@ -337,7 +345,7 @@ pub async fn client_task(
                 tokio::select! {
                     biased;
                     _ = stop.changed() => return Ok(()),
-                    r = wr.write_all(&wbuf) => r.map_err(|e| format!("write failed: {e}"))?,
+                    r = io.write_all(&wbuf) => r.map_err(|e| format!("write failed: {e}"))?,
                 }
                 cl.commit_written();
                 wbuf.clear();
@@ -349,7 +357,7 @@ pub async fn client_task(
             if let Wake::Now = wake {
                 // closed loop: pick up whatever arrived without blocking
                 loop {
-                    match rd.try_read_buf(&mut rbuf) {
+                    match io.try_read_buf(&mut rbuf) {
                         Ok(0) => return Err("broker closed the connection".into()),
                         Ok(_) => {
                             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -386,7 +394,7 @@ pub async fn client_task(
                 biased;
                 _ = stop.changed() => return Ok(()),
                 _ = go.changed(), if waiting_for_go => {}
-                r = rd.read_buf(&mut rbuf) => {
+                r = io.read_buf(&mut rbuf) => {
                     let n = r.map_err(|e| format!("read failed: {e}"))?;
                     if n == 0 {
                         return Err("broker closed the connection".into());
@@ -419,8 +427,8 @@ pub async fn client_task(
         let mut b = BytesMut::new();
         codec::encode_disconnect(&mut b);
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            wr.write_all(&b).await?;
-            wr.shutdown().await
+            io.write_all(&b).await?;
+            io.shutdown().await
         })
         .await;
     }

@@ -21,6 +21,7 @@ pub use plan::build_plan;
 use crate::mqtt::client::{ClientCfg, ClientSpec, Shared};
 use crate::report::Clients;
 use crate::sched::Pace;
+use crate::transport::Transport;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -92,6 +93,8 @@ pub struct RunOpts {
     pub nofile: Option<(u64, u64)>,
     /// A scenario that drives this run beside other traffic (`http-mqtt`) watches it here.
     pub hook: Option<Arc<RunHook>>,
+    /// what every connection runs over
+    pub transport: Arc<Transport>,
 }
 
 /// What a run shows whoever drives it beside other traffic: when every client is connected

@@ -94,11 +94,16 @@ fn refusals_name_the_property() {
     );
     let mut https = hook(json!({}));
     https["destination"]["properties"]["endpointUrl"] = json!("https://x/y");
-    assert!(
-        subscription(&https, InputSchema::EventGrid, 0)
-            .unwrap_err()
-            .contains("plain http")
-    );
+    assert!(subscription(&https, InputSchema::EventGrid, 0).is_ok());
+    for (url, want) in [
+        ("ftp://x/y", "absolute http:// or https:// URL"),
+        ("https:///y", "no valid host"),
+        ("https://u@x/y", "no valid host"),
+    ] {
+        https["destination"]["properties"]["endpointUrl"] = json!(url);
+        let e = subscription(&https, InputSchema::EventGrid, 0).unwrap_err();
+        assert!(e.contains(want), "{url}: {e}");
+    }
     for (mapping, want) in [
         (
             json!({"name": "Content-Type", "type": "Static", "properties": {"value": "text/plain"}}),
