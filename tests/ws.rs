@@ -4,7 +4,7 @@
 //! that splits a packet across frames (with a ping between the fragments) and puts two
 //! packets in one frame; refused upgrades (no `mqtt` subprotocol, wrong version, wrong path,
 //! garbage, a slowloris head) and refused frames (text, unmasked, reserved bits, too large),
-//! each with its answer, while other clients carry on.
+//! each with its answer, while other clients carry on; `wss` with client certificates required.
 //!
 //! Needs paho-mqtt 2.1.0 in the SDK venv (`SDK_PYTHON`, else `target/sdk-venv/bin/python`),
 //! which `./scripts/test` installs. Without it this test fails (it never passes silently).
@@ -543,4 +543,66 @@ fn bad_frames_close_with_their_status() {
         "the bystander is still served"
     );
     srv.assert_mqtt_alive();
+}
+
+/// `wss` with `mqtt.tls.client_auth = required`: paho with a client certificate from the CA
+/// exchanges messages; without one its handshake is refused and counted (no_certificate).
+#[test]
+fn wss_with_client_certificates_required() {
+    let py = python();
+    let dir = TempDir::new("ws-mtls");
+    let ca = evgrid::tls::dev::DevCa::new("evgrid ws mtls CA").unwrap();
+    let (cert, key) = ca
+        .issue("localhost", &["localhost", "127.0.0.1"], false)
+        .unwrap();
+    let (ccert, ckey) = ca.issue("device-7", &[], true).unwrap();
+    let p = |n: &str| dir.0.join(n);
+    for (n, pem) in [
+        ("ca.pem", ca.cert_pem()),
+        ("server.pem", cert),
+        ("server.key", key),
+        ("client.pem", ccert),
+        ("client.key", ckey),
+    ] {
+        std::fs::write(p(n), pem).unwrap();
+    }
+    let s = |n: &str| p(n).to_str().unwrap().to_string();
+    let srv = Server::start(&[
+        ("EVGRID_MQTT_WSS_BIND", "127.0.0.1:0"),
+        ("EVGRID_MQTT_TLS_CERT_FILE", &s("server.pem")),
+        ("EVGRID_MQTT_TLS_KEY_FILE", &s("server.key")),
+        ("EVGRID_MQTT_TLS_CLIENT_AUTH", "required"),
+        ("EVGRID_MQTT_TLS_CA_FILE", &s("ca.pem")),
+    ]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws/exchange.py");
+    let run = |extra: &[&str]| {
+        let out = Command::new(&py)
+            .arg(&script)
+            .args(["--ws-port", &srv.listener("mqtt-wss").port().to_string()])
+            .args(["--tcp-port", &srv.mqtt.port().to_string()])
+            .args(["--ca", &s("ca.pem"), "--large", "1000"])
+            .args(extra)
+            .output()
+            .expect("run exchange.py");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let ok = run(&["--cert", &s("client.pem"), "--key", &s("client.key")]);
+    assert!(ok.starts_with("OK "), "{ok}");
+    let refused = run(&["--expect-refused"]);
+    assert!(refused.starts_with("REFUSED"), "{refused}");
+    common::wait_until("the refusal counted", || {
+        srv.metric(
+            "evgrid_tls_handshake_failures_total{listener=\"mqtt_wss\",reason=\"no_certificate\"}",
+        ) == 1.0
+    });
+    assert_eq!(
+        srv.metric("evgrid_tls_handshakes_total{listener=\"mqtt_wss\"}"),
+        1.0
+    );
 }

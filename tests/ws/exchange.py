@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 TIMEOUT = 10
 
 
-def client(name, version, transport, port, ca=None):
+def client(name, version, transport, port, ca=None, cert=None, key=None):
     proto = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -28,7 +28,7 @@ def client(name, version, transport, port, ca=None):
     if transport == "websockets":
         c.ws_set_options(path="/mqtt")
     if ca:
-        c.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+        c.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
     got = queue.Queue()
     connected = queue.Queue()
     c.on_message = lambda _c, _u, m: got.put((m.topic, m.payload, m.qos))
@@ -79,9 +79,23 @@ def main():
     ap.add_argument("--version", type=int, choices=[3, 5], default=5)
     ap.add_argument("--qos", type=int, choices=[0, 1], default=1)
     ap.add_argument("--large", type=int, default=200 * 1024)
+    ap.add_argument("--cert", help="client certificate (wss)")
+    ap.add_argument("--key", help="its key")
+    ap.add_argument(
+        "--expect-refused",
+        action="store_true",
+        help="the WebSocket client's connection must fail (prints REFUSED)",
+    )
     a = ap.parse_args()
-    tag = f"{'wss' if a.ca else 'ws'}-v{a.version}-q{a.qos}"
-    ws, ws_got = client(f"{tag}-ws", a.version, "websockets", a.ws_port, a.ca)
+    tag = f"{'wss' if a.ca else 'ws'}-v{a.version}-q{a.qos}{'-cert' if a.cert else ''}"
+    if a.expect_refused:
+        try:
+            client(f"{tag}-ws", a.version, "websockets", a.ws_port, a.ca, a.cert, a.key)
+        except (OSError, queue.Empty) as e:
+            print(f"REFUSED {type(e).__name__}", flush=True)
+            return
+        fail("the WebSocket client connected")
+    ws, ws_got = client(f"{tag}-ws", a.version, "websockets", a.ws_port, a.ca, a.cert, a.key)
     tcp, tcp_got = client(f"{tag}-tcp", a.version, "tcp", a.tcp_port)
     subscribe(ws, f"{tag}/down/#", a.qos)
     subscribe(tcp, f"{tag}/up/#", a.qos)
