@@ -156,16 +156,6 @@ pub fn https_listener(
     Ok(Some((tls, listener)))
 }
 
-/// Counts the HTTPS listener's completed handshakes: actix-web calls this for every connection
-/// once it is set up, which on the HTTPS listener is after the TLS handshake (the plain
-/// listener's connections are bare TCP streams). Refused handshakes are not counted: actix-web
-/// drops them inside its acceptor without a hook.
-fn count_https_handshake(io: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if io.downcast_ref::<actix_web::rt::net::TcpStream>().is_none() {
-        evgrid_actors::metrics::TLS.handshake(evgrid_actors::metrics::TlsListenerKind::Https);
-    }
-}
-
 /// Resolves on the first SIGTERM (true: stop gracefully), SIGINT or SIGQUIT (false: at once).
 /// SIGHUP reloads the TLS certificates (through `reload`) and does not stop anything.
 /// The handlers are installed when this is called, not when the future is first polled.
@@ -310,7 +300,22 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 .chain(mqtt.wss_tls.clone())
                 .collect(),
         )?;
-        let mut server = HttpServer::new(move || {
+        // HTTPS: the same App on its own server, whose acceptor counts refused handshakes.
+        let https = match https {
+            Some((tls, listener)) => {
+                let addr = listener.local_addr()?;
+                let settings = crate::http::tls::HttpsSettings {
+                    workers: cfg.http.workers,
+                    request_timeout: Duration::from_millis(cfg.http.header_timeout_ms),
+                    handshake_timeout: Duration::from_millis(cfg.http.tls.handshake_timeout_ms),
+                };
+                let srv = crate::http::tls::server(listener, &tls, settings, state.clone())?;
+                let handle = srv.handle();
+                Some((addr, handle, actix::spawn(srv)))
+            }
+            None => None,
+        };
+        let server = HttpServer::new(move || {
             let st = state.clone();
             App::new().configure(move |c| crate::http::configure(c, Some(st)))
         })
@@ -321,19 +326,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         // connections, whose Disconnected lifecycle events (docs/eventgrid.md §7.7) then have
         // no topic actor left to be committed to.
         .disable_signals()
-        .on_connect(count_https_handshake)
         .listen(http_listener)?;
-        let https_addr = match https {
-            Some((tls, listener)) => {
-                let addr = listener.local_addr()?;
-                server = server
-                    .tls_handshake_timeout(Duration::from_millis(cfg.http.tls.handshake_timeout_ms))
-                    // A clone shares the certificate resolver, so a reload reaches it.
-                    .listen_rustls_0_23(listener, (*tls.server_config()).clone())?;
-                Some(addr)
-            }
-            None => None,
-        };
         let server = server.run();
         let handle = server.handle();
         // Installed before the listening lines, so a supervisor (or a test) that signals as
@@ -347,7 +340,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         if let Some(a) = mqtt.tls_addr {
             println!("evgrid: mqtt-tls listening on {a}");
         }
-        if let Some(a) = https_addr {
+        if let Some((a, _, _)) = &https {
             println!("evgrid: https listening on {a}");
         }
         if let Some(a) = mqtt.ws_addr {
@@ -372,6 +365,11 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         // The Disconnected events of the connections the stop closed: the queue ends once the
         // MQTT thread has dropped its end.
         let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle).await;
+        let graceful = *ended.as_ref().unwrap_or(&false);
+        if let Some((_, https, task)) = https {
+            https.stop(graceful).await;
+            let _ = task.await;
+        }
         let res = match ended {
             Err(res) => res,
             Ok(graceful) => {

@@ -191,6 +191,16 @@ fn the_api_over_https_with_curl_and_bad_clients_hurt_no_one() {
     // nor the plain listener's connections.
     let n = srv.metric("evgrid_tls_handshakes_total{listener=\"https\"}");
     assert_eq!(n, 5.0, "handshakes counted");
+    // And every refused one by its reason: plain HTTP, the stalled handshake, and curl giving
+    // up on a certificate it does not trust (it says so with an alert).
+    let failed = |reason: &str| {
+        srv.metric(&format!(
+            "evgrid_tls_handshake_failures_total{{listener=\"https\",reason=\"{reason}\"}}"
+        ))
+    };
+    assert_eq!(failed("not_tls"), 1.0, "plain HTTP on the HTTPS port");
+    assert_eq!(failed("timeout"), 1.0, "the stalled handshake");
+    assert_eq!(failed("peer_closed"), 1.0, "curl refusing the certificate");
 }
 
 /// The `evgrid-loadtest` binary of this workspace (built here when only this package's tests

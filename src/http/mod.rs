@@ -20,6 +20,7 @@ pub mod publish;
 pub mod pull;
 pub mod request;
 pub mod schema;
+pub mod tls;
 pub mod validation;
 
 use actix_web::{HttpRequest, HttpResponse, web};

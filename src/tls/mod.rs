@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod der;
 pub mod dev;
+pub mod failure;
 pub mod peer;
 pub mod reload;
 

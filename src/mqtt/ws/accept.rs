@@ -137,7 +137,7 @@ impl<F: Filter, St> Service<St, Io<F>> for WssAcceptor {
                     Err(kept) if kept.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => kept,
                     _ => e,
                 };
-                let why = crate::mqtt::tls::classify(&e);
+                let why = crate::tls::failure::classify(&e);
                 TLS.failure(TlsListenerKind::MqttWss, why);
                 tracing::debug!(reason = why.label(), error = %e, "wss handshake refused");
                 return Err(e);
