@@ -293,7 +293,13 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         };
         let mqtt = crate::mqtt::start(&cfg.mqtt, mqtt_tls.as_ref(), bridge, lifecycle_tx)?;
         // Every TLS listener's certificate, reloaded on SIGHUP and when its files change.
-        let reloader = crate::tls::reload::watch(mqtt_tls.into_iter().chain(https_tls).collect())?;
+        let reloader = crate::tls::reload::watch(
+            mqtt_tls
+                .into_iter()
+                .chain(https_tls)
+                .chain(mqtt.wss_tls.clone())
+                .collect(),
+        )?;
         // HTTPS: the same App on its own server, whose acceptor counts refused handshakes.
         let https = match https {
             Some((tls, listener)) => {
@@ -336,6 +342,12 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         }
         if let Some((a, _, _)) = &https {
             println!("evgrid: https listening on {a}");
+        }
+        if let Some(a) = mqtt.ws_addr {
+            println!("evgrid: mqtt-ws listening on {a}");
+        }
+        if let Some(a) = mqtt.wss_addr {
+            println!("evgrid: mqtt-wss listening on {a}");
         }
         println!("evgrid: mqtt listening on {}", mqtt.addr);
         println!("evgrid: http listening on {http_addr}");

@@ -2,10 +2,12 @@
 //!
 //! Each takes arbitrary bytes and drives one parser the way evgrid's edges do, with evgrid's
 //! settings: the vendored MQTT v3.1.1 and v5 decoders, the CloudEvents and Event Grid publish
-//! parsers, CloudEvents binary mode and the MQTT → CloudEvent conversion of routing, SAS token extraction and verification, filter compilation and evaluation, and the
-//! management (ARM) bodies. They live here, not in the fuzz crate, because they need crate-private
-//! items and evgrid's own dependencies (the codec trait, `ntex-bytes`, `serde_json`), and so that
-//! the stable toolchain builds and lints them: the fuzz crate only forwards its input.
+//! parsers, CloudEvents binary mode and the MQTT → CloudEvent conversion of routing, SAS token
+//! extraction and verification, filter compilation and evaluation, the management (ARM) bodies,
+//! and MQTT over WebSockets' upgrade and frames. They live here, not in the fuzz crate, because
+//! they need crate-private items and evgrid's own dependencies (the codec trait, `ntex-bytes`,
+//! `serde_json`), and so that the stable toolchain builds and lints them: the fuzz crate only
+//! forwards its input.
 //!
 //! A harness panics only when evgrid's code would: hostile input must give an `Err`, never a
 //! panic, a hang or an unbounded allocation. The management harness also asserts that what a PUT
@@ -80,6 +82,57 @@ pub fn mqtt_v5(data: &[u8]) -> Result<usize, DecodeError> {
     codec.set_max_inbound_size(max_size);
     codec.set_min_chunk_size(min_chunk);
     drive(&codec, data)
+}
+
+/// MQTT over WebSockets as a client's connection reaches it: when the input starts `GET `, the
+/// upgrade request (`mqtt::ws::handshake`: delimiting and checking the head), then the frames
+/// that follow (`mqtt::ws::frame::FrameDecoder` with the default `mqtt.max_packet_size`), fed in
+/// reads of `ctl` bytes (byte 0; 0: all at once) until the first violation or close, as the
+/// connection's filter does. Answers the MQTT bytes the frames carried, or the violation.
+pub fn ws_frames(data: &[u8]) -> Result<usize, crate::mqtt::ws::frame::Violation> {
+    use crate::mqtt::ws::{frame, handshake, max_frame_payload};
+    let Some((&ctl, mut wire)) = data.split_first() else {
+        return Ok(0);
+    };
+    if wire.starts_with(b"GET ") {
+        match handshake::head_len(wire) {
+            Ok(Some(n)) => {
+                if let Ok(a) = handshake::check(&wire[..n]) {
+                    assert_eq!(a.accept.len(), 28, "a SHA-1 in base64");
+                }
+                wire = &wire[n..];
+            }
+            Ok(None) | Err(_) => return Ok(0),
+        }
+    }
+    let step = if ctl == 0 {
+        wire.len().max(1)
+    } else {
+        usize::from(ctl)
+    };
+    let mut dec =
+        frame::FrameDecoder::new(max_frame_payload(MqttConfig::default().max_packet_size));
+    let (mut src, mut out) = (BytesMut::new(), BytesMut::new());
+    for chunk in wire.chunks(step) {
+        src.extend_from_slice(chunk);
+        loop {
+            let before = src.len() + out.len();
+            match dec.decode(&mut src, &mut out)? {
+                None => break,
+                Some(frame::Control::Close(_)) => return Ok(out.len()),
+                Some(frame::Control::Ping(p)) => {
+                    assert!(p.as_slice().len() <= frame::MAX_CONTROL);
+                }
+            }
+            assert!(
+                src.len() + out.len() < before,
+                "a control frame consumed nothing"
+            );
+        }
+    }
+    // Unmasking copies payload bytes out; it never invents any.
+    assert!(out.len() <= wire.len(), "more data out than in");
+    Ok(out.len())
 }
 
 const CONTENT_TYPES: [Option<&str>; 6] = [
@@ -535,6 +588,16 @@ mod tests {
             let n = super::mqtt_v5(&data).unwrap_or_else(|e| panic!("v5 {name}: {e:?}"));
             assert!(n >= 2, "v5 {name}: {n} items");
         }
+        // The valid WebSocket seeds carry MQTT bytes; the `bad_*` ones end in a violation.
+        for (name, data) in seeds("ws_frames") {
+            let r = super::ws_frames(&data);
+            if name.starts_with("bad_") {
+                assert!(r.is_err(), "ws {name}: {r:?}");
+            } else {
+                let n = r.unwrap_or_else(|e| panic!("ws {name}: {e:?}"));
+                assert!(n > 0, "ws {name}: no MQTT bytes");
+            }
+        }
         type Harness = (&'static str, fn(&[u8]));
         let harnesses: [Harness; 7] = [
             ("cloudevents", super::cloudevents),
@@ -569,6 +632,24 @@ mod tests {
                     let mut d = data.clone();
                     d[i] ^= flip;
                     super::conversion(&d);
+                }
+            }
+        }
+    }
+
+    /// The WebSocket harness on every cut and every byte flip of its seeds (a short stand-in
+    /// for a fuzz run on the stable toolchain): an error or bytes out, never a panic.
+    #[test]
+    fn ws_frames_survive_cuts_and_flips() {
+        for (_, data) in seeds("ws_frames") {
+            for cut in 0..=data.len() {
+                let _ = super::ws_frames(&data[..cut]);
+            }
+            for i in 0..data.len() {
+                for flip in [0x01, 0x08, 0x40, 0x80] {
+                    let mut d = data.clone();
+                    d[i] ^= flip;
+                    let _ = super::ws_frames(&d);
                 }
             }
         }

@@ -11,10 +11,12 @@ mod lifecycle;
 mod push_outcome;
 mod routing;
 mod tls;
+mod ws;
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
 pub use push_outcome::{PUSH_OUTCOMES, PushOutcomeMetrics};
 pub use routing::{ROUTED, RouteOutcome, RoutedMetrics};
 pub use tls::{HandshakeFailure, TLS, TlsListenerKind, TlsMetrics};
+pub use ws::{WS, WsMetrics, WsUpgrade};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -329,6 +331,7 @@ impl Metrics {
         }
         ROUTED.render(&mut s);
         TLS.render(&mut s);
+        WS.render(&mut s);
         single(
             &mut s,
             "counter",

@@ -12,6 +12,7 @@ mod service;
 mod tls;
 mod v3;
 mod v5;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -151,6 +152,13 @@ pub struct MqttHandle {
     pub addr: SocketAddr,
     /// The MQTT TLS listener's address, when `mqtt.tls` is enabled.
     pub tls_addr: Option<SocketAddr>,
+    /// MQTT over WebSockets (`mqtt.ws_bind`), when on.
+    pub ws_addr: Option<SocketAddr>,
+    /// MQTT over secure WebSockets (`mqtt.wss_bind`), when on.
+    pub wss_addr: Option<SocketAddr>,
+    /// The secure WebSocket listener's own TLS configuration (`mqtt.tls`'s files), for reload:
+    /// only when the MQTT TLS listener is off (with it on, both share the one `start` was given).
+    pub wss_tls: Option<crate::tls::ServerTls>,
     shared: Arc<Shared>,
     server: ntex_server::Server<ntex_server::net::Connection>,
     thread: std::thread::JoinHandle<()>,
@@ -221,8 +229,19 @@ where
         )
 }
 
-/// Binds the MQTT port (and, with `tls`, the MQTT TLS port) and starts the ntex system on its
-/// own thread. Connections report connecting and ending into `lifecycle`.
+/// An address key such as `mqtt.ws_bind` bound, when set (config validation parsed it).
+fn listen_opt(bind: &str) -> std::io::Result<Option<std::net::TcpListener>> {
+    let bind = bind.trim();
+    if bind.is_empty() {
+        return Ok(None);
+    }
+    let addr = bind.parse().map_err(std::io::Error::other)?;
+    crate::net::listen(addr).map(Some)
+}
+
+/// Binds the MQTT port (and, with `tls`, the MQTT TLS port; `mqtt.ws_bind` and `mqtt.wss_bind`
+/// when set) and starts the ntex system on its own thread. Connections report connecting and
+/// ending into `lifecycle`.
 pub fn start(
     cfg: &MqttConfig,
     tls: Option<&crate::tls::ServerTls>,
@@ -231,6 +250,7 @@ pub fn start(
 ) -> std::io::Result<MqttHandle> {
     let listener = crate::net::listen(cfg.bind)?;
     let addr = listener.local_addr()?;
+    let tls_config = tls;
     let tls = match tls {
         Some(t) => {
             let bind = t.settings().addr().ok_or_else(|| {
@@ -251,6 +271,23 @@ pub fn start(
         Some((l, _)) => Some(l.local_addr()?),
         None => None,
     };
+    let ws = listen_opt(&cfg.ws_bind)?;
+    let ws_addr = ws.as_ref().map(|l| l.local_addr()).transpose()?;
+    let wss = listen_opt(&cfg.wss_bind)?;
+    let wss_addr = wss.as_ref().map(|l| l.local_addr()).transpose()?;
+    // wss presents mqtt.tls's certificate: through the MQTT TLS listener's configuration when
+    // that listener is on, else its own (no ALPN: browsers and paho speak HTTP/1.1 without it,
+    // and a server list would refuse a client offering only other protocols).
+    let (wss_config, wss_tls) = match (&wss, tls_config) {
+        (None, _) => (None, None),
+        (Some(_), Some(t)) => (Some(t.server_config()), None),
+        (Some(_), None) => {
+            let t = crate::tls::ServerTls::load("mqtt.tls", &cfg.tls, &[])
+                .map_err(std::io::Error::other)?;
+            (Some(t.server_config()), Some(t))
+        }
+    };
+    let wss = wss.zip(wss_config);
     let shared = Arc::new(Shared {
         bridge,
         cfg: cfg.clone(),
@@ -306,6 +343,7 @@ pub fn start(
                             },
                         )?;
                     }
+                    builder = ws::listen(builder, &shared, ws, wss)?;
                     let srv = builder
                         .workers(workers)
                         .shutdown_timeout(Seconds(2))
@@ -325,6 +363,9 @@ pub fn start(
     Ok(MqttHandle {
         addr,
         tls_addr,
+        ws_addr,
+        wss_addr,
+        wss_tls,
         shared: handle_shared,
         server,
         thread,

@@ -288,6 +288,50 @@ MGMT = {
     "regenerate_key": b'{"keyName":"key2"}',
 }
 
+# MQTT over WebSockets (ws_frames): byte 0 the read size, an optional upgrade request, then
+# masked client frames.
+WS_MASK = b"\x37\xfa\x21\x3d"
+
+
+def wsframe(opcode, payload, fin=True, masked=True):
+    head = bytearray([(0x80 if fin else 0) | opcode])
+    m = 0x80 if masked else 0
+    n = len(payload)
+    if n < 126:
+        head.append(m | n)
+    elif n <= 0xFFFF:
+        head.append(m | 126)
+        head += struct.pack(">H", n)
+    else:
+        head.append(m | 127)
+        head += struct.pack(">Q", n)
+    if not masked:
+        return bytes(head) + payload
+    body = bytes(b ^ WS_MASK[i % 4] for i, b in enumerate(payload))
+    return bytes(head) + WS_MASK + body
+
+
+UPGRADE = (
+    b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+)
+_c5 = connect5("ws")
+_p5 = publish5("a/b", b"hello")
+WS = {
+    "upgrade_connect": b"\x00" + UPGRADE + wsframe(2, _c5) + wsframe(2, _p5),
+    "fragmented_ping": b"\x03"
+    + wsframe(2, _c5[:4], fin=False)
+    + wsframe(9, b"ping")
+    + wsframe(0, _c5[4:], fin=True)
+    + wsframe(10, b""),
+    "several_per_frame": b"\x00" + wsframe(2, _c5 + _p5 + b"\xc0\x00") + wsframe(8, b"\x03\xe8"),
+    "len16": b"\x07" + wsframe(2, publish5("big", bytes(range(256)) * 2)),
+    "bad_text": b"\x00" + wsframe(2, _c5) + wsframe(1, b"{}"),
+    "bad_unmasked": b"\x00" + wsframe(2, _c5) + wsframe(2, _p5, masked=False),
+    "bad_oversize": b"\x00" + wsframe(2, _c5) + b"\x82\xff" + struct.pack(">Q", 1 << 30) + WS_MASK,
+}
+
 ALL = {
     "mqtt_v3": V3,
     "mqtt_v5": V5,
@@ -297,6 +341,7 @@ ALL = {
     "sas": SAS,
     "filter": FILTER,
     "mgmt": MGMT,
+    "ws_frames": WS,
 }
 
 for target, seeds in ALL.items():
