@@ -4,7 +4,8 @@
 //! `evgrid-actors` crate), [`config`] (settings and validation, the only home of defaults),
 //! [`mqtt`] (the MQTT edge on ntex-mqtt), [`http`] (the HTTP edge on actix-web), [`net`]
 //! (listening sockets, shared by both edges), [`resource_file`] (the `--resources` file, applied
-//! at start-up). The edges never import `app`; `app` wires them. `fuzzing` (hidden) holds the
+//! at start-up), [`tls`] (certificates and keys for every TLS listener and for push delivery's
+//! `https://` webhooks, their reload, `evgrid cert dev`). The edges never import `app`; `app` wires them. `fuzzing` (hidden) holds the
 //! harnesses of the `cargo fuzz` targets in `tests/fuzz/`.
 
 pub mod app;
