@@ -606,3 +606,41 @@ fn wss_with_client_certificates_required() {
         1.0
     );
 }
+
+/// A client that pings without reading cannot grow the server's memory: once earlier output is
+/// unsent, pings go unanswered (RFC 6455 §5.5.3), so far fewer pongs come back than pings went
+/// out, and the connection and a bystander are still served afterwards.
+#[test]
+fn a_ping_flood_that_never_reads_gets_bounded_pongs() {
+    let c = certs();
+    let srv = server(&c);
+    let addr = srv.listener("mqtt-ws");
+    let mut keep = ws_client(addr, "bystander");
+    let mut ws = ws_client(addr, "flooder");
+    let ping = frame(true, 0x9, &[7; 125], true);
+    const PINGS: usize = 400_000; // 52 MB of pings; the kernel's socket buffers hold far less
+    let mut flood = Vec::with_capacity(ping.len() * 10_000);
+    for _ in 0..10_000 {
+        flood.extend_from_slice(&ping);
+    }
+    for _ in 0..PINGS / 10_000 {
+        ws.send(&flood);
+    }
+    // Still served: a PINGREQ after the flood is answered, after whatever pongs were queued.
+    ws.send(&frame(true, 0x2, &[0xC0, 0], true));
+    let mut pongs = 0usize;
+    loop {
+        let (op, payload) = ws.frame().expect("the connection stays up");
+        match op {
+            0xA => pongs += 1,
+            0x2 => {
+                assert_eq!(payload, [0xD0, 0], "PINGRESP");
+                break;
+            }
+            _ => panic!("unexpected opcode {op}"),
+        }
+    }
+    assert!(pongs < PINGS / 2, "{pongs} pongs for {PINGS} pings");
+    keep.send(&frame(true, 0x2, &[0xC0, 0], true));
+    assert_eq!(keep.packet().0, raw::PINGRESP, "the bystander is served");
+}

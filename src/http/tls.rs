@@ -23,6 +23,10 @@ use super::State;
 use crate::tls::ServerTls;
 use crate::tls::failure::classify;
 
+/// Handshakes in progress per HTTPS worker before it stops accepting: far above what a stalled
+/// client flood within one handshake timeout could reach without also hitting the fd limit.
+const MAX_HANDSHAKES_PER_WORKER: usize = 1 << 20;
+
 /// What the HTTPS listener takes from the configuration.
 pub struct HttpsSettings {
     pub workers: usize,
@@ -47,6 +51,10 @@ pub fn server(
         request_timeout,
         handshake_timeout,
     } = settings;
+    // actix-tls stops accepting at 256 handshakes in progress per worker (by default): that many
+    // clients that connect and send nothing would lock every other HTTPS client out until they
+    // time out. Each one is bounded by the handshake timeout already, which is what frees them.
+    actix_tls::accept::max_concurrent_tls_connect(MAX_HANDSHAKES_PER_WORKER);
     Ok(Server::build()
         .workers(workers)
         .disable_signals()

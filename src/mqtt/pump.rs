@@ -203,6 +203,9 @@ async fn writable<S: Sink>(sink: &S, send_timeout: Option<Duration>) -> Writable
 
 const ONE_SECOND: Duration = Duration::from_secs(1);
 
+/// Turns a taken-over connection gives its dispatcher before it closes (see `Out::Close`).
+const TAKEOVER_YIELDS: usize = 3;
+
 pub(crate) async fn run<S: Sink>(
     sink: S,
     mut rx: OutboxRx,
@@ -220,6 +223,15 @@ pub(crate) async fn run<S: Sink>(
             let msgs = match out {
                 Out::Close(reason) => {
                     ending.set(EndReason::of_close(reason));
+                    if reason == CloseReason::SessionTakenOver {
+                        // The client may have sent acknowledgements just before it reconnected:
+                        // let this connection's dispatcher handle what it has read (it runs on
+                        // this thread) before closing, so they reach the session before the
+                        // Detach the new connection waits for, and are not resent (DUP) on it.
+                        for _ in 0..TAKEOVER_YIELDS {
+                            tokio::task::yield_now().await;
+                        }
+                    }
                     sink.close(reason);
                     return;
                 }

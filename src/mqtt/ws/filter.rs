@@ -40,6 +40,9 @@ impl WsFilter {
     }
 }
 
+/// Bytes waiting for the socket above which a ping gets no pong.
+const MAX_UNSENT_FOR_PONG: usize = 16 * 1024;
+
 /// Appends one whole server frame to the next layer's write buffer.
 fn put_frame(dst: &mut BytePages, opcode: u8, payload: &[u8]) {
     let (h, n) = frame::header(opcode, payload.len());
@@ -65,7 +68,15 @@ impl FilterLayer for WsFilter {
                 let code = match st.dec.decode(src, dst) {
                     Ok(None) => return None,
                     Ok(Some(Control::Ping(p))) => {
-                        buf.with_write_buffers(|_, w| put_frame(w, OP_PONG, p.as_slice()));
+                        // A client that pings without reading would otherwise grow the write
+                        // buffer without bound (reading never pauses for writes): while earlier
+                        // output is still unsent, further pings go unanswered, as RFC 6455
+                        // §5.5.3 allows (only the latest ping needs a pong).
+                        buf.with_write_buffers(|_, w| {
+                            if w.len() < MAX_UNSENT_FOR_PONG {
+                                put_frame(w, OP_PONG, p.as_slice());
+                            }
+                        });
                         continue;
                     }
                     // RFC 6455 §5.5.1: the reply echoes the client's status.
