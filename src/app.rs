@@ -210,6 +210,16 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
     if cfg.mqtt.allow_anonymous {
         tracing::warn!("anonymous MQTT clients are allowed (mqtt.allow_anonymous = true)");
     }
+    if cfg.mqtt.tls.client_auth == crate::tls::ClientAuth::Required
+        && cfg.mqtt.tcp_enabled
+        && !cfg.mqtt.bind.ip().is_loopback()
+    {
+        tracing::warn!(
+            bind = %cfg.mqtt.bind,
+            "mqtt.tls.client_auth = required, but the plain MQTT listener takes clients without a \
+             certificate (set mqtt.tcp_enabled = false to serve MQTT over TLS only)"
+        );
+    }
     let http_listener = crate::net::listen(cfg.http.bind)?;
     let http_addr = http_listener.local_addr()?;
     let https = https_listener(&cfg)?;
@@ -349,9 +359,11 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         if let Some(a) = mqtt.wss_addr {
             println!("evgrid: mqtt-wss listening on {a}");
         }
-        println!("evgrid: mqtt listening on {}", mqtt.addr);
+        if let Some(a) = mqtt.addr {
+            println!("evgrid: mqtt listening on {a}");
+        }
         println!("evgrid: http listening on {http_addr}");
-        tracing::info!(mqtt = %mqtt.addr, http = %http_addr, "evgrid started");
+        tracing::info!(mqtt = ?mqtt.addr, http = %http_addr, "evgrid started");
         let ended = match first {
             Poll::Ready(res) => Err(res),
             Poll::Pending => tokio::select! {
@@ -365,11 +377,16 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         // The Disconnected events of the connections the stop closed: the queue ends once the
         // MQTT thread has dropped its end.
         let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle).await;
+        // Both HTTP servers drain at once (each within its shutdown timeout), not one after the
+        // other: the stop command is sent when `stop` is called.
         let graceful = *ended.as_ref().unwrap_or(&false);
-        if let Some((_, https, task)) = https {
-            https.stop(graceful).await;
-            let _ = task.await;
-        }
+        let https_stopped = https.map(|(_, https, task)| {
+            let stop = https.stop(graceful);
+            async move {
+                stop.await;
+                let _ = task.await;
+            }
+        });
         let res = match ended {
             Err(res) => res,
             Ok(graceful) => {
@@ -378,6 +395,9 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 server.await
             }
         };
+        if let Some(stopped) = https_stopped {
+            stopped.await;
+        }
         for a in arbiters.into_iter().chain(grid_arbiters) {
             a.stop();
         }

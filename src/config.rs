@@ -226,6 +226,8 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     pub bind: SocketAddr,
+    /// The plain TCP listener on `bind`; false: MQTT only over the TLS and WebSocket listeners.
+    pub tcp_enabled: bool,
     /// The namespace the broker serves: its `topicSpacesConfiguration` routes the broker's
     /// messages, and HTTP publishes to MQTT go through it (docs/eventgrid.md §7.6, §7.8).
     pub namespace: String,
@@ -326,6 +328,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             bind: "0.0.0.0:1883".parse().expect("literal"),
+            tcp_enabled: true,
             namespace: "default".into(),
             allow_anonymous: true,
             max_qos: 2,
@@ -586,11 +589,30 @@ impl Config {
         if !self.admin_key.is_empty() && self.admin_key.len() < 16 {
             return bad("admin_key", "must be at least 16 characters");
         }
-        if m.bind == self.http.bind && m.bind.port() != 0 {
+        let wss_on = !m.wss_bind.trim().is_empty();
+        if m.tcp_enabled && m.bind == self.http.bind && m.bind.port() != 0 {
             return bad("mqtt.bind", "must differ from http.bind");
         }
-        for (section, l) in [("mqtt.tls", &m.tls), ("http.tls", &self.http.tls)] {
-            if let Err((key, message)) = l.validate(section) {
+        if !m.wss_bind.trim().is_empty() && m.tls.cert_file.as_os_str().is_empty() {
+            return bad(
+                "mqtt.wss_bind",
+                "needs mqtt.tls.cert_file and mqtt.tls.key_file",
+            );
+        }
+        if !m.tcp_enabled && !m.tls.enabled() && m.ws_bind.trim().is_empty() && !wss_on {
+            return bad(
+                "mqtt.tcp_enabled",
+                "is false, and no other MQTT listener is set (mqtt.tls.bind, mqtt.ws_bind, mqtt.wss_bind)",
+            );
+        }
+        // wss takes mqtt.tls's certificate, client authentication and timeout even when the
+        // MQTT TLS listener itself is off.
+        let wss = !m.wss_bind.trim().is_empty();
+        for (section, l, used) in [
+            ("mqtt.tls", &m.tls, wss),
+            ("http.tls", &self.http.tls, false),
+        ] {
+            if let Err((key, message)) = l.validate(section, used) {
                 return Err(ConfigError::Invalid { key, message });
             }
         }
@@ -598,12 +620,6 @@ impl Config {
             if !bind.trim().is_empty() && bind.trim().parse::<SocketAddr>().is_err() {
                 return bad(key, "must be an address such as 0.0.0.0:8083, or empty");
             }
-        }
-        if !m.wss_bind.trim().is_empty() && m.tls.cert_file.as_os_str().is_empty() {
-            return bad(
-                "mqtt.wss_bind",
-                "needs mqtt.tls.cert_file and mqtt.tls.key_file",
-            );
         }
         Ok(())
     }

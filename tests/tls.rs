@@ -493,3 +493,93 @@ fn sighup_without_a_tls_listener_stops_nothing() {
     srv.assert_mqtt_alive();
     assert!(srv.listeners.is_empty(), "{:?}", srv.listeners);
 }
+
+/// `mqtt.tcp_enabled = false`: MQTT only over TLS (no plain listener announced or open), so
+/// `client_auth = required` cannot be bypassed on the plain port.
+#[test]
+fn tls_only_without_the_plain_listener() {
+    let pki = Pki::new();
+    let ca = pki.p("ca.pem");
+    let srv = pki.server(&[
+        ("EVGRID_MQTT_TCP_ENABLED", "false"),
+        ("EVGRID_MQTT_TLS_CLIENT_AUTH", "required"),
+        ("EVGRID_MQTT_TLS_CA_FILE", &ca),
+    ]);
+    assert_eq!(srv.mqtt.port(), 0, "no plain MQTT listener announced");
+    let tls = srv.listener("mqtt-tls");
+    let (c, k) = (pki.p("client.pem"), pki.p("client.key"));
+    let sub = Sub::start(
+        tls,
+        &["--cafile", &ca, "--cert", &c, "--key", &k],
+        "only/tls",
+    );
+    // The subscription may not be in yet when the first publish goes out: publish until it is.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let args = ["--cafile", &ca, "--cert", &c, "--key", &k];
+        assert!(mosquitto_pub(tls, &args, "only/tls", "hi").success());
+        match sub.lines.recv_timeout(Duration::from_millis(300)) {
+            Ok(l) => {
+                assert_eq!(l, "only/tls hi");
+                break;
+            }
+            Err(_) => assert!(Instant::now() < end, "never arrived over TLS"),
+        }
+    }
+    // Nothing else at all: the setting refuses to start without any MQTT listener.
+    let dir = TempDir::new("no-mqtt");
+    let out = Server::command(&dir.0)
+        .env("EVGRID_MQTT_TCP_ENABLED", "false")
+        .output()
+        .expect("evgrid");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mqtt.tcp_enabled"), "{err}");
+}
+
+/// With client certificates required and the plain listener open beyond loopback, evgrid says
+/// at start that clients can connect there without one.
+#[test]
+fn required_client_certificates_beside_an_open_plain_port_are_warned_about() {
+    let pki = Pki::new();
+    let dir = TempDir::new("warn");
+    let (cert, key, ca) = (pki.p("server.pem"), pki.p("server.key"), pki.p("ca.pem"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evgrid"))
+        .args([
+            "--mqtt-bind",
+            "0.0.0.0:0",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&dir.0)
+        .env("RUST_LOG", "warn")
+        .env("EVGRID_MQTT_TLS_BIND", "127.0.0.1:0")
+        .env("EVGRID_MQTT_TLS_CERT_FILE", &cert)
+        .env("EVGRID_MQTT_TLS_KEY_FILE", &key)
+        .env("EVGRID_MQTT_TLS_CLIENT_AUTH", "required")
+        .env("EVGRID_MQTT_TLS_CA_FILE", &ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("evgrid");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    for line in out.lines() {
+        if line.expect("line").starts_with("evgrid: http listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    let _ = child.wait();
+    assert!(
+        err.contains("plain MQTT listener takes clients without a certificate"),
+        "{err}"
+    );
+}

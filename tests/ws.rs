@@ -433,7 +433,7 @@ fn bad_upgrades_get_their_answer_and_others_carry_on() {
         }
         start.elapsed()
     });
-    let cases: [(String, &str, &str); 5] = [
+    let cases: [(String, &str, &str); 6] = [
         (upgrade("/mqtt", &[V13]), "HTTP/1.1 400 ", "must offer mqtt"),
         (
             upgrade("/mqtt", &[V13, "Sec-WebSocket-Protocol: chat, wamp"]),
@@ -457,6 +457,12 @@ fn bad_upgrades_get_their_answer_and_others_carry_on() {
             String::from_utf8_lossy(&connect_v5("not-http")).into_owned(),
             "HTTP/1.1 400 ",
             "not an HTTP GET",
+        ),
+        // A wss client on the ws port: the start of a ClientHello (all ASCII, to fit the table).
+        (
+            "\u{16}\u{3}\u{1}\u{0}\u{5}\u{1}\u{0}\u{0}\u{1}\u{3}".to_string(),
+            "HTTP/1.1 400 ",
+            "a TLS handshake on the plain WebSocket port",
         ),
     ];
     for (req, status, reason) in &cases {
@@ -487,7 +493,14 @@ fn bad_upgrades_get_their_answer_and_others_carry_on() {
     assert_eq!(count("no_subprotocol"), 2.0);
     assert_eq!(count("bad_version"), 1.0);
     assert_eq!(count("not_found"), 1.0);
-    assert_eq!(count("bad_request"), 1.0);
+    assert_eq!(count("bad_request"), 2.0);
+    assert_eq!(
+        srv.metric(
+            "evgrid_tls_handshake_failures_total{listener=\"mqtt_plain\",reason=\"tls_on_plain_port\"}"
+        ),
+        1.0,
+        "the ClientHello on the ws port"
+    );
     assert_eq!(count("timeout"), 1.0);
     assert_eq!(count("accepted"), 1.0);
     // Not TLS on the wss port: refused by TLS, counted there.

@@ -149,7 +149,8 @@ pub(crate) fn codec_limits(c: &MqttConfig) -> (u32, u32) {
 
 /// Handle to the running MQTT listener.
 pub struct MqttHandle {
-    pub addr: SocketAddr,
+    /// The plain TCP listener's address (`mqtt.bind`), unless `mqtt.tcp_enabled` is false.
+    pub addr: Option<SocketAddr>,
     /// The MQTT TLS listener's address, when `mqtt.tls` is enabled.
     pub tls_addr: Option<SocketAddr>,
     /// MQTT over WebSockets (`mqtt.ws_bind`), when on.
@@ -248,8 +249,11 @@ pub fn start(
     bridge: Bridge,
     lifecycle: LifecycleTx,
 ) -> std::io::Result<MqttHandle> {
-    let listener = crate::net::listen(cfg.bind)?;
-    let addr = listener.local_addr()?;
+    let listener = match cfg.tcp_enabled {
+        true => Some(crate::net::listen(cfg.bind)?),
+        false => None,
+    };
+    let addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let tls_config = tls;
     let tls = match tls {
         Some(t) => {
@@ -315,21 +319,24 @@ pub fn start(
                 .disable_signals()
                 .build(ntex_net::DefaultRuntime)
                 .block_on(async move {
-                    let sh = shared.clone();
-                    let mut builder = ntex_server::net::build().listen(
-                        "mqtt",
-                        listener,
-                        SharedCfg::new("MQTT").add(service_config(&shared.cfg)),
-                        async move |_| {
-                            // Failures before or during the handshake (garbage, a first packet
-                            // that is not CONNECT, a bad protocol name or level, no CONNECT in
-                            // time) never reach the session services: count here.
-                            tls::SniffTls(
-                                ntex_service::service(mqtt_service(sh.clone(), false))
-                                    .map_err(count_handshake_error),
-                            )
-                        },
-                    )?;
+                    let mut builder = ntex_server::net::build();
+                    if let Some(listener) = listener {
+                        let sh = shared.clone();
+                        builder = builder.listen(
+                            "mqtt",
+                            listener,
+                            SharedCfg::new("MQTT").add(service_config(&shared.cfg)),
+                            async move |_| {
+                                // Failures before or during the handshake (garbage, a first
+                                // packet that is not CONNECT, a bad protocol name or level, no
+                                // CONNECT in time) never reach the session services: count here.
+                                tls::SniffTls(
+                                    ntex_service::service(mqtt_service(sh.clone(), false))
+                                        .map_err(count_handshake_error),
+                                )
+                            },
+                        )?;
+                    }
                     if let Some((l, acceptor)) = tls {
                         let sh = shared.clone();
                         builder = builder.listen(

@@ -65,13 +65,18 @@ impl TlsListener {
         self.bind.trim().parse().ok()
     }
 
-    /// Checks what needs no file: `section` is the key prefix for messages (`mqtt.tls`).
-    pub fn validate(&self, section: &str) -> Result<(), (String, String)> {
-        if !self.enabled() {
+    /// Checks what needs no file: `section` is the key prefix for messages (`mqtt.tls`). `used`:
+    /// another listener takes these settings even when this one is off (`mqtt.wss_bind` takes
+    /// `mqtt.tls`'s certificate, client authentication and timeout).
+    pub fn validate(&self, section: &str, used: bool) -> Result<(), (String, String)> {
+        let bad = |k: &str, why: &str| Err((format!("{section}.{k}"), why.to_string()));
+        if self.handshake_timeout_ms == 0 {
+            return bad("handshake_timeout_ms", "must be above 0");
+        }
+        if !self.enabled() && !used {
             return Ok(());
         }
-        let bad = |k: &str, why: &str| Err((format!("{section}.{k}"), why.to_string()));
-        if self.addr().is_none() {
+        if self.enabled() && self.addr().is_none() {
             return bad("bind", "must be an address such as 0.0.0.0:8883");
         }
         if self.cert_file.as_os_str().is_empty() {
@@ -85,9 +90,6 @@ impl TlsListener {
                 "ca_file",
                 "is required when client_auth is optional or required",
             );
-        }
-        if self.handshake_timeout_ms == 0 {
-            return bad("handshake_timeout_ms", "must be above 0");
         }
         Ok(())
     }

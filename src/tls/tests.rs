@@ -98,18 +98,48 @@ fn every_bad_file_is_named_with_its_reason() {
 #[test]
 fn listener_settings_are_checked_without_files() {
     let mut l = TlsListener::default();
-    assert_eq!(l.validate("mqtt.tls"), Ok(()), "disabled by default");
+    assert_eq!(l.validate("mqtt.tls", false), Ok(()), "disabled by default");
     l.bind = "nowhere".into();
-    assert_eq!(l.validate("mqtt.tls").unwrap_err().0, "mqtt.tls.bind");
+    assert_eq!(
+        l.validate("mqtt.tls", false).unwrap_err().0,
+        "mqtt.tls.bind"
+    );
     l.bind = "127.0.0.1:8883".into();
-    assert_eq!(l.validate("mqtt.tls").unwrap_err().0, "mqtt.tls.cert_file");
+    assert_eq!(
+        l.validate("mqtt.tls", false).unwrap_err().0,
+        "mqtt.tls.cert_file"
+    );
     l.cert_file = "c.pem".into();
-    assert_eq!(l.validate("mqtt.tls").unwrap_err().0, "mqtt.tls.key_file");
+    assert_eq!(
+        l.validate("mqtt.tls", false).unwrap_err().0,
+        "mqtt.tls.key_file"
+    );
     l.key_file = "k.pem".into();
     l.client_auth = ClientAuth::Optional;
-    assert_eq!(l.validate("mqtt.tls").unwrap_err().0, "mqtt.tls.ca_file");
+    assert_eq!(
+        l.validate("mqtt.tls", false).unwrap_err().0,
+        "mqtt.tls.ca_file"
+    );
     l.ca_file = "ca.pem".into();
-    assert_eq!(l.validate("mqtt.tls"), Ok(()));
+    assert_eq!(l.validate("mqtt.tls", false), Ok(()));
+    // Off, but its settings used by another listener (wss): checked all the same.
+    let mut off = TlsListener {
+        client_auth: ClientAuth::Required,
+        cert_file: "c.pem".into(),
+        key_file: "k.pem".into(),
+        ..TlsListener::default()
+    };
+    assert_eq!(off.validate("mqtt.tls", false), Ok(()));
+    assert_eq!(
+        off.validate("mqtt.tls", true).unwrap_err().0,
+        "mqtt.tls.ca_file"
+    );
+    off.client_auth = ClientAuth::None;
+    off.handshake_timeout_ms = 0;
+    assert_eq!(
+        off.validate("mqtt.tls", false).unwrap_err().0,
+        "mqtt.tls.handshake_timeout_ms"
+    );
 }
 
 #[test]

@@ -141,7 +141,8 @@ impl Server {
         });
         let (mut mqtt, mut http, mut admin_key) = (None, None, None);
         let mut listeners = std::collections::HashMap::new();
-        while mqtt.is_none() || http.is_none() {
+        // The http line comes last; the mqtt one is missing when mqtt.tcp_enabled is false.
+        while http.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("evgrid did not start");
@@ -163,7 +164,7 @@ impl Server {
         }
         Server {
             child,
-            mqtt: mqtt.unwrap(),
+            mqtt: mqtt.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             http: http.unwrap(),
             admin_key,
             listeners,

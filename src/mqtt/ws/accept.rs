@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
-use evgrid_actors::metrics::{TLS, TlsListenerKind, WS, WsUpgrade};
+use evgrid_actors::metrics::{HandshakeFailure, TLS, TlsListenerKind, WS, WsUpgrade};
 use ntex_bytes::{Bytes, BytesMut};
 use ntex_io::{Filter, Io, Layer};
 use ntex_service::{Ctx, Service};
@@ -23,6 +23,9 @@ use super::handshake::{self, Refused};
 pub struct WsAcceptor {
     timeout: Millis,
     max_payload: u64,
+    /// On the plain `ws` listener (not under TLS): a ClientHello there is counted as a TLS
+    /// handshake on a plain port.
+    plain: bool,
 }
 
 impl WsAcceptor {
@@ -30,6 +33,15 @@ impl WsAcceptor {
         WsAcceptor {
             timeout,
             max_payload,
+            plain: true,
+        }
+    }
+
+    /// The same, for upgrades arriving over TLS (`wss`).
+    pub fn behind_tls(self) -> Self {
+        WsAcceptor {
+            plain: false,
+            ..self
         }
     }
 }
@@ -92,6 +104,9 @@ impl WsAcceptor {
     /// nothing cannot keep the connection open).
     async fn refuse<F: Filter>(&self, io: &Io<F>, r: Refused) -> io::Error {
         WS.upgrade(r.outcome);
+        if self.plain && r.reason == handshake::TLS_ON_PLAIN {
+            TLS.failure(TlsListenerKind::MqttPlain, HandshakeFailure::TlsOnPlainPort);
+        }
         tracing::debug!(
             status = r.status,
             reason = r.reason,

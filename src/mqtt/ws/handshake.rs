@@ -30,6 +30,9 @@ pub struct Refused {
     pub outcome: WsUpgrade,
 }
 
+/// The refusal of a TLS ClientHello (a `wss` client on the `ws` port).
+pub const TLS_ON_PLAIN: &str = "a TLS handshake on the plain WebSocket port";
+
 const fn bad(reason: &'static str) -> Refused {
     Refused {
         status: 400,
@@ -49,6 +52,9 @@ pub struct Accepted {
 /// while it is incomplete. Refuses early what cannot become an upgrade: bytes that do not
 /// start `GET `, and a head over [`MAX_HEAD`].
 pub fn head_len(buf: &[u8]) -> Result<Option<usize>, Refused> {
+    if buf.starts_with(&[0x16, 0x03]) {
+        return Err(bad(TLS_ON_PLAIN));
+    }
     let start = buf.len().min(4);
     if buf[..start] != b"GET "[..start] {
         return Err(bad("not an HTTP GET request"));

@@ -43,7 +43,7 @@ pub(super) fn listen(
     let max_payload = max_frame_payload(c.max_packet_size);
     // One timeout for each step a client could stall (TLS, then the upgrade request).
     let timeout = Millis(u32::try_from(c.tls.handshake_timeout_ms).unwrap_or(u32::MAX));
-    let upgrade = WsAcceptor::new(timeout, max_payload);
+    let upgrade = WsAcceptor::new(timeout, max_payload).behind_tls();
     if let Some(l) = ws {
         let sh = shared.clone();
         srv = srv.listen(

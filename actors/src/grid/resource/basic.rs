@@ -343,6 +343,14 @@ fn check_url(url: &str) -> Result<(), String> {
     if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
         return Err(format!("{at} '{url}' has no valid host"));
     }
+    // The HTTPS client hands the bracketed literal to certificate verification, which refuses
+    // it: every delivery would fail, so the subscription is refused now instead.
+    if url.starts_with("https://") && host.starts_with('[') {
+        return Err(format!(
+            "{at} '{url}': an https:// endpoint must be a host name or an IPv4 address \
+             (IPv6 address literals are not supported for https)"
+        ));
+    }
     Ok(())
 }
 

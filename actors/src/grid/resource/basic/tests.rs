@@ -95,10 +95,19 @@ fn refusals_name_the_property() {
     let mut https = hook(json!({}));
     https["destination"]["properties"]["endpointUrl"] = json!("https://x/y");
     assert!(subscription(&https, InputSchema::EventGrid, 0).is_ok());
+    https["destination"]["properties"]["endpointUrl"] = json!("http://[::1]:8080/y");
+    assert!(
+        subscription(&https, InputSchema::EventGrid, 0).is_ok(),
+        "plain IPv6 is fine"
+    );
     for (url, want) in [
         ("ftp://x/y", "absolute http:// or https:// URL"),
         ("https:///y", "no valid host"),
         ("https://u@x/y", "no valid host"),
+        (
+            "https://[::1]:8443/y",
+            "IPv6 address literals are not supported",
+        ),
     ] {
         https["destination"]["properties"]["endpointUrl"] = json!(url);
         let e = subscription(&https, InputSchema::EventGrid, 0).unwrap_err();
