@@ -14,6 +14,8 @@ cargo build --release -p evgrid -p evgrid-loadtest
 ev=target/release/evgrid
 lt=target/release/evgrid-loadtest
 $ev cert dev --out "$out/certs" > /dev/null
+# mosquitto started as root drops to its own user, which must read the (scratch) server key.
+chmod 644 "$out/certs/server.key"
 ca="$out/certs/ca.pem"
 ev_tcp=18830; ev_tls=18883; mq_tcp=18831; mq_tls=18884; http=18095; https=18443
 
@@ -46,8 +48,11 @@ mqpid=$!
 trap 'kill $evpid $mqpid 2>/dev/null' EXIT
 sleep 1
 
+# ONLY="fanin_tcp fanin_tls idle publish" runs just those parts (default: everything).
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 mqtt() {
   local name=$1 a=$2 b=$3; shift 3
+  want "$name" || return 0
   echo "=== $name"
   $lt compare --a 127.0.0.1:$a --b 127.0.0.1:$b --a-pid $evpid --b-pid $mqpid --rounds "$rounds" \
     --json "$out/$name.json" "$@" | tee "$out/$name.txt"
@@ -63,28 +68,38 @@ mqtt fanin_q1_tls $ev_tls $mq_tls --scenario fanin --publishers 100 --rate 30000
 mqtt connect_tls $ev_tls $mq_tls --scenario conn -c 2000 -R 100000 --duration 2s "${tls[@]}"
 mqtt connect_tcp $ev_tcp $mq_tcp --scenario conn -c 2000 -R 100000 --duration 2s
 
-# Memory per idle connection: VmRSS before and after holding N connections (TLS and TCP).
+# Memory per idle connection: VmRSS before and after holding N connections (TLS and TCP), read
+# once every connection has its CONNACK; each broker settles for a few seconds in between.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 idle() {
   local name=$1 pid=$2 port=$3; shift 3
-  local n=5000 before after
+  local n=5000 before after log="$out/idle.$name.log"
+  sleep 3
   before=$(rss "$pid")
-  python3 benches/idle_connections.py 127.0.0.1 "$port" $n 4 "$@" > /dev/null &
+  python3 benches/idle_connections.py 127.0.0.1 "$port" $n 60 "$@" > "$log" 2>&1 &
   local py=$!
-  sleep 3.5
+  for _ in $(seq 600); do
+    grep -q "^connected" "$log" && break
+    kill -0 $py 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! grep -q "^connected" "$log"; then
+    echo "idle $name: FAILED: $(tail -1 "$log")"; kill $py 2>/dev/null; return 0
+  fi
+  sleep 1
   after=$(rss "$pid")
-  wait $py || true
+  kill $py 2>/dev/null; wait $py 2>/dev/null || true
   echo "idle $name: $(( (after - before) * 1024 / n )) bytes/connection (RSS $before → $after KiB, $n connections)"
 }
-{
+if want idle; then
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   for r in $(seq "$rounds"); do
     idle evgrid_tls $evpid $ev_tls --tls="$ca"
     idle mosquitto_tls $mqpid $mq_tls --tls="$ca"
     idle evgrid_tcp $evpid $ev_tcp
     idle mosquitto_tcp $mqpid $mq_tcp
-    sleep 2
-  done
-} | tee "$out/idle.txt"
+  done | tee "$out/idle.txt"
+fi
 
 # HTTPS vs HTTP publish: one namespace topic with a Queue subscription, 32 keep-alive
 # connections, batches of 100 1 KiB CloudEvents, closed loop; the memory store, so the transport
@@ -94,7 +109,7 @@ curl -s -XPUT -H "$H" $B/mgmt/namespaces/default/topics/bench -d '{"properties":
 curl -s -XPUT -H "$H" $B/mgmt/namespaces/default/topics/bench/eventSubscriptions/s \
   -d '{"properties":{"deliveryConfiguration":{"deliveryMode":"Queue","queue":{"eventTimeToLive":"PT1M"}}}}' > /dev/null
 KEY=$(curl -s -XPOST -H "$H" $B/mgmt/namespaces/default/listKeys | python3 -c 'import sys,json;print(json.load(sys.stdin)["key1"])')
-{
+want publish && {
   for r in $(seq "$rounds"); do
     for scheme in http https; do
       port=$http; [ $scheme = https ] && port=$https
