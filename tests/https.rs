@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, TempDir};
+use common::{Server, TempDir, loadtest_bin};
 use evgrid::tls::dev::DevCa;
 use serde_json::{Value, json};
 
@@ -220,21 +220,6 @@ fn the_api_over_https_with_curl_and_bad_clients_hurt_no_one() {
     );
     others.clear();
     assert_eq!(failed("peer_closed"), 1.0, "curl refusing the certificate");
-}
-
-/// The `evgrid-loadtest` binary of this workspace (built here when only this package's tests
-/// run).
-fn loadtest_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_evgrid")).with_file_name("evgrid-loadtest");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "evgrid-loadtest"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building evgrid-loadtest failed");
-    }
-    bin
 }
 
 /// A `webhook-sink` serving HTTPS with `pki`'s certificate on `bind`, writing its report to

@@ -3,25 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Server, TempDir};
-
-/// The `evgrid-loadtest` binary of this workspace (built by `cargo test --workspace`; built here
-/// when only this package's tests run).
-fn loadtest_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_evgrid")).with_file_name("evgrid-loadtest");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "evgrid-loadtest"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building evgrid-loadtest failed");
-    }
-    bin
-}
+use common::{Server, TempDir, loadtest_bin};
 
 /// Runs the generator against `srv` with `args` (split on whitespace) for 2 s; returns its report.
 fn run(srv: &Server, args: &str) -> serde_json::Value {

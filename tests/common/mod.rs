@@ -272,3 +272,19 @@ impl Drop for Server {
         self.kill();
     }
 }
+
+/// The `evgrid-loadtest` binary of this workspace (built by `cargo test --workspace`; built here
+/// when only this package's tests run).
+pub fn loadtest_bin() -> std::path::PathBuf {
+    let bin =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_evgrid")).with_file_name("evgrid-loadtest");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "evgrid-loadtest"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building evgrid-loadtest failed");
+    }
+    bin
+}
