@@ -54,7 +54,7 @@ async fn setup(subs: usize) -> (Broker, Vec<OutboxRx>) {
             opts: SubOpts::default(),
         }];
         broker
-            .subscribe(opened.id, &opened.addr, req, 10)
+            .subscribe(opened.id, &opened.addr, &opened.mailbox, req, 10)
             .await
             .unwrap();
         std::mem::forget(opened); // keep the session actors alive for the whole bench

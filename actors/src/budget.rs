@@ -1,5 +1,5 @@
-//! The memory budget: the bytes every kind of client-driven buffer holds (MQTT outbound and
-//! session backlogs, HTTP request bodies), summed over all connections and sessions, against one
+//! The memory budget: the bytes every kind of client-driven buffer holds (MQTT outbound, session
+//! mailboxes and backlogs, HTTP request bodies), summed over all connections and sessions, against one
 //! process-wide limit.
 //!
 //! Owns the per-kind totals and the limit (`memory_budget_bytes`); the buffers themselves (the
@@ -29,10 +29,13 @@ pub enum BufferKind {
     /// declared `Content-Length` (the buffer's capacity may exceed them by up to its last growth
     /// step, which the count leaves out).
     HttpBody = 2,
+    /// `mqtt_mailbox`: messages routed to a session and waiting in its mailbox for the session
+    /// to take them (to its connection's writer or its backlog).
+    MqttMailbox = 3,
 }
 
-const LABELS: [&str; KINDS] = ["mqtt_outbound", "mqtt_backlog", "http_body"];
-const KINDS: usize = 3;
+const LABELS: [&str; KINDS] = ["mqtt_outbound", "mqtt_backlog", "http_body", "mqtt_mailbox"];
+const KINDS: usize = 4;
 
 #[derive(Debug)]
 pub struct Budget {
@@ -48,6 +51,7 @@ impl Budget {
         Budget {
             limit: AtomicUsize::new(limit),
             held: [
+                AtomicUsize::new(0),
                 AtomicUsize::new(0),
                 AtomicUsize::new(0),
                 AtomicUsize::new(0),
@@ -129,7 +133,7 @@ impl Budget {
             s,
             "gauge",
             "evgrid_memory_budget_bytes",
-            "Limit on the bytes all client-driven buffers (MQTT outbound and backlogs, HTTP \
+            "Limit on the bytes all client-driven buffers (MQTT outbound, mailboxes and backlogs, HTTP \
              request bodies) hold together (memory_budget_bytes).",
             limit,
         );

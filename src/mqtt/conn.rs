@@ -21,12 +21,14 @@ use evgrid_actors::bridge::route::Prepared;
 use evgrid_actors::bridge::{Bridge, Client, RouteError};
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::model::clock::now_ms;
-use evgrid_actors::mqtt::broker::OpenError;
+use evgrid_actors::mqtt::broker::{OpenError, Opened};
 use evgrid_actors::mqtt::lifecycle::{EndReason, Happened, SessionEvent};
 use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId, owned_str};
 use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
 use evgrid_actors::mqtt::router::{InFlight, SubReq};
-use evgrid_actors::mqtt::session::{Attach, Deliver, Detach, InboundQos2, Link, Session, Will};
+use evgrid_actors::mqtt::session::{
+    Attach, Deliver, Detach, InboundQos2, Link, Mailbox, Session, Will,
+};
 use ntex_bytes::ByteString;
 use tokio::sync::oneshot;
 
@@ -102,23 +104,16 @@ pub(super) async fn open(
         auth_name: owned_str(user_name.unwrap_or(client_id)),
         session: client_id.clone(),
     };
-    let state = Conn::new(
-        conn,
-        opened.id,
-        opened.addr.clone(),
-        opened.inbound_qos2,
-        acks.clone(),
-        sh.clone(),
-        client,
-    );
+    let (session, present) = (opened.addr.clone(), opened.present);
+    let state = Conn::new(conn, opened, acks.clone(), sh.clone(), client);
     let writer = Writer {
         rx,
-        session: opened.addr,
+        session,
         conn,
         acks,
         ending: state.ending.clone(),
     };
-    Ok((state, opened.present, writer))
+    Ok((state, present, writer))
 }
 
 /// The task that writes a connection's messages to its socket, not started yet.
@@ -181,6 +176,8 @@ pub(crate) struct Conn {
     pub id: ConnId,
     pub session: SessionId,
     pub addr: Addr<Session>,
+    /// The session's mailbox count, handed to the routing shards with each SUBSCRIBE.
+    mailbox: Arc<Mailbox>,
     pub shared: Arc<Shared>,
     /// Who publishes on this connection, as routing enrichments see it.
     pub client: Arc<Client>,
@@ -208,19 +205,25 @@ pub(crate) struct Conn {
 impl Conn {
     pub fn new(
         id: ConnId,
-        session: SessionId,
-        addr: Addr<Session>,
-        inbound_qos2: InboundQos2,
+        opened: Opened,
         acks: Acks,
         shared: Arc<Shared>,
         client: Client,
     ) -> Conn {
+        let Opened {
+            id: session,
+            addr,
+            mailbox,
+            inbound_qos2,
+            ..
+        } = opened;
         METRICS.connections.inc();
         METRICS.connections_total.inc();
         Conn {
             id,
             session,
             addr,
+            mailbox,
             shared,
             client: Arc::new(client),
             publisher: Rc::default(),
@@ -343,6 +346,7 @@ impl Conn {
             .subscribe(
                 self.session,
                 &self.addr,
+                &self.mailbox,
                 reqs,
                 sh.cfg.max_subscriptions_per_client,
             )
@@ -364,7 +368,7 @@ impl Conn {
             }));
         }
         if !retained.is_empty() {
-            self.addr.do_send(Deliver(retained));
+            self.addr.do_send(Deliver::unbounded(retained));
         }
         Ok(out)
     }

@@ -19,11 +19,12 @@ use crate::mqtt::router::{
     self, GetRetained, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe,
     Unsubscribe,
 };
-use crate::mqtt::session::{self, Attach, Discard, Session, SessionLimits};
+use crate::mqtt::session::{self, Attach, Discard, Mailbox, Session, SessionLimits};
 
 struct Entry {
     id: SessionId,
     addr: Addr<Session>,
+    mailbox: Arc<Mailbox>,
 }
 
 struct Inner {
@@ -47,6 +48,8 @@ pub struct Broker(Arc<Inner>);
 pub struct Opened {
     pub id: SessionId,
     pub addr: Addr<Session>,
+    /// The session's mailbox count, which routing shards bound (passed back with `subscribe`).
+    pub mailbox: Arc<Mailbox>,
     pub present: bool,
     pub inbound_qos2: session::InboundQos2,
 }
@@ -98,7 +101,11 @@ impl Broker {
         let addr = Session::start_in_arbiter(&self.0.arbiters[n], move |_| {
             Session::new(id, cid, broker, limits)
         });
-        Entry { id, addr }
+        Entry {
+            id,
+            addr,
+            mailbox: Arc::new(Mailbox::new(&self.0.limits)),
+        }
     }
 
     /// Opens (or resumes, unless `clean_start`) the session of `client_id` and attaches a
@@ -114,16 +121,20 @@ impl Broker {
         // never refused because another took the slot meanwhile.
         let mut slot_given_back = false;
         for _ in 0..8 {
-            let (id, addr, fresh) = {
+            let (id, addr, mailbox, fresh) = {
                 use dashmap::mapref::entry::Entry as E;
                 match self.0.registry.entry(client_id.clone()) {
                     E::Occupied(mut e) if clean_start => {
                         let new = self.spawn_session(client_id);
                         let old = std::mem::replace(e.get_mut(), new);
                         old.addr.do_send(Discard);
-                        (e.get().id, e.get().addr.clone(), true)
+                        let e = e.get();
+                        (e.id, e.addr.clone(), e.mailbox.clone(), true)
                     }
-                    E::Occupied(e) => (e.get().id, e.get().addr.clone(), false),
+                    E::Occupied(e) => {
+                        let e = e.get();
+                        (e.id, e.addr.clone(), e.mailbox.clone(), false)
+                    }
                     E::Vacant(e) => {
                         let full = self.0.sessions.fetch_add(1, Ordering::Relaxed)
                             >= self.0.limits.max_sessions;
@@ -133,7 +144,7 @@ impl Broker {
                             return Err(OpenError::TooManySessions);
                         }
                         let new = self.spawn_session(client_id);
-                        let r = (new.id, new.addr.clone(), true);
+                        let r = (new.id, new.addr.clone(), new.mailbox.clone(), true);
                         e.insert(new);
                         r
                     }
@@ -146,6 +157,7 @@ impl Broker {
                     return Ok(Opened {
                         id,
                         addr,
+                        mailbox,
                         present: a.present,
                         inbound_qos2: a.inbound_qos2,
                     });
@@ -253,6 +265,7 @@ impl Broker {
         &self,
         session: SessionId,
         addr: &Addr<Session>,
+        mailbox: &Arc<Mailbox>,
         subs: Vec<SubReq>,
         max_subs: usize,
     ) -> Result<Vec<SubResult>, MailboxError> {
@@ -261,6 +274,7 @@ impl Broker {
             waits.push(r.send(Subscribe {
                 session,
                 addr: addr.clone(),
+                mailbox: mailbox.clone(),
                 subs: subs.clone(),
                 max_subs,
                 count_metrics: i == 0,

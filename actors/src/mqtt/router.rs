@@ -6,8 +6,8 @@
 //! so messages of one topic always pass through one shard, in order.
 //!
 //! Turns one incoming batch into at most one `Deliver` mailbox message per subscribing session.
-//! Must never block on a session: it uses `do_send`, and each session applies its own queue
-//! limits.
+//! Must never block on a session: it uses `do_send`, bounded by the session's [`Mailbox`] count
+//! (what does not fit is dropped here), and each session applies its own queue limits.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::metrics::METRICS;
 use crate::model::clock::now_ms;
 use crate::mqtt::message::{AppMessage, Delivery, IdMap, SessionId};
 use crate::mqtt::retained::{RetainedIndex, RetainedMessage};
-use crate::mqtt::session::{Deliver, Session};
+use crate::mqtt::session::{Deliver, Mailbox, Session};
 use crate::mqtt::trie::{Matched, SubOpts, SubTrie, TopicLimits, parse_filter};
 
 /// A batch of messages from one publisher for this shard. Sent by connections (and by sessions for
@@ -111,6 +111,7 @@ pub struct SubResult {
 pub struct Subscribe {
     pub session: SessionId,
     pub addr: Addr<Session>,
+    pub mailbox: Arc<Mailbox>,
     pub subs: Vec<SubReq>,
     pub max_subs: usize,
     /// Only shard 0 counts subscriptions in the metrics, so N shards do not count N times.
@@ -144,6 +145,7 @@ pub struct RemoveSession {
 
 struct SessionSubs {
     addr: Addr<Session>,
+    mailbox: Arc<Mailbox>,
     filters: HashSet<ByteString>,
 }
 
@@ -214,9 +216,15 @@ impl Router {
     }
 
     fn flush(&mut self) {
-        for (sid, list) in self.out.drain() {
+        for (sid, mut list) in self.out.drain() {
             if let Some(s) = self.sessions.get(&sid) {
-                s.addr.do_send(Deliver(list));
+                let held = s.mailbox.admit(&mut list);
+                if !list.is_empty() {
+                    s.addr.do_send(Deliver {
+                        list,
+                        held: Some(held),
+                    });
+                }
             }
         }
     }
@@ -261,6 +269,7 @@ impl Handler<Subscribe> for Router {
             .entry(req.session)
             .or_insert_with(|| SessionSubs {
                 addr: req.addr.clone(),
+                mailbox: req.mailbox.clone(),
                 filters: HashSet::new(),
             });
         let mut results = Vec::with_capacity(req.subs.len());
@@ -359,9 +368,9 @@ mod tests {
     use ntex_bytes::{ByteString, Bytes};
 
     use super::*;
-    use crate::mqtt::broker::Broker;
+    use crate::mqtt::broker::{Broker, Opened};
     use crate::mqtt::message::{ConnId, Out};
-    use crate::mqtt::outbox::outbox;
+    use crate::mqtt::outbox::{OutboxTx, outbox};
     use crate::mqtt::session::{Attach, Link, SessionLimits};
 
     /// Bounds that no test here comes near (evgrid's default settings).
@@ -373,6 +382,35 @@ mod tests {
         max_session_expiry_secs: 3600,
         max_sessions: 100_000,
     };
+
+    /// Opens session `client_id` writing to `tx`, subscribed to `t/#` at QoS 1.
+    async fn subscriber(broker: &Broker, client_id: &'static str, tx: &OutboxTx) -> Opened {
+        let opened = broker
+            .open(&ByteString::from_static(client_id), true, || Attach {
+                link: Link {
+                    conn: ConnId(1),
+                    tx: tx.clone(),
+                    window: 1000,
+                },
+                expiry_secs: 0,
+                will: None,
+                fresh: false,
+            })
+            .await
+            .unwrap();
+        let req = vec![SubReq {
+            filter: ByteString::from_static("t/#"),
+            opts: SubOpts {
+                qos: 1,
+                ..SubOpts::default()
+            },
+        }];
+        broker
+            .subscribe(opened.id, &opened.addr, &opened.mailbox, req, 10)
+            .await
+            .unwrap();
+        opened
+    }
 
     fn msg(topic: &'static str, n: u8, qos: u8) -> AppMessage {
         AppMessage {
@@ -465,30 +503,7 @@ mod tests {
             let arb = Arbiter::new();
             let broker = Broker::start(vec![arb.handle()], 3, TEST_LIMITS);
             let (tx, mut rx) = outbox();
-            let opened = broker
-                .open(&ByteString::from_static("sub"), true, || Attach {
-                    link: Link {
-                        conn: ConnId(1),
-                        tx: tx.clone(),
-                        window: 1000,
-                    },
-                    expiry_secs: 0,
-                    will: None,
-                    fresh: false,
-                })
-                .await
-                .unwrap();
-            let req = vec![SubReq {
-                filter: ByteString::from_static("t/#"),
-                opts: SubOpts {
-                    qos: 1,
-                    ..SubOpts::default()
-                },
-            }];
-            broker
-                .subscribe(opened.id, &opened.addr, req, 10)
-                .await
-                .unwrap();
+            subscriber(&broker, "sub", &tx).await;
             let f = Arc::new(InFlight::default());
             let topics = ["t/a", "t/b", "t/c"];
             let mut sent = Vec::new();
@@ -533,6 +548,87 @@ mod tests {
             })
             .await
             .expect("a lost batch releases its connection");
+            actix::System::current().stop();
+        });
+    }
+
+    /// A session whose thread is stuck gathers no more in its mailbox than its bounds: QoS 0 up
+    /// to the outbound bound, QoS 1 up to the backlog bound; the rest is dropped at the shard and
+    /// counted, and what was admitted is released (mailbox and memory budget) once handled.
+    #[test]
+    fn a_stuck_session_mailbox_is_bounded() {
+        const LIMITS: SessionLimits = SessionLimits {
+            max_outbound_bytes: 4096,
+            max_queued_bytes: 8192,
+            ..TEST_LIMITS
+        };
+        actix::System::new().block_on(async {
+            let arbs = [Arbiter::new(), Arbiter::new()];
+            let broker = Broker::start(arbs.iter().map(|a| a.handle()).collect(), 1, LIMITS);
+            let (tx, mut rx) = outbox();
+            // Sessions go round the arbiters: the first lands beside the router, the second
+            // (the subscriber) on an arbiter of its own, which the test then blocks.
+            let (beside_tx, _beside_rx) = outbox();
+            subscriber(&broker, "beside", &beside_tx).await;
+            let opened = subscriber(&broker, "sub", &tx).await;
+            let (unblock, blocked) = std::sync::mpsc::channel::<()>();
+            arbs[1].spawn(async move {
+                let _ = blocked.recv();
+            });
+
+            let w = msg("t/a", 0, 0).weight();
+            let drops = |r| METRICS.dropped[r as usize].get();
+            let (full0, full1) = (
+                drops(crate::metrics::DropReason::OutboundFull),
+                drops(crate::metrics::DropReason::QueueFull),
+            );
+            for round in 0..50u8 {
+                let batch = (0..10)
+                    .map(|i| msg("t/a", round.wrapping_add(i), 0))
+                    .collect();
+                broker.route(batch).await.unwrap();
+            }
+            let after0 = opened.mailbox.bytes();
+            assert!(after0 <= 4096 && after0 + w > 4096, "QoS 0 held {after0}");
+            assert!(
+                drops(crate::metrics::DropReason::OutboundFull) - full0 >= 500 - 4096 / w as u64
+            );
+            assert!(crate::budget::BUDGET.held(crate::budget::BufferKind::MqttMailbox) >= after0);
+            for round in 0..50u8 {
+                let batch = (0..10)
+                    .map(|i| msg("t/a", round.wrapping_add(i), 1))
+                    .collect();
+                broker.route(batch).await.unwrap();
+            }
+            let after1 = opened.mailbox.bytes();
+            assert!(
+                after1 <= 8192 && after1 + w > 8192,
+                "QoS 0 and 1 held {after1}"
+            );
+            assert!(drops(crate::metrics::DropReason::QueueFull) - full1 >= 500 - 8192 / w as u64);
+
+            unblock.send(()).unwrap();
+            let (mut qos0, mut qos1) = (0, 0);
+            let mut buf = Vec::new();
+            while qos0 * w < after0 || (qos0 + qos1) * w < after1 {
+                let more = tokio::time::timeout(Duration::from_secs(5), rx.recv_all(&mut buf))
+                    .await
+                    .expect("the admitted messages arrive once the session runs");
+                assert!(more);
+                for out in buf.drain(..) {
+                    if let Out::Batch(msgs) = out {
+                        for m in msgs {
+                            if m.qos == 0 {
+                                qos0 += 1;
+                            } else {
+                                qos1 += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!((qos0 * w, (qos0 + qos1) * w), (after0, after1));
+            assert_eq!(opened.mailbox.bytes(), 0, "handled deliveries are released");
             actix::System::current().stop();
         });
     }
