@@ -58,6 +58,29 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// The first non-loopback MQTT listener address when clients without credentials are accepted
+/// (`mqtt.allow_anonymous`): the start-up warning names it.
+fn anonymous_exposed(m: &crate::config::MqttConfig) -> Option<String> {
+    if !m.allow_anonymous {
+        return None;
+    }
+    let tcp = m.tcp_enabled.then(|| m.bind.to_string());
+    [
+        tcp,
+        Some(m.tls.bind.clone()),
+        Some(m.ws_bind.clone()),
+        Some(m.wss_bind.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|b| b.trim().to_string())
+    .filter(|b| !b.is_empty())
+    .find(|b| {
+        b.parse::<std::net::SocketAddr>()
+            .map_or(true, |a| !a.ip().is_loopback())
+    })
+}
+
 fn other(msg: String) -> std::io::Error {
     std::io::Error::other(msg)
 }
@@ -88,6 +111,7 @@ async fn start_grid(
             limits: cfg.events.resource_limits(),
             tick: Duration::from_millis(cfg.events.tick_ms),
             push,
+            mqtt_hostname: cfg.mqtt.hostname.clone(),
         },
     )
     .await
@@ -207,8 +231,12 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 )
             })?;
     }
-    if cfg.mqtt.allow_anonymous {
-        tracing::warn!("anonymous MQTT clients are allowed (mqtt.allow_anonymous = true)");
+    if let Some(exposed) = anonymous_exposed(&cfg.mqtt) {
+        tracing::warn!(
+            listener = %exposed,
+            "MQTT clients without credentials are accepted on a non-loopback listener \
+             (mqtt.allow_anonymous = true)"
+        );
     }
     if cfg.mqtt.tls.client_auth == crate::tls::ClientAuth::Required
         && cfg.mqtt.tcp_enabled
@@ -301,7 +329,15 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             ),
             false => None,
         };
-        let mqtt = crate::mqtt::start(&cfg.mqtt, mqtt_tls.as_ref(), bridge, lifecycle_tx)?;
+        // Webhook authentication trusts what push delivery trusts (`push.tls`).
+        let webhook = evgrid_actors::bridge::auth::Webhook::start(
+            Some(
+                crate::tls::client::push_client_config(&cfg.push.tls)
+                    .map_err(|e| other(e.to_string()))?,
+            ),
+            cfg.mqtt.webhook_auth_token.clone(),
+        );
+        let mqtt = crate::mqtt::start(&cfg.mqtt, mqtt_tls.as_ref(), bridge, lifecycle_tx, webhook)?;
         // Every TLS listener's certificate, reloaded on SIGHUP and when its files change.
         let reloader = crate::tls::reload::watch(
             mqtt_tls
@@ -403,4 +439,30 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         }
         res
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anonymous_exposed;
+
+    /// The warning names a listener only when anonymous clients are on and some MQTT listener
+    /// is reachable from elsewhere.
+    #[test]
+    fn anonymous_warning_only_for_non_loopback_listeners() {
+        let mut m = crate::config::MqttConfig {
+            bind: "127.0.0.1:1883".parse().unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(anonymous_exposed(&m), None);
+        m.ws_bind = "0.0.0.0:8083".into();
+        assert_eq!(anonymous_exposed(&m).as_deref(), Some("0.0.0.0:8083"));
+        m.allow_anonymous = false;
+        assert_eq!(anonymous_exposed(&m), None);
+        m.allow_anonymous = true;
+        m.ws_bind.clear();
+        m.bind = "0.0.0.0:1883".parse().unwrap();
+        assert_eq!(anonymous_exposed(&m).as_deref(), Some("0.0.0.0:1883"));
+        m.tcp_enabled = false;
+        assert_eq!(anonymous_exposed(&m), None);
+    }
 }

@@ -222,6 +222,30 @@ pub struct HttpConfig {
     pub tls: TlsListener,
 }
 
+/// `mqtt.authorization`: how permission bindings apply (see [`evgrid_actors::identity::AuthzMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Authorization {
+    /// Bindings decide once the namespace has one; none: everything allowed.
+    #[default]
+    Auto,
+    /// Only what bindings grant (Event Grid's rule).
+    Bindings,
+    /// Every authenticated client may publish and subscribe anywhere.
+    Off,
+}
+
+impl Authorization {
+    pub fn mode(self) -> evgrid_actors::identity::AuthzMode {
+        use evgrid_actors::identity::AuthzMode;
+        match self {
+            Authorization::Auto => AuthzMode::Auto,
+            Authorization::Bindings => AuthzMode::Bindings,
+            Authorization::Off => AuthzMode::Off,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
@@ -231,8 +255,19 @@ pub struct MqttConfig {
     /// The namespace the broker serves: its `topicSpacesConfiguration` routes the broker's
     /// messages, and HTTP publishes to MQTT go through it (docs/eventgrid.md §7.6, §7.8).
     pub namespace: String,
-    /// Accept clients that present no credentials (a warning is logged at start).
+    /// Accept clients that present no credentials at all (no user name, password, certificate
+    /// or authentication method); a client that presents some is checked whatever this says. A
+    /// warning is logged at start when a non-loopback listener takes them.
     pub allow_anonymous: bool,
+    /// How authorization applies (docs/eventgrid.md §7.5): `auto`, `bindings` or `off`.
+    pub authorization: Authorization,
+    /// The bearer token sent with webhook authentication requests (`Authorization: Bearer …`;
+    /// it stands in for Event Grid's Entra token); empty: no header.
+    pub webhook_auth_token: String,
+    /// The broker's host name as clients address it: shown read-only as a namespace's
+    /// `topicSpacesConfiguration.hostname`, and the audience (`aud`) a custom JWT must carry
+    /// (docs/eventgrid.md §7.4, §7.9).
+    pub hostname: String,
     /// Highest QoS granted and accepted: 2, or 1 for Event Grid's behaviour.
     pub max_qos: u8,
     /// Largest MQTT packet accepted or sent, in bytes.
@@ -331,6 +366,9 @@ impl Default for MqttConfig {
             tcp_enabled: true,
             namespace: "default".into(),
             allow_anonymous: true,
+            authorization: Authorization::Auto,
+            webhook_auth_token: String::new(),
+            hostname: "localhost".into(),
             max_qos: 2,
             max_packet_size: 1024 * 1024,
             max_topic_length: 1024,

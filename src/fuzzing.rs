@@ -238,7 +238,7 @@ fn sample_enrichments() -> &'static Enrichments {
                 {"key":"pfi","value":"${mqtt.message.pfi}"}]}}"#,
         )
         .expect("literal");
-        topic_spaces::parse(Some(&v))
+        topic_spaces::parse(Some(&v), "localhost")
             .expect("the sample enrichments are valid")
             .0
             .enrichments

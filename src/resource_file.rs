@@ -15,6 +15,22 @@
 //! name = "worker"
 //! properties = { deliveryConfiguration = { deliveryMode = "Queue", queue = { receiveLockDurationInSeconds = 60 } } }
 //!
+//! [[namespaces.clients]]         # identity resources (docs/eventgrid.md §7.3-§7.5)
+//! name = "device-17"
+//! properties = { authenticationName = "device-17", attributes = { type = "sensor" }, password = "s3cret" }
+//!
+//! [[namespaces.clientGroups]]
+//! name = "sensors"
+//! properties = { query = "attributes.type = 'sensor'" }
+//!
+//! [[namespaces.topicSpaces]]
+//! name = "telemetry"
+//! properties = { topicTemplates = ["devices/${client.authenticationName}/telemetry"] }
+//!
+//! [[namespaces.permissionBindings]]
+//! name = "sensors-publish"
+//! properties = { clientGroupName = "sensors", topicSpaceName = "telemetry", permission = "Publisher" }
+//!
 //! [[topics]]                      # basic tier: custom topics, domains, webhook subscriptions
 //! name = "orders"
 //!
@@ -47,6 +63,7 @@ use std::path::Path;
 use evgrid_actors::grid::Grid;
 use evgrid_actors::grid::HANDSHAKE_FAILED;
 use evgrid_actors::grid::basic::{Kind, Scope};
+use evgrid_actors::grid::resource::identity::Kind as IdKind;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -84,6 +101,17 @@ struct Ns {
     properties: Option<toml::Value>,
     #[serde(default)]
     topics: Vec<Topic>,
+    /// Identity resources, applied in this order (bindings name groups and spaces).
+    #[serde(default, rename = "caCertificates")]
+    ca_certificates: Vec<Sub>,
+    #[serde(default)]
+    clients: Vec<Sub>,
+    #[serde(default, rename = "clientGroups")]
+    client_groups: Vec<Sub>,
+    #[serde(default, rename = "topicSpaces")]
+    topic_spaces: Vec<Sub>,
+    #[serde(default, rename = "permissionBindings")]
+    permission_bindings: Vec<Sub>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +161,25 @@ pub async fn apply(grid: &Grid, path: &Path) -> Result<usize, String> {
             .await
             .map_err(|e| at(format!("namespace {}", ns.name), e.to_string()))?;
         n += 1;
+        for (kind, items) in [
+            (IdKind::CaCertificate, &ns.ca_certificates),
+            (IdKind::Client, &ns.clients),
+            (IdKind::ClientGroup, &ns.client_groups),
+            (IdKind::TopicSpace, &ns.topic_spaces),
+            (IdKind::PermissionBinding, &ns.permission_bindings),
+        ] {
+            for r in items {
+                grid.put_identity(&ns.name, kind, &r.name, &json(&r.properties))
+                    .await
+                    .map_err(|e| {
+                        at(
+                            format!("{} {}/{}", kind.noun(), ns.name, r.name),
+                            e.to_string(),
+                        )
+                    })?;
+                n += 1;
+            }
+        }
         for t in &ns.topics {
             grid.put_topic(&ns.name, &t.name, &json(&t.properties))
                 .await

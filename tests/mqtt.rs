@@ -1281,17 +1281,19 @@ fn v3_connect_with_password_but_no_username_is_refused() {
         srv.metric("evgrid_mqtt_protocol_errors_total") - errors,
         1.0
     );
-    // MQTT 5 allows a password without a user name.
+    // MQTT 5 allows a password without a user name: not a protocol error, a credential, which
+    // matches no registered client (mqtt.allow_anonymous only takes clients without any):
+    // bad user name or password.
     let mut c = raw_from(Client::tcp(srv.mqtt));
     c.write_raw(&raw_connect(true, 0x42, "pw5", None, Some(b"secret")))
         .unwrap();
     let ack = c.expect(CONNACK);
-    assert_eq!(ack.body[1], 0, "v5 CONNACK");
-    // And 3.1.1 with both is fine.
+    assert_eq!(ack.body[1], 0x86, "v5 CONNACK");
+    // And 3.1.1 with both is well-formed: CONNACK 0x04 for the unknown password.
     let mut c = raw_from(Client::tcp(srv.mqtt));
     c.write_raw(&raw_connect(false, 0xC2, "up", Some("u"), Some(b"secret")))
         .unwrap();
-    assert_eq!(c.expect(CONNACK).body, vec![0, 0]);
+    assert_eq!(c.expect(CONNACK).body, vec![0, 4]);
 }
 
 #[test]

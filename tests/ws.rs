@@ -20,38 +20,8 @@ use std::time::{Duration, Instant};
 use common::raw::{self, Client, Opts};
 use common::{Server, TempDir};
 
-const PAHO_VERSION: &str = "2.1.0";
 /// The handshake timeout the servers here run with (`mqtt.tls.handshake_timeout_ms`).
 const HANDSHAKE_MS: u64 = 1500;
-
-fn python() -> PathBuf {
-    let py = match std::env::var_os("SDK_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python"),
-    };
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import importlib.metadata as m, paho.mqtt; print(m.version('paho-mqtt'))",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e}: run ./scripts/test (it creates target/sdk-venv with \
-                 paho-mqtt=={PAHO_VERSION}), or set SDK_PYTHON",
-                py.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "{} lacks paho-mqtt: run ./scripts/test (it installs it)\n{}",
-        py.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(v, PAHO_VERSION, "{} has paho-mqtt {v}", py.display());
-    py
-}
 
 /// A CA and a server certificate for localhost, as files.
 struct Certs {
@@ -291,7 +261,7 @@ fn ws_client(addr: SocketAddr, id: &str) -> Ws {
 
 #[test]
 fn paho_over_ws_and_wss_exchanges_with_tcp() {
-    let py = python();
+    let py = common::paho_python();
     let c = certs();
     let srv = server(&c);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws/exchange.py");
@@ -562,7 +532,7 @@ fn bad_frames_close_with_their_status() {
 /// exchanges messages; without one its handshake is refused and counted (no_certificate).
 #[test]
 fn wss_with_client_certificates_required() {
-    let py = python();
+    let py = common::paho_python();
     let dir = TempDir::new("ws-mtls");
     let ca = evgrid::tls::dev::DevCa::new("evgrid ws mtls CA").unwrap();
     let (cert, key) = ca

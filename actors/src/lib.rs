@@ -40,7 +40,7 @@
 //! - [`store`] names neither; the edges (`src/http`, `src/mqtt`) never name the store.
 //! - Pure modules — [`model`] (but for the clock and key generator), `grid::resource`,
 //!   `grid::filter`, `grid::schema`, `delivery::retry`, `delivery::request`, `store::record`,
-//!   `mqtt::trie`, and the edge's body parsers and SAS code — use no actix, tokio, awc,
+//!   `mqtt::trie`, `identity`, and the edge's body parsers and SAS code — use no actix, tokio, awc,
 //!   randomness or clock: `now` and random numbers come in as arguments, so tests choose them.
 //! - [`lifecycle`], [`budget`] and [`metrics`] are shared infrastructure at the root: the one
 //!   `Shutdown` message, the process-wide memory budget, the Prometheus counters.
@@ -58,7 +58,7 @@
 //! | inside grid | `topic::{SetRoutes, SetNextSeq}`, `lifecycle::Shutdown` |
 //! | inside delivery | `shard::Attempt` (push → shard, answered with a `retry::Outcome`) |
 //! | MQTT edge, HTTP edge → bridge | `Bridge::{prepare, submit, route, publish}`; `mqtt::lifecycle::SessionEvent` through its channel |
-//! | bridge → mqtt, grid | `Broker::route`; `Grid::{generation, topic_spaces, route_target, system_topics_of_namespace}`, `topic::Publish` |
+//! | bridge → mqtt, grid | `Broker::route`; `Grid::{generation, topic_spaces, route_target, system_topics_of_namespace, directory, identity_changes}`, `topic::Publish` |
 //! | grid, delivery → store | batches of `store::Op` through the `store::Writer`, answered after the commit |
 //!
 //! Data crosses a mailbox in batches: one mailbox message per batch, per shard or per session,
@@ -68,6 +68,7 @@ pub mod bridge;
 pub mod budget;
 pub mod delivery;
 pub mod grid;
+pub mod identity;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;

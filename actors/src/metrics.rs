@@ -7,13 +7,17 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+mod auth;
 mod lifecycle;
 mod push_outcome;
+mod quota;
 mod routing;
 mod tls;
 mod ws;
+pub use auth::{AUTH, AuthMetrics, ConnectOutcome, DenialKind, RevokeKind};
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
 pub use push_outcome::{PUSH_OUTCOMES, PushOutcomeMetrics};
+pub use quota::{QUOTA, QuotaKind, QuotaMetrics};
 pub use routing::{ROUTED, RouteOutcome, RoutedMetrics};
 pub use tls::{HandshakeFailure, TLS, TlsListenerKind, TlsMetrics};
 pub use ws::{WS, WsMetrics, WsUpgrade};
@@ -330,7 +334,9 @@ impl Metrics {
             let _ = writeln!(s, "{name}{{reason=\"{label}\"}} {}", c.get());
         }
         ROUTED.render(&mut s);
+        QUOTA.render(&mut s);
         TLS.render(&mut s);
+        AUTH.render(&mut s);
         WS.render(&mut s);
         single(
             &mut s,

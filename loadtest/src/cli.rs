@@ -131,7 +131,7 @@ pub struct Args {
     /// Client ids are PREFIX + N only
     #[arg(long)]
     pub shortids: bool,
-    /// Username
+    /// Username; %i is replaced by the client's index in the run (from 0), one user per client
     #[arg(short = 'u', long)]
     pub username: Option<String>,
     /// Password

@@ -165,3 +165,44 @@ fn tls_sections_take_nested_env_keys_and_are_checked() {
             .contains("mqtt.wss_bind")
     );
 }
+
+/// `mqtt.authorization` and `mqtt.webhook_auth_token` (issue 18): defaults, overrides, a bad mode
+/// named; `mqtt.tls.client_auth = "request"` needs no `ca_file`.
+#[test]
+fn authorization_webhook_token_and_requested_client_certificates() {
+    use evgrid_actors::identity::AuthzMode;
+    let c = Config::load(None, std::iter::empty()).unwrap();
+    assert_eq!(c.mqtt.authorization.mode(), AuthzMode::Auto);
+    assert!(c.mqtt.webhook_auth_token.is_empty());
+    let c = Config::load(
+        None,
+        env(&[
+            ("EVGRID_MQTT_AUTHORIZATION", "bindings"),
+            ("EVGRID_MQTT_WEBHOOK_AUTH_TOKEN", "t0k"),
+        ])
+        .into_iter(),
+    )
+    .unwrap();
+    assert_eq!(c.mqtt.authorization.mode(), AuthzMode::Bindings);
+    assert_eq!(c.mqtt.webhook_auth_token, "t0k");
+    let c = Config::load(
+        None,
+        env(&[("EVGRID_MQTT_AUTHORIZATION", "off")]).into_iter(),
+    )
+    .unwrap();
+    assert_eq!(c.mqtt.authorization.mode(), AuthzMode::Off);
+    let e = Config::load(
+        None,
+        env(&[("EVGRID_MQTT_AUTHORIZATION", "acl")]).into_iter(),
+    )
+    .and_then(|c| c.validate().map(|_| c));
+    assert!(e.is_err());
+    let mut c = Config::load(None, std::iter::empty()).unwrap();
+    c.mqtt.tls.bind = "127.0.0.1:8883".into();
+    c.mqtt.tls.cert_file = "c.pem".into();
+    c.mqtt.tls.key_file = "k.pem".into();
+    c.mqtt.tls.client_auth = crate::tls::ClientAuth::Request;
+    c.validate().unwrap();
+    c.mqtt.tls.client_auth = crate::tls::ClientAuth::Required;
+    assert!(c.validate().is_err(), "required still needs ca_file");
+}

@@ -70,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Option<web::Data<State>>) 
             web::post().to(pull::subscription_op),
         );
         mgmt::namespace::configure(cfg);
+        mgmt::identity::configure(cfg);
         mqtt::configure(cfg);
         cfg.route(
             "/topics/{t}/api/events",

@@ -24,7 +24,7 @@ use evgrid_actors::model::clock::now_ms;
 use evgrid_actors::mqtt::broker::{OpenError, Opened};
 use evgrid_actors::mqtt::lifecycle::{EndReason, Happened, SessionEvent};
 use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId, owned_str};
-use evgrid_actors::mqtt::outbox::{OutboxRx, outbox};
+use evgrid_actors::mqtt::outbox::{OutboxRx, OutboxTx, outbox};
 use evgrid_actors::mqtt::router::{InFlight, SubReq};
 use evgrid_actors::mqtt::session::{
     Attach, Deliver, Detach, InboundQos2, Link, Mailbox, Session, Will,
@@ -107,6 +107,7 @@ pub(super) async fn open(
     let (session, present) = (opened.addr.clone(), opened.present);
     let state = Conn::new(conn, opened, acks.clone(), sh.clone(), client);
     let writer = Writer {
+        tx,
         rx,
         session,
         conn,
@@ -118,6 +119,9 @@ pub(super) async fn open(
 
 /// The task that writes a connection's messages to its socket, not started yet.
 pub(super) struct Writer {
+    /// A sender for the connection's registry entry (revocation closes through it); dropped
+    /// when the writer starts.
+    tx: OutboxTx,
     rx: OutboxRx,
     session: Addr<Session>,
     conn: ConnId,
@@ -126,8 +130,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// Another sender into the connection's outbox.
+    pub fn outbox(&self) -> OutboxTx {
+        self.tx.clone()
+    }
+
     /// Starts writing to `sink`; called once the CONNACK is built.
     pub fn start(self, sink: impl Sink, send_timeout: Option<Duration>) {
+        drop(self.tx);
         ntex_rt::spawn(pump::run(
             sink,
             self.rx,
@@ -200,6 +210,10 @@ pub(crate) struct Conn {
     announced: RefCell<Option<(ByteString, ByteString)>>,
     /// What the TLS handshake told (TLS listener only): the client certificate for authentication.
     pub tls: Option<Box<crate::tls::peer::PeerTls>>,
+    /// Who the connection authenticated as and what it may do (see [`super::auth`]).
+    pub auth: Option<super::auth::ConnAuth>,
+    /// The inbound quota of this connection (none unless the namespace sets one).
+    pub quota: super::quota::SessionQuota,
 }
 
 impl Conn {
@@ -235,6 +249,8 @@ impl Conn {
             ending: Ending::default(),
             announced: RefCell::new(None),
             tls: None,
+            auth: None,
+            quota: Default::default(),
         }
     }
 
@@ -266,6 +282,12 @@ impl Conn {
     /// Routing the QoS 2 PUBLISH with this id failed: the client was told, PUBREL will not come.
     pub fn qos2_abort(&self, pid: u16) {
         self.lock_qos2().remove(&pid);
+    }
+
+    /// Whether the session routed the QoS 2 PUBLISH with this id and awaits its PUBREL (a
+    /// resend of it is acknowledged, never refused: its subscribers have it).
+    pub fn qos2_pending(&self, pid: u16) -> bool {
+        self.lock_qos2().contains(&pid)
     }
 
     /// PUBREL for this id: the exchange is over. False when the session never routed it.

@@ -5,8 +5,10 @@
 //! state: sessions, subscriptions and routing live in `evgrid_actors`. Must never block an ntex
 //! worker, and never call the sink from another thread.
 
+mod auth;
 mod conn;
 mod pump;
+mod quota;
 mod routing;
 mod service;
 mod tls;
@@ -40,6 +42,10 @@ pub(crate) struct Shared {
     pub lifecycle: LifecycleTx,
     /// Set when the server is stopping: connections it cuts end with a server shutdown.
     pub stopping: AtomicBool,
+    /// Authentication's webhook client, the live connections' identities and policies.
+    pub auth: auth::EdgeAuth,
+    /// The namespace's CONNECTs in the current second, for its connect quota.
+    pub connects: quota::ConnectMeter,
 }
 
 /// The application error of the MQTT services: the connection is closed.
@@ -89,6 +95,8 @@ fn end_of_edge_error(e: &EdgeError) -> EndReason {
     match e {
         EdgeError::Closed(PAYLOAD_READ_FAILED) => EndReason::ConnectionLost,
         EdgeError::Closed(BAD_TOPIC) => EndReason::ProtocolError,
+        EdgeError::Closed(NOT_AUTHORIZED) => EndReason::AuthorizationError,
+        EdgeError::Closed(QUOTA_EXCEEDED) => EndReason::QuotaExceeded,
         EdgeError::Closed(_) => EndReason::ServerError,
     }
 }
@@ -96,8 +104,12 @@ fn end_of_edge_error(e: &EdgeError) -> EndReason {
 // The errors' texts as v3.rs and v5.rs give them (patterns compare the text).
 /// The [`EdgeError`] of a PUBLISH whose payload stopped arriving.
 const PAYLOAD_READ_FAILED: &str = "payload read failed";
+/// The [`EdgeError`] of a v3.1.1 PUBLISH to a topic the client may not publish to.
+const NOT_AUTHORIZED: &str = "not authorized to publish to this topic";
 /// The [`EdgeError`] of a v3.1.1 PUBLISH to a topic name over the limits.
 const BAD_TOPIC: &str = "topic name too long or too deep";
+/// The [`EdgeError`] of a v3.1.1 PUBLISH over a session quota.
+const QUOTA_EXCEEDED: &str = "session quota exceeded";
 
 /// What a protocol-level stop means for the Disconnected event: a keep-alive timeout and a
 /// frame that stopped arriving are a client gone silent; anything malformed is the client's
@@ -242,12 +254,14 @@ fn listen_opt(bind: &str) -> std::io::Result<Option<std::net::TcpListener>> {
 
 /// Binds the MQTT port (and, with `tls`, the MQTT TLS port; `mqtt.ws_bind` and `mqtt.wss_bind`
 /// when set) and starts the ntex system on its own thread. Connections report connecting and
-/// ending into `lifecycle`.
+/// ending into `lifecycle`; webhook authentication asks through `webhook`. Must be called inside
+/// the actix system (revocation's task runs there).
 pub fn start(
     cfg: &MqttConfig,
     tls: Option<&crate::tls::ServerTls>,
     bridge: Bridge,
     lifecycle: LifecycleTx,
+    webhook: evgrid_actors::bridge::auth::Webhook,
 ) -> std::io::Result<MqttHandle> {
     let listener = match cfg.tcp_enabled {
         true => Some(crate::net::listen(cfg.bind)?),
@@ -302,8 +316,16 @@ pub fn start(
         next_conn: AtomicU64::new(1),
         lifecycle,
         stopping: AtomicBool::new(false),
+        auth: auth::EdgeAuth {
+            webhook,
+            registry: Default::default(),
+            mode: cfg.authorization.mode(),
+        },
+        connects: quota::ConnectMeter::new(std::time::Instant::now()),
     });
     let handle_shared = shared.clone();
+    // Revocation and expiry run on the caller's (actix) runtime: they only send to outboxes.
+    actix::spawn(auth::watch(shared.clone()));
     let workers = if cfg.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -477,6 +499,14 @@ mod tests {
         assert_eq!(
             edge(&EdgeError::Closed(BAD_TOPIC)),
             EndReason::ProtocolError
+        );
+        assert_eq!(
+            edge(&EdgeError::Closed(super::NOT_AUTHORIZED)),
+            EndReason::AuthorizationError
+        );
+        assert_eq!(
+            edge(&EdgeError::Closed(super::QUOTA_EXCEEDED)),
+            EndReason::QuotaExceeded
         );
         assert_eq!(
             edge(&EdgeError::Closed("router unavailable")),

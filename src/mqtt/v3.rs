@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use evgrid_actors::bridge::RouteError;
+use evgrid_actors::identity::directory::Credentials;
 use evgrid_actors::metrics::METRICS;
 use evgrid_actors::mqtt::broker::OpenError;
 use evgrid_actors::mqtt::lifecycle::EndReason;
@@ -49,9 +50,11 @@ pub(super) async fn connect(
     if METRICS.connections.get() >= cfg.max_connections as i64 {
         return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
     }
-    if !cfg.allow_anonymous && pkt.username.is_none() {
-        return Ok(refuse(h, ConnectAckReason::NotAuthorized));
-    }
+    // Over the namespace's connects per second: v3.1.1 has no quota code, 0x03 as for the
+    // session limit.
+    let Ok(quota) = super::quota::on_connect(&sh, &pkt.client_id) else {
+        return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
+    };
     // v3.1.1 cannot tell a client to use a shorter keep-alive, so (like Mosquitto) refuse it.
     if pkt.keep_alive > cfg.max_keepalive {
         return Ok(refuse(h, ConnectAckReason::IdentifierRejected));
@@ -96,10 +99,24 @@ pub(super) async fn connect(
         cfg.max_session_expiry.min(cap)
     };
     let keep_alive = pkt.keep_alive;
+    let cert = peer.as_ref().and_then(super::auth::cert_info);
+    let creds = Credentials {
+        client_id: &client_id,
+        username: pkt.username.as_deref(),
+        password: pkt.password.as_deref(),
+        cert: cert.as_ref(),
+        ..Default::default()
+    };
+    let will_topic = pkt.last_will.as_ref().map(|w| &*w.topic);
+    let admitted = match super::auth::admit(&sh, &creds, &client_id, will_topic).await {
+        Ok(a) => a,
+        Err(r) => return Ok(refuse(h, r.v3())),
+    };
+    let auth_name = ByteString::from(admitted.id.auth_name.as_str());
     let opened = conn::open(
         &sh,
         &client_id,
-        pkt.username.as_ref(),
+        Some(&auth_name),
         pkt.clean_session,
         window,
         expiry,
@@ -117,10 +134,17 @@ pub(super) async fn connect(
             return Ok(refuse(h, ConnectAckReason::ServiceUnavailable));
         }
     };
+    state.authorize(
+        admitted,
+        pkt.clean_session,
+        writer.outbox(),
+        pkt.username.clone(),
+    );
     if let Some(p) = peer {
         super::tls::log_peer(&client_id, &p);
         state.tls = Some(Box::new(p));
     }
+    state.quota = quota;
     state.connected();
     let sink = h.sink();
     // [MQTT-3.2.2-1]: with a clean session, session present is always 0.
@@ -161,7 +185,27 @@ fn accept(
         conn.skip(ticket);
         return Err(EdgeError::Closed("topic name too long or too deep"));
     }
+    if !conn.may_publish(&pkt.topic) {
+        // docs/eventgrid.md §7.5: v3.1.1 has no negative acknowledgement; the client is
+        // disconnected.
+        super::auth::publish_denied();
+        conn.skip(ticket);
+        conn.ending.set(EndReason::AuthorizationError);
+        return Err(EdgeError::Closed(super::NOT_AUTHORIZED));
+    }
+    if super::quota::admit(conn, payload.len()).is_err() {
+        conn.skip(ticket);
+        quota_close(conn);
+        return Err(EdgeError::Closed(super::QUOTA_EXCEEDED));
+    }
     Ok(message(conn, pkt, payload))
+}
+
+/// v3.1.1 has no negative acknowledgement: a client over a session quota is disconnected, as
+/// Event Grid throttles 3.1.1 clients (README, "Quotas").
+fn quota_close(conn: &Conn) {
+    conn.ending.set(EndReason::QuotaExceeded);
+    super::quota::closing(conn);
 }
 
 /// The fast path (`ntex_mqtt`'s `fast_publish`, patch 15): a QoS 0 PUBLISH that arrived whole,
@@ -170,8 +214,16 @@ fn accept(
 /// closes the connection or waits.
 pub(super) fn fast_publish(s: &Session, pkt: &codec::Publish, payload: &Bytes) -> bool {
     let conn: &Conn = s;
-    if !conn.has_capacity() || validate_topic(&pkt.topic, conn.shared.limits).is_err() {
+    if !conn.has_capacity()
+        || validate_topic(&pkt.topic, conn.shared.limits).is_err()
+        || !conn.may_publish(&pkt.topic)
+    {
         return false;
+    }
+    if super::quota::admit(conn, payload.len()).is_err() {
+        quota_close(conn);
+        s.sink().close();
+        return true;
     }
     let ticket = conn.ticket();
     conn.push(ticket, message(conn, pkt, payload.clone()));
@@ -224,7 +276,8 @@ pub(super) async fn protocol(
             let mut reqs = Vec::new();
             let mut positions = Vec::new();
             for (i, mut t) in sub.iter_mut().enumerate() {
-                if parse_filter(t.topic(), sh.limits).is_ok() {
+                // docs/eventgrid.md §7.5: an unauthorized filter gets 0x80 and no subscription.
+                if parse_filter(t.topic(), sh.limits).is_ok() && conn.may_subscribe(t.topic()) {
                     positions.push(i);
                     reqs.push(SubReq {
                         filter: owned_str(t.topic()),
@@ -237,7 +290,7 @@ pub(super) async fn protocol(
                     t.fail();
                 }
             }
-            let granted = conn.subscribe(reqs, None).await?;
+            let granted = conn.subscribe_recorded(reqs, None).await?;
             let mut next = positions.iter().zip(granted).peekable();
             for (i, mut t) in sub.iter_mut().enumerate() {
                 let Some((_, granted)) = next.next_if(|(p, _)| **p == i) else {
@@ -252,6 +305,7 @@ pub(super) async fn protocol(
         }
         ProtocolMessage::Unsubscribe(unsub) => {
             let filters: Vec<ByteString> = unsub.iter().cloned().collect();
+            conn.unsubscribed(&filters);
             conn.unsubscribe(filters).await?;
             Ok(unsub.ack())
         }

@@ -53,19 +53,23 @@ pub(super) async fn connect(
             "connection limit reached",
         ));
     }
-    if pkt.auth_method.is_some() {
-        // [MQTT-4.12.0-1]: no enhanced authentication method is supported.
+    let Ok(quota) = super::quota::on_connect(&sh, &pkt.client_id) else {
+        return Ok(refuse(
+            h,
+            ConnectAckReason::QuotaExceeded,
+            "connect quota exceeded (connects per second)",
+        ));
+    };
+    if pkt
+        .auth_method
+        .as_ref()
+        .is_some_and(|m| m != super::auth::CUSTOM_JWT)
+    {
+        // [MQTT-4.12.0-1]: CUSTOM-JWT is the one method (docs/eventgrid.md §7.4 item 4).
         return Ok(refuse(
             h,
             ConnectAckReason::BadAuthenticationMethod,
-            "enhanced authentication is not supported",
-        ));
-    }
-    if !cfg.allow_anonymous && pkt.username.is_none() {
-        return Ok(refuse(
-            h,
-            ConnectAckReason::NotAuthorized,
-            "anonymous clients are not allowed",
+            "the only authentication method is CUSTOM-JWT",
         ));
     }
     let (client_id, assigned) = if pkt.client_id.is_empty() {
@@ -122,10 +126,27 @@ pub(super) async fn connect(
     let cap = sh.bridge.max_session_expiry_secs().unwrap_or(u32::MAX);
     let expiry = asked_expiry.min(cfg.max_session_expiry).min(cap);
     let keep_alive = pkt.keep_alive;
+    let admitted = match super::auth::admit_v5(&sh, pkt, &client_id, peer.as_ref()).await {
+        Ok(a) => a,
+        Err(r) => {
+            // The reason string only when the client asked for problem information
+            // [MQTT-3.1.2-29].
+            let why = pkt
+                .request_problem_info
+                .then(|| ByteString::from(r.reason()));
+            METRICS.connections_refused.inc();
+            return Ok(h.fail_with(codec::ConnectAck {
+                reason_code: r.v5(),
+                reason_string: why,
+                ..Default::default()
+            }));
+        }
+    };
+    let auth_name = ByteString::from(admitted.id.auth_name.as_str());
     let opened = conn::open(
         &sh,
         &client_id,
-        pkt.username.as_ref(),
+        Some(&auth_name),
         pkt.clean_start,
         window,
         expiry,
@@ -150,7 +171,14 @@ pub(super) async fn connect(
             ));
         }
     };
+    state.authorize(
+        admitted,
+        pkt.clean_start,
+        writer.outbox(),
+        pkt.username.clone(),
+    );
     state.problem_info.set(pkt.request_problem_info);
+    state.quota = quota;
     if let Some(p) = peer {
         super::tls::log_peer(&client_id, &p);
         state.tls = Some(Box::new(p));
@@ -249,6 +277,13 @@ fn accept(
             Some("topic name too long or too deep"),
         );
     }
+    if !conn.may_publish(&pkt.topic) {
+        // docs/eventgrid.md §7.5: QoS 1 gets PUBACK 0x87 (QoS 2 PUBREC 0x87); QoS 0, which has
+        // no acknowledgement, is dropped and counted.
+        super::auth::publish_denied();
+        conn.skip(ticket);
+        return Err(PublishAckReason::NotAuthorized);
+    }
     if !payload_format_ok(pkt, &payload) {
         // [MQTT-3.3.2-4]: payload format indicator says UTF-8 and it is not.
         return refuse(
@@ -256,6 +291,16 @@ fn accept(
             DisconnectReasonCode::PayloadFormatInvalid,
             None,
         );
+    }
+    // Over a session quota: PUBACK/PUBREC 0x97, a QoS 0 message dropped (counted), the
+    // connection kept (docs/eventgrid.md §7.2; README, "Quotas"). A QoS 2 resend of a message
+    // already routed goes on to be acknowledged: a failure PUBREC would tell the client its
+    // subscribers do not have it.
+    if super::quota::admit(conn, payload.len()).is_err()
+        && !(qos == 2 && pkt.packet_id.is_some_and(|id| conn.qos2_pending(id.get())))
+    {
+        conn.skip(ticket);
+        return Err(PublishAckReason::QuotaExceeded);
     }
     Ok(message(conn, pkt, payload, qos))
 }
@@ -273,8 +318,13 @@ pub(super) fn fast_publish(s: &Session, pkt: &codec::Publish, payload: &Bytes) -
     if !conn.has_capacity()
         || validate_topic(&pkt.topic, conn.shared.limits).is_err()
         || !payload_format_ok(pkt, payload)
+        || !conn.may_publish(&pkt.topic)
     {
         return false;
+    }
+    // Over a session quota: dropped (and counted), as `accept` would.
+    if super::quota::admit(conn, payload.len()).is_err() {
+        return true;
     }
     let ticket = conn.ticket();
     conn.push(ticket, message(conn, pkt, payload.clone(), 0));
@@ -360,6 +410,10 @@ pub(super) async fn protocol(
                     Ok(f) if f.group.is_some() && o.no_local => {
                         t.fail(SubscribeAckReason::TopicFilterInvalid)
                     }
+                    // docs/eventgrid.md §7.5: SUBACK 0x87, no subscription.
+                    Ok(_) if !conn.may_subscribe(t.topic()) => {
+                        t.fail(SubscribeAckReason::NotAuthorized)
+                    }
                     Ok(_) => {
                         positions.push(i);
                         reqs.push(SubReq {
@@ -376,7 +430,7 @@ pub(super) async fn protocol(
                     Err(_) => t.fail(SubscribeAckReason::TopicFilterInvalid),
                 }
             }
-            let granted = conn.subscribe(reqs, sub_id).await?;
+            let granted = conn.subscribe_recorded(reqs, sub_id).await?;
             let mut next = positions.iter().zip(granted).peekable();
             for (i, mut t) in sub.iter_mut().enumerate() {
                 let Some((_, granted)) = next.next_if(|(p, _)| **p == i) else {
@@ -391,6 +445,7 @@ pub(super) async fn protocol(
         }
         ProtocolMessage::Unsubscribe(mut unsub) => {
             let filters: Vec<ByteString> = unsub.iter().cloned().collect();
+            conn.unsubscribed(&filters);
             let existed = conn.unsubscribe(filters).await?;
             for (mut t, existed) in unsub.iter_mut().zip(existed) {
                 if !existed {
@@ -418,9 +473,17 @@ pub(super) async fn protocol(
                     .ack())
             }
         }
+        ProtocolMessage::Auth(a)
+            if super::auth::is_reauth(
+                a.packet().auth_method.as_deref(),
+                u8::from(a.packet().reason_code),
+            ) =>
+        {
+            Ok(super::auth::reauth_v5(s, a))
+        }
         m @ ProtocolMessage::Auth(_) => {
-            // evgrid offers no enhanced authentication (a CONNECT with an authentication method
-            // is refused), so an AUTH packet is a protocol error [MQTT-4.12.0-6].
+            // Only re-authentication with CUSTOM-JWT is offered; any other AUTH packet is a
+            // protocol error [MQTT-4.12.0-6].
             METRICS.protocol_errors.inc();
             conn.ending.set(EndReason::ProtocolError);
             // Written here: ntex-mqtt 9.0 closes the socket before a DISCONNECT returned as the
@@ -498,6 +561,9 @@ impl Sink for V5Sink {
             CloseReason::SessionTakenOver => DisconnectReasonCode::SessionTakenOver,
             CloseReason::ServerShuttingDown => DisconnectReasonCode::ServerShuttingDown,
             CloseReason::SendTimeout => DisconnectReasonCode::QuotaExceeded,
+            CloseReason::NotAuthenticated | CloseReason::NotAuthorized => {
+                DisconnectReasonCode::NotAuthorized
+            }
         };
         self.0.close_with_reason(codec::Disconnect {
             reason_code,

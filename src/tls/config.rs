@@ -20,6 +20,10 @@ pub enum ClientAuth {
     Optional,
     /// A client without a certificate that verifies against `ca_file` is refused.
     Required,
+    /// Asked for, and any chain taken at the TLS layer (the client still proves it holds the
+    /// key): the MQTT CONNECT checks it against the namespace's registered thumbprints and CA
+    /// certificates. `ca_file` is not used.
+    Request,
 }
 
 /// A TLS listener: where it listens and the PEM files it serves.
@@ -85,7 +89,11 @@ impl TlsListener {
         if self.key_file.as_os_str().is_empty() {
             return bad("key_file", "is required when bind is set");
         }
-        if self.client_auth != ClientAuth::None && self.ca_file.as_os_str().is_empty() {
+        if matches!(
+            self.client_auth,
+            ClientAuth::Optional | ClientAuth::Required
+        ) && self.ca_file.as_os_str().is_empty()
+        {
             return bad(
                 "ca_file",
                 "is required when client_auth is optional or required",

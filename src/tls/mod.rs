@@ -16,6 +16,7 @@ pub mod dev;
 pub mod failure;
 pub mod peer;
 pub mod reload;
+mod request;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -137,6 +138,8 @@ impl ServerTls {
         ]);
         let builder = match cfg.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
+            ClientAuth::Request => builder
+                .with_client_cert_verifier(std::sync::Arc::new(request::AnyClientCert::new())),
             auth => {
                 let roots = Arc::new(read_roots(section, &cfg.ca_file)?);
                 let v = WebPkiClientVerifier::builder(roots);

@@ -161,3 +161,129 @@ fn dev_writes_a_ca_a_server_and_a_client_certificate() {
     assert_eq!(mode & 0o077, 0, "keys are the owner's only");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A client certificate resolver that presents `chain` and signs with `key`, whatever they are
+/// (rustls's own builder refuses a key that does not match the certificate).
+#[derive(Debug)]
+struct Present(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Runs a handshake in memory; the server's verdict.
+fn handshake(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+) -> Result<Option<Vec<u8>>, rustls::Error> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut c = rustls::ClientConnection::new(client, name).unwrap();
+    let mut s = rustls::ServerConnection::new(server).unwrap();
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets()?;
+        }
+        let mut buf = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            c.read_tls(&mut &buf[..]).unwrap();
+            let _ = c.process_new_packets();
+        }
+        if !s.is_handshaking() && !c.is_handshaking() {
+            // TLS 1.3: the client's certificate and its signature arrive with its Finished.
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            if !buf.is_empty() {
+                s.read_tls(&mut &buf[..]).unwrap();
+                s.process_new_packets()?;
+            }
+            return Ok(s
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec()));
+        }
+    }
+    panic!("handshake did not finish");
+}
+
+/// `client_auth = "request"`: no certificate, or any self-signed one, passes the handshake and
+/// reaches the connection; a certificate presented without its key (the handshake signed with
+/// another) is refused: the client must prove it holds the key.
+#[test]
+fn requested_client_certificates_must_be_signed_for() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let d = scratch("request");
+    let ca = DevCa::new("server CA").unwrap();
+    let (c, k) = ca.issue("localhost", &["localhost"], false).unwrap();
+    let mut l = listener(&write(&d, "s.pem", &c), &write(&d, "s.key", &k));
+    l.client_auth = ClientAuth::Request;
+    let server = ServerTls::load("mqtt.tls", &l, &[])
+        .unwrap()
+        .server_config();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| {
+            #[allow(deprecated)]
+            Arc::new(rustls::crypto::ring::default_provider())
+        });
+    let client = |cert_of: &DevCa, key_of: &DevCa| {
+        let chain = vec![CertificateDer::from_pem_slice(cert_of.cert_pem().as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key_of.key_pem().as_bytes()).unwrap();
+        let key = provider.key_provider.load_private_key(key).unwrap();
+        let ck = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_client_cert_resolver(Arc::new(Present(ck))),
+        )
+    };
+    let anonymous = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth(),
+    );
+    assert_eq!(handshake(server.clone(), anonymous).unwrap(), None);
+    let device = DevCa::new("device-1").unwrap();
+    let leaf = CertificateDer::from_pem_slice(device.cert_pem().as_bytes()).unwrap();
+    assert_eq!(
+        handshake(server.clone(), client(&device, &device)).unwrap(),
+        Some(leaf.to_vec()),
+        "any self-signed certificate, signed for"
+    );
+    let thief = DevCa::new("thief").unwrap();
+    let e = handshake(server, client(&device, &thief)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
+        ),
+        "{e:?}"
+    );
+}

@@ -288,3 +288,36 @@ pub fn loadtest_bin() -> std::path::PathBuf {
     }
     bin
 }
+
+/// The paho-mqtt the test command installs (`paho-mqtt==2.1.0` in `target/sdk-venv`, or the
+/// interpreter `SDK_PYTHON` names): the Python that runs `tests/ws/*.py` and `tests/auth/*.py`.
+pub fn paho_python() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    const PAHO_VERSION: &str = "2.1.0";
+    let py = match std::env::var_os("SDK_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python"),
+    };
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import importlib.metadata as m, paho.mqtt; print(m.version('paho-mqtt'))",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}: run ./scripts/test (it creates target/sdk-venv with \
+                 paho-mqtt=={PAHO_VERSION}), or set SDK_PYTHON",
+                py.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{} lacks paho-mqtt: run ./scripts/test (it installs it)\n{}",
+        py.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(v, PAHO_VERSION, "{} has paho-mqtt {v}", py.display());
+    py
+}

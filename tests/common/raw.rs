@@ -202,6 +202,7 @@ pub struct Opts {
     pub props: Vec<Prop>,
     pub will: Option<WillSpec>,
     pub username: Option<String>,
+    pub password: Option<Vec<u8>>,
 }
 
 impl Opts {
@@ -214,6 +215,7 @@ impl Opts {
             props: vec![],
             will: None,
             username: None,
+            password: None,
         }
     }
     pub fn v3(id: &str) -> Opts {
@@ -228,6 +230,14 @@ impl Opts {
     }
     pub fn prop(mut self, p: Prop) -> Opts {
         self.props.push(p);
+        self
+    }
+    pub fn user(mut self, u: &str) -> Opts {
+        self.username = Some(u.into());
+        self
+    }
+    pub fn password(mut self, p: &[u8]) -> Opts {
+        self.password = Some(p.to_vec());
         self
     }
     pub fn keep_alive(mut self, k: u16) -> Opts {
@@ -288,6 +298,9 @@ impl Client {
         if o.username.is_some() {
             flags |= 0x80;
         }
+        if o.password.is_some() {
+            flags |= 0x40;
+        }
         body.push(flags);
         body.extend_from_slice(&o.keep_alive.to_be_bytes());
         if o.v5 {
@@ -303,6 +316,9 @@ impl Client {
         }
         if let Some(u) = &o.username {
             string(u.as_bytes(), &mut body);
+        }
+        if let Some(p) = &o.password {
+            string(p, &mut body);
         }
         c.send(CONNECT << 4, &body);
         let p = c.recv().expect("CONNACK");

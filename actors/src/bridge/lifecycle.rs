@@ -49,8 +49,10 @@ pub fn disconnection_reason(r: EndReason) -> &'static str {
         EndReason::TakenOver => "SessionTakenOver",
         EndReason::ProtocolError => "ClientError",
         EndReason::ServerShutdown => "ServerInitiatedDisconnect",
-        EndReason::SendTimeout => "QuotaExceeded",
+        EndReason::SendTimeout | EndReason::QuotaExceeded => "QuotaExceeded",
         EndReason::ServerError => "ServerError",
+        EndReason::AuthenticationError => "ClientAuthenticationError",
+        EndReason::AuthorizationError => "ClientAuthorizationError",
     }
 }
 

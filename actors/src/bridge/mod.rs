@@ -9,6 +9,7 @@
 //! MQTT delivery wait on the grid: a route that fails is counted and reported to the publisher,
 //! and MQTT subscribers get the message all the same.
 
+pub mod auth;
 pub mod convert;
 pub mod lifecycle;
 pub mod route;
@@ -19,6 +20,7 @@ use std::sync::atomic::AtomicUsize;
 use ntex_bytes::ByteString;
 
 use crate::grid::Grid;
+use crate::identity::directory::Directory;
 use crate::mqtt::broker::Broker;
 use crate::mqtt::message::AppMessage;
 
@@ -76,6 +78,20 @@ impl Bridge {
             best_effort: AtomicUsize::new(0),
             ids: route::Ids::new(),
         }))
+    }
+
+    /// The identity configuration of the namespace the broker serves, as of now (an empty
+    /// [`Directory`] when the namespace does not exist).
+    pub fn directory(&self) -> Arc<Directory> {
+        self.0.grid.directory(&self.0.namespace).unwrap_or_default()
+    }
+
+    /// Bumped whenever the served namespace's identity configuration changes (clients, CA
+    /// certificates, groups, topic spaces, bindings, `clientAuthentication`, quotas).
+    /// (The grid has one watch for every namespace: a change elsewhere wakes the receiver too,
+    /// and the directory it reads then is the same.)
+    pub fn identity_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.grid.identity_changes()
     }
 
     /// The namespace the MQTT broker serves (`mqtt.namespace`).

@@ -3,7 +3,10 @@
 //! that take publishes, and the handle the HTTP edge uses.
 //!
 //! Ontology:
-//! - **Namespace**: a name, ARM properties and two access keys. Holds topics.
+//! - **Namespace**: a name, ARM properties and two access keys. Holds topics, and its identity
+//!   resources (clients, CA certificates, client groups, topic spaces, permission bindings;
+//!   `identities`), published to the MQTT side as one [`Grid::directory`] per namespace with a
+//!   watch ([`Grid::identity_changes`]) that moves on at every change.
 //! - **System topic** (basic tier): takes the MQTT client lifecycle events of a namespace, fed
 //!   by the bridge through [`Grid::system_topics_of_namespace`] (docs/eventgrid.md §7.7).
 //! - **Topic** ([`topic::TopicActor`], one actor per namespace topic, custom topic and domain):
@@ -25,6 +28,8 @@
 pub mod basic;
 pub mod error;
 pub mod filter;
+mod identities;
+mod identity_events;
 mod namespaces;
 mod registry;
 pub mod resource;
@@ -38,9 +43,11 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use crate::delivery::queue::QueueSub;
+use crate::identity::directory::Directory;
 use crate::store::{StoreError, Writer};
 use basic::{Basic, Kind, PublishTarget, Scope};
 use namespaces::Namespaces;
+use resource::identity::Kind as IdKind;
 use resource::topic_spaces::{RouteTopic, TopicSpaces};
 use shared::Shared;
 use topic::TopicActor;
@@ -108,6 +115,19 @@ impl Grid {
     /// A namespace's parsed `topicSpacesConfiguration` (the bridge reads it per batch).
     pub fn topic_spaces(&self, ns: &str) -> Result<Arc<TopicSpaces>, GridError> {
         registry::topic_spaces(&self.0.namespaces, ns)
+    }
+
+    /// A namespace's identity configuration as the MQTT side reads it (docs/eventgrid.md
+    /// §7.2–§7.5): rebuilt whole on every change of its clients, CA certificates, groups, topic
+    /// spaces, bindings or `topicSpacesConfiguration` authentication settings.
+    pub fn directory(&self, ns: &str) -> Result<Arc<Directory>, GridError> {
+        self.0.namespaces.directory(ns)
+    }
+
+    /// Moves on whenever the identity configuration of any namespace changes (its
+    /// [`Grid::directory`]), and when a namespace is created or deleted.
+    pub fn identity_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.namespaces.identity_tx.subscribe()
     }
 
     /// The topic actor a namespace's MQTT messages are routed into.
@@ -192,6 +212,53 @@ impl Grid {
 
     pub fn keys(&self, ns: &str) -> Result<Keys, GridError> {
         self.0.namespaces.keys(ns)
+    }
+
+    /// Creates or updates a client, CA certificate, client group, topic space or permission
+    /// binding of namespace `ns`; answers its document and whether it was created. A client
+    /// change is announced on the namespace's system topics (docs/eventgrid.md §7.7).
+    pub async fn put_identity(
+        &self,
+        ns: &str,
+        kind: IdKind,
+        name: &str,
+        props: &Value,
+    ) -> Result<(Value, bool), GridError> {
+        let (doc, created, change) = self
+            .0
+            .namespaces
+            .put_identity(&self.0.shared, ns, kind, name, props)
+            .await?;
+        if let Some(c) = change {
+            identity_events::announce(&self.0.basic, c).await;
+        }
+        Ok((doc, created))
+    }
+
+    pub fn get_identity(&self, ns: &str, kind: IdKind, name: &str) -> Result<Value, GridError> {
+        self.0.namespaces.get_identity(ns, kind, name)
+    }
+
+    pub fn list_identity(&self, ns: &str, kind: IdKind) -> Result<Vec<Value>, GridError> {
+        self.0.namespaces.list_identity(ns, kind)
+    }
+
+    /// Deletes an identity resource; false if it did not exist.
+    pub async fn delete_identity(
+        &self,
+        ns: &str,
+        kind: IdKind,
+        name: &str,
+    ) -> Result<bool, GridError> {
+        let (existed, change) = self
+            .0
+            .namespaces
+            .delete_identity(&self.0.shared, ns, kind, name)
+            .await?;
+        if let Some(c) = change {
+            identity_events::announce(&self.0.basic, c).await;
+        }
+        Ok(existed)
     }
 
     /// Replaces `key1` or `key2` with a fresh key; the other stays valid.

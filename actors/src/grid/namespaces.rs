@@ -15,6 +15,7 @@ use actix::prelude::*;
 use serde_json::{Value, json};
 
 use super::error::GridError;
+use super::identities::{IdentityRes, auth_changed, read_issuer_files};
 use super::resource::basic::redact_destination;
 use super::resource::namespace::{self as resource, SubCfg, TopicCfg};
 use super::resource::topic_spaces::{self, TopicSpaces};
@@ -22,6 +23,7 @@ use super::shared::{Keys, Shared, arm, generate_key, key_index, lc};
 use super::topic::{Conversion, Route, Routes, SetRoutes, Target, TopicActor};
 use crate::delivery::push::{Names, ReconfigurePush};
 use crate::delivery::queue::ReconfigureQueue;
+use crate::identity::directory::Directory;
 use crate::lifecycle::Shutdown;
 use crate::model::clock::now_ms;
 use crate::store::{Op, StoreError};
@@ -49,6 +51,10 @@ pub(super) struct Namespace {
     pub topic_spaces: Arc<TopicSpaces>,
     pub keys: [String; 2],
     pub topics: BTreeMap<String, Topic>,
+    /// Clients, CA certificates, groups, topic spaces, bindings ([`super::identities`]).
+    pub identity: IdentityRes,
+    /// What the MQTT side reads of them, rebuilt whole on every change.
+    pub directory: Arc<Directory>,
 }
 
 impl Namespace {
@@ -58,9 +64,19 @@ impl Namespace {
 }
 
 /// The namespace tier's registry, by lowercased name.
-#[derive(Default)]
 pub(crate) struct Namespaces {
     pub(super) state: RwLock<BTreeMap<String, Namespace>>,
+    /// Moves on whenever any namespace's identity configuration changes (its directory).
+    pub(super) identity_tx: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces {
+            state: RwLock::default(),
+            identity_tx: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// Topic `topic` of namespace `ns` in the registry, or which of the two is missing.
@@ -145,8 +161,11 @@ fn sub_doc(ns: &str, t: &str, s: &Sub) -> Value {
 }
 
 /// Validates a namespace's `properties`: answers them normalised, with the parsed
-/// `topicSpacesConfiguration`.
-pub(super) fn namespace_props(props: &Value) -> Result<(Value, TopicSpaces), GridError> {
+/// `topicSpacesConfiguration`. `hostname` is the server's `mqtt.hostname`.
+pub(super) fn namespace_props(
+    props: &Value,
+    hostname: &str,
+) -> Result<(Value, TopicSpaces), GridError> {
     let mut p = match props {
         Value::Null => json!({}),
         Value::Object(_) => props.clone(),
@@ -157,8 +176,8 @@ pub(super) fn namespace_props(props: &Value) -> Result<(Value, TopicSpaces), Gri
         }
     };
     p["provisioningState"] = json!("Succeeded");
-    let (ts, out) =
-        topic_spaces::parse(p.get("topicSpacesConfiguration")).map_err(GridError::BadRequest)?;
+    let (ts, out) = topic_spaces::parse(p.get("topicSpacesConfiguration"), hostname)
+        .map_err(GridError::BadRequest)?;
     p["topicSpacesConfiguration"] = out;
     Ok((p, ts))
 }
@@ -225,7 +244,9 @@ impl Namespaces {
         check: impl FnOnce(&TopicSpaces) -> Result<(), GridError>,
     ) -> Result<(Value, bool), GridError> {
         crate::grid::resource::check_name("namespace", name, 50).map_err(GridError::BadRequest)?;
-        let (props, ts) = namespace_props(props)?;
+        let mut props = props.clone();
+        read_issuer_files(&mut props)?;
+        let (props, ts) = namespace_props(&props, &sh.cfg.mqtt_hostname)?;
         let _g = sh.mgmt.lock().await;
         check(&ts)?;
         let existing = {
@@ -251,9 +272,15 @@ impl Namespaces {
             topic_spaces: Arc::default(),
             keys,
             topics: BTreeMap::new(),
+            identity: IdentityRes::default(),
+            directory: Arc::default(),
         });
         n.props = props;
+        let changed = created || auth_changed(&n.topic_spaces, &ts);
         n.topic_spaces = Arc::new(ts);
+        if changed {
+            self.republish(n);
+        }
         Ok((ns_doc(n), created))
     }
 
@@ -283,12 +310,14 @@ impl Namespaces {
             for (tk, t) in &n.topics {
                 Self::topic_delete_ops(name, tk, t, &mut ops);
             }
+            n.identity.delete_ops(name, &mut ops);
         }
         ops.push(Op::DeleteResource {
             path: ns_path(name),
         });
         sh.writer.submit(ops).await?;
         let n = self.state.write().expect("grid lock").remove(&lc(name));
+        self.identity_tx.send_modify(|g| *g += 1);
         if let Some(n) = n {
             for t in n.topics.into_values() {
                 Self::stop_topic(t);

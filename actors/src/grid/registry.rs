@@ -17,9 +17,11 @@ use serde_json::Value;
 
 use super::basic::Basic;
 use super::error::GridError;
+use super::identities::{self, IdentityRes, build_directory};
 use super::namespaces::{Namespace, Namespaces, Sub, Topic, find_sub, find_topic, namespace_props};
 use super::resource::Limits;
 use super::resource::basic::InputSchema;
+use super::resource::identity::Kind as IdKind;
 use super::resource::namespace as resource;
 use super::resource::topic_spaces::{RouteTopic, TopicSpaces};
 use super::shared::{Keys, Shared, bad, lc};
@@ -66,12 +68,14 @@ pub(super) async fn load(sh: &Shared, ns: &Namespaces, basic: &Basic) -> Result<
                         name,
                         props: doc["properties"].clone(),
                         topic_spaces: Arc::new(
-                            namespace_props(&doc["properties"])
+                            namespace_props(&doc["properties"], &sh.cfg.mqtt_hostname)
                                 .map_err(|e| bad(path, e.to_string()))?
                                 .1,
                         ),
                         keys: keys.map(str::to_string),
                         topics: BTreeMap::new(),
+                        identity: IdentityRes::default(),
+                        directory: Arc::default(),
                     },
                 );
             }
@@ -119,8 +123,18 @@ pub(super) async fn load(sh: &Shared, ns: &Namespaces, basic: &Basic) -> Result<
                     },
                 );
             }
+            ["namespaces", n, kind, r] if IdKind::from_segment(kind).is_some() => {
+                let kind = IdKind::from_segment(kind).expect("matched");
+                let n = state
+                    .get_mut(*n)
+                    .ok_or_else(|| bad(path, "its namespace is missing".into()))?;
+                identities::load(&mut n.identity, kind, r, &doc).map_err(|e| bad(path, e))?;
+            }
             _ => return Err(bad(path, "unknown resource path".into())),
         }
+    }
+    for n in state.values_mut() {
+        n.directory = Arc::new(build_directory(&n.identity, &n.topic_spaces));
     }
     // Topics continue their sequences above what their subscriptions hold.
     for (nk, n) in &state {

@@ -31,6 +31,9 @@ pub struct GridConfig {
     pub tick: Duration,
     /// Push (webhook) delivery.
     pub push: PushConfig,
+    /// The MQTT host name (`mqtt.hostname`): what `topicSpacesConfiguration.hostname` shows and
+    /// the audience a custom JWT must carry (docs/eventgrid.md §7.4, §7.9).
+    pub mqtt_hostname: String,
 }
 
 /// Access keys of a namespace, a custom topic or a domain.

@@ -33,7 +33,7 @@ impl LifecycleMetrics {
             s,
             "counter",
             name,
-            "MQTT client lifecycle events (connected, disconnected) by outcome: published to a system topic, dropped because the backlog was full, discarded for want of a system topic, or failed.",
+            "MQTT client lifecycle events (session connected and disconnected; client created, updated, deleted) by outcome: published to a system topic, dropped because the backlog was full, discarded for want of a system topic, or failed.",
         );
         for (outcome, c) in [
             ("published", &self.published),

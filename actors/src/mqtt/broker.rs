@@ -321,4 +321,9 @@ impl Broker {
     pub fn session_count(&self) -> usize {
         self.0.registry.len()
     }
+
+    /// Whether the broker holds a session (connected or persistent) named `client_id`.
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.0.registry.contains_key(client_id)
+    }
 }

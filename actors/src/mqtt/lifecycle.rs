@@ -38,6 +38,15 @@ pub enum EndReason {
     SendTimeout,
     /// The broker failed the connection (an internal error).
     ServerError,
+    /// The client's authentication was refused or no longer holds (revoked, expired, failed
+    /// re-authentication).
+    AuthenticationError,
+    /// The client did what it is not authorized to (v3.1.1 PUBLISH), or lost an authorization a
+    /// subscription needs.
+    AuthorizationError,
+    /// An MQTT 3.1.1 client went over a session quota: it has no negative acknowledgement, so
+    /// the broker closes the connection.
+    QuotaExceeded,
 }
 
 impl EndReason {
@@ -47,6 +56,8 @@ impl EndReason {
             CloseReason::SessionTakenOver => EndReason::TakenOver,
             CloseReason::ServerShuttingDown => EndReason::ServerShutdown,
             CloseReason::SendTimeout => EndReason::SendTimeout,
+            CloseReason::NotAuthenticated => EndReason::AuthenticationError,
+            CloseReason::NotAuthorized => EndReason::AuthorizationError,
         }
     }
 }
@@ -171,6 +182,14 @@ mod tests {
         assert_eq!(
             EndReason::of_close(CloseReason::SendTimeout),
             EndReason::SendTimeout
+        );
+        assert_eq!(
+            EndReason::of_close(CloseReason::NotAuthenticated),
+            EndReason::AuthenticationError
+        );
+        assert_eq!(
+            EndReason::of_close(CloseReason::NotAuthorized),
+            EndReason::AuthorizationError
         );
     }
 }

@@ -135,6 +135,14 @@ pub enum CloseReason {
     /// The client's socket took nothing for `mqtt.send_timeout` while the broker had messages
     /// for it (v5 reason 0x97, quota exceeded).
     SendTimeout,
+    /// The client's authentication no longer holds: its client was disabled or deleted, or its
+    /// token expired (v5 reason 0x87; Event Grid's `ClientAuthenticationError`,
+    /// docs/eventgrid.md §7.4).
+    NotAuthenticated,
+    /// A change of the namespace's permissions took away what one of the client's
+    /// subscriptions needs (v5 reason 0x87; Event Grid's `ClientAuthorizationError`,
+    /// docs/eventgrid.md §7.5).
+    NotAuthorized,
 }
 
 /// Everything the session actor sends to the connection writer task, in order.

@@ -1,6 +1,6 @@
 //! The management API under `/mgmt/…`, in Azure's ARM JSON shapes (`{"id","name","type",
 //! "properties":{…}}`), authenticated with `Authorization: Bearer <admin key>`: the namespace
-//! tier in [`namespace`], the basic tier in [`basic`].
+//! tier in [`namespace`] (its identity resources in [`identity`]), the basic tier in [`basic`].
 //!
 //! Owns what both share: the admin check ([`admin`]), reading a body only after it ([`body`]),
 //! the ARM status codes (PUT 201 when created and 200 when updated, DELETE 200 or 204 when there
@@ -9,6 +9,7 @@
 //! `listKeys`/`regenerateKey`, nor read a request body before the admin key is checked.
 
 pub mod basic;
+pub mod identity;
 pub mod namespace;
 
 use actix_web::http::{StatusCode, header};

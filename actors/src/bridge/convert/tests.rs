@@ -32,7 +32,7 @@ fn no_enrich() -> Enrichments {
 
 /// The enrichments of a `routingEnrichments` JSON value, through the real validation.
 fn enrich(v: Value) -> Enrichments {
-    topic_spaces::parse(Some(&json!({"routingEnrichments": v})))
+    topic_spaces::parse(Some(&json!({"routingEnrichments": v})), "localhost")
         .unwrap()
         .0
         .enrichments

@@ -24,6 +24,7 @@ fn every_end_reason_has_its_event_grid_name() {
         (EndReason::ProtocolError, "ClientError"),
         (EndReason::ServerShutdown, "ServerInitiatedDisconnect"),
         (EndReason::SendTimeout, "QuotaExceeded"),
+        (EndReason::QuotaExceeded, "QuotaExceeded"),
         (EndReason::ServerError, "ServerError"),
     ];
     for (r, name) in all {

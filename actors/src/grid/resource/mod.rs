@@ -1,12 +1,15 @@
 //! Resources as Azure's ARM documents describe them: what a management PUT may carry, the
 //! defaults it gets, and the `properties` a GET returns — for namespaces ([`namespace`]) and for
-//! the basic tier's custom topics, domains and their subscriptions ([`basic`]).
+//! the basic tier's custom topics, domains and their subscriptions ([`basic`]), and a
+//! namespace's identity resources ([`identity`], [`client_auth`]).
 //!
 //! Owns validation and the helpers both tiers read `properties` with, so every error names the
 //! property at fault in the same words. Pure: never touches the store, an actor or the clock
 //! (`now_ms` comes in as an argument); the grid calls it before it commits anything.
 
 pub mod basic;
+pub mod client_auth;
+pub mod identity;
 pub mod namespace;
 pub mod system_topic;
 pub mod topic_spaces;

@@ -1,6 +1,7 @@
 //! A namespace's `topicSpacesConfiguration` (docs/eventgrid.md §7.6, §7.9): whether its MQTT
 //! broker is enabled, the topic its MQTT messages are routed into, the routing enrichments, and
-//! the session bounds.
+//! the session bounds; its `clientAuthentication` and evgrid's `quotas` are parsed by
+//! [`super::client_auth`], and the read-only `hostname` shown is the server's `mqtt.hostname`.
 //!
 //! Owns the validation rules of §7.6 (enrichment keys and values, the route topic's id) and the
 //! parsed form the bridge evaluates per message ([`Enrichments`], [`Dynamic`]). Pure: never
@@ -16,7 +17,9 @@
 
 use serde_json::{Value, json};
 
+use super::client_auth;
 use super::{get_str, get_u64};
+use crate::identity::directory::{AuthSettings, Quotas};
 
 /// The parsed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,10 @@ pub struct TopicSpaces {
     pub max_session_expiry_hours: u32,
     /// `maximumClientSessionsPerAuthenticationName`, 1–100 (default 1).
     pub max_sessions_per_auth_name: u32,
+    /// `clientAuthentication` (docs/eventgrid.md §7.4).
+    pub auth: AuthSettings,
+    /// evgrid's `quotas` (off by default).
+    pub quotas: Quotas,
 }
 
 impl Default for TopicSpaces {
@@ -42,6 +49,8 @@ impl Default for TopicSpaces {
             enrichments: Enrichments::default(),
             max_session_expiry_hours: 1,
             max_sessions_per_auth_name: 1,
+            auth: AuthSettings::default(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -126,12 +135,14 @@ const RESERVED_KEYS: [&str; 10] = [
 const P: &str = "properties.topicSpacesConfiguration";
 
 /// Validates `properties.topicSpacesConfiguration` (absent: the defaults) and answers the parsed
-/// form with the normalised object a GET shows.
-pub fn parse(v: Option<&Value>) -> Result<(TopicSpaces, Value), String> {
+/// form with the normalised object a GET shows. `hostname` is the namespace's MQTT host name
+/// (shown read-only, docs/eventgrid.md §7.9, and the audience of custom JWTs).
+pub fn parse(v: Option<&Value>, hostname: &str) -> Result<(TopicSpaces, Value), String> {
     let m = match v {
         None | Some(Value::Null) => {
             let ts = TopicSpaces::default();
-            let out = normalised(&ts, None, Value::Null);
+            let mut out = normalised(&ts, None, Value::Null);
+            out["hostname"] = json!(hostname);
             return Ok((ts, out));
         }
         Some(Value::Object(m)) => m,
@@ -163,14 +174,25 @@ pub fn parse(v: Option<&Value>) -> Result<(TopicSpaces, Value), String> {
         ));
     }
     let (enrichments, shown) = enrichments(m.get("routingEnrichments"))?;
+    let (auth, auth_shown) = client_auth::client_auth(m.get("clientAuthentication"), hostname)?;
+    let (quotas, quotas_shown) = client_auth::quotas(m.get("quotas"))?;
     let ts = TopicSpaces {
         enabled,
         route,
         enrichments,
         max_session_expiry_hours: hours as u32,
         max_sessions_per_auth_name: per_name as u32,
+        auth,
+        quotas,
     };
-    let out = normalised(&ts, route_id, shown);
+    let mut out = normalised(&ts, route_id, shown);
+    if !auth_shown.is_null() {
+        out["clientAuthentication"] = auth_shown;
+    }
+    if !quotas_shown.is_null() {
+        out["quotas"] = quotas_shown;
+    }
+    out["hostname"] = json!(hostname);
     Ok((ts, out))
 }
 

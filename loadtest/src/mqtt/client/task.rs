@@ -30,6 +30,16 @@ struct Opened {
     max_packet: Option<u32>,
 }
 
+/// The user name client `index` connects with: `--username` with `%i` replaced by the index
+/// (so each client can be its own registered client, e.g. `dev-%i`); as given without `%i`.
+pub(super) fn username_of(template: &str, index: usize) -> std::borrow::Cow<'_, str> {
+    if template.contains("%i") {
+        template.replace("%i", &index.to_string()).into()
+    } else {
+        template.into()
+    }
+}
+
 async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, ConnError> {
     let cfg = &sh.cfg;
     let t0 = Instant::now();
@@ -64,6 +74,7 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
         let _ = sh.tls_session.set(s);
     }
     let v5 = cfg.level == codec::LEVEL_V5;
+    let username = cfg.username.as_deref().map(|u| username_of(u, index));
     let mut wbuf = BytesMut::with_capacity(256);
     codec::encode_connect(
         &mut wbuf,
@@ -72,7 +83,7 @@ async fn open(sh: &Shared, index: usize, client_id: &str) -> Result<Opened, Conn
             client_id,
             keep_alive: cfg.keep_alive,
             clean: cfg.clean,
-            username: cfg.username.as_deref(),
+            username: username.as_deref(),
             password: cfg.password.as_deref().map(str::as_bytes),
             session_expiry: if v5 { cfg.session_expiry } else { None },
             receive_maximum: None,

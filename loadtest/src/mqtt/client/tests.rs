@@ -18,3 +18,10 @@ fn sub_table_factors() {
     assert_eq!(t.factor("other/x"), 1);
     assert_eq!(t.factor("none"), 0);
 }
+
+#[test]
+fn username_template_gives_each_client_its_own_name() {
+    assert_eq!(task::username_of("dev-%i", 17), "dev-17");
+    assert_eq!(task::username_of("%i-%i", 3), "3-3");
+    assert_eq!(task::username_of("shared", 17), "shared");
+}

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use super::*;
 
 fn cfg(v: Value) -> Result<(TopicSpaces, Value), String> {
-    parse(Some(&v))
+    parse(Some(&v), "localhost")
 }
 
 fn enrich(statics: Value, dynamics: Value) -> Result<(TopicSpaces, Value), String> {
@@ -17,12 +17,12 @@ fn err(v: Value) -> String {
 #[test]
 fn absent_gives_the_defaults() {
     for v in [None, Some(&Value::Null)] {
-        let (ts, out) = parse(v).unwrap();
+        let (ts, out) = parse(v, "localhost").unwrap();
         assert_eq!(ts, TopicSpaces::default());
         assert_eq!(
             out,
             json!({"state": "Disabled", "maximumSessionExpiryInHours": 1,
-                   "maximumClientSessionsPerAuthenticationName": 1})
+                   "maximumClientSessionsPerAuthenticationName": 1, "hostname": "localhost"})
         );
     }
     assert!(err(json!([])).contains("topicSpacesConfiguration must be a JSON object"));

@@ -1,0 +1,136 @@
+//! MQTT 5 `CUSTOM-JWT` at the edge (docs/eventgrid.md §7.4 item 4), over real sockets: the token
+//! in the CONNECT's Authentication Data, its expiry disconnecting the client (DISCONNECT 0x87),
+//! re-authentication with AUTH 0x19 extending it (AUTH 0x00), a bad re-authentication
+//! disconnecting. Tokens are RS256, signed with openssl.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::http::mgmt_json;
+use common::raw::{Client, Opts, Prop, props};
+use common::{Server, TempDir};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "test-admin-key-0123456789";
+const ISSUER: &str = "https://issuer.test";
+const AUTH: u8 = 15;
+const DISCONNECT: u8 = 14;
+const PINGRESP: u8 = 13;
+
+/// An RSA key and its self-signed certificate (PEM) in `dir`.
+fn issuer(dir: &Path) -> (std::path::PathBuf, String) {
+    let (key, crt) = (dir.join("iss.key"), dir.join("iss.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args(["-subj", "/CN=issuer"])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+    (key, std::fs::read_to_string(crt).unwrap())
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A compact RS256 JWS over `claims`, signed with `key`.
+fn token(dir: &Path, key: &Path, claims: Value) -> Vec<u8> {
+    let header = B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let body = B64.encode(claims.to_string());
+    let input = format!("{header}.{body}");
+    let file = dir.join("input");
+    std::fs::write(&file, &input).unwrap();
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .arg(&file)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+    format!("{input}.{}", B64.encode(out.stdout)).into_bytes()
+}
+
+fn claims(sub: &str, aud: &str, exp: u64) -> Value {
+    json!({"iss": ISSUER, "sub": sub, "aud": aud, "exp": exp, "nbf": now_s() - 10, "role": "sensor"})
+}
+
+fn jwt_opts(id: &str, tok: Vec<u8>) -> Opts {
+    Opts::v5(id)
+        .prop(Prop::Bytes(0x15, b"CUSTOM-JWT".to_vec()))
+        .prop(Prop::Bytes(0x16, tok))
+}
+
+fn reauth(c: &mut Client, tok: Vec<u8>) {
+    let mut body = vec![0x19];
+    body.extend(props(&[
+        Prop::Bytes(0x15, b"CUSTOM-JWT".to_vec()),
+        Prop::Bytes(0x16, tok),
+    ]));
+    c.send(AUTH << 4, &body);
+}
+
+#[test]
+fn custom_jwt_connect_expiry_and_reauthentication() {
+    let dir = TempDir::new("jwt");
+    let (key, pem) = issuer(&dir.0);
+    let srv = Server::start(&[
+        ("EVGRID_ADMIN_KEY", ADMIN),
+        ("EVGRID_MQTT_ALLOW_ANONYMOUS", "false"),
+        ("EVGRID_MQTT_HOSTNAME", "mqtt.test"),
+    ]);
+    let r = mgmt_json(
+        srv.http,
+        ADMIN,
+        "PUT",
+        "/mgmt/namespaces/default",
+        &json!({"properties": {"topicSpacesConfiguration": {"state": "Enabled",
+            "clientAuthentication": {"customJwtAuthentication": {"tokenIssuer": ISSUER,
+                "issuerCertificates": [{"encodedCertificate": pem}]}}}}}),
+    );
+    assert!(r.status == 200 || r.status == 201, "{r:?}");
+
+    // Wrong audience, expired: bad credentials.
+    let bad = token(&dir.0, &key, claims("dev-1", "elsewhere", now_s() + 60));
+    assert_eq!(Client::connect(srv.mqtt, jwt_opts("j0", bad)).1.code, 0x86);
+    let old = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() - 60));
+    assert_eq!(Client::connect(srv.mqtt, jwt_opts("j0", old)).1.code, 0x86);
+
+    // A token that expires in 2 s ends the connection then.
+    let short = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() + 2));
+    let mut c = Client::ok(srv.mqtt, jwt_opts("j1", short));
+    c.set_timeout(Duration::from_secs(6));
+    let p = c.expect(DISCONNECT);
+    assert_eq!(c.disconnect_reason(&p), 0x87);
+
+    // Re-authenticated before it expires: AUTH 0x00, and still connected after the first exp.
+    let short = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() + 2));
+    let mut c = Client::ok(srv.mqtt, jwt_opts("j2", short));
+    let long = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() + 600));
+    reauth(&mut c, long);
+    let p = c.expect(AUTH);
+    assert_eq!(p.body.first().copied().unwrap_or(0), 0, "AUTH success");
+    std::thread::sleep(Duration::from_secs(4));
+    c.ping();
+    c.expect(PINGRESP);
+
+    // A re-authentication that does not verify (another name): DISCONNECT 0x87.
+    let other = token(&dir.0, &key, claims("dev-2", "mqtt.test", now_s() + 600));
+    reauth(&mut c, other);
+    let p = c.expect(DISCONNECT);
+    assert_eq!(c.disconnect_reason(&p), 0x87);
+    assert!(c.closed());
+}
