@@ -445,6 +445,42 @@ fn revocation_disconnects_connected_clients() {
     );
 }
 
+/// A subscription revoked while its client was offline does not come back with the session:
+/// resuming it is refused (v3.1.1 0x05, v5 0x87); a clean start connects, without it.
+#[test]
+fn a_revoked_subscription_does_not_come_back_with_the_session() {
+    let srv = start(&[]);
+    policy(&srv);
+    client(&srv, "dev-5", "pw-5", json!({"type": "sensor"}));
+    let mut c = Client::ok(srv.mqtt, login(false, "d5", "dev-5", "pw-5").clean(false));
+    assert_eq!(
+        c.subscribe(1, &[("devices/dev-5/telemetry", 1)], &[]),
+        vec![1]
+    );
+    c.disconnect();
+    delete(&srv, &format!("{NS}/permissionBindings/sub"));
+    wait_until("the resumed session refused", || {
+        code(&srv, login(false, "d5", "dev-5", "pw-5").clean(false)) == 5
+    });
+    assert_eq!(
+        code(
+            &srv,
+            login(true, "d5", "dev-5", "pw-5")
+                .prop(common::raw::Prop::Num(0x11, 300))
+                .clean(false)
+        ),
+        0x87
+    );
+    // A clean start drops the session and its subscription.
+    let mut c = Client::ok(srv.mqtt, login(false, "d5", "dev-5", "pw-5"));
+    assert_eq!(
+        c.subscribe(1, &[("devices/dev-5/telemetry", 1)], &[]),
+        vec![0x80]
+    );
+    c.ping();
+    c.expect(PINGRESP);
+}
+
 /// `maximumClientSessionsPerAuthenticationName` (default 1) over live sessions, connected or
 /// not; the same name takes its own session over; another name may not use it (§7.1).
 #[test]

@@ -1,7 +1,8 @@
 //! MQTT 5 `CUSTOM-JWT` at the edge (docs/eventgrid.md §7.4 item 4), over real sockets: the token
 //! in the CONNECT's Authentication Data, its expiry disconnecting the client (DISCONNECT 0x87),
 //! re-authentication with AUTH 0x19 extending it (AUTH 0x00), a bad re-authentication
-//! disconnecting. Tokens are RS256, signed with openssl.
+//! disconnecting; an anonymous client cannot pass for a token's name. Tokens are RS256, signed
+//! with openssl.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::http::mgmt_json;
-use common::raw::{Client, Opts, Prop, props};
+use common::raw::{Client, Opts, Prop, bytes, props};
 use common::{Server, TempDir};
 use serde_json::{Value, json};
 
@@ -83,13 +84,14 @@ fn reauth(c: &mut Client, tok: Vec<u8>) {
     c.send(AUTH << 4, &body);
 }
 
-#[test]
-fn custom_jwt_connect_expiry_and_reauthentication() {
-    let dir = TempDir::new("jwt");
-    let (key, pem) = issuer(&dir.0);
+/// A server whose namespace trusts `pem`'s tokens for audience `mqtt.test`.
+fn jwt_server(pem: &str, anonymous: bool) -> Server {
     let srv = Server::start(&[
         ("EVGRID_ADMIN_KEY", ADMIN),
-        ("EVGRID_MQTT_ALLOW_ANONYMOUS", "false"),
+        (
+            "EVGRID_MQTT_ALLOW_ANONYMOUS",
+            if anonymous { "true" } else { "false" },
+        ),
         ("EVGRID_MQTT_HOSTNAME", "mqtt.test"),
     ]);
     let r = mgmt_json(
@@ -102,6 +104,14 @@ fn custom_jwt_connect_expiry_and_reauthentication() {
                 "issuerCertificates": [{"encodedCertificate": pem}]}}}}}),
     );
     assert!(r.status == 200 || r.status == 201, "{r:?}");
+    srv
+}
+
+#[test]
+fn custom_jwt_connect_expiry_and_reauthentication() {
+    let dir = TempDir::new("jwt");
+    let (key, pem) = issuer(&dir.0);
+    let srv = jwt_server(&pem, false);
 
     // Wrong audience, expired: bad credentials.
     let bad = token(&dir.0, &key, claims("dev-1", "elsewhere", now_s() + 60));
@@ -133,4 +143,40 @@ fn custom_jwt_connect_expiry_and_reauthentication() {
     let p = c.expect(DISCONNECT);
     assert_eq!(c.disconnect_reason(&p), 0x87);
     assert!(c.closed());
+}
+
+/// With anonymous access on beside custom JWTs, a client without credentials that gives a
+/// token holder's name as its user name may neither take that holder's session over nor pass
+/// for its name while it holds a session; the CONNACK to a CUSTOM-JWT CONNECT names the method
+/// [MQTT-4.12.0-5].
+#[test]
+fn anonymous_clients_cannot_pass_for_a_token_holder() {
+    let dir = TempDir::new("jwt-anon");
+    let (key, pem) = issuer(&dir.0);
+    let srv = jwt_server(&pem, true);
+    let tok = token(&dir.0, &key, claims("bob", "mqtt.test", now_s() + 600));
+    // A persistent session (expiry 300 s).
+    let (bob, ack) = Client::connect(srv.mqtt, jwt_opts("c1", tok).prop(Prop::Num(0x11, 300)));
+    assert_eq!(ack.code, 0);
+    assert_eq!(bytes(&ack.props, 0x15).as_deref(), Some(&b"CUSTOM-JWT"[..]));
+    let anon = |id: &str, user: &str| Client::connect(srv.mqtt, Opts::v5(id).user(user)).1.code;
+    assert_eq!(
+        anon("c1", "bob"),
+        0x87,
+        "took the token holder's session over"
+    );
+    assert_eq!(
+        anon("c2", "BOB"),
+        0x87,
+        "passed for the token holder's name"
+    );
+    assert_eq!(
+        anon("c3", "alice"),
+        0,
+        "anonymous access itself still works"
+    );
+    // Still refused once bob is offline: the session it left holds the name.
+    bob.disconnect();
+    assert_eq!(anon("c1", "bob"), 0x87);
+    assert_eq!(anon("c4", "bob"), 0x87);
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use evgrid_actors::bridge::auth::Webhook;
 use evgrid_actors::identity::cert::CertInfo;
-use evgrid_actors::identity::directory::{Credentials, Decision, Denied};
+use evgrid_actors::identity::directory::{Credentials, Decision, Denied, Directory};
 use evgrid_actors::identity::policy::ClientPolicy;
 use evgrid_actors::identity::{AuthMethod, AuthzMode, Identity};
 use evgrid_actors::metrics::{AUTH, ConnectOutcome, DenialKind, RevokeKind};
@@ -128,7 +128,7 @@ pub(crate) async fn authenticate(
 ) -> Result<Identity, (Denied, Option<&'static str>)> {
     let dir = sh.bridge.directory();
     let anon = sh.cfg.allow_anonymous;
-    let mut decision = dir.authenticate(creds, anon, now_ms());
+    let mut decision = decide(&dir, creds, anon).await;
     if matches!(decision, Decision::Deny(Denied::NotAuthorized(_)))
         && creds.cert.is_some()
         && listener_verified(sh)
@@ -136,14 +136,11 @@ pub(crate) async fn authenticate(
         // A certificate the listener verified against `mqtt.tls.ca_file` (client_auth optional
         // or required) admitted the client to TLS; the registry not knowing it is no reason to
         // refuse what the same CONNECT without it would get (anonymous access, a password).
-        decision = dir.authenticate(
-            &Credentials {
-                cert: None,
-                ..*creds
-            },
-            anon,
-            now_ms(),
-        );
+        let without = Credentials {
+            cert: None,
+            ..*creds
+        };
+        decision = decide(&dir, &without, anon).await;
     }
     let webhook = Some(AuthMethod::Webhook.label());
     match decision {
@@ -165,6 +162,43 @@ pub(crate) async fn authenticate(
             )),
         },
     }
+}
+
+/// Password checks running at once, each on the blocking pool: a slow hash (100,000 PBKDF2
+/// rounds) takes milliseconds, and on an MQTT worker a flood of CONNECTs with passwords, right
+/// or wrong, would stall every connection that worker serves. Past this many, CONNECTs wait
+/// (without holding a worker) and their handshake timeout bounds the wait.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// [`Directory::authenticate`]; off the worker when the CONNECT carries a password (every
+/// path that sees a password hashes it, a wrong or unknown one too).
+async fn decide(dir: &Arc<Directory>, creds: &Credentials<'_>, anon: bool) -> Decision {
+    if creds.password.is_none() {
+        return dir.authenticate(creds, anon, now_ms());
+    }
+    let Ok(_permit) = PASSWORD_CHECKS.acquire().await else {
+        return Decision::Deny(Denied::Unavailable("password checks stopped".into()));
+    };
+    let dir = dir.clone();
+    let client_id = creds.client_id.to_owned();
+    let username = creds.username.map(str::to_owned);
+    let password = creds.password.map(<[u8]>::to_vec);
+    let auth_method = creds.auth_method.map(str::to_owned);
+    let auth_data = creds.auth_data.map(<[u8]>::to_vec);
+    let cert = creds.cert.cloned();
+    tokio::task::spawn_blocking(move || {
+        let creds = Credentials {
+            client_id: &client_id,
+            username: username.as_deref(),
+            password: password.as_deref(),
+            auth_method: auth_method.as_deref(),
+            auth_data: auth_data.as_deref(),
+            cert: cert.as_ref(),
+        };
+        dir.authenticate(&creds, anon, now_ms())
+    })
+    .await
+    .unwrap_or_else(|_| Decision::Deny(Denied::Unavailable("password check failed".into())))
 }
 
 /// Whether TLS client certificates reaching a CONNECT were verified by the listener against
@@ -192,6 +226,7 @@ pub(crate) async fn watch(sh: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut open = true;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             r = changes.changed(), if open => {
@@ -207,6 +242,11 @@ pub(crate) async fn watch(sh: Arc<Shared>) {
                     return;
                 }
                 sh.auth.registry.expire(now_ms());
+                ticks += 1;
+                if ticks.is_multiple_of(10) {
+                    let broker = sh.bridge.broker();
+                    sh.auth.registry.sweep(|c| broker.has_session(c));
+                }
             }
         }
     }
@@ -225,6 +265,7 @@ pub(crate) async fn admit(
     creds: &Credentials<'_>,
     client_id: &ByteString,
     will_topic: Option<&str>,
+    resume: bool,
 ) -> Result<Admitted, Refused> {
     let id = match authenticate(sh, creds).await {
         Ok(id) => id,
@@ -246,6 +287,20 @@ pub(crate) async fn admit(
         return Err(r);
     }
     let broker = sh.bridge.broker();
+    if resume
+        && broker.has_session(client_id)
+        && let Some(f) = sh.auth.registry.lost_subscription(client_id, &policy)
+    {
+        tracing::info!(client_id = ?client_id, filter = ?f,
+            "the session to resume holds a subscription that is no longer authorized");
+        AUTH.denied(DenialKind::Subscribe, 1);
+        let r = Refused::Denied(Denied::NotAuthorized(
+            "the session holds a subscription that is no longer authorized; connect with a clean start"
+                .into(),
+        ));
+        r.report(client_id, method);
+        return Err(r);
+    }
     if let Err(r) = sh.auth.registry.claim(
         client_id,
         &id.auth_name,
@@ -362,7 +417,7 @@ pub(crate) async fn admit_v5(
         cert: cert.as_ref(),
     };
     let will_topic = pkt.last_will.as_ref().map(|w| &*w.topic);
-    admit(sh, &creds, client_id, will_topic).await
+    admit(sh, &creds, client_id, will_topic, !pkt.clean_start).await
 }
 
 /// An MQTT 5 AUTH packet asking for re-authentication (docs/eventgrid.md §7.4 item 4): AUTH
@@ -384,7 +439,7 @@ pub(crate) fn reauth_v5(
             user_properties: Vec::new(),
         }),
         Err(why) => {
-            tracing::info!(client_id = %conn.client.session, reason = %why,
+            tracing::info!(client_id = ?conn.client.session, reason = %why,
                 "mqtt re-authentication refused");
             AUTH.disconnected(RevokeKind::Reauth);
             conn.ending.set(EndReason::AuthenticationError);

@@ -535,9 +535,12 @@ impl Drop for Conn {
         // Before Detach, in the same mailbox: after it the session would ignore them, and the
         // messages they acknowledge would be sent again on resume.
         self.acks.flush();
+        // A client whose authentication was revoked, expired or failed again has no say any
+        // more: its will is dropped like a graceful disconnect's.
+        let revoked = matches!(self.ending.get(), Some(EndReason::AuthenticationError));
         self.addr.do_send(Detach {
             conn: self.id,
-            graceful: self.graceful.get(),
+            graceful: self.graceful.get() || revoked,
             expiry_secs: self.expiry_override.get(),
         });
         if let Some((auth_name, session)) = self.announced.take() {

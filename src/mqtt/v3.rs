@@ -108,10 +108,11 @@ pub(super) async fn connect(
         ..Default::default()
     };
     let will_topic = pkt.last_will.as_ref().map(|w| &*w.topic);
-    let admitted = match super::auth::admit(&sh, &creds, &client_id, will_topic).await {
-        Ok(a) => a,
-        Err(r) => return Ok(refuse(h, r.v3())),
-    };
+    let admitted =
+        match super::auth::admit(&sh, &creds, &client_id, will_topic, !pkt.clean_session).await {
+            Ok(a) => a,
+            Err(r) => return Ok(refuse(h, r.v3())),
+        };
     let auth_name = ByteString::from(admitted.id.auth_name.as_str());
     let opened = conn::open(
         &sh,

@@ -185,6 +185,7 @@ pub(super) async fn connect(
     }
     state.connected();
     let sink = h.sink();
+    let auth_method = pkt.auth_method.clone();
     let max_ka = cfg.max_keepalive;
     let mut ack = h.ack(state).max_send(Some(window as u16)).with(|a| {
         a.session_present = present;
@@ -194,6 +195,8 @@ pub(super) async fn connect(
         a.retain_available = true;
         a.wildcard_subscription_available = true;
         a.shared_subscription_available = true;
+        // [MQTT-4.12.0-5]: a CONNACK answering an authentication method names it.
+        a.auth_method = auth_method;
         a.subscription_identifiers_available = true;
         if asked_expiry > expiry {
             a.session_expiry_interval_secs = Some(expiry);

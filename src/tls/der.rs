@@ -133,10 +133,12 @@ fn string_value(tag: u8, c: &[u8]) -> Option<String> {
 
 /// Appends `v` escaped as RFC 4514 §2.4 asks.
 fn push_escaped(out: &mut String, v: &str) {
+    // Counted once: a certificate's attribute can be tens of kilobytes (quadratic otherwise).
+    let last = v.chars().count().saturating_sub(1);
     for (i, ch) in v.chars().enumerate() {
         let special = matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || (i == 0 && matches!(ch, '#' | ' '))
-            || (i + 1 == v.chars().count() && ch == ' ');
+            || (i == last && ch == ' ');
         if special {
             out.push('\\');
         }

@@ -68,12 +68,17 @@ impl Webhook {
             body,
             reply,
         };
-        if tx.send(ask).await.is_err() {
-            return Err(Denied::Unavailable("webhook client stopped".into()));
-        }
-        let answer = match tokio::time::timeout(TIMEOUT + Duration::from_secs(1), rx).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(_)) => Err("webhook client stopped".into()),
+        // The whole wait is bounded, the queue's too: a full queue (1,024 questions waiting
+        // for a stalled webhook) must not hold a CONNECT longer than the webhook's own timeout.
+        let asked = async {
+            if tx.send(ask).await.is_err() {
+                return Err("webhook client stopped".to_string());
+            }
+            rx.await
+                .unwrap_or_else(|_| Err("webhook client stopped".into()))
+        };
+        let answer = match tokio::time::timeout(TIMEOUT + Duration::from_secs(1), asked).await {
+            Ok(a) => a,
             Err(_) => Err("no answer within 5 s".into()),
         };
         match answer {

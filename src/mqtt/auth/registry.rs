@@ -139,11 +139,11 @@ impl Drop for ConnAuth {
 pub(super) struct Inner {
     pub(super) live: HashMap<ConnId, Arc<Live>>,
     /// Session name → folded ([`evgrid_actors::identity::fold`]) authentication name of the sessions opened through this edge.
-    by_client: HashMap<ByteString, String>,
+    pub(super) by_client: HashMap<ByteString, String>,
     /// Folded authentication name → its session names.
-    by_auth: HashMap<String, HashSet<ByteString>>,
+    pub(super) by_auth: HashMap<String, HashSet<ByteString>>,
     /// Session name → the filters it subscribed to through this edge.
-    subs: HashMap<ByteString, HashSet<ByteString>>,
+    pub(super) subs: HashMap<ByteString, HashSet<ByteString>>,
 }
 
 /// The edge's connections by id, and its sessions by authentication name.
@@ -171,8 +171,10 @@ impl Registry {
         let auth = evgrid_actors::identity::fold(auth_name).into_owned();
         let mut g = self.lock();
         let inner = &mut *g;
+        // `by_client` records only authenticated sessions: an anonymous client, whose name is
+        // only what it claims, may take none of them over, even under the holder's name.
         if let Some(holder) = inner.by_client.get(client_id)
-            && *holder != auth
+            && (max.is_none() || *holder != auth)
         {
             if exists(client_id) {
                 return Err(Refused::Denied(Denied::NotAuthorized(
@@ -183,6 +185,17 @@ impl Registry {
             forget(inner, client_id, &holder);
         }
         let Some(max) = max else {
+            // Nor may it pass for a name an authenticated session holds (it would get that
+            // name's `${client.authenticationName}` topics).
+            if inner
+                .by_auth
+                .get(&auth)
+                .is_some_and(|held| held.iter().any(|c| exists(c)))
+            {
+                return Err(Refused::Denied(Denied::NotAuthorized(
+                    "the name belongs to an authenticated client".into(),
+                )));
+            }
             return Ok(());
         };
         let held = inner.by_auth.entry(auth.clone()).or_default();
@@ -200,6 +213,37 @@ impl Registry {
         held.insert(client_id.clone());
         inner.by_client.insert(client_id.clone(), auth);
         Ok(())
+    }
+
+    /// A subscription the existing session `client_id` holds that `policy` no longer allows:
+    /// resuming it would keep what a revocation took away while the client was offline.
+    pub fn lost_subscription(
+        &self,
+        client_id: &ByteString,
+        policy: &ClientPolicy,
+    ) -> Option<ByteString> {
+        let g = self.lock();
+        g.subs
+            .get(client_id)?
+            .iter()
+            .find(|f| !policy.may_subscribe(f))
+            .cloned()
+    }
+
+    /// Forgets what it records of sessions the broker no longer holds and no connection uses
+    /// (a name's session set, a session's owner and filters), so that clients coming and going
+    /// with ever new client ids or names leave nothing behind.
+    pub fn sweep(&self, exists: impl Fn(&str) -> bool) {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let used: HashSet<ByteString> = inner.live.values().map(|l| l.client_id.clone()).collect();
+        let gone = |c: &ByteString| !used.contains(c) && !exists(c);
+        inner.subs.retain(|c, _| !gone(c));
+        inner.by_client.retain(|c, _| !gone(c));
+        inner.by_auth.retain(|_, held| {
+            held.retain(|c| !gone(c));
+            !held.is_empty()
+        });
     }
 
     /// Registers an accepted connection; the returned state unregisters it when dropped.
@@ -255,7 +299,7 @@ impl Registry {
         for l in live {
             let id = l.identity();
             if let Err(why) = dir.still_valid(&id) {
-                tracing::info!(client_id = %l.client_id, auth_name = %id.auth_name,
+                tracing::info!(client_id = ?l.client_id, auth_name = ?id.auth_name,
                     reason = %why, "disconnecting a client whose authentication was revoked");
                 AUTH.disconnected(RevokeKind::Revoked);
                 l.close(CloseReason::NotAuthenticated);
@@ -266,8 +310,8 @@ impl Registry {
                 .get(&l.client_id)
                 .and_then(|s| s.iter().find(|f| !policy.may_subscribe(f)));
             if let Some(f) = lost {
-                tracing::info!(client_id = %l.client_id, auth_name = %id.auth_name,
-                    filter = %f, "disconnecting a client whose subscription is no longer authorized");
+                tracing::info!(client_id = ?l.client_id, auth_name = ?id.auth_name,
+                    filter = ?f, "disconnecting a client whose subscription is no longer authorized");
                 AUTH.disconnected(RevokeKind::Narrowed);
                 l.close(CloseReason::NotAuthorized);
                 continue;
@@ -286,7 +330,7 @@ impl Registry {
             if at != 0 && at <= now_ms {
                 // Once: a later pass finds it at 0 while the connection closes.
                 l.expires_ms.store(0, Ordering::Relaxed);
-                tracing::info!(client_id = %l.client_id, "disconnecting a client whose authentication expired");
+                tracing::info!(client_id = ?l.client_id, "disconnecting a client whose authentication expired");
                 AUTH.disconnected(RevokeKind::Expired);
                 l.close(CloseReason::NotAuthenticated);
             }

@@ -50,6 +50,27 @@ fn sessions_per_authentication_name() {
     assert_eq!(r.claim(&c("z"), "zed", Some(0), |_| false), Ok(()));
 }
 
+/// What the registry records of sessions goes when the sessions go: a client coming back
+/// under ever new client ids or names leaves nothing behind.
+#[test]
+fn sweep_forgets_sessions_that_ended() {
+    let r = Registry::default();
+    let alive = std::cell::RefCell::new(HashSet::<String>::new());
+    let exists = |s: &str| alive.borrow().contains(s);
+    for i in 0..100 {
+        let cid = c(&format!("c{i}"));
+        assert_eq!(r.claim(&cid, &format!("name-{i}"), Some(1), exists), Ok(()));
+        r.lock().subs.entry(cid).or_default().insert(c("t/#"));
+    }
+    alive.borrow_mut().insert("c7".into());
+    r.sweep(exists);
+    let g = r.lock();
+    assert_eq!(g.by_client.len(), 1);
+    assert_eq!(g.by_auth.len(), 1);
+    assert_eq!(g.subs.len(), 1);
+    assert!(g.subs.contains_key("c7"));
+}
+
 /// Reason codes per docs/eventgrid.md §7.4 and the table.
 #[test]
 fn refusals_map_to_reason_codes() {
