@@ -16,6 +16,7 @@ use std::time::Duration;
 use evgrid_actors::bridge::auth::Webhook;
 use evgrid_actors::identity::cert::CertInfo;
 use evgrid_actors::identity::directory::{Credentials, Decision, Denied, Directory};
+use evgrid_actors::identity::password::PasswordHash;
 use evgrid_actors::identity::policy::ClientPolicy;
 use evgrid_actors::identity::{AuthMethod, AuthzMode, Identity};
 use evgrid_actors::metrics::{AUTH, ConnectOutcome, DenialKind, RevokeKind};
@@ -128,7 +129,7 @@ pub(crate) async fn authenticate(
 ) -> Result<Identity, (Denied, Option<&'static str>)> {
     let dir = sh.bridge.directory();
     let anon = sh.cfg.allow_anonymous;
-    let mut decision = decide(&dir, creds, anon).await;
+    let mut decision = decide(sh, &dir, creds, anon).await;
     if matches!(decision, Decision::Deny(Denied::NotAuthorized(_)))
         && creds.cert.is_some()
         && listener_verified(sh)
@@ -140,7 +141,7 @@ pub(crate) async fn authenticate(
             cert: None,
             ..*creds
         };
-        decision = decide(&dir, &without, anon).await;
+        decision = decide(sh, &dir, &without, anon).await;
     }
     let webhook = Some(AuthMethod::Webhook.label());
     match decision {
@@ -172,9 +173,22 @@ static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_n
 
 /// [`Directory::authenticate`]; off the worker when the CONNECT carries a password (every
 /// path that sees a password hashes it, a wrong or unknown one too).
-async fn decide(dir: &Arc<Directory>, creds: &Credentials<'_>, anon: bool) -> Decision {
-    if creds.password.is_none() {
+async fn decide(
+    sh: &Shared,
+    dir: &Arc<Directory>,
+    creds: &Credentials<'_>,
+    anon: bool,
+) -> Decision {
+    let Some(pw) = creds.password else {
         return dir.authenticate(creds, anon, now_ms());
+    };
+    // A registered client's password that matched its stored hash before: no slow hash (the
+    // first check in `authenticate` for these credentials is that one).
+    if let (Some(user), None, None) = (creds.username, creds.cert, creds.auth_method)
+        && let Some(hash) = dir.client(user).and_then(|c| c.password.as_ref())
+        && sh.auth.verified.hit(user, hash, pw)
+    {
+        return dir.authenticate_with(creds, anon, now_ms(), &|h, _| h == hash);
     }
     let Ok(_permit) = PASSWORD_CHECKS.acquire().await else {
         return Decision::Deny(Denied::Unavailable("password checks stopped".into()));
@@ -186,6 +200,7 @@ async fn decide(dir: &Arc<Directory>, creds: &Credentials<'_>, anon: bool) -> De
     let auth_method = creds.auth_method.map(str::to_owned);
     let auth_data = creds.auth_data.map(<[u8]>::to_vec);
     let cert = creds.cert.cloned();
+    let verified = sh.auth.verified.clone();
     tokio::task::spawn_blocking(move || {
         let creds = Credentials {
             client_id: &client_id,
@@ -195,7 +210,14 @@ async fn decide(dir: &Arc<Directory>, creds: &Credentials<'_>, anon: bool) -> De
             auth_data: auth_data.as_deref(),
             cert: cert.as_ref(),
         };
-        dir.authenticate(&creds, anon, now_ms())
+        let verify = |h: &PasswordHash, pw: &[u8]| {
+            let ok = h.verify(pw);
+            if ok && let Some(user) = creds.username {
+                verified.record(user, h, pw);
+            }
+            ok
+        };
+        dir.authenticate_with(&creds, anon, now_ms(), &verify)
     })
     .await
     .unwrap_or_else(|_| Decision::Deny(Denied::Unavailable("password check failed".into())))
@@ -214,6 +236,8 @@ fn listener_verified(sh: &Shared) -> bool {
 /// What the edge's [`Shared`] holds for identity.
 pub(crate) struct EdgeAuth {
     pub webhook: Webhook,
+    /// Passwords verified recently (reconnects skip the slow hash).
+    pub verified: Arc<Verified>,
     pub registry: Arc<Registry>,
     pub mode: AuthzMode,
 }
@@ -458,8 +482,10 @@ pub(crate) fn is_reauth(method: Option<&str>, reason: u8) -> bool {
 }
 
 mod registry;
+mod verified;
 
 pub(crate) use registry::{ConnAuth, Registry};
+pub(crate) use verified::Verified;
 
 #[cfg(test)]
 mod tests;

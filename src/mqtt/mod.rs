@@ -318,6 +318,7 @@ pub fn start(
         stopping: AtomicBool::new(false),
         auth: auth::EdgeAuth {
             webhook,
+            verified: Arc::new(auth::Verified::new()),
             registry: Default::default(),
             mode: cfg.authorization.mode(),
         },

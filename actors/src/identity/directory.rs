@@ -175,6 +175,19 @@ impl Directory {
         allow_anonymous: bool,
         now_ms: u64,
     ) -> Decision {
+        self.authenticate_with(creds, allow_anonymous, now_ms, &|h, pw| h.verify(pw))
+    }
+
+    /// [`Self::authenticate`] with `verify` deciding whether a password matches a registered
+    /// client's hash: the edge puts its cache of recently verified passwords in front of the
+    /// slow hash. Every other step is the same.
+    pub fn authenticate_with(
+        &self,
+        creds: &Credentials<'_>,
+        allow_anonymous: bool,
+        now_ms: u64,
+        verify: &dyn Fn(&PasswordHash, &[u8]) -> bool,
+    ) -> Decision {
         if let Some(method) = creds.auth_method {
             if method != "CUSTOM-JWT" && self.auth.webhook.is_some() {
                 return self.registered_name(creds).unwrap_or(Decision::AskWebhook);
@@ -188,7 +201,7 @@ impl Directory {
             && let Some(client) = self.client(user)
             && let Some(hash) = &client.password
         {
-            if !hash.verify(pw) {
+            if !verify(hash, pw) {
                 return deny_bad("bad user name or password");
             }
             if !client.enabled {

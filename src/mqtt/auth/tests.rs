@@ -181,3 +181,20 @@ fn cert_info_carries_the_handshake_fields() {
     assert_eq!(c.sans, vec!["DNS:dev1".to_string()]);
     assert!(cert_info(&PeerTls::default()).is_none());
 }
+
+/// A password that matched a hash is recognised again for that name and hash only: another
+/// password, a changed hash (a new password stored) or another name misses.
+#[test]
+fn verified_passwords_hit_only_the_same_password_and_hash() {
+    use evgrid_actors::identity::password::PasswordHash;
+    let v = Verified::new();
+    let h = PasswordHash("pbkdf2-sha256$1000$c2FsdHNhbHQ$aGFzaA".into());
+    let other = PasswordHash("pbkdf2-sha256$1000$c2FsdHNhbHQ$b3RoZXI".into());
+    assert!(!v.hit("dev-1", &h, b"pw"));
+    v.record("Dev-1", &h, b"pw");
+    assert!(v.hit("dev-1", &h, b"pw"), "names are case-insensitive");
+    assert!(!v.hit("dev-1", &h, b"pw2"));
+    assert!(!v.hit("dev-1", &h, b""));
+    assert!(!v.hit("dev-1", &other, b"pw"));
+    assert!(!v.hit("dev-2", &h, b"pw"));
+}
