@@ -91,7 +91,10 @@ api() { # METHOD PATH JSON → fails on an HTTP error
   local code body="$out/api.$BASHPID"
   code=$(curl -s -o "$body" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $ADMIN" \
     -H 'Content-Type: application/json' "$B/mgmt/namespaces/default$2" -d "$3")
-  case $code in 2??) ;; *) echo "management API: $1 $2: $code $(cat "$body")" >&2; return 1 ;; esac
+  case $code in
+    2??) rm -f "$body" ;;
+    *) echo "management API: $1 $2: $code $(cat "$body")" >&2; rm -f "$body"; return 1 ;;
+  esac
 }
 reg_one() { # i: client bench-<i> with the password, attribute group=g<i mod 10>
   api PUT "/clients/bench-$1" "{\"properties\":{\"authenticationName\":\"bench-$1\",\"password\":\"$PW\",\"attributes\":{\"group\":\"g$(( $1 % 10 ))\"}}}"
