@@ -27,6 +27,7 @@ use evgrid_actors::grid::filter::{EventView, Filter};
 use evgrid_actors::grid::resource::basic::{self as basic_res, Field, InputSchema, Mapping};
 use evgrid_actors::grid::resource::namespace::{self as resource, TopicCfg};
 use evgrid_actors::grid::resource::topic_spaces::{self, Enrichments};
+use evgrid_actors::grid::topic::TopicEvent;
 use evgrid_actors::model::event::CloudEvent;
 use evgrid_actors::model::structured;
 use evgrid_actors::mqtt::message::{AppMessage, Properties};
@@ -40,7 +41,7 @@ use crate::http::auth::{self, Credential};
 use crate::http::mgmt;
 use crate::http::schema::cloudevents::binary;
 use crate::http::schema::eventgrid::{self, PostedTo};
-use crate::http::schema::{ParseLimits, cloudevents};
+use crate::http::schema::{ParseError, ParseLimits, cloudevents};
 
 /// Feeds `wire` to `codec` as a connection's reads would arrive: in chunks of `ctl` bytes (all at
 /// once when `ctl` is 0), decoding after each chunk until the codec wants more. A decode error
@@ -212,7 +213,11 @@ pub fn cloudevents(data: &[u8]) {
     };
     let ct = CONTENT_TYPES[usize::from(ctl & 0x7f) % CONTENT_TYPES.len()];
     let body = Bytes::copy_from_slice(body);
-    if let Ok(events) = cloudevents::parse_batch(body.clone(), ct, &limits(ctl, false)) {
+    let lim = limits(ctl, false);
+    let serde = cloudevents::parse_batch_with(body.clone(), ct, &lim, false);
+    let simd = cloudevents::parse_batch_with(body.clone(), ct, &lim, true);
+    assert_eq!(simd, serde, "the simd-json and serde_json paths differ");
+    if let Ok(events) = simd {
         events.iter().for_each(match_all);
     }
     let target = PostedTo::Domain {
@@ -380,7 +385,27 @@ pub fn eventgrid(data: &[u8]) {
     };
     let limits = limits(ctl, true);
     let body = Bytes::copy_from_slice(body);
-    if let Ok(events) = eventgrid::parse_eventgrid(body.clone(), ct, &limits, target) {
+    let serde = eventgrid::parse_eventgrid_with(body.clone(), ct, &limits, target, false);
+    let simd = eventgrid::parse_eventgrid_with(body.clone(), ct, &limits, target, true);
+    let fields = |r: &Result<Vec<TopicEvent>, ParseError>| {
+        r.as_ref().map_err(ParseError::clone).map(|evs| {
+            let f = |e: &TopicEvent| {
+                let t = (
+                    e.data_version.clone(),
+                    e.custom.clone(),
+                    e.domain_topic.clone(),
+                );
+                (e.ev.clone(), t)
+            };
+            evs.iter().map(f).collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        fields(&simd),
+        fields(&serde),
+        "the simd-json and serde_json paths differ"
+    );
+    if let Ok(events) = simd {
         events.iter().for_each(|e| match_all(&e.ev));
     }
     // A fixed clock and id keep a run reproducible (the server passes its clock and random ids).

@@ -52,7 +52,26 @@ pub fn parse_object(body: &Bytes, json: &str) -> Result<CloudEvent, ObjectError>
             });
         }
     };
-    Ok(CloudEvent {
+    Ok(event(body, json, parsed))
+}
+
+/// [`parse_object`] for an object already split into its members (key, raw JSON value, in
+/// order), e.g. by the publish parsers' simd-json pass: the same rules in the same order, so the
+/// same event or the same first broken rule. `json` must be valid JSON and the members its own.
+pub fn parse_members<'a>(
+    body: &Bytes,
+    json: &'a str,
+    members: impl IntoIterator<Item = (Cow<'a, str>, &'a str)>,
+) -> Result<CloudEvent, String> {
+    let mut rules = Rules::default();
+    for (key, raw) in members {
+        rules.member(key, raw)?;
+    }
+    Ok(event(body, json, rules.finish()?))
+}
+
+fn event(body: &Bytes, json: &str, parsed: Parsed<'_>) -> CloudEvent {
+    CloudEvent {
         id: byte_string(body, parsed.id),
         source: byte_string(body, parsed.source),
         ty: byte_string(body, parsed.ty),
@@ -65,7 +84,7 @@ pub fn parse_object(body: &Bytes, json: &str) -> Result<CloudEvent, ObjectError>
         raw: body
             .slice_ref_checked(json.as_bytes())
             .unwrap_or_else(|| Bytes::copy_from_slice(json.as_bytes())),
-    })
+    }
 }
 
 /// The JSON type of a (valid) raw JSON value, for messages.
@@ -179,110 +198,124 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let problem = self.problem;
-        let mut seen = 0u16;
-        let (mut id, mut source, mut ty, mut subject) = (None, None, None, None);
-        let mut has_specversion = false;
-        let (mut has_data, mut has_data_base64) = (false, false);
-        let mut ext = Vec::new();
-        let mut ext_names = NameSet::default();
-
+        let mut rules = Rules::default();
         while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
             let raw: &'de RawValue = map.next_value()?;
-            let raw = raw.get();
-            let bit = context_bit(&key);
-            if bit != 0 {
-                if seen & bit != 0 {
-                    return Err(fail(problem, format!("duplicate attribute '{key}'.")));
-                }
-                seen |= bit;
-            }
-            let checked: Result<(), String> = match &*key {
-                "id" => required("id", raw).map(|s| id = Some(s)),
-                "source" => required("source", raw).map(|s| source = Some(s)),
-                "type" => required("type", raw).map(|s| ty = Some(s)),
-                "specversion" => {
-                    has_specversion = true;
-                    classify("specversion", raw).and_then(|v| {
-                        let got = match v {
-                            Val::Str(s) if s == "1.0" => return Ok(()),
-                            Val::Str(s) => quoted(&s),
-                            Val::Null => "null".into(),
-                            Val::Other(kind) => kind.into(),
-                        };
-                        Err(format!("'specversion' must be \"1.0\", got {got}."))
-                    })
-                }
-                "subject" => optional("subject", raw).map(|s| subject = s),
-                "time" => match optional("time", raw) {
-                    Ok(Some(t)) if !is_rfc3339(&t) => Err(format!(
-                        "attribute 'time' must be an RFC 3339 timestamp such as \
-                         \"2024-05-01T10:00:00Z\", got {}.",
-                        quoted(&t)
-                    )),
-                    other => other.map(drop),
-                },
-                "datacontenttype" | "dataschema" => optional(&key, raw).map(drop),
-                "data" => {
-                    has_data = raw != "null";
-                    Ok(())
-                }
-                "data_base64" => match optional("data_base64", raw) {
-                    Ok(Some(b)) if !is_base64(&b) => Err(
-                        "attribute 'data_base64' must be base64 (standard alphabet, padded)."
-                            .into(),
-                    ),
-                    other => other.map(|b| has_data_base64 = b.is_some()),
-                },
-                _ => {
-                    if !is_extension_name(&key) {
-                        Err(format!(
-                            "invalid extension attribute name {}: extension names must be 1 to 20 \
-                             lowercase letters (a-z) or digits.",
-                            quoted(&key)
-                        ))
-                    } else if !ext_names.insert(key.clone()) {
-                        Err(format!("duplicate attribute '{key}'."))
-                    } else {
-                        // Non-string values (numbers, booleans, objects) stay only in `raw`;
-                        // null means unset.
-                        classify(&key, raw).map(|v| {
-                            if let Val::Str(v) = v {
-                                ext.push((key, v));
-                            }
-                        })
-                    }
-                }
-            };
-            if let Err(msg) = checked {
+            if let Err(msg) = rules.member(key, raw.get()) {
                 return Err(fail(problem, msg));
             }
         }
+        rules.finish().map_err(|msg| fail(problem, msg))
+    }
+}
 
-        if has_data && has_data_base64 {
-            return Err(fail(
-                problem,
+/// The rules over an event's members, one member at a time, then over the whole.
+#[derive(Default)]
+struct Rules<'a> {
+    seen: u16,
+    id: Option<Cow<'a, str>>,
+    source: Option<Cow<'a, str>>,
+    ty: Option<Cow<'a, str>>,
+    subject: Option<Cow<'a, str>>,
+    has_specversion: bool,
+    has_data: bool,
+    has_data_base64: bool,
+    ext: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    ext_names: NameSet<'a>,
+}
+
+impl<'a> Rules<'a> {
+    fn member(&mut self, key: Cow<'a, str>, raw: &'a str) -> Result<(), String> {
+        let bit = context_bit(&key);
+        if bit != 0 {
+            if self.seen & bit != 0 {
+                return Err(format!("duplicate attribute '{key}'."));
+            }
+            self.seen |= bit;
+        }
+        match &*key {
+            "id" => required("id", raw).map(|s| self.id = Some(s)),
+            "source" => required("source", raw).map(|s| self.source = Some(s)),
+            "type" => required("type", raw).map(|s| self.ty = Some(s)),
+            "specversion" => {
+                self.has_specversion = true;
+                classify("specversion", raw).and_then(|v| {
+                    let got = match v {
+                        Val::Str(s) if s == "1.0" => return Ok(()),
+                        Val::Str(s) => quoted(&s),
+                        Val::Null => "null".into(),
+                        Val::Other(kind) => kind.into(),
+                    };
+                    Err(format!("'specversion' must be \"1.0\", got {got}."))
+                })
+            }
+            "subject" => optional("subject", raw).map(|s| self.subject = s),
+            "time" => match optional("time", raw) {
+                Ok(Some(t)) if !is_rfc3339(&t) => Err(format!(
+                    "attribute 'time' must be an RFC 3339 timestamp such as \
+                     \"2024-05-01T10:00:00Z\", got {}.",
+                    quoted(&t)
+                )),
+                other => other.map(drop),
+            },
+            "datacontenttype" | "dataschema" => optional(&key, raw).map(drop),
+            "data" => {
+                self.has_data = raw != "null";
+                Ok(())
+            }
+            "data_base64" => match optional("data_base64", raw) {
+                Ok(Some(b)) if !is_base64(&b) => Err(
+                    "attribute 'data_base64' must be base64 (standard alphabet, padded).".into(),
+                ),
+                other => other.map(|b| self.has_data_base64 = b.is_some()),
+            },
+            _ => {
+                if !is_extension_name(&key) {
+                    Err(format!(
+                        "invalid extension attribute name {}: extension names must be 1 to 20 \
+                         lowercase letters (a-z) or digits.",
+                        quoted(&key)
+                    ))
+                } else if !self.ext_names.insert(key.clone()) {
+                    Err(format!("duplicate attribute '{key}'."))
+                } else {
+                    // Non-string values (numbers, booleans, objects) stay only in `raw`;
+                    // null means unset.
+                    classify(&key, raw).map(|v| {
+                        if let Val::Str(v) = v {
+                            self.ext.push((key, v));
+                        }
+                    })
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Parsed<'a>, String> {
+        if self.has_data && self.has_data_base64 {
+            return Err(
                 "'data' and 'data_base64' are mutually exclusive; send one of them.".into(),
-            ));
+            );
         }
         let missing = |name: &str| format!("required attribute '{name}' is missing.");
-        let Some(id) = id else {
-            return Err(fail(problem, missing("id")));
+        let Some(id) = self.id else {
+            return Err(missing("id"));
         };
-        let Some(source) = source else {
-            return Err(fail(problem, missing("source")));
+        let Some(source) = self.source else {
+            return Err(missing("source"));
         };
-        let Some(ty) = ty else {
-            return Err(fail(problem, missing("type")));
+        let Some(ty) = self.ty else {
+            return Err(missing("type"));
         };
-        if !has_specversion {
-            return Err(fail(problem, missing("specversion")));
+        if !self.has_specversion {
+            return Err(missing("specversion"));
         }
         Ok(Parsed {
             id,
             source,
             ty,
-            subject,
-            ext,
+            subject: self.subject,
+            ext: self.ext,
         })
     }
 }

@@ -3,7 +3,8 @@
 //! ([`eventgrid`]).
 //!
 //! Owns what both parsers share: the request limits ([`ParseLimits`]), the refusal ([`ParseError`]),
-//! splitting a body into its events' raw JSON without building them and the depth check; the
+//! splitting a body into its events' raw JSON without building them (one simd-json pass,
+//! [`split_fast`], with serde_json deciding whatever simd-json refuses) and the depth check; the
 //! depth limit ([`MAX_EVENT_DEPTH`]), the RFC 3339 shape check and quoting client text are
 //! `evgrid_actors::model`'s (`json`, `time`), shared with the MQTT bridge.
 //!
@@ -16,6 +17,7 @@
 pub mod cloudevents;
 pub mod eventgrid;
 
+use std::borrow::Cow;
 use std::fmt;
 
 pub(crate) use evgrid_actors::model::json::{CowStr, quoted};
@@ -66,7 +68,11 @@ impl std::error::Error for ParseError {}
 /// Refuses event `index` (its JSON as received) if, once stored with `wrap` more levels around
 /// it, it would nest deeper than [`MAX_EVENT_DEPTH`].
 pub(crate) fn check_depth(index: usize, json: &str, wrap: usize) -> Result<(), ParseError> {
-    let depth = json_depth(json.as_bytes()) + wrap;
+    check_nesting(index, json_depth(json.as_bytes()) + wrap)
+}
+
+/// [`check_depth`] for an event whose depth (with the levels around it) is known.
+pub(crate) fn check_nesting(index: usize, depth: usize) -> Result<(), ParseError> {
     if depth > MAX_EVENT_DEPTH {
         return Err(bad(format!(
             "Event {index} nests objects and arrays {depth} levels deep; the limit is \
@@ -139,6 +145,113 @@ pub(crate) fn split_top(
             }
         })),
     }
+}
+
+/// One event of a body split by [`split_fast`]: its raw JSON object, how deeply it nests (what
+/// [`json_depth`] would answer), and its top-level members (key, raw JSON value) in order.
+pub(crate) struct Split<'b> {
+    pub json: &'b str,
+    pub depth: usize,
+    pub members: Vec<(Cow<'b, str>, &'b str)>,
+}
+
+/// The fast path of [`split_top`], which also splits each event into its members: simd-json
+/// validates the whole body in one pass, then a walk over its structural indexes (the offsets of
+/// every `{}[]:,` and of every value's first byte) finds where each event and each member starts
+/// and ends, and how deeply each event nests; the body is parsed once, not twice, and not scanned
+/// again for the depth (issue 19; benches/README.md has the figures).
+/// Needs a padded copy of the body, since simd-json writes into its input.
+///
+/// `None` whenever the serde_json path must decide, so that both give the same events and the
+/// same errors: the body is not valid JSON to simd-json (which also refuses what serde_json's raw
+/// values accept: numbers out of range such as `1e400`, lone surrogates, nesting past 1024),
+/// its top level is not what `shape` allows, it holds no event or more than `max`, or an element
+/// is not an object.
+pub(crate) fn split_fast(text: &str, shape: Shape, max: usize) -> Option<Vec<Split<'_>>> {
+    let body = text.as_bytes();
+    let top = *body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    if !(top == b'[' || top == b'{' && shape == Shape::ObjectOrArray) {
+        return None;
+    }
+    let len = body.len();
+    let mut copy = Vec::with_capacity(len + simd_json::INPUT_PADDING);
+    copy.extend_from_slice(body);
+    copy.resize(len + simd_json::INPUT_PADDING, b' ');
+    let mut bufs = simd_json::Buffers::new(len);
+    let mut tape = simd_json::Tape::null();
+    simd_json::fill_tape_padded(&mut copy, len, &mut bufs, &mut tape).ok()?;
+    // The depth at which an event's members are: in the top-level array, or the top level.
+    let inner = if top == b'[' { 2 } else { 1 };
+    let trim = |mut end: usize| {
+        while end > 0 && matches!(body[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            end -= 1;
+        }
+        end
+    };
+    let mut events = Vec::new();
+    let (mut depth, mut start, mut deepest) = (0usize, 0usize, 0usize);
+    let mut members = Vec::new();
+    // The current member's key, and where its value starts (and whether it is a container).
+    let mut key: Option<Cow<'_, str>> = None;
+    let mut value: Option<(usize, bool)> = None;
+    let idx = bufs.structural_indexes();
+    for (i, &p) in idx.iter().enumerate() {
+        let p = p as usize;
+        let Some(&c) = body.get(p) else { break };
+        match c {
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max((depth + 1).saturating_sub(inner));
+                if depth == inner {
+                    if c != b'{' || events.len() == max {
+                        return None;
+                    }
+                    (start, deepest) = (p, 1);
+                } else if depth == inner + 1 {
+                    value = Some((p, true));
+                }
+            }
+            b'}' | b']' => {
+                if depth == inner {
+                    if let Some((s, false)) = value.take() {
+                        members.push((key.take()?, text.get(s..trim(p))?));
+                    }
+                    events.push(Split {
+                        json: text.get(start..=p)?,
+                        depth: deepest,
+                        members: std::mem::take(&mut members),
+                    });
+                } else if depth == inner + 1 {
+                    let (s, _) = value.take()?;
+                    members.push((key.take()?, text.get(s..=p)?));
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            b',' | b':' => {
+                if depth == inner
+                    && let Some((s, false)) = value.take()
+                {
+                    members.push((key.take()?, text.get(s..trim(p))?));
+                }
+            }
+            _ if depth < inner => return None,
+            _ if depth == inner && key.is_none() => {
+                // A key: the string up to its `:`, borrowed unless it has escape sequences.
+                let end = *idx.get(i + 1)? as usize;
+                let raw = text.get(p..trim(end))?;
+                key = Some(if raw.contains('\\') {
+                    serde_json::from_str::<CowStr<'_>>(raw).ok()?.0
+                } else {
+                    Cow::Borrowed(raw.get(1..raw.len() - 1)?)
+                });
+            }
+            _ if depth == inner => value = Some((p, false)),
+            _ => {}
+        }
+    }
+    (!events.is_empty()).then_some(events)
 }
 
 /// The top-level array: raw elements up to `max`, then only a count.

@@ -28,13 +28,14 @@ use std::fmt;
 use evgrid_actors::model::event::CloudEvent;
 #[cfg(test)]
 use evgrid_actors::model::structured::is_base64;
-use evgrid_actors::model::structured::{ObjectError, kind_of, parse_object};
+use evgrid_actors::model::structured::{ObjectError, kind_of, parse_members, parse_object};
 use ntex_bytes::Bytes;
 use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
-    CowStr, ParseError, ParseLimits, Shape, bad, check_count, check_depth, quoted, split_top,
+    CowStr, ParseError, ParseLimits, Shape, bad, check_count, check_depth, check_nesting, quoted,
+    split_fast, split_top,
 };
 
 pub(crate) const BATCH_TYPE: &str = "application/cloudevents-batch+json";
@@ -55,6 +56,18 @@ pub fn parse_batch(
     content_type: Option<&str>,
     limits: &ParseLimits,
 ) -> Result<Vec<CloudEvent>, ParseError> {
+    parse_batch_with(body, content_type, limits, true)
+}
+
+/// [`parse_batch`], with the simd-json pass ([`super::split_fast`]) or with serde_json alone: the
+/// same result either way (the fuzz harness and the tests compare them; the bench times both).
+#[doc(hidden)]
+pub fn parse_batch_with(
+    body: Bytes,
+    content_type: Option<&str>,
+    limits: &ParseLimits,
+    simd: bool,
+) -> Result<Vec<CloudEvent>, ParseError> {
     let shape = shape_for(content_type)?;
     let text = std::str::from_utf8(&body).map_err(|e| {
         bad(format!(
@@ -62,6 +75,16 @@ pub fn parse_batch(
             e.valid_up_to()
         ))
     })?;
+    if simd && let Some(split) = split_fast(text, shape, limits.max_events) {
+        let mut events = Vec::with_capacity(split.len());
+        for (index, ev) in split.into_iter().enumerate() {
+            let json = ev.json;
+            let parsed = check_event(index, json, limits.max_event_bytes, Some(ev.depth))
+                .and_then(|()| parse_members(&body, json, ev.members).map_err(|m| rule(index, m)));
+            events.push(parsed?);
+        }
+        return Ok(events);
+    }
     let (raws, count) = split_top(text, shape, limits.max_events)?;
     check_count(count, limits.max_events)?;
     let mut events = Vec::with_capacity(raws.len());
@@ -101,6 +124,24 @@ fn parse_event(
     json: &str,
     max_bytes: usize,
 ) -> Result<CloudEvent, ParseError> {
+    check_event(index, json, max_bytes, None)?;
+    parse_object(body, json).map_err(|e| match e {
+        ObjectError::Rule(msg) => rule(index, msg),
+        ObjectError::Json(e) => bad(format!("Event {index} is not valid JSON: {e}.")),
+    })
+}
+
+fn rule(index: usize, msg: String) -> ParseError {
+    bad(format!("Event {index}: {msg}"))
+}
+
+/// An object, within the size and depth limits (`depth`: how deeply it nests, when known).
+fn check_event(
+    index: usize,
+    json: &str,
+    max_bytes: usize,
+    depth: Option<usize>,
+) -> Result<(), ParseError> {
     if !json.starts_with('{') {
         return Err(bad(format!(
             "Event {index}: expected a JSON object, got {}.",
@@ -117,13 +158,10 @@ fn parse_event(
             json.len()
         )));
     }
-    check_depth(index, json, 0)?;
-    parse_object(body, json).map_err(|e| {
-        bad(match e {
-            ObjectError::Rule(msg) => format!("Event {index}: {msg}"),
-            ObjectError::Json(e) => format!("Event {index} is not valid JSON: {e}."),
-        })
-    })
+    match depth {
+        Some(depth) => check_nesting(index, depth),
+        None => check_depth(index, json, 0),
+    }
 }
 
 /// The value of the first `id` member, if it is a string (for "too large" messages).

@@ -16,6 +16,19 @@ const JSON: Option<&str> = Some("application/json");
 /// The publish body of docs/eventgrid.md §9.3, byte for byte.
 const SDK_BODY: &str = r#"[{"id": "ce-1", "source": "/orders", "type": "Contoso.Order.Created", "specversion": "1.0", "time": "2024-05-01T10:00:00.123456Z", "subject": "orders/1", "data": {"orderId": 1}, "myext": "v"}]"#;
 
+/// Every test here runs both paths and checks they agree: simd-json's split
+/// ([`super::super::split_fast`]) and serde_json alone.
+fn parse_batch(
+    body: Bytes,
+    ct: Option<&str>,
+    limits: &ParseLimits,
+) -> Result<Vec<CloudEvent>, ParseError> {
+    let serde = parse_batch_with(body.clone(), ct, limits, false);
+    let simd = parse_batch_with(body.clone(), ct, limits, true);
+    assert_eq!(simd, serde, "simd-json and serde_json differ on {body:?}");
+    simd
+}
+
 fn parse(body: &str, ct: Option<&str>) -> Result<Vec<CloudEvent>, ParseError> {
     parse_batch(Bytes::copy_from_slice(body.as_bytes()), ct, &LIMITS)
 }
@@ -853,6 +866,13 @@ fn depth_counts_containers_not_brackets_in_strings() {
             .starts_with("Event 1 nests objects and arrays 121 levels deep"),
         "{e}"
     );
+    // simd-json's split counts the depth itself (parse_batch here checks it against serde_json's
+    // path), past simd-json's own limit of 1024 too.
+    for n in [MAX_EVENT_DEPTH - 2, MAX_EVENT_DEPTH + 1, 500, 1022, 1030] {
+        let objs = format!("{}\"[{{\"{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        let _ = parse_batch(Bytes::from(format!("[{}]", ev(&objs))), BATCH, &LIMITS);
+        let _ = parse_batch(Bytes::from(ev(&deep(n))), SINGLE, &LIMITS);
+    }
     // Every stored event, wrapped 3 more levels by evgrid, still parses with serde_json.
     let wrapped = format!(
         "{{\"value\":[{{\"event\":{}}}]}}",

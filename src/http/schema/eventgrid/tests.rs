@@ -20,6 +20,37 @@ const D: PostedTo<'static> = PostedTo::Domain {
     domain_id: "/providers/Microsoft.EventGrid/domains/shop",
 };
 
+/// Every test here runs both paths and checks they agree: simd-json's split
+/// ([`super::super::split_fast`]) and serde_json alone.
+fn parse_eventgrid(
+    body: Bytes,
+    ct: Option<&str>,
+    limits: &ParseLimits,
+    target: PostedTo<'_>,
+) -> Result<Vec<TopicEvent>, ParseError> {
+    let fields = |r: &Result<Vec<TopicEvent>, ParseError>| {
+        r.as_ref().map_err(ParseError::clone).map(|evs| {
+            let f = |e: &TopicEvent| {
+                let t = (
+                    e.data_version.clone(),
+                    e.custom.clone(),
+                    e.domain_topic.clone(),
+                );
+                (e.ev.clone(), t)
+            };
+            evs.iter().map(f).collect::<Vec<_>>()
+        })
+    };
+    let serde = parse_eventgrid_with(body.clone(), ct, limits, target, false);
+    let simd = parse_eventgrid_with(body.clone(), ct, limits, target, true);
+    assert_eq!(
+        fields(&simd),
+        fields(&serde),
+        "simd-json and serde_json differ on {body:?}"
+    );
+    simd
+}
+
 fn eg(v: Value) -> Result<Vec<TopicEvent>, ParseError> {
     parse_eventgrid(Bytes::from(v.to_string()), CT, &L, T)
 }
@@ -194,4 +225,25 @@ fn custom_events_are_mapped_and_kept() {
         parse_custom(Bytes::from_static(b"[{\"x\":1}]"), CT, &L, T, &strict, NOW_MS, fixed_id),
         Err(ParseError::BadRequest(msg)) if msg.contains("'eventType'")
     ));
+}
+
+#[test]
+fn both_splits_count_the_same_depth() {
+    use crate::http::schema::MAX_EVENT_DEPTH;
+    for n in [
+        1,
+        MAX_EVENT_DEPTH - 2,
+        MAX_EVENT_DEPTH - 1,
+        MAX_EVENT_DEPTH,
+        500,
+        1030,
+    ] {
+        let data = format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let body = format!(
+            r#"[{{"id":"1","subject":"s","eventType":"t","eventTime":"2024-05-01T10:00:00Z","data":{data}}}]"#
+        );
+        // The event's own object is level 1.
+        let r = parse_eventgrid(Bytes::from(body), CT, &L, T);
+        assert_eq!(r.is_ok(), n < MAX_EVENT_DEPTH, "{n}: {r:?}");
+    }
 }
