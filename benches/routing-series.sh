@@ -41,6 +41,7 @@ cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$ev/stat"; }
 
 # One fan-in run: routing on|off, QoS, rate (msgs/s), extra e2e flags. Prints
 # "sent/s delivered/s p50_us p99_us routed_total evgrid_cpu_s".
+# ONLY="fanin_q0_max e2e" runs just those parts (scenario names below, e2e, http_mqtt).
 fanin() {
   local routing=$1 qos=$2 rate=$3 tag=$4
   shift 4
@@ -64,8 +65,10 @@ median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 
 summary=$out/summary.txt
 : >"$summary"
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 scenario() {
   local name=$1 qos=$2 rate=$3
+  want "$name" || return 0
   for r in $(seq "$rounds"); do
     for routing in off on; do
       local line
@@ -88,8 +91,8 @@ scenario fanin_q1_100k 1 100000
 scenario fanin_q0_max 0 2000000
 scenario fanin_q1_max 1 300000
 
-echo "=== end-to-end latency MQTT -> 4 pull consumers, QoS 1, 50k msgs/s"
-for r in $(seq "$rounds"); do
+want e2e && echo "=== end-to-end latency MQTT -> 4 pull consumers, QoS 1, 50k msgs/s"
+want e2e && for r in $(seq "$rounds"); do
   start
   $lt e2e -h 127.0.0.1 -p $mqtt_port --url $url --admin-key $admin --setup --publishers 100 \
     --consumers 4 --rate 50000 -q 1 -s 64 --duration 5s >"$out/e2e_latency_$r.txt" 2>&1 || true
@@ -97,8 +100,8 @@ for r in $(seq "$rounds"); do
   grep -A12 '== evgrid-loadtest e2e' "$out/e2e_latency_$r.txt" | grep -E '^(throughput|accounting|  e2e)' || true
 done
 
-echo "=== HTTP -> MQTT (8 connections, one message per request, 1 subscriber) beside basic-tier publish (8 connections, one event per request)"
-for r in $(seq "$rounds"); do
+want http_mqtt && echo "=== HTTP -> MQTT (8 connections, one message per request, 1 subscriber) beside basic-tier publish (8 connections, one event per request)"
+want http_mqtt && for r in $(seq "$rounds"); do
   start
   key=$(curl -s -X POST -H "Authorization: Bearer $admin" \
     "http://127.0.0.1:$http_port/mgmt/namespaces/default/listKeys" | sed 's/.*"key1":"\([^"]*\)".*/\1/')

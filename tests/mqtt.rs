@@ -787,6 +787,48 @@ fn topic_alias_from_client() {
     assert_eq!(p.disconnect_reason(&d), 0x94);
 }
 
+/// Outbound topic aliases [MQTT-3.3.2-12]: a v5 client that allows N aliases gets the first N
+/// topics it receives with an alias (the first packet with the topic, the next ones with an
+/// empty topic); later topics go in full; QoS 2 never sets a new alias; a client that allows
+/// none gets none.
+#[test]
+fn topic_alias_to_client() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("s").prop(Prop::Num(0x22, 1)));
+    s.sub("ta/#", 2);
+    let mut n = Client::ok(srv.mqtt, Opts::v5("n"));
+    n.sub("ta/#", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("p"));
+    let mut got: Vec<(String, Option<u32>, Vec<u8>)> = Vec::new();
+    for (topic, qos) in [
+        ("ta/q2", 2),
+        ("ta/one", 1),
+        ("ta/one", 0),
+        ("ta/two", 1),
+        ("ta/one", 2),
+    ] {
+        assert_eq!(p.pub_wait(topic, topic.as_bytes(), qos, false), 0);
+        // One at a time: the raw client completes a QoS 2 exchange before it reads on.
+        let m = s.next_msg();
+        got.push((m.topic.clone(), m.num(0x23), m.payload));
+    }
+    let want = |t: &str, a: Option<u32>, pl: &str| (t.to_string(), a, pl.as_bytes().to_vec());
+    assert_eq!(
+        got,
+        vec![
+            want("ta/q2", None, "ta/q2"),
+            want("ta/one", Some(1), "ta/one"),
+            want("", Some(1), "ta/one"),
+            want("ta/two", None, "ta/two"),
+            want("", Some(1), "ta/one"),
+        ]
+    );
+    for _ in 0..5 {
+        let m = n.next_msg();
+        assert!(!m.topic.is_empty() && m.num(0x23).is_none(), "{m:?}");
+    }
+}
+
 #[test]
 fn slow_subscriber_does_not_stall_others() {
     let srv = Server::start(&[("EVGRID_MQTT_MAX_OUTBOUND_MESSAGES", "100")]);

@@ -1,7 +1,10 @@
 //! MQTT 5.0 handlers: CONNECT, PUBLISH, SUBSCRIBE/UNSUBSCRIBE/DISCONNECT, and the v5 sink.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,6 +189,7 @@ pub(super) async fn connect(
     state.connected();
     let sink = h.sink();
     let auth_method = pkt.auth_method.clone();
+    let topic_alias_max = pkt.topic_alias_max;
     let max_ka = cfg.max_keepalive;
     let mut ack = h.ack(state).max_send(Some(window as u16)).with(|a| {
         a.session_present = present;
@@ -209,7 +213,8 @@ pub(super) async fn connect(
             .with(|a| a.server_keepalive_sec = Some(max_ka))
             .keep_alive(max_ka.saturating_add(max_ka / 2));
     }
-    writer.start(V5Sink(sink), send_timeout(cfg));
+    let aliases = Rc::new(Aliases::new(topic_alias_max, cfg.max_topic_alias));
+    writer.start(V5Sink(sink, aliases), send_timeout(cfg));
     Ok(ack)
 }
 
@@ -505,10 +510,58 @@ pub(super) async fn protocol(
 }
 
 #[derive(Clone)]
-struct V5Sink(mqtt::MqttSink);
+struct V5Sink(mqtt::MqttSink, Rc<Aliases>);
+
+/// Topic aliases this connection's outbound PUBLISH packets use ([MQTT-3.3.2-12]): as many as
+/// the client's Topic Alias Maximum allows, capped by `mqtt.max_topic_alias`, handed out to the
+/// first topics sent and kept for the connection (no eviction: the topics a device receives
+/// repeat). An alias counts as known to the client only once the packet that set it was handed
+/// to the writer.
+struct Aliases {
+    max: u16,
+    map: RefCell<HashMap<ByteString, NonZeroU16>>,
+}
+
+#[derive(Clone, Copy)]
+enum AliasUse {
+    None,
+    /// Sent before: the topic goes empty.
+    Known(NonZeroU16),
+    /// Set by this packet (the topic goes with it).
+    New(NonZeroU16),
+}
+
+impl Aliases {
+    fn new(client_max: u16, server_max: u16) -> Aliases {
+        Aliases {
+            max: client_max.min(server_max),
+            map: RefCell::default(),
+        }
+    }
+
+    fn lookup(&self, topic: &ByteString, may_set: bool) -> AliasUse {
+        if self.max == 0 {
+            return AliasUse::None;
+        }
+        let map = self.map.borrow();
+        if let Some(a) = map.get(topic) {
+            return AliasUse::Known(*a);
+        }
+        match NonZeroU16::new(map.len() as u16 + 1) {
+            Some(a) if may_set && map.len() < self.max as usize => AliasUse::New(a),
+            _ => AliasUse::None,
+        }
+    }
+
+    fn sent(&self, topic: &ByteString, used: AliasUse) {
+        if let AliasUse::New(a) = used {
+            self.map.borrow_mut().insert(topic.clone(), a);
+        }
+    }
+}
 
 impl V5Sink {
-    fn builder(&self, m: &OutMsg) -> mqtt::PublishBuilder {
+    fn builder(&self, m: &OutMsg, alias: AliasUse) -> mqtt::PublishBuilder {
         let mut props = codec::PublishProperties::default();
         if let Some(p) = &m.msg.props {
             props.response_topic = p.response_topic.clone();
@@ -530,12 +583,23 @@ impl V5Sink {
             .iter()
             .filter_map(|i| NonZeroU32::new(*i))
             .collect();
+        let topic = match alias {
+            AliasUse::None => m.msg.topic.clone(),
+            AliasUse::Known(a) => {
+                props.topic_alias = Some(a);
+                ByteString::new()
+            }
+            AliasUse::New(a) => {
+                props.topic_alias = Some(a);
+                m.msg.topic.clone()
+            }
+        };
         let b = self.0.publish_pkt(codec::Publish {
             dup: m.dup,
             retain: m.retain,
             qos: qos_from(m.qos),
             packet_id: None,
-            topic: m.msg.topic.clone(),
+            topic,
             payload_size: 0,
             properties: props,
         });
@@ -574,21 +638,31 @@ impl Sink for V5Sink {
         });
     }
     fn send0(&self, m: &OutMsg) -> Result<(), ()> {
-        self.builder(m)
+        let alias = self.1.lookup(&m.msg.topic, true);
+        self.builder(m, alias)
             .send_at_most_once(m.msg.payload.clone())
-            .map_err(|_| ())
+            .map_err(|_| ())?;
+        self.1.sent(&m.msg.topic, alias);
+        Ok(())
     }
     fn send1(&self, m: &OutMsg) -> Result<(), ()> {
-        self.builder(m)
+        let alias = self.1.lookup(&m.msg.topic, true);
+        self.builder(m, alias)
             .send_at_least_once_no_block(m.msg.payload.clone())
-            .map_err(|_| ())
+            .map_err(|_| ())?;
+        self.1.sent(&m.msg.topic, alias);
+        Ok(())
     }
     fn send2(
         &self,
         m: &OutMsg,
         received: Box<dyn FnOnce()>,
     ) -> Pin<Box<dyn Future<Output = bool>>> {
-        let f = self.builder(m).send_exactly_once(m.msg.payload.clone());
+        // Only an alias the client knows: whether this packet goes out is known later.
+        let alias = self.1.lookup(&m.msg.topic, false);
+        let f = self
+            .builder(m, alias)
+            .send_exactly_once(m.msg.payload.clone());
         Box::pin(async move {
             match f.await {
                 Ok(rec) => {
