@@ -91,8 +91,9 @@ scenario fanin_q1_100k 1 100000
 scenario fanin_q0_max 0 2000000
 scenario fanin_q1_max 1 300000
 
-want e2e && echo "=== end-to-end latency MQTT -> 4 pull consumers, QoS 1, 50k msgs/s"
-want e2e && for r in $(seq "$rounds"); do
+if want e2e; then
+echo "=== end-to-end latency MQTT -> 4 pull consumers, QoS 1, 50k msgs/s"
+for r in $(seq "$rounds"); do
   start
   $lt e2e -h 127.0.0.1 -p $mqtt_port --url $url --admin-key $admin --setup --publishers 100 \
     --consumers 4 --rate 50000 -q 1 -s 64 --duration 5s >"$out/e2e_latency_$r.txt" 2>&1 || true
@@ -100,8 +101,11 @@ want e2e && for r in $(seq "$rounds"); do
   grep -A12 '== evgrid-loadtest e2e' "$out/e2e_latency_$r.txt" | grep -E '^(throughput|accounting|  e2e)' || true
 done
 
-want http_mqtt && echo "=== HTTP -> MQTT (8 connections, one message per request, 1 subscriber) beside basic-tier publish (8 connections, one event per request)"
-want http_mqtt && for r in $(seq "$rounds"); do
+fi
+
+if want http_mqtt; then
+echo "=== HTTP -> MQTT (8 connections, one message per request, 1 subscriber) beside basic-tier publish (8 connections, one event per request)"
+for r in $(seq "$rounds"); do
   start
   key=$(curl -s -X POST -H "Authorization: Bearer $admin" \
     "http://127.0.0.1:$http_port/mgmt/namespaces/default/listKeys" | sed 's/.*"key1":"\([^"]*\)".*/\1/')
@@ -117,3 +121,4 @@ want http_mqtt && for r in $(seq "$rounds"); do
   echo "round $r http-mqtt: $(grep -E '^throughput' "$out/http_mqtt_$r.txt" | tail -1)"
   echo "round $r basic publish: $(grep -E 'events/s|ev/s|throughput' "$out/basic_publish_$r.txt" | head -2 | tr '\n' ' ')"
 done
+fi

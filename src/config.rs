@@ -376,7 +376,10 @@ impl Default for MqttConfig {
             max_connections: 100_000,
             max_inflight: 1000,
             max_receive: 100,
-            max_queued_messages: 1000,
+            // Bytes bound a session's backlog (`max_queued_bytes`, and the memory budget for all
+            // of them): the count only stops a flood of tiny messages. 1,000 (mosquitto's
+            // default) dropped acknowledged QoS 1 messages in a 100 x 32 in-flight fan-in.
+            max_queued_messages: 100_000,
             max_queued_bytes: 16 * 1024 * 1024,
             max_outbound_messages: 10_000,
             max_outbound_bytes: 8 * 1024 * 1024,

@@ -434,6 +434,33 @@ fn offline_queue_is_bounded_and_counted() {
     );
 }
 
+/// With the default settings a QoS 1 subscriber 10,000 messages behind loses none of them: its
+/// session's backlog is bounded in bytes (16 MiB), not by a small count.
+#[test]
+fn default_backlog_holds_ten_thousand_qos1_messages() {
+    let srv = Server::start(&[]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("behind"));
+    s.sub("b/t", 1);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("fast"));
+    // In rounds of 500 unacknowledged PUBLISHes, well under the server's receive maximum.
+    for round in 0..20u16 {
+        for i in 0..500u16 {
+            let n = round * 500 + i;
+            p.publish("b/t", format!("{n}").as_bytes(), 1, false, n + 1, &[]);
+        }
+        for _ in 0..500 {
+            p.expect(PUBACK);
+        }
+    }
+    for n in 0..10_000 {
+        assert_eq!(s.next_msg().payload, format!("{n}").as_bytes());
+    }
+    assert_eq!(
+        srv.metric("evgrid_mqtt_messages_dropped_total{reason=\"queue_full\"}"),
+        0.0
+    );
+}
+
 #[test]
 fn offline_queue_byte_limit() {
     let srv = Server::start(&[("EVGRID_MQTT_MAX_QUEUED_BYTES", "2000")]);
