@@ -110,6 +110,11 @@ pub struct Args {
     /// Closed loop: publish as fast as the connection and in-flight window allow
     #[arg(long)]
     pub max_rate: bool,
+    /// With --max-rate: at most this many messages published and not yet received by every
+    /// subscriber that should get them, over all publishers (0: no bound). Bounds the broker's
+    /// backlog, so a closed-loop run measures what the broker delivers, not how much it queues
+    #[arg(long, default_value_t = 0)]
+    pub outstanding: u64,
     /// QoS 0, 1 or 2 [default: 0]
     #[arg(short = 'q', long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: Option<u8>,

@@ -51,6 +51,8 @@ pub struct ClientCfg {
     pub size: usize,
     pub inflight: usize,
     pub batch: usize,
+    /// closed loop: most deliveries expected and not yet received, over the run (0: no bound)
+    pub outstanding: u64,
     pub connect_timeout: Duration,
     /// pause after each read (slow consumer simulation)
     pub sub_delay: Option<Duration>,

@@ -15,6 +15,9 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 
+/// How often a closed-loop publisher held back by `--outstanding` looks again.
+const OUTSTANDING_POLL_NS: u64 = 200_000;
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Inflight {
     pub(super) sent_ns: u64,
@@ -183,7 +186,19 @@ impl Client {
             }
             None => batch,
         };
-        let n = want.min(room).min(batch);
+        let mut n = want.min(room).min(batch);
+        let cap = self.sh.cfg.outstanding;
+        if p.sched.is_none() && cap > 0 {
+            // Closed loop with a bound on what the broker holds for subscribers: deliveries
+            // expected (this client's not yet added included) and not yet received.
+            let c = &self.sh.counters;
+            let out = (c.expected.load(Ordering::Relaxed) + self.pending_expected)
+                .saturating_sub(c.received.load(Ordering::Relaxed));
+            if out >= cap {
+                return Wake::At((now_ns + OUTSTANDING_POLL_NS).min(p.deadline_ns));
+            }
+            n = n.min((cap - out) as usize);
+        }
         if n == 0 {
             return match &p.sched {
                 Some(s) => Wake::At(

@@ -106,6 +106,9 @@ pub fn build_plan(scenario: Scenario, args: &Args) -> Result<Plan, String> {
     {
         return Err(format!("-I {i}: must be a positive number of ms"));
     }
+    if args.outstanding > 0 && !args.max_rate {
+        return Err("--outstanding bounds the closed loop: it needs --max-rate".into());
+    }
     if args.max_rate && args.rate.is_some() {
         return Err("--max-rate (closed loop) and --rate (open loop) exclude each other".into());
     }
@@ -195,6 +198,7 @@ pub fn build_plan(scenario: Scenario, args: &Args) -> Result<Plan, String> {
         size,
         inflight: args.inflight.min(65_535),
         batch: args.batch,
+        outstanding: args.outstanding,
         connect_timeout,
         sub_delay: args.sub_delay_ms.map(Duration::from_millis),
         accept_old: scenario == Scenario::Sub,
