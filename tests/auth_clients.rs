@@ -9,12 +9,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::http::mgmt_json;
 use common::{Server, TempDir, wait_until};
 use evgrid::tls::dev::DevCa;
@@ -302,53 +300,6 @@ fn paho(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// An RSA key and its self-signed certificate (PEM), made by openssl in `dir`.
-fn rsa_issuer(dir: &Path, tag: &str) -> (PathBuf, String) {
-    let (key, crt) = (
-        dir.join(format!("{tag}.key")),
-        dir.join(format!("{tag}.pem")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-subj", "/CN=issuer"])
-        .output()
-        .expect("openssl (the test command installs it)");
-    assert!(out.status.success(), "{out:?}");
-    (key, std::fs::read_to_string(crt).unwrap())
-}
-
-/// A compact RS256 JWS over `claims`, signed by openssl with `key`.
-fn jwt(dir: &Path, key: &Path, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
-        B64.encode(claims.to_string())
-    );
-    let file = dir.join("jwt-input");
-    std::fs::write(&file, &input).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .arg(&file)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{out:?}");
-    format!("{input}.{}", B64.encode(out.stdout))
-}
-
 /// paho-mqtt over MQTT 5 with `CUSTOM-JWT` (docs/eventgrid.md §7.4 item 4): a token from the
 /// configured issuer for this server's host name connects, and its claims are attributes a group
 /// query selects on (the policy grants `devices/${client.authenticationName}/#` to
@@ -357,8 +308,8 @@ fn jwt(dir: &Path, key: &Path, claims: &Value) -> String {
 #[test]
 fn paho_mqtt5_custom_jwt() {
     let f = Files::new("authjwt");
-    let (key, pem) = rsa_issuer(f.dir(), "issuer");
-    let (other_key, _) = rsa_issuer(f.dir(), "other");
+    let (key, pem) = common::jwt::rsa_issuer(f.dir(), "issuer");
+    let (other_key, _) = common::jwt::rsa_issuer(f.dir(), "other");
     let srv = Server::start(&[
         ("EVGRID_ADMIN_KEY", ADMIN),
         ("EVGRID_MQTT_ALLOW_ANONYMOUS", "false"),
@@ -390,7 +341,7 @@ fn paho_mqtt5_custom_jwt() {
         );
     }
     let claims = |iss: &str, aud: &str, exp: u64| {
-        json!({"iss": iss, "sub": "dev-42", "aud": [aud], "exp": exp, "nbf": now_s() - 5,
+        json!({"iss": iss, "sub": "dev-42", "aud": [aud], "exp": exp, "nbf": common::jwt::now_s() - 5,
                "role": "sensor"})
     };
     let iss = "https://issuer.example.test";
@@ -410,10 +361,10 @@ fn paho_mqtt5_custom_jwt() {
         paho(&a)
     };
 
-    let good = jwt(
+    let good = common::jwt::token(
         f.dir(),
         &key,
-        &claims(iss, "mqtt.example.test", now_s() + 300),
+        &claims(iss, "mqtt.example.test", common::jwt::now_s() + 300),
     );
     let r = connect(
         &good,
@@ -440,30 +391,38 @@ fn paho_mqtt5_custom_jwt() {
     for (what, token) in [
         (
             "expired",
-            jwt(
+            common::jwt::token(
                 f.dir(),
                 &key,
-                &claims(iss, "mqtt.example.test", now_s() - 60),
+                &claims(iss, "mqtt.example.test", common::jwt::now_s() - 60),
             ),
         ),
         (
             "wrong audience",
-            jwt(f.dir(), &key, &claims(iss, "elsewhere.test", now_s() + 300)),
+            common::jwt::token(
+                f.dir(),
+                &key,
+                &claims(iss, "elsewhere.test", common::jwt::now_s() + 300),
+            ),
         ),
         (
             "wrong issuer",
-            jwt(
+            common::jwt::token(
                 f.dir(),
                 &key,
-                &claims("https://other.test", "mqtt.example.test", now_s() + 300),
+                &claims(
+                    "https://other.test",
+                    "mqtt.example.test",
+                    common::jwt::now_s() + 300,
+                ),
             ),
         ),
         (
             "another key",
-            jwt(
+            common::jwt::token(
                 f.dir(),
                 &other_key,
-                &claims(iss, "mqtt.example.test", now_s() + 300),
+                &claims(iss, "mqtt.example.test", common::jwt::now_s() + 300),
             ),
         ),
     ] {

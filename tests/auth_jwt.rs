@@ -7,11 +7,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::http::mgmt_json;
 use common::raw::{Client, Opts, Prop, bytes, props};
 use common::{Server, TempDir};
@@ -23,50 +20,16 @@ const AUTH: u8 = 15;
 const DISCONNECT: u8 = 14;
 const PINGRESP: u8 = 13;
 
-/// An RSA key and its self-signed certificate (PEM) in `dir`.
 fn issuer(dir: &Path) -> (std::path::PathBuf, String) {
-    let (key, crt) = (dir.join("iss.key"), dir.join("iss.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-subj", "/CN=issuer"])
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{out:?}");
-    (key, std::fs::read_to_string(crt).unwrap())
+    common::jwt::rsa_issuer(dir, "iss")
 }
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A compact RS256 JWS over `claims`, signed with `key`.
 fn token(dir: &Path, key: &Path, claims: Value) -> Vec<u8> {
-    let header = B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
-    let body = B64.encode(claims.to_string());
-    let input = format!("{header}.{body}");
-    let file = dir.join("input");
-    std::fs::write(&file, &input).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .arg(&file)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{out:?}");
-    format!("{input}.{}", B64.encode(out.stdout)).into_bytes()
+    common::jwt::token(dir, key, &claims).into_bytes()
 }
 
 fn claims(sub: &str, aud: &str, exp: u64) -> Value {
-    json!({"iss": ISSUER, "sub": sub, "aud": aud, "exp": exp, "nbf": now_s() - 10, "role": "sensor"})
+    json!({"iss": ISSUER, "sub": sub, "aud": aud, "exp": exp, "nbf": common::jwt::now_s() - 10, "role": "sensor"})
 }
 
 fn jwt_opts(id: &str, tok: Vec<u8>) -> Opts {
@@ -114,22 +77,42 @@ fn custom_jwt_connect_expiry_and_reauthentication() {
     let srv = jwt_server(&pem, false);
 
     // Wrong audience, expired: bad credentials.
-    let bad = token(&dir.0, &key, claims("dev-1", "elsewhere", now_s() + 60));
+    let bad = token(
+        &dir.0,
+        &key,
+        claims("dev-1", "elsewhere", common::jwt::now_s() + 60),
+    );
     assert_eq!(Client::connect(srv.mqtt, jwt_opts("j0", bad)).1.code, 0x86);
-    let old = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() - 60));
+    let old = token(
+        &dir.0,
+        &key,
+        claims("dev-1", "mqtt.test", common::jwt::now_s() - 60),
+    );
     assert_eq!(Client::connect(srv.mqtt, jwt_opts("j0", old)).1.code, 0x86);
 
     // A token that expires in 2 s ends the connection then.
-    let short = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() + 2));
+    let short = token(
+        &dir.0,
+        &key,
+        claims("dev-1", "mqtt.test", common::jwt::now_s() + 2),
+    );
     let mut c = Client::ok(srv.mqtt, jwt_opts("j1", short));
     c.set_timeout(Duration::from_secs(6));
     let p = c.expect(DISCONNECT);
     assert_eq!(c.disconnect_reason(&p), 0x87);
 
     // Re-authenticated before it expires: AUTH 0x00, and still connected after the first exp.
-    let short = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() + 2));
+    let short = token(
+        &dir.0,
+        &key,
+        claims("dev-1", "mqtt.test", common::jwt::now_s() + 2),
+    );
     let mut c = Client::ok(srv.mqtt, jwt_opts("j2", short));
-    let long = token(&dir.0, &key, claims("dev-1", "mqtt.test", now_s() + 600));
+    let long = token(
+        &dir.0,
+        &key,
+        claims("dev-1", "mqtt.test", common::jwt::now_s() + 600),
+    );
     reauth(&mut c, long);
     let p = c.expect(AUTH);
     assert_eq!(p.body.first().copied().unwrap_or(0), 0, "AUTH success");
@@ -138,7 +121,11 @@ fn custom_jwt_connect_expiry_and_reauthentication() {
     c.expect(PINGRESP);
 
     // A re-authentication that does not verify (another name): DISCONNECT 0x87.
-    let other = token(&dir.0, &key, claims("dev-2", "mqtt.test", now_s() + 600));
+    let other = token(
+        &dir.0,
+        &key,
+        claims("dev-2", "mqtt.test", common::jwt::now_s() + 600),
+    );
     reauth(&mut c, other);
     let p = c.expect(DISCONNECT);
     assert_eq!(c.disconnect_reason(&p), 0x87);
@@ -154,7 +141,11 @@ fn anonymous_clients_cannot_pass_for_a_token_holder() {
     let dir = TempDir::new("jwt-anon");
     let (key, pem) = issuer(&dir.0);
     let srv = jwt_server(&pem, true);
-    let tok = token(&dir.0, &key, claims("bob", "mqtt.test", now_s() + 600));
+    let tok = token(
+        &dir.0,
+        &key,
+        claims("bob", "mqtt.test", common::jwt::now_s() + 600),
+    );
     // A persistent session (expiry 300 s).
     let (bob, ack) = Client::connect(srv.mqtt, jwt_opts("c1", tok).prop(Prop::Num(0x11, 300)));
     assert_eq!(ack.code, 0);

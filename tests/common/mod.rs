@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod jwt;
 pub mod raw;
 pub mod webhook;
 

@@ -185,7 +185,7 @@ pub fn verify(token: &[u8], settings: &JwtSettings, now_ms: u64) -> Result<Claim
         {
             continue;
         }
-        if let Some(a) = claim_value(v) {
+        if let Some(a) = AttrValue::from_json(v, false) {
             attributes.insert(k.clone(), a);
         }
     }
@@ -203,22 +203,6 @@ fn seconds(v: &Value) -> Option<u64> {
             .filter(|f| f.is_finite() && *f >= 0.0)
             .map(|f| f as u64)
     })
-}
-
-fn claim_value(v: &Value) -> Option<AttrValue> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .filter(|i| i32::try_from(*i).is_ok())
-            .map(AttrValue::Int),
-        Value::String(s) => Some(AttrValue::Str(s.clone())),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .map(AttrValue::Strs),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,28 @@ pub enum AttrValue {
     Strs(Vec<String>),
 }
 
+impl AttrValue {
+    /// The attribute a JSON value makes: an int32, a string, an array of strings, and a bool
+    /// when `bools` (a webhook's reply may carry them, a token's claims do not); else `None`.
+    pub fn from_json(v: &serde_json::Value, bools: bool) -> Option<AttrValue> {
+        use serde_json::Value;
+        match v {
+            Value::Bool(b) if bools => Some(AttrValue::Bool(*b)),
+            Value::Number(n) => n
+                .as_i64()
+                .filter(|i| i32::try_from(*i).is_ok())
+                .map(AttrValue::Int),
+            Value::String(s) => Some(AttrValue::Str(s.clone())),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(AttrValue::Strs),
+            _ => None,
+        }
+    }
+}
+
 /// A client's attributes by key, as configured (keys are `[A-Za-z0-9_]`, case-sensitive).
 pub type Attributes = BTreeMap<String, AttrValue>;
 

@@ -116,7 +116,7 @@ pub fn read_reply(body: &[u8], creds: &Credentials<'_>, now_ms: u64) -> Result<I
                 if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                     continue;
                 }
-                if let Some(a) = attr_value(v) {
+                if let Some(a) = AttrValue::from_json(v, true) {
                     attributes.insert(k.clone(), a);
                 }
             }
@@ -151,24 +151,6 @@ pub fn read_reply(body: &[u8], creds: &Credentials<'_>, now_ms: u64) -> Result<I
         method: AuthMethod::Webhook,
         expires_ms,
     })
-}
-
-/// An attribute of a reply (int32, string, string array, bool); other values are ignored.
-fn attr_value(v: &Value) -> Option<AttrValue> {
-    match v {
-        Value::Bool(b) => Some(AttrValue::Bool(*b)),
-        Value::Number(n) => n
-            .as_i64()
-            .filter(|i| i32::try_from(*i).is_ok())
-            .map(AttrValue::Int),
-        Value::String(s) => Some(AttrValue::Str(s.clone())),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .map(AttrValue::Strs),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
