@@ -69,14 +69,15 @@ fn metric_defs(scenario: &str) -> Vec<(&'static str, Extract)> {
         v.push(("msgs/s received", |r| r.throughput.received_per_s));
         v.push(("msgs/s sent", |r| r.throughput.sent_per_s));
     }
-    let (p50, p99): (&'static str, &'static str) = match scenario {
-        "p2p" => ("p50 rtt us", "p99 rtt us"),
-        "pub" | "pub-qos1" => ("p50 puback us", "p99 puback us"),
-        "conn" => ("p50 connack us", "p99 connack us"),
-        _ => ("p50 e2e us", "p99 e2e us"),
+    let (p50, p99, p999): (&'static str, &'static str, &'static str) = match scenario {
+        "p2p" => ("p50 rtt us", "p99 rtt us", "p999 rtt us"),
+        "pub" | "pub-qos1" => ("p50 puback us", "p99 puback us", "p999 puback us"),
+        "conn" => ("p50 connack us", "p99 connack us", "p999 connack us"),
+        _ => ("p50 e2e us", "p99 e2e us", "p999 e2e us"),
     };
     v.push((p50, |r| r.main_latency().p50_us));
     v.push((p99, |r| r.main_latency().p99_us));
+    v.push((p999, |r| r.main_latency().p999_us));
     if scenario == "conn" {
         v.push(("connections ok", |r| r.connections.succeeded as f64));
         v.push(("connections failed", |r| r.connections.failed as f64));
@@ -229,6 +230,10 @@ mod tests {
         assert_eq!(m.name, "msgs/s received");
         assert_eq!(m.ratio_a_over_b, Some(4.0));
         assert!(c.table().contains("msgs/s received"));
+        let names: Vec<&str> = c.metrics.iter().map(|m| m.name.as_str()).collect();
+        for tail in ["p50 e2e us", "p99 e2e us", "p999 e2e us"] {
+            assert!(names.contains(&tail), "{names:?}");
+        }
         assert_eq!(
             split_host_port("127.0.0.1:1883").unwrap(),
             ("127.0.0.1".into(), 1883)
