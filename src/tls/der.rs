@@ -9,31 +9,7 @@
 
 use std::fmt::Write;
 
-/// One DER element: (tag, contents, what follows).
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = b.split_first()?;
-    // High tag numbers appear nowhere in the fields read here.
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let (&l0, rest) = rest.split_first()?;
-    let (len, rest) = if l0 < 0x80 {
-        (usize::from(l0), rest)
-    } else {
-        let n = usize::from(l0 & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
+use evgrid_actors::identity::cert::tlv;
 
 /// The contents of the element at the front of `b` when its tag is `tag`, and what follows.
 fn expect(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {

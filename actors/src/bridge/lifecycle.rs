@@ -23,7 +23,6 @@ use crate::grid::basic::random_id;
 use crate::grid::topic::{Publish, TopicEvent};
 use crate::metrics::LIFECYCLE;
 use crate::model::clock::{mono_ms, now_ms};
-use crate::model::event::CloudEvent;
 use crate::model::time::format_rfc3339_ms;
 use crate::mqtt::lifecycle::{EndReason, Happened, LifecycleRx, SessionEvent};
 use crate::mqtt::message::ConnId;
@@ -182,20 +181,7 @@ pub fn event(
     out.extend_from_slice(b",\"dataVersion\":\"1\",\"metadataVersion\":\"1\",\"eventTime\":");
     json_str(&mut out, time);
     out.push(b'}');
-    let one = ByteString::from_static("1");
-    TopicEvent {
-        ev: CloudEvent {
-            id: ByteString::from(id),
-            source: ByteString::from(topic),
-            ty: ByteString::from_static(ty),
-            subject: Some(ByteString::from(subject)),
-            ext: vec![(ByteString::from_static("dataversion"), one.clone())],
-            raw: Bytes::from(out),
-        },
-        data_version: one,
-        custom: None,
-        domain_topic: None,
-    }
+    TopicEvent::system(id, topic, ty, subject, Bytes::from(out))
 }
 
 /// Event ids: a random UUID-shaped prefix per process, and a counter in the last group.

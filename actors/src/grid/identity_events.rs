@@ -8,7 +8,7 @@
 //! `attributes`). Best effort, as in Azure: an event no system topic takes, or that its topic
 //! refuses, is counted in [`LIFECYCLE`], never retried, and never fails the management call.
 
-use ntex_bytes::{ByteString, Bytes};
+use ntex_bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::basic::{Basic, random_id};
@@ -18,7 +18,6 @@ use crate::identity::AttrValue;
 use crate::identity::Attributes;
 use crate::metrics::LIFECYCLE;
 use crate::model::clock::now_ms;
-use crate::model::event::CloudEvent;
 use crate::model::time::format_rfc3339_ms;
 
 pub const CREATED_OR_UPDATED: &str = "Microsoft.EventGrid.MQTTClientCreatedOrUpdated";
@@ -87,20 +86,13 @@ fn event(id: &str, topic: &str, change: &ClientChange, time: &str) -> TopicEvent
         "metadataVersion": "1",
         "eventTime": time,
     });
-    let one = ByteString::from_static("1");
-    TopicEvent {
-        ev: CloudEvent {
-            id: ByteString::from(id),
-            source: ByteString::from(topic),
-            ty: ByteString::from_static(ty),
-            subject: Some(ByteString::from(subject)),
-            ext: vec![(ByteString::from_static("dataversion"), one.clone())],
-            raw: Bytes::from(raw.to_string().into_bytes()),
-        },
-        data_version: one,
-        custom: None,
-        domain_topic: None,
-    }
+    TopicEvent::system(
+        id,
+        topic,
+        ty,
+        subject,
+        Bytes::from(raw.to_string().into_bytes()),
+    )
 }
 
 /// Publishes `change` to the system topics of its namespace (awaited, so a management caller

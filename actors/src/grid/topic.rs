@@ -55,6 +55,26 @@ impl From<CloudEvent> for TopicEvent {
     }
 }
 
+impl TopicEvent {
+    /// A system topic's event (dataVersion 1), `raw` being its Event Grid schema form.
+    pub fn system(id: &str, topic: &str, ty: &'static str, subject: String, raw: Bytes) -> Self {
+        let one = ByteString::from_static("1");
+        TopicEvent {
+            ev: CloudEvent {
+                id: ByteString::from(id),
+                source: ByteString::from(topic),
+                ty: ByteString::from_static(ty),
+                subject: Some(ByteString::from(subject)),
+                ext: vec![(ByteString::from_static("dataversion"), one.clone())],
+                raw,
+            },
+            data_version: one,
+            custom: None,
+            domain_topic: None,
+        }
+    }
+}
+
 /// The actor of a subscription: a pull queue, or a push (webhook) subscription.
 #[derive(Clone)]
 pub enum Target {

@@ -141,9 +141,14 @@ fn der_valid_at(der: &[u8], now_ms: u64) -> bool {
         .is_some_and(|(nb, na)| nb <= now_ms && now_ms <= na)
 }
 
-/// One DER element: (tag, contents, what follows); `None` when malformed.
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+/// One DER element: (tag, contents, what follows); `None` when malformed, and for high tag
+/// numbers, which no certificate field read here (nor by the TLS edge's reader) uses. Every
+/// length is checked against what is left. The one DER element reader of evgrid.
+pub fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = b.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
     let (&l0, rest) = rest.split_first()?;
     let (len, rest) = if l0 < 0x80 {
         (usize::from(l0), rest)
