@@ -112,6 +112,7 @@ async fn start_grid(
             tick: Duration::from_millis(cfg.events.tick_ms),
             push,
             mqtt_hostname: cfg.mqtt.hostname.clone(),
+            backlog: cfg.store.window_limits(),
         },
     )
     .await

@@ -44,12 +44,29 @@ pub struct Config {
 pub struct StoreConfig {
     /// `redb` (durable, `store.redb` in the data directory) or `memory` (nothing survives).
     pub backend: String,
+    /// Bytes of event bodies one pull or push subscription keeps in memory; the rest of its
+    /// backlog stays in the store and is read back as the window drains.
+    pub backlog_window_bytes: usize,
+    /// The same, summed over every subscription.
+    pub backlog_memory_bytes: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let w = evgrid_actors::delivery::backlog::WindowLimits::default();
         StoreConfig {
             backend: "redb".into(),
+            backlog_window_bytes: w.per_subscription,
+            backlog_memory_bytes: w.total,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn window_limits(&self) -> evgrid_actors::delivery::backlog::WindowLimits {
+        evgrid_actors::delivery::backlog::WindowLimits {
+            per_subscription: self.backlog_window_bytes,
+            total: self.backlog_memory_bytes,
         }
     }
 }
@@ -565,6 +582,15 @@ impl Config {
         let e = &self.events;
         if !matches!(self.store.backend.as_str(), "redb" | "memory") {
             return bad("store.backend", "must be \"redb\" or \"memory\"");
+        }
+        if self.store.backlog_window_bytes < 64 * 1024 {
+            return bad("store.backlog_window_bytes", "must be at least 65536");
+        }
+        if self.store.backlog_memory_bytes < self.store.backlog_window_bytes {
+            return bad(
+                "store.backlog_memory_bytes",
+                "must be at least store.backlog_window_bytes",
+            );
         }
         if e.max_event_bytes == 0 || e.max_event_bytes > 64 * 1024 * 1024 {
             return bad("events.max_event_bytes", "must be between 1 and 67108864");

@@ -1129,6 +1129,105 @@ fn kill_9_loses_no_accepted_event_and_resurrects_no_acknowledged_one() {
     );
 }
 
+/// A backlog 50 times the in-memory window: the window stays bounded while the rest waits on disk
+/// (the metrics say which is where), a release and a lock expiry keep their rules at the window's
+/// edge, and after `kill -9` the restart reads one window, not the backlog, and every event not
+/// acknowledged is received once, in publish order.
+#[test]
+fn a_backlog_beyond_the_memory_window_waits_on_disk_and_drains_in_order_across_kill_9() {
+    const N: usize = 3000;
+    let dir = TempDir::new("paged");
+    let data = dir.0.join("data");
+    let window = [("EVGRID_STORE_BACKLOG_WINDOW_BYTES", "65536")];
+    let eg = Eg::start_in(&data, &window);
+    eg.topic("paged");
+    eg.queue_sub("paged", "sub1", json!({"receiveLockDurationInSeconds": 1}));
+    let pad = "x".repeat(1000);
+    let mut order = Vec::new();
+    for b in 0..N / 100 {
+        let batch: Vec<Value> = (0..100)
+            .map(|i| {
+                let id = format!("e{:05}", b * 100 + i);
+                order.push(id.clone());
+                json!({"specversion": "1.0", "id": id, "source": "/test", "type": "Test.Created", "data": {"pad": pad}})
+            })
+            .collect();
+        let r = eg.publish("paged", &json!(batch));
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let in_memory = eg.srv.metric("evgrid_backlog_memory_bytes");
+    let on_disk = eg.srv.metric("evgrid_backlog_disk_events");
+    assert!(
+        in_memory <= 65536.0 + 2048.0,
+        "window held {in_memory} bytes"
+    );
+    assert!(on_disk >= (N - 70) as f64, "{on_disk} events on disk");
+    assert_eq!(eg.srv.metric("evgrid_events_queued"), N as f64);
+
+    // Through the window's edge: acknowledge 200, release 10 (they come back counted, after
+    // what is already lined up), let 5 locks expire.
+    // Locked events stay in the window, so a consumer settles as it goes.
+    let mut first = Vec::new();
+    while first.len() < 200 {
+        let got = eg.receive("paged", "sub1", 40, 10);
+        let toks: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            eg.settle("paged", "sub1", "acknowledge", "", &toks).0.len(),
+            toks.len()
+        );
+        first.extend(ids(&got));
+    }
+    assert_eq!(first, order[..200]);
+    let next = eg.receive("paged", "sub1", 15, 10);
+    assert_eq!(ids(&next), order[200..215]);
+    let rel: Vec<&str> = next[..10].iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(eg.settle("paged", "sub1", "release", "", &rel).0.len(), 10);
+    std::thread::sleep(Duration::from_millis(1500)); // the other 5 locks expire
+    let acked: HashSet<&str> = order[..200].iter().map(|s| s.as_str()).collect();
+    eg.srv.kill9();
+
+    let eg = Eg::start_in(&data, &window);
+    assert!(
+        eg.srv.metric("evgrid_backlog_memory_bytes") <= 65536.0 + 2048.0,
+        "start-up read one window"
+    );
+    assert!(eg.srv.metric("evgrid_backlog_disk_events") >= (N - 200 - 70) as f64);
+    let mut got = Vec::new();
+    loop {
+        let batch = eg.receive("paged", "sub1", 100, 10);
+        if batch.is_empty() {
+            break;
+        }
+        let toks: Vec<&str> = batch.iter().map(|g| g.0.as_str()).collect();
+        for g in &batch {
+            // The release and the expired locks were committed with their counts.
+            let id = g.2["id"].as_str().unwrap();
+            let want = if order[200..215].iter().any(|o| o == id) {
+                2
+            } else {
+                1
+            };
+            assert_eq!(g.1, want, "delivery count of {id}");
+        }
+        got.extend(ids(&batch));
+        assert_eq!(
+            eg.settle("paged", "sub1", "acknowledge", "", &toks).0.len(),
+            toks.len()
+        );
+    }
+    let want: Vec<&String> = order
+        .iter()
+        .filter(|id| !acked.contains(id.as_str()))
+        .collect();
+    assert_eq!(got.len(), want.len(), "each event once");
+    assert!(
+        got.iter().zip(&want).all(|(a, b)| a == *b),
+        "in publish order"
+    );
+    assert_eq!(eg.srv.metric("evgrid_backlog_disk_events"), 0.0);
+    assert_eq!(eg.srv.metric("evgrid_events_queued"), 0.0);
+}
+
 /// The shortest time to live Event Grid allows is one minute, so this test waits that long
 /// (it runs beside the others).
 #[test]

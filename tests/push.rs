@@ -881,6 +881,42 @@ fn pending_retries_survive_restart_and_kill_9() {
     hook.wait_delivered(21, WAIT);
 }
 
+/// An endpoint that is down while 2,000 events of 1 KiB arrive: the subscription keeps one
+/// window in memory and the rest on disk, and once the endpoint is back every event is
+/// delivered exactly once.
+#[test]
+fn a_backlog_beyond_the_memory_window_waits_on_disk_until_the_endpoint_is_back() {
+    const N: usize = 2000;
+    let hook = Hook::start(|r| handshake(r).unwrap_or(Reply::status(503)));
+    let eg = Eg::start(&[
+        ("EVGRID_STORE_BACKLOG_WINDOW_BYTES", "65536"),
+        ("EVGRID_PUSH_RETRY_SCHEDULE_MS", "300"),
+    ]);
+    let key = eg.source("/mgmt/topics/paged", json!({}));
+    eg.hook_sub("/mgmt/topics/paged", "sub1", &hook.url("/p"), json!({}));
+    let pad = "x".repeat(1000);
+    for b in 0..N / 500 {
+        let batch: Vec<Value> = (0..500)
+            .map(|i| eg_event(&format!("p{}", b * 500 + i), "T", "s", json!(pad)))
+            .collect();
+        assert_eq!(eg.publish("/topics/paged", &key, &json!(batch)).status, 200);
+    }
+    let in_memory = eg.srv.metric("evgrid_backlog_memory_bytes");
+    assert!(
+        in_memory <= 65536.0 + 2048.0,
+        "window held {in_memory} bytes"
+    );
+    assert!(eg.srv.metric("evgrid_backlog_disk_events") >= (N - 70) as f64);
+    hook.set_script(|r| handshake(r).unwrap_or(Reply::status(200)));
+    let got = hook.wait_delivered(N, Duration::from_secs(60));
+    assert_eq!(got.len(), N, "each event once");
+    assert_eq!(ids(&got).len(), N);
+    common::wait_until("the backlog is empty", || {
+        eg.srv.metric("evgrid_backlog_disk_events") == 0.0
+            && eg.srv.metric("evgrid_backlog_memory_events") == 0.0
+    });
+}
+
 #[test]
 fn publish_auth_limits_and_errors() {
     let eg = Eg::start(&[("EVGRID_EVENTS_MAX_EVENTS_PER_BASIC_REQUEST", "3")]);

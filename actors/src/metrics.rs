@@ -192,6 +192,10 @@ pub struct Metrics {
     pub lock_expirations: Counter,
     pub events_queued: Gauge,
     pub events_locked: Gauge,
+    /// Pull and push backlogs: body bytes and events in memory windows, events on disk only.
+    pub backlog_memory_bytes: Gauge,
+    pub backlog_memory_events: Gauge,
+    pub backlog_disk_events: Gauge,
     pub store_commits: Counter,
     pub store_ops: Counter,
     pub store_errors: Counter,
@@ -232,6 +236,9 @@ pub static METRICS: Metrics = Metrics {
     lock_expirations: Counter::new(),
     events_queued: Gauge::new(),
     events_locked: Gauge::new(),
+    backlog_memory_bytes: Gauge::new(),
+    backlog_memory_events: Gauge::new(),
+    backlog_disk_events: Gauge::new(),
     store_commits: Counter::new(),
     store_ops: Counter::new(),
     store_errors: Counter::new(),
@@ -365,6 +372,21 @@ impl Metrics {
             "evgrid_events_locked",
             "Events received and not yet settled.",
             self.events_locked.get(),
+        );
+        gauge(
+            "evgrid_backlog_memory_bytes",
+            "Bytes of event bodies pull and push subscriptions hold in memory.",
+            self.backlog_memory_bytes.get(),
+        );
+        gauge(
+            "evgrid_backlog_memory_events",
+            "Events pull and push subscriptions hold in memory.",
+            self.backlog_memory_events.get(),
+        );
+        gauge(
+            "evgrid_backlog_disk_events",
+            "Events of pull and push subscriptions waiting on disk only, read back as windows drain.",
+            self.backlog_disk_events.get(),
         );
         self.store_commit.render(
             s,

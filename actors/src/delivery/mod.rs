@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use retry::Profile;
 
+pub mod backlog;
 pub mod dead_letter;
 pub mod push;
 pub mod queue;

@@ -1,8 +1,9 @@
 //! The push subscription actor: one per active webhook subscription, for both tiers (a basic
 //! tier event subscription, or a namespace subscription in Push mode; its [`Profile`] says which).
 //!
-//! Owns the subscription's pending events — each committed in the store, already in the
-//! subscription's delivery schema — and their retry state: which are ready, which wait for a
+//! Owns the subscription's pending events its [`Pager`] window holds — each committed in the
+//! store, already in the subscription's delivery schema; the rest wait in the store and are read
+//! back as the window drains — and their retry state: which are ready, which wait for a
 //! retry (and until when), how many requests are in flight. It fills requests ([`super::request`]:
 //! batches, `aeg-*` headers, delivery attribute mappings), hands them to the endpoint's delivery
 //! shard, and acts on the outcome as [`super::retry`] decides: delivered → removed; retryable →
@@ -23,6 +24,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use ntex_bytes::{ByteString, Bytes};
 
+use super::backlog::{Admit, Loaded, Paged, Pager, page_in};
 use super::dead_letter::{self, BasicDeadLetter, NamespaceDeadLetter, Via};
 use super::request::{self, BatchFill, DeliverySchema, First, HeaderValue};
 use super::retry::{self, DeadLetterReason, Next, Outcome, Profile, WebhookOutcome};
@@ -144,6 +146,8 @@ pub struct PushSub {
     delayed: Delayed,
     in_flight: usize,
     dl_seq: u64,
+    /// Which of the committed entries `pending` holds; the rest wait on disk.
+    pager: Pager,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -156,7 +160,7 @@ impl PushSub {
         writer: Writer,
         shard: Addr<DeliveryShard>,
         tick: Duration,
-        queued: Vec<Queued>,
+        (pager, queued): (Pager, Vec<Queued>),
         last_dead_letter: u64,
     ) -> PushSub {
         let mut s = PushSub {
@@ -174,18 +178,25 @@ impl PushSub {
             delayed: BinaryHeap::new(),
             in_flight: 0,
             dl_seq: last_dead_letter,
+            pager,
         };
+        s.take_in(queued);
+        s
+    }
+
+    /// Takes entries read from the store into memory (the pager has counted them).
+    fn take_in(&mut self, queued: Vec<Queued>) {
         let now = now_ms();
         for q in queued {
             let entry = PushEntry::from_queued(&q);
             schedule(
-                &mut s.ready,
-                &mut s.delayed,
+                &mut self.ready,
+                &mut self.delayed,
                 q.seq,
                 q.state.available_at_ms,
                 now,
             );
-            s.pending.insert(
+            self.pending.insert(
                 q.seq,
                 Pending {
                     entry,
@@ -195,7 +206,13 @@ impl PushSub {
                 },
             );
         }
-        s
+    }
+
+    /// `seq` left memory for good (delivered, dead-lettered, dropped).
+    fn remove(&mut self, seq: u64) -> Option<Pending> {
+        let p = self.pending.remove(&seq)?;
+        self.pager.left(p.entry.body.len());
+        Some(p)
     }
 
     fn submit(&self, ops: Vec<Op>) {
@@ -262,6 +279,7 @@ impl PushSub {
                         });
                         act.finish(seqs, out);
                         act.pump(ctx);
+                        page_in(act, ctx);
                     }),
             );
         }
@@ -302,7 +320,7 @@ impl PushSub {
         match out {
             Outcome::Delivered => {
                 for seq in seqs {
-                    if self.pending.remove(&seq).is_some() {
+                    if self.remove(seq).is_some() {
                         ops.push(Op::Remove { sub: self.key, seq });
                     }
                 }
@@ -363,7 +381,7 @@ impl PushSub {
 
     /// Moves an event to the dead letters (or drops it without a dead-letter destination).
     fn dead_letter(&mut self, seq: u64, reason: DeadLetterReason, ops: &mut Vec<Op>) {
-        let Some(p) = self.pending.remove(&seq) else {
+        let Some(p) = self.remove(seq) else {
             return;
         };
         if !self.cfg.dead_letter {
@@ -429,6 +447,19 @@ impl PushSub {
     }
 }
 
+impl Paged for PushSub {
+    fn pager(&mut self) -> &mut Pager {
+        &mut self.pager
+    }
+    fn store(&self) -> Arc<dyn crate::store::Store> {
+        self.writer.store().clone()
+    }
+    fn paged(&mut self, got: Loaded, ctx: &mut Context<Self>) {
+        self.take_in(got.entries);
+        self.pump(ctx);
+    }
+}
+
 impl Actor for PushSub {
     type Context = Context<Self>;
 
@@ -437,8 +468,14 @@ impl Actor for PushSub {
         ctx.run_interval(self.tick, |act, ctx| {
             act.due();
             act.pump(ctx);
+            page_in(act, ctx);
         });
         self.pump(ctx);
+        page_in(self, ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.pager.close();
     }
 }
 
@@ -446,6 +483,9 @@ impl Handler<PushAppend> for PushSub {
     type Result = ();
     fn handle(&mut self, msg: PushAppend, ctx: &mut Context<Self>) {
         for entry in msg.0 {
+            if self.pager.admit(entry.seq, entry.body.len()) != Admit::Memory {
+                continue;
+            }
             self.ready.push_back(entry.seq);
             self.pending.insert(
                 entry.seq,
@@ -458,6 +498,7 @@ impl Handler<PushAppend> for PushSub {
             );
         }
         self.pump(ctx);
+        page_in(self, ctx);
     }
 }
 

@@ -1,10 +1,11 @@
 //! The queue subscription actor: one per namespace event subscription in Queue (pull) mode.
 //!
-//! Owns the subscription's queue in memory: every accepted event not yet settled, which of them
-//! are ready, delayed (released with a delay) or locked (received and not yet settled), the
-//! receivers waiting in a long poll, and the dead-letter sequence. The store holds the same
-//! entries durably; this actor writes to it through the [`Writer`] and answers a settlement only
-//! after the commit.
+//! Owns the head of the subscription's queue in memory: the accepted events not yet settled that
+//! its [`Pager`] window holds (the rest wait in the store and are read back in order as the
+//! window drains; locked events stay in the window until settled), which of them are ready,
+//! delayed (released with a delay) or locked (received and not yet settled), the receivers
+//! waiting in a long poll, and the dead-letter sequence. The store holds every entry durably;
+//! this actor writes to it through the [`Writer`] and answers a settlement only after the commit.
 //!
 //! Semantics (docs/eventgrid.md §6.2): a receive locks each event it returns for the subscription's lock
 //! duration and reports `deliveryCount` = deliveries so far; acknowledge deletes; release makes
@@ -30,6 +31,7 @@ use actix::prelude::*;
 use ntex_bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::backlog::{Admit, Loaded, Paged, Pager, page_in};
 use super::dead_letter::{NamespaceDeadLetter, Via, namespace_record};
 use super::{Delayed, release_due, schedule};
 use crate::lifecycle::Shutdown;
@@ -162,17 +164,19 @@ pub struct QueueSub {
     lock_heap: BinaryHeap<Reverse<(u64, u64, u64)>>,
     waiters: VecDeque<Waiter>,
     dl_seq: u64,
+    /// Which of the committed entries `entries` holds; the rest wait on disk.
+    pager: Pager,
 }
 
 impl QueueSub {
-    /// `queued`: the subscription's entries as read from the store; `dl_seq`: its last
-    /// dead-letter sequence.
+    /// `pager` and `queued`: the subscription's window and the head of its backlog as
+    /// [`Pager::open`] read them from the store; `dl_seq`: its last dead-letter sequence.
     pub fn new(
         key: u64,
         cfg: QueueSettings,
         writer: Writer,
         tick: Duration,
-        queued: Vec<Queued>,
+        (pager, queued): (Pager, Vec<Queued>),
         dl_seq: u64,
     ) -> QueueSub {
         let mut q = QueueSub {
@@ -187,18 +191,27 @@ impl QueueSub {
             lock_heap: BinaryHeap::new(),
             waiters: VecDeque::new(),
             dl_seq,
+            pager,
         };
+        METRICS
+            .events_queued
+            .add(queued.len() as i64 + q.pager.on_disk() as i64);
+        q.take_in(queued);
+        q
+    }
+
+    /// Takes entries read from the store into memory (the pager has counted them).
+    fn take_in(&mut self, queued: Vec<Queued>) {
         let now = now_ms();
-        METRICS.events_queued.add(queued.len() as i64);
         for e in queued {
             schedule(
-                &mut q.ready,
-                &mut q.delayed,
+                &mut self.ready,
+                &mut self.delayed,
                 e.seq,
                 e.state.available_at_ms,
                 now,
             );
-            q.entries.insert(
+            self.entries.insert(
                 e.seq,
                 Entry {
                     publish_ms: e.publish_ms,
@@ -207,7 +220,14 @@ impl QueueSub {
                 },
             );
         }
-        q
+    }
+
+    /// `seq` left memory for good (settled, dead-lettered, dropped).
+    fn remove(&mut self, seq: u64) -> Option<Entry> {
+        let e = self.entries.remove(&seq)?;
+        self.pager.left(e.raw.len());
+        METRICS.events_queued.dec();
+        Some(e)
     }
 
     fn expired(&self, e: &Entry, now: u64) -> bool {
@@ -216,10 +236,9 @@ impl QueueSub {
 
     /// Removes `seq` and dead-letters it (or drops it without a dead-letter destination).
     fn dead_letter(&mut self, seq: u64, why: Why, now: u64, ops: &mut Vec<Op>) {
-        let Some(e) = self.entries.remove(&seq) else {
+        let Some(e) = self.remove(seq) else {
             return;
         };
-        METRICS.events_queued.dec();
         if !self.cfg.dead_letter {
             METRICS.events_dropped.inc();
             ops.push(Op::Remove { sub: self.key, seq });
@@ -369,6 +388,7 @@ impl QueueSub {
                 continue;
             }
             METRICS.events_queued.inc();
+            self.pager.retake(raw.len());
             self.entries.insert(
                 seq,
                 Entry {
@@ -439,26 +459,56 @@ impl QueueSub {
     }
 }
 
+impl Paged for QueueSub {
+    fn pager(&mut self) -> &mut Pager {
+        &mut self.pager
+    }
+    fn store(&self) -> std::sync::Arc<dyn crate::store::Store> {
+        self.writer.store().clone()
+    }
+    fn paged(&mut self, got: Loaded, _: &mut Context<Self>) {
+        self.take_in(got.entries);
+        METRICS.events_queued.add(got.unheard as i64);
+        let mut ops = Vec::new();
+        self.serve_waiters(&mut ops);
+        self.flush(ops);
+    }
+}
+
 impl Actor for QueueSub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // `send` waits (back-pressure on the HTTP edge) only when this many requests queue up.
         ctx.set_mailbox_capacity(65_536);
-        ctx.run_interval(self.tick, |act, _| act.on_tick());
+        ctx.run_interval(self.tick, |act, ctx| {
+            act.on_tick();
+            page_in(act, ctx);
+        });
+        page_in(self, ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        METRICS.events_queued.add(-(self.entries.len() as i64));
+        METRICS
+            .events_queued
+            .add(-(self.entries.len() as i64 + self.pager.on_disk() as i64));
         METRICS.events_locked.add(-(self.locks.len() as i64));
+        self.pager.close();
     }
 }
 
 impl Handler<QueueAppend> for QueueSub {
     type Result = ();
-    fn handle(&mut self, msg: QueueAppend, _: &mut Context<Self>) {
-        METRICS.events_queued.add(msg.0.len() as i64);
+    fn handle(&mut self, msg: QueueAppend, ctx: &mut Context<Self>) {
         for (seq, publish_ms, raw) in msg.0 {
+            match self.pager.admit(seq, raw.len()) {
+                Admit::Seen => continue,
+                Admit::Disk => {
+                    METRICS.events_queued.inc();
+                    continue;
+                }
+                Admit::Memory => METRICS.events_queued.inc(),
+            }
             self.entries.insert(
                 seq,
                 Entry {
@@ -472,12 +522,13 @@ impl Handler<QueueAppend> for QueueSub {
         let mut ops = Vec::new();
         self.serve_waiters(&mut ops);
         self.flush(ops);
+        page_in(self, ctx);
     }
 }
 
 impl Handler<Receive> for QueueSub {
     type Result = ();
-    fn handle(&mut self, msg: Receive, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Receive, ctx: &mut Context<Self>) {
         let mut ops = Vec::new();
         // Earlier waiters first: a new receive must not overtake them.
         self.serve_waiters(&mut ops);
@@ -488,6 +539,7 @@ impl Handler<Receive> for QueueSub {
                     self.unlock(got);
                 }
                 self.flush(ops);
+                page_in(self, ctx);
                 return;
             }
         }
@@ -497,12 +549,13 @@ impl Handler<Receive> for QueueSub {
             reply: msg.reply,
         });
         self.flush(ops);
+        page_in(self, ctx);
     }
 }
 
 impl Handler<Settle> for QueueSub {
     type Result = ResponseActFuture<Self, Result<Settled, StoreError>>;
-    fn handle(&mut self, msg: Settle, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Settle, ctx: &mut Context<Self>) -> Self::Result {
         let now = now_ms();
         let mono = mono_ms();
         let mut ops = Vec::new();
@@ -542,9 +595,7 @@ impl Handler<Settle> for QueueSub {
             }
             match msg.action {
                 Action::Acknowledge => {
-                    if self.entries.remove(&seq).is_some() {
-                        METRICS.events_queued.dec();
-                    }
+                    self.remove(seq);
                     METRICS.events_acknowledged.inc();
                     ops.push(Op::Remove { sub: self.key, seq });
                 }
@@ -561,6 +612,7 @@ impl Handler<Settle> for QueueSub {
             res.succeeded.push(t);
         }
         self.serve_waiters(&mut ops);
+        page_in(self, ctx);
         if ops.is_empty() {
             return Box::pin(actix::fut::ready(Ok(res)));
         }

@@ -18,6 +18,7 @@ use super::resource::basic::PushCfg;
 use super::resource::namespace::SubCfg;
 use super::topic::TopicActor;
 use crate::delivery::PushConfig;
+use crate::delivery::backlog::{Pager, WindowLimits};
 use crate::delivery::push::{Names, PushSub};
 use crate::delivery::queue::QueueSub;
 use crate::delivery::shard::{self, DeliveryShard, Handshake, Validate};
@@ -34,6 +35,8 @@ pub struct GridConfig {
     /// The MQTT host name (`mqtt.hostname`): what `topicSpacesConfiguration.hostname` shows and
     /// the audience a custom JWT must carry (docs/eventgrid.md §7.4, §7.9).
     pub mqtt_hostname: String,
+    /// How much of the pull and push backlogs stays in memory.
+    pub backlog: WindowLimits,
 }
 
 /// Access keys of a namespace, a custom topic or a domain.
@@ -156,12 +159,12 @@ impl Shared {
     /// sequence it holds (0 if none).
     pub fn start_queue(&self, key: u64, cfg: SubCfg) -> Result<(Addr<QueueSub>, u64), StoreError> {
         let store = self.writer.store();
-        let queued = store.queue(key)?;
-        let last = queued.last().map_or(0, |q| q.seq);
+        let last = store.queue_last(key)?;
+        let head = Pager::open(key, self.cfg.backlog, &**store)?;
         let dl = store.last_dead_letter(key)?;
         let (writer, tick) = (self.writer.clone(), self.cfg.tick);
         let addr = QueueSub::start_in_arbiter(&self.arbiter(), move |_| {
-            QueueSub::new(key, cfg.queue, writer, tick, queued, dl)
+            QueueSub::new(key, cfg.queue, writer, tick, head, dl)
         });
         Ok((addr, last))
     }
@@ -175,8 +178,8 @@ impl Shared {
         names: Names,
     ) -> Result<(Addr<PushSub>, u64), StoreError> {
         let store = self.writer.store();
-        let queued = store.queue(key)?;
-        let last = queued.last().map_or(0, |q| q.seq);
+        let last = store.queue_last(key)?;
+        let queued = Pager::open(key, self.cfg.backlog, &**store)?;
         let dl = store.last_dead_letter(key)?;
         let shard = self.shard_for(&cfg.delivery.endpoint);
         let (writer, tick, push) = (self.writer.clone(), self.cfg.tick, self.cfg.push.clone());

@@ -6,11 +6,16 @@
 //! filtered per subscription, converted where a route asks for it (once per event, however many
 //! routes need the same form), written to the store as one batch of ops, and only after the
 //! commit handed to the subscription actors and answered — so a 200 means every copy is durable,
-//! and no consumer sees an event before it is. A batch with an event that cannot be converted is
-//! refused whole, before anything is submitted. Must never wait on a subscription actor, and
-//! never answer before the commit.
+//! and no consumer sees an event before it is. Committed batches are handed over by one task per
+//! topic in commit order (the store answers in submission order), so each subscription hears of
+//! its sequences in ascending order — its backlog window relies on it — and a publisher that
+//! goes away before the answer cannot keep a committed event from its subscribers. A batch with
+//! an event that cannot be converted is refused whole, before anything is submitted. Must never
+//! wait on a subscription actor, and never answer before the commit.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -27,7 +32,7 @@ use crate::lifecycle::Shutdown;
 use crate::metrics::METRICS;
 use crate::model::clock::now_ms;
 use crate::model::event::CloudEvent;
-use crate::store::{Op, Writer};
+use crate::store::{Op, StoreError, Writer};
 
 /// One published event, validated and normalised by the HTTP edge.
 #[derive(Debug, Clone)]
@@ -153,16 +158,51 @@ pub struct TopicActor {
     writer: Writer,
     routes: Arc<Routes>,
     next_seq: u64,
+    handover: tokio::sync::mpsc::UnboundedSender<Handover>,
+    /// Taken by the handover task when the actor starts.
+    handover_rx: Option<tokio::sync::mpsc::UnboundedReceiver<Handover>>,
+}
+
+/// A submitted batch: once its commit succeeds, its appends go to the subscription actors.
+struct Handover {
+    commit: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>,
+    appends: Vec<Append>,
+    copies: usize,
+    reply: tokio::sync::oneshot::Sender<Result<usize, GridError>>,
+}
+
+enum Append {
+    Queue(Addr<QueueSub>, QueueAppend),
+    Push(Addr<PushSub>, PushAppend),
 }
 
 impl TopicActor {
     /// Starts with no routes; the registry sends them, and the next sequence, once it knows.
     pub fn new(writer: Writer) -> TopicActor {
+        let (handover, rx) = tokio::sync::mpsc::unbounded_channel();
         TopicActor {
             writer,
             routes: Arc::new(Routes::default()),
             next_seq: 1,
+            handover,
+            handover_rx: Some(rx),
         }
+    }
+}
+
+/// Hands committed batches over in the order they were submitted; ends with the actor.
+async fn hand_over(mut rx: tokio::sync::mpsc::UnboundedReceiver<Handover>) {
+    while let Some(h) = rx.recv().await {
+        let r = h.commit.await;
+        if r.is_ok() {
+            for a in h.appends {
+                match a {
+                    Append::Queue(addr, m) => addr.do_send(m),
+                    Append::Push(addr, m) => addr.do_send(m),
+                }
+            }
+        }
+        let _ = h.reply.send(r.map(|()| h.copies).map_err(GridError::from));
     }
 }
 
@@ -172,6 +212,9 @@ impl Actor for TopicActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // `send` waits (back-pressure on the HTTP edge) only when this many requests queue up.
         ctx.set_mailbox_capacity(65_536);
+        if let Some(rx) = self.handover_rx.take() {
+            actix::spawn(hand_over(rx));
+        }
     }
 }
 
@@ -268,18 +311,21 @@ impl Handler<Publish> for TopicActor {
         if ops.is_empty() {
             return Box::pin(async { Ok(0) });
         }
-        let commit = self.writer.submit(ops);
-        Box::pin(async move {
-            commit.await?;
-            for (target, batch) in batches {
-                match target {
-                    Target::Queue(a) => a.do_send(QueueAppend(
+        let appends = batches
+            .into_iter()
+            .map(|(target, batch)| match target {
+                Target::Queue(a) => Append::Queue(
+                    a,
+                    QueueAppend(
                         batch
                             .into_iter()
                             .map(|(seq, _, body)| (seq, publish_ms, body))
                             .collect(),
-                    )),
-                    Target::Push(a) => a.do_send(PushAppend(
+                    ),
+                ),
+                Target::Push(a) => Append::Push(
+                    a,
+                    PushAppend(
                         batch
                             .into_iter()
                             .map(|(seq, i, body)| PushEntry {
@@ -290,11 +336,21 @@ impl Handler<Publish> for TopicActor {
                                 data_version: events[i].data_version.clone(),
                             })
                             .collect(),
-                    )),
-                }
-            }
-            Ok(copies)
-        })
+                    ),
+                ),
+            })
+            .collect();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let handover = Handover {
+            commit: Box::pin(self.writer.submit(ops)),
+            appends,
+            copies,
+            reply,
+        };
+        if self.handover.send(handover).is_err() {
+            return Box::pin(async { Err(GridError::Closed) });
+        }
+        Box::pin(async move { answer.await.unwrap_or(Err(GridError::Closed)) })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use ntex_bytes::Bytes;
 
-use super::{EntryState, Op, Queued, Store, StoreError, dead_letters_after};
+use super::{EntryState, Op, Page, Queued, Store, StoreError, dead_letters_after};
 
 #[derive(Default)]
 struct Maps {
@@ -121,17 +121,43 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
+    fn queue_page(&self, sub: u64, from: u64, page: Page) -> Result<Vec<Queued>, StoreError> {
         let m = self.lock();
-        Ok(m.queue
-            .range(range(sub))
-            .map(|(k, (publish_ms, body))| Queued {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (k, (publish_ms, body)) in m.queue.range((sub, from)..=(sub, u64::MAX)) {
+            if out.len() >= page.entries || (bytes >= page.bytes && !out.is_empty()) {
+                break;
+            }
+            bytes += body.len();
+            out.push(Queued {
                 seq: k.1,
                 publish_ms: *publish_ms,
                 body: body.clone(),
                 state: m.state.get(k).copied().unwrap_or_default(),
-            })
-            .collect())
+            });
+        }
+        Ok(out)
+    }
+
+    fn queue_extent(&self, sub: u64, from: u64) -> Result<(u64, u64), StoreError> {
+        let m = self.lock();
+        let last = m
+            .queue
+            .range(range(sub))
+            .next_back()
+            .map_or(0, |(k, _)| k.1);
+        let n = m.queue.range((sub, from)..=(sub, u64::MAX)).count() as u64;
+        Ok((n, last))
+    }
+
+    fn queue_last(&self, sub: u64) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .queue
+            .range(range(sub))
+            .next_back()
+            .map_or(0, |(k, _)| k.1))
     }
 
     fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {

@@ -118,6 +118,22 @@ pub struct Queued {
     pub state: EntryState,
 }
 
+/// How much one read of a queue may return: at most `entries` entries, and it stops after the
+/// entry that brings the bodies to `bytes` or more (one entry is always returned if there is one,
+/// so an event larger than `bytes` is still read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub entries: usize,
+    pub bytes: usize,
+}
+
+impl Page {
+    pub const ALL: Page = Page {
+        entries: usize::MAX,
+        bytes: usize::MAX,
+    };
+}
+
 /// Why the store failed. Any error fails the whole batch; nothing of it was applied.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -139,8 +155,17 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
     /// Every resource, sorted by path.
     fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// The queued entries of `sub` from sequence `from` on, by sequence, as many as `page` allows.
+    fn queue_page(&self, sub: u64, from: u64, page: Page) -> Result<Vec<Queued>, StoreError>;
     /// Every queued entry of `sub`, by sequence.
-    fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError>;
+    fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
+        self.queue_page(sub, 0, Page::ALL)
+    }
+    /// How many entries `sub` has queued from sequence `from` on, and its highest sequence (0
+    /// if none). Walks the keys, not the bodies.
+    fn queue_extent(&self, sub: u64, from: u64) -> Result<(u64, u64), StoreError>;
+    /// The highest queued sequence of `sub` (0 if none), without reading the others.
+    fn queue_last(&self, sub: u64) -> Result<u64, StoreError>;
     /// Subscription keys that have queue entries or dead letters (to find orphans).
     fn subscription_keys(&self) -> Result<Vec<u64>, StoreError>;
     /// Up to `limit` dead letters of `sub` with a sequence above `after`, in order.

@@ -32,7 +32,7 @@ use ntex_bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use super::{
-    EntryState, FORMAT, FORMAT_KEY, Op, Queued, Store, StoreError, dead_letters_after, record,
+    EntryState, FORMAT, FORMAT_KEY, Op, Page, Queued, Store, StoreError, dead_letters_after, record,
 };
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
@@ -456,15 +456,26 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
+    fn queue_page(&self, sub: u64, from: u64, page: Page) -> Result<Vec<Queued>, StoreError> {
         let db = self.db()?;
         let r = db.begin_read().map_err(io)?;
         let Some(q) = read_table(&r, QUEUE)? else {
             return Ok(Vec::new());
         };
         let st = r.open_table(STATE).ok();
+        // State rows are few (entries off the happy path): walk them beside the queue rows
+        // instead of looking one up per entry.
+        let mut states = match &st {
+            Some(t) => Some(t.range((sub, from)..=(sub, u64::MAX)).map_err(io)?),
+            None => None,
+        };
+        let mut next_state: Option<(u64, EntryState)> = None;
         let mut out = Vec::new();
-        for item in q.range(range(sub)).map_err(io)? {
+        let mut bytes = 0usize;
+        for item in q.range((sub, from)..=(sub, u64::MAX)).map_err(io)? {
+            if out.len() >= page.entries || (bytes >= page.bytes && !out.is_empty()) {
+                break;
+            }
             let (k, v) = item.map_err(io)?;
             let (_, seq) = k.value();
             let v = v.value();
@@ -474,13 +485,23 @@ impl Store for RedbStore {
                     v.len()
                 )));
             };
-            let state = match &st {
-                Some(t) => match t.get((sub, seq)).map_err(io)? {
-                    Some(s) => EntryState::decode(s.value()).unwrap_or_default(),
-                    None => EntryState::default(),
-                },
-                None => EntryState::default(),
+            while next_state.is_none_or(|(s, _)| s < seq) {
+                let Some(row) = states.as_mut().and_then(|r| r.next()) else {
+                    next_state = None;
+                    states = None;
+                    break;
+                };
+                let (k, v) = row.map_err(io)?;
+                next_state = Some((
+                    k.value().1,
+                    EntryState::decode(v.value()).unwrap_or_default(),
+                ));
+            }
+            let state = match next_state {
+                Some((s, st)) if s == seq => st,
+                _ => EntryState::default(),
             };
+            bytes += body.len();
             out.push(Queued {
                 seq,
                 publish_ms,
@@ -489,6 +510,33 @@ impl Store for RedbStore {
             });
         }
         Ok(out)
+    }
+
+    fn queue_extent(&self, sub: u64, from: u64) -> Result<(u64, u64), StoreError> {
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
+        let Some(q) = read_table(&r, QUEUE)? else {
+            return Ok((0, 0));
+        };
+        let last = match q.range(range(sub)).map_err(io)?.next_back() {
+            Some(item) => item.map_err(io)?.0.value().1,
+            None => return Ok((0, 0)),
+        };
+        // Keys only: the values (event bodies) are not decoded.
+        let n = q.range((sub, from)..=(sub, u64::MAX)).map_err(io)?.count() as u64;
+        Ok((n, last))
+    }
+
+    fn queue_last(&self, sub: u64) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
+        let Some(q) = read_table(&r, QUEUE)? else {
+            return Ok(0);
+        };
+        match q.range(range(sub)).map_err(io)?.next_back() {
+            Some(item) => Ok(item.map_err(io)?.0.value().1),
+            None => Ok(0),
+        }
     }
 
     fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {

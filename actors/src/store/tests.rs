@@ -120,6 +120,45 @@ fn queue_enqueue_state_remove() {
 }
 
 #[test]
+fn queue_pages_by_count_and_bytes_with_their_state() {
+    both("pages", |s| {
+        let mut ops: Vec<Op> = (1..=10).map(|q| enq(5, q, "0123456789")).collect();
+        ops.push(enq(4, 1, "other"));
+        ops.push(enq(6, 99, "other"));
+        for (seq, count) in [(3, 2), (8, 5)] {
+            ops.push(Op::SetState {
+                sub: 5,
+                seq,
+                state: EntryState {
+                    delivery_count: count,
+                    available_at_ms: 7,
+                },
+            });
+        }
+        s.commit(&ops).unwrap();
+        let page = |from, entries, bytes| {
+            s.queue_page(5, from, Page { entries, bytes })
+                .unwrap()
+                .iter()
+                .map(|q| (q.seq, q.state.delivery_count))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(page(2, 4, usize::MAX), [(2, 0), (3, 2), (4, 0), (5, 0)]);
+        // Stops after the entry that reaches the byte bound; always one entry.
+        assert_eq!(page(6, 100, 25), [(6, 0), (7, 0), (8, 5)]);
+        assert_eq!(page(9, 100, 1), [(9, 0)]);
+        assert_eq!(page(10, 100, 0), [(10, 0)]);
+        assert_eq!(page(11, 100, usize::MAX), []);
+        assert_eq!(s.queue(5).unwrap().len(), 10);
+        assert_eq!(s.queue_extent(5, 4).unwrap(), (7, 10));
+        assert_eq!(s.queue_extent(5, 11).unwrap(), (0, 10));
+        assert_eq!(s.queue_extent(7, 0).unwrap(), (0, 0));
+        assert_eq!(s.queue_last(5).unwrap(), 10);
+        assert_eq!(s.queue_last(7).unwrap(), 0);
+    });
+}
+
+#[test]
 fn dead_letters_and_drop_subscription() {
     both("dead", |s| {
         s.commit(&[enq(5, 1, "a"), enq(5, 2, "b"), enq(6, 1, "c")])

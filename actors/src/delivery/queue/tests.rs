@@ -33,8 +33,19 @@ impl crate::store::Store for Flaky {
     fn resources(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.inner.resources()
     }
-    fn queue(&self, sub: u64) -> Result<Vec<Queued>, StoreError> {
-        self.inner.queue(sub)
+    fn queue_page(
+        &self,
+        sub: u64,
+        from: u64,
+        page: crate::store::Page,
+    ) -> Result<Vec<Queued>, StoreError> {
+        self.inner.queue_page(sub, from, page)
+    }
+    fn queue_extent(&self, sub: u64, from: u64) -> Result<(u64, u64), StoreError> {
+        self.inner.queue_extent(sub, from)
+    }
+    fn queue_last(&self, sub: u64) -> Result<u64, StoreError> {
+        self.inner.queue_last(sub)
     }
     fn subscription_keys(&self) -> Result<Vec<u64>, StoreError> {
         self.inner.subscription_keys()
@@ -76,8 +87,8 @@ fn a_settlement_whose_commit_fails_leaves_the_event_deliverable() {
             ttl_secs: 86_400,
             dead_letter: false,
         };
-        let queued = crate::store::Store::queue(&*store, 7).unwrap();
-        let q = QueueSub::new(7, cfg, writer, Duration::from_millis(50), queued, 0).start();
+        let head = Pager::open(7, Default::default(), &*store).unwrap();
+        let q = QueueSub::new(7, cfg, writer, Duration::from_millis(50), head, 0).start();
         let receive = || async {
             let (tx, rx) = oneshot::channel();
             q.send(Receive {

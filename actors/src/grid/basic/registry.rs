@@ -489,7 +489,7 @@ impl Basic {
             live_keys.push(key);
             // Entries of a subscription waiting for validation stay in the store; the source
             // must continue above them too, or a later activation would reuse their sequences.
-            let held = sh.writer.store().queue(key)?.last().map_or(0, |q| q.seq);
+            let held = sh.writer.store().queue_last(key)?;
             let top = last_seq.entry(src_key.clone()).or_insert(0);
             *top = (*top).max(held);
             let act = match doc["state"].as_str() {

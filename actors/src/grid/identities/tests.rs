@@ -37,6 +37,7 @@ fn config() -> GridConfig {
             tls: None,
         },
         mqtt_hostname: "mqtt.test".into(),
+        backlog: Default::default(),
     }
 }
 
