@@ -104,6 +104,19 @@ async fn start_grid(
     );
     let nice = cfg.events.nice;
     let writer = Writer::start_with(backend, move || lower_priority(nice));
+    if cfg.store.backend != "memory" {
+        writer.set_free_floor(cfg.store.min_free_bytes);
+        if let Some(free) = writer.store().free_bytes()
+            && free < cfg.store.min_free_bytes
+        {
+            tracing::warn!(
+                free,
+                floor = cfg.store.min_free_bytes,
+                dir = %cfg.data_dir.display(),
+                "the data directory's file system is below store.min_free_bytes: publishes are refused until space is freed"
+            );
+        }
+    }
     let grid = Grid::start(
         writer,
         arbiters.iter().map(|a| a.handle()).collect(),

@@ -49,6 +49,10 @@ pub struct StoreConfig {
     pub backlog_window_bytes: usize,
     /// The same, summed over every subscription.
     pub backlog_memory_bytes: usize,
+    /// Free bytes the data directory's file system keeps: below it, publishes of new events
+    /// are refused (503 with Retry-After; MQTT 5 publishers routed into a topic get Quota
+    /// exceeded) while settlements, which free space, go on. 0: no floor.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +62,7 @@ impl Default for StoreConfig {
             backend: "redb".into(),
             backlog_window_bytes: w.per_subscription,
             backlog_memory_bytes: w.total,
+            min_free_bytes: 128 << 20,
         }
     }
 }

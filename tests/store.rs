@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::http::{Resp, request};
+use common::raw::{Client, Opts, PUBACK};
 use common::{Server, TempDir};
 use serde_json::{Value, json};
 
@@ -232,6 +233,8 @@ fn a_full_disk_is_survived_without_a_restart() {
         &[
             ("EVGRID_ADMIN_KEY", ADMIN),
             ("EVGRID_EVENTS_MIN_LOCK_DURATION_SECS", "60"),
+            // A real ENOSPC, not the floor that keeps it from happening.
+            ("EVGRID_STORE_MIN_FREE_BYTES", "0"),
         ],
     );
     let key = topic_and_queue(&srv);
@@ -323,4 +326,130 @@ fn a_full_disk_is_survived_without_a_restart() {
             "{r:?}"
         );
     }
+}
+
+/// Free bytes of the file system holding `dir`, as an unprivileged writer sees them.
+fn free_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a writable statvfs.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// The free-space floor (`store.min_free_bytes`) on a small tmpfs: once a file pushes free space
+/// under it, publishes get 503 with Retry-After and an MQTT 5 publisher routed into the topic
+/// gets Quota exceeded, while receiving and acknowledging go on and readiness stays; once the
+/// file is gone, publishes are taken again, and everything accepted before is there. Needs
+/// `mount` (root); says so and does nothing otherwise.
+#[test]
+fn the_free_space_floor_refuses_new_events_and_recovers_when_space_returns() {
+    let dir = TempDir::new("floor");
+    let mnt = dir.0.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96m", "evgrid-floor"])
+        .arg(&mnt)
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!(
+                "SKIPPED the_free_space_floor_refuses_new_events_and_recovers_when_space_returns: cannot mount a tmpfs here ({other:?}); run as root to include it"
+            );
+            return;
+        }
+    }
+    let _mount = Mount(mnt.clone());
+    let floor: u64 = 32 << 20;
+    let srv = Server::start_in(
+        &mnt.join("data"),
+        &[
+            ("EVGRID_ADMIN_KEY", ADMIN),
+            ("EVGRID_EVENTS_MIN_LOCK_DURATION_SECS", "60"),
+            ("EVGRID_STORE_MIN_FREE_BYTES", &floor.to_string()),
+        ],
+    );
+    let key = topic_and_queue(&srv);
+    let r = mgmt(
+        &srv,
+        "PUT",
+        "/mgmt/namespaces/default",
+        json!({"properties": {"topicSpacesConfiguration": {"state": "Enabled",
+            "routeTopicResourceId": "/providers/Microsoft.EventGrid/namespaces/default/topics/store-topic"}}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(publish(&srv, &key, 0, 100, 1000).status, 200);
+
+    // A file takes the free space to half the floor.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        while free_bytes(&mnt) > floor / 2 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let r = publish(&srv, &key, 1000, 10, 1000);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.code(), "ServiceUnavailable", "{r:?}");
+    assert!(r.header("retry-after").is_some(), "{r:?}");
+    assert!(r.message().contains("store.min_free_bytes"), "{r:?}");
+    let mut v5 = Client::ok(srv.mqtt, Opts::v5("floor-5"));
+    v5.publish("plant/a", b"one", 1, false, 9, &[]);
+    let ack = v5.expect(PUBACK);
+    assert_eq!(
+        ack.body.get(2).copied(),
+        Some(0x97),
+        "Quota exceeded: {ack:?}"
+    );
+    assert!(srv.metric("evgrid_store_full_refusals_total") >= 2.0);
+    assert_eq!(
+        srv.metric("evgrid_mqtt_routed_total{outcome=\"store_full\"}"),
+        1.0
+    );
+    assert!(srv.metric("evgrid_store_free_bytes") < floor as f64);
+    assert_eq!(readyz(&srv), 200, "reads and settlements still work");
+
+    // What was accepted is readable, and acknowledging (which frees space) commits.
+    let r = sub_op(&srv, &key, "receive", "&maxEvents=10&maxWaitTime=10", b"");
+    let got = r.json()["value"].as_array().unwrap().clone();
+    assert_eq!(got.len(), 10, "{r:?}");
+    let tokens: Vec<&str> = got
+        .iter()
+        .map(|v| v["brokerProperties"]["lockToken"].as_str().unwrap())
+        .collect();
+    let r = sub_op(
+        &srv,
+        &key,
+        "acknowledge",
+        "",
+        json!({ "lockTokens": tokens }).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.json()["succeededLockTokens"].as_array().unwrap().len(),
+        10
+    );
+
+    // Space returns: publishes are taken again at once.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(publish(&srv, &key, 2000, 10, 1000).status, 200);
+    v5.publish("plant/a", b"two", 1, false, 10, &[]);
+    assert_eq!(v5.expect(PUBACK).body.get(2).copied().unwrap_or(0), 0);
+    let pulled = pull_all(&srv, &key);
+    let mut ids: Vec<String> = pulled.into_iter().map(|(id, _)| id).collect();
+    ids.retain(|id| id.starts_with('e'));
+    ids.sort();
+    let mut want: Vec<String> = (10..100)
+        .chain(2000..2010)
+        .map(|i| format!("e{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(ids, want, "the accepted events, none of the refused ones");
 }

@@ -495,12 +495,18 @@ pub struct StoreMetrics {
     pub recoveries: Counter,
     /// 1 while the store can commit, 0 while it refuses changes after an I/O error.
     pub healthy: Gauge,
+    /// Batches of new events refused below the free-space floor.
+    pub full_refusals: Counter,
+    /// Free bytes of the data directory's file system at the last check.
+    pub free_bytes: Gauge,
 }
 
 pub static STORE: StoreMetrics = StoreMetrics {
     commit_failures: Counter::new(),
     recoveries: Counter::new(),
     healthy: Gauge(AtomicI64::new(1)),
+    full_refusals: Counter::new(),
+    free_bytes: Gauge::new(),
 };
 
 impl StoreMetrics {
@@ -516,6 +522,11 @@ impl StoreMetrics {
                 "Times the store could commit again after an I/O error.",
                 self.recoveries.get(),
             ),
+            (
+                "evgrid_store_full_refusals_total",
+                "Batches of new events refused because the data directory's file system had less free space than store.min_free_bytes.",
+                self.full_refusals.get(),
+            ),
         ] {
             single(s, "counter", name, help, v);
         }
@@ -525,6 +536,13 @@ impl StoreMetrics {
             "evgrid_store_healthy",
             "1 while the store can commit, 0 after an I/O error until it recovers.",
             self.healthy.get(),
+        );
+        single(
+            s,
+            "gauge",
+            "evgrid_store_free_bytes",
+            "Free bytes of the data directory's file system when new events were last committed.",
+            self.free_bytes.get(),
         );
     }
 }

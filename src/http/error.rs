@@ -124,6 +124,10 @@ impl From<GridError> for ApiError {
             GridError::Unavailable(why) => ApiError::unavailable(format!(
                 "The store cannot write at the moment ({why}); nothing of this request was applied. Retry later."
             )),
+            // Event Grid's "server busy": 503 with Retry-After, so the SDKs retry.
+            GridError::Full(why) => ApiError::unavailable(format!(
+                "The server is busy: {why}. Nothing of this request was stored; retry later."
+            )),
             GridError::Internal(why) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",

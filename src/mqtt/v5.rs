@@ -386,6 +386,8 @@ async fn publish_slow(
                 RouteError::NoRoute(_) | RouteError::TooLarge(_) => {
                     PublishAckReason::ImplementationSpecificError
                 }
+                // An administrative limit: the data directory's free-space floor.
+                RouteError::Full(_) => PublishAckReason::QuotaExceeded,
                 _ => PublishAckReason::UnspecifiedError,
             };
             let ack = p.ack().reason_code(code);

@@ -47,6 +47,10 @@ pub enum RouteError {
     /// The route topic refused or could not commit the event; MQTT subscribers got the message.
     #[error("{0}")]
     Failed(String),
+    /// The store is at its free-space floor (`store.min_free_bytes`); MQTT subscribers got the
+    /// message.
+    #[error("{0}")]
+    Full(String),
     /// The message's CloudEvent is larger than the grid takes (`events.max_event_bytes`); MQTT
     /// subscribers got the message.
     #[error("{0}")]

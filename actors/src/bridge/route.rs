@@ -331,6 +331,9 @@ impl Bridge {
                         RouteError::NoRoute("the route topic was deleted".into()),
                     ))
                 }
+                Ok(Err(GridError::Full(why))) => {
+                    Err(failed(n, RouteOutcome::Full, RouteError::Full(why)))
+                }
                 Ok(Err(e)) => Err(failed(
                     n,
                     RouteOutcome::Failed,

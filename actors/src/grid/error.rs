@@ -46,6 +46,10 @@ pub enum GridError {
     /// The store cannot write at the moment (an earlier commit failed); nothing was applied.
     #[error("the store cannot write at the moment ({0})")]
     Unavailable(String),
+    /// The data directory is at its free-space floor: new events are refused; nothing was
+    /// applied.
+    #[error("{0}")]
+    Full(String),
     /// The store refused or failed the change; nothing was applied.
     #[error("{0}")]
     Internal(StoreError),
@@ -82,6 +86,7 @@ impl From<StoreError> for GridError {
         match e {
             StoreError::Closed => GridError::Closed,
             StoreError::Unavailable(why) => GridError::Unavailable(why),
+            StoreError::Full(why) => GridError::Full(why),
             other => GridError::Internal(other),
         }
     }
@@ -93,6 +98,7 @@ impl GridError {
         match self {
             GridError::Closed => StoreError::Closed,
             GridError::Unavailable(why) => StoreError::Unavailable(why),
+            GridError::Full(why) => StoreError::Full(why),
             GridError::Internal(s) => s,
             other => StoreError::Refused(other.to_string()),
         }

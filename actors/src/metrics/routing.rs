@@ -19,9 +19,18 @@ pub enum RouteOutcome {
     Dropped = 3,
     /// Messages whose CloudEvent would be larger than `events.max_event_bytes`.
     TooLarge = 4,
+    /// Refused by the store at its free-space floor (`store.min_free_bytes`).
+    Full = 5,
 }
 
-const ROUTE_LABELS: [&str; 5] = ["routed", "no_route", "failed", "dropped", "too_large"];
+const ROUTE_LABELS: [&str; 6] = [
+    "routed",
+    "no_route",
+    "failed",
+    "dropped",
+    "too_large",
+    "store_full",
+];
 
 impl RouteOutcome {
     pub fn label(self) -> &'static str {
@@ -31,9 +40,10 @@ impl RouteOutcome {
 
 /// `evgrid_mqtt_routed_total{outcome}`.
 #[derive(Debug)]
-pub struct RoutedMetrics([Counter; 5]);
+pub struct RoutedMetrics([Counter; 6]);
 
 pub static ROUTED: RoutedMetrics = RoutedMetrics([
+    Counter::new(),
     Counter::new(),
     Counter::new(),
     Counter::new(),

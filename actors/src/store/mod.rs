@@ -32,6 +32,12 @@
 //! attempts. Once an attempt succeeds the store is healthy again; nothing committed before the
 //! failure is lost, because a failed commit is never applied.
 //!
+//! Space: with a free-space floor set ([`Writer::set_free_floor`], `store.min_free_bytes`), a
+//! batch that adds events is refused with [`StoreError::Full`] while the store's file system has
+//! less free than the floor, checked before each commit that would add events; everything else
+//! (settlements, which free space; resource changes) still commits, so nothing acknowledged
+//! becomes unreadable and the disk never fills with events.
+//!
 //! Must never: answer a batch before its commit returned; apply part of a batch; open a file
 //! that is not an evgrid store (or is damaged) as if it were empty; stay unable to commit after
 //! the cause of a write error is gone.
@@ -137,6 +143,11 @@ impl Page {
 /// Why the store failed. Any error fails the whole batch; nothing of it was applied.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The data directory's file system has less free space than `store.min_free_bytes`: a
+    /// batch that adds events is refused before it touches the disk (settlements, which free
+    /// space, still commit).
+    #[error("{0}")]
+    Full(String),
     #[error("store I/O error: {0}")]
     Io(String),
     #[error("{0}")]
@@ -184,6 +195,10 @@ pub trait Store: Send + Sync + 'static {
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Bytes free for the store to grow into, if the backend lives in a file system.
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 struct Req {
@@ -197,6 +212,8 @@ pub struct Writer {
     tx: crossbeam_channel::Sender<Req>,
     store: Arc<dyn Store>,
     health: Arc<Health>,
+    /// `store.min_free_bytes`; 0: no floor.
+    floor: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Whether the store can commit, shared by the writer thread (which sets it) and readiness.
@@ -245,14 +262,27 @@ impl Writer {
         let s = store.clone();
         let health = Arc::new(Health::default());
         let h = health.clone();
+        let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let f = floor.clone();
         std::thread::Builder::new()
             .name("evgrid-store".into())
             .spawn(move || {
                 init();
-                writer_loop(&*s, rx, &h)
+                writer_loop(&*s, rx, &h, &f)
             })
             .expect("spawn store writer");
-        Writer { tx, store, health }
+        Writer {
+            tx,
+            store,
+            health,
+            floor,
+        }
+    }
+
+    /// Refuses batches that add events ([`StoreError::Full`]) while the store's file system has
+    /// fewer than `bytes` free; 0 turns the floor off.
+    pub fn set_free_floor(&self, bytes: u64) {
+        self.floor.store(bytes, Ordering::Relaxed);
     }
 
     /// `Ok` while the store can commit; otherwise the error that stopped it (the writer keeps
@@ -325,7 +355,40 @@ fn dead_letters_after(sub: u64, after: u64) -> Option<std::ops::RangeInclusive<(
     Some((sub, after.checked_add(1)?)..=(sub, u64::MAX))
 }
 
-fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>, health: &Health) {
+/// Answers the requests that would add events with [`StoreError::Full`] and drops them from
+/// `reqs` when the file system has less than `floor` bytes free.
+fn refuse_below_floor(store: &dyn Store, reqs: &mut Vec<Req>, floor: u64) {
+    let grows = |r: &Req| r.ops.iter().any(|o| matches!(o, Op::Enqueue { .. }));
+    if floor == 0 || !reqs.iter().any(grows) {
+        return;
+    }
+    let Some(free) = store.free_bytes() else {
+        return;
+    };
+    STORE.free_bytes.set(free.min(i64::MAX as u64) as i64);
+    if free >= floor {
+        return;
+    }
+    let err = StoreError::Full(format!(
+        "the data directory's file system has {free} bytes free, less than store.min_free_bytes ({floor}); new events are refused until space is freed"
+    ));
+    reqs.retain_mut(|r| {
+        if !grows(r) {
+            return true;
+        }
+        STORE.full_refusals.inc();
+        let (done, _) = tokio::sync::oneshot::channel();
+        let _ = std::mem::replace(&mut r.done, done).send(Err(err.clone()));
+        false
+    });
+}
+
+fn writer_loop(
+    store: &dyn Store,
+    rx: crossbeam_channel::Receiver<Req>,
+    health: &Health,
+    floor: &std::sync::atomic::AtomicU64,
+) {
     let mut reqs: Vec<Req> = Vec::new();
     let mut ops: Vec<Op> = Vec::new();
     let mut broken: Option<Broken> = None;
@@ -376,6 +439,11 @@ fn writer_loop(store: &dyn Store, rx: crossbeam_channel::Receiver<Req>, health: 
             }
             continue;
         }
+        refuse_below_floor(store, &mut reqs, floor.load(Ordering::Relaxed));
+        if reqs.is_empty() {
+            continue;
+        }
+        let n: usize = reqs.iter().map(|r| r.ops.len()).sum();
         let started = Instant::now();
         let res = if reqs.len() == 1 {
             store.commit(&reqs[0].ops)

@@ -414,6 +414,20 @@ impl Store for RedbStore {
         commit_on(&db, ops)
     }
 
+    fn free_bytes(&self) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir =
+            std::ffi::CString::new(dir.unwrap_or(Path::new(".")).as_os_str().as_bytes()).ok()?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `dir` is a NUL-terminated path and `st` a writable statvfs for the call.
+        if unsafe { libc::statvfs(dir.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        // What an unprivileged writer may still take: root's reserve does not count.
+        Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+
     fn recover(&self) -> Result<(), StoreError> {
         let mut g = self.db.write().unwrap_or_else(|p| p.into_inner());
         // Closed first: redb refuses a second handle on a file that is open.

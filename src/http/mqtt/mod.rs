@@ -193,6 +193,10 @@ fn route_error(e: RouteError) -> ApiError {
                  namespace's route topic: {why}"
             ),
         ),
+        RouteError::Full(why) => ApiError::unavailable(format!(
+            "The message was delivered to MQTT subscribers but not routed to the namespace's \
+             route topic: the server is busy ({why}). Retry later."
+        )),
         RouteError::TooLarge(why) => ApiError::too_large(format!(
             "The message was delivered to MQTT subscribers but not routed to the namespace's \
              route topic: {why}."
@@ -273,6 +277,9 @@ mod tests {
         assert!(e.message.contains("delivered to MQTT subscribers"));
         let e = route_error(RouteError::Unavailable);
         assert_eq!((e.status.as_u16(), e.code), (503, "ServiceUnavailable"));
+        let e = route_error(RouteError::Full("12 bytes free".into()));
+        assert_eq!((e.status.as_u16(), e.code), (503, "ServiceUnavailable"));
+        assert!(e.message.contains("12 bytes free"));
         let e = ApiError::from(Refused::TooLarge("big".into()));
         assert_eq!((e.status.as_u16(), e.code), (413, "RequestEntityTooLarge"));
         let e = ApiError::from(Refused::BadRequest("bad".into()));
