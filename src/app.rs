@@ -16,7 +16,8 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use evgrid_actors::bridge::Bridge;
 use evgrid_actors::grid::{Grid, GridConfig};
-use evgrid_actors::mqtt::broker::Broker;
+use evgrid_actors::mqtt::broker::{Broker, Durable};
+use evgrid_actors::mqtt::persist;
 use evgrid_actors::store::{self, Store, Writer};
 
 use crate::config::Config;
@@ -85,12 +86,8 @@ fn other(msg: String) -> std::io::Error {
     std::io::Error::other(msg)
 }
 
-/// Opens the store, rebuilds the grid from it, applies the resource file.
-async fn start_grid(
-    cfg: &Config,
-    arbiters: &[Arbiter],
-    http_addr: std::net::SocketAddr,
-) -> std::io::Result<Grid> {
+/// Opens the store and starts its writer.
+fn open_store(cfg: &Config) -> std::io::Result<Writer> {
     let backend: Arc<dyn Store> = match cfg.store.backend.as_str() {
         "memory" => Arc::new(store::mem::MemStore::new()),
         _ => {
@@ -98,10 +95,6 @@ async fn start_grid(
             Arc::new(store::redb::RedbStore::open(&path).map_err(|e| other(e.to_string()))?)
         }
     };
-    let mut push = cfg.push.push_config(http_addr);
-    push.tls = Some(
-        crate::tls::client::push_client_config(&cfg.push.tls).map_err(|e| other(e.to_string()))?,
-    );
     let nice = cfg.events.nice;
     let writer = Writer::start_with(backend, move || lower_priority(nice));
     if cfg.store.backend != "memory" {
@@ -117,6 +110,45 @@ async fn start_grid(
             );
         }
     }
+    Ok(writer)
+}
+
+/// What the broker keeps across restarts: with `mqtt.persistence = durable` (and a durable
+/// store), its retained messages, read back now.
+fn mqtt_durable(cfg: &Config, writer: &Writer) -> std::io::Result<Option<Durable>> {
+    if cfg.mqtt.persistence != "durable" || cfg.store.backend == "memory" {
+        return Ok(None);
+    }
+    let mut retained = Vec::new();
+    let rows = writer
+        .store()
+        .mqtt_entries(persist::RETAINED)
+        .map_err(|e| other(format!("cannot read the retained messages: {e}")))?;
+    for (key, rec) in rows {
+        match persist::decode_retained(&rec) {
+            Some(r) => retained.push(r),
+            // One damaged record must not keep the broker down; it is replaced on the next set.
+            None => tracing::warn!(key, "a stored retained message is damaged; skipped"),
+        }
+    }
+    tracing::info!(retained = retained.len(), "retained messages restored");
+    Ok(Some(Durable {
+        writer: writer.clone(),
+        retained,
+    }))
+}
+
+/// Rebuilds the grid from the store, applies the resource file.
+async fn start_grid(
+    cfg: &Config,
+    writer: Writer,
+    arbiters: &[Arbiter],
+    http_addr: std::net::SocketAddr,
+) -> std::io::Result<Grid> {
+    let mut push = cfg.push.push_config(http_addr);
+    push.tls = Some(
+        crate::tls::client::push_client_config(&cfg.push.tls).map_err(|e| other(e.to_string()))?,
+    );
     let grid = Grid::start(
         writer,
         arbiters.iter().map(|a| a.handle()).collect(),
@@ -278,10 +310,12 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let m = &cfg.mqtt;
         evgrid_actors::budget::BUDGET.set_limit(cfg.memory_budget_bytes);
-        let broker = Broker::start(
+        let writer = open_store(&cfg)?;
+        let broker = Broker::start_with(
             arbiters.iter().map(|a| a.handle()).collect(),
             m.router_shards,
             m.session_limits(),
+            mqtt_durable(&cfg, &writer)?,
         );
         // The grid's actors on arbiters of their own: the OS shares the cores between them and
         // the MQTT engine's, where one thread would run a topic actor's batch before the next
@@ -298,7 +332,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
                 a
             })
             .collect();
-        let grid = start_grid(&cfg, &grid_arbiters, http_addr).await?;
+        let grid = start_grid(&cfg, writer, &grid_arbiters, http_addr).await?;
         let bridge = Bridge::new(
             broker,
             grid.clone(),

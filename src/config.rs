@@ -329,6 +329,9 @@ pub struct MqttConfig {
     pub max_session_expiry: u32,
     /// Routing shards (topic-hashed routing actors).
     pub router_shards: usize,
+    /// `durable`: retained messages are kept in the store and survive restarts and `kill -9`
+    /// (a retained PUBLISH is acknowledged after its commit); `memory`: they live in memory only.
+    pub persistence: String,
     /// ntex worker threads for MQTT connections (0: one per core).
     pub workers: usize,
     /// actix arbiter threads for session and routing actors (0: one per core).
@@ -412,6 +415,7 @@ impl Default for MqttConfig {
             max_topic_alias: 10,
             max_session_expiry: 3600,
             router_shards: 1,
+            persistence: "durable".into(),
             workers: 0,
             actor_threads: 0,
             connect_timeout: 10,
@@ -587,6 +591,9 @@ impl Config {
         let e = &self.events;
         if !matches!(self.store.backend.as_str(), "redb" | "memory") {
             return bad("store.backend", "must be \"redb\" or \"memory\"");
+        }
+        if !matches!(self.mqtt.persistence.as_str(), "durable" | "memory") {
+            return bad("mqtt.persistence", "must be \"durable\" or \"memory\"");
         }
         if self.store.backlog_window_bytes < 64 * 1024 {
             return bad("store.backlog_window_bytes", "must be at least 65536");

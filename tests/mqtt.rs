@@ -1576,3 +1576,70 @@ fn publish_topic_longer_than_its_packet_closes_the_connection() {
     watcher.expect_silence(Duration::from_millis(200));
     srv.assert_mqtt_alive();
 }
+
+/// Retained messages are durable by default (`mqtt.persistence = durable`): a retained PUBLISH
+/// acknowledged before `kill -9` is there after the restart, with its MQTT 5 properties and its
+/// remaining expiry; one cleared before the kill stays cleared; with `mqtt.persistence =
+/// memory` nothing survives.
+#[test]
+fn retained_messages_survive_kill_9() {
+    let dir = common::TempDir::new("retained");
+    let data = dir.0.join("data");
+    let srv = Server::start_in(&data, &[]);
+    let mut p = Client::ok(srv.mqtt, Opts::v5("ret-pub"));
+    let props = [
+        Prop::Bytes(0x03, b"application/json".to_vec()),
+        Prop::Bytes(0x08, b"reply/here".to_vec()),
+        Prop::Bytes(0x09, vec![1, 2, 3]),
+        Prop::Num(0x01, 1),
+        Prop::Num(0x02, 3600),
+        Prop::User("site".into(), "north".into()),
+    ];
+    p.publish("plant/1/state", b"{\"on\":true}", 1, true, 1, &props);
+    assert_eq!(p.expect(PUBACK).body.get(2).copied().unwrap_or(0), 0);
+    let mut v3 = Client::ok(srv.mqtt, Opts::v3("ret-pub3"));
+    assert_eq!(v3.pub_wait("plant/2/state", b"off", 2, true), 0);
+    assert_eq!(v3.pub_wait("plant/3/state", b"gone", 1, true), 0);
+    assert_eq!(v3.pub_wait("plant/3/state", b"", 1, true), 0, "cleared");
+    // Expires during the restart.
+    p.publish("plant/4/state", b"brief", 1, true, 2, &[Prop::Num(0x02, 1)]);
+    p.expect(PUBACK);
+    srv.kill9();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let srv = Server::start_in(&data, &[]);
+    assert_eq!(srv.metric("evgrid_mqtt_retained_messages"), 2.0);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("ret-sub"));
+    s.sub("plant/+/state", 1);
+    let mut got: Vec<Publish> = (0..2).map(|_| s.next_msg()).collect();
+    s.expect_silence(Duration::from_millis(300));
+    got.sort_by(|a, b| a.topic.cmp(&b.topic));
+    assert_eq!(got[0].topic, "plant/1/state");
+    assert_eq!(got[0].payload, b"{\"on\":true}");
+    assert!(got[0].retain);
+    assert_eq!(
+        got[0].bytes(0x03).as_deref(),
+        Some(&b"application/json"[..])
+    );
+    assert_eq!(got[0].bytes(0x08).as_deref(), Some(&b"reply/here"[..]));
+    assert_eq!(got[0].bytes(0x09).as_deref(), Some(&[1u8, 2, 3][..]));
+    assert_eq!(got[0].num(0x01), Some(1));
+    let left = got[0].num(0x02).expect("the remaining expiry interval");
+    assert!((3590..=3600).contains(&left), "{left}");
+    assert!(
+        got[0]
+            .props
+            .iter()
+            .any(|p| matches!(p, Prop::User(k, v) if k == "site" && v == "north"))
+    );
+    assert_eq!(got[1].topic, "plant/2/state");
+    assert_eq!(got[1].payload, b"off");
+    assert_eq!(got[1].qos, 1, "granted QoS 1 caps the stored QoS 2");
+    drop(srv);
+
+    // In memory mode the same data directory starts without them.
+    let srv = Server::start_in(&data, &[("EVGRID_MQTT_PERSISTENCE", "memory")]);
+    let mut s = Client::ok(srv.mqtt, Opts::v5("ret-sub2"));
+    s.sub("plant/+/state", 1);
+    s.expect_silence(Duration::from_millis(300));
+}

@@ -40,6 +40,25 @@ struct Inner {
     hasher: std::collections::hash_map::RandomState,
 }
 
+/// The topic's routing shard.
+fn shard_index(
+    hasher: &std::collections::hash_map::RandomState,
+    shards: usize,
+    topic: &str,
+) -> usize {
+    if shards == 1 {
+        return 0;
+    }
+    (hasher.hash_one(topic) % shards as u64) as usize
+}
+
+/// What a broker that keeps its retained messages needs.
+pub struct Durable {
+    pub writer: crate::store::Writer,
+    /// The retained messages read back from the store ([`crate::mqtt::persist`]).
+    pub retained: Vec<crate::mqtt::persist::StoredRetained>,
+}
+
 /// Shared handle to the routing shards and the session registry.
 #[derive(Clone)]
 pub struct Broker(Arc<Inner>);
@@ -67,10 +86,40 @@ impl Broker {
     /// Starts `shards` routing shards spread over `arbiters`; sessions are spread over them too.
     /// Must be called inside a running actix system.
     pub fn start(arbiters: Vec<ArbiterHandle>, shards: usize, limits: SessionLimits) -> Broker {
+        Broker::start_with(arbiters, shards, limits, None)
+    }
+
+    /// [`Broker::start`]; with `durable`, retained messages are kept in its store and the ones
+    /// it read back at start-up are in place before the first client connects.
+    pub fn start_with(
+        arbiters: Vec<ArbiterHandle>,
+        shards: usize,
+        limits: SessionLimits,
+        durable: Option<Durable>,
+    ) -> Broker {
         assert!(!arbiters.is_empty(), "at least one arbiter");
-        let routers = (0..shards.max(1))
-            .map(|i| Router::start_in_arbiter(&arbiters[i % arbiters.len()], |_| Router::new()))
-            .collect();
+        let shards = shards.max(1);
+        let hasher = std::collections::hash_map::RandomState::default();
+        let routers = match durable {
+            None => (0..shards)
+                .map(|i| Router::start_in_arbiter(&arbiters[i % arbiters.len()], |_| Router::new()))
+                .collect(),
+            Some(d) => {
+                let mut per: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+                for r in d.retained {
+                    per[shard_index(&hasher, shards, &r.msg.topic)].push(r);
+                }
+                per.into_iter()
+                    .enumerate()
+                    .map(|(i, retained)| {
+                        let w = d.writer.clone();
+                        Router::start_in_arbiter(&arbiters[i % arbiters.len()], move |_| {
+                            Router::durable(w, retained)
+                        })
+                    })
+                    .collect()
+            }
+        };
         Broker(Arc::new(Inner {
             registry: DashMap::new(),
             routers,
@@ -79,7 +128,7 @@ impl Broker {
             next_id: AtomicU64::new(1),
             sessions: AtomicUsize::new(0),
             limits,
-            hasher: Default::default(),
+            hasher,
         }))
     }
 
@@ -88,10 +137,7 @@ impl Broker {
     }
 
     fn shard_of(&self, topic: &str) -> usize {
-        if self.0.routers.len() == 1 {
-            return 0;
-        }
-        (self.0.hasher.hash_one(topic) % self.0.routers.len() as u64) as usize
+        shard_index(&self.0.hasher, self.0.routers.len(), topic)
     }
 
     fn spawn_session(&self, client_id: &ByteString) -> Entry {

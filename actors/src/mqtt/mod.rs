@@ -21,6 +21,7 @@ pub mod broker;
 pub mod lifecycle;
 pub mod message;
 pub mod outbox;
+pub mod persist;
 pub mod retained;
 pub mod router;
 pub mod session;

@@ -19,9 +19,11 @@ use ntex_bytes::ByteString;
 use crate::metrics::METRICS;
 use crate::model::clock::now_ms;
 use crate::mqtt::message::{AppMessage, Delivery, IdMap, SessionId};
+use crate::mqtt::persist::{StoredRetained, encode_retained, retained_key};
 use crate::mqtt::retained::{RetainedIndex, RetainedMessage};
 use crate::mqtt::session::{Deliver, Mailbox, Session};
 use crate::mqtt::trie::{Matched, SubOpts, SubTrie, TopicLimits, parse_filter};
+use crate::store::{Op, Writer};
 
 /// A batch of messages from one publisher for this shard. Sent by connections (and by sessions for
 /// wills); answered once every message is in the queues of its subscribers.
@@ -158,6 +160,10 @@ pub struct Router {
     matched: Vec<Matched>,
     seen: IdMap<usize>,
     out: IdMap<Vec<Delivery>>,
+    /// Where retained messages are kept across restarts (`mqtt.persistence = durable`).
+    persist: Option<Writer>,
+    /// Retained-message changes of the batch being routed, committed before it is answered.
+    ops: Vec<Op>,
 }
 
 impl Router {
@@ -169,16 +175,61 @@ impl Router {
             matched: Vec::new(),
             seen: IdMap::default(),
             out: IdMap::default(),
+            persist: None,
+            ops: Vec::new(),
         }
+    }
+
+    /// A shard that keeps its retained messages in the store, starting with `retained` (those
+    /// of its topics, as read back at start-up; expired ones are left out).
+    pub fn durable(persist: Writer, retained: Vec<StoredRetained>) -> Self {
+        let mut r = Router::new();
+        let (now, mono) = (now_ms(), Instant::now());
+        let mut gone = Vec::new();
+        for s in retained {
+            let mut msg = s.msg;
+            if let Some(e) = s.expires_ms {
+                if e <= now {
+                    // Expired while the broker was down.
+                    gone.push(Op::DeleteMqtt {
+                        key: retained_key(&msg.topic),
+                    });
+                    continue;
+                }
+                msg.expires_at = Some(mono + std::time::Duration::from_millis(e - now));
+            }
+            METRICS
+                .retained
+                .add(r.retained.set(Arc::new(msg), s.modified_ms) as i64);
+        }
+        if !gone.is_empty() {
+            // Submitted now; nobody needs to wait for it (a lost delete is redone next start).
+            drop(persist.submit(gone));
+        }
+        r.persist = Some(persist);
+        r
     }
 
     fn route_one(&mut self, msg: AppMessage) {
         if msg.retain {
             let kept = Arc::new(msg.detached());
             // A clock read per retained message only: retained ones are the rare case.
-            METRICS
-                .retained
-                .add(self.retained.set(kept, now_ms()) as i64);
+            let now = now_ms();
+            if self.persist.is_some() {
+                let key = retained_key(&kept.topic);
+                self.ops.push(if kept.payload.is_empty() {
+                    Op::DeleteMqtt { key }
+                } else {
+                    let expires = kept.expires_at.map(|t| {
+                        now + t.saturating_duration_since(Instant::now()).as_millis() as u64
+                    });
+                    Op::PutMqtt {
+                        key,
+                        value: encode_retained(&kept, now, expires),
+                    }
+                });
+            }
+            METRICS.retained.add(self.retained.set(kept, now) as i64);
         }
         let msg = Arc::new(msg);
         self.matched.clear();
@@ -246,16 +297,54 @@ impl Actor for Router {
     }
 }
 
-impl Handler<PublishBatch> for Router {
-    type Result = ();
+/// The answer to a [`PublishBatch`]: at once, or after the commit of the retained-message changes
+/// it made (without a task per batch in the common case, which `ResponseFuture` would spawn).
+pub struct Routed(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>);
 
-    fn handle(&mut self, batch: PublishBatch, _: &mut Self::Context) {
+impl actix::dev::MessageResponse<Router, PublishBatch> for Routed {
+    fn handle(self, _: &mut Context<Router>, tx: Option<actix::dev::OneshotSender<()>>) {
+        match self.0 {
+            None => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            }
+            Some(commit) => {
+                actix::spawn(async move {
+                    commit.await;
+                    if let Some(tx) = tx {
+                        let _ = tx.send(());
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Handler<PublishBatch> for Router {
+    type Result = Routed;
+
+    /// Answered once the batch is routed and, when it changed retained messages of a durable
+    /// shard, once those changes are committed: a retained QoS 1/2 PUBLISH is acknowledged only
+    /// after its retained message would survive a crash.
+    fn handle(&mut self, batch: PublishBatch, _: &mut Self::Context) -> Self::Result {
         let PublishBatch { msgs, done } = batch;
         for m in msgs {
             self.route_one(m);
         }
         self.flush();
         drop(done);
+        match (&self.persist, self.ops.is_empty()) {
+            (Some(w), false) => {
+                let commit = w.submit(std::mem::take(&mut self.ops));
+                Routed(Some(Box::pin(async move {
+                    if let Err(e) = commit.await {
+                        tracing::warn!(error = %e, "a retained message change was not stored");
+                    }
+                })))
+            }
+            _ => Routed(None),
+        }
     }
 }
 

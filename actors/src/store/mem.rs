@@ -17,6 +17,7 @@ struct Maps {
     state: BTreeMap<(u64, u64), EntryState>,
     dead: BTreeMap<(u64, u64), Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
+    mqtt: BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -106,6 +107,12 @@ impl Store for MemStore {
                 }
                 Op::PutMeta { key, value } => {
                     m.meta.insert(key.clone(), value.clone());
+                }
+                Op::PutMqtt { key, value } => {
+                    m.mqtt.insert(key.clone(), value.clone());
+                }
+                Op::DeleteMqtt { key } => {
+                    m.mqtt.remove(key);
                 }
             }
         }
@@ -197,5 +204,15 @@ impl Store for MemStore {
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().meta.get(key).cloned())
+    }
+
+    fn mqtt_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .mqtt
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }

@@ -19,6 +19,8 @@
 //!   path (released, lock expired); absent means "count 0, available now".
 //! - `dead`: (subscription key, dead-letter sequence) → the dead-letter record as JSON.
 //! - `meta`: a few named values (the format marker, counters).
+//! - `mqtt`: the MQTT broker's durable state by key: `retained/TOPIC` → the retained message
+//!   (`crate::mqtt::persist` frames it).
 //!
 //! Invariants: a `state` row exists only beside a `queue` row; removing an entry removes both;
 //! dropping a subscription removes all its rows in all three tables in the same commit.
@@ -103,6 +105,14 @@ pub enum Op {
     PutMeta {
         key: String,
         value: Vec<u8>,
+    },
+    /// MQTT broker state kept across restarts (retained messages: `retained/TOPIC`).
+    PutMqtt {
+        key: String,
+        value: Vec<u8>,
+    },
+    DeleteMqtt {
+        key: String,
     },
 }
 
@@ -189,6 +199,8 @@ pub trait Store: Send + Sync + 'static {
     /// The highest dead-letter sequence of `sub` (0 if none).
     fn last_dead_letter(&self, sub: u64) -> Result<u64, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every MQTT state entry whose key starts with `prefix`, sorted by key.
+    fn mqtt_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Makes the store able to commit again after a commit failed with [`StoreError::Io`], and
     /// proves it with a durable write. Called by the writer only, never concurrently with
     /// [`Store::commit`]. A backend whose failed commits leave nothing to repair needs nothing.

@@ -40,6 +40,7 @@ const QUEUE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("queue");
 const STATE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("state");
 const DEAD: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dead");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const MQTT: TableDefinition<&str, &[u8]> = TableDefinition::new("mqtt");
 
 /// Meta key the recovery probe writes (the time of the last recovery, ms since the epoch).
 const RECOVERED_KEY: &str = "recovered_at_ms";
@@ -345,6 +346,8 @@ fn commit_on(db: &Database, ops: &[Op]) -> Result<(), StoreError> {
         let mut state = txn.open_table(STATE).map_err(io)?;
         let mut dead = txn.open_table(DEAD).map_err(io)?;
         let mut meta = txn.open_table(META).map_err(io)?;
+        // Opened only by a batch that changes MQTT state (rare next to queue traffic).
+        let mut mqtt = None;
         let mut buf = Vec::new();
         for op in ops {
             match op {
@@ -401,6 +404,20 @@ fn commit_on(db: &Database, ops: &[Op]) -> Result<(), StoreError> {
                 }
                 Op::PutMeta { key, value } => {
                     meta.insert(key.as_str(), value.as_slice()).map_err(io)?;
+                }
+                Op::PutMqtt { key, value } => {
+                    if mqtt.is_none() {
+                        mqtt = Some(txn.open_table(MQTT).map_err(io)?);
+                    }
+                    let t = mqtt.as_mut().expect("opened");
+                    t.insert(key.as_str(), value.as_slice()).map_err(io)?;
+                }
+                Op::DeleteMqtt { key } => {
+                    if mqtt.is_none() {
+                        mqtt = Some(txn.open_table(MQTT).map_err(io)?);
+                    }
+                    let t = mqtt.as_mut().expect("opened");
+                    t.remove(key.as_str()).map_err(io)?;
                 }
             }
         }
@@ -626,5 +643,22 @@ impl Store for RedbStore {
             return Ok(None);
         };
         Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
+    }
+
+    fn mqtt_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = self.db()?;
+        let r = db.begin_read().map_err(io)?;
+        let Some(t) = read_table(&r, MQTT)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in t.range(prefix..).map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 }

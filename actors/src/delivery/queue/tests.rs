@@ -59,6 +59,9 @@ impl crate::store::Store for Flaky {
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.meta(key)
     }
+    fn mqtt_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.mqtt_entries(prefix)
+    }
 }
 
 #[test]

@@ -1,0 +1,245 @@
+//! The record of a retained message in the store's `mqtt` table (key `retained/TOPIC`).
+//!
+//! Owns the framing, and nothing else: the routing shard that owns a topic writes its record
+//! when the retained message is set and deletes it when it is cleared; start-up reads them all
+//! back. Pure: no I/O, no clock; times come in and go out as wall-clock milliseconds (an
+//! `Instant` does not survive a restart). A record that does not decode is reported, never
+//! guessed at.
+//!
+//! Layout (integers little-endian): version (1) · flags (bit 0 payload is UTF-8, bit 1 MQTT 5
+//! properties follow, bit 2 an expiry follows) · QoS · set at (u64 ms) · [expires at (u64 ms)] ·
+//! topic · [response topic? · correlation data? · content type? · user-property count (u32) ·
+//! (name · value)*] · payload (the rest). Strings and byte strings are a u32 length and the
+//! bytes; an optional one is a presence byte first.
+
+use ntex_bytes::{ByteString, Bytes};
+
+use crate::mqtt::message::{AppMessage, Properties};
+
+/// The key of `topic`'s retained message.
+pub fn retained_key(topic: &str) -> String {
+    let mut k = String::with_capacity(RETAINED.len() + topic.len());
+    k.push_str(RETAINED);
+    k.push_str(topic);
+    k
+}
+
+/// The prefix of every retained message's key.
+pub const RETAINED: &str = "retained/";
+
+const VERSION: u8 = 1;
+const UTF8: u8 = 1;
+const PROPS: u8 = 2;
+const EXPIRY: u8 = 4;
+
+/// A retained message as read back.
+#[derive(Debug, Clone)]
+pub struct StoredRetained {
+    pub msg: AppMessage,
+    pub modified_ms: u64,
+    /// When its message expiry interval ends (ms since the epoch), if it has one.
+    pub expires_ms: Option<u64>,
+}
+
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            out.push(1);
+            put(out, b);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Frames `msg`, set at `modified_ms`, expiring at `expires_ms`.
+pub fn encode_retained(msg: &AppMessage, modified_ms: u64, expires_ms: Option<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + msg.topic.len() + msg.payload.len());
+    let props = msg.props.as_deref();
+    let mut flags = 0;
+    if props.is_some_and(|p| p.payload_utf8) {
+        flags |= UTF8;
+    }
+    if props.is_some() {
+        flags |= PROPS;
+    }
+    if expires_ms.is_some() {
+        flags |= EXPIRY;
+    }
+    out.extend_from_slice(&[VERSION, flags, msg.qos]);
+    out.extend_from_slice(&modified_ms.to_le_bytes());
+    if let Some(e) = expires_ms {
+        out.extend_from_slice(&e.to_le_bytes());
+    }
+    put(&mut out, msg.topic.as_str().as_bytes());
+    if let Some(p) = props {
+        put_opt(
+            &mut out,
+            p.response_topic.as_ref().map(|s| s.as_str().as_bytes()),
+        );
+        put_opt(&mut out, p.correlation_data.as_deref());
+        put_opt(
+            &mut out,
+            p.content_type.as_ref().map(|s| s.as_str().as_bytes()),
+        );
+        out.extend_from_slice(&(p.user_properties.len() as u32).to_le_bytes());
+        for (k, v) in &p.user_properties {
+            put(&mut out, k.as_str().as_bytes());
+            put(&mut out, v.as_str().as_bytes());
+        }
+    }
+    out.extend_from_slice(&msg.payload);
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<ByteString> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b).ok().map(ByteString::from)
+    }
+    fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => f(self).map(Some),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a record framed by [`encode_retained`]; `None` if it is damaged or of another version.
+pub fn decode_retained(rec: &[u8]) -> Option<StoredRetained> {
+    let mut r = Reader(rec);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let flags = r.u8()?;
+    let qos = r.u8()?;
+    if qos > 2 {
+        return None;
+    }
+    let modified_ms = r.u64()?;
+    let expires_ms = if flags & EXPIRY != 0 {
+        Some(r.u64()?)
+    } else {
+        None
+    };
+    let topic = r.string()?;
+    let props = if flags & PROPS != 0 {
+        let response_topic = r.opt(|r| r.string())?;
+        let correlation_data = r.opt(|r| r.bytes().map(Bytes::copy_from_slice))?;
+        let content_type = r.opt(|r| r.string())?;
+        let n = r.u32()? as usize;
+        let mut user_properties = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            user_properties.push((r.string()?, r.string()?));
+        }
+        Some(Box::new(Properties {
+            response_topic,
+            correlation_data,
+            content_type,
+            payload_utf8: flags & UTF8 != 0,
+            user_properties,
+        }))
+    } else {
+        None
+    };
+    Some(StoredRetained {
+        msg: AppMessage {
+            topic,
+            payload: Bytes::copy_from_slice(r.0),
+            qos,
+            retain: true,
+            props,
+            expires_at: None,
+            publisher: None,
+        },
+        modified_ms,
+        expires_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(props: Option<Properties>) -> AppMessage {
+        AppMessage {
+            topic: ByteString::from("plant/α/temp"),
+            payload: Bytes::from_static(b"21.5\x00\xff"),
+            qos: 1,
+            retain: true,
+            props: props.map(Box::new),
+            expires_at: None,
+            publisher: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_and_without_properties() {
+        let full = Properties {
+            response_topic: Some(ByteString::from("reply/1")),
+            correlation_data: Some(Bytes::from_static(b"\x01\x02")),
+            content_type: Some(ByteString::from("application/json")),
+            payload_utf8: true,
+            user_properties: vec![
+                (ByteString::from("a"), ByteString::from("1")),
+                (ByteString::from("a"), ByteString::from("2")),
+            ],
+        };
+        for (m, exp) in [(msg(None), None), (msg(Some(full)), Some(99))] {
+            let rec = encode_retained(&m, 1234, exp);
+            let got = decode_retained(&rec).expect("decodes");
+            assert_eq!(got.modified_ms, 1234);
+            assert_eq!(got.expires_ms, exp);
+            assert_eq!(got.msg.topic, m.topic);
+            assert_eq!(got.msg.payload, m.payload);
+            assert_eq!(got.msg.qos, 1);
+            assert!(got.msg.retain);
+            assert_eq!(got.msg.props, m.props);
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_refused() {
+        let rec = encode_retained(&msg(Some(Properties::default())), 1, Some(2));
+        // Every truncation inside the header and properties, another version, a bad QoS.
+        let payload_at = rec.len() - 6;
+        for n in 0..payload_at {
+            assert!(decode_retained(&rec[..n]).is_none(), "truncated at {n}");
+        }
+        let mut v = rec.clone();
+        v[0] = 2;
+        assert!(decode_retained(&v).is_none());
+        let mut q = rec.clone();
+        q[2] = 3;
+        assert!(decode_retained(&q).is_none());
+        assert_eq!(retained_key("a/b"), "retained/a/b");
+    }
+}
