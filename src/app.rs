@@ -138,6 +138,45 @@ fn mqtt_durable(cfg: &Config, writer: &Writer) -> std::io::Result<Option<Durable
     }))
 }
 
+/// Puts the persistent sessions the store holds back in place (durable broker only), before
+/// the listeners open.
+async fn restore_sessions(cfg: &Config, writer: &Writer, broker: &Broker) -> std::io::Result<()> {
+    if cfg.mqtt.persistence != "durable" || cfg.store.backend == "memory" {
+        return Ok(());
+    }
+    let read = |p| {
+        writer
+            .store()
+            .mqtt_entries(p)
+            .map_err(|e| other(format!("cannot read the MQTT sessions: {e}")))
+    };
+    let (sessions, orphans) = persist::restore(read(persist::SESSIONS)?, read(persist::SUBS)?);
+    if !orphans.is_empty() {
+        tracing::warn!(
+            records = orphans.len(),
+            "MQTT session records without a session (or damaged) deleted"
+        );
+        let ops = orphans
+            .into_iter()
+            .map(|key| store::Op::DeleteMqtt { key })
+            .collect();
+        if let Err(e) = writer.submit(ops).await {
+            tracing::warn!(error = %e, "deleting stale MQTT session records failed");
+        }
+    }
+    let (n, subs) = (
+        sessions.len(),
+        sessions.iter().map(|s| s.subs.len()).sum::<usize>(),
+    );
+    broker.restore(sessions).await;
+    tracing::info!(
+        sessions = n,
+        subscriptions = subs,
+        "persistent MQTT sessions restored"
+    );
+    Ok(())
+}
+
 /// Rebuilds the grid from the store, applies the resource file.
 async fn start_grid(
     cfg: &Config,
@@ -317,6 +356,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             m.session_limits(),
             mqtt_durable(&cfg, &writer)?,
         );
+        restore_sessions(&cfg, &writer, &broker).await?;
         // The grid's actors on arbiters of their own: the OS shares the cores between them and
         // the MQTT engine's, where one thread would run a topic actor's batch before the next
         // MQTT delivery (ARCHITECTURE.md, "Threads").

@@ -1643,3 +1643,63 @@ fn retained_messages_survive_kill_9() {
     s.sub("plant/+/state", 1);
     s.expect_silence(Duration::from_millis(300));
 }
+
+/// Persistent sessions are durable (`mqtt.persistence = durable`): a v5 session with an expiry
+/// interval and a v3.1.1 `clean session = 0` session keep their subscriptions (with options
+/// and subscription identifiers) across `kill -9`, collect QoS 1 messages published while they
+/// are offline after the restart, and resume with session present; an unsubscribed filter, a
+/// session that ended (expiry 0) and one replaced by a clean start stay gone.
+#[test]
+fn persistent_sessions_and_subscriptions_survive_kill_9() {
+    let dir = common::TempDir::new("sessions");
+    let data = dir.0.join("data");
+    let srv = Server::start_in(&data, &[]);
+    let expiry = Prop::Num(0x11, 3600);
+    let mut a = Client::ok(
+        srv.mqtt,
+        Opts::v5("dev-a").clean(false).prop(expiry.clone()),
+    );
+    assert_eq!(
+        a.subscribe(1, &[("cmd/a/#", 1)], &[Prop::Num(0x0B, 42)]),
+        [1]
+    );
+    assert_eq!(a.subscribe(2, &[("other/old", 1)], &[]), [1]);
+    assert_eq!(a.unsubscribe(3, &["other/old"]), [0]);
+    a.disconnect();
+    let mut b = Client::ok(srv.mqtt, Opts::v3("dev-b").clean(false));
+    b.sub("alerts/+", 1);
+    drop(b); // an unclean end: the session stays
+    let mut c = Client::ok(srv.mqtt, Opts::v5("dev-c"));
+    c.sub("cmd/c", 1);
+    c.disconnect();
+    let mut d = Client::ok(srv.mqtt, Opts::v3("dev-d").clean(false));
+    d.sub("cmd/d", 1);
+    d.disconnect();
+    let d = Client::ok(srv.mqtt, Opts::v3("dev-d"));
+    d.disconnect();
+    wait_until("the sessions are settled", || {
+        srv.metric("evgrid_mqtt_sessions") == 2.0
+    });
+    srv.kill9();
+
+    let srv = Server::start_in(&data, &[]);
+    assert_eq!(srv.metric("evgrid_mqtt_sessions"), 2.0, "dev-a and dev-b");
+    let mut p = Client::ok(srv.mqtt, Opts::v3("pub"));
+    for t in ["cmd/a/reboot", "other/old", "alerts/fire", "cmd/c", "cmd/d"] {
+        assert_eq!(p.pub_wait(t, t.as_bytes(), 1, false), 0);
+    }
+    let (mut a, ack) = Client::connect(srv.mqtt, Opts::v5("dev-a").clean(false).prop(expiry));
+    assert!(ack.session_present);
+    let m = a.next_msg();
+    assert_eq!((m.topic.as_str(), m.qos), ("cmd/a/reboot", 1));
+    assert_eq!(m.nums(0x0B), [42], "the subscription identifier survived");
+    a.expect_silence(Duration::from_millis(300));
+    let (mut b, ack) = Client::connect(srv.mqtt, Opts::v3("dev-b").clean(false));
+    assert!(ack.session_present);
+    assert_eq!(b.next_msg().topic, "alerts/fire");
+    for id in ["dev-c", "dev-d"] {
+        let (mut x, ack) = Client::connect(srv.mqtt, Opts::v3(id).clean(false));
+        assert!(!ack.session_present, "{id}");
+        x.expect_silence(Duration::from_millis(200));
+    }
+}

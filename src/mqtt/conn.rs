@@ -188,6 +188,8 @@ pub(crate) struct Conn {
     pub addr: Addr<Session>,
     /// The session's mailbox count, handed to the routing shards with each SUBSCRIBE.
     mailbox: Arc<Mailbox>,
+    /// The session outlives this connection: its subscriptions are recorded (durable broker).
+    persistent: bool,
     pub shared: Arc<Shared>,
     /// Who publishes on this connection, as routing enrichments see it.
     pub client: Arc<Client>,
@@ -229,6 +231,7 @@ impl Conn {
             addr,
             mailbox,
             inbound_qos2,
+            persistent,
             ..
         } = opened;
         METRICS.connections.inc();
@@ -238,6 +241,7 @@ impl Conn {
             session,
             addr,
             mailbox,
+            persistent,
             shared,
             client: Arc::new(client),
             publisher: Rc::default(),
@@ -362,9 +366,9 @@ impl Conn {
     ) -> Result<Vec<Option<u8>>, EdgeError> {
         let sh = &self.shared;
         let granted: Vec<u8> = reqs.iter().map(|r| r.opts.qos).collect();
-        let results = sh
-            .bridge
-            .broker()
+        let recorded = self.persistent.then(|| reqs.clone());
+        let broker = sh.bridge.broker();
+        let results = broker
             .subscribe(
                 self.session,
                 &self.addr,
@@ -374,6 +378,12 @@ impl Conn {
             )
             .await
             .map_err(|_| EdgeError::Closed("router unavailable"))?;
+        if let Some(reqs) = recorded {
+            // Before SUBACK: a granted subscription of a persistent session survives a crash.
+            broker
+                .record_subscriptions(self.session, true, &reqs, &results)
+                .await;
+        }
         let mut retained = Vec::new();
         let mut out = Vec::with_capacity(results.len());
         for (qos, r) in granted.into_iter().zip(results) {
@@ -397,12 +407,18 @@ impl Conn {
 
     /// Removes this session's subscriptions to `filters`; per filter, whether it had one.
     pub async fn unsubscribe(&self, filters: Vec<ByteString>) -> Result<Vec<bool>, EdgeError> {
-        self.shared
-            .bridge
-            .broker()
+        let broker = self.shared.bridge.broker();
+        let recorded = self.persistent.then(|| filters.clone());
+        let existed = broker
             .unsubscribe(self.session, filters)
             .await
-            .map_err(|_| EdgeError::Closed("router unavailable"))
+            .map_err(|_| EdgeError::Closed("router unavailable"))?;
+        if let Some(filters) = recorded {
+            broker
+                .forget_subscriptions(self.session, true, &filters)
+                .await;
+        }
+        Ok(existed)
     }
 
     fn fill(&self, ticket: u64, slot: Slot) {

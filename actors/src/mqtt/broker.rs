@@ -14,12 +14,14 @@ use dashmap::DashMap;
 use ntex_bytes::ByteString;
 
 use crate::mqtt::message::{AppMessage, SessionId};
+use crate::mqtt::persist;
 use crate::mqtt::retained::RetainedMessage;
 use crate::mqtt::router::{
     self, GetRetained, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe,
     Unsubscribe,
 };
 use crate::mqtt::session::{self, Attach, Discard, Mailbox, Session, SessionLimits};
+use crate::store::Op;
 
 struct Entry {
     id: SessionId,
@@ -38,6 +40,9 @@ struct Inner {
     sessions: AtomicUsize,
     limits: SessionLimits,
     hasher: std::collections::hash_map::RandomState,
+    /// Where persistent sessions, their subscriptions and retained messages are kept
+    /// (`mqtt.persistence = durable`).
+    persist: Option<crate::store::Writer>,
 }
 
 /// The topic's routing shard.
@@ -71,6 +76,9 @@ pub struct Opened {
     pub mailbox: Arc<Mailbox>,
     pub present: bool,
     pub inbound_qos2: session::InboundQos2,
+    /// The session outlives the connection (expiry interval above zero): its subscriptions are
+    /// recorded with [`Broker::record_subscriptions`].
+    pub persistent: bool,
 }
 
 /// Why a session could not be opened.
@@ -100,6 +108,7 @@ impl Broker {
         assert!(!arbiters.is_empty(), "at least one arbiter");
         let shards = shards.max(1);
         let hasher = std::collections::hash_map::RandomState::default();
+        let persist = durable.as_ref().map(|d| d.writer.clone());
         let routers = match durable {
             None => (0..shards)
                 .map(|i| Router::start_in_arbiter(&arbiters[i % arbiters.len()], |_| Router::new()))
@@ -129,7 +138,98 @@ impl Broker {
             sessions: AtomicUsize::new(0),
             limits,
             hasher,
+            persist,
         }))
+    }
+
+    /// The store that keeps the broker's durable state, if any.
+    pub(crate) fn persist(&self) -> Option<&crate::store::Writer> {
+        self.0.persist.as_ref()
+    }
+
+    /// Commits `ops` if the broker is durable, logging a failure (the state then lives in
+    /// memory only until it changes again).
+    async fn commit(&self, ops: Vec<Op>, what: &'static str) {
+        if let Some(w) = &self.0.persist
+            && !ops.is_empty()
+            && let Err(e) = w.submit(ops).await
+        {
+            tracing::warn!(error = %e, "{what} not stored");
+        }
+    }
+
+    /// Records (persistent) or forgets the subscriptions a SUBSCRIBE added, once the routers
+    /// have them, so that they survive a restart; resolves after the commit. `results` are the
+    /// routers' answers, in `subs`' order.
+    pub async fn record_subscriptions(
+        &self,
+        session: SessionId,
+        persistent: bool,
+        subs: &[SubReq],
+        results: &[SubResult],
+    ) {
+        if !persistent || self.0.persist.is_none() {
+            return;
+        }
+        let ops = subs
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| !r.quota_exceeded)
+            .map(|(s, _)| Op::PutMqtt {
+                key: persist::sub_key(session.0, &s.filter),
+                value: persist::encode_sub(&s.opts),
+            })
+            .collect();
+        self.commit(ops, "MQTT subscriptions").await;
+    }
+
+    /// Forgets the recorded subscriptions an UNSUBSCRIBE removed.
+    pub async fn forget_subscriptions(
+        &self,
+        session: SessionId,
+        persistent: bool,
+        filters: &[ByteString],
+    ) {
+        if !persistent || self.0.persist.is_none() {
+            return;
+        }
+        let ops = filters
+            .iter()
+            .map(|f| Op::DeleteMqtt {
+                key: persist::sub_key(session.0, f),
+            })
+            .collect();
+        self.commit(ops, "MQTT unsubscriptions").await;
+    }
+
+    /// Start-up: puts the persistent sessions read back from the store in place, offline, each
+    /// with its subscriptions in the routers and its expiry running (from now), before any
+    /// client connects. Retained messages are not sent: they were when the client subscribed.
+    pub async fn restore(&self, sessions: Vec<persist::RestoredSession>) {
+        let mut top = 0;
+        for r in sessions {
+            top = top.max(r.record.sid);
+            let id = SessionId(r.record.sid);
+            let entry = self.spawn_session_as(id, &r.client_id);
+            let (addr, mailbox) = (entry.addr.clone(), entry.mailbox.clone());
+            if self.0.registry.insert(r.client_id.clone(), entry).is_none() {
+                self.0.sessions.fetch_add(1, Ordering::Relaxed);
+            }
+            addr.do_send(session::Restore {
+                expiry_secs: r.record.expiry_secs,
+            });
+            if !r.subs.is_empty() {
+                let max = usize::MAX;
+                if self
+                    .subscribe(id, &addr, &mailbox, r.subs, max)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(client_id = %r.client_id, "restoring subscriptions failed");
+                }
+            }
+        }
+        self.0.next_id.fetch_max(top + 1, Ordering::Relaxed);
     }
 
     pub fn shards(&self) -> usize {
@@ -142,6 +242,10 @@ impl Broker {
 
     fn spawn_session(&self, client_id: &ByteString) -> Entry {
         let id = SessionId(self.0.next_id.fetch_add(1, Ordering::Relaxed));
+        self.spawn_session_as(id, client_id)
+    }
+
+    fn spawn_session_as(&self, id: SessionId, client_id: &ByteString) -> Entry {
         let n = self.0.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.0.arbiters.len();
         let (broker, cid, limits) = (self.clone(), client_id.clone(), self.0.limits);
         let addr = Session::start_in_arbiter(&self.0.arbiters[n], move |_| {
@@ -166,11 +270,14 @@ impl Broker {
         // session takes it again without the cap check, so a client replacing its own session is
         // never refused because another took the slot meanwhile.
         let mut slot_given_back = false;
+        // A clean start replaced a session of this client id: its record (if any) goes.
+        let mut replaced = false;
         for _ in 0..8 {
             let (id, addr, mailbox, fresh) = {
                 use dashmap::mapref::entry::Entry as E;
                 match self.0.registry.entry(client_id.clone()) {
                     E::Occupied(mut e) if clean_start => {
+                        replaced = true;
                         let new = self.spawn_session(client_id);
                         let old = std::mem::replace(e.get_mut(), new);
                         old.addr.do_send(Discard);
@@ -198,14 +305,42 @@ impl Broker {
             };
             let mut a = attach();
             a.fresh = fresh;
+            let expiry = a.expiry_secs.min(self.0.limits.max_session_expiry_secs);
             match addr.send(a).await {
                 Ok(Some(a)) => {
+                    let persistent = expiry > 0;
+                    let key = || persist::session_key(client_id);
+                    let ops = if persistent {
+                        // Before CONNACK: a session the client was told about survives a crash.
+                        let rec = persist::SessionRecord {
+                            sid: id.0,
+                            expiry_secs: expiry,
+                        };
+                        vec![Op::PutMqtt {
+                            key: key(),
+                            value: persist::encode_session(rec),
+                        }]
+                    } else if a.present {
+                        // Resumed without an expiry: it ends with this connection.
+                        vec![
+                            Op::DeleteMqtt { key: key() },
+                            Op::DeleteMqttPrefix {
+                                prefix: persist::subs_prefix(id.0),
+                            },
+                        ]
+                    } else if replaced {
+                        vec![Op::DeleteMqtt { key: key() }]
+                    } else {
+                        Vec::new()
+                    };
+                    self.commit(ops, "MQTT session record").await;
                     return Ok(Opened {
                         id,
                         addr,
                         mailbox,
                         present: a.present,
                         inbound_qos2: a.inbound_qos2,
+                        persistent,
                     });
                 }
                 // The session is ending (non-persistent) or stopped (expired) between lookup
@@ -217,8 +352,9 @@ impl Broker {
     }
 
     /// Called by a session actor when it stops.
-    pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) {
-        let _ = self.forget(client_id, id);
+    /// A session stopped; whether it was still its client id's session in the registry.
+    pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) -> bool {
+        let ours = self.forget(client_id, id);
         let last = self.0.routers.len() - 1;
         for (i, r) in self.0.routers.iter().enumerate() {
             r.do_send(RemoveSession {
@@ -226,6 +362,7 @@ impl Broker {
                 count_metrics: i == last,
             });
         }
+        ours
     }
 
     /// Removes `client_id`'s registry entry if it is still session `id`; whether it was.

@@ -1,8 +1,12 @@
-//! The record of a retained message in the store's `mqtt` table (key `retained/TOPIC`).
+//! The records of the MQTT broker's durable state in the store's `mqtt` table: retained
+//! messages (`retained/TOPIC`), persistent sessions (`session/CLIENT-ID` → session id and expiry
+//! interval) and their subscriptions (`sub/SESSION-ID/FILTER` → options; the session id in 16 hex
+//! digits, so one session's subscriptions are one key range).
 //!
-//! Owns the framing, and nothing else: the routing shard that owns a topic writes its record
-//! when the retained message is set and deletes it when it is cleared; start-up reads them all
-//! back. Pure: no I/O, no clock; times come in and go out as wall-clock milliseconds (an
+//! Owns the keys and the framing, and nothing else: the routing shard that owns a topic writes
+//! its retained message's record when it is set and deletes it when it is cleared; a session
+//! writes its own record and its subscriptions' while its expiry interval is above zero; start-up
+//! reads them all back. Pure: no I/O, no clock; times come in and go out as wall-clock milliseconds (an
 //! `Instant` does not survive a restart). A record that does not decode is reported, never
 //! guessed at.
 //!
@@ -26,6 +30,138 @@ pub fn retained_key(topic: &str) -> String {
 
 /// The prefix of every retained message's key.
 pub const RETAINED: &str = "retained/";
+
+/// The prefix of every session record's key.
+pub const SESSIONS: &str = "session/";
+/// The prefix of every subscription record's key.
+pub const SUBS: &str = "sub/";
+
+/// The key of `client_id`'s session record.
+pub fn session_key(client_id: &str) -> String {
+    format!("{SESSIONS}{client_id}")
+}
+
+/// The prefix of session `sid`'s subscription records.
+pub fn subs_prefix(sid: u64) -> String {
+    format!("{SUBS}{sid:016x}/")
+}
+
+/// The key of session `sid`'s subscription to `filter`.
+pub fn sub_key(sid: u64, filter: &str) -> String {
+    let mut k = subs_prefix(sid);
+    k.push_str(filter);
+    k
+}
+
+/// A persistent session as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub sid: u64,
+    pub expiry_secs: u32,
+}
+
+pub fn encode_session(r: SessionRecord) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend_from_slice(&r.sid.to_le_bytes());
+    out.extend_from_slice(&r.expiry_secs.to_le_bytes());
+    out
+}
+
+pub fn decode_session(rec: &[u8]) -> Option<SessionRecord> {
+    let mut r = Reader(rec);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let out = SessionRecord {
+        sid: r.u64()?,
+        expiry_secs: r.u32()?,
+    };
+    r.0.is_empty().then_some(out)
+}
+
+/// A persistent session as read back at start-up, with its subscriptions.
+#[derive(Debug, Clone)]
+pub struct RestoredSession {
+    pub client_id: ByteString,
+    pub record: SessionRecord,
+    pub subs: Vec<crate::mqtt::router::SubReq>,
+}
+
+/// Pairs session records with their subscription records (both as read from the store, sorted
+/// by key). Damaged records are skipped; answers the sessions and the keys of records that
+/// belong to no session (left by a crash between two commits), for the caller to delete.
+pub fn restore(
+    sessions: Vec<(String, Vec<u8>)>,
+    subs: Vec<(String, Vec<u8>)>,
+) -> (Vec<RestoredSession>, Vec<String>) {
+    let mut out: Vec<RestoredSession> = Vec::new();
+    let mut by_sid = std::collections::HashMap::new();
+    let mut orphans = Vec::new();
+    for (key, rec) in sessions {
+        let (Some(cid), Some(r)) = (key.strip_prefix(SESSIONS), decode_session(&rec)) else {
+            orphans.push(key);
+            continue;
+        };
+        by_sid.insert(r.sid, out.len());
+        out.push(RestoredSession {
+            client_id: ByteString::from(cid),
+            record: r,
+            subs: Vec::new(),
+        });
+    }
+    for (key, rec) in subs {
+        let parsed = parse_sub_key(&key).zip(decode_sub(&rec));
+        match parsed.and_then(|((sid, f), o)| Some((by_sid.get(&sid)?, f, o))) {
+            Some((&i, filter, opts)) => out[i].subs.push(crate::mqtt::router::SubReq {
+                filter: ByteString::from(filter),
+                opts,
+            }),
+            None => orphans.push(key),
+        }
+    }
+    (out, orphans)
+}
+
+/// A subscription's options as recorded: QoS, no local, retain as published, retain handling,
+/// subscription identifier (0: none).
+pub fn encode_sub(o: &crate::mqtt::trie::SubOpts) -> Vec<u8> {
+    let mut out = vec![
+        VERSION,
+        o.qos,
+        u8::from(o.no_local),
+        u8::from(o.retain_as_published),
+        o.retain_handling,
+    ];
+    out.extend_from_slice(&o.sub_id.unwrap_or(0).to_le_bytes());
+    out
+}
+
+pub fn decode_sub(rec: &[u8]) -> Option<crate::mqtt::trie::SubOpts> {
+    let mut r = Reader(rec);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let (qos, no_local, rap, rh) = (r.u8()?, r.u8()?, r.u8()?, r.u8()?);
+    let id = r.u32()?;
+    if qos > 2 || no_local > 1 || rap > 1 || rh > 2 || !r.0.is_empty() {
+        return None;
+    }
+    Some(crate::mqtt::trie::SubOpts {
+        qos,
+        no_local: no_local == 1,
+        retain_as_published: rap == 1,
+        retain_handling: rh,
+        sub_id: (id != 0).then_some(id),
+    })
+}
+
+/// Splits a subscription record's key into its session id and filter.
+pub fn parse_sub_key(key: &str) -> Option<(u64, &str)> {
+    let rest = key.strip_prefix(SUBS)?;
+    let (sid, filter) = rest.split_at_checked(16)?;
+    let filter = filter.strip_prefix('/')?;
+    Some((u64::from_str_radix(sid, 16).ok()?, filter))
+}
 
 const VERSION: u8 = 1;
 const UTF8: u8 = 1;
@@ -224,6 +360,42 @@ mod tests {
             assert!(got.msg.retain);
             assert_eq!(got.msg.props, m.props);
         }
+    }
+
+    #[test]
+    fn session_and_subscription_records_round_trip() {
+        let r = SessionRecord {
+            sid: 0x1234,
+            expiry_secs: 3600,
+        };
+        assert_eq!(decode_session(&encode_session(r)), Some(r));
+        assert_eq!(decode_session(&encode_session(r)[..12]), None);
+        let o = crate::mqtt::trie::SubOpts {
+            qos: 2,
+            no_local: true,
+            retain_as_published: false,
+            retain_handling: 1,
+            sub_id: Some(7),
+        };
+        let got = decode_sub(&encode_sub(&o)).unwrap();
+        assert_eq!(
+            (
+                got.qos,
+                got.no_local,
+                got.retain_as_published,
+                got.retain_handling,
+                got.sub_id
+            ),
+            (2, true, false, 1, Some(7))
+        );
+        let mut bad = encode_sub(&o);
+        bad[1] = 3;
+        assert!(decode_sub(&bad).is_none());
+        let k = sub_key(0x1234, "a/+/#");
+        assert_eq!(k, "sub/0000000000001234/a/+/#");
+        assert_eq!(parse_sub_key(&k), Some((0x1234, "a/+/#")));
+        assert_eq!(parse_sub_key("sub/12/a"), None);
+        assert_eq!(session_key("dev-1"), "session/dev-1");
     }
 
     #[test]

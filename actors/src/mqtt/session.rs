@@ -26,6 +26,8 @@ use crate::metrics::{DropReason, METRICS};
 use crate::mqtt::broker::Broker;
 use crate::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, Out, OutMsg, SessionId};
 use crate::mqtt::outbox::OutboxTx;
+use crate::mqtt::persist;
+use crate::store::Op;
 
 /// Messages routed to this session, in routing order. Sent by routing shards (with `held`) and by
 /// the connection for retained messages on subscribe (without).
@@ -181,6 +183,14 @@ pub struct Attach {
     pub fresh: bool,
 }
 
+/// Start-up: this session was read back from the store; it waits offline for its client, with
+/// `expiry_secs` counted from now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore {
+    pub expiry_secs: u32,
+}
+
 /// A connection ended. Sent by the connection's state when it is dropped.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -263,6 +273,9 @@ pub struct Session {
     /// may still report acknowledgements it read before it closed (it may be on another thread),
     /// and those must count before the new connection is sent what is unacknowledged.
     waiting: Option<Waiting>,
+    /// Its record and its subscriptions' are in the store (a persistent session of a durable
+    /// broker): they go when it ends.
+    recorded: bool,
 }
 
 struct Waiting {
@@ -298,7 +311,20 @@ impl Session {
             expiry_timer: None,
             epoch: 0,
             waiting: None,
+            recorded: false,
         }
+    }
+
+    /// Ends the session once `expiry_secs` pass without a connection.
+    fn start_expiry(&mut self, ctx: &mut Context<Self>) {
+        let epoch = self.epoch;
+        let expiry = Duration::from_secs(u64::from(self.expiry_secs));
+        self.expiry_timer = Some(ctx.run_later(expiry, move |s, ctx| {
+            if s.epoch == epoch && s.link.is_none() {
+                tracing::debug!(client_id = %s.client_id, "session expired");
+                ctx.stop();
+            }
+        }));
     }
 
     fn alloc_pid(&mut self) -> u16 {
@@ -481,7 +507,23 @@ impl Actor for Session {
         self.settle_budget();
         // A will still waiting for its delay is due when the session ends [MQTT-3.1.3-9].
         self.publish_will();
-        self.broker.session_ended(&self.client_id, self.id);
+        let ours = self.broker.session_ended(&self.client_id, self.id);
+        if self.recorded
+            && let Some(w) = self.broker.persist()
+        {
+            let mut ops = vec![Op::DeleteMqttPrefix {
+                prefix: persist::subs_prefix(self.id.0),
+            }];
+            // A clean start that replaced this session owns the client id's record now.
+            if ours {
+                ops.push(Op::DeleteMqtt {
+                    key: persist::session_key(&self.client_id),
+                });
+            }
+            // Submitted now; nothing waits for it (a lost delete leaves records that the next
+            // start reads as an offline session, which then expires).
+            drop(w.submit(ops));
+        }
         if self.queue.len() + self.inflight.len() > 0 {
             tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
                 inflight = self.inflight.len(), "session expired with undelivered messages");
@@ -543,6 +585,8 @@ impl Session {
         // A will pending from the previous connection is not sent: the client is back.
         self.will = msg.will;
         self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
+        // The broker records it before CONNACK (`Broker::open`).
+        self.recorded = self.expiry_secs > 0 && self.broker.persist().is_some();
         self.link = Some(msg.link);
 
         // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH packets with DUP and their packet ids,
@@ -585,7 +629,22 @@ impl Handler<Detach> for Session {
         }
         self.epoch += 1;
         if let Some(e) = msg.expiry_secs {
-            self.expiry_secs = e.min(self.limits.max_session_expiry_secs);
+            let e = e.min(self.limits.max_session_expiry_secs);
+            if self.recorded
+                && e > 0
+                && e != self.expiry_secs
+                && let Some(w) = self.broker.persist()
+            {
+                let rec = persist::SessionRecord {
+                    sid: self.id.0,
+                    expiry_secs: e,
+                };
+                drop(w.submit(vec![Op::PutMqtt {
+                    key: persist::session_key(&self.client_id),
+                    value: persist::encode_session(rec),
+                }]));
+            }
+            self.expiry_secs = e;
         }
         if msg.graceful {
             self.will = None; // [MQTT-3.1.2-10]
@@ -608,14 +667,18 @@ impl Handler<Detach> for Session {
                 }));
             }
         }
-        let epoch = self.epoch;
-        let expiry = Duration::from_secs(u64::from(self.expiry_secs));
-        self.expiry_timer = Some(ctx.run_later(expiry, move |s, ctx| {
-            if s.epoch == epoch && s.link.is_none() {
-                tracing::debug!(client_id = %s.client_id, "session expired");
-                ctx.stop();
-            }
-        }));
+        self.start_expiry(ctx);
+    }
+}
+
+impl Handler<Restore> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restore, ctx: &mut Self::Context) {
+        self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
+        self.recorded = true;
+        self.epoch += 1;
+        self.start_expiry(ctx);
     }
 }
 

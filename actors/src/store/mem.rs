@@ -114,6 +114,9 @@ impl Store for MemStore {
                 Op::DeleteMqtt { key } => {
                     m.mqtt.remove(key);
                 }
+                Op::DeleteMqttPrefix { prefix } => {
+                    m.mqtt.retain(|k, _| !k.starts_with(prefix.as_str()));
+                }
             }
         }
         Ok(())

@@ -114,6 +114,10 @@ pub enum Op {
     DeleteMqtt {
         key: String,
     },
+    /// Removes every MQTT state entry whose key starts with `prefix`.
+    DeleteMqttPrefix {
+        prefix: String,
+    },
 }
 
 /// Delivery state of a queued entry.

@@ -419,6 +419,23 @@ fn commit_on(db: &Database, ops: &[Op]) -> Result<(), StoreError> {
                     let t = mqtt.as_mut().expect("opened");
                     t.remove(key.as_str()).map_err(io)?;
                 }
+                Op::DeleteMqttPrefix { prefix } => {
+                    if mqtt.is_none() {
+                        mqtt = Some(txn.open_table(MQTT).map_err(io)?);
+                    }
+                    let t = mqtt.as_mut().expect("opened");
+                    let mut keys = Vec::new();
+                    for item in t.range(prefix.as_str()..).map_err(io)? {
+                        let (k, _) = item.map_err(io)?;
+                        if !k.value().starts_with(prefix.as_str()) {
+                            break;
+                        }
+                        keys.push(k.value().to_string());
+                    }
+                    for k in keys {
+                        t.remove(k.as_str()).map_err(io)?;
+                    }
+                }
             }
         }
     }

@@ -159,6 +159,43 @@ fn queue_pages_by_count_and_bytes_with_their_state() {
 }
 
 #[test]
+fn mqtt_entries_by_prefix() {
+    both("mqtt", |s| {
+        let put = |k: &str| Op::PutMqtt {
+            key: k.into(),
+            value: k.as_bytes().to_vec(),
+        };
+        s.commit(&[
+            put("retained/a"),
+            put("sub/01/x"),
+            put("sub/01/y"),
+            put("sub/02/x"),
+            put("t"),
+        ])
+        .unwrap();
+        let keys = |p: &str| {
+            s.mqtt_entries(p)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys("sub/"), ["sub/01/x", "sub/01/y", "sub/02/x"]);
+        s.commit(&[
+            Op::DeleteMqttPrefix {
+                prefix: "sub/01/".into(),
+            },
+            Op::DeleteMqtt {
+                key: "retained/a".into(),
+            },
+        ])
+        .unwrap();
+        assert_eq!(keys("sub/"), ["sub/02/x"]);
+        assert_eq!(keys(""), ["sub/02/x", "t"]);
+    });
+}
+
+#[test]
 fn dead_letters_and_drop_subscription() {
     both("dead", |s| {
         s.commit(&[enq(5, 1, "a"), enq(5, 2, "b"), enq(6, 1, "c")])
