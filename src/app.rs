@@ -150,7 +150,12 @@ async fn restore_sessions(cfg: &Config, writer: &Writer, broker: &Broker) -> std
             .mqtt_entries(p)
             .map_err(|e| other(format!("cannot read the MQTT sessions: {e}")))
     };
-    let (sessions, orphans) = persist::restore(read(persist::SESSIONS)?, read(persist::SUBS)?);
+    let (sessions, orphans) = persist::restore(
+        read(persist::SESSIONS)?,
+        read(persist::SUBS)?,
+        read(persist::MSGS)?,
+        read(persist::INBOUND_QOS2)?,
+    );
     if !orphans.is_empty() {
         tracing::warn!(
             records = orphans.len(),
@@ -168,10 +173,26 @@ async fn restore_sessions(cfg: &Config, writer: &Writer, broker: &Broker) -> std
         sessions.len(),
         sessions.iter().map(|s| s.subs.len()).sum::<usize>(),
     );
+    let msgs = sessions.iter().map(|s| s.saved.len()).sum::<usize>();
     broker.restore(sessions).await;
+    // In memory now; saved again at the next graceful stop. Kept, they would come back after a
+    // crash although they may have been delivered meanwhile.
+    let clear = vec![
+        store::Op::DeleteMqttPrefix {
+            prefix: persist::MSGS.into(),
+        },
+        store::Op::DeleteMqttPrefix {
+            prefix: persist::INBOUND_QOS2.into(),
+        },
+    ];
+    writer
+        .submit(clear)
+        .await
+        .map_err(|e| other(format!("cannot clear the saved MQTT messages: {e}")))?;
     tracing::info!(
         sessions = n,
         subscriptions = subs,
+        messages = msgs,
         "persistent MQTT sessions restored"
     );
     Ok(())
@@ -357,6 +378,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             mqtt_durable(&cfg, &writer)?,
         );
         restore_sessions(&cfg, &writer, &broker).await?;
+        let broker_saved = broker.clone();
         // The grid's actors on arbiters of their own: the OS shares the cores between them and
         // the MQTT engine's, where one thread would run a topic actor's batch before the next
         // MQTT delivery (ARCHITECTURE.md, "Threads").
@@ -498,6 +520,16 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         tracing::info!("shutting down");
         // MQTT first, while the actors still run: the connections it closes report their end.
         mqtt.stop().await;
+        // Then what the persistent sessions hold, before the store goes.
+        let saved =
+            tokio::time::timeout(Duration::from_secs(30), broker_saved.save_sessions()).await;
+        match saved {
+            Ok(n) if n > 0 => tracing::info!(messages = n, "MQTT session messages saved"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                "saving the MQTT sessions' messages took too long; not all were saved"
+            ),
+        }
         // The Disconnected events of the connections the stop closed: the queue ends once the
         // MQTT thread has dropped its end.
         let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle).await;

@@ -1703,3 +1703,98 @@ fn persistent_sessions_and_subscriptions_survive_kill_9() {
         x.expect_silence(Duration::from_millis(200));
     }
 }
+
+/// A graceful restart (SIGTERM) keeps what persistent sessions hold: a QoS 1 message in flight is
+/// resent with DUP and its packet id, then the QoS 1 and 2 messages queued while the client was
+/// away follow in order; an inbound QoS 2 message whose PUBREL had not come is recognised when
+/// it is sent again (not routed twice) and completed by PUBREL.
+#[test]
+fn persistent_sessions_keep_their_messages_across_a_graceful_restart() {
+    let dir = common::TempDir::new("session-msgs");
+    let data = dir.0.join("data");
+    let mut srv = Server::start_in(&data, &[]);
+    let expiry = Prop::Num(0x11, 3600);
+    let mut a = Client::ok(
+        srv.mqtt,
+        Opts::v5("keep-a").clean(false).prop(expiry.clone()),
+    );
+    a.sub("q/#", 2);
+    let mut b = Client::ok(srv.mqtt, Opts::v3("keep-b").clean(false));
+    b.sub("r/+", 1);
+    drop(b);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("pub"));
+    assert_eq!(p.pub_wait("q/1", b"one", 1, false), 0);
+    let first = a.next_raw(); // never acknowledged: in flight
+    assert!(!first.dup);
+    drop(a);
+    assert_eq!(p.pub_wait("q/2", b"two", 2, false), 0);
+    assert_eq!(p.pub_wait("q/3", b"three", 1, false), 0);
+    assert_eq!(p.pub_wait("r/x", b"rx", 1, false), 0);
+    let mut c = Client::ok(
+        srv.mqtt,
+        Opts::v5("keep-c").clean(false).prop(expiry.clone()),
+    );
+    c.publish("q/4", b"four", 2, false, 77, &[]);
+    assert_eq!(c.expect(PUBREC).body.get(2).copied().unwrap_or(0), 0);
+    drop(c);
+    wait_until("the clients are gone", || {
+        srv.metric("evgrid_mqtt_connections") == 1.0
+    });
+    assert!(srv.terminate().success());
+
+    let srv = Server::start_in(&data, &[]);
+    let (mut c, ack) = Client::connect(
+        srv.mqtt,
+        Opts::v5("keep-c").clean(false).prop(expiry.clone()),
+    );
+    assert!(ack.session_present);
+    // The same PUBLISH again, with DUP: acknowledged, not routed a second time.
+    let mut body = Vec::new();
+    string(b"q/4", &mut body);
+    body.extend_from_slice(&77u16.to_be_bytes());
+    body.push(0); // no properties
+    body.extend_from_slice(b"four");
+    c.send((PUBLISH << 4) | 0x08 | (2 << 1), &body);
+    assert_eq!(c.expect(PUBREC).body.get(2).copied().unwrap_or(0), 0);
+    c.ack(PUBREL, 77);
+    let comp = c.expect(PUBCOMP);
+    assert_eq!(
+        comp.body.get(2).copied().unwrap_or(0),
+        0,
+        "PUBREL found its packet id"
+    );
+
+    let (mut a, ack) = Client::connect(srv.mqtt, Opts::v5("keep-a").clean(false).prop(expiry));
+    assert!(ack.session_present);
+    let again = a.next_raw();
+    assert!(again.dup, "resent with DUP");
+    assert_eq!(
+        (again.pid, again.payload.as_slice()),
+        (first.pid, &b"one"[..])
+    );
+    a.ack(PUBACK, again.pid);
+    // The window sends all three at once; they are acknowledged after.
+    let raw: Vec<Publish> = (0..3).map(|_| a.next_raw()).collect();
+    for m in &raw {
+        if m.qos == 1 {
+            a.ack(PUBACK, m.pid);
+        } else {
+            a.ack(PUBREC, m.pid);
+            a.expect(PUBREL);
+            a.ack(PUBCOMP, m.pid);
+        }
+    }
+    let rest: Vec<(Vec<u8>, u8)> = raw.into_iter().map(|m| (m.payload, m.qos)).collect();
+    assert_eq!(
+        rest,
+        [
+            (b"two".to_vec(), 2),
+            (b"three".to_vec(), 1),
+            (b"four".to_vec(), 2)
+        ]
+    );
+    a.expect_silence(Duration::from_millis(300));
+    let (mut b, ack) = Client::connect(srv.mqtt, Opts::v3("keep-b").clean(false));
+    assert!(ack.session_present);
+    assert_eq!(b.next_msg().payload, b"rx");
+}

@@ -43,6 +43,9 @@ struct Inner {
     /// Where persistent sessions, their subscriptions and retained messages are kept
     /// (`mqtt.persistence = durable`).
     persist: Option<crate::store::Writer>,
+    /// Set by [`Broker::save_sessions`]: sessions stopping from now on are stopped by the
+    /// shutdown, not ended, and keep their records.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// The topic's routing shard.
@@ -139,7 +142,13 @@ impl Broker {
             limits,
             hasher,
             persist,
+            closing: Default::default(),
         }))
+    }
+
+    /// The broker is shutting down: sessions that stop now keep their records.
+    pub(crate) fn closing(&self) -> bool {
+        self.0.closing.load(Ordering::Acquire)
     }
 
     /// The store that keeps the broker's durable state, if any.
@@ -202,6 +211,39 @@ impl Broker {
         self.commit(ops, "MQTT unsubscriptions").await;
     }
 
+    /// Graceful stop, after the listeners closed: every persistent session's QoS 1/2 messages
+    /// (in flight and queued) and inbound QoS 2 packet ids are committed, for [`Broker::restore`]
+    /// to put back. Answers how many messages were saved.
+    pub async fn save_sessions(&self) -> usize {
+        self.0.closing.store(true, Ordering::Release);
+        if self.0.persist.is_none() {
+            return 0;
+        }
+        let addrs: Vec<Addr<Session>> = self
+            .0
+            .registry
+            .iter()
+            .map(|e| e.value().addr.clone())
+            .collect();
+        let mut ops = Vec::new();
+        for a in addrs {
+            if let Ok(mut o) = a.send(session::Save).await {
+                ops.append(&mut o);
+            }
+        }
+        let n = ops
+            .iter()
+            .filter(|o| matches!(o, Op::PutMqtt { key, .. } if key.starts_with(persist::MSGS)))
+            .count();
+        // Committed in slices: one commit need not hold every session's backlog.
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(10_000));
+            self.commit(std::mem::replace(&mut ops, rest), "MQTT session messages")
+                .await;
+        }
+        n
+    }
+
     /// Start-up: puts the persistent sessions read back from the store in place, offline, each
     /// with its subscriptions in the routers and its expiry running (from now), before any
     /// client connects. Retained messages are not sent: they were when the client subscribed.
@@ -217,6 +259,8 @@ impl Broker {
             }
             addr.do_send(session::Restore {
                 expiry_secs: r.record.expiry_secs,
+                saved: r.saved,
+                inbound_qos2: r.inbound_qos2,
             });
             if !r.subs.is_empty() {
                 let max = usize::MAX;

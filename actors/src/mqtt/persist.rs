@@ -1,7 +1,9 @@
 //! The records of the MQTT broker's durable state in the store's `mqtt` table: retained
 //! messages (`retained/TOPIC`), persistent sessions (`session/CLIENT-ID` → session id and expiry
-//! interval) and their subscriptions (`sub/SESSION-ID/FILTER` → options; the session id in 16 hex
-//! digits, so one session's subscriptions are one key range).
+//! interval), their subscriptions (`sub/SESSION-ID/FILTER` → options), and, from a graceful stop
+//! until the next start reads them, the QoS 1/2 messages they held (`msg/SESSION-ID/N`) and
+//! their inbound QoS 2 packet ids (`inq2/SESSION-ID`). Session ids are 16 hex digits, so one
+//! session's records are one key range.
 //!
 //! Owns the keys and the framing, and nothing else: the routing shard that owns a topic writes
 //! its retained message's record when it is set and deletes it when it is cleared; a session
@@ -18,7 +20,7 @@
 
 use ntex_bytes::{ByteString, Bytes};
 
-use crate::mqtt::message::{AppMessage, Properties};
+use crate::mqtt::message::{AppMessage, Delivery, Properties};
 
 /// The key of `topic`'s retained message.
 pub fn retained_key(topic: &str) -> String {
@@ -85,6 +87,9 @@ pub struct RestoredSession {
     pub client_id: ByteString,
     pub record: SessionRecord,
     pub subs: Vec<crate::mqtt::router::SubReq>,
+    /// What it held when the broker last stopped gracefully, in order.
+    pub saved: Vec<SavedDelivery>,
+    pub inbound_qos2: Vec<u16>,
 }
 
 /// Pairs session records with their subscription records (both as read from the store, sorted
@@ -93,6 +98,8 @@ pub struct RestoredSession {
 pub fn restore(
     sessions: Vec<(String, Vec<u8>)>,
     subs: Vec<(String, Vec<u8>)>,
+    msgs: Vec<(String, Vec<u8>)>,
+    inbound_qos2: Vec<(String, Vec<u8>)>,
 ) -> (Vec<RestoredSession>, Vec<String>) {
     let mut out: Vec<RestoredSession> = Vec::new();
     let mut by_sid = std::collections::HashMap::new();
@@ -107,7 +114,27 @@ pub fn restore(
             client_id: ByteString::from(cid),
             record: r,
             subs: Vec::new(),
+            saved: Vec::new(),
+            inbound_qos2: Vec::new(),
         });
+    }
+    // Saved messages and packet ids are read once and deleted by the caller in any case, so
+    // those of no session are not reported.
+    let sid_of = |key: &str, prefix: &str| -> Option<usize> {
+        let hex = key.strip_prefix(prefix)?.get(..16)?;
+        by_sid.get(&u64::from_str_radix(hex, 16).ok()?).copied()
+    };
+    for (key, rec) in msgs {
+        match (sid_of(&key, MSGS), decode_delivery(&rec)) {
+            (Some(i), Some(d)) => out[i].saved.push(d),
+            (Some(_), None) => tracing_free_note(&key),
+            _ => {}
+        }
+    }
+    for (key, rec) in inbound_qos2 {
+        if let (Some(i), Some(p)) = (sid_of(&key, INBOUND_QOS2), decode_pids(&rec)) {
+            out[i].inbound_qos2 = p;
+        }
     }
     for (key, rec) in subs {
         let parsed = parse_sub_key(&key).zip(decode_sub(&rec));
@@ -121,6 +148,9 @@ pub fn restore(
     }
     (out, orphans)
 }
+
+/// A damaged saved message is skipped (pure module: the caller logs the count it lost).
+fn tracing_free_note(_key: &str) {}
 
 /// A subscription's options as recorded: QoS, no local, retain as published, retain handling,
 /// subscription identifier (0: none).
@@ -319,6 +349,105 @@ pub fn decode_retained(rec: &[u8]) -> Option<StoredRetained> {
         modified_ms,
         expires_ms,
     })
+}
+
+/// The prefix of every saved message's key (`msg/SESSION-ID/N`).
+pub const MSGS: &str = "msg/";
+/// The prefix of every saved set of inbound QoS 2 packet ids (`inq2/SESSION-ID`).
+pub const INBOUND_QOS2: &str = "inq2/";
+
+/// The key of session `sid`'s `n`th saved message (in flight first, then queued, in order).
+pub fn msg_key(sid: u64, n: u64) -> String {
+    format!("{MSGS}{sid:016x}/{n:016x}")
+}
+
+/// The key of session `sid`'s inbound QoS 2 packet ids awaiting PUBREL.
+pub fn inbound_qos2_key(sid: u64) -> String {
+    format!("{INBOUND_QOS2}{sid:016x}")
+}
+
+/// A QoS 1/2 message a session held when the broker stopped.
+#[derive(Debug, Clone)]
+pub struct SavedDelivery {
+    pub delivery: Delivery,
+    /// In flight: its packet id, and whether its PUBREC came (only PUBREL/PUBCOMP remain).
+    pub inflight: Option<(u16, bool)>,
+    /// When its message expiry interval ends (ms since the epoch), if it has one.
+    pub expires_ms: Option<u64>,
+}
+
+/// Frames a delivery: version · QoS · flags (bit 0 retain, bit 1 in flight, bit 2 PUBREC seen) ·
+/// packet id (u16) · subscription-identifier count (u32) · identifiers (u32 each) · the
+/// message as [`encode_retained`] frames it.
+pub fn encode_delivery(
+    d: &Delivery,
+    inflight: Option<(u16, bool)>,
+    expires_ms: Option<u64>,
+) -> Vec<u8> {
+    let mut flags = u8::from(d.retain);
+    if let Some((_, received)) = inflight {
+        flags |= 2 | (u8::from(received) << 2);
+    }
+    let mut out = vec![VERSION, d.qos, flags];
+    out.extend_from_slice(&inflight.map_or(0, |(p, _)| p).to_le_bytes());
+    out.extend_from_slice(&(d.sub_ids.len() as u32).to_le_bytes());
+    for id in &d.sub_ids {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out.extend(encode_retained(&d.msg, 0, expires_ms));
+    out
+}
+
+pub fn decode_delivery(rec: &[u8]) -> Option<SavedDelivery> {
+    let mut r = Reader(rec);
+    if r.u8()? != VERSION {
+        return None;
+    }
+    let (qos, flags) = (r.u8()?, r.u8()?);
+    let pid = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
+    let n = r.u32()? as usize;
+    let mut sub_ids = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        sub_ids.push(r.u32()?);
+    }
+    if !(1..=2).contains(&qos) || (flags & 2 != 0 && pid == 0) {
+        return None;
+    }
+    let m = decode_retained(r.0)?;
+    let mut msg = m.msg;
+    // The record keeps the message as published; the flag this subscriber sees is the one above.
+    msg.retain = flags & 1 != 0;
+    Some(SavedDelivery {
+        delivery: Delivery {
+            msg: std::sync::Arc::new(msg),
+            qos,
+            retain: flags & 1 != 0,
+            sub_ids,
+        },
+        inflight: (flags & 2 != 0).then_some((pid, flags & 4 != 0)),
+        expires_ms: m.expires_ms,
+    })
+}
+
+/// Packet ids, two bytes each.
+pub fn encode_pids(pids: &[u16]) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    for p in pids {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_pids(rec: &[u8]) -> Option<Vec<u16>> {
+    let (&v, rest) = rec.split_first()?;
+    if v != VERSION || rest.len() % 2 != 0 {
+        return None;
+    }
+    Some(
+        rest.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -9,6 +9,12 @@
 //! acknowledged without being routed twice). Subscriptions themselves live in the routing shards,
 //! keyed by this session's id.
 //!
+//! Durable broker (`mqtt.persistence = durable`): a persistent session's record and its
+//! subscriptions' are written by the broker before CONNACK and SUBACK; the session deletes them
+//! when it ends (not when the broker shuts down), answers [`Save`] with the records of what it
+//! holds at a graceful stop, and takes them back with [`Restore`] at start. Nothing is written per
+//! message.
+//!
 //! Writes to the client only through the connection's writer channel (the ntex sink is not `Send`),
 //! in batches: one channel message per mailbox message. Must never wait on a connection or on the
 //! routers while handling a message.
@@ -23,6 +29,7 @@ use ntex_bytes::ByteString;
 
 use crate::budget::{BUDGET, BufferKind};
 use crate::metrics::{DropReason, METRICS};
+use crate::model::clock::now_ms;
 use crate::mqtt::broker::Broker;
 use crate::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, Out, OutMsg, SessionId};
 use crate::mqtt::outbox::OutboxTx;
@@ -189,7 +196,18 @@ pub struct Attach {
 #[rtype(result = "()")]
 pub struct Restore {
     pub expiry_secs: u32,
+    /// The QoS 1/2 messages it held when the broker last stopped gracefully: those in flight
+    /// (resent with DUP and their packet ids when the client is back), then those queued.
+    pub saved: Vec<persist::SavedDelivery>,
+    /// Inbound QoS 2 packet ids whose PUBREL had not come.
+    pub inbound_qos2: Vec<u16>,
 }
+
+/// Graceful stop: a recorded session answers the records of what it holds (QoS 1/2 messages in
+/// flight and queued, inbound QoS 2 packet ids awaiting PUBREL) for the store.
+#[derive(Message)]
+#[rtype(result = "Vec<Op>")]
+pub struct Save;
 
 /// A connection ended. Sent by the connection's state when it is dropped.
 #[derive(Message)]
@@ -509,6 +527,7 @@ impl Actor for Session {
         self.publish_will();
         let ours = self.broker.session_ended(&self.client_id, self.id);
         if self.recorded
+            && !self.broker.closing()
             && let Some(w) = self.broker.persist()
         {
             let mut ops = vec![Op::DeleteMqttPrefix {
@@ -679,6 +698,72 @@ impl Handler<Restore> for Session {
         self.recorded = true;
         self.epoch += 1;
         self.start_expiry(ctx);
+        let (now, mono) = (now_ms(), Instant::now());
+        for s in msg.saved {
+            let mut d = s.delivery;
+            if let Some(e) = s.expires_ms {
+                if e <= now {
+                    METRICS.drop(DropReason::Expired, 1);
+                    continue;
+                }
+                let mut m = (*d.msg).clone();
+                m.expires_at = Some(mono + Duration::from_millis(e - now));
+                d.msg = Arc::new(m);
+            }
+            self.backlog_bytes += d.msg.weight();
+            match s.inflight {
+                Some((pid, received)) => {
+                    self.next_pid = self.next_pid.max(pid);
+                    self.inflight.push_back(Inflight { pid, d, received });
+                }
+                None => self.queue.push_back(d),
+            }
+        }
+        self.settle_budget();
+        if !msg.inbound_qos2.is_empty() {
+            let mut q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
+            q2.extend(msg.inbound_qos2);
+        }
+    }
+}
+
+impl Handler<Save> for Session {
+    type Result = MessageResult<Save>;
+
+    fn handle(&mut self, _: Save, _: &mut Self::Context) -> Self::Result {
+        if !self.recorded {
+            return MessageResult(Vec::new());
+        }
+        let (now, mono) = (now_ms(), Instant::now());
+        let expires = |d: &Delivery| {
+            d.msg
+                .expires_at
+                .map(|t| now + t.saturating_duration_since(mono).as_millis() as u64)
+        };
+        let sid = self.id.0;
+        let mut ops = Vec::with_capacity(self.inflight.len() + self.queue.len() + 1);
+        let held = self
+            .inflight
+            .iter()
+            .map(|i| (&i.d, Some((i.pid, i.received))))
+            .chain(self.queue.iter().map(|d| (d, None)));
+        for (n, (d, inflight)) in held.enumerate() {
+            ops.push(Op::PutMqtt {
+                key: persist::msg_key(sid, n as u64),
+                value: persist::encode_delivery(d, inflight, expires(d)),
+            });
+        }
+        let q2: Vec<u16> = {
+            let q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
+            q2.iter().copied().collect()
+        };
+        if !q2.is_empty() {
+            ops.push(Op::PutMqtt {
+                key: persist::inbound_qos2_key(sid),
+                value: persist::encode_pids(&q2),
+            });
+        }
+        MessageResult(ops)
     }
 }
 
