@@ -200,6 +200,27 @@ impl Drop for Mount {
     }
 }
 
+/// A tmpfs of `mib` MiB mounted in a fresh directory, unmounted (then removed) when the pair is
+/// dropped; `None`, after saying that `test` is skipped, where `mount` is not allowed (not root).
+fn tmpfs(mib: u32, test: &str) -> Option<((Mount, TempDir), std::path::PathBuf)> {
+    let dir = TempDir::new("tmpfs");
+    let mnt = dir.0.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "evgrid-test"])
+        .arg(&mnt)
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => Some(((Mount(mnt.clone()), dir), mnt)),
+        other => {
+            eprintln!(
+                "SKIPPED {test}: cannot mount a tmpfs here ({other:?}); run as root to include it"
+            );
+            None
+        }
+    }
+}
+
 fn readyz(srv: &Server) -> u16 {
     srv.get("/readyz").0
 }
@@ -210,23 +231,9 @@ fn readyz(srv: &Server) -> u16 {
 /// accepted before is still there. Needs `mount` (root); says so and does nothing otherwise.
 #[test]
 fn a_full_disk_is_survived_without_a_restart() {
-    let dir = TempDir::new("tmpfs");
-    let mnt = dir.0.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "evgrid-test"])
-        .arg(&mnt)
-        .output();
-    match mounted {
-        Ok(o) if o.status.success() => {}
-        other => {
-            eprintln!(
-                "SKIPPED a_full_disk_is_survived_without_a_restart: cannot mount a tmpfs here ({other:?}); run as root to include it"
-            );
-            return;
-        }
-    }
-    let _mount = Mount(mnt.clone());
+    let Some((_dir, mnt)) = tmpfs(16, "a_full_disk_is_survived_without_a_restart") else {
+        return;
+    };
     let data = mnt.join("data");
     let srv = Server::start_in(
         &data,
@@ -345,23 +352,10 @@ fn free_bytes(dir: &Path) -> u64 {
 /// `mount` (root); says so and does nothing otherwise.
 #[test]
 fn the_free_space_floor_refuses_new_events_and_recovers_when_space_returns() {
-    let dir = TempDir::new("floor");
-    let mnt = dir.0.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96m", "evgrid-floor"])
-        .arg(&mnt)
-        .output();
-    match mounted {
-        Ok(o) if o.status.success() => {}
-        other => {
-            eprintln!(
-                "SKIPPED the_free_space_floor_refuses_new_events_and_recovers_when_space_returns: cannot mount a tmpfs here ({other:?}); run as root to include it"
-            );
-            return;
-        }
-    }
-    let _mount = Mount(mnt.clone());
+    let test = "the_free_space_floor_refuses_new_events_and_recovers_when_space_returns";
+    let Some((_dir, mnt)) = tmpfs(96, test) else {
+        return;
+    };
     let floor: u64 = 32 << 20;
     let srv = Server::start_in(
         &mnt.join("data"),
