@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::http::{Resp, mgmt_json};
@@ -61,20 +60,7 @@ fn names(r: &Resp) -> Vec<String> {
 
 /// A self-signed RSA certificate made with openssl (CN `cn`), as PEM.
 fn rsa_cert(dir: &Path, cn: &str) -> String {
-    let (key, crt) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.pem")));
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-subj", &format!("/CN={cn}")])
-        .output()
-        .expect("openssl");
-    assert!(ok.status.success(), "{ok:?}");
-    std::fs::read_to_string(crt).unwrap()
+    common::jwt::rsa_self_signed(dir, cn, cn).1
 }
 
 #[test]

@@ -98,6 +98,14 @@ fn sub_op(srv: &Server, key: &str, action: &str, query: &str, body: &[u8]) -> Re
     )
 }
 
+/// Acknowledges `tokens`; answers how many succeeded.
+fn acknowledge(srv: &Server, key: &str, tokens: &[&str]) -> usize {
+    let body = json!({ "lockTokens": tokens }).to_string();
+    let r = sub_op(srv, key, "acknowledge", "", body.as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["succeededLockTokens"].as_array().unwrap().len()
+}
+
 /// Runs the binary on `dir` until it exits (it must refuse to start).
 fn start_refused(dir: &Path) -> Output {
     let mut child = Server::command(dir)
@@ -319,19 +327,7 @@ fn a_full_disk_is_survived_without_a_restart() {
     // And acknowledging commits again.
     for chunk in pulled.chunks(100) {
         let tokens: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
-        let r = sub_op(
-            &srv,
-            &key,
-            "acknowledge",
-            "",
-            json!({ "lockTokens": tokens }).to_string().as_bytes(),
-        );
-        assert_eq!(r.status, 200, "{r:?}");
-        assert_eq!(
-            r.json()["succeededLockTokens"].as_array().unwrap().len(),
-            chunk.len(),
-            "{r:?}"
-        );
+        assert_eq!(acknowledge(&srv, &key, &tokens), chunk.len());
     }
 }
 
@@ -418,18 +414,7 @@ fn the_free_space_floor_refuses_new_events_and_recovers_when_space_returns() {
         .iter()
         .map(|v| v["brokerProperties"]["lockToken"].as_str().unwrap())
         .collect();
-    let r = sub_op(
-        &srv,
-        &key,
-        "acknowledge",
-        "",
-        json!({ "lockTokens": tokens }).to_string().as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(
-        r.json()["succeededLockTokens"].as_array().unwrap().len(),
-        10
-    );
+    assert_eq!(acknowledge(&srv, &key, &tokens), 10);
 
     // Space returns: publishes are taken again at once.
     std::fs::remove_file(&filler).unwrap();

@@ -18,6 +18,12 @@ pub fn now_s() -> u64 {
 
 /// An RSA key and its self-signed certificate (PEM) in `dir`, named after `tag`.
 pub fn rsa_issuer(dir: &Path, tag: &str) -> (PathBuf, String) {
+    rsa_self_signed(dir, tag, "issuer")
+}
+
+/// An RSA key and its self-signed certificate with common name `cn` (PEM) in `dir`, named after
+/// `tag`.
+pub fn rsa_self_signed(dir: &Path, tag: &str, cn: &str) -> (PathBuf, String) {
     let (key, crt) = (
         dir.join(format!("{tag}.key")),
         dir.join(format!("{tag}.pem")),
@@ -30,7 +36,7 @@ pub fn rsa_issuer(dir: &Path, tag: &str) -> (PathBuf, String) {
         .arg(&key)
         .arg("-out")
         .arg(&crt)
-        .args(["-subj", "/CN=issuer"])
+        .args(["-subj", &format!("/CN={cn}")])
         .output()
         .expect("openssl (the test command installs it)");
     assert!(out.status.success(), "{out:?}");
