@@ -90,6 +90,10 @@ fn other(msg: String) -> std::io::Error {
 fn open_store(cfg: &Config) -> std::io::Result<Writer> {
     let backend: Arc<dyn Store> = match cfg.store.backend.as_str() {
         "memory" => Arc::new(store::mem::MemStore::new()),
+        "log" => Arc::new(
+            store::log::LogStore::open_with(&cfg.data_dir, cfg.store.segment_bytes)
+                .map_err(|e| other(e.to_string()))?,
+        ),
         _ => {
             let path = cfg.data_dir.join("store.redb");
             Arc::new(store::redb::RedbStore::open(&path).map_err(|e| other(e.to_string()))?)

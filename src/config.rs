@@ -42,8 +42,13 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `redb` (durable, `store.redb` in the data directory) or `memory` (nothing survives).
+    /// `redb` (durable, everything in `store.redb` in the data directory), `log` (durable:
+    /// queued events in an append-only log, `queue/`, beside `store.redb` for the rest) or
+    /// `memory` (nothing survives).
     pub backend: String,
+    /// `store.backend = "log"`: bytes at which a queue segment is sealed and the next begins
+    /// (space comes back a segment at a time, once everything in it is settled).
+    pub segment_bytes: u64,
     /// Bytes of event bodies one pull or push subscription keeps in memory; the rest of its
     /// backlog stays in the store and is read back as the window drains.
     pub backlog_window_bytes: usize,
@@ -59,7 +64,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         let w = evgrid_actors::delivery::backlog::WindowLimits::default();
         StoreConfig {
-            backend: "redb".into(),
+            backend: "log".into(),
+            segment_bytes: evgrid_actors::store::log::SEGMENT_BYTES,
             backlog_window_bytes: w.per_subscription,
             backlog_memory_bytes: w.total,
             min_free_bytes: 128 << 20,
@@ -589,8 +595,11 @@ impl Config {
             return bad("http.body_timeout_ms", "must be between 100 and 3600000");
         }
         let e = &self.events;
-        if !matches!(self.store.backend.as_str(), "redb" | "memory") {
-            return bad("store.backend", "must be \"redb\" or \"memory\"");
+        if !matches!(self.store.backend.as_str(), "redb" | "log" | "memory") {
+            return bad("store.backend", "must be \"redb\", \"log\" or \"memory\"");
+        }
+        if !(1 << 20..=1 << 32).contains(&self.store.segment_bytes) {
+            return bad("store.segment_bytes", "must be between 1 MiB and 4 GiB");
         }
         if !matches!(self.mqtt.persistence.as_str(), "durable" | "memory") {
             return bad("mqtt.persistence", "must be \"durable\" or \"memory\"");

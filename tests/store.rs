@@ -142,7 +142,7 @@ fn garbage_inside_a_store_is_refused_with_the_file_named_not_a_panic() {
     let store = data.join("store.redb");
     // evgrid's own exit leaves the file for redb to repair (which checks it); a clean close
     // (as redb's own tools and a future graceful close leave it) is trusted as it is.
-    drop(evgrid_actors::store::redb::RedbStore::open(&store).unwrap());
+    drop(evgrid_actors::store::redb::RedbStore::open_beside_log(&store).unwrap());
     let mut bytes = std::fs::read(&store).unwrap();
     let len = bytes.len();
     for b in &mut bytes[len / 4..len / 2] {
@@ -431,4 +431,117 @@ fn the_free_space_floor_refuses_new_events_and_recovers_when_space_returns() {
         .collect();
     want.sort();
     assert_eq!(ids, want, "the accepted events, none of the refused ones");
+}
+
+/// Receives and locks up to `n` events (fewer only if the queue runs dry for 10 s).
+fn receive(srv: &Server, key: &str, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let q = format!("&maxEvents={}&maxWaitTime=10", (n - out.len()).min(100));
+        let r = sub_op(srv, key, "receive", &q, b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        let got = r.json()["value"].as_array().unwrap().clone();
+        if got.is_empty() {
+            break;
+        }
+        out.extend(got.iter().map(|v| {
+            (
+                v["event"]["id"].as_str().unwrap().to_string(),
+                v["brokerProperties"]["lockToken"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }));
+    }
+    out
+}
+
+fn segments(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(data.join("queue"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The queue log (the default `store.backend`) through the binary: acknowledged events give
+/// their segments back while the server runs, a `kill -9` keeps exactly the unacknowledged
+/// ones, and a damaged segment is refused at start with the file named.
+#[test]
+fn the_queue_log_gives_space_back_keeps_what_was_not_acknowledged_and_refuses_damage() {
+    let dir = TempDir::new("log");
+    let data = dir.0.join("data");
+    let env = [
+        ("EVGRID_ADMIN_KEY", ADMIN),
+        ("EVGRID_STORE_SEGMENT_BYTES", "1048576"),
+    ];
+    let srv = Server::start_in(&data, &env);
+    let key = topic_and_queue(&srv);
+    for b in 0..8 {
+        assert_eq!(publish(&srv, &key, b * 500, 500, 1000).status, 200);
+    }
+    let before = segments(&data);
+    assert!(before.len() >= 4, "{before:?}");
+    // Acknowledge the first 3,000 of 4,000; the rest stay.
+    let got = receive(&srv, &key, 3000);
+    assert_eq!(got.len(), 3000);
+    for chunk in got.chunks(500) {
+        let tokens: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(acknowledge(&srv, &key, &tokens), tokens.len());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while segments(&data).len() > 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = segments(&data);
+    assert!(after.len() < before.len() - 1, "{before:?} → {after:?}");
+    assert!(
+        !after.contains(&before[0]),
+        "the first segment was reclaimed: {after:?}"
+    );
+    let m = request(srv.http, "GET", "/metrics", &[], b"");
+    let reclaimed = m
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("evgrid_store_log_segments_reclaimed_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("evgrid_store_log_segments_reclaimed_total");
+    assert!(reclaimed >= 1, "{reclaimed}");
+
+    srv.kill9();
+    drop(srv);
+    let mut srv = Server::start_in(&data, &env);
+    let mut left: Vec<String> = receive(&srv, &key, 1000)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    left.sort_by_key(|id| id[1..].parse::<usize>().unwrap());
+    let want: Vec<String> = (3000..4000).map(|i| format!("e{i}")).collect();
+    assert_eq!(left, want, "exactly the unacknowledged events, once each");
+    let r = sub_op(&srv, &key, "receive", "&maxEvents=10&maxWaitTime=10", b"");
+    assert_eq!(
+        r.json()["value"].as_array().unwrap().len(),
+        0,
+        "nothing else"
+    );
+    assert!(srv.terminate().success());
+
+    // One flipped byte in a segment that still holds events.
+    let seg = segments(&data).into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = start_refused(&data);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&format!("{} is damaged", seg.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "left as it was");
 }

@@ -499,6 +499,12 @@ pub struct StoreMetrics {
     pub full_refusals: Counter,
     /// Free bytes of the data directory's file system at the last check.
     pub free_bytes: Gauge,
+    /// Queue log (`store.backend = "log"`): segment files on disk, their bytes, segments
+    /// deleted because everything in them was settled, bytes appended.
+    pub log_segments: Gauge,
+    pub log_bytes: Gauge,
+    pub log_segments_reclaimed: Counter,
+    pub log_appended_bytes: Counter,
 }
 
 pub static STORE: StoreMetrics = StoreMetrics {
@@ -507,6 +513,10 @@ pub static STORE: StoreMetrics = StoreMetrics {
     healthy: Gauge(AtomicI64::new(1)),
     full_refusals: Counter::new(),
     free_bytes: Gauge::new(),
+    log_segments: Gauge::new(),
+    log_bytes: Gauge::new(),
+    log_segments_reclaimed: Counter::new(),
+    log_appended_bytes: Counter::new(),
 };
 
 impl StoreMetrics {
@@ -527,6 +537,16 @@ impl StoreMetrics {
                 "Batches of new events refused because the data directory's file system had less free space than store.min_free_bytes.",
                 self.full_refusals.get(),
             ),
+            (
+                "evgrid_store_log_segments_reclaimed_total",
+                "Queue log segments deleted because every event in them was settled (store.backend = log).",
+                self.log_segments_reclaimed.get(),
+            ),
+            (
+                "evgrid_store_log_appended_bytes_total",
+                "Bytes appended to the queue log (store.backend = log).",
+                self.log_appended_bytes.get(),
+            ),
         ] {
             single(s, "counter", name, help, v);
         }
@@ -543,6 +563,20 @@ impl StoreMetrics {
             "evgrid_store_free_bytes",
             "Free bytes of the data directory's file system when new events were last committed.",
             self.free_bytes.get(),
+        );
+        single(
+            s,
+            "gauge",
+            "evgrid_store_log_segments",
+            "Queue log segment files on disk (store.backend = log).",
+            self.log_segments.get(),
+        );
+        single(
+            s,
+            "gauge",
+            "evgrid_store_log_bytes",
+            "Bytes in the queue log's segment files (store.backend = log).",
+            self.log_bytes.get(),
         );
     }
 }

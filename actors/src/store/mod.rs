@@ -1,7 +1,8 @@
 //! The durable store: resources, pull-queue entries, their delivery state and dead letters.
 //!
-//! Owns the [`Store`] trait with two implementations ([`mem::MemStore`] for tests and
-//! `store.backend = "memory"`, [`redb::RedbStore`] for everything durable), and the
+//! Owns the [`Store`] trait with three implementations ([`mem::MemStore`] for tests and
+//! `store.backend = "memory"`; [`redb::RedbStore`], everything in one redb file; and
+//! [`log::LogStore`], queues in an append-only log beside a redb file for the rest), and the
 //! [`Writer`]: the one task that applies mutations. Everything that changes the store goes
 //! through the writer as a batch of [`Op`]s; the writer takes every batch queued while the
 //! previous commit was syncing, applies them all in one transaction, commits once (one fsync),
@@ -44,6 +45,7 @@
 //! that is not an evgrid store (or is damaged) as if it were empty; stay unable to commit after
 //! the cause of a write error is gone.
 
+pub mod log;
 pub mod mem;
 pub mod record;
 pub mod redb;
@@ -73,7 +75,8 @@ pub enum Op {
     DeleteResource {
         path: String,
     },
-    /// A published event queued for one subscription.
+    /// A published event queued for one subscription. A subscription's sequences ascend: each
+    /// enqueue is above every sequence it had before (the queue log refuses one that is not).
     Enqueue {
         sub: u64,
         seq: u64,
@@ -189,7 +192,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many entries `sub` has queued from sequence `from` on, and its highest sequence (0
     /// if none). Walks the keys, not the bodies.
     fn queue_extent(&self, sub: u64, from: u64) -> Result<(u64, u64), StoreError>;
-    /// The highest queued sequence of `sub` (0 if none), without reading the others.
+    /// The highest queued sequence of `sub` (0 if none), without reading the others. A backend
+    /// may answer a higher sequence `sub` had and settled (the queue log remembers them all);
+    /// callers continue above this, never at or below it.
     fn queue_last(&self, sub: u64) -> Result<u64, StoreError>;
     /// Subscription keys that have queue entries or dead letters (to find orphans).
     fn subscription_keys(&self) -> Result<Vec<u64>, StoreError>;

@@ -139,8 +139,26 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<
 }
 
 impl RedbStore {
-    /// Opens the store at `path`, creating a new one only if no file is there.
+    /// Opens the store at `path`, creating a new one only if no file is there. A store whose
+    /// queues live in the queue log (`store.backend = "log"`) is refused: opened here, every
+    /// queued event would look gone.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        let store = Self::open_beside_log(path)?;
+        if store
+            .meta(super::log::QUEUES_KEY)?
+            .is_some_and(|v| v == super::log::QUEUES_IN_LOG)
+        {
+            return Err(StoreError::Refused(format!(
+                "{} keeps its queued events in the queue log beside it (queue/); set store.backend = \"log\" to open it",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    /// Opens the store at `path` for [`super::log::LogStore`], which keeps everything but the
+    /// queues in it.
+    pub fn open_beside_log(path: &Path) -> Result<RedbStore, StoreError> {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::create(path),
