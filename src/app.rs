@@ -159,6 +159,7 @@ async fn restore_sessions(cfg: &Config, writer: &Writer, broker: &Broker) -> std
         read(persist::SUBS)?,
         read(persist::MSGS)?,
         read(persist::INBOUND_QOS2)?,
+        read(persist::WILLS)?,
     );
     if !orphans.is_empty() {
         tracing::warn!(

@@ -1704,6 +1704,72 @@ fn persistent_sessions_and_subscriptions_survive_kill_9() {
     }
 }
 
+/// A will waiting for its delay survives `kill -9` and a graceful restart, and is published
+/// when due (not at once, not never); a client that came back before its will was due cancels
+/// it for good, restart or not.
+#[test]
+fn delayed_wills_survive_kill_9_and_restarts() {
+    let dir = common::TempDir::new("wills");
+    let data = dir.0.join("data");
+    let srv = Server::start_in(&data, &[]);
+    let expiry = Prop::Num(0x11, 3600);
+    let with_will = |id: &str, delay: u32| {
+        Opts::v5(id).clean(false).prop(expiry.clone()).will(
+            &format!("wills/{id}"),
+            b"gone",
+            1,
+            true,
+            vec![Prop::Num(0x18, delay)],
+        )
+    };
+    // Both drop their connections (no DISCONNECT); w-back comes back before its will is due.
+    drop(Client::ok(srv.mqtt, with_will("w-kill", 4)));
+    drop(Client::ok(srv.mqtt, with_will("w-back", 4)));
+    wait_until("both sessions are offline", || {
+        srv.metric("evgrid_mqtt_connections") == 0.0
+    });
+    let back = Client::ok(
+        srv.mqtt,
+        Opts::v5("w-back").clean(false).prop(expiry.clone()),
+    );
+    back.disconnect();
+    std::thread::sleep(Duration::from_millis(300));
+    srv.kill9();
+    let started = Instant::now();
+    let mut srv = Server::start_in(&data, &[]);
+    let mut sub = Client::ok(srv.mqtt, Opts::v5("watcher"));
+    sub.sub("wills/#", 1);
+    // Retained wills: one that was published shows up at once on subscribe; none has been yet.
+    sub.expect_silence(Duration::from_millis(500));
+    let m = sub.next_msg();
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("wills/w-kill", &b"gone"[..])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "published when due, {:?} after the restart",
+        started.elapsed()
+    );
+    sub.expect_silence(Duration::from_millis(500));
+
+    // A graceful restart while a will waits: kept, and published after the restart.
+    drop(Client::ok(srv.mqtt, with_will("w-term", 3)));
+    wait_until("w-term is offline", || {
+        srv.metric("evgrid_mqtt_connections") == 1.0
+    });
+    drop(sub);
+    assert!(srv.terminate().success());
+    let srv = Server::start_in(&data, &[]);
+    let mut sub = Client::ok(srv.mqtt, Opts::v5("watcher2"));
+    sub.sub("wills/w-term", 1);
+    let m = sub.next_msg();
+    assert_eq!(m.topic, "wills/w-term");
+    let mut sub = Client::ok(srv.mqtt, Opts::v5("watcher3"));
+    sub.sub("wills/w-back", 1);
+    sub.expect_silence(Duration::from_secs(5));
+}
+
 /// A graceful restart (SIGTERM) keeps what persistent sessions hold: a QoS 1 message in flight is
 /// resent with DUP and its packet id, then the QoS 1 and 2 messages queued while the client was
 /// away follow in order; an inbound QoS 2 message whose PUBREL had not come is recognised when

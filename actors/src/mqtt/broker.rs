@@ -261,6 +261,7 @@ impl Broker {
                 expiry_secs: r.record.expiry_secs,
                 saved: r.saved,
                 inbound_qos2: r.inbound_qos2,
+                will: r.will,
             });
             if !r.subs.is_empty() {
                 let max = usize::MAX;

@@ -2,8 +2,10 @@
 //! messages (`retained/TOPIC`), persistent sessions (`session/CLIENT-ID` → session id and expiry
 //! interval), their subscriptions (`sub/SESSION-ID/FILTER` → options), and, from a graceful stop
 //! until the next start reads them, the QoS 1/2 messages they held (`msg/SESSION-ID/N`) and
-//! their inbound QoS 2 packet ids (`inq2/SESSION-ID`). Session ids are 16 hex digits, so one
-//! session's records are one key range.
+//! their inbound QoS 2 packet ids (`inq2/SESSION-ID`), and the will of a disconnected session
+//! that waits for its will delay (`will/SESSION-ID`, framed like a retained message whose time
+//! is when the will is due). Session ids are 16 hex digits, so one session's records are one key
+//! range.
 //!
 //! Owns the keys and the framing, and nothing else: the routing shard that owns a topic writes
 //! its retained message's record when it is set and deletes it when it is cleared; a session
@@ -81,6 +83,24 @@ pub fn decode_session(rec: &[u8]) -> Option<SessionRecord> {
     r.0.is_empty().then_some(out)
 }
 
+/// The prefix of every pending will's key.
+pub const WILLS: &str = "will/";
+
+/// The key of session `sid`'s pending will.
+pub fn will_key(sid: u64) -> String {
+    format!("{WILLS}{sid:016x}")
+}
+
+/// Frames a will due at `due_ms`.
+pub fn encode_will(msg: &AppMessage, due_ms: u64) -> Vec<u8> {
+    encode_retained(msg, due_ms, None)
+}
+
+/// A pending will and when it is due (ms since the epoch).
+pub fn decode_will(rec: &[u8]) -> Option<(AppMessage, u64)> {
+    decode_retained(rec).map(|r| (r.msg, r.modified_ms))
+}
+
 /// A persistent session as read back at start-up, with its subscriptions.
 #[derive(Debug, Clone)]
 pub struct RestoredSession {
@@ -90,6 +110,8 @@ pub struct RestoredSession {
     /// What it held when the broker last stopped gracefully, in order.
     pub saved: Vec<SavedDelivery>,
     pub inbound_qos2: Vec<u16>,
+    /// Its will, if it was waiting for its delay, and when it is due (ms since the epoch).
+    pub will: Option<(AppMessage, u64)>,
 }
 
 /// Pairs session records with their subscription records (both as read from the store, sorted
@@ -100,6 +122,7 @@ pub fn restore(
     subs: Vec<(String, Vec<u8>)>,
     msgs: Vec<(String, Vec<u8>)>,
     inbound_qos2: Vec<(String, Vec<u8>)>,
+    wills: Vec<(String, Vec<u8>)>,
 ) -> (Vec<RestoredSession>, Vec<String>) {
     let mut out: Vec<RestoredSession> = Vec::new();
     let mut by_sid = std::collections::HashMap::new();
@@ -116,6 +139,7 @@ pub fn restore(
             subs: Vec::new(),
             saved: Vec::new(),
             inbound_qos2: Vec::new(),
+            will: None,
         });
     }
     // Saved messages and packet ids are read once and deleted by the caller in any case, so
@@ -134,6 +158,12 @@ pub fn restore(
     for (key, rec) in inbound_qos2 {
         if let (Some(i), Some(p)) = (sid_of(&key, INBOUND_QOS2), decode_pids(&rec)) {
             out[i].inbound_qos2 = p;
+        }
+    }
+    for (key, rec) in wills {
+        match (sid_of(&key, WILLS), decode_will(&rec)) {
+            (Some(i), Some(w)) => out[i].will = Some(w),
+            _ => orphans.push(key),
         }
     }
     for (key, rec) in subs {

@@ -201,6 +201,8 @@ pub struct Restore {
     pub saved: Vec<persist::SavedDelivery>,
     /// Inbound QoS 2 packet ids whose PUBREL had not come.
     pub inbound_qos2: Vec<u16>,
+    /// Its will, if it was waiting for its delay, and when it is due (ms since the epoch).
+    pub will: Option<(AppMessage, u64)>,
 }
 
 /// Graceful stop: a recorded session answers the records of what it holds (QoS 1/2 messages in
@@ -284,6 +286,9 @@ pub struct Session {
     expiry_secs: u32,
     will: Option<Will>,
     will_timer: Option<SpawnHandle>,
+    /// Its pending will has a record in the store (`will/SID`), to delete once it is published
+    /// or cancelled.
+    will_recorded: bool,
     expiry_timer: Option<SpawnHandle>,
     /// Bumped on every attach/detach so a stale timer can tell it is stale.
     epoch: u64,
@@ -326,6 +331,7 @@ impl Session {
             expiry_secs: 0,
             will: None,
             will_timer: None,
+            will_recorded: false,
             expiry_timer: None,
             epoch: 0,
             waiting: None,
@@ -500,6 +506,29 @@ impl Session {
             tracing::debug!(client_id = %self.client_id, topic = %will.msg.topic, "publishing will");
             self.broker.publish(will.msg);
         }
+        self.forget_will_record();
+    }
+
+    /// Deletes the store's record of a pending will (published, or cancelled by a reconnect).
+    fn forget_will_record(&mut self) {
+        if std::mem::take(&mut self.will_recorded)
+            && let Some(w) = self.broker.persist()
+        {
+            drop(w.submit(vec![Op::DeleteMqtt {
+                key: persist::will_key(self.id.0),
+            }]));
+        }
+    }
+
+    /// Publishes the pending will once `delay` has passed, unless a connection attaches first.
+    fn arm_will(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        let epoch = self.epoch;
+        self.will_timer = Some(ctx.run_later(delay, move |s, _| {
+            if s.epoch == epoch {
+                s.will_timer = None;
+                s.publish_will();
+            }
+        }));
     }
 
     /// Closes the attached connection, if any, from the broker's side.
@@ -523,8 +552,12 @@ impl Actor for Session {
         METRICS.sessions.dec();
         self.backlog_bytes = 0;
         self.settle_budget();
-        // A will still waiting for its delay is due when the session ends [MQTT-3.1.3-9].
-        self.publish_will();
+        // A will still waiting for its delay is due when the session ends [MQTT-3.1.3-9]. A
+        // graceful stop of the broker does not end a persistent session: its recorded will
+        // waits in the store, and the next start arms it again.
+        if !(self.broker.closing() && self.will_recorded) {
+            self.publish_will();
+        }
         let ours = self.broker.session_ended(&self.client_id, self.id);
         if self.recorded
             && !self.broker.closing()
@@ -602,6 +635,7 @@ impl Session {
             ctx.cancel_future(t);
         }
         // A will pending from the previous connection is not sent: the client is back.
+        self.forget_will_record();
         self.will = msg.will;
         self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
         // The broker records it before CONNACK (`Broker::open`).
@@ -676,14 +710,19 @@ impl Handler<Detach> for Session {
             if w.delay_secs == 0 {
                 self.publish_will();
             } else {
-                let epoch = self.epoch;
                 let delay = Duration::from_secs(u64::from(w.delay_secs));
-                self.will_timer = Some(ctx.run_later(delay, move |s, _| {
-                    if s.epoch == epoch {
-                        s.will_timer = None;
-                        s.publish_will();
-                    }
-                }));
+                // Recorded so that a restart (or `kill -9`) before it is due does not lose it.
+                if self.recorded
+                    && let Some(st) = self.broker.persist()
+                {
+                    let due = now_ms() + delay.as_millis() as u64;
+                    drop(st.submit(vec![Op::PutMqtt {
+                        key: persist::will_key(self.id.0),
+                        value: persist::encode_will(&w.msg, due),
+                    }]));
+                    self.will_recorded = true;
+                }
+                self.arm_will(delay, ctx);
             }
         }
         self.start_expiry(ctx);
@@ -698,6 +737,11 @@ impl Handler<Restore> for Session {
         self.recorded = true;
         self.epoch += 1;
         self.start_expiry(ctx);
+        if let Some((msg, due_ms)) = msg.will {
+            self.will = Some(Will { msg, delay_secs: 0 });
+            self.will_recorded = true;
+            self.arm_will(Duration::from_millis(due_ms.saturating_sub(now_ms())), ctx);
+        }
         let (now, mono) = (now_ms(), Instant::now());
         for s in msg.saved {
             let mut d = s.delivery;
