@@ -1770,6 +1770,97 @@ fn delayed_wills_survive_kill_9_and_restarts() {
     sub.expect_silence(Duration::from_secs(5));
 }
 
+/// `kill -9` keeps what persistent sessions hold, from their journals: a QoS 2 message whose
+/// PUBREC came gets its PUBREL again, a QoS 1 message in flight is resent with DUP and its packet
+/// id, then the QoS 1 and 2 messages queued while the client was away follow in order (v5), and
+/// a v3.1.1 session gets what it missed; a message acknowledged before the crash does not come
+/// back.
+#[test]
+fn persistent_sessions_keep_their_messages_across_kill_9() {
+    let dir = common::TempDir::new("session-journal");
+    let data = dir.0.join("data");
+    let srv = Server::start_in(&data, &[]);
+    let expiry = Prop::Num(0x11, 3600);
+    let mut a = Client::ok(
+        srv.mqtt,
+        Opts::v5("jour-a").clean(false).prop(expiry.clone()),
+    );
+    a.sub("q/#", 2);
+    let mut b = Client::ok(srv.mqtt, Opts::v3("jour-b").clean(false));
+    b.sub("r/+", 1);
+    drop(b);
+    let mut p = Client::ok(srv.mqtt, Opts::v3("pub"));
+    assert_eq!(p.pub_wait("q/done", b"acked", 1, false), 0);
+    let done = a.next_raw();
+    a.ack(PUBACK, done.pid);
+    assert_eq!(p.pub_wait("q/0", b"zero", 2, false), 0);
+    let zero = a.next_raw();
+    assert_eq!(zero.qos, 2);
+    a.ack(PUBREC, zero.pid);
+    let rel = a.expect(PUBREL);
+    assert_eq!(&rel.body[..2], &zero.pid.to_be_bytes());
+    assert_eq!(p.pub_wait("q/1", b"one", 1, false), 0);
+    let first = a.next_raw(); // never acknowledged: in flight
+    assert!(!first.dup);
+    drop(a);
+    wait_until("jour-a is offline", || {
+        srv.metric("evgrid_mqtt_connections") == 1.0
+    });
+    assert_eq!(p.pub_wait("q/2", b"two", 2, false), 0);
+    assert_eq!(p.pub_wait("q/3", b"three", 1, false), 0);
+    assert_eq!(p.pub_wait("r/x", b"rx", 1, false), 0);
+    // The journal is written within 10 ms of each change, and committed once per group commit.
+    std::thread::sleep(Duration::from_millis(500));
+    srv.kill9();
+
+    let srv = Server::start_in(&data, &[]);
+    let (mut a, ack) = Client::connect(srv.mqtt, Opts::v5("jour-a").clean(false).prop(expiry));
+    assert!(ack.session_present);
+    let rel = a.expect(PUBREL);
+    assert_eq!(
+        &rel.body[..2],
+        &zero.pid.to_be_bytes(),
+        "PUBREL again, same id"
+    );
+    a.ack(PUBCOMP, zero.pid);
+    let again = a.next_raw();
+    assert!(again.dup, "resent with DUP");
+    assert_eq!(
+        (again.pid, again.payload.as_slice()),
+        (first.pid, &b"one"[..])
+    );
+    a.ack(PUBACK, again.pid);
+    let raw: Vec<Publish> = (0..2).map(|_| a.next_raw()).collect();
+    for m in &raw {
+        assert!(!m.dup);
+        if m.qos == 1 {
+            a.ack(PUBACK, m.pid);
+        } else {
+            a.ack(PUBREC, m.pid);
+            a.expect(PUBREL);
+            a.ack(PUBCOMP, m.pid);
+        }
+    }
+    let rest: Vec<(Vec<u8>, u8)> = raw.into_iter().map(|m| (m.payload, m.qos)).collect();
+    assert_eq!(rest, [(b"two".to_vec(), 2), (b"three".to_vec(), 1)]);
+    a.expect_silence(Duration::from_millis(300));
+    let (mut b, ack) = Client::connect(srv.mqtt, Opts::v3("jour-b").clean(false));
+    assert!(ack.session_present);
+    let m = b.next_msg();
+    assert_eq!((m.payload.as_slice(), m.qos), (&b"rx"[..], 1));
+    b.expect_silence(Duration::from_millis(300));
+    // Everything acknowledged: a second crash brings nothing back.
+    std::thread::sleep(Duration::from_millis(500));
+    srv.kill9();
+    let srv = Server::start_in(&data, &[]);
+    let (mut a, ack) = Client::connect(
+        srv.mqtt,
+        Opts::v5("jour-a").clean(false).prop(Prop::Num(0x11, 3600)),
+    );
+    assert!(ack.session_present);
+    a.expect_silence(Duration::from_millis(500));
+}
+
 /// A graceful restart (SIGTERM) keeps what persistent sessions hold: a QoS 1 message in flight is
 /// resent with DUP and its packet id, then the QoS 1 and 2 messages queued while the client was
 /// away follow in order; an inbound QoS 2 message whose PUBREL had not come is recognised when

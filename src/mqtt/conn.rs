@@ -397,6 +397,7 @@ impl Conn {
                 msg: m,
                 retain: true,
                 sub_ids: sub_id.into_iter().collect(),
+                journal: 0,
             }));
         }
         if !retained.is_empty() {

@@ -108,6 +108,9 @@ pub struct Delivery {
     pub retain: bool,
     /// MQTT 5 subscription identifiers of every matching subscription; empty when none.
     pub sub_ids: Vec<u32>,
+    /// Its number in the session's journal (`msg/SID/N` in the store; 0: not journaled). Set by
+    /// the session that holds it, never by the router.
+    pub journal: u64,
 }
 
 /// What a session hands to its connection's writer.

@@ -1,8 +1,10 @@
 //! The records of the MQTT broker's durable state in the store's `mqtt` table: retained
 //! messages (`retained/TOPIC`), persistent sessions (`session/CLIENT-ID` → session id and expiry
-//! interval), their subscriptions (`sub/SESSION-ID/FILTER` → options), and, from a graceful stop
-//! until the next start reads them, the QoS 1/2 messages they held (`msg/SESSION-ID/N`) and
-//! their inbound QoS 2 packet ids (`inq2/SESSION-ID`), and the will of a disconnected session
+//! interval), their subscriptions (`sub/SESSION-ID/FILTER` → options), the QoS 1/2 messages they
+//! hold (`msg/SESSION-ID/N`, N the message's number in the session's journal: written as it
+//! is queued or sent and as its state changes, deleted when acknowledged), and, from a graceful
+//! stop until the next start reads them, their inbound QoS 2 packet ids (`inq2/SESSION-ID`), and
+//! the will of a disconnected session
 //! that waits for its will delay (`will/SESSION-ID`, framed like a retained message whose time
 //! is when the will is due). Session ids are 16 hex digits, so one session's records are one key
 //! range.
@@ -142,17 +144,22 @@ pub fn restore(
             will: None,
         });
     }
-    // Saved messages and packet ids are read once and deleted by the caller in any case, so
-    // those of no session are not reported.
     let sid_of = |key: &str, prefix: &str| -> Option<usize> {
         let hex = key.strip_prefix(prefix)?.get(..16)?;
         by_sid.get(&u64::from_str_radix(hex, 16).ok()?).copied()
     };
     for (key, rec) in msgs {
-        match (sid_of(&key, MSGS), decode_delivery(&rec)) {
-            (Some(i), Some(d)) => out[i].saved.push(d),
-            (Some(_), None) => tracing_free_note(&key),
-            _ => {}
+        let n = key
+            .strip_prefix(MSGS)
+            .and_then(|k| k.get(17..))
+            .and_then(|n| u64::from_str_radix(n, 16).ok());
+        match (sid_of(&key, MSGS), decode_delivery(&rec), n) {
+            (Some(i), Some(mut d), Some(n)) => {
+                d.delivery.journal = n;
+                out[i].saved.push(d);
+            }
+            // Damaged, or of no session: deleted by the caller.
+            _ => orphans.push(key),
         }
     }
     for (key, rec) in inbound_qos2 {
@@ -178,9 +185,6 @@ pub fn restore(
     }
     (out, orphans)
 }
-
-/// A damaged saved message is skipped (pure module: the caller logs the count it lost).
-fn tracing_free_note(_key: &str) {}
 
 /// A subscription's options as recorded: QoS, no local, retain as published, retain handling,
 /// subscription identifier (0: none).
@@ -386,9 +390,15 @@ pub const MSGS: &str = "msg/";
 /// The prefix of every saved set of inbound QoS 2 packet ids (`inq2/SESSION-ID`).
 pub const INBOUND_QOS2: &str = "inq2/";
 
-/// The key of session `sid`'s `n`th saved message (in flight first, then queued, in order).
+/// The key of message `n` of session `sid`'s journal (numbered in the order the session took
+/// them, which is the order it sends them).
 pub fn msg_key(sid: u64, n: u64) -> String {
     format!("{MSGS}{sid:016x}/{n:016x}")
+}
+
+/// The prefix of every journaled message of session `sid`.
+pub fn msgs_prefix(sid: u64) -> String {
+    format!("{MSGS}{sid:016x}/")
 }
 
 /// The key of session `sid`'s inbound QoS 2 packet ids awaiting PUBREL.
@@ -396,7 +406,8 @@ pub fn inbound_qos2_key(sid: u64) -> String {
     format!("{INBOUND_QOS2}{sid:016x}")
 }
 
-/// A QoS 1/2 message a session held when the broker stopped.
+/// A QoS 1/2 message a session held when the broker stopped (its journal number in
+/// `delivery.journal`).
 #[derive(Debug, Clone)]
 pub struct SavedDelivery {
     pub delivery: Delivery,
@@ -453,6 +464,7 @@ pub fn decode_delivery(rec: &[u8]) -> Option<SavedDelivery> {
             qos,
             retain: flags & 1 != 0,
             sub_ids,
+            journal: 0,
         },
         inflight: (flags & 2 != 0).then_some((pid, flags & 4 != 0)),
         expires_ms: m.expires_ms,

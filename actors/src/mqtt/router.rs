@@ -262,6 +262,7 @@ impl Router {
                 qos,
                 retain,
                 sub_ids: m.opts.sub_id.into_iter().collect(),
+                journal: 0,
             });
         }
     }

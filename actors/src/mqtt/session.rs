@@ -260,6 +260,75 @@ pub struct SessionLimits {
     pub max_sessions: usize,
 }
 
+/// How long journal changes wait to be written together: a message sent and acknowledged within
+/// it never reaches the store, and `kill -9` loses at most what changed within it (plus the
+/// commit in progress).
+const JOURNAL_FLUSH: Duration = Duration::from_millis(10);
+
+/// A recorded session's journal: the store's copy (`msg/SID/N`) of the QoS 1/2 messages it
+/// holds, queued or in flight, so that they survive `kill -9`. Changes collect in `pending`
+/// and are submitted every [`JOURNAL_FLUSH`]; nothing on the delivery path waits for them.
+#[derive(Debug, Default)]
+struct Journal {
+    /// The last number given to a message.
+    last: u64,
+    /// Record to write (`Some`) or delete (`None`), by number.
+    pending: std::collections::BTreeMap<u64, Option<Vec<u8>>>,
+    /// Numbers whose record has been submitted (a delete must be written for those only).
+    on_disk: HashSet<u64>,
+    armed: bool,
+}
+
+impl Journal {
+    /// Records `d` as it is now (queued, or in flight with its packet id and PUBREC seen),
+    /// numbering it first if it has no number yet.
+    fn put(&mut self, d: &mut Delivery, inflight: Option<(u16, bool)>) {
+        if d.qos == 0 {
+            return;
+        }
+        if d.journal == 0 {
+            self.last += 1;
+            d.journal = self.last;
+        }
+        let expires = d
+            .msg
+            .expires_at
+            .map(|t| now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64);
+        let rec = persist::encode_delivery(d, inflight, expires);
+        self.pending.insert(d.journal, Some(rec));
+    }
+
+    /// Forgets message `n` (acknowledged, expired or dropped).
+    fn delete(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.on_disk.remove(&n) {
+            self.pending.insert(n, None);
+        } else {
+            // Never written: nothing to delete.
+            self.pending.remove(&n);
+        }
+    }
+
+    /// The store ops of everything pending, which from now on counts as written.
+    fn take(&mut self, sid: u64) -> Vec<Op> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut ops = Vec::with_capacity(pending.len());
+        for (n, rec) in pending {
+            let key = persist::msg_key(sid, n);
+            match rec {
+                Some(value) => {
+                    self.on_disk.insert(n);
+                    ops.push(Op::PutMqtt { key, value });
+                }
+                None => ops.push(Op::DeleteMqtt { key }),
+            }
+        }
+        ops
+    }
+}
+
 #[derive(Debug)]
 struct Inflight {
     pid: u16,
@@ -289,6 +358,8 @@ pub struct Session {
     /// Its pending will has a record in the store (`will/SID`), to delete once it is published
     /// or cancelled.
     will_recorded: bool,
+    /// Recorded sessions only: the store's copy of the QoS 1/2 messages it holds.
+    journal: Journal,
     expiry_timer: Option<SpawnHandle>,
     /// Bumped on every attach/detach so a stale timer can tell it is stale.
     epoch: u64,
@@ -332,6 +403,7 @@ impl Session {
             will: None,
             will_timer: None,
             will_recorded: false,
+            journal: Journal::default(),
             expiry_timer: None,
             epoch: 0,
             waiting: None,
@@ -373,7 +445,32 @@ impl Session {
             return;
         }
         self.backlog_bytes += w;
+        let mut d = d;
+        if self.recorded {
+            self.journal.put(&mut d, None);
+        }
         self.queue.push_back(d);
+    }
+
+    /// Submits the journal's pending changes once [`JOURNAL_FLUSH`] has passed.
+    fn arm_journal(&mut self, ctx: &mut Context<Self>) {
+        if self.journal.armed || self.journal.pending.is_empty() {
+            return;
+        }
+        self.journal.armed = true;
+        ctx.run_later(JOURNAL_FLUSH, |s, _| {
+            s.journal.armed = false;
+            s.flush_journal();
+        });
+    }
+
+    fn flush_journal(&mut self) {
+        let ops = self.journal.take(self.id.0);
+        if !ops.is_empty()
+            && let Some(w) = self.broker.persist()
+        {
+            drop(w.submit(ops));
+        }
     }
 
     /// Tells the memory budget how the backlog changed since it was last told.
@@ -453,8 +550,11 @@ impl Session {
     }
 
     /// Gives `d` a packet id, adds its first transmission to `batch` and keeps it in flight.
-    fn send_first(&mut self, d: Delivery, batch: &mut Vec<OutMsg>) {
+    fn send_first(&mut self, mut d: Delivery, batch: &mut Vec<OutMsg>) {
         let pid = self.alloc_pid();
+        if self.recorded {
+            self.journal.put(&mut d, Some((pid, false)));
+        }
         batch.push(OutMsg {
             msg: d.msg.clone(),
             qos: d.qos,
@@ -482,6 +582,7 @@ impl Session {
             };
             if d.msg.is_expired(now) {
                 self.backlog_bytes -= d.msg.weight();
+                self.journal.delete(d.journal);
                 METRICS.drop(DropReason::Expired, 1);
                 continue;
             }
@@ -563,9 +664,14 @@ impl Actor for Session {
             && !self.broker.closing()
             && let Some(w) = self.broker.persist()
         {
-            let mut ops = vec![Op::DeleteMqttPrefix {
-                prefix: persist::subs_prefix(self.id.0),
-            }];
+            let mut ops = vec![
+                Op::DeleteMqttPrefix {
+                    prefix: persist::subs_prefix(self.id.0),
+                },
+                Op::DeleteMqttPrefix {
+                    prefix: persist::msgs_prefix(self.id.0),
+                },
+            ];
             // A clean start that replaced this session owns the client id's record now.
             if ours {
                 ops.push(Op::DeleteMqtt {
@@ -575,6 +681,9 @@ impl Actor for Session {
             // Submitted now; nothing waits for it (a lost delete leaves records that the next
             // start reads as an offline session, which then expires).
             drop(w.submit(ops));
+        } else if self.recorded {
+            // The broker is stopping: the journal is kept, current to the last change.
+            self.flush_journal();
         }
         if self.queue.len() + self.inflight.len() > 0 {
             tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
@@ -639,7 +748,22 @@ impl Session {
         self.will = msg.will;
         self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
         // The broker records it before CONNACK (`Broker::open`).
+        let was = self.recorded;
         self.recorded = self.expiry_secs > 0 && self.broker.persist().is_some();
+        if was
+            && !self.recorded
+            && let Some(w) = self.broker.persist()
+        {
+            // No longer persistent (expiry 0 now): its journal goes; numbers already given are
+            // harmless (a delete of one not on disk writes nothing).
+            self.journal = Journal {
+                last: self.journal.last,
+                ..Journal::default()
+            };
+            drop(w.submit(vec![Op::DeleteMqttPrefix {
+                prefix: persist::msgs_prefix(self.id.0),
+            }]));
+        }
         self.link = Some(msg.link);
 
         // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH packets with DUP and their packet ids,
@@ -659,6 +783,7 @@ impl Session {
         }
         self.fill_window(now, &mut batch);
         self.send(batch);
+        self.arm_journal(ctx);
         Attached {
             present,
             inbound_qos2: self.inbound_qos2.clone(),
@@ -745,8 +870,11 @@ impl Handler<Restore> for Session {
         let (now, mono) = (now_ms(), Instant::now());
         for s in msg.saved {
             let mut d = s.delivery;
+            self.journal.last = self.journal.last.max(d.journal);
+            self.journal.on_disk.insert(d.journal);
             if let Some(e) = s.expires_ms {
                 if e <= now {
+                    self.journal.delete(d.journal);
                     METRICS.drop(DropReason::Expired, 1);
                     continue;
                 }
@@ -764,6 +892,7 @@ impl Handler<Restore> for Session {
             }
         }
         self.settle_budget();
+        self.arm_journal(ctx);
         if !msg.inbound_qos2.is_empty() {
             let mut q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
             q2.extend(msg.inbound_qos2);
@@ -778,25 +907,16 @@ impl Handler<Save> for Session {
         if !self.recorded {
             return MessageResult(Vec::new());
         }
-        let (now, mono) = (now_ms(), Instant::now());
-        let expires = |d: &Delivery| {
-            d.msg
-                .expires_at
-                .map(|t| now + t.saturating_duration_since(mono).as_millis() as u64)
-        };
         let sid = self.id.0;
-        let mut ops = Vec::with_capacity(self.inflight.len() + self.queue.len() + 1);
-        let held = self
-            .inflight
-            .iter()
-            .map(|i| (&i.d, Some((i.pid, i.received))))
-            .chain(self.queue.iter().map(|d| (d, None)));
-        for (n, (d, inflight)) in held.enumerate() {
-            ops.push(Op::PutMqtt {
-                key: persist::msg_key(sid, n as u64),
-                value: persist::encode_delivery(d, inflight, expires(d)),
-            });
+        // The journal holds every QoS 1/2 message already; one taken while the session was not
+        // recorded is numbered now. What is pending goes with this commit.
+        for i in self.inflight.iter_mut().filter(|i| i.d.journal == 0) {
+            self.journal.put(&mut i.d, Some((i.pid, i.received)));
         }
+        for d in self.queue.iter_mut().filter(|d| d.journal == 0) {
+            self.journal.put(d, None);
+        }
+        let mut ops = self.journal.take(sid);
         let q2: Vec<u16> = {
             let q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
             q2.iter().copied().collect()
@@ -814,7 +934,7 @@ impl Handler<Save> for Session {
 impl Handler<Deliver> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let now = Instant::now();
         let Deliver { list, held } = msg;
         let mut batch = Vec::with_capacity(list.len());
@@ -825,13 +945,14 @@ impl Handler<Deliver> for Session {
         // Released before sending: from here the writer's or the backlog's count holds them.
         drop(held);
         self.send(batch);
+        self.arm_journal(ctx);
     }
 }
 
 impl Handler<Acked> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: Acked, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Acked, ctx: &mut Self::Context) {
         if self.link.as_ref().is_none_or(|l| l.conn != msg.conn) {
             return;
         }
@@ -841,24 +962,31 @@ impl Handler<Acked> for Session {
                 && let Some(i) = self.inflight.remove(pos)
             {
                 self.backlog_bytes -= i.d.msg.weight();
+                self.journal.delete(i.d.journal);
             }
         }
         let mut batch = Vec::new();
         self.fill_window(Instant::now(), &mut batch);
         self.send(batch);
+        self.arm_journal(ctx);
     }
 }
 
 impl Handler<Received> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: Received, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Received, ctx: &mut Self::Context) {
         if self.link.as_ref().is_none_or(|l| l.conn != msg.conn) {
             return;
         }
         if let Some(i) = self.inflight.iter_mut().find(|i| i.pid == msg.pid) {
             i.received = true;
+            if self.recorded {
+                // After a restart the session sends PUBREL for it, not the message again.
+                self.journal.put(&mut i.d, Some((i.pid, true)));
+            }
         }
+        self.arm_journal(ctx);
     }
 }
 
