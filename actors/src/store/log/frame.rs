@@ -5,7 +5,8 @@
 //! - A group is one commit (or one part of a large commit): a 32-byte header — magic (u32),
 //!   payload length (u32), CRC-32 of the header's last 20 bytes and the payload (u32), flags
 //!   (u32: [`MORE`] another group of the same commit follows; [`REDB`] the commit also changed
-//!   the redb file), the commit's generation (u64), reserved (u64, zero) — then its records.
+//!   the redb file), the commit's generation (u64), reserved (u64, zero) — then its records. The
+//!   CRC covers the length too, so a damaged length reads as damage, not as a group cut short.
 //! - A record is a kind byte and its fields: [`Record::Enqueue`] (sub, seq, publish ms, body
 //!   length u32, body), [`Record::Settle`] (sub, seq), [`Record::State`] (sub, seq, delivery
 //!   count u32, available-at ms), [`Record::Drop`] (sub).
@@ -121,6 +122,7 @@ pub fn seal_group(buf: &mut [u8], at: usize, flags: u32, generation: u64) {
     h[16..24].copy_from_slice(&generation.to_le_bytes());
     h[24..32].fill(0);
     let mut c = crc32fast::Hasher::new();
+    c.update(&buf[at + 4..at + 8]);
     c.update(&buf[at + 12..]);
     let crc = c.finalize();
     buf[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
@@ -153,6 +155,7 @@ pub fn group_intact(h: &[u8; GROUP_HEADER], payload: &[u8]) -> bool {
         return false;
     };
     let mut c = crc32fast::Hasher::new();
+    c.update(&h[4..8]);
     c.update(&h[12..]);
     c.update(payload);
     g.len as usize == payload.len() && c.finalize() == g.crc

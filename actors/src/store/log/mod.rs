@@ -26,11 +26,17 @@
 //!   however large the backlog (issue 20, item 5).
 //! - A sealed segment is deleted once a checkpoint covers it and every subscription's entries in
 //!   it are settled (or the subscription is gone): retention, time to live and acknowledgements
-//!   return disk space while the server runs.
+//!   return disk space while the server runs. A commit that settles looks only at the segments
+//!   its settlements touched; a roll looks at all of them.
+//! - A new segment is made under a temporary name and renamed into place once its header is
+//!   synced, so an interrupted roll leaves nothing the next start must refuse.
 //!
-//! Recovery: in the last segment, a group cut short by a crash (short header, length past the
-//! end, or a bad CRC followed by nothing but zeros), an unfinished multi-group commit and an
-//! unfinished redb commit are cut off — none of them was ever answered. Damage anywhere else, a
+//! Recovery: in the last segment, a bad group (short, past the end, or failing its CRC, which
+//! covers its length) is a commit cut short by a crash when every intact group after it belongs
+//! to that same commit (a crash may write a commit's pages in any order); it is cut off with the
+//! rest of its commit and kept beside the segment as `….seg.torn-OFFSET`. An unfinished
+//! multi-group commit and an unfinished redb commit are cut off too — none of them was ever
+//! answered. A bad group followed by a later commit is damage. Damage anywhere else, a
 //! segment of the wrong format, a missing segment that still holds unsettled entries, or a
 //! damaged checkpoint refuses to open with a message naming the file. A failed write or sync
 //! leaves the store refusing commits until [`Store::recover`] has cut the log back to its last
@@ -140,6 +146,9 @@ struct Index {
     generation: u64,
     /// What the last durable checkpoint covers.
     ckpt: Pos,
+    /// Segments that held an entry settled (or a subscription dropped) since they were last
+    /// looked at: the only ones a settlement can have made deletable.
+    dirty: std::collections::BTreeSet<u64>,
 }
 
 impl Index {
@@ -187,6 +196,9 @@ impl Index {
                 {
                     s.settled.insert(seq, seq);
                     s.states.remove(&seq);
+                    if let Some((_, p)) = s.points.range(..=seq).next_back() {
+                        self.dirty.insert(p.seg);
+                    }
                 }
             }
             Record::State { sub, seq, state } => {
@@ -199,26 +211,40 @@ impl Index {
             }
             Record::Drop { sub } => {
                 self.subs.remove(&sub);
-                for g in self.segs.values_mut() {
-                    g.subs.remove(&sub);
+                for (id, g) in self.segs.iter_mut() {
+                    if g.subs.remove(&sub).is_some() {
+                        self.dirty.insert(*id);
+                    }
                 }
             }
         }
     }
 
-    /// Sealed segments a checkpoint covers whose every entry is settled.
+    /// Whether segment `id` is sealed, covered by the checkpoint, and all settled.
+    fn deletable(&self, id: u64) -> bool {
+        id < self.ckpt.seg
+            && id != self.active
+            && self.segs.get(&id).is_some_and(|g| {
+                g.subs.iter().all(|(sub, (a, b))| {
+                    self.subs.get(sub).is_none_or(|s| s.settled.covers(*a, *b))
+                })
+            })
+    }
+
+    /// Every segment that can be deleted now.
     fn reclaimable(&self) -> Vec<u64> {
         self.segs
-            .iter()
-            .filter(|(id, g)| {
-                **id < self.ckpt.seg
-                    && **id != self.active
-                    && g.subs.iter().all(|(sub, (a, b))| {
-                        self.subs.get(sub).is_none_or(|s| s.settled.covers(*a, *b))
-                    })
-            })
-            .map(|(id, _)| *id)
+            .keys()
+            .copied()
+            .filter(|id| self.deletable(*id))
             .collect()
+    }
+
+    /// Whether a segment touched by settlements since the last look can be deleted now (the
+    /// per-commit check: it looks at those segments only).
+    fn dirty_deletable(&mut self) -> bool {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty.into_iter().any(|id| self.deletable(id))
     }
 
     fn forget_segment(&mut self, id: u64) {
@@ -286,7 +312,12 @@ struct Wr {
     /// A failed write or sync may have left bytes past `len`: cut them before the next commit.
     torn: bool,
     buf: Vec<u8>,
+    /// Settlements look for segments to delete no sooner than this (after a failed checkpoint).
+    next_reclaim: std::time::Instant,
 }
+
+/// How long settlements wait to try again after a checkpoint could not be written.
+const RECLAIM_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct LogStore {
     dir: PathBuf,
@@ -362,6 +393,9 @@ impl LogStore {
             }
         }
         let _ = std::fs::remove_file(dir.join("checkpoint.new"));
+        if let Some(&top) = ids.last() {
+            let _ = std::fs::remove_file(dir.join(format!("{}.new", seg_name(top + 1))));
+        }
         let ckpt = match std::fs::read(dir.join("checkpoint")) {
             Ok(b) => Some(
                 Checkpoint::decode(&b)
@@ -374,13 +408,15 @@ impl LogStore {
             subs: HashMap::new(),
             segs: BTreeMap::new(),
             active: 0,
-            generation: 0,
+            // A generation redb recorded is never given again, even if its log part was cut.
+            generation: log_gen,
             ckpt: Pos::default(),
+            dirty: Default::default(),
         };
         let mut missing = Vec::new();
         let replay_from = match &ckpt {
             Some(c) => {
-                idx.generation = c.generation;
+                idx.generation = idx.generation.max(c.generation);
                 idx.ckpt = c.pos;
                 for s in &c.subs {
                     let mut settled = Ranges::new();
@@ -432,6 +468,20 @@ impl LogStore {
                 off: SEG_HEADER,
             },
         };
+        // A segment is deleted only after a checkpoint showing it settled is durable, so the
+        // checkpoint alone (before replay, which may reuse a dropped subscription's key) decides.
+        for g in missing {
+            let gone = g
+                .subs
+                .iter()
+                .all(|(sub, a, b)| idx.subs.get(sub).is_none_or(|s| s.settled.covers(*a, *b)));
+            if !gone {
+                return Err(StoreError::Refused(format!(
+                    "{} is missing but holds unsettled events; {DAMAGED_HINT}",
+                    dir.join(seg_name(g.id)).display()
+                )));
+            }
+        }
         // Segments before the checkpoint it does not list were deleted as reclaimed (the
         // unlink may not have reached the disk before a crash).
         for &id in ids.iter().filter(|id| **id < replay_from.seg) {
@@ -469,18 +519,6 @@ impl LogStore {
         }
         let active = *tail.last().expect("tail holds replay_from.seg");
         idx.active = active;
-        for g in missing {
-            let gone = g
-                .subs
-                .iter()
-                .all(|(sub, a, b)| idx.subs.get(sub).is_none_or(|s| s.settled.covers(*a, *b)));
-            if !gone {
-                return Err(StoreError::Refused(format!(
-                    "{} is missing but holds unsettled events; {DAMAGED_HINT}",
-                    dir.join(seg_name(g.id)).display()
-                )));
-            }
-        }
         let path = dir.join(seg_name(active));
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -502,6 +540,7 @@ impl LogStore {
                 len: active_len,
                 torn: false,
                 buf: Vec::new(),
+                next_reclaim: std::time::Instant::now(),
             }),
         };
         if !marked {
@@ -593,12 +632,13 @@ impl LogStore {
         Ok(())
     }
 
-    /// Writes the index as a checkpoint, then deletes the segments it lets go.
-    fn checkpoint_and_reclaim(&self) {
+    /// Writes the index as a checkpoint, then deletes the segments it lets go. Answers whether
+    /// the checkpoint was written.
+    fn checkpoint_and_reclaim(&self) -> bool {
         let c = lock(&self.idx).checkpoint();
         if let Err(e) = self.write_checkpoint(&c) {
             tracing::warn!(error = %e, "the queue log's checkpoint was not written; start-up will replay more");
-            return;
+            return false;
         }
         let gone = {
             let mut idx = lock(&self.idx);
@@ -618,6 +658,7 @@ impl LogStore {
             }
         }
         self.publish_metrics();
+        true
     }
 
     fn write_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
@@ -748,22 +789,48 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(ids)
 }
 
+/// Makes segment `id`: its header is written and synced under a temporary name
+/// (`….seg.new`, which start-up removes), then renamed into place, so a failed or interrupted
+/// roll never leaves a segment without its header. One left in place with nothing after its
+/// header (the directory sync failed after the rename) is taken as it is.
 fn create_segment(dir: &Path, id: u64) -> Result<File, StoreError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(seg_name(id));
-    let mut f = std::fs::OpenOptions::new()
+    if let Ok(f) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create_new(true)
-        .mode(0o600)
         .open(&path)
-        .map_err(|e| io_at(&path, e))?;
-    f.write_all(&frame::segment_header(id))
-        .and_then(|_| f.sync_data())
-        .map_err(|e| io_at(&path, e))?;
-    sync_dir(dir)?;
-    Ok(f)
+        && f.metadata().is_ok_and(|m| m.len() == SEG_HEADER)
+        && check_header(&f, &path, id).is_ok()
+    {
+        sync_dir(dir)?;
+        return Ok(f);
+    }
+    let tmp = dir.join(format!("{}.new", seg_name(id)));
+    let _ = std::fs::remove_file(&tmp);
+    let made = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&frame::segment_header(id))?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(f)
+    })();
+    match made {
+        Ok(f) => {
+            sync_dir(dir)?;
+            Ok(f)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(io_at(&path, e))
+        }
+    }
 }
 
 /// Reads segment `id` from `from` into the index; answers its valid length. In the `last`
@@ -801,9 +868,17 @@ fn replay(
     let mut chain: Vec<(Pos, Vec<u8>)> = Vec::new();
     // Why the tail from the end of the last whole commit is cut off, if it is.
     let mut cut: Option<String> = None;
+    // The generation of the commit `chain` belongs to.
+    let mut chain_gen = None;
     while off < size {
         let mut h = [0u8; GROUP_HEADER];
         if off + GROUP_HEADER as u64 > size {
+            if !last {
+                return Err(damaged(
+                    &path,
+                    format!("a group header cut short at byte {off}"),
+                ));
+            }
             cut = Some("a group header cut short".into());
             break;
         }
@@ -822,12 +897,23 @@ fn replay(
             _ => false,
         };
         if !intact {
+            // Torn only in the last segment, and only if every intact group after the bad one
+            // belongs to the one commit that was being written (a crash may write its pages in
+            // any order): a later commit means this one was synced and answered, so it is
+            // damage, never cut.
+            let after = if last {
+                intact_after(&file, off + 1, size).map_err(|e| io_at(&path, e))?
+            } else {
+                Vec::new()
+            };
+            // Its commit's generation: from the chain it continues, else its own header if the
+            // magic survived, else the first intact group after it.
+            let unfinished = chain_gen
+                .or(g.map(|g| g.generation))
+                .or(after.first().copied());
             let torn = last
-                && match g {
-                    Some(_) if end > size => true,
-                    _ => zeros_from(&file, if g.is_some() { end } else { off }, size)
-                        .map_err(|e| io_at(&path, e))?,
-                };
+                && after.iter().all(|g| Some(*g) == unfinished)
+                && unfinished.is_none_or(|g| g > idx.generation);
             if !torn {
                 return Err(damaged(&path, format!("a bad group at byte {off}")));
             }
@@ -835,6 +921,7 @@ fn replay(
             break;
         }
         let g = g.expect("intact groups parse");
+        chain_gen = Some(g.generation);
         if g.flags & frame::REDB != 0 && g.generation > log_gen {
             if !last {
                 return Err(damaged(
@@ -860,6 +947,7 @@ fn replay(
                 }
             }
             idx.generation = idx.generation.max(g.generation);
+            chain_gen = None;
             if let Some(s) = idx.segs.get_mut(&id) {
                 s.len = off;
             }
@@ -873,9 +961,24 @@ fn replay(
     }
     let at = idx.segs.get(&id).map_or(from, |s| s.len);
     if let Some(why) = cut {
+        // Kept beside the segment (unless it is all zeros), in case an operator wants to see
+        // what was cut.
+        let mut tail = vec![0u8; (size - at) as usize];
+        file.read_exact_at(&mut tail, at)
+            .map_err(|e| io_at(&path, e))?;
+        let kept = if tail.iter().any(|b| *b != 0) {
+            let p = dir.join(format!("{}.torn-{at}", seg_name(id)));
+            match std::fs::write(&p, &tail) {
+                Ok(()) => p.display().to_string(),
+                Err(e) => format!("not kept: {e}"),
+            }
+        } else {
+            "zeros, not kept".into()
+        };
         tracing::warn!(
             path = %path.display(),
             dropped = size - at,
+            kept,
             "cutting off the queue log's unfinished tail ({why}); it was never acknowledged"
         );
         file.set_len(at)
@@ -902,19 +1005,30 @@ fn check_header(file: &File, path: &Path, id: u64) -> Result<(), StoreError> {
     }
 }
 
-/// Whether every byte of `file` from `from` to `size` is zero.
-fn zeros_from(file: &File, from: u64, size: u64) -> std::io::Result<bool> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = from;
-    while at < size {
-        let n = ((size - at) as usize).min(buf.len());
-        file.read_exact_at(&mut buf[..n], at)?;
-        if buf[..n].iter().any(|b| *b != 0) {
-            return Ok(false);
+/// The generations of the intact groups of `file` that start at or after `from`, in order:
+/// found by their magic and proven by their CRC (start-up only: reads the rest of the file).
+fn intact_after(file: &File, from: u64, size: u64) -> std::io::Result<Vec<u64>> {
+    let mut rest = vec![0u8; size.saturating_sub(from) as usize];
+    file.read_exact_at(&mut rest, from)?;
+    let magic = frame::GROUP_MAGIC.to_le_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i + GROUP_HEADER <= rest.len() {
+        if rest[i..i + 4] != magic {
+            i += 1;
+            continue;
         }
-        at += n as u64;
+        let h: &[u8; GROUP_HEADER] = rest[i..i + GROUP_HEADER].try_into().unwrap();
+        let g = frame::parse_group_header(h).expect("the magic was checked");
+        let end = i + GROUP_HEADER + g.len as usize;
+        if end <= rest.len() && frame::group_intact(h, &rest[i + GROUP_HEADER..end]) {
+            found.push(g.generation);
+            i = end;
+        } else {
+            i += 1;
+        }
     }
-    Ok(true)
+    Ok(found)
 }
 
 impl Store for LogStore {
@@ -926,7 +1040,13 @@ impl Store for LogStore {
         }
         let mut w = lock(&self.wr);
         self.cut_torn(&mut w)?;
-        let generation = lock(&self.idx).generation + 1;
+        let generation = {
+            // Taken whether the commit succeeds or not: a failed commit's redb part may still
+            // have recorded it, so it is never given twice.
+            let mut idx = lock(&self.idx);
+            idx.generation += 1;
+            idx.generation
+        };
         let flags = if redb { frame::REDB } else { 0 };
         let w = &mut *w;
         self.frame(w, ops, flags, generation)?;
@@ -975,7 +1095,6 @@ impl Store for LogStore {
                 }
                 off += GROUP_HEADER + len;
             }
-            idx.generation = generation;
             w.len += w.buf.len() as u64;
             let active = w.id;
             if let Some(g) = idx.segs.get_mut(&active) {
@@ -986,21 +1105,19 @@ impl Store for LogStore {
         if w.buf.capacity() > 4 * GROUP_TARGET {
             w.buf = Vec::new();
         }
-        if rolled {
-            self.checkpoint_and_reclaim();
-        } else if ops.iter().any(|o| {
-            matches!(
-                o,
-                Op::Remove { .. } | Op::DeadLetter { .. } | Op::DropSubscription { .. }
-            )
-        }) {
-            let due = {
-                let idx = lock(&self.idx);
-                idx.segs.len() > 1 && !idx.reclaimable().is_empty()
-            };
-            if due {
-                self.checkpoint_and_reclaim();
-            }
+        let now = std::time::Instant::now();
+        let settles = || {
+            ops.iter().any(|o| {
+                matches!(
+                    o,
+                    Op::Remove { .. } | Op::DeadLetter { .. } | Op::DropSubscription { .. }
+                )
+            })
+        };
+        let due =
+            rolled || (now >= w.next_reclaim && settles() && lock(&self.idx).dirty_deletable());
+        if due && !self.checkpoint_and_reclaim() {
+            w.next_reclaim = now + RECLAIM_AFTER_FAILURE;
         }
         Ok(())
     }
@@ -1010,7 +1127,10 @@ impl Store for LogStore {
     }
 
     fn queue_page(&self, sub: u64, from: u64, page: Page) -> Result<Vec<Queued>, StoreError> {
-        let (start, from, settled, states, files) = {
+        if page.entries == 0 {
+            return Ok(Vec::new());
+        }
+        let (start, from, last, settled, states, files) = {
             let idx = lock(&self.idx);
             let Some(s) = idx.subs.get(&sub) else {
                 return Ok(Vec::new());
@@ -1030,14 +1150,16 @@ impl Store for LogStore {
             let Some(start) = start else {
                 return Ok(Vec::new());
             };
+            // Only segments that hold some of its entries (their summaries say which).
             let files: Vec<(u64, Arc<File>, u64)> = idx
                 .segs
                 .range(start.seg..)
+                .filter(|(_, g)| g.subs.contains_key(&sub))
                 .map(|(id, g)| (*id, g.file.clone(), g.len))
                 .collect();
             let states: BTreeMap<u64, EntryState> =
                 s.states.range(from..).map(|(q, st)| (*q, *st)).collect();
-            (start, from, s.settled.from(from), states, files)
+            (start, from, s.last, s.settled.from(from), states, files)
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -1073,7 +1195,14 @@ impl Store for LogStore {
                     else {
                         continue;
                     };
-                    if s != sub || seq < from || settled.contains(seq) {
+                    // Above `last`: an earlier subscription of the same key, dropped in this group.
+                    if s != sub || seq < from || seq > last {
+                        continue;
+                    }
+                    if settled.contains(seq) {
+                        if seq == last {
+                            return Ok(out);
+                        }
                         continue;
                     }
                     out.push(Queued {
@@ -1083,7 +1212,7 @@ impl Store for LogStore {
                         state: states.get(&seq).copied().unwrap_or_default(),
                     });
                     bytes += body.len();
-                    if out.len() >= page.entries || bytes >= page.bytes {
+                    if out.len() >= page.entries || bytes >= page.bytes || seq == last {
                         return Ok(out);
                     }
                 }
