@@ -338,6 +338,10 @@ pub struct MqttConfig {
     /// `durable`: retained messages are kept in the store and survive restarts and `kill -9`
     /// (a retained PUBLISH is acknowledged after its commit); `memory`: they live in memory only.
     pub persistence: String,
+    /// Durable mode: how often (ms) a persistent session's journal of the QoS 1/2 messages it
+    /// holds is brought up to date in the store; `kill -9` loses at most this much of changes
+    /// (plus the commit in progress). Messages acknowledged within it are never written.
+    pub journal_interval_ms: u64,
     /// ntex worker threads for MQTT connections (0: one per core).
     pub workers: usize,
     /// actix arbiter threads for session and routing actors (0: one per core).
@@ -422,6 +426,7 @@ impl Default for MqttConfig {
             max_session_expiry: 3600,
             router_shards: 1,
             persistence: "durable".into(),
+            journal_interval_ms: 100,
             workers: 0,
             actor_threads: 0,
             connect_timeout: 10,
@@ -443,6 +448,7 @@ impl MqttConfig {
             max_outbound_bytes: self.max_outbound_bytes,
             max_session_expiry_secs: self.max_session_expiry,
             max_sessions: self.max_sessions,
+            journal_interval: std::time::Duration::from_millis(self.journal_interval_ms),
         }
     }
 }
@@ -603,6 +609,9 @@ impl Config {
         }
         if !matches!(self.mqtt.persistence.as_str(), "durable" | "memory") {
             return bad("mqtt.persistence", "must be \"durable\" or \"memory\"");
+        }
+        if !(1..=60_000).contains(&self.mqtt.journal_interval_ms) {
+            return bad("mqtt.journal_interval_ms", "must be between 1 and 60000");
         }
         if self.store.backlog_window_bytes < 64 * 1024 {
             return bad("store.backlog_window_bytes", "must be at least 65536");

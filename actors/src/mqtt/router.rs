@@ -471,6 +471,7 @@ mod tests {
         max_outbound_bytes: 8 * 1024 * 1024,
         max_session_expiry_secs: 3600,
         max_sessions: 100_000,
+        journal_interval: std::time::Duration::from_millis(100),
     };
 
     /// Opens session `client_id` writing to `tx`, subscribed to `t/#` at QoS 1.

@@ -258,73 +258,92 @@ pub struct SessionLimits {
     pub max_session_expiry_secs: u32,
     /// Sessions the broker holds at once, connected or not.
     pub max_sessions: usize,
+    /// How often a recorded session's journal is brought up to date (`mqtt.journal_interval_ms`).
+    pub journal_interval: Duration,
 }
 
-/// How long journal changes wait to be written together: a message sent and acknowledged within
-/// it never reaches the store, and `kill -9` loses at most what changed within it (plus the
-/// commit in progress).
-const JOURNAL_FLUSH: Duration = Duration::from_millis(10);
-
 /// A recorded session's journal: the store's copy (`msg/SID/N`) of the QoS 1/2 messages it
-/// holds, queued or in flight, so that they survive `kill -9`. Changes collect in `pending`
-/// and are submitted every [`JOURNAL_FLUSH`]; nothing on the delivery path waits for them.
+/// holds, queued or in flight, so that they survive `kill -9`. The hot path only numbers a
+/// message and marks the journal dirty; every `mqtt.journal_interval_ms` a dirty journal is
+/// compared with what the session holds, and the difference (messages held since the previous
+/// comparison, changed packet ids or PUBREC states, messages gone) is submitted to the group
+/// commit, unawaited. A message is written once it is still held at its second comparison, so
+/// one delivered and acknowledged within an interval (the normal case for a connected client)
+/// never reaches the store, and `kill -9` loses what arrived in the last two intervals.
 #[derive(Debug, Default)]
 struct Journal {
     /// The last number given to a message.
     last: u64,
-    /// Record to write (`Some`) or delete (`None`), by number.
-    pending: std::collections::BTreeMap<u64, Option<Vec<u8>>>,
-    /// Numbers whose record has been submitted (a delete must be written for those only).
-    on_disk: HashSet<u64>,
+    /// What the store has (once the submitted changes commit): number → in-flight state
+    /// written, and the flush that last saw it held.
+    on_disk: std::collections::HashMap<u64, (Option<(u16, bool)>, u64)>,
+    /// Flushes so far.
+    flushes: u64,
+    /// Messages held at the last comparison but not written yet: written if still held at
+    /// the next one.
+    seen_once: HashSet<u64>,
+    dirty: bool,
     armed: bool,
 }
 
 impl Journal {
-    /// Records `d` as it is now (queued, or in flight with its packet id and PUBREC seen),
-    /// numbering it first if it has no number yet.
-    fn put(&mut self, d: &mut Delivery, inflight: Option<(u16, bool)>) {
-        if d.qos == 0 {
-            return;
-        }
-        if d.journal == 0 {
+    /// Gives `d` a number if it has none (QoS 1/2 only).
+    fn number(&mut self, d: &mut Delivery) {
+        if d.qos > 0 && d.journal == 0 {
             self.last += 1;
             d.journal = self.last;
         }
-        let expires = d
-            .msg
-            .expires_at
-            .map(|t| now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as u64);
-        let rec = persist::encode_delivery(d, inflight, expires);
-        self.pending.insert(d.journal, Some(rec));
+        self.dirty = true;
     }
 
-    /// Forgets message `n` (acknowledged, expired or dropped).
-    fn delete(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        if self.on_disk.remove(&n) {
-            self.pending.insert(n, None);
-        } else {
-            // Never written: nothing to delete.
-            self.pending.remove(&n);
-        }
-    }
-
-    /// The store ops of everything pending, which from now on counts as written.
-    fn take(&mut self, sid: u64) -> Vec<Op> {
-        let pending = std::mem::take(&mut self.pending);
-        let mut ops = Vec::with_capacity(pending.len());
-        for (n, rec) in pending {
-            let key = persist::msg_key(sid, n);
-            match rec {
-                Some(value) => {
-                    self.on_disk.insert(n);
-                    ops.push(Op::PutMqtt { key, value });
+    /// The store ops that make the journal match `held` (messages with their in-flight state,
+    /// in order); with `all`, messages seen for the first time are written too (a graceful
+    /// stop).
+    fn diff<'a>(
+        &mut self,
+        sid: u64,
+        held: impl Iterator<Item = (&'a Delivery, Option<(u16, bool)>)>,
+        all: bool,
+    ) -> Vec<Op> {
+        self.flushes += 1;
+        self.dirty = false;
+        let now = self.flushes;
+        let (wall, mono) = (now_ms(), Instant::now());
+        let mut ops = Vec::new();
+        let seen_before = std::mem::take(&mut self.seen_once);
+        for (d, state) in held {
+            if d.journal == 0 {
+                continue;
+            }
+            match self.on_disk.get_mut(&d.journal) {
+                Some((s, seen)) if *s == state => *seen = now,
+                None if !all && !seen_before.contains(&d.journal) => {
+                    // New since the last comparison: written if it is still here at the next.
+                    self.seen_once.insert(d.journal);
+                    self.dirty = true;
                 }
-                None => ops.push(Op::DeleteMqtt { key }),
+                _ => {
+                    let expires = d
+                        .msg
+                        .expires_at
+                        .map(|t| wall + t.saturating_duration_since(mono).as_millis() as u64);
+                    ops.push(Op::PutMqtt {
+                        key: persist::msg_key(sid, d.journal),
+                        value: persist::encode_delivery(d, state, expires),
+                    });
+                    self.on_disk.insert(d.journal, (state, now));
+                }
             }
         }
+        self.on_disk.retain(|n, (_, seen)| {
+            if *seen == now {
+                return true;
+            }
+            ops.push(Op::DeleteMqtt {
+                key: persist::msg_key(sid, *n),
+            });
+            false
+        });
         ops
     }
 }
@@ -447,25 +466,40 @@ impl Session {
         self.backlog_bytes += w;
         let mut d = d;
         if self.recorded {
-            self.journal.put(&mut d, None);
+            self.journal.number(&mut d);
         }
         self.queue.push_back(d);
     }
 
-    /// Submits the journal's pending changes once [`JOURNAL_FLUSH`] has passed.
+    /// Brings the journal up to date once the interval has passed, if anything changed.
     fn arm_journal(&mut self, ctx: &mut Context<Self>) {
-        if self.journal.armed || self.journal.pending.is_empty() {
+        if !self.recorded || self.journal.armed || !self.journal.dirty {
             return;
         }
         self.journal.armed = true;
-        ctx.run_later(JOURNAL_FLUSH, |s, _| {
+        ctx.run_later(self.limits.journal_interval, |s, ctx| {
             s.journal.armed = false;
-            s.flush_journal();
+            s.flush_journal(false);
+            s.arm_journal(ctx);
         });
     }
 
-    fn flush_journal(&mut self) {
-        let ops = self.journal.take(self.id.0);
+    /// The store ops that bring the journal up to date with what the session holds (`all`:
+    /// including messages first seen now).
+    fn journal_ops(&mut self, all: bool) -> Vec<Op> {
+        let held = self
+            .inflight
+            .iter()
+            .map(|i| (&i.d, Some((i.pid, i.received))))
+            .chain(self.queue.iter().map(|d| (d, None)));
+        self.journal.diff(self.id.0, held, all)
+    }
+
+    fn flush_journal(&mut self, all: bool) {
+        if !self.recorded {
+            return;
+        }
+        let ops = self.journal_ops(all);
         if !ops.is_empty()
             && let Some(w) = self.broker.persist()
         {
@@ -553,7 +587,7 @@ impl Session {
     fn send_first(&mut self, mut d: Delivery, batch: &mut Vec<OutMsg>) {
         let pid = self.alloc_pid();
         if self.recorded {
-            self.journal.put(&mut d, Some((pid, false)));
+            self.journal.number(&mut d);
         }
         batch.push(OutMsg {
             msg: d.msg.clone(),
@@ -582,7 +616,7 @@ impl Session {
             };
             if d.msg.is_expired(now) {
                 self.backlog_bytes -= d.msg.weight();
-                self.journal.delete(d.journal);
+                self.journal.dirty = true;
                 METRICS.drop(DropReason::Expired, 1);
                 continue;
             }
@@ -683,7 +717,7 @@ impl Actor for Session {
             drop(w.submit(ops));
         } else if self.recorded {
             // The broker is stopping: the journal is kept, current to the last change.
-            self.flush_journal();
+            self.flush_journal(true);
         }
         if self.queue.len() + self.inflight.len() > 0 {
             tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
@@ -871,10 +905,11 @@ impl Handler<Restore> for Session {
         for s in msg.saved {
             let mut d = s.delivery;
             self.journal.last = self.journal.last.max(d.journal);
-            self.journal.on_disk.insert(d.journal);
+            self.journal.on_disk.insert(d.journal, (s.inflight, 0));
             if let Some(e) = s.expires_ms {
                 if e <= now {
-                    self.journal.delete(d.journal);
+                    // Deleted from the store at the first flush (no longer held).
+                    self.journal.dirty = true;
                     METRICS.drop(DropReason::Expired, 1);
                     continue;
                 }
@@ -908,15 +943,15 @@ impl Handler<Save> for Session {
             return MessageResult(Vec::new());
         }
         let sid = self.id.0;
-        // The journal holds every QoS 1/2 message already; one taken while the session was not
-        // recorded is numbered now. What is pending goes with this commit.
-        for i in self.inflight.iter_mut().filter(|i| i.d.journal == 0) {
-            self.journal.put(&mut i.d, Some((i.pid, i.received)));
+        // Messages taken while the session was not recorded are numbered now; the journal is
+        // brought up to date with this commit.
+        for i in self.inflight.iter_mut() {
+            self.journal.number(&mut i.d);
         }
-        for d in self.queue.iter_mut().filter(|d| d.journal == 0) {
-            self.journal.put(d, None);
+        for d in self.queue.iter_mut() {
+            self.journal.number(d);
         }
-        let mut ops = self.journal.take(sid);
+        let mut ops = self.journal_ops(true);
         let q2: Vec<u16> = {
             let q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
             q2.iter().copied().collect()
@@ -962,7 +997,7 @@ impl Handler<Acked> for Session {
                 && let Some(i) = self.inflight.remove(pos)
             {
                 self.backlog_bytes -= i.d.msg.weight();
-                self.journal.delete(i.d.journal);
+                self.journal.dirty = true;
             }
         }
         let mut batch = Vec::new();
@@ -981,10 +1016,8 @@ impl Handler<Received> for Session {
         }
         if let Some(i) = self.inflight.iter_mut().find(|i| i.pid == msg.pid) {
             i.received = true;
-            if self.recorded {
-                // After a restart the session sends PUBREL for it, not the message again.
-                self.journal.put(&mut i.d, Some((i.pid, true)));
-            }
+            // After a restart the session sends PUBREL for it, not the message again.
+            self.journal.dirty = true;
         }
         self.arm_journal(ctx);
     }
