@@ -180,17 +180,7 @@ async fn restore_sessions(cfg: &Config, writer: &Writer, broker: &Broker) -> std
     );
     let msgs = sessions.iter().map(|s| s.saved.len()).sum::<usize>();
     broker.restore(sessions).await;
-    // Inbound QoS 2 packet ids are in memory now and saved again at the next graceful stop;
-    // kept, they would come back after a crash although their PUBREL may have come meanwhile.
-    // The sessions' journals (`msg/`) stay: each session deletes a record as its message is
-    // acknowledged.
-    let clear = vec![store::Op::DeleteMqttPrefix {
-        prefix: persist::INBOUND_QOS2.into(),
-    }];
-    writer
-        .submit(clear)
-        .await
-        .map_err(|e| other(format!("cannot clear the saved MQTT messages: {e}")))?;
+    // The sessions' journals (`msg/`, `inq2/`) stay: each session keeps its own up to date.
     tracing::info!(
         sessions = n,
         subscriptions = subs,

@@ -1,10 +1,9 @@
 //! The records of the MQTT broker's durable state in the store's `mqtt` table: retained
 //! messages (`retained/TOPIC`), persistent sessions (`session/CLIENT-ID` → session id and expiry
 //! interval), their subscriptions (`sub/SESSION-ID/FILTER` → options), the QoS 1/2 messages they
-//! hold (`msg/SESSION-ID/N`, N the message's number in the session's journal: written as it
-//! is queued or sent and as its state changes, deleted when acknowledged), and, from a graceful
-//! stop until the next start reads them, their inbound QoS 2 packet ids (`inq2/SESSION-ID`), and
-//! the will of a disconnected session
+//! hold (`msg/SESSION-ID/N`, N the message's number in the session's journal: written once held
+//! for a journal interval and as its state changes, deleted when acknowledged), their inbound
+//! QoS 2 packet ids awaiting PUBREL (`inq2/SESSION-ID`, journaled alike), and the will of a disconnected session
 //! that waits for its will delay (`will/SESSION-ID`, framed like a retained message whose time
 //! is when the will is due). Session ids are 16 hex digits, so one session's records are one key
 //! range.
@@ -163,8 +162,9 @@ pub fn restore(
         }
     }
     for (key, rec) in inbound_qos2 {
-        if let (Some(i), Some(p)) = (sid_of(&key, INBOUND_QOS2), decode_pids(&rec)) {
-            out[i].inbound_qos2 = p;
+        match (sid_of(&key, INBOUND_QOS2), decode_pids(&rec)) {
+            (Some(i), Some(p)) => out[i].inbound_qos2 = p,
+            _ => orphans.push(key),
         }
     }
     for (key, rec) in wills {

@@ -205,6 +205,24 @@ pub struct Restore {
     pub will: Option<(AppMessage, u64)>,
 }
 
+/// The connection changed the session's inbound QoS 2 packet ids (a QoS 2 PUBLISH routed, or
+/// its PUBREL): a recorded session writes them with its next journal comparison.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InboundChanged;
+
+impl Handler<InboundChanged> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: InboundChanged, ctx: &mut Self::Context) {
+        if self.recorded {
+            self.journal.inbound_dirty = true;
+            self.journal.dirty = true;
+            self.arm_journal(ctx);
+        }
+    }
+}
+
 /// Graceful stop: a recorded session answers the records of what it holds (QoS 1/2 messages in
 /// flight and queued, inbound QoS 2 packet ids awaiting PUBREL) for the store.
 #[derive(Message)]
@@ -282,6 +300,8 @@ struct Journal {
     /// Messages held at the last comparison but not written yet: written if still held at
     /// the next one.
     seen_once: HashSet<u64>,
+    /// The inbound QoS 2 packet ids awaiting PUBREL changed since they were last written.
+    inbound_dirty: bool,
     dirty: bool,
     armed: bool,
 }
@@ -492,7 +512,23 @@ impl Session {
             .iter()
             .map(|i| (&i.d, Some((i.pid, i.received))))
             .chain(self.queue.iter().map(|d| (d, None)));
-        self.journal.diff(self.id.0, held, all)
+        let mut ops = self.journal.diff(self.id.0, held, all);
+        if std::mem::take(&mut self.journal.inbound_dirty) || all {
+            let key = persist::inbound_qos2_key(self.id.0);
+            let q2: Vec<u16> = {
+                let q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
+                q2.iter().copied().collect()
+            };
+            ops.push(if q2.is_empty() {
+                Op::DeleteMqtt { key }
+            } else {
+                Op::PutMqtt {
+                    key,
+                    value: persist::encode_pids(&q2),
+                }
+            });
+        }
+        ops
     }
 
     fn flush_journal(&mut self, all: bool) {
@@ -704,6 +740,9 @@ impl Actor for Session {
                 },
                 Op::DeleteMqttPrefix {
                     prefix: persist::msgs_prefix(self.id.0),
+                },
+                Op::DeleteMqtt {
+                    key: persist::inbound_qos2_key(self.id.0),
                 },
             ];
             // A clean start that replaced this session owns the client id's record now.
@@ -942,7 +981,6 @@ impl Handler<Save> for Session {
         if !self.recorded {
             return MessageResult(Vec::new());
         }
-        let sid = self.id.0;
         // Messages taken while the session was not recorded are numbered now; the journal is
         // brought up to date with this commit.
         for i in self.inflight.iter_mut() {
@@ -951,17 +989,7 @@ impl Handler<Save> for Session {
         for d in self.queue.iter_mut() {
             self.journal.number(d);
         }
-        let mut ops = self.journal_ops(true);
-        let q2: Vec<u16> = {
-            let q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
-            q2.iter().copied().collect()
-        };
-        if !q2.is_empty() {
-            ops.push(Op::PutMqtt {
-                key: persist::inbound_qos2_key(sid),
-                value: persist::encode_pids(&q2),
-            });
-        }
+        let ops = self.journal_ops(true);
         MessageResult(ops)
     }
 }
