@@ -248,7 +248,11 @@ impl Broker {
     /// with its subscriptions in the routers and its expiry running (from now), before any
     /// client connects. Retained messages are not sent: they were when the client subscribed.
     pub async fn restore(&self, sessions: Vec<persist::RestoredSession>) {
+        // Subscriptions are put back this many sessions at a time, concurrently: one at a time,
+        // 100,000 sessions took seconds of round trips to the routers.
+        const AT_ONCE: usize = 512;
         let mut top = 0;
+        let mut pending = Vec::with_capacity(AT_ONCE);
         for r in sessions {
             top = top.max(r.record.sid);
             let id = SessionId(r.record.sid);
@@ -264,16 +268,22 @@ impl Broker {
                 will: r.will,
             });
             if !r.subs.is_empty() {
-                let max = usize::MAX;
-                if self
-                    .subscribe(id, &addr, &mailbox, r.subs, max)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(client_id = %r.client_id, "restoring subscriptions failed");
+                let cid = r.client_id;
+                pending.push(async move {
+                    if self
+                        .subscribe(id, &addr, &mailbox, r.subs, usize::MAX)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(client_id = %cid, "restoring subscriptions failed");
+                    }
+                });
+                if pending.len() == AT_ONCE {
+                    futures_util::future::join_all(pending.drain(..)).await;
                 }
             }
         }
+        futures_util::future::join_all(pending).await;
         self.0.next_id.fetch_max(top + 1, Ordering::Relaxed);
     }
 
