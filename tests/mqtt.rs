@@ -1770,6 +1770,62 @@ fn delayed_wills_survive_kill_9_and_restarts() {
     sub.expect_silence(Duration::from_secs(5));
 }
 
+/// Client `c` sends its QoS 2 PUBLISH `q/4` "four" with packet id 77 again (DUP), as after a
+/// reconnect: the session recognises it (PUBREC), and the PUBREL finds the id (PUBCOMP 0x00).
+fn resend_qos2_77_and_complete(c: &mut Client) {
+    let mut body = Vec::new();
+    string(b"q/4", &mut body);
+    body.extend_from_slice(&77u16.to_be_bytes());
+    body.push(0); // no properties
+    body.extend_from_slice(b"four");
+    c.send((PUBLISH << 4) | 0x08 | (2 << 1), &body);
+    assert_eq!(c.expect(PUBREC).body.get(2).copied().unwrap_or(0), 0);
+    c.ack(PUBREL, 77);
+    let comp = c.expect(PUBCOMP);
+    assert_eq!(
+        comp.body.get(2).copied().unwrap_or(0),
+        0,
+        "PUBREL found its packet id"
+    );
+}
+
+/// Takes `n` first transmissions (no DUP) and completes each as its QoS asks; answers their
+/// payloads and QoS in order.
+fn take_and_acknowledge(a: &mut Client, n: usize) -> Vec<(Vec<u8>, u8)> {
+    let raw: Vec<Publish> = (0..n).map(|_| a.next_raw()).collect();
+    for m in &raw {
+        assert!(!m.dup);
+        if m.qos == 1 {
+            a.ack(PUBACK, m.pid);
+        } else {
+            a.ack(PUBREC, m.pid);
+            a.expect(PUBREL);
+            a.ack(PUBCOMP, m.pid);
+        }
+    }
+    raw.into_iter().map(|m| (m.payload, m.qos)).collect()
+}
+
+/// After a restart: QoS 1 "one" resent with DUP and its packet id `pid`, then "two" (QoS 2),
+/// "three" (QoS 1) and "four" (QoS 2) sent for the first time (the window sends them at once;
+/// they are acknowledged after), and nothing else.
+fn one_again_then_two_three_four(a: &mut Client, pid: u16) {
+    let again = a.next_raw();
+    assert!(again.dup, "resent with DUP");
+    assert_eq!((again.pid, again.payload.as_slice()), (pid, &b"one"[..]));
+    a.ack(PUBACK, again.pid);
+    let rest = take_and_acknowledge(a, 3);
+    assert_eq!(
+        rest,
+        [
+            (b"two".to_vec(), 2),
+            (b"three".to_vec(), 1),
+            (b"four".to_vec(), 2)
+        ]
+    );
+    a.expect_silence(Duration::from_millis(300));
+}
+
 /// `kill -9` keeps what persistent sessions hold, from their journals: a QoS 2 message whose
 /// PUBREC came gets its PUBREL again, a QoS 1 message in flight is resent with DUP and its packet
 /// id, then the QoS 1 and 2 messages queued while the client was away follow in order (v5), and
@@ -1827,20 +1883,7 @@ fn persistent_sessions_keep_their_messages_across_kill_9() {
         Opts::v5("jour-c").clean(false).prop(expiry.clone()),
     );
     assert!(ack.session_present);
-    let mut body = Vec::new();
-    string(b"q/4", &mut body);
-    body.extend_from_slice(&77u16.to_be_bytes());
-    body.push(0); // no properties
-    body.extend_from_slice(b"four");
-    c.send((PUBLISH << 4) | 0x08 | (2 << 1), &body);
-    assert_eq!(c.expect(PUBREC).body.get(2).copied().unwrap_or(0), 0);
-    c.ack(PUBREL, 77);
-    let comp = c.expect(PUBCOMP);
-    assert_eq!(
-        comp.body.get(2).copied().unwrap_or(0),
-        0,
-        "PUBREL found its packet id after kill -9"
-    );
+    resend_qos2_77_and_complete(&mut c);
     let (mut a, ack) = Client::connect(srv.mqtt, Opts::v5("jour-a").clean(false).prop(expiry));
     assert!(ack.session_present);
     let rel = a.expect(PUBREL);
@@ -1850,34 +1893,7 @@ fn persistent_sessions_keep_their_messages_across_kill_9() {
         "PUBREL again, same id"
     );
     a.ack(PUBCOMP, zero.pid);
-    let again = a.next_raw();
-    assert!(again.dup, "resent with DUP");
-    assert_eq!(
-        (again.pid, again.payload.as_slice()),
-        (first.pid, &b"one"[..])
-    );
-    a.ack(PUBACK, again.pid);
-    let raw: Vec<Publish> = (0..3).map(|_| a.next_raw()).collect();
-    for m in &raw {
-        assert!(!m.dup);
-        if m.qos == 1 {
-            a.ack(PUBACK, m.pid);
-        } else {
-            a.ack(PUBREC, m.pid);
-            a.expect(PUBREL);
-            a.ack(PUBCOMP, m.pid);
-        }
-    }
-    let rest: Vec<(Vec<u8>, u8)> = raw.into_iter().map(|m| (m.payload, m.qos)).collect();
-    assert_eq!(
-        rest,
-        [
-            (b"two".to_vec(), 2),
-            (b"three".to_vec(), 1),
-            (b"four".to_vec(), 2)
-        ]
-    );
-    a.expect_silence(Duration::from_millis(300));
+    one_again_then_two_three_four(&mut a, first.pid);
     let (mut b, ack) = Client::connect(srv.mqtt, Opts::v3("jour-b").clean(false));
     assert!(ack.session_present);
     let m = b.next_msg();
@@ -1939,52 +1955,11 @@ fn persistent_sessions_keep_their_messages_across_a_graceful_restart() {
         Opts::v5("keep-c").clean(false).prop(expiry.clone()),
     );
     assert!(ack.session_present);
-    // The same PUBLISH again, with DUP: acknowledged, not routed a second time.
-    let mut body = Vec::new();
-    string(b"q/4", &mut body);
-    body.extend_from_slice(&77u16.to_be_bytes());
-    body.push(0); // no properties
-    body.extend_from_slice(b"four");
-    c.send((PUBLISH << 4) | 0x08 | (2 << 1), &body);
-    assert_eq!(c.expect(PUBREC).body.get(2).copied().unwrap_or(0), 0);
-    c.ack(PUBREL, 77);
-    let comp = c.expect(PUBCOMP);
-    assert_eq!(
-        comp.body.get(2).copied().unwrap_or(0),
-        0,
-        "PUBREL found its packet id"
-    );
+    resend_qos2_77_and_complete(&mut c);
 
     let (mut a, ack) = Client::connect(srv.mqtt, Opts::v5("keep-a").clean(false).prop(expiry));
     assert!(ack.session_present);
-    let again = a.next_raw();
-    assert!(again.dup, "resent with DUP");
-    assert_eq!(
-        (again.pid, again.payload.as_slice()),
-        (first.pid, &b"one"[..])
-    );
-    a.ack(PUBACK, again.pid);
-    // The window sends all three at once; they are acknowledged after.
-    let raw: Vec<Publish> = (0..3).map(|_| a.next_raw()).collect();
-    for m in &raw {
-        if m.qos == 1 {
-            a.ack(PUBACK, m.pid);
-        } else {
-            a.ack(PUBREC, m.pid);
-            a.expect(PUBREL);
-            a.ack(PUBCOMP, m.pid);
-        }
-    }
-    let rest: Vec<(Vec<u8>, u8)> = raw.into_iter().map(|m| (m.payload, m.qos)).collect();
-    assert_eq!(
-        rest,
-        [
-            (b"two".to_vec(), 2),
-            (b"three".to_vec(), 1),
-            (b"four".to_vec(), 2)
-        ]
-    );
-    a.expect_silence(Duration::from_millis(300));
+    one_again_then_two_three_four(&mut a, first.pid);
     let (mut b, ack) = Client::connect(srv.mqtt, Opts::v3("keep-b").clean(false));
     assert!(ack.session_present);
     assert_eq!(b.next_msg().payload, b"rx");

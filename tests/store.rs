@@ -62,29 +62,6 @@ fn publish(srv: &Server, key: &str, first: usize, n: usize, size: usize) -> Resp
     )
 }
 
-/// (id, lock token) of every event the subscription hands out (each stays locked, so each comes
-/// once); the last, empty receive waits its 10 s minimum.
-fn pull_all(srv: &Server, key: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    loop {
-        let r = sub_op(srv, key, "receive", "&maxEvents=100&maxWaitTime=10", b"");
-        assert_eq!(r.status, 200, "{r:?}");
-        let got = r.json()["value"].as_array().unwrap().clone();
-        if got.is_empty() {
-            return out;
-        }
-        out.extend(got.iter().map(|v| {
-            (
-                v["event"]["id"].as_str().unwrap().to_string(),
-                v["brokerProperties"]["lockToken"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        }));
-    }
-}
-
 fn sub_op(srv: &Server, key: &str, action: &str, query: &str, body: &[u8]) -> Resp {
     let auth = format!("Authorization: SharedAccessKey {key}");
     request(
@@ -316,7 +293,7 @@ fn a_full_disk_is_survived_without_a_restart() {
     assert_eq!(r.status, 201, "{r:?}");
 
     // Every event accepted before the failure, and the ones after; none of the refused ones.
-    let pulled = pull_all(&srv, &key);
+    let pulled = receive(&srv, &key, usize::MAX);
     let mut want: Vec<String> = (0..accepted).map(|i| format!("e{i}")).collect();
     want.extend((100_000..100_010).map(|i| format!("e{i}")));
     assert_eq!(pulled.len(), want.len(), "events lost or duplicated");
@@ -421,7 +398,7 @@ fn the_free_space_floor_refuses_new_events_and_recovers_when_space_returns() {
     assert_eq!(publish(&srv, &key, 2000, 10, 1000).status, 200);
     v5.publish("plant/a", b"two", 1, false, 10, &[]);
     assert_eq!(v5.expect(PUBACK).body.get(2).copied().unwrap_or(0), 0);
-    let pulled = pull_all(&srv, &key);
+    let pulled = receive(&srv, &key, usize::MAX);
     let mut ids: Vec<String> = pulled.into_iter().map(|(id, _)| id).collect();
     ids.retain(|id| id.starts_with('e'));
     ids.sort();
@@ -433,7 +410,8 @@ fn the_free_space_floor_refuses_new_events_and_recovers_when_space_returns() {
     assert_eq!(ids, want, "the accepted events, none of the refused ones");
 }
 
-/// Receives and locks up to `n` events (fewer only if the queue runs dry for 10 s).
+/// (id, lock token) of up to `n` events the subscription hands out, each locked so each comes
+/// once; fewer only when the queue runs dry (the last, empty receive waits its 10 s minimum).
 fn receive(srv: &Server, key: &str, n: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     while out.len() < n {

@@ -12,13 +12,13 @@ use super::mem::MemStore;
 use super::redb::RedbStore;
 use super::*;
 
-struct Dir(std::path::PathBuf);
+pub(super) struct Dir(pub(super) std::path::PathBuf);
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-fn dir(tag: &str) -> Dir {
+pub(super) fn dir(tag: &str) -> Dir {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let p = std::env::temp_dir().join(format!(

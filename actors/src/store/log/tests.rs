@@ -4,30 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use super::super::tests::dir;
+
 use ntex_bytes::Bytes;
 
 use super::super::mem::MemStore;
 use super::super::redb::RedbStore;
 use super::super::{EntryState, Op, Store, StoreError};
 use super::{LogStore, seg_name};
-
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-fn dir(tag: &str) -> Dir {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let p = std::env::temp_dir().join(format!(
-        "evgrid-log-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    Dir(p)
-}
 
 const SEG: u64 = 8192;
 
