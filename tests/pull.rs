@@ -1239,10 +1239,45 @@ fn a_backlog_beyond_the_memory_window_waits_on_disk_and_drains_in_order_across_k
 }
 
 /// The shortest time to live Event Grid allows is one minute, so this test waits that long
-/// (it runs beside the others).
+/// (it runs beside the others). A second subscription's backlog, far beyond its in-memory window
+/// and on disk in several queue segments, expires too, with nobody reading, and its segments
+/// are deleted while the server runs.
 #[test]
 fn events_past_their_time_to_live_are_dead_lettered() {
-    let eg = Eg::start(&[]);
+    let dir = TempDir::new("ttl");
+    let data = dir.0.join("data");
+    let eg = Eg::start_in(
+        &data,
+        &[
+            ("EVGRID_STORE_BACKLOG_WINDOW_BYTES", "65536"),
+            ("EVGRID_STORE_SEGMENT_BYTES", "1048576"),
+        ],
+    );
+    eg.topic("backlog");
+    eg.queue_sub("backlog", "nobody", json!({"eventTimeToLive": "PT1M"}));
+    let pad = "x".repeat(1000);
+    for b in 0..8 {
+        let batch: Vec<Value> = (0..500)
+            .map(|i| json!({"specversion": "1.0", "id": format!("b{}", b * 500 + i), "source": "/test", "type": "T", "data": {"pad": pad}}))
+            .collect();
+        assert_eq!(eg.publish("backlog", &json!(batch)).status, 200);
+    }
+    let segments = || {
+        std::fs::read_dir(data.join("queue"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count()
+    };
+    assert!(segments() >= 4, "{} segments", segments());
+    common::wait_until("the backlog is mostly on disk", || {
+        eg.srv.metric("evgrid_backlog_disk_events") >= 3900.0
+    });
     eg.topic("shortlived");
     eg.queue_sub(
         "shortlived",
@@ -1261,4 +1296,11 @@ fn events_past_their_time_to_live_are_dead_lettered() {
     assert_eq!(dls[0]["deadLetterProperties"]["deliveryattempts"], 0);
     eg.publish("shortlived", &json!([ev("fresh")]));
     assert_eq!(ids(&eg.receive("shortlived", "sub1", 10, 10)), ["fresh"]);
+    // What is left in memory is "fresh", locked by the receive above.
+    common::wait_until("the backlog on disk expired", || {
+        eg.srv.metric("evgrid_backlog_disk_events") == 0.0
+            && eg.srv.metric("evgrid_backlog_memory_events") == 1.0
+    });
+    common::wait_until("its segments are deleted", || segments() <= 2);
+    assert!(eg.srv.metric("evgrid_store_log_segments_reclaimed_total") >= 2.0);
 }
