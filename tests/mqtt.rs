@@ -1826,6 +1826,47 @@ fn one_again_then_two_three_four(a: &mut Client, pid: u16) {
     a.expect_silence(Duration::from_millis(300));
 }
 
+/// A QoS 1/2 message routed to an offline persistent session is in its journal before the
+/// publisher's PUBACK/PUBREC: `kill -9` right after the acknowledgement loses nothing (v3.1.1
+/// and v5 subscribers, QoS 1 and QoS 2 publishes).
+#[test]
+fn an_acknowledged_message_for_an_offline_session_survives_an_immediate_kill_9() {
+    let dir = common::TempDir::new("offline-ack");
+    let data = dir.0.join("data");
+    let srv = Server::start_in(&data, &[]);
+    let expiry = Prop::Num(0x11, 3600);
+    let mut a = Client::ok(
+        srv.mqtt,
+        Opts::v5("off-a").clean(false).prop(expiry.clone()),
+    );
+    a.sub("o/#", 2);
+    a.disconnect();
+    let mut b = Client::ok(srv.mqtt, Opts::v3("off-b").clean(false));
+    b.sub("o/#", 1);
+    b.disconnect();
+    wait_until("both are offline", || {
+        srv.metric("evgrid_mqtt_connections") == 0.0
+    });
+    let mut p = Client::ok(srv.mqtt, Opts::v3("pub"));
+    assert_eq!(p.pub_wait("o/1", b"one", 1, false), 0);
+    assert_eq!(p.pub_wait("o/2", b"two", 2, false), 0);
+    srv.kill9();
+
+    let srv = Server::start_in(&data, &[]);
+    let (mut a, ack) = Client::connect(srv.mqtt, Opts::v5("off-a").clean(false).prop(expiry));
+    assert!(ack.session_present);
+    assert_eq!(
+        take_and_acknowledge(&mut a, 2),
+        [(b"one".to_vec(), 1), (b"two".to_vec(), 2)]
+    );
+    let (mut b, ack) = Client::connect(srv.mqtt, Opts::v3("off-b").clean(false));
+    assert!(ack.session_present);
+    assert_eq!(
+        take_and_acknowledge(&mut b, 2),
+        [(b"one".to_vec(), 1), (b"two".to_vec(), 1)]
+    );
+}
+
 /// `kill -9` keeps what persistent sessions hold, from their journals: a QoS 2 message whose
 /// PUBREC came gets its PUBREL again, a QoS 1 message in flight is resent with DUP and its packet
 /// id, then the QoS 1 and 2 messages queued while the client was away follow in order (v5), and

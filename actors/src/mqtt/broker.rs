@@ -303,14 +303,12 @@ impl Broker {
     fn spawn_session_as(&self, id: SessionId, client_id: &ByteString) -> Entry {
         let n = self.0.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.0.arbiters.len();
         let (broker, cid, limits) = (self.clone(), client_id.clone(), self.0.limits);
+        let mailbox = Arc::new(Mailbox::new(&self.0.limits));
+        let m = mailbox.clone();
         let addr = Session::start_in_arbiter(&self.0.arbiters[n], move |_| {
-            Session::new(id, cid, broker, limits)
+            Session::new(id, cid, broker, limits, m)
         });
-        Entry {
-            id,
-            addr,
-            mailbox: Arc::new(Mailbox::new(&self.0.limits)),
-        }
+        Entry { id, addr, mailbox }
     }
 
     /// Opens (or resumes, unless `clean_start`) the session of `client_id` and attaches a

@@ -21,7 +21,7 @@ use crate::model::clock::now_ms;
 use crate::mqtt::message::{AppMessage, Delivery, IdMap, SessionId};
 use crate::mqtt::persist::{StoredRetained, encode_retained, retained_key};
 use crate::mqtt::retained::{RetainedIndex, RetainedMessage};
-use crate::mqtt::session::{Deliver, Mailbox, Session};
+use crate::mqtt::session::{Deliver, JournalAck, Mailbox, Session};
 use crate::mqtt::trie::{Matched, SubOpts, SubTrie, TopicLimits, parse_filter};
 use crate::store::{Op, Writer};
 
@@ -267,18 +267,37 @@ impl Router {
         }
     }
 
-    fn flush(&mut self) {
+    /// Hands the routed deliveries to their sessions. On a durable shard, QoS 1/2 deliveries
+    /// to offline persistent sessions carry a [`JournalAck`]: the answer waits for the returned
+    /// receiver, which resolves once those sessions have journaled them.
+    fn flush(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut ack: Option<(JournalAck, tokio::sync::oneshot::Receiver<()>)> = None;
+        let durable = self.persist.is_some();
         for (sid, mut list) in self.out.drain() {
             if let Some(s) = self.sessions.get(&sid) {
                 let held = s.mailbox.admit(&mut list);
                 if !list.is_empty() {
+                    let journaled = (durable
+                        && s.mailbox.offline_journaled()
+                        && list.iter().any(|d| d.qos > 0))
+                    .then(|| {
+                        ack.get_or_insert_with(|| {
+                            let (tx, rx) = tokio::sync::oneshot::channel();
+                            (Arc::new(tx), rx)
+                        })
+                        .0
+                        .clone()
+                    });
                     s.addr.do_send(Deliver {
                         list,
                         held: Some(held),
+                        journaled,
                     });
                 }
             }
         }
+        // The shard's own clone goes now: the sessions' clones decide.
+        ack.map(|(_, rx)| rx)
     }
 }
 
@@ -333,19 +352,26 @@ impl Handler<PublishBatch> for Router {
         for m in msgs {
             self.route_one(m);
         }
-        self.flush();
+        let journaled = self.flush();
         drop(done);
-        match (&self.persist, self.ops.is_empty()) {
-            (Some(w), false) => {
-                let commit = w.submit(std::mem::take(&mut self.ops));
-                Routed(Some(Box::pin(async move {
-                    if let Err(e) = commit.await {
-                        tracing::warn!(error = %e, "a retained message change was not stored");
-                    }
-                })))
-            }
-            _ => Routed(None),
+        let commit = match (&self.persist, self.ops.is_empty()) {
+            (Some(w), false) => Some(w.submit(std::mem::take(&mut self.ops))),
+            _ => None,
+        };
+        if commit.is_none() && journaled.is_none() {
+            return Routed(None);
         }
+        Routed(Some(Box::pin(async move {
+            if let Some(commit) = commit
+                && let Err(e) = commit.await
+            {
+                tracing::warn!(error = %e, "a retained message change was not stored");
+            }
+            if let Some(rx) = journaled {
+                // Resolves (as closed) once every session holding a clone has let it go.
+                let _ = rx.await;
+            }
+        })))
     }
 }
 

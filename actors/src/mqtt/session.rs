@@ -45,13 +45,25 @@ pub struct Deliver {
     /// What `list` counts in the session's [`Mailbox`]; released when the session has handled it
     /// (or when the message is dropped with a stopped session).
     pub held: Option<MailboxHeld>,
+    /// Held until what `list` added to an offline session's journal is committed (dropped at
+    /// once otherwise): the publisher's PUBACK waits for every clone to go.
+    pub journaled: Option<JournalAck>,
 }
 
 impl Deliver {
     pub fn unbounded(list: Vec<Delivery>) -> Self {
-        Deliver { list, held: None }
+        Deliver {
+            list,
+            held: None,
+            journaled: None,
+        }
     }
 }
+
+/// One routed batch's wait for the journals of the offline persistent sessions it reached: the
+/// routing shard keeps the receiver and hands clones of this to those sessions; the receiver
+/// resolves when the last clone is dropped.
+pub type JournalAck = Arc<tokio::sync::oneshot::Sender<()>>;
 
 /// The bytes of deliveries routed to one session and not yet handled by it, shared by every
 /// routing shard that delivers to it.
@@ -67,6 +79,9 @@ pub struct Mailbox {
     bytes: AtomicUsize,
     qos0_limit: usize,
     limit: usize,
+    /// Set by the session while it is persistent (journaled) and offline: what a shard delivers
+    /// to it is written before the publisher's PUBACK.
+    offline_journaled: std::sync::atomic::AtomicBool,
 }
 
 impl Mailbox {
@@ -75,7 +90,13 @@ impl Mailbox {
             bytes: AtomicUsize::new(0),
             qos0_limit: limits.max_outbound_bytes,
             limit: limits.max_queued_bytes.max(limits.max_outbound_bytes),
+            offline_journaled: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the session journals what it is delivered before the publisher is answered.
+    pub fn offline_journaled(&self) -> bool {
+        self.offline_journaled.load(Ordering::Relaxed)
     }
 
     /// Bytes waiting in the mailbox now.
@@ -287,7 +308,10 @@ pub struct SessionLimits {
 /// comparison, changed packet ids or PUBREC states, messages gone) is submitted to the group
 /// commit, unawaited. A message is written once it is still held at its second comparison, so
 /// one delivered and acknowledged within an interval (the normal case for a connected client)
-/// never reaches the store, and `kill -9` loses what arrived in the last two intervals.
+/// never reaches the store, and `kill -9` loses what arrived in the last two intervals. A message
+/// queued while the session is offline is written in the same turn instead (nothing will
+/// acknowledge it soon), and the routing shard's answer to its publisher waits for that commit
+/// ([`JournalAck`]).
 #[derive(Debug, Default)]
 struct Journal {
     /// The last number given to a message.
@@ -302,6 +326,10 @@ struct Journal {
     seen_once: HashSet<u64>,
     /// The inbound QoS 2 packet ids awaiting PUBREL changed since they were last written.
     inbound_dirty: bool,
+    /// A message was queued while offline: the next comparison comes at once and writes
+    /// everything new.
+    urgent: bool,
+    armed_now: bool,
     dirty: bool,
     armed: bool,
 }
@@ -327,6 +355,7 @@ impl Journal {
     ) -> Vec<Op> {
         self.flushes += 1;
         self.dirty = false;
+        self.urgent = false;
         let now = self.flushes;
         let (wall, mono) = (now_ms(), Instant::now());
         let mut ops = Vec::new();
@@ -399,6 +428,8 @@ pub struct Session {
     will_recorded: bool,
     /// Recorded sessions only: the store's copy of the QoS 1/2 messages it holds.
     journal: Journal,
+    /// Shared with the routing shards (its byte count, and whether it is offline and recorded).
+    mailbox: Arc<Mailbox>,
     expiry_timer: Option<SpawnHandle>,
     /// Bumped on every attach/detach so a stale timer can tell it is stale.
     epoch: u64,
@@ -425,8 +456,10 @@ impl Session {
         client_id: ByteString,
         broker: Broker,
         limits: SessionLimits,
+        mailbox: Arc<Mailbox>,
     ) -> Self {
         Session {
+            mailbox,
             id,
             client_id,
             broker,
@@ -487,19 +520,41 @@ impl Session {
         let mut d = d;
         if self.recorded {
             self.journal.number(&mut d);
+            // Offline, nothing will acknowledge it soon: written at once, not an interval later.
+            self.journal.urgent |= self.link.is_none();
         }
         self.queue.push_back(d);
     }
 
+    /// Tells the routing shards whether this session is offline and journaled (see
+    /// [`Mailbox::offline_journaled`]); called whenever either changes.
+    fn publish_offline_journaled(&self) {
+        self.mailbox
+            .offline_journaled
+            .store(self.recorded && self.link.is_none(), Ordering::Relaxed);
+    }
+
     /// Brings the journal up to date once the interval has passed, if anything changed.
     fn arm_journal(&mut self, ctx: &mut Context<Self>) {
-        if !self.recorded || self.journal.armed || !self.journal.dirty {
+        if !self.recorded || !self.journal.dirty {
+            return;
+        }
+        if self.journal.urgent && !self.journal.armed_now {
+            // Right after this turn, with everything this turn queued.
+            self.journal.armed_now = true;
+            ctx.run_later(Duration::ZERO, |s, ctx| {
+                s.journal.armed_now = false;
+                drop(s.flush_journal(true));
+                s.arm_journal(ctx);
+            });
+        }
+        if self.journal.armed {
             return;
         }
         self.journal.armed = true;
         ctx.run_later(self.limits.journal_interval, |s, ctx| {
             s.journal.armed = false;
-            s.flush_journal(false);
+            drop(s.flush_journal(false));
             s.arm_journal(ctx);
         });
     }
@@ -531,16 +586,20 @@ impl Session {
         ops
     }
 
-    fn flush_journal(&mut self, all: bool) {
+    /// Submits the journal's changes; answers the commit to wait for, if there was one.
+    fn flush_journal(
+        &mut self,
+        all: bool,
+    ) -> Option<impl std::future::Future<Output = Result<(), crate::store::StoreError>> + 'static>
+    {
         if !self.recorded {
-            return;
+            return None;
         }
         let ops = self.journal_ops(all);
-        if !ops.is_empty()
-            && let Some(w) = self.broker.persist()
-        {
-            drop(w.submit(ops));
+        if ops.is_empty() {
+            return None;
         }
+        Some(self.broker.persist()?.submit(ops))
     }
 
     /// Tells the memory budget how the backlog changed since it was last told.
@@ -756,7 +815,7 @@ impl Actor for Session {
             drop(w.submit(ops));
         } else if self.recorded {
             // The broker is stopping: the journal is kept, current to the last change.
-            self.flush_journal(true);
+            drop(self.flush_journal(true));
         }
         if self.queue.len() + self.inflight.len() > 0 {
             tracing::debug!(client_id = %self.client_id, queued = self.queue.len(),
@@ -838,6 +897,7 @@ impl Session {
             }]));
         }
         self.link = Some(msg.link);
+        self.publish_offline_journaled();
 
         // [MQTT-4.4.0-1]: resend unacknowledged PUBLISH packets with DUP and their packet ids,
         // and PUBREL for QoS 2 messages the client has received, in their original order.
@@ -872,6 +932,7 @@ impl Handler<Detach> for Session {
             return; // a connection that was already taken over
         }
         self.link = None;
+        self.publish_offline_journaled();
         if let Some(w) = self.waiting.take() {
             // Taken over: the new connection attaches now, as if this one had not detached by
             // itself (no will, no expiry).
@@ -933,6 +994,7 @@ impl Handler<Restore> for Session {
     fn handle(&mut self, msg: Restore, ctx: &mut Self::Context) {
         self.expiry_secs = msg.expiry_secs.min(self.limits.max_session_expiry_secs);
         self.recorded = true;
+        self.publish_offline_journaled();
         self.epoch += 1;
         self.start_expiry(ctx);
         if let Some((msg, due_ms)) = msg.will {
@@ -999,7 +1061,11 @@ impl Handler<Deliver> for Session {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let now = Instant::now();
-        let Deliver { list, held } = msg;
+        let Deliver {
+            list,
+            held,
+            journaled,
+        } = msg;
         let mut batch = Vec::with_capacity(list.len());
         let mut batch_bytes = 0;
         for d in list {
@@ -1008,6 +1074,18 @@ impl Handler<Deliver> for Session {
         // Released before sending: from here the writer's or the backlog's count holds them.
         drop(held);
         self.send(batch);
+        if let Some(ack) = journaled
+            && self.journal.urgent
+            && let Some(commit) = self.flush_journal(true)
+        {
+            // The publisher's PUBACK waits for this commit (the shard holds the other end).
+            actix::spawn(async move {
+                if let Err(e) = commit.await {
+                    tracing::warn!(error = %e, "an offline session's messages were not journaled");
+                }
+                drop(ack);
+            });
+        }
         self.arm_journal(ctx);
     }
 }
