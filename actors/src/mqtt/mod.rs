@@ -18,6 +18,7 @@
 //! joins MQTT to the rest of the core depends on this engine, never the other way round.
 
 pub mod broker;
+pub mod journal;
 pub mod lifecycle;
 pub mod message;
 pub mod outbox;

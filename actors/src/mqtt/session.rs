@@ -31,6 +31,7 @@ use crate::budget::{BUDGET, BufferKind};
 use crate::metrics::{DropReason, METRICS};
 use crate::model::clock::now_ms;
 use crate::mqtt::broker::Broker;
+use crate::mqtt::journal::Journal;
 use crate::mqtt::message::{AppMessage, CloseReason, ConnId, Delivery, Out, OutMsg, SessionId};
 use crate::mqtt::outbox::OutboxTx;
 use crate::mqtt::persist;
@@ -299,102 +300,6 @@ pub struct SessionLimits {
     pub max_sessions: usize,
     /// How often a recorded session's journal is brought up to date (`mqtt.journal_interval_ms`).
     pub journal_interval: Duration,
-}
-
-/// A recorded session's journal: the store's copy (`msg/SID/N`) of the QoS 1/2 messages it
-/// holds, queued or in flight, so that they survive `kill -9`. The hot path only numbers a
-/// message and marks the journal dirty; every `mqtt.journal_interval_ms` a dirty journal is
-/// compared with what the session holds, and the difference (messages held since the previous
-/// comparison, changed packet ids or PUBREC states, messages gone) is submitted to the group
-/// commit, unawaited. A message is written once it is still held at its second comparison, so
-/// one delivered and acknowledged within an interval (the normal case for a connected client)
-/// never reaches the store, and `kill -9` loses what arrived in the last two intervals. A message
-/// queued while the session is offline is written in the same turn instead (nothing will
-/// acknowledge it soon), and the routing shard's answer to its publisher waits for that commit
-/// ([`JournalAck`]).
-#[derive(Debug, Default)]
-struct Journal {
-    /// The last number given to a message.
-    last: u64,
-    /// What the store has (once the submitted changes commit): number → in-flight state
-    /// written, and the flush that last saw it held.
-    on_disk: std::collections::HashMap<u64, (Option<(u16, bool)>, u64)>,
-    /// Flushes so far.
-    flushes: u64,
-    /// Messages held at the last comparison but not written yet: written if still held at
-    /// the next one.
-    seen_once: HashSet<u64>,
-    /// The inbound QoS 2 packet ids awaiting PUBREL changed since they were last written.
-    inbound_dirty: bool,
-    /// A message was queued while offline: the next comparison comes at once and writes
-    /// everything new.
-    urgent: bool,
-    armed_now: bool,
-    dirty: bool,
-    armed: bool,
-}
-
-impl Journal {
-    /// Gives `d` a number if it has none (QoS 1/2 only).
-    fn number(&mut self, d: &mut Delivery) {
-        if d.qos > 0 && d.journal == 0 {
-            self.last += 1;
-            d.journal = self.last;
-        }
-        self.dirty = true;
-    }
-
-    /// The store ops that make the journal match `held` (messages with their in-flight state,
-    /// in order); with `all`, messages seen for the first time are written too (a graceful
-    /// stop).
-    fn diff<'a>(
-        &mut self,
-        sid: u64,
-        held: impl Iterator<Item = (&'a Delivery, Option<(u16, bool)>)>,
-        all: bool,
-    ) -> Vec<Op> {
-        self.flushes += 1;
-        self.dirty = false;
-        self.urgent = false;
-        let now = self.flushes;
-        let (wall, mono) = (now_ms(), Instant::now());
-        let mut ops = Vec::new();
-        let seen_before = std::mem::take(&mut self.seen_once);
-        for (d, state) in held {
-            if d.journal == 0 {
-                continue;
-            }
-            match self.on_disk.get_mut(&d.journal) {
-                Some((s, seen)) if *s == state => *seen = now,
-                None if !all && !seen_before.contains(&d.journal) => {
-                    // New since the last comparison: written if it is still here at the next.
-                    self.seen_once.insert(d.journal);
-                    self.dirty = true;
-                }
-                _ => {
-                    let expires = d
-                        .msg
-                        .expires_at
-                        .map(|t| wall + t.saturating_duration_since(mono).as_millis() as u64);
-                    ops.push(Op::PutMqtt {
-                        key: persist::msg_key(sid, d.journal),
-                        value: persist::encode_delivery(d, state, expires),
-                    });
-                    self.on_disk.insert(d.journal, (state, now));
-                }
-            }
-        }
-        self.on_disk.retain(|n, (_, seen)| {
-            if *seen == now {
-                return true;
-            }
-            ops.push(Op::DeleteMqtt {
-                key: persist::msg_key(sid, *n),
-            });
-            false
-        });
-        ops
-    }
 }
 
 #[derive(Debug)]
