@@ -5,7 +5,10 @@
 # memory; `evgrid-loadtest compare` alternates them round by round, MQTT 3.1.1, 128-byte
 # payloads, persistent sessions (-C false):
 # 1. QoS 1 fan-in, 100 publishers, closed loop (--max-rate -F 32 --outstanding 10000);
-# 2. QoS 1 fan-out, 1,000 subscribers, 1,000 msgs/s.
+# 2. QoS 1 fan-out, 1,000 subscribers, 1,000 msgs/s;
+# 3. QoS 1 publishes (10 publishers, 5,000 msgs/s, 3 s a round: the session queue's bounds
+#    are not reached) to one persistent session that is offline:
+#    in durable mode each PUBACK waits for the message's journal commit.
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 BIN=target/release/evgrid; LT=target/release/evgrid-loadtest
@@ -23,5 +26,10 @@ echo "== fan-in"
 $LT compare $common --scenario fanin --publishers 100 --max-rate -F 32 --outstanding 10000 -d 5s 2>&1 | tail -8
 echo "== fan-out"
 $LT compare $common --scenario fanout --subscribers 1000 --rate 1000 -d 5s 2>&1 | tail -8
+echo "== QoS 1 to an offline persistent session"
+for p in 18831 18832; do
+  $LT sub --quiet -h 127.0.0.1 -p $p -V 4 -C false -q 1 -c 1 -n 900000 -t 'off/#' -d 1s > /dev/null 2>&1
+done
+$LT compare $common --scenario pub-qos1 -c 10 --rate 5000 -t off/x -d 3s 2>&1 | tail -8
 echo "A (durable) store: $(du -sh $A | cut -f1)"
 kill $PA $PB; wait $PA $PB 2>/dev/null
