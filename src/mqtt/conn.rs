@@ -27,7 +27,7 @@ use evgrid_actors::mqtt::message::{AppMessage, ConnId, Delivery, SessionId, owne
 use evgrid_actors::mqtt::outbox::{OutboxRx, OutboxTx, outbox};
 use evgrid_actors::mqtt::router::{InFlight, SubReq};
 use evgrid_actors::mqtt::session::{
-    Attach, Deliver, Detach, InboundChanged, InboundQos2, Link, Mailbox, Session, Will,
+    Attach, Deliver, Detach, InboundQos2, Link, Mailbox, Session, Will,
 };
 use ntex_bytes::ByteString;
 use tokio::sync::oneshot;
@@ -277,27 +277,15 @@ impl Conn {
     /// [MQTT-4.3.3-10].
     pub fn qos2_begin(&self, pid: u16) -> bool {
         let fresh = self.lock_qos2().insert(pid);
-        if fresh {
-            self.inbound_changed();
-        } else {
+        if !fresh {
             METRICS.qos2_resends.inc();
         }
         fresh
     }
 
-    /// Tells a persistent session to journal its inbound QoS 2 ids (a durable broker keeps them
-    /// across `kill -9`).
-    fn inbound_changed(&self) {
-        if self.persistent {
-            self.addr.do_send(InboundChanged);
-        }
-    }
-
     /// Routing the QoS 2 PUBLISH with this id failed: the client was told, PUBREL will not come.
     pub fn qos2_abort(&self, pid: u16) {
-        if self.lock_qos2().remove(&pid) {
-            self.inbound_changed();
-        }
+        self.lock_qos2().remove(&pid);
     }
 
     /// Whether the session routed the QoS 2 PUBLISH with this id and awaits its PUBREL (a
@@ -308,11 +296,7 @@ impl Conn {
 
     /// PUBREL for this id: the exchange is over. False when the session never routed it.
     pub fn qos2_release(&self, pid: u16) -> bool {
-        let had = self.lock_qos2().remove(&pid);
-        if had {
-            self.inbound_changed();
-        }
-        had
+        self.lock_qos2().remove(&pid)
     }
 
     fn lock_qos2(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u16>> {

@@ -225,22 +225,20 @@ impl Broker {
             .iter()
             .map(|e| e.value().addr.clone())
             .collect();
-        let mut ops = Vec::new();
+        let mut n = 0;
         for a in addrs {
-            if let Ok(mut o) = a.send(session::Save).await {
-                ops.append(&mut o);
-            }
+            n += a.send(session::Save).await.unwrap_or(0);
         }
-        let n = ops
-            .iter()
-            .filter(|o| matches!(o, Op::PutMqtt { key, .. } if key.starts_with(persist::MSGS)))
-            .count();
-        // Committed in slices: one commit need not hold every session's backlog.
-        while !ops.is_empty() {
-            let rest = ops.split_off(ops.len().min(10_000));
-            self.commit(std::mem::replace(&mut ops, rest), "MQTT session messages")
-                .await;
-        }
+        // Each session submitted its own journal; the writer commits in submission order, so
+        // once this later commit returns, theirs have too.
+        self.commit(
+            vec![Op::PutMeta {
+                key: "mqtt_saved_at_ms".into(),
+                value: crate::model::clock::now_ms().to_le_bytes().to_vec(),
+            }],
+            "MQTT session messages",
+        )
+        .await;
         n
     }
 

@@ -1,5 +1,6 @@
-//! A persistent session's journal: the store's copy of the QoS 1/2 messages it holds and of
-//! its inbound QoS 2 packet ids, kept by comparison rather than per change (see [`Journal`]).
+//! A persistent session's journal: the store's copy of the QoS 1/2 messages it holds, kept by
+//! comparison rather than per change (see [`Journal`]); an offline session's new messages are
+//! written at once, from the queue's tail ([`Journal::new_queued`]).
 //!
 //! Owns the bookkeeping and the records' keys; never submits anything itself and never waits:
 //! the session hands the ops it answers to the store's writer.
@@ -35,8 +36,6 @@ pub struct Journal {
     /// Messages held at the last comparison but not written yet: written if still held at
     /// the next one.
     pub(crate) seen_once: HashSet<u64>,
-    /// The inbound QoS 2 packet ids awaiting PUBREL changed since they were last written.
-    pub(crate) inbound_dirty: bool,
     /// A message was queued while offline: the next comparison comes at once and writes
     /// everything new.
     pub(crate) urgent: bool,
@@ -53,6 +52,39 @@ impl Journal {
             d.journal = self.last;
         }
         self.dirty = true;
+    }
+
+    /// Puts for the newest queued messages not written yet (`queue` newest last): what an
+    /// offline session took this turn. Stops at the first one already written, so it costs what
+    /// is new, not the queue's length.
+    pub(crate) fn new_queued<'a>(
+        &mut self,
+        sid: u64,
+        queue: impl DoubleEndedIterator<Item = &'a Delivery>,
+    ) -> Vec<Op> {
+        self.urgent = false;
+        let (wall, mono) = (now_ms(), Instant::now());
+        let mut ops = Vec::new();
+        for d in queue.rev() {
+            if d.journal == 0 {
+                continue;
+            }
+            if self.on_disk.contains_key(&d.journal) {
+                break;
+            }
+            let expires = d
+                .msg
+                .expires_at
+                .map(|t| wall + t.saturating_duration_since(mono).as_millis() as u64);
+            ops.push(Op::PutMqtt {
+                key: persist::msg_key(sid, d.journal),
+                value: persist::encode_delivery(d, None, expires),
+            });
+            self.on_disk.insert(d.journal, (None, self.flushes));
+        }
+        // Written in order (oldest first), as a full comparison would.
+        ops.reverse();
+        ops
     }
 
     /// The store ops that make the journal match `held` (messages with their in-flight state,

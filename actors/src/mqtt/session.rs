@@ -227,28 +227,11 @@ pub struct Restore {
     pub will: Option<(AppMessage, u64)>,
 }
 
-/// The connection changed the session's inbound QoS 2 packet ids (a QoS 2 PUBLISH routed, or
-/// its PUBREL): a recorded session writes them with its next journal comparison.
+/// Graceful stop: a recorded session submits its journal, brought fully up to date (QoS 1/2
+/// messages in flight and queued, inbound QoS 2 packet ids awaiting PUBREL), itself, so that
+/// its own later changes follow in the writer's order; answers how many messages it holds.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct InboundChanged;
-
-impl Handler<InboundChanged> for Session {
-    type Result = ();
-
-    fn handle(&mut self, _: InboundChanged, ctx: &mut Self::Context) {
-        if self.recorded {
-            self.journal.inbound_dirty = true;
-            self.journal.dirty = true;
-            self.arm_journal(ctx);
-        }
-    }
-}
-
-/// Graceful stop: a recorded session answers the records of what it holds (QoS 1/2 messages in
-/// flight and queued, inbound QoS 2 packet ids awaiting PUBREL) for the store.
-#[derive(Message)]
-#[rtype(result = "Vec<Op>")]
+#[rtype(result = "usize")]
 pub struct Save;
 
 /// A connection ended. Sent by the connection's state when it is dropped.
@@ -449,7 +432,7 @@ impl Session {
             self.journal.armed_now = true;
             ctx.run_later(Duration::ZERO, |s, ctx| {
                 s.journal.armed_now = false;
-                drop(s.flush_journal(true));
+                drop(s.flush_new_queued());
                 s.arm_journal(ctx);
             });
         }
@@ -473,7 +456,9 @@ impl Session {
             .map(|i| (&i.d, Some((i.pid, i.received))))
             .chain(self.queue.iter().map(|d| (d, None)));
         let mut ops = self.journal.diff(self.id.0, held, all);
-        if std::mem::take(&mut self.journal.inbound_dirty) || all {
+        // Inbound QoS 2 ids are kept at a graceful stop only (`all`): journaled lazily, an id
+        // whose PUBCOMP went out could outlive a crash and swallow a new message reusing it.
+        if all {
             let key = persist::inbound_qos2_key(self.id.0);
             let q2: Vec<u16> = {
                 let q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
@@ -489,6 +474,22 @@ impl Session {
             });
         }
         ops
+    }
+
+    /// Submits what an offline session queued since its journal was last written (see
+    /// [`Journal::new_queued`]); answers the commit to wait for, if there was one.
+    fn flush_new_queued(
+        &mut self,
+    ) -> Option<impl std::future::Future<Output = Result<(), crate::store::StoreError>> + 'static>
+    {
+        if !self.recorded {
+            return None;
+        }
+        let ops = self.journal.new_queued(self.id.0, self.queue.iter());
+        if ops.is_empty() {
+            return None;
+        }
+        Some(self.broker.persist()?.submit(ops))
     }
 
     /// Submits the journal's changes; answers the commit to wait for, if there was one.
@@ -908,10 +909,18 @@ impl Handler<Restore> for Session {
             self.arm_will(Duration::from_millis(due_ms.saturating_sub(now_ms())), ctx);
         }
         let (now, mono) = (now_ms(), Instant::now());
+        let top = msg.saved.iter().map(|s| s.delivery.journal).max();
+        self.journal.last = self.journal.last.max(top.unwrap_or(0));
+        // A record numbered 0 (saved by an evgrid before the journal) gets a number of its own;
+        // its old key is deleted by the comparison right after restoring.
+        let mut renumbered = false;
         for s in msg.saved {
             let mut d = s.delivery;
-            self.journal.last = self.journal.last.max(d.journal);
             self.journal.on_disk.insert(d.journal, (s.inflight, 0));
+            if d.journal == 0 {
+                self.journal.number(&mut d);
+                renumbered = true;
+            }
             if let Some(e) = s.expires_ms {
                 if e <= now {
                     // Deleted from the store at the first flush (no longer held).
@@ -933,6 +942,9 @@ impl Handler<Restore> for Session {
             }
         }
         self.settle_budget();
+        if renumbered {
+            drop(self.flush_journal(true));
+        }
         self.arm_journal(ctx);
         if !msg.inbound_qos2.is_empty() {
             let mut q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
@@ -946,7 +958,7 @@ impl Handler<Save> for Session {
 
     fn handle(&mut self, _: Save, _: &mut Self::Context) -> Self::Result {
         if !self.recorded {
-            return MessageResult(Vec::new());
+            return MessageResult(0);
         }
         // Messages taken while the session was not recorded are numbered now; the journal is
         // brought up to date with this commit.
@@ -956,8 +968,8 @@ impl Handler<Save> for Session {
         for d in self.queue.iter_mut() {
             self.journal.number(d);
         }
-        let ops = self.journal_ops(true);
-        MessageResult(ops)
+        drop(self.flush_journal(true));
+        MessageResult(self.inflight.len() + self.queue.len())
     }
 }
 
@@ -981,7 +993,7 @@ impl Handler<Deliver> for Session {
         self.send(batch);
         if let Some(ack) = journaled
             && self.journal.urgent
-            && let Some(commit) = self.flush_journal(true)
+            && let Some(commit) = self.flush_new_queued()
         {
             // The publisher's PUBACK waits for this commit (the shard holds the other end).
             actix::spawn(async move {
