@@ -180,16 +180,8 @@ async fn restore_sessions(cfg: &Config, writer: &Writer, broker: &Broker) -> std
     );
     let msgs = sessions.iter().map(|s| s.saved.len()).sum::<usize>();
     broker.restore(sessions).await;
-    // Inbound QoS 2 packet ids are in memory now and saved again at the next graceful stop;
-    // kept, they would come back after a crash although their PUBREL may have come meanwhile
-    // (and swallow a new message reusing the id). The journals (`msg/`) stay: each session keeps
-    // its own up to date.
-    writer
-        .submit(vec![store::Op::DeleteMqttPrefix {
-            prefix: persist::INBOUND_QOS2.into(),
-        }])
-        .await
-        .map_err(|e| other(format!("cannot clear the saved inbound QoS 2 ids: {e}")))?;
+    // The journals (`msg/`) and inbound QoS 2 ids (`inq2/`) stay: each session keeps its own up
+    // to date (the ids before each PUBREC and PUBCOMP).
     tracing::info!(
         sessions = n,
         subscriptions = subs,

@@ -353,7 +353,25 @@ impl Conn {
         if qos == 2 && matches!(routed, Routed::Failed) {
             self.qos2_abort(pid);
         }
+        if qos == 2 {
+            self.record_inbound_qos2().await;
+        }
         routed
+    }
+
+    /// A persistent session's inbound QoS 2 ids, committed before the PUBREC or PUBCOMP that
+    /// depends on them (a durable broker keeps them across `kill -9`: a resend is recognised,
+    /// and an id whose PUBCOMP went out is free again).
+    pub async fn record_inbound_qos2(&self) {
+        if !self.persistent {
+            return;
+        }
+        let ids: Vec<u16> = self.lock_qos2().iter().copied().collect();
+        self.shared
+            .bridge
+            .broker()
+            .record_inbound_qos2(self.session, &ids)
+            .await;
     }
 
     /// Adds this session's subscriptions (up to `mqtt.max_subscriptions_per_client`) and sends

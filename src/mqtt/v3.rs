@@ -318,6 +318,7 @@ pub(super) async fn protocol(
         ProtocolMessage::PublishRelease(r) => {
             // [MQTT-4.3.3-11]: always PUBCOMP, also for an id from an earlier connection.
             conn.qos2_release(r.packet_id.get());
+            conn.record_inbound_qos2().await;
             Ok(r.ack())
         }
         other => Ok(other.ack()),

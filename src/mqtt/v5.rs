@@ -477,6 +477,7 @@ pub(super) async fn protocol(
         ProtocolMessage::PublishRelease(r) => {
             // [MQTT-4.3.3-11]: PUBCOMP; an id this session never routed gets 0x92.
             if conn.qos2_release(r.packet().packet_id.get()) {
+                conn.record_inbound_qos2().await;
                 Ok(r.ack())
             } else {
                 Ok(r.reason_code(codec::PublishAck2Reason::PacketIdNotFound)

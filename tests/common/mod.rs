@@ -240,14 +240,31 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// `kill -9`, through a shared reference (the process is reaped on drop).
+    /// `kill -9`, through a shared reference (the process is reaped on drop). Returns once the
+    /// process has exited (a zombie holds no files), so that a restart on the same data directory
+    /// does not find the store still locked.
     pub fn kill9(&self) {
+        let pid = self.child.id();
         let st = Command::new("kill")
             .arg("-KILL")
-            .arg(self.child.id().to_string())
+            .arg(pid.to_string())
             .status()
             .unwrap();
         assert!(st.success());
+        let stat = format!("/proc/{pid}/stat");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::fs::read_to_string(&stat) {
+                // The state follows the parenthesised command name.
+                Ok(s) if !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')) => {}
+                _ => return,
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} outlived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGTERM and wait; returns the exit status.

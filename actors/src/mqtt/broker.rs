@@ -156,6 +156,23 @@ impl Broker {
         self.0.persist.as_ref()
     }
 
+    /// Records a persistent session's inbound QoS 2 packet ids awaiting PUBREL (deleted when
+    /// none); resolves after the commit (at once on a broker that keeps nothing). The caller
+    /// sends PUBREC or PUBCOMP only then, so the ids survive `kill -9` exactly as the client was
+    /// told.
+    pub async fn record_inbound_qos2(&self, session: SessionId, ids: &[u16]) {
+        let key = persist::inbound_qos2_key(session.0);
+        let op = if ids.is_empty() {
+            Op::DeleteMqtt { key }
+        } else {
+            Op::PutMqtt {
+                key,
+                value: persist::encode_pids(ids),
+            }
+        };
+        self.commit(vec![op], "inbound QoS 2 packet ids").await;
+    }
+
     /// Commits `ops` if the broker is durable, logging a failure (the state then lives in
     /// memory only until it changes again).
     async fn commit(&self, ops: Vec<Op>, what: &'static str) {

@@ -2,9 +2,9 @@
 //! messages (`retained/TOPIC`), persistent sessions (`session/CLIENT-ID` → session id and expiry
 //! interval), their subscriptions (`sub/SESSION-ID/FILTER` → options), the QoS 1/2 messages they
 //! hold (`msg/SESSION-ID/N`, N the message's number in the session's journal: written once held
-//! for a journal interval and as its state changes, deleted when acknowledged), from a graceful
-//! stop until the next start reads them their inbound QoS 2 packet ids awaiting PUBREL
-//! (`inq2/SESSION-ID`), and the will of a disconnected session
+//! for a journal interval and as its state changes, deleted when acknowledged), their inbound
+//! QoS 2 packet ids awaiting PUBREL (`inq2/SESSION-ID`, committed before each PUBREC and
+//! PUBCOMP), and the will of a disconnected session
 //! that waits for its will delay (`will/SESSION-ID`, framed like a retained message whose time
 //! is when the will is due). Session ids are 16 hex digits, so one session's records are one key
 //! range.

@@ -456,8 +456,8 @@ impl Session {
             .map(|i| (&i.d, Some((i.pid, i.received))))
             .chain(self.queue.iter().map(|d| (d, None)));
         let mut ops = self.journal.diff(self.id.0, held, all);
-        // Inbound QoS 2 ids are kept at a graceful stop only (`all`): journaled lazily, an id
-        // whose PUBCOMP went out could outlive a crash and swallow a new message reusing it.
+        // Inbound QoS 2 ids are committed by the connection before each PUBREC and PUBCOMP
+        // (`Broker::record_inbound_qos2`); a graceful stop (`all`) writes them once more.
         if all {
             let key = persist::inbound_qos2_key(self.id.0);
             let q2: Vec<u16> = {

@@ -57,6 +57,9 @@ const CACHE_BYTES: usize = 128 * 1024 * 1024;
 /// Largest value the store accepts (redb's own limit is far above an Event Grid event).
 pub const MAX_VALUE: usize = 64 * 1024 * 1024;
 
+/// How a store locked by another process is reported.
+const IN_USE: &str = "is in use by another process";
+
 /// What to tell an operator whose store cannot be read.
 const DAMAGED_HINT: &str = "restore it from a backup, or move it away to start with an empty store (every resource, key and queued event would then be gone)";
 
@@ -103,7 +106,7 @@ fn builder() -> redb::Builder {
 fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Refused(format!(
-            "{} is in use by another process (is another evgrid running on this data directory?)",
+            "{} {IN_USE} (is another evgrid running on this data directory?)",
             path.display()
         )),
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
@@ -189,7 +192,21 @@ impl RedbStore {
             #[cfg(test)]
             fail_writes: None,
         };
-        *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(store.open_db()?);
+        // A process killed a moment ago can hold the file's lock a little longer than it lives
+        // (the kernel may release it after the process is gone), so a restart right after a
+        // crash waits for it, up to 3 s, before calling the file in use.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match store.open_db() {
+                Err(StoreError::Refused(m))
+                    if m.contains(IN_USE) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
+        *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         guarded(path, || store.check_format())?;
         Ok(store)
     }
