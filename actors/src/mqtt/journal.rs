@@ -72,14 +72,7 @@ impl Journal {
             if self.on_disk.contains_key(&d.journal) {
                 break;
             }
-            let expires = d
-                .msg
-                .expires_at
-                .map(|t| wall + t.saturating_duration_since(mono).as_millis() as u64);
-            ops.push(Op::PutMqtt {
-                key: persist::msg_key(sid, d.journal),
-                value: persist::encode_delivery(d, None, expires),
-            });
+            ops.push(put(sid, d, None, wall, mono));
             self.on_disk.insert(d.journal, (None, self.flushes));
         }
         // Written in order (oldest first), as a full comparison would.
@@ -115,14 +108,7 @@ impl Journal {
                     self.dirty = true;
                 }
                 _ => {
-                    let expires = d
-                        .msg
-                        .expires_at
-                        .map(|t| wall + t.saturating_duration_since(mono).as_millis() as u64);
-                    ops.push(Op::PutMqtt {
-                        key: persist::msg_key(sid, d.journal),
-                        value: persist::encode_delivery(d, state, expires),
-                    });
+                    ops.push(put(sid, d, state, wall, mono));
                     self.on_disk.insert(d.journal, (state, now));
                 }
             }
@@ -137,5 +123,17 @@ impl Journal {
             false
         });
         ops
+    }
+}
+
+/// The record of `d` (in flight with this state, or queued), its expiry as wall-clock time.
+fn put(sid: u64, d: &Delivery, state: Option<(u16, bool)>, wall: u64, mono: Instant) -> Op {
+    let expires = d
+        .msg
+        .expires_at
+        .map(|t| wall + t.saturating_duration_since(mono).as_millis() as u64);
+    Op::PutMqtt {
+        key: persist::msg_key(sid, d.journal),
+        value: persist::encode_delivery(d, state, expires),
     }
 }
