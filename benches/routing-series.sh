@@ -45,9 +45,12 @@ cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$ev/stat"; }
 fanin() {
   local routing=$1 qos=$2 rate=$3 tag=$4
   shift 4
+  # "max": closed loop, at most 10,000 messages published and not yet received.
+  local load=(--rate "$rate")
+  [ "$rate" = max ] && load=(--max-rate --outstanding 10000)
   start
   $lt e2e -h 127.0.0.1 -p $mqtt_port --url $url --admin-key $admin --setup --routing "$routing" \
-    --publishers 100 --subscribers 1 --consumers 0 --rate "$rate" -q "$qos" -s 64 --duration 5s \
+    --publishers 100 --subscribers 1 --consumers 0 "${load[@]}" -q "$qos" -s 64 --duration 5s \
     "$@" >"$out/$tag.txt" 2>&1 || true
   local routed cpu_s
   routed=$(metric 'evgrid_mqtt_routed_total{outcome="routed"}')
@@ -90,6 +93,7 @@ scenario fanin_q0_100k 0 100000
 scenario fanin_q1_100k 1 100000
 scenario fanin_q0_max 0 2000000
 scenario fanin_q1_max 1 300000
+scenario fanin_q0_closed 0 max
 
 if want e2e; then
 echo "=== end-to-end latency MQTT -> 4 pull consumers, QoS 1, 50k msgs/s"

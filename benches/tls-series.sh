@@ -60,6 +60,10 @@ mqtt() {
 tls=(--tls --cafile "$ca")
 mqtt fanin_tcp   $ev_tcp $mq_tcp --scenario fanin  --publishers 100 --rate 2000000 -q 0 -s 64 --duration 5s
 mqtt fanin_tls   $ev_tls $mq_tls --scenario fanin  --publishers 100 --rate 2000000 -q 0 -s 64 --duration 5s "${tls[@]}"
+# Closed loop (peak against peak): publishers send as fast as each broker takes messages, with at
+# most 10,000 published and not yet received, so neither broker is judged by what it drops.
+mqtt fanin_max_tcp $ev_tcp $mq_tcp --scenario fanin --publishers 100 --max-rate --outstanding 10000 -q 0 -s 64 --duration 5s
+mqtt fanin_max_tls $ev_tls $mq_tls --scenario fanin --publishers 100 --max-rate --outstanding 10000 -q 0 -s 64 --duration 5s "${tls[@]}"
 mqtt fanout_tcp  $ev_tcp $mq_tcp --scenario fanout --subscribers 1000 --rate 3000 -q 0 -s 64 --duration 5s
 mqtt fanout_tls  $ev_tls $mq_tls --scenario fanout --subscribers 1000 --rate 3000 -q 0 -s 64 --duration 5s "${tls[@]}"
 mqtt fanin_q1_tcp $ev_tcp $mq_tcp --scenario fanin --publishers 100 --rate 300000 -q 1 -s 64 --duration 5s

@@ -580,6 +580,32 @@ fn a_message_too_large_for_an_event_is_not_routed() {
     );
     assert_eq!(r.status, 413, "{r:?}");
     assert_eq!(sub.next_msg().payload.len(), 1800);
+
+    // QoS 0: converted by the route topic, not before the publisher's next packet; the one
+    // too large is counted there and the one beside it routed.
+    c.publish("big/5", &[5u8; 1800], 0, false, 0, &[]);
+    c.publish("big/6", b"small-6", 0, false, 0, &[]);
+    assert_eq!(
+        (0..2).map(|_| sub.next_msg().payload.len()).sum::<usize>(),
+        1800 + 7
+    );
+    let events = eg.drain(1, Duration::from_secs(20));
+    assert_eq!(
+        events.iter().map(data_of).collect::<Vec<_>>(),
+        vec![b"small-6".to_vec()]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while eg
+        .srv
+        .metric("evgrid_mqtt_routed_total{outcome=\"too_large\"}")
+        < 3.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the QoS 0 message too large was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A Rust MQTT 5 client's messages with every kind of enrichment, a structured and a binary-mode

@@ -11,14 +11,14 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use actix::Addr;
 
 use crate::grid::GridError;
 use crate::grid::resource::topic_spaces::TopicSpaces;
 use crate::grid::topic::TopicActor;
-use crate::grid::topic::{Publish, TopicEvent};
+use crate::grid::topic::{Publish, PublishWith, TopicEvent};
 use crate::metrics::{ROUTED, RouteOutcome};
 use crate::model::clock::now_ms;
 use crate::mqtt::message::AppMessage;
@@ -174,14 +174,28 @@ fn failed(n: usize, outcome: RouteOutcome, err: RouteError) -> RouteError {
     err
 }
 
-/// A connection batch's events, converted and ready for the route topic. Batches of several
-/// connections bound for the same topic actor merge into one ([`Batch::absorb`]), so the route
-/// topic takes one message and the store one commit for all of them.
+/// A connection batch's events for the route topic. Batches of several connections bound for
+/// the same topic actor merge into one ([`Batch::absorb`]), so the route topic takes one message
+/// and the store one commit for all of them.
 pub struct Batch {
     target: Addr<TopicActor>,
+    /// Converted where they were accepted (QoS 1 and 2: the acknowledgement waits for them).
     events: Vec<TopicEvent>,
-    /// QoS 0 events counted against the best-effort bound until the commit answers.
+    /// QoS 0 messages, converted by the route topic on the grid's thread. Converting costs
+    /// about as much CPU as delivering the message to an MQTT subscriber; on the MQTT engine's
+    /// thread it took that from MQTT delivery whenever the two share saturated cores, while the
+    /// grid's threads run below the engine's (`events.nice`) and take what MQTT leaves.
+    deferred: Vec<Deferred>,
+    /// QoS 0 messages counted against the best-effort bound until the commit answers.
     reserved: usize,
+}
+
+/// A connection batch's QoS 0 messages and what their conversion needs.
+struct Deferred {
+    msgs: Vec<AppMessage>,
+    client: Client,
+    topic_spaces: Arc<TopicSpaces>,
+    received_ms: u64,
 }
 
 /// What [`Bridge::prepare`] made of a connection batch.
@@ -200,16 +214,18 @@ impl Batch {
             return Err(other);
         }
         self.events.append(&mut other.events);
+        self.deferred.append(&mut other.deferred);
         self.reserved += std::mem::take(&mut other.reserved);
         Ok(())
     }
 
+    /// Events and messages to convert.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.events.len() + self.deferred.iter().map(|d| d.msgs.len()).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len() == 0
     }
 }
 
@@ -233,9 +249,10 @@ impl Bridge {
         })
     }
 
-    /// Converts a connection batch into the route topic's events, without sending them: `None`
-    /// as for [`Bridge::route`]; `Some(Err)` when a QoS 1/2 batch cannot be routed (no route
-    /// topic; counted).
+    /// Makes a connection batch ready for the route topic, without sending it: `None` as for
+    /// [`Bridge::route`]; `Some(Err)` when a QoS 1/2 batch cannot be routed (no route topic;
+    /// counted). A QoS 1/2 batch is converted here, so its too-large messages are known before
+    /// the acknowledgements; a QoS 0 batch (`best_effort`) is converted by the route topic.
     pub fn prepare(
         &self,
         msgs: &[AppMessage],
@@ -265,21 +282,57 @@ impl Bridge {
                 return None;
             }
         }
-        let ts = &st.topic_spaces;
         let now = now_ms();
-        let mut buf = [0u8; 36];
+        if best_effort {
+            let deferred = Deferred {
+                msgs: msgs.to_vec(),
+                client: client.clone(),
+                topic_spaces: st.topic_spaces.clone(),
+                received_ms: now,
+            };
+            return Some(Ok(Prepared {
+                batch: Some(Batch {
+                    target,
+                    events: Vec::new(),
+                    deferred: vec![deferred],
+                    reserved: n,
+                }),
+                too_large: Vec::new(),
+            }));
+        }
         let mut events = Vec::with_capacity(n);
+        let too_large = self.convert(msgs, client, &st.topic_spaces, now, &mut events);
+        let batch = (!events.is_empty()).then_some(Batch {
+            target,
+            events,
+            deferred: Vec::new(),
+            reserved: 0,
+        });
+        Some(Ok(Prepared { batch, too_large }))
+    }
+
+    /// Appends the CloudEvents of `msgs` to `events`; answers the indexes of those larger than
+    /// `events.max_event_bytes` (left out, and counted).
+    fn convert(
+        &self,
+        msgs: &[AppMessage],
+        client: &Client,
+        ts: &TopicSpaces,
+        received_ms: u64,
+        events: &mut Vec<TopicEvent>,
+    ) -> Vec<usize> {
+        let mut buf = [0u8; 36];
         let mut too_large = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let id = self.0.ids.next(&mut buf);
-            let ev = convert::to_cloudevent(m, client, &self.0.namespace, &ts.enrichments, now, id);
+            let ns = &self.0.namespace;
+            let ev = convert::to_cloudevent(m, client, ns, &ts.enrichments, received_ms, id);
             if ev.raw.len() > self.0.max_event_bytes {
                 too_large.push(i);
             } else {
                 events.push(TopicEvent::from(ev));
             }
         }
-        let mut reserved = if best_effort { n } else { 0 };
         if !too_large.is_empty() {
             let why = format!(
                 "the message's CloudEvent is larger than events.max_event_bytes ({} bytes)",
@@ -290,19 +343,8 @@ impl Bridge {
                 RouteOutcome::TooLarge,
                 RouteError::TooLarge(why),
             );
-            if best_effort {
-                self.0
-                    .best_effort
-                    .fetch_sub(too_large.len(), Ordering::Relaxed);
-                reserved -= too_large.len();
-            }
         }
-        let batch = (!events.is_empty()).then_some(Batch {
-            target,
-            events,
-            reserved,
-        });
-        Some(Ok(Prepared { batch, too_large }))
+        too_large
     }
 
     /// Sends a batch to its route topic as one `Publish`; resolves once it is committed, with
@@ -310,15 +352,33 @@ impl Bridge {
     pub fn submit(&self, batch: Batch) -> Routing {
         let Batch {
             target,
-            events,
+            mut events,
+            deferred,
             reserved,
         } = batch;
-        let n = events.len();
-        let req = target.send(Publish(events));
+        // Until the route topic converts them (it does not when its mailbox is closed), every
+        // message counts as one event for the outcome.
+        let total = events.len() + deferred.iter().map(|d| d.msgs.len()).sum::<usize>();
+        let converted = Arc::new(AtomicUsize::new(total));
+        let req: Pin<Box<dyn Future<Output = _> + Send>> = match deferred.is_empty() {
+            true => Box::pin(target.send(Publish(events))),
+            false => Box::pin({
+                let (me, converted) = (self.clone(), converted.clone());
+                target.send(PublishWith(Box::new(move || {
+                    for d in &deferred {
+                        let ts = &d.topic_spaces;
+                        me.convert(&d.msgs, &d.client, ts, d.received_ms, &mut events);
+                    }
+                    converted.store(events.len(), Ordering::Relaxed);
+                    events
+                })))
+            }),
+        };
         let me = self.clone();
         Box::pin(async move {
             let res = req.await;
             me.0.best_effort.fetch_sub(reserved, Ordering::Relaxed);
+            let n = converted.load(Ordering::Relaxed);
             match res {
                 Ok(Ok(_)) => {
                     ROUTED.add(RouteOutcome::Routed, n as u64);

@@ -144,6 +144,13 @@ pub struct Routes {
 #[rtype(result = "Result<usize, GridError>")]
 pub struct Publish(pub Vec<TopicEvent>);
 
+/// A batch whose events the topic makes itself, on its own thread, before handling it as a
+/// [`Publish`]: for a producer whose conversion must not cost its own thread (best-effort
+/// routing from the MQTT engine, whose threads run above the grid's: `events.nice`).
+#[derive(Message)]
+#[rtype(result = "Result<usize, GridError>")]
+pub struct PublishWith(pub Box<dyn FnOnce() -> Vec<TopicEvent> + Send>);
+
 /// The topic's subscriptions changed.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -351,6 +358,18 @@ impl Handler<Publish> for TopicActor {
             return Box::pin(async { Err(GridError::Closed) });
         }
         Box::pin(async move { answer.await.unwrap_or(Err(GridError::Closed)) })
+    }
+}
+
+impl Handler<PublishWith> for TopicActor {
+    type Result = ResponseFuture<Result<usize, GridError>>;
+
+    fn handle(&mut self, msg: PublishWith, ctx: &mut Context<Self>) -> Self::Result {
+        let events = (msg.0)();
+        if events.is_empty() {
+            return Box::pin(async { Ok(0) });
+        }
+        self.handle(Publish(events), ctx)
     }
 }
 
