@@ -75,6 +75,11 @@ pub enum Cmd {
     /// MQTT subscribers on the topics; delivered/s, end-to-end latency, loss, duplicates
     #[command(name = "http-mqtt", disable_help_flag = true)]
     HttpMqtt(HttpMqttArgs),
+    /// The large fleet: --devices devices with persistent sessions publishing QoS 1 telemetry,
+    /// a shared-subscription backend, an alert broadcast to every device, a reconnect storm;
+    /// connect-storm time, steady CPU and RSS, telemetry p99, broadcast spread, recovery, loss
+    #[command(disable_help_flag = true)]
+    Fleet(crate::fleet::FleetArgs),
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]

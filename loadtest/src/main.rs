@@ -6,6 +6,8 @@
 //! - `mqtt/`: the MQTT scenarios — plans, the run, one task per connection, the codec.
 //! - `http/`: `http-publish` and `pull`, the HTTP/1.1 framing, Event Grid wire details.
 //! - `sink/`: `webhook-sink`, the receiving end of push delivery.
+//! - `fleet/`: `fleet`, the large-fleet scenario (devices, a shared-subscription backend, an
+//!   alert broadcast, a reconnect storm) on connections of its own, lean enough for 100,000.
 //! - `e2e/`: `e2e` and `http-mqtt`, the scenarios across the MQTT broker and the event grid
 //!   (an MQTT run and an HTTP run side by side, and the accounting across them).
 //! - `report/`: counters, histograms, loss accounting, the JSON, summary and SVG reports,
@@ -20,6 +22,7 @@
 mod cli;
 mod clock;
 mod e2e;
+mod fleet;
 mod http;
 mod mqtt;
 mod net;
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Cmd::WebhookSink(w) => w.run.threads,
         Cmd::E2e(e) => e.mqtt.run.threads,
         Cmd::HttpMqtt(h) => h.mqtt.run.threads,
+        Cmd::Fleet(f) => f.threads,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -123,6 +127,7 @@ async fn real_main(cli: Cli) -> u8 {
         Cmd::WebhookSink(w) => sink::webhook_sink(w, int_rx).await,
         Cmd::E2e(e) => e2e::e2e(e, nofile, int_rx).await,
         Cmd::HttpMqtt(h) => e2e::http_mqtt(h, nofile, int_rx).await,
+        Cmd::Fleet(f) => fleet::fleet(f, nofile).await,
     }
 }
 
