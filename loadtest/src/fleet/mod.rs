@@ -219,8 +219,9 @@ pub struct ReconnectStorm {
 pub struct Lost {
     /// Acknowledged by the broker, never received by the backend.
     pub telemetry: u64,
-    /// Published alerts that a device back from the storm never received (its session, QoS 1,
-    /// should have kept every one).
+    /// Published alerts that a device back from the storm had not received when the run stopped
+    /// (its session, QoS 1, should have kept every one; the run waits 5 s after the last
+    /// publish, so a broker still resuming sessions then shows its late ones here too).
     pub alerts: u64,
     /// Published alerts not received by the devices that were not back when the run stopped (the
     /// broker may still hold them for those sessions; reported apart).
@@ -644,7 +645,7 @@ fn summary(r: &FleetReport) -> String {
     );
     let _ = writeln!(
         s,
-        "lost            telemetry {} (acknowledged, never received), alerts {} (never received by a device back from the storm); {} alerts not received by devices not back",
+        "lost            telemetry {} (acknowledged, never received), alerts {} (missing at the end at devices back from the storm); {} alerts not received by devices not back",
         r.lost.telemetry, r.lost.alerts, r.lost.alerts_not_back
     );
     let _ = writeln!(s, "generator cpu   {:.2} s", r.generator_cpu_s);
