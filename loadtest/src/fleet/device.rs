@@ -64,8 +64,10 @@ async fn reconnect(sh: &Shared, i: u32, stop: Instant) -> Option<(Conn, bool)> {
     while Instant::now() < stop {
         match connect(sh, i).await {
             Ok(x) => return Some(x),
-            Err(_) => {
-                sh.reconnect_errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                if sh.reconnect_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    *crate::report::stats::lock(&sh.first_reconnect_error) = Some(e);
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }

@@ -121,6 +121,7 @@ pub struct Shared {
     pub reconnected: AtomicUsize,
     pub last_reconnected_ns: AtomicU64,
     pub reconnect_errors: AtomicU64,
+    pub first_reconnect_error: std::sync::Mutex<Option<String>>,
     pub unexpected_drops: AtomicU64,
     pub refused: AtomicU64,
     pub max_alerts: usize,
@@ -309,6 +310,7 @@ async fn run(a: FleetArgs, nofile: Option<(u64, u64)>) -> Result<u8, String> {
         reconnected: AtomicUsize::new(0),
         last_reconnected_ns: AtomicU64::new(0),
         reconnect_errors: AtomicU64::new(0),
+        first_reconnect_error: std::sync::Mutex::new(None),
         unexpected_drops: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         max_alerts,
@@ -544,6 +546,9 @@ async fn run(a: FleetArgs, nofile: Option<(u64, u64)>) -> Result<u8, String> {
         reconnect_errors: sh.reconnect_errors.load(Ordering::Relaxed),
         unexpected_drops: sh.unexpected_drops.load(Ordering::Relaxed),
     };
+    if let Some(e) = stats::lock(&sh.first_reconnect_error).take() {
+        r.errors.push(format!("first failed reconnect: {e}"));
+    }
     r.lost = Lost {
         telemetry: lost_tel,
         alerts: lost_alerts,
