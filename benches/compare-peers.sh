@@ -31,11 +31,8 @@ lt=target/release/evgrid-loadtest
 peers=${PEERS:-mosquitto rumqttd}
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
-rumqttd=target/peers/bin/rumqttd
-if [[ " $peers " == *" rumqttd "* ]] && [ ! -x "$rumqttd" ]; then
-  echo "installing rumqttd 0.20.0 into target/peers (once)"
-  CARGO_TARGET_DIR=target/peers/build cargo install rumqttd --version 0.20.0 --root target/peers
-fi
+. benches/peers.sh
+[[ " $peers " == *" rumqttd "* ]] && install_rumqttd
 
 ev_port=18930; mq_port=18931; rq_port=18932; rq5_port=18933
 rm -rf "$out/data"
@@ -43,39 +40,8 @@ target/release/evgrid --mqtt-bind 127.0.0.1:$ev_port --http-bind 127.0.0.1:18980
   --data-dir "$out/data" > "$out/evgrid.log" 2>&1 &
 ev=$!
 pids=($ev)
-cat > "$out/mosquitto.conf" <<CONF
-listener $mq_port 127.0.0.1
-allow_anonymous true
-set_tcp_nodelay true
-max_queued_messages 100000
-max_inflight_messages 1000
-CONF
-cat > "$out/rumqttd.toml" <<CONF
-id = 0
-[router]
-id = 0
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:$rq_port"
-next_connection_delay_ms = 0
-    [v4.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 100
-    dynamic_filters = true
-[v5.1]
-name = "v5-1"
-listen = "127.0.0.1:$rq5_port"
-next_connection_delay_ms = 0
-    [v5.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 100
-CONF
+mosquitto_conf "$out/mosquitto.conf" $mq_port
+rumqttd_conf "$out/rumqttd.toml" 10010 $rq_port $rq5_port
 declare -A port pid
 port[mosquitto]=$mq_port; port[rumqttd]=$rq_port
 for p in $peers; do

@@ -23,40 +23,19 @@ ulimit -n "$hard"
 cargo build --release -p evgrid -p evgrid-loadtest
 lt=target/release/evgrid-loadtest
 peers=${PEERS:-mosquitto rumqttd}
-rumqttd=target/peers/bin/rumqttd
-if [[ " $peers " == *" rumqttd "* ]] && [ ! -x "$rumqttd" ]; then
-  echo "installing rumqttd 0.20.0 into target/peers (once)"
-  CARGO_TARGET_DIR=target/peers/build cargo install rumqttd --version 0.20.0 --root target/peers
-fi
+. benches/peers.sh
+[[ " $peers " == *" rumqttd "* ]] && install_rumqttd
 port=18940
-cat > "$out/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
-allow_anonymous true
-set_tcp_nodelay true
-max_queued_messages 100000
-max_inflight_messages 1000
-CONF
-cat > "$out/rumqttd.toml" <<CONF
-id = 0
-[router]
-id = 0
-max_connections = $((devices + 100))
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:$port"
-next_connection_delay_ms = 0
-    [v4.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = 1048576
-    max_inflight_count = 100
-    dynamic_filters = true
-CONF
+mosquitto_conf "$out/mosquitto.conf" $port
+rumqttd_conf "$out/rumqttd.toml" $((devices + 100)) $port
 
 pid=""
 start() {
+  # A broker left from an earlier run would answer in this one's place.
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is already in use: stop what listens there first" >&2
+    exit 1
+  fi
   case $1 in
     evgrid)
       rm -rf "$out/data"
@@ -67,6 +46,7 @@ start() {
   esac
   pid=$!
   for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || { echo "$1 exited at start" >&2; exit 1; }
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return
     sleep 0.1
   done

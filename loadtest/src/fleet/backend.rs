@@ -23,11 +23,10 @@ pub struct MemberOut {
     pub error: Option<String>,
 }
 
-/// Connects backend member `m` and subscribes; the run waits for this before devices start.
-pub async fn open_member(sh: &Shared, m: u32) -> Result<Conn, String> {
-    let client_id = format!("{}-backend-{m}", sh.prefix);
-    let deadline = Instant::now() + sh.connect_timeout;
-    let (mut c, _) = Conn::open(&Open {
+/// Connects one of the cloud side's clients (a clean, non-persistent session).
+async fn open_cloud(sh: &Shared, role: &str, deadline: Instant) -> Result<Conn, String> {
+    let client_id = format!("{}-{role}", sh.prefix);
+    let (c, _) = Conn::open(&Open {
         target: sh.target,
         source: None,
         client_id: &client_id,
@@ -38,6 +37,13 @@ pub async fn open_member(sh: &Shared, m: u32) -> Result<Conn, String> {
         deadline,
     })
     .await?;
+    Ok(c)
+}
+
+/// Connects backend member `m` and subscribes; the run waits for this before devices start.
+pub async fn open_member(sh: &Shared, m: u32) -> Result<Conn, String> {
+    let deadline = Instant::now() + sh.connect_timeout;
+    let mut c = open_cloud(sh, &format!("backend-{m}"), deadline).await?;
     c.subscribe("$share/backend/devices/+/telemetry", 1, deadline)
         .await?;
     Ok(c)
@@ -120,19 +126,7 @@ pub async fn member(
 
 /// Connects the alerter.
 pub async fn open_alerter(sh: &Shared) -> Result<Conn, String> {
-    let client_id = format!("{}-alerter", sh.prefix);
-    let (c, _) = Conn::open(&Open {
-        target: sh.target,
-        source: None,
-        client_id: &client_id,
-        v5: sh.v5,
-        keep_alive: sh.keep_alive,
-        clean: true,
-        session_expiry: None,
-        deadline: Instant::now() + sh.connect_timeout,
-    })
-    .await?;
-    Ok(c)
+    open_cloud(sh, "alerter", Instant::now() + sh.connect_timeout).await
 }
 
 /// Publishes alert k at `steady + k × interval` until publishing ends; answers how many it
