@@ -370,6 +370,18 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             m.session_limits(),
             mqtt_durable(&cfg, &writer)?,
         );
+        // Joined before the persistent sessions come back, so that their subscriptions are
+        // announced to the other nodes too.
+        let cluster = match cfg.cluster.settings() {
+            Some(s) => {
+                tracing::info!(urls = ?s.urls, node = %s.node, "cluster mode");
+                Some(evgrid_actors::cluster::link::Cluster::start(
+                    s,
+                    broker.clone(),
+                )?)
+            }
+            None => None,
+        };
         restore_sessions(&cfg, &writer, &broker).await?;
         let broker_saved = broker.clone();
         // The grid's actors on arbiters of their own: the OS shares the cores between them and
@@ -522,6 +534,9 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
             Err(_) => tracing::warn!(
                 "saving the MQTT sessions' messages took too long; not all were saved"
             ),
+        }
+        if let Some(c) = cluster {
+            c.stop();
         }
         // The Disconnected events of the connections the stop closed: the queue ends once the
         // MQTT thread has dropped its end.

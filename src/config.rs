@@ -37,6 +37,75 @@ pub struct Config {
     pub store: StoreConfig,
     pub events: EventsConfig,
     pub push: PushSection,
+    pub cluster: ClusterConfig,
+}
+
+/// Cluster mode (`--cluster`): nodes joined through a NATS cluster. Off (a single node) while
+/// `urls` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS server URLs, comma-separated (`nats://h1:4222,nats://h2:4222`); empty: a single
+    /// node, nothing clustered.
+    pub urls: String,
+    /// This node's name in NATS; empty: `evgrid-HOSTNAME-PID`.
+    pub node_id: String,
+    /// NATS user and password (both or neither).
+    pub user: String,
+    pub password: String,
+    /// NATS authentication token.
+    pub token: String,
+    /// A CA certificate file (PEM): TLS to the NATS servers is then required and verified.
+    pub tls_ca: PathBuf,
+    /// The first token of every NATS subject evgrid uses, so that several evgrid clusters can
+    /// share one NATS cluster.
+    pub prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            urls: String::new(),
+            node_id: String::new(),
+            user: String::new(),
+            password: String::new(),
+            token: String::new(),
+            tls_ca: PathBuf::new(),
+            prefix: "evgrid".into(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn url_list(&self) -> Vec<String> {
+        self.urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// What the cluster link needs; `None` on a single node.
+    pub fn settings(&self) -> Option<evgrid_actors::cluster::Settings> {
+        let urls = self.url_list();
+        if urls.is_empty() {
+            return None;
+        }
+        let node = match self.node_id.is_empty() {
+            true => evgrid_actors::cluster::default_node_id(),
+            false => self.node_id.clone(),
+        };
+        let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+        Some(evgrid_actors::cluster::Settings {
+            urls,
+            node,
+            user: some(&self.user).map(|u| (u, self.password.clone())),
+            token: some(&self.token),
+            tls_ca: (!self.tls_ca.as_os_str().is_empty()).then(|| self.tls_ca.clone()),
+            prefix: self.prefix.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -374,6 +443,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             events: EventsConfig::default(),
             push: PushSection::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -536,6 +606,24 @@ impl Config {
         };
         if m.max_qos > 2 {
             return bad("mqtt.max_qos", "must be 0, 1 or 2");
+        }
+        let c = &self.cluster;
+        for u in c.url_list() {
+            if let Err(e) = evgrid_actors::cluster::check_url(&u) {
+                return bad("cluster.urls", &format!("{u}: {e}"));
+            }
+        }
+        if !evgrid_actors::cluster::valid_prefix(&c.prefix) {
+            return bad(
+                "cluster.prefix",
+                "must be one or more of A-Z, a-z, 0-9, '_' and '-'",
+            );
+        }
+        if c.user.is_empty() != c.password.is_empty() {
+            return bad(
+                "cluster.user",
+                "cluster.user and cluster.password go together",
+            );
         }
         if m.max_packet_size < 64 || m.max_packet_size > 268_435_455 {
             return bad(

@@ -64,6 +64,9 @@ struct ServeArgs {
     /// Resource file (TOML) to apply at start-up: namespaces, topics, subscriptions.
     #[arg(long, value_name = "FILE")]
     resources: Option<PathBuf>,
+    /// Cluster mode: NATS server URLs, comma-separated (cluster.urls).
+    #[arg(long, value_name = "URLS")]
+    cluster: Option<String>,
 }
 
 fn load(args: &ServeArgs) -> Result<Config, String> {
@@ -80,6 +83,9 @@ fn load(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(r) = &args.resources {
         cfg.resources = r.clone();
+    }
+    if let Some(c) = &args.cluster {
+        cfg.cluster.urls = c.clone();
     }
     cfg.validate().map_err(|e| e.to_string())?;
     evgrid::tls::check(&cfg).map_err(|e| e.to_string())?;

@@ -66,6 +66,7 @@
 
 pub mod bridge;
 pub mod budget;
+pub mod cluster;
 pub mod delivery;
 pub mod grid;
 pub mod identity;

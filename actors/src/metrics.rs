@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 mod auth;
+mod cluster;
 mod lifecycle;
 mod push_outcome;
 mod quota;
@@ -15,6 +16,7 @@ mod routing;
 mod tls;
 mod ws;
 pub use auth::{AUTH, AuthMetrics, ConnectOutcome, DenialKind, RevokeKind};
+pub use cluster::{CLUSTER, ClusterMetrics};
 pub use lifecycle::{LIFECYCLE, LifecycleMetrics};
 pub use push_outcome::{PUSH_OUTCOMES, PushOutcomeMetrics};
 pub use quota::{QUOTA, QuotaKind, QuotaMetrics};
@@ -345,6 +347,7 @@ impl Metrics {
         TLS.render(&mut s);
         AUTH.render(&mut s);
         WS.render(&mut s);
+        CLUSTER.render(&mut s);
         single(
             &mut s,
             "counter",

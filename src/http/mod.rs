@@ -95,11 +95,19 @@ async fn healthz() -> HttpResponse {
 
 /// Not ready (503) while the store cannot commit: every publish, acknowledge and management
 /// change would fail, so a load balancer should send them elsewhere until it recovers.
+/// In cluster mode, also not ready while the node is not connected to NATS: its MQTT clients
+/// would see nothing published on the other nodes.
 async fn readyz(state: Option<web::Data<State>>) -> HttpResponse {
-    match state.map(|s| s.grid.store_health()) {
-        Some(Err(why)) => HttpResponse::ServiceUnavailable()
+    let not_ready = |why: String| {
+        HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
-            .body(format!("not ready: the store cannot commit ({why})\n")),
+            .body(format!("not ready: {why}\n"))
+    };
+    match state.map(|s| s.grid.store_health()) {
+        Some(Err(why)) => not_ready(format!("the store cannot commit ({why})")),
+        _ if evgrid_actors::cluster::connected() == Some(false) => {
+            not_ready("not connected to the NATS cluster".into())
+        }
         _ => healthz().await,
     }
 }

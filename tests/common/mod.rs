@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod jwt;
+pub mod nats;
 pub mod raw;
 pub mod webhook;
 

@@ -15,6 +15,7 @@ use ntex_bytes::ByteString;
 
 use crate::mqtt::message::{AppMessage, SessionId};
 use crate::mqtt::persist;
+use crate::mqtt::remote::{Forwarded, Remote};
 use crate::mqtt::retained::RetainedMessage;
 use crate::mqtt::router::{
     self, GetRetained, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe,
@@ -27,6 +28,9 @@ struct Entry {
     id: SessionId,
     addr: Addr<Session>,
     mailbox: Arc<Mailbox>,
+    /// When a connection last attached (ms since the epoch): a takeover announced by another
+    /// node for an earlier connect is stale and ends nothing ([`Broker::evict`]).
+    attached_ms: u64,
 }
 
 struct Inner {
@@ -46,7 +50,12 @@ struct Inner {
     /// Set by [`Broker::save_sessions`]: sessions stopping from now on are stopped by the
     /// shutdown, not ended, and keep their records.
     closing: std::sync::atomic::AtomicBool,
+    /// The other nodes of a cluster (`cluster.urls`); set once, before the listeners open.
+    remote: RemoteSlot,
 }
+
+/// Where the broker and its shards find the cluster link, if there is one.
+pub type RemoteSlot = Arc<std::sync::OnceLock<Arc<dyn Remote>>>;
 
 /// The topic's routing shard.
 fn shard_index(
@@ -112,9 +121,15 @@ impl Broker {
         let shards = shards.max(1);
         let hasher = std::collections::hash_map::RandomState::default();
         let persist = durable.as_ref().map(|d| d.writer.clone());
+        let remote = RemoteSlot::default();
         let routers = match durable {
             None => (0..shards)
-                .map(|i| Router::start_in_arbiter(&arbiters[i % arbiters.len()], |_| Router::new()))
+                .map(|i| {
+                    let remote = remote.clone();
+                    Router::start_in_arbiter(&arbiters[i % arbiters.len()], move |_| {
+                        Router::new().with_remote(remote)
+                    })
+                })
                 .collect(),
             Some(d) => {
                 let mut per: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
@@ -125,8 +140,9 @@ impl Broker {
                     .enumerate()
                     .map(|(i, retained)| {
                         let w = d.writer.clone();
+                        let remote = remote.clone();
                         Router::start_in_arbiter(&arbiters[i % arbiters.len()], move |_| {
-                            Router::durable(w, retained)
+                            Router::durable(w, retained).with_remote(remote)
                         })
                     })
                     .collect()
@@ -143,7 +159,56 @@ impl Broker {
             hasher,
             persist,
             closing: Default::default(),
+            remote,
         }))
+    }
+
+    /// Joins this broker to a cluster: from now on what is published here is forwarded, and
+    /// subscriptions and connects are announced, through `remote`. Set once, before clients
+    /// connect; a second call is refused.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) -> Result<(), Arc<dyn Remote>> {
+        self.0.remote.set(remote)
+    }
+
+    fn remote(&self) -> Option<&Arc<dyn Remote>> {
+        self.0.remote.get()
+    }
+
+    /// Hands `msgs` to the cluster link, if any; answers what QoS 1/2 acknowledgements wait for.
+    fn forward(&self, msgs: &[AppMessage]) -> Option<Forwarded> {
+        let r = self.remote()?;
+        r.forward(msgs, msgs.iter().any(|m| m.qos > 0))
+    }
+
+    /// Routes a batch another node forwarded, to this node's subscribers only (never forwarded
+    /// again); resolves once it is queued for them. Messages of one topic keep their order.
+    pub async fn route_remote(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
+        self.route_local(msgs).await
+    }
+
+    /// A client connected to another node with `client_id` at `at_ms` (ms since the epoch):
+    /// its session here ends, as a local takeover would end it (the connection is closed with
+    /// Session taken over), unless a connection attached here after that (the announcement is
+    /// stale: the client moved back first). Answers whether one ended.
+    pub fn evict(&self, client_id: &str, at_ms: u64) -> bool {
+        let Some((_, e)) = self
+            .0
+            .registry
+            .remove_if(client_id, |_, e| e.attached_ms <= at_ms)
+        else {
+            return false;
+        };
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        // The session's own records go when it stops; the client id's record is no longer its
+        // to delete then (it is not in the registry), so it goes here, before any later
+        // reconnect here writes it again (one writer, in order).
+        if let Some(w) = &self.0.persist {
+            drop(w.submit(vec![Op::DeleteMqtt {
+                key: persist::session_key(client_id),
+            }]));
+        }
+        e.addr.do_send(Discard);
+        true
     }
 
     /// The broker is shutting down: sessions that stop now keep their records.
@@ -323,7 +388,12 @@ impl Broker {
         let addr = Session::start_in_arbiter(&self.0.arbiters[n], move |_| {
             Session::new(id, cid, broker, limits, m)
         });
-        Entry { id, addr, mailbox }
+        Entry {
+            id,
+            addr,
+            mailbox,
+            attached_ms: 0,
+        }
     }
 
     /// Opens (or resumes, unless `clean_start`) the session of `client_id` and attaches a
@@ -402,6 +472,15 @@ impl Broker {
                         Vec::new()
                     };
                     self.commit(ops, "MQTT session record").await;
+                    if let Some(r) = self.remote() {
+                        let now = crate::model::clock::now_ms();
+                        if let Some(mut e) = self.0.registry.get_mut(client_id)
+                            && e.id == id
+                        {
+                            e.attached_ms = now;
+                        }
+                        r.claim(client_id, now);
+                    }
                     return Ok(Opened {
                         id,
                         addr,
@@ -449,6 +528,15 @@ impl Broker {
     /// Routes a batch from one publisher; resolves once every message is queued for its
     /// subscribers. Messages of one topic keep their order.
     pub async fn route(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
+        let forwarded = self.forward(&msgs);
+        self.route_local(msgs).await?;
+        if let Some(f) = forwarded {
+            let _ = f.await;
+        }
+        Ok(())
+    }
+
+    async fn route_local(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
         if self.0.routers.len() == 1 {
             return self.0.routers[0]
                 .send(PublishBatch { msgs, done: None })
@@ -474,6 +562,7 @@ impl Broker {
     /// messages until they are routed. Messages of one topic keep their order, also relative to
     /// batches sent with [`Broker::route`] (one mailbox per shard).
     pub fn route_detached(&self, msgs: Vec<AppMessage>, in_flight: &Arc<router::InFlight>) {
+        drop(self.forward(&msgs));
         if self.0.routers.len() == 1 {
             let done = Some(in_flight.guard(msgs.len()));
             self.0.routers[0].do_send(PublishBatch { msgs, done });
@@ -493,6 +582,7 @@ impl Broker {
 
     /// Routes one message without waiting (wills).
     pub fn publish(&self, msg: AppMessage) {
+        drop(self.forward(std::slice::from_ref(&msg)));
         let shard = self.shard_of(&msg.topic);
         self.0.routers[shard].do_send(PublishBatch {
             msgs: vec![msg],
@@ -542,6 +632,16 @@ impl Broker {
                     }
                 }
             }
+        }
+        // New filters reach the other nodes before the SUBACK (bounded: NATS may be away).
+        if let Some(r) = self.remote()
+            && merged
+                .iter()
+                .flatten()
+                .any(|r| !r.existed && !r.quota_exceeded)
+            && let Some(settled) = r.settled()
+        {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), settled).await;
         }
         Ok(merged.unwrap_or_default())
     }

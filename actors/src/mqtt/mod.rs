@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod message;
 pub mod outbox;
 pub mod persist;
+pub mod remote;
 pub mod retained;
 pub mod router;
 pub mod session;

@@ -260,6 +260,18 @@ fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
 /// Frames `msg`, set at `modified_ms`, expiring at `expires_ms`.
 pub fn encode_retained(msg: &AppMessage, modified_ms: u64, expires_ms: Option<u64>) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + msg.topic.len() + msg.payload.len());
+    encode_retained_into(&mut out, msg, modified_ms, expires_ms);
+    out
+}
+
+/// [`encode_retained`], appended to `out` (the cluster link frames messages this way too, after
+/// a header of its own).
+pub fn encode_retained_into(
+    out: &mut Vec<u8>,
+    msg: &AppMessage,
+    modified_ms: u64,
+    expires_ms: Option<u64>,
+) {
     let props = msg.props.as_deref();
     let mut flags = 0;
     if props.is_some_and(|p| p.payload_utf8) {
@@ -276,25 +288,21 @@ pub fn encode_retained(msg: &AppMessage, modified_ms: u64, expires_ms: Option<u6
     if let Some(e) = expires_ms {
         out.extend_from_slice(&e.to_le_bytes());
     }
-    put(&mut out, msg.topic.as_str().as_bytes());
+    put(out, msg.topic.as_str().as_bytes());
     if let Some(p) = props {
         put_opt(
-            &mut out,
+            out,
             p.response_topic.as_ref().map(|s| s.as_str().as_bytes()),
         );
-        put_opt(&mut out, p.correlation_data.as_deref());
-        put_opt(
-            &mut out,
-            p.content_type.as_ref().map(|s| s.as_str().as_bytes()),
-        );
+        put_opt(out, p.correlation_data.as_deref());
+        put_opt(out, p.content_type.as_ref().map(|s| s.as_str().as_bytes()));
         out.extend_from_slice(&(p.user_properties.len() as u32).to_le_bytes());
         for (k, v) in &p.user_properties {
-            put(&mut out, k.as_str().as_bytes());
-            put(&mut out, v.as_str().as_bytes());
+            put(out, k.as_str().as_bytes());
+            put(out, v.as_str().as_bytes());
         }
     }
     out.extend_from_slice(&msg.payload);
-    out
 }
 
 struct Reader<'a>(&'a [u8]);

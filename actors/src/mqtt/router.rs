@@ -164,6 +164,8 @@ pub struct Router {
     persist: Option<Writer>,
     /// Retained-message changes of the batch being routed, committed before it is answered.
     ops: Vec<Op>,
+    /// The cluster link, told of filters gained and lost by the shard that counts them.
+    remote: crate::mqtt::broker::RemoteSlot,
 }
 
 impl Router {
@@ -177,6 +179,19 @@ impl Router {
             out: IdMap::default(),
             persist: None,
             ops: Vec::new(),
+            remote: Default::default(),
+        }
+    }
+
+    /// This shard tells `remote`'s link (once set) of the filters it counts.
+    pub fn with_remote(mut self, remote: crate::mqtt::broker::RemoteSlot) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    fn interest(&self, filter: &ByteString, added: bool) {
+        if let Some(r) = self.remote.get() {
+            r.interest(filter, added);
         }
     }
 
@@ -407,6 +422,9 @@ impl Handler<Subscribe> for Router {
                 entry.filters.insert(s.filter.clone());
                 if req.count_metrics {
                     METRICS.subscriptions.inc();
+                    if let Some(link) = self.remote.get() {
+                        link.interest(&s.filter, true);
+                    }
                 }
             }
             // [MQTT-3.8.4-4..6], retain handling; shared subscriptions get no retained messages.
@@ -441,6 +459,7 @@ impl Handler<Unsubscribe> for Router {
                 }
                 if req.count_metrics {
                     METRICS.subscriptions.dec();
+                    self.interest(filter, false);
                 }
             }
             results.push(removed);
@@ -470,6 +489,7 @@ impl Handler<RemoveSession> for Router {
                 && req.count_metrics
             {
                 METRICS.subscriptions.dec();
+                self.interest(filter, false);
             }
         }
     }

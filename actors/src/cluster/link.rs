@@ -1,0 +1,476 @@
+//! The MQTT side of the cluster link: messages, interest and client-id claims between nodes.
+//!
+//! Owns this node's NATS subscriptions and the tasks that feed what arrives on them to the
+//! local broker. Each node serves its own connections. A message published here is routed here
+//! and published once on `{prefix}.m.{escaped topic}`; each node subscribes only to the subjects
+//! of the [`subject::Covers`] of its sessions' filters (NATS carries a message to the nodes with
+//! interest in it and to no other), and routes what arrives through its own routing shards, which
+//! match exactly. The connection is opened with `no_echo`, so a node never gets its own messages
+//! back. A CONNECT here publishes `{prefix}.c.{escaped client id}` with the time of the connect;
+//! a node holding a session of that client id attached earlier ends it, as a takeover would on
+//! one node (comparing wall clocks: nodes must keep theirs synchronised, as NTP does, to within
+//! the time a client takes to reconnect).
+//!
+//! What the link promises: messages of one publisher keep their order on every node (one NATS
+//! connection, one writer task, one subscription per cover); while connected, a QoS 1/2 message
+//! is acknowledged to its publisher after the NATS server has it (a flush after the write), and a
+//! SUBACK is sent after the node's new subscriptions reached its NATS server. It is core NATS:
+//! at most once between nodes. A node cut off from NATS serves its own clients on; what it
+//! could not hand over is counted (`evgrid_cluster_mqtt_not_forwarded_total`), never waited for.
+//!
+//! Must never block an MQTT or actor thread: the [`Link`] handle only queues into channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, StreamExt};
+use ntex_bytes::ByteString;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Settings, set_connected, subject};
+use crate::metrics::CLUSTER;
+use crate::model::clock::now_ms;
+use crate::mqtt::broker::Broker;
+use crate::mqtt::message::AppMessage;
+use crate::mqtt::persist::{decode_retained, encode_retained_into};
+use crate::mqtt::remote::{Forwarded, Remote};
+
+/// Header bit of a forwarded message: it was published with RETAIN.
+const RETAIN: u8 = 1;
+/// Batches of published messages the link queues while NATS is slow; beyond, QoS 0 messages are
+/// not forwarded (counted) and QoS 1/2 publishes fail.
+const FORWARD_QUEUE: usize = 4096;
+/// Most messages from one subscription routed as one batch.
+const BATCH: usize = 256;
+/// How long a QoS 1/2 acknowledgement or a SUBACK waits for the NATS server before giving up.
+const SERVER_WAIT: Duration = Duration::from_secs(5);
+
+struct Outbound {
+    msgs: Vec<AppMessage>,
+    ack: Option<oneshot::Sender<()>>,
+}
+
+enum Control {
+    Interest(ByteString, bool),
+    Claim(ByteString, u64),
+    Settled(oneshot::Sender<()>),
+}
+
+/// The handle the broker holds ([`Remote`]): queues work for the link's thread.
+pub struct Link {
+    out: mpsc::Sender<Outbound>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl Remote for Link {
+    fn forward(&self, msgs: &[AppMessage], wait: bool) -> Option<Forwarded> {
+        let (ack, rx) = match wait {
+            true => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        if self
+            .out
+            .try_send(Outbound {
+                msgs: msgs.to_vec(),
+                ack,
+            })
+            .is_err()
+        {
+            CLUSTER.not_forwarded.add(msgs.len() as u64);
+            return None;
+        }
+        rx
+    }
+
+    fn interest(&self, filter: &ByteString, added: bool) {
+        let _ = self.control.send(Control::Interest(filter.clone(), added));
+    }
+
+    fn claim(&self, client_id: &ByteString, at_ms: u64) {
+        let _ = self.control.send(Control::Claim(client_id.clone(), at_ms));
+    }
+
+    fn settled(&self) -> Option<Forwarded> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Control::Settled(tx)).ok()?;
+        Some(rx)
+    }
+}
+
+/// The running link: its thread, stopped by [`Cluster::stop`].
+pub struct Cluster {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Cluster {
+    /// Starts the link's thread and joins `broker` to the cluster. The connection is made (and
+    /// remade) in the background: the node starts while NATS is unreachable and reports it
+    /// (`/readyz`, `evgrid_cluster_connected`).
+    pub fn start(settings: Settings, broker: Broker) -> std::io::Result<Cluster> {
+        let mut addrs = Vec::with_capacity(settings.urls.len());
+        for u in &settings.urls {
+            addrs.push(u.parse::<async_nats::ServerAddr>().map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{u}: {e}"))
+            })?);
+        }
+        let (out_tx, out_rx) = mpsc::channel(FORWARD_QUEUE);
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let link = Arc::new(Link {
+            out: out_tx,
+            control: ctl_tx,
+        });
+        if broker.set_remote(link).is_err() {
+            return Err(std::io::Error::other("the broker is already in a cluster"));
+        }
+        set_connected(false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("evgrid-cluster".into())
+            .spawn(move || rt.block_on(run(settings, addrs, broker, out_rx, ctl_rx, stop_rx)))?;
+        Ok(Cluster {
+            thread: Some(thread),
+            stop: Some(stop_tx),
+        })
+    }
+
+    /// Flushes what is queued for NATS (bounded) and closes the connection.
+    pub fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn run(
+    s: Settings,
+    addrs: Vec<async_nats::ServerAddr>,
+    broker: Broker,
+    out: mpsc::Receiver<Outbound>,
+    control: mpsc::UnboundedReceiver<Control>,
+    stop: oneshot::Receiver<()>,
+) {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(&s.node)
+        .no_echo()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(|e| async move {
+            match e {
+                async_nats::Event::Connected => {
+                    set_connected(true);
+                    tracing::info!("connected to NATS");
+                }
+                async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                    set_connected(false);
+                    tracing::warn!("disconnected from NATS");
+                }
+                // Each failed attempt while reconnecting: the disconnection was logged once.
+                async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS"),
+                other => tracing::warn!(event = %other, "NATS"),
+            }
+        });
+    if let Some((u, p)) = s.user.clone() {
+        opts = opts.user_and_password(u, p);
+    }
+    if let Some(t) = s.token.clone() {
+        opts = opts.token(t);
+    }
+    if let Some(ca) = s.tls_ca.clone() {
+        opts = opts.add_root_certificates(ca).require_tls(true);
+    }
+    let client = match opts.connect(addrs).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the NATS cluster; this node serves alone");
+            return;
+        }
+    };
+    // Event callbacks miss a connection made before they were installed.
+    if connected(&client) {
+        set_connected(true);
+    }
+    let messages = format!("{}.m", s.prefix);
+    let claims = format!("{}.c", s.prefix);
+    match client.subscribe(format!("{claims}.>")).await {
+        Ok(sub) => drop(tokio::spawn(takeovers(
+            sub,
+            broker.clone(),
+            claims.len() + 1,
+        ))),
+        Err(e) => tracing::error!(error = %e, "no takeovers across nodes: subscribing failed"),
+    }
+    let writer = tokio::spawn(writer(client.clone(), out, messages.clone()));
+    let links = Links {
+        client: client.clone(),
+        broker,
+        messages,
+        claims,
+        covers: subject::Covers::default(),
+        subs: HashMap::new(),
+        node: s.node.clone(),
+    };
+    tokio::select! {
+        _ = links.serve(control) => {}
+        _ = stop => {}
+    }
+    writer.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+}
+
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// Frames `m` for the other nodes: a header byte, then the retained-message record.
+fn encode(m: &AppMessage, now: u64, mono: Instant) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + m.topic.len() + m.payload.len());
+    out.push(if m.retain { RETAIN } else { 0 });
+    let expires = m
+        .expires_at
+        .map(|t| now + t.saturating_duration_since(mono).as_millis() as u64);
+    encode_retained_into(&mut out, m, now, expires);
+    out
+}
+
+/// The message framed by [`encode`]; `None` if damaged or already expired.
+fn decode(b: &[u8], now: u64, mono: Instant) -> Option<AppMessage> {
+    let (&flags, rest) = b.split_first()?;
+    let r = decode_retained(rest)?;
+    let mut msg = r.msg;
+    msg.retain = flags & RETAIN != 0;
+    if let Some(e) = r.expires_ms {
+        if e <= now {
+            return None;
+        }
+        msg.expires_at = Some(mono + Duration::from_millis(e - now));
+    }
+    Some(msg)
+}
+
+/// Publishes what the broker queued, in order; acknowledges waiting batches after a flush, one
+/// flush for every batch that was queued meanwhile.
+async fn writer(client: async_nats::Client, mut rx: mpsc::Receiver<Outbound>, prefix: String) {
+    let mut acks = Vec::new();
+    let mut subject = String::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(ob) = next.take() {
+            let (now, mono) = (now_ms(), Instant::now());
+            for m in &ob.msgs {
+                subject.clear();
+                subject.push_str(&prefix);
+                subject.push('.');
+                subject.push_str(&subject::escape(&m.topic));
+                let payload = encode(m, now, mono);
+                match client.publish(subject.clone(), payload.into()).await {
+                    Ok(()) => CLUSTER.forwarded.inc(),
+                    Err(_) => CLUSTER.not_forwarded.inc(),
+                }
+            }
+            acks.extend(ob.ack);
+            if acks.len() < 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !acks.is_empty() {
+            // Disconnected, the messages wait in the client's buffer for the reconnect: the
+            // node serves its own clients on meanwhile, as a partitioned EMQX node does.
+            if connected(&client) {
+                let _ = tokio::time::timeout(SERVER_WAIT, client.flush()).await;
+            }
+            for a in acks.drain(..) {
+                let _ = a.send(());
+            }
+        }
+    }
+}
+
+/// Routes what one cover subscription brings to the local subscribers, in batches.
+async fn inbound(mut sub: async_nats::Subscriber, broker: Broker) {
+    while let Some(first) = sub.next().await {
+        let (now, mono) = (now_ms(), Instant::now());
+        let mut batch = Vec::new();
+        let take = |m: async_nats::Message, batch: &mut Vec<AppMessage>| match decode(
+            &m.payload, now, mono,
+        ) {
+            Some(msg) => batch.push(msg),
+            None => CLUSTER.undecodable.inc(),
+        };
+        take(first, &mut batch);
+        while batch.len() < BATCH {
+            match sub.next().now_or_never() {
+                Some(Some(m)) => take(m, &mut batch),
+                _ => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        CLUSTER.received.add(batch.len() as u64);
+        if broker.route_remote(batch).await.is_err() {
+            return; // the actor system is stopping
+        }
+    }
+}
+
+/// Ends the local session of every client id that connected to another node.
+async fn takeovers(mut sub: async_nats::Subscriber, broker: Broker, skip: usize) {
+    while let Some(m) = sub.next().await {
+        let id = m.subject.get(skip..).and_then(subject::unescape);
+        let at_ms = std::str::from_utf8(&m.payload)
+            .ok()
+            .and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
+        let (Some(id), Some(at_ms)) = (id, at_ms) else {
+            CLUSTER.undecodable.inc();
+            continue;
+        };
+        if broker.evict(&id, at_ms) {
+            CLUSTER.takeovers.inc();
+            tracing::debug!(client_id = %id, "session taken over on another node");
+        }
+    }
+}
+
+/// The control side: subscriptions follow the local filters; claims go out.
+struct Links {
+    client: async_nats::Client,
+    broker: Broker,
+    messages: String,
+    claims: String,
+    covers: subject::Covers,
+    /// The tasks reading each active cover's subscriptions; aborting one drops (and so
+    /// unsubscribes) its subscription.
+    subs: HashMap<String, Vec<tokio::task::AbortHandle>>,
+    node: String,
+}
+
+/// `filter` without a `$share/{group}/` prefix: the topics it matches.
+fn topic_filter(filter: &str) -> &str {
+    match filter.strip_prefix("$share/") {
+        Some(rest) => rest.split_once('/').map_or(rest, |(_, f)| f),
+        None => filter,
+    }
+}
+
+impl Links {
+    async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Control>) {
+        while let Some(c) = rx.recv().await {
+            match c {
+                Control::Interest(filter, added) => {
+                    let f = topic_filter(&filter);
+                    let changes = match added {
+                        true => self.covers.add(f),
+                        false => self.covers.remove(f),
+                    };
+                    for ch in changes {
+                        self.apply(ch).await;
+                    }
+                }
+                Control::Claim(id, at_ms) => {
+                    let subject = format!("{}.{}", self.claims, subject::escape_one(&id));
+                    let body = format!("{at_ms} {}", self.node);
+                    if let Err(e) = self.client.publish(subject, body.into()).await {
+                        tracing::warn!(error = %e, client_id = %id, "takeover not announced");
+                    }
+                }
+                Control::Settled(tx) => {
+                    // Disconnected, there is nothing to wait for: the client subscribes again
+                    // on whichever server it reconnects to.
+                    if connected(&self.client) {
+                        let _ = tokio::time::timeout(SERVER_WAIT, self.client.flush()).await;
+                    }
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, ch: subject::CoverChange) {
+        match ch {
+            subject::CoverChange::Subscribe(key) => {
+                let mut tasks = Vec::new();
+                for subj in subject::cover_subjects(&self.messages, &key) {
+                    match self.client.subscribe(subj.clone()).await {
+                        Ok(sub) => tasks
+                            .push(tokio::spawn(inbound(sub, self.broker.clone())).abort_handle()),
+                        Err(e) => tracing::error!(error = %e, subject = %subj, "subscribe failed"),
+                    }
+                }
+                self.subs.insert(key, tasks);
+            }
+            subject::CoverChange::Unsubscribe(key) => {
+                for t in self.subs.remove(&key).into_iter().flatten() {
+                    t.abort();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::message::Properties;
+
+    #[test]
+    fn a_message_crosses_with_its_flags_properties_and_remaining_expiry() {
+        let mono = Instant::now();
+        let m = AppMessage {
+            topic: ByteString::from_static("a/b"),
+            payload: ntex_bytes::Bytes::from_static(b"hello"),
+            qos: 1,
+            retain: true,
+            props: Some(Box::new(Properties {
+                response_topic: Some(ByteString::from_static("r/1")),
+                correlation_data: Some(ntex_bytes::Bytes::from_static(b"c")),
+                content_type: None,
+                payload_utf8: true,
+                user_properties: vec![(ByteString::from_static("k"), ByteString::from_static("v"))],
+            })),
+            expires_at: Some(mono + Duration::from_secs(10)),
+            publisher: Some(crate::mqtt::message::SessionId(7)),
+        };
+        let b = encode(&m, 1_000_000, mono);
+        // Decoded 2 s later on another node: 8 s remain.
+        let later = mono + Duration::from_secs(2);
+        let d = decode(&b, 1_002_000, later).unwrap();
+        assert_eq!(d.topic, m.topic);
+        assert_eq!(d.payload, m.payload);
+        assert_eq!((d.qos, d.retain), (1, true));
+        assert_eq!(d.props, m.props);
+        assert_eq!(d.expires_at, Some(later + Duration::from_secs(8)));
+        // No-local is about sessions of this node: a forwarded message has no local publisher.
+        assert_eq!(d.publisher, None);
+        // Expired on the way: dropped.
+        assert!(decode(&b, 1_010_000, later).is_none());
+        assert!(decode(b"", 0, mono).is_none());
+        assert!(decode(&b[..5], 1_000_000, mono).is_none());
+        let plain = AppMessage {
+            retain: false,
+            props: None,
+            expires_at: None,
+            ..m
+        };
+        let d = decode(&encode(&plain, 5, mono), 6, mono).unwrap();
+        assert!(!d.retain && d.props.is_none() && d.expires_at.is_none());
+    }
+
+    #[test]
+    fn shared_subscriptions_are_covered_by_their_topic_filter() {
+        assert_eq!(topic_filter("$share/g/a/+/c"), "a/+/c");
+        assert_eq!(topic_filter("$share/g/#"), "#");
+        assert_eq!(topic_filter("a/b"), "a/b");
+        assert_eq!(topic_filter("$shared/x"), "$shared/x");
+    }
+}

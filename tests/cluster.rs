@@ -1,0 +1,339 @@
+//! Cluster mode (`cluster.urls`): evgrid nodes joined through a real 3-server NATS cluster on
+//! loopback. MQTT across nodes — wildcards, QoS 0 and 1, order, interest that follows the
+//! subscriptions, takeover of a client id by another node — readiness that follows the NATS
+//! connection, and a NATS server killed under a running node.
+
+mod common;
+
+use std::time::Duration;
+
+use common::nats::NatsCluster;
+use common::{Server, wait_until};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+/// An evgrid node of the cluster whose client URLs are `urls`.
+fn node(urls: &str) -> Server {
+    Server::start(&[("EVGRID_CLUSTER_URLS", urls)])
+}
+
+fn opts(id: &str, s: &Server) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", s.mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// A client subscribed to `filters`; every PUBLISH it gets comes out of the receiver as
+/// (topic, payload, qos). Returns once the SUBACK came.
+async fn subscriber(
+    id: &str,
+    s: &Server,
+    filters: &[(&str, QoS)],
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, String, QoS)>) {
+    let (c, mut ev) = AsyncClient::new(opts(id, s), 1000);
+    for (f, q) in filters {
+        c.subscribe(*f, *q).await.unwrap();
+    }
+    let mut acked = 0;
+    while acked < filters.len() {
+        if let Event::Incoming(Packet::SubAck(_)) = ev.poll().await.unwrap() {
+            acked += 1;
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = ev.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = e {
+                let _ = tx.send((
+                    p.topic.clone(),
+                    String::from_utf8_lossy(&p.payload).into_owned(),
+                    p.qos,
+                ));
+            }
+        }
+    });
+    (c, rx)
+}
+
+/// A connected publisher whose PUBACKs come out of the receiver (their packet ids).
+async fn publisher(id: &str, s: &Server) -> (AsyncClient, mpsc::UnboundedReceiver<u16>) {
+    let (c, mut ev) = AsyncClient::new(opts(id, s), 1000);
+    loop {
+        if let Event::Incoming(Packet::ConnAck(_)) = ev.poll().await.unwrap() {
+            break;
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = ev.poll().await {
+            if let Event::Incoming(Packet::PubAck(a)) = e {
+                let _ = tx.send(a.pkid);
+            }
+        }
+    });
+    (c, rx)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<(String, String, QoS)>) -> (String, String, QoS) {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("the subscriber is running")
+}
+
+async fn nothing_more(rx: &mut mpsc::UnboundedReceiver<(String, String, QoS)>) {
+    if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
+        panic!("unexpected message {m:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_messages_cross_nodes_by_wildcard_qos_and_order() {
+    let nats = NatsCluster::start(3);
+    // Each node is given a different server first: routing goes through the NATS cluster.
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(1));
+    wait_until("both nodes ready", || {
+        a.get("/readyz").0 == 200 && b.get("/readyz").0 == 200
+    });
+    let (_sa, mut on_a) = subscriber(
+        "sub-a",
+        &a,
+        &[
+            ("fleet/+/telemetry", QoS::AtLeastOnce),
+            ("alerts/#", QoS::AtMostOnce),
+        ],
+    )
+    .await;
+    // A subscriber on the publisher's own node gets each message once, as before.
+    let (_sb, mut on_b) = subscriber("sub-b", &b, &[("fleet/#", QoS::AtLeastOnce)]).await;
+    nats.wait_interest(1, "evgrid.m.fleet.d1.telemetry");
+    nats.wait_interest(1, "evgrid.m.alerts.x");
+    let (p, mut acks) = publisher("pub-b", &b).await;
+    p.publish("fleet/d1/telemetry", QoS::AtMostOnce, false, "t0")
+        .await
+        .unwrap();
+    p.publish("fleet/d2/telemetry", QoS::AtLeastOnce, false, "t1")
+        .await
+        .unwrap();
+    p.publish("fleet/d2/status", QoS::AtLeastOnce, false, "s1")
+        .await
+        .unwrap();
+    p.publish("alerts/site 1/fire.alarm", QoS::AtLeastOnce, false, "a1")
+        .await
+        .unwrap();
+    p.publish("other/x", QoS::AtLeastOnce, false, "o1")
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut on_a).await,
+        ("fleet/d1/telemetry".into(), "t0".into(), QoS::AtMostOnce)
+    );
+    assert_eq!(
+        next(&mut on_a).await,
+        ("fleet/d2/telemetry".into(), "t1".into(), QoS::AtLeastOnce)
+    );
+    // Downgraded to the subscription's QoS 0; the level with a space and dots crosses intact.
+    assert_eq!(
+        next(&mut on_a).await,
+        (
+            "alerts/site 1/fire.alarm".into(),
+            "a1".into(),
+            QoS::AtMostOnce
+        )
+    );
+    nothing_more(&mut on_a).await;
+    for want in ["t0", "t1", "s1"] {
+        assert_eq!(next(&mut on_b).await.1, want);
+    }
+    nothing_more(&mut on_b).await;
+    for _ in 0..4 {
+        tokio::time::timeout(Duration::from_secs(5), acks.recv())
+            .await
+            .expect("PUBACK")
+            .unwrap();
+    }
+    // One publisher's messages keep their order on the other node.
+    for i in 0..500 {
+        p.publish(
+            "fleet/d3/telemetry",
+            QoS::AtLeastOnce,
+            false,
+            format!("{i}"),
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..500 {
+        assert_eq!(next(&mut on_a).await.1, format!("{i}"));
+        assert_eq!(next(&mut on_b).await.1, format!("{i}"));
+    }
+    // Published on A, received on A and (through NATS) nowhere else: B has no interest.
+    let (pa, _acks_a) = publisher("pub-a", &a).await;
+    pa.publish("alerts/local", QoS::AtMostOnce, false, "x")
+        .await
+        .unwrap();
+    assert_eq!(next(&mut on_a).await.1, "x");
+    nothing_more(&mut on_b).await;
+    assert_eq!(a.metric("evgrid_cluster_connected"), 1.0);
+    assert!(a.metric("evgrid_cluster_mqtt_received_total") >= 503.0);
+    assert!(b.metric("evgrid_cluster_mqtt_forwarded_total") >= 505.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_nodes_with_a_matching_subscription_receive_and_unsubscribing_stops_it() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(2));
+    let (sa, mut on_a) = subscriber("sub-a", &a, &[("x/y/#", QoS::AtLeastOnce)]).await;
+    nats.wait_interest(2, "evgrid.m.x.y.1");
+    let (p, _acks) = publisher("pub-b", &b).await;
+    // `x/z` is outside A's interest: NATS does not carry it to A at all.
+    for t in ["x/z", "x/y", "x/y/1/2"] {
+        p.publish(t, QoS::AtLeastOnce, false, t).await.unwrap();
+    }
+    assert_eq!(next(&mut on_a).await.0, "x/y");
+    assert_eq!(next(&mut on_a).await.0, "x/y/1/2");
+    nothing_more(&mut on_a).await;
+    assert_eq!(a.metric("evgrid_cluster_mqtt_received_total"), 2.0);
+    sa.unsubscribe("x/y/#").await.unwrap();
+    // Published until A stops getting them (the UNSUBACK is not awaited here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = a.metric("evgrid_cluster_mqtt_received_total");
+        p.publish("x/y/after", QoS::AtMostOnce, false, "z")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if a.metric("evgrid_cluster_mqtt_received_total") == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A still gets x/y/after"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_connecting_to_another_node_takes_its_session_over() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats.urls());
+    let b = node(&nats.urls());
+    wait_until("both nodes ready", || {
+        a.get("/readyz").0 == 200 && b.get("/readyz").0 == 200
+    });
+    // The device on A, subscribed.
+    let (_c1, mut ev1) = AsyncClient::new(opts("device-7", &a), 10);
+    loop {
+        if let Event::Incoming(Packet::ConnAck(_)) = ev1.poll().await.unwrap() {
+            break;
+        }
+    }
+    // The same client id connects to B: A closes its connection.
+    let (_c2, mut ev2) = AsyncClient::new(opts("device-7", &b), 10);
+    loop {
+        if let Event::Incoming(Packet::ConnAck(_)) = ev2.poll().await.unwrap() {
+            break;
+        }
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if ev1.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "A kept the taken-over connection open");
+    assert_eq!(a.metric("evgrid_cluster_mqtt_takeovers_total"), 1.0);
+    wait_until("A forgot the session", || {
+        a.metric("evgrid_mqtt_sessions") == 0.0
+    });
+    // B keeps its client: nothing took it over there.
+    assert_eq!(b.metric("evgrid_cluster_mqtt_takeovers_total"), 0.0);
+    assert_eq!(b.metric("evgrid_mqtt_sessions"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_nats_connection_and_a_killed_server_is_survived() {
+    let mut nats = NatsCluster::start(3);
+    // A knows only server 0 and B only server 1 at start; the cluster announces the others.
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(1));
+    wait_until("both nodes ready", || {
+        a.get("/readyz").0 == 200 && b.get("/readyz").0 == 200
+    });
+    let (_sa, mut on_a) = subscriber("sub-a", &a, &[("k/#", QoS::AtLeastOnce)]).await;
+    nats.wait_interest(1, "evgrid.m.k.1");
+    let (p, _acks) = publisher("pub-b", &b).await;
+    p.publish("k/1", QoS::AtLeastOnce, false, "before")
+        .await
+        .unwrap();
+    assert_eq!(next(&mut on_a).await.1, "before");
+    // kill -9 of every server A may be on but B's: A reconnects to the one left.
+    nats.kill9(0);
+    nats.kill9(2);
+    wait_until("A is back on the server that is left", || {
+        a.get("/readyz").0 == 200 && a.metric("evgrid_cluster_connected") == 1.0
+    });
+    // Its subscriptions were made again on the new server: messages flow.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        p.publish("k/2", QoS::AtMostOnce, false, "after")
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), on_a.recv()).await {
+            Ok(Some(m)) if m.1 == "after" => break,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "nothing after failover"
+            ),
+        }
+    }
+    // No NATS at all: not ready, with the reason; the node itself serves on.
+    nats.kill9(1);
+    wait_until("A reports it is not ready", || a.get("/readyz").0 == 503);
+    let (_, body) = a.get("/readyz");
+    assert!(body.contains("not connected to the NATS cluster"), "{body}");
+    assert_eq!(a.metric("evgrid_cluster_connected"), 0.0);
+    assert_eq!(a.get("/healthz").0, 200);
+    a.assert_mqtt_alive();
+    // A server comes back: ready again without any step on the node.
+    nats.restart(1);
+    wait_until("A is ready again", || a.get("/readyz").0 == 200);
+}
+
+#[test]
+fn a_node_starts_without_nats_and_says_why_it_is_not_ready() {
+    // Nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = node(&format!("nats://127.0.0.1:{port}"));
+    let (code, body) = s.get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("not connected to the NATS cluster"), "{body}");
+    s.assert_mqtt_alive();
+}
+
+#[test]
+fn bad_cluster_settings_are_refused_at_start_with_their_key() {
+    for (var, val, key) in [
+        ("EVGRID_CLUSTER_URLS", "http://[::1", "cluster.urls"),
+        ("EVGRID_CLUSTER_PREFIX", "a.b", "cluster.prefix"),
+        ("EVGRID_CLUSTER_USER", "u", "cluster.user"),
+    ] {
+        let dir = common::TempDir::new("cluster-cfg");
+        let out = Server::command(&dir.0)
+            .env("EVGRID_CLUSTER_URLS", "nats://127.0.0.1:4222")
+            .env(var, val)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={val}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{var}={val}: {err}");
+    }
+}
