@@ -216,6 +216,62 @@ async fn only_nodes_with_a_matching_subscription_receive_and_unsubscribing_stops
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_group_spanning_nodes_gets_each_message_once() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(1));
+    let c = node(&nats.url(2));
+    let filter = "$share/workers/jobs/+";
+    let (_m1, mut m1) = subscriber("m1", &a, &[(filter, QoS::AtLeastOnce)]).await;
+    let (_m2, mut m2) = subscriber("m2", &a, &[(filter, QoS::AtLeastOnce)]).await;
+    let (_m3, mut m3) = subscriber("m3", &b, &[(filter, QoS::AtLeastOnce)]).await;
+    // A plain subscriber beside the group still gets every message.
+    let (_all, mut all) = subscriber("all", &b, &[("jobs/+", QoS::AtLeastOnce)]).await;
+    for n in [0, 2] {
+        nats.wait_interest(n, "evgrid.m.jobs.x");
+    }
+    let (pc, _ca) = publisher("pub-c", &c).await;
+    let (pa, _aa) = publisher("pub-a", &a).await;
+    // From a node without members, and from a node with some.
+    for i in 0..60 {
+        pc.publish("jobs/x", QoS::AtLeastOnce, false, format!("c{i}"))
+            .await
+            .unwrap();
+        pa.publish("jobs/y", QoS::AtLeastOnce, false, format!("a{i}"))
+            .await
+            .unwrap();
+    }
+    let mut want: Vec<String> = (0..60)
+        .flat_map(|i| [format!("c{i}"), format!("a{i}")])
+        .collect();
+    want.sort();
+    let mut every = Vec::new();
+    for _ in 0..120 {
+        every.push(next(&mut all).await.1);
+    }
+    every.sort();
+    assert_eq!(every, want);
+    let mut got = Vec::new();
+    let mut per_node = [0, 0];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 120 && std::time::Instant::now() < deadline {
+        tokio::select! {
+            Some(m) = m1.recv() => { per_node[0] += 1; got.push(m.1) }
+            Some(m) = m2.recv() => { per_node[0] += 1; got.push(m.1) }
+            Some(m) = m3.recv() => { per_node[1] += 1; got.push(m.1) }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    got.sort();
+    assert_eq!(got, want, "each message to exactly one member");
+    for rx in [&mut m1, &mut m2, &mut m3] {
+        nothing_more(rx).await;
+    }
+    // NATS spreads them over both nodes (a node getting none of 120 is 2^-119 likely).
+    assert!(per_node[0] > 0 && per_node[1] > 0, "{per_node:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_connecting_to_another_node_takes_its_session_over() {
     let nats = NatsCluster::start(3);
     let a = node(&nats.urls());

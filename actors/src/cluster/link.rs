@@ -6,7 +6,12 @@
 //! of the [`subject::Covers`] of its sessions' filters (NATS carries a message to the nodes with
 //! interest in it and to no other), and routes what arrives through its own routing shards, which
 //! match exactly. The connection is opened with `no_echo`, so a node never gets its own messages
-//! back. A CONNECT here publishes `{prefix}.c.{escaped client id}` with the time of the connect;
+//! back. A shared subscription (`$share/{group}/{filter}`) is a NATS queue subscription on the
+//! subjects of exactly its filter, in a queue group named after group and filter, on a second
+//! connection (without `no_echo`: this node's own messages must reach it too); NATS hands each
+//! message to one node of the group, which gives it to one of its members. Messages are never
+//! given to shared groups directly on any node, so each goes to one member cluster-wide.
+//! A CONNECT here publishes `{prefix}.c.{escaped client id}` with the time of the connect;
 //! a node holding a session of that client id attached earlier ends it, as a takeover would on
 //! one node (comparing wall clocks: nodes must keep theirs synchronised, as NTP does, to within
 //! the time a client takes to reconnect).
@@ -160,36 +165,17 @@ async fn run(
     control: mpsc::UnboundedReceiver<Control>,
     stop: oneshot::Receiver<()>,
 ) {
-    let mut opts = async_nats::ConnectOptions::new()
-        .name(&s.node)
-        .no_echo()
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .event_callback(|e| async move {
-            match e {
-                async_nats::Event::Connected => {
-                    set_connected(true);
-                    tracing::info!("connected to NATS");
-                }
-                async_nats::Event::Disconnected | async_nats::Event::Closed => {
-                    set_connected(false);
-                    tracing::warn!("disconnected from NATS");
-                }
-                // Each failed attempt while reconnecting: the disconnection was logged once.
-                async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS"),
-                other => tracing::warn!(event = %other, "NATS"),
-            }
-        });
-    if let Some((u, p)) = s.user.clone() {
-        opts = opts.user_and_password(u, p);
-    }
-    if let Some(t) = s.token.clone() {
-        opts = opts.token(t);
-    }
-    if let Some(ca) = s.tls_ca.clone() {
-        opts = opts.add_root_certificates(ca).require_tls(true);
-    }
-    let client = match opts.connect(addrs).await {
+    let client = match options(&s, true).connect(addrs.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the NATS cluster; this node serves alone");
+            return;
+        }
+    };
+    // Shared groups' queue subscriptions on a connection of their own: they must get the
+    // messages this node publishes too (the other connection has `no_echo`), since NATS may
+    // choose this node's member for them.
+    let shared = match options(&s, false).connect(addrs).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the NATS cluster; this node serves alone");
@@ -213,6 +199,8 @@ async fn run(
     let writer = tokio::spawn(writer(client.clone(), out, messages.clone()));
     let links = Links {
         client: client.clone(),
+        shared,
+        groups: HashMap::new(),
         broker,
         messages,
         claims,
@@ -230,6 +218,42 @@ async fn run(
 
 fn connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// How this node connects; `main`: the connection that publishes and watches its state.
+fn options(s: &Settings, main: bool) -> async_nats::ConnectOptions {
+    let mut opts = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .max_reconnects(None);
+    opts = match main {
+        true => opts.name(&s.node).no_echo().event_callback(|e| async move {
+            match e {
+                async_nats::Event::Connected => {
+                    set_connected(true);
+                    tracing::info!("connected to NATS");
+                }
+                async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                    set_connected(false);
+                    tracing::warn!("disconnected from NATS");
+                }
+                // Each failed attempt while reconnecting: the disconnection was logged
+                // once.
+                async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS"),
+                other => tracing::warn!(event = %other, "NATS"),
+            }
+        }),
+        false => opts.name(format!("{}-shared", s.node)),
+    };
+    if let Some((u, p)) = s.user.clone() {
+        opts = opts.user_and_password(u, p);
+    }
+    if let Some(t) = s.token.clone() {
+        opts = opts.token(t);
+    }
+    if let Some(ca) = s.tls_ca.clone() {
+        opts = opts.add_root_certificates(ca).require_tls(true);
+    }
+    opts
 }
 
 /// Frames `m` for the other nodes: a header byte, then the retained-message record.
@@ -296,8 +320,9 @@ async fn writer(client: async_nats::Client, mut rx: mpsc::Receiver<Outbound>, pr
     }
 }
 
-/// Routes what one cover subscription brings to the local subscribers, in batches.
-async fn inbound(mut sub: async_nats::Subscriber, broker: Broker) {
+/// Routes what one subscription brings to the local subscribers, in batches: a cover's to the
+/// direct subscriptions, a shared group's (`group`) to one of its members here.
+async fn inbound(mut sub: async_nats::Subscriber, broker: Broker, group: Option<ByteString>) {
     while let Some(first) = sub.next().await {
         let (now, mono) = (now_ms(), Instant::now());
         let mut batch = Vec::new();
@@ -318,7 +343,11 @@ async fn inbound(mut sub: async_nats::Subscriber, broker: Broker) {
             continue;
         }
         CLUSTER.received.add(batch.len() as u64);
-        if broker.route_remote(batch).await.is_err() {
+        let routed = match &group {
+            None => broker.route_remote(batch).await,
+            Some(g) => broker.route_shared(g, batch).await,
+        };
+        if routed.is_err() {
             return; // the actor system is stopping
         }
     }
@@ -345,6 +374,11 @@ async fn takeovers(mut sub: async_nats::Subscriber, broker: Broker, skip: usize)
 /// The control side: subscriptions follow the local filters; claims go out.
 struct Links {
     client: async_nats::Client,
+    /// The connection of the shared groups' queue subscriptions.
+    shared: async_nats::Client,
+    /// Per shared subscription (`$share/{group}/{filter}`): local sessions holding it, and the
+    /// tasks reading its queue subscriptions.
+    groups: HashMap<ByteString, (usize, Vec<tokio::task::AbortHandle>)>,
     broker: Broker,
     messages: String,
     claims: String,
@@ -355,20 +389,15 @@ struct Links {
     node: String,
 }
 
-/// `filter` without a `$share/{group}/` prefix: the topics it matches.
-fn topic_filter(filter: &str) -> &str {
-    match filter.strip_prefix("$share/") {
-        Some(rest) => rest.split_once('/').map_or(rest, |(_, f)| f),
-        None => filter,
-    }
-}
-
 impl Links {
     async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Control>) {
         while let Some(c) = rx.recv().await {
             match c {
+                Control::Interest(filter, added) if filter.starts_with("$share/") => {
+                    self.group(filter, added).await;
+                }
                 Control::Interest(filter, added) => {
-                    let f = topic_filter(&filter);
+                    let f: &str = &filter;
                     let changes = match added {
                         true => self.covers.add(f),
                         false => self.covers.remove(f),
@@ -396,14 +425,54 @@ impl Links {
         }
     }
 
+    /// A local session joined (`added`) or left shared subscription `raw`: the node's queue
+    /// subscriptions follow, one per subject of its filter, in the group's queue group.
+    async fn group(&mut self, raw: ByteString, added: bool) {
+        let Some((group, filter)) = raw.strip_prefix("$share/").and_then(|r| r.split_once('/'))
+        else {
+            return;
+        };
+        let entry = self.groups.entry(raw.clone()).or_default();
+        if !added {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0
+                && let Some((_, tasks)) = self.groups.remove(&raw)
+            {
+                for t in tasks {
+                    t.abort();
+                }
+            }
+            return;
+        }
+        entry.0 += 1;
+        if entry.0 > 1 {
+            return;
+        }
+        let queue = subject::queue_group(group, filter);
+        for subj in subject::filter_subjects(&self.messages, filter) {
+            match self
+                .shared
+                .queue_subscribe(subj.clone(), queue.clone())
+                .await
+            {
+                Ok(sub) => {
+                    let task = tokio::spawn(inbound(sub, self.broker.clone(), Some(raw.clone())));
+                    entry.1.push(task.abort_handle());
+                }
+                Err(e) => tracing::error!(error = %e, subject = %subj, "subscribe failed"),
+            }
+        }
+    }
+
     async fn apply(&mut self, ch: subject::CoverChange) {
         match ch {
             subject::CoverChange::Subscribe(key) => {
                 let mut tasks = Vec::new();
                 for subj in subject::cover_subjects(&self.messages, &key) {
                     match self.client.subscribe(subj.clone()).await {
-                        Ok(sub) => tasks
-                            .push(tokio::spawn(inbound(sub, self.broker.clone())).abort_handle()),
+                        Ok(sub) => tasks.push(
+                            tokio::spawn(inbound(sub, self.broker.clone(), None)).abort_handle(),
+                        ),
                         Err(e) => tracing::error!(error = %e, subject = %subj, "subscribe failed"),
                     }
                 }
@@ -464,13 +533,5 @@ mod tests {
         };
         let d = decode(&encode(&plain, 5, mono), 6, mono).unwrap();
         assert!(!d.retain && d.props.is_none() && d.expires_at.is_none());
-    }
-
-    #[test]
-    fn shared_subscriptions_are_covered_by_their_topic_filter() {
-        assert_eq!(topic_filter("$share/g/a/+/c"), "a/+/c");
-        assert_eq!(topic_filter("$share/g/#"), "#");
-        assert_eq!(topic_filter("a/b"), "a/b");
-        assert_eq!(topic_filter("$shared/x"), "$shared/x");
     }
 }

@@ -105,6 +105,36 @@ pub fn cover_subjects(prefix: &str, key: &str) -> Vec<String> {
     }
 }
 
+/// The subjects (after `prefix`) that match exactly the topics MQTT filter `filter` (without a
+/// `$share/{group}/` prefix) matches, but for `$` topics under a leading wildcard, which the
+/// receiving node refuses: `+` is `*`, a trailing `#` is `>` plus its parent level.
+pub fn filter_subjects(prefix: &str, filter: &str) -> Vec<String> {
+    let levels: Vec<&str> = filter.split('/').collect();
+    let (body, hash) = match levels.split_last() {
+        Some((&"#", body)) => (body, true),
+        _ => (&levels[..], false),
+    };
+    let mut base = String::from(prefix);
+    for level in body {
+        base.push('.');
+        match *level {
+            "+" => base.push('*'),
+            l => push_token(&mut base, l),
+        }
+    }
+    match (hash, body.is_empty()) {
+        (false, _) => vec![base],
+        (true, true) => vec![format!("{base}.>")],
+        (true, false) => vec![base.clone(), format!("{base}.>")],
+    }
+}
+
+/// The NATS queue group of shared subscription `$share/{group}/{filter}`: the same on every
+/// node, so NATS hands each message to one of them.
+pub fn queue_group(group: &str, filter: &str) -> String {
+    format!("{}.{}", escape_one(group), escape(filter))
+}
+
 /// Whether cover key `a` is `b` or one of its ancestors (level-wise prefix).
 fn covers(a: &str, b: &str) -> bool {
     a.is_empty() || a == b || (b.starts_with(a) && b.as_bytes()[a.len()] == b'.')
@@ -286,6 +316,18 @@ mod tests {
             cover_subjects("evg.m", "a.b"),
             vec!["evg.m.a.b", "evg.m.a.b.>"]
         );
+    }
+
+    #[test]
+    fn a_filter_maps_onto_the_subjects_of_exactly_its_topics() {
+        assert_eq!(filter_subjects("p", "a/+/c"), vec!["p.a.*.c"]);
+        assert_eq!(filter_subjects("p", "a/#"), vec!["p.a", "p.a.>"]);
+        assert_eq!(filter_subjects("p", "#"), vec!["p.>"]);
+        assert_eq!(filter_subjects("p", "+/#"), vec!["p.*", "p.*.>"]);
+        assert_eq!(filter_subjects("p", "+"), vec!["p.*"]);
+        assert_eq!(filter_subjects("p", "a b/x.y"), vec!["p.a=20b.x=2Ey"]);
+        assert_eq!(filter_subjects("p", "/a"), vec!["p.=.a"]);
+        assert_eq!(queue_group("g 1", "a/+"), "g=201.a.=2B");
     }
 
     fn active(c: &Covers) -> Vec<&str> {

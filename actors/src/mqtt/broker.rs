@@ -18,7 +18,7 @@ use crate::mqtt::persist;
 use crate::mqtt::remote::{Forwarded, Remote};
 use crate::mqtt::retained::RetainedMessage;
 use crate::mqtt::router::{
-    self, GetRetained, PublishBatch, RemoveSession, Router, SubReq, SubResult, Subscribe,
+    self, GetRetained, PublishBatch, RemoveSession, Router, Scope, SubReq, SubResult, Subscribe,
     Unsubscribe,
 };
 use crate::mqtt::session::{self, Attach, Discard, Mailbox, Session, SessionLimits};
@@ -183,7 +183,17 @@ impl Broker {
     /// Routes a batch another node forwarded, to this node's subscribers only (never forwarded
     /// again); resolves once it is queued for them. Messages of one topic keep their order.
     pub async fn route_remote(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
-        self.route_local(msgs).await
+        self.route_local(msgs, Scope::Direct).await
+    }
+
+    /// Routes a batch the cluster chose this node for, to one member each of the shared
+    /// subscription `filter` (`$share/{group}/{f}`) here.
+    pub async fn route_shared(
+        &self,
+        filter: &ByteString,
+        msgs: Vec<AppMessage>,
+    ) -> Result<(), MailboxError> {
+        self.route_local(msgs, Scope::Shared(filter.clone())).await
     }
 
     /// A client connected to another node with `client_id` at `at_ms` (ms since the epoch):
@@ -529,17 +539,30 @@ impl Broker {
     /// subscribers. Messages of one topic keep their order.
     pub async fn route(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
         let forwarded = self.forward(&msgs);
-        self.route_local(msgs).await?;
+        self.route_local(msgs, self.local_scope()).await?;
         if let Some(f) = forwarded {
             let _ = f.await;
         }
         Ok(())
     }
 
-    async fn route_local(&self, msgs: Vec<AppMessage>) -> Result<(), MailboxError> {
+    /// Which subscriptions a message published here goes to directly: all of them on a single
+    /// node; in a cluster, shared groups get it through the cluster, like every node's.
+    fn local_scope(&self) -> Scope {
+        match self.remote() {
+            Some(_) => Scope::Direct,
+            None => Scope::All,
+        }
+    }
+
+    async fn route_local(&self, msgs: Vec<AppMessage>, scope: Scope) -> Result<(), MailboxError> {
         if self.0.routers.len() == 1 {
             return self.0.routers[0]
-                .send(PublishBatch { msgs, done: None })
+                .send(PublishBatch {
+                    msgs,
+                    done: None,
+                    scope,
+                })
                 .await;
         }
         let mut per: Vec<Vec<AppMessage>> = (0..self.0.routers.len()).map(|_| Vec::new()).collect();
@@ -549,7 +572,11 @@ impl Broker {
         let mut waits = Vec::new();
         for (i, msgs) in per.into_iter().enumerate() {
             if !msgs.is_empty() {
-                waits.push(self.0.routers[i].send(PublishBatch { msgs, done: None }));
+                waits.push(self.0.routers[i].send(PublishBatch {
+                    msgs,
+                    done: None,
+                    scope: scope.clone(),
+                }));
             }
         }
         for w in waits {
@@ -563,9 +590,10 @@ impl Broker {
     /// batches sent with [`Broker::route`] (one mailbox per shard).
     pub fn route_detached(&self, msgs: Vec<AppMessage>, in_flight: &Arc<router::InFlight>) {
         drop(self.forward(&msgs));
+        let scope = self.local_scope();
         if self.0.routers.len() == 1 {
             let done = Some(in_flight.guard(msgs.len()));
-            self.0.routers[0].do_send(PublishBatch { msgs, done });
+            self.0.routers[0].do_send(PublishBatch { msgs, done, scope });
             return;
         }
         let mut per: Vec<Vec<AppMessage>> = (0..self.0.routers.len()).map(|_| Vec::new()).collect();
@@ -575,7 +603,11 @@ impl Broker {
         for (i, msgs) in per.into_iter().enumerate() {
             if !msgs.is_empty() {
                 let done = Some(in_flight.guard(msgs.len()));
-                self.0.routers[i].do_send(PublishBatch { msgs, done });
+                self.0.routers[i].do_send(PublishBatch {
+                    msgs,
+                    done,
+                    scope: scope.clone(),
+                });
             }
         }
     }
@@ -587,6 +619,7 @@ impl Broker {
         self.0.routers[shard].do_send(PublishBatch {
             msgs: vec![msg],
             done: None,
+            scope: self.local_scope(),
         });
     }
 

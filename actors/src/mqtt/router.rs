@@ -34,6 +34,22 @@ pub struct PublishBatch {
     /// Released once the batch is routed (or dropped unrouted), for batches sent without waiting
     /// for the answer.
     pub done: Option<InFlightGuard>,
+    pub scope: Scope,
+}
+
+/// Which of the matching subscriptions a batch is for.
+#[derive(Debug, Clone, Default)]
+pub enum Scope {
+    /// All of them: a single node.
+    #[default]
+    All,
+    /// All but shared ones: in a cluster, a shared group's messages come through the cluster,
+    /// which picks one node per message ([`Scope::Shared`]).
+    Direct,
+    /// One member of the shared subscription named (`$share/{group}/{filter}`), the cluster
+    /// having chosen this node for these messages. Retained messages are not kept from here
+    /// (the [`Scope::Direct`] path keeps them).
+    Shared(ByteString),
 }
 
 /// How many messages one connection has handed to the routers without waiting for the answer,
@@ -225,7 +241,22 @@ impl Router {
         r
     }
 
-    fn route_one(&mut self, msg: AppMessage) {
+    fn route_one(&mut self, msg: AppMessage, scope: &Scope) {
+        if let Scope::Shared(filter) = scope {
+            let Ok(f) = parse_filter(filter, TopicLimits::UNLIMITED) else {
+                return;
+            };
+            // [MQTT-4.7.2-1]: NATS's wildcards do not know that a leading MQTT wildcard never
+            // matches a `$` topic.
+            if msg.topic.starts_with('$') && f.filter.starts_with(['+', '#']) {
+                return;
+            }
+            if let Some(m) = self.trie.pick_shared(f) {
+                let msg = Arc::new(msg);
+                self.add(&msg, m);
+            }
+            return;
+        }
         if msg.retain {
             let kept = Arc::new(msg.detached());
             // A clock read per retained message only: retained ones are the rare case.
@@ -247,39 +278,50 @@ impl Router {
             METRICS.retained.add(self.retained.set(kept, now) as i64);
         }
         let msg = Arc::new(msg);
-        self.matched.clear();
+        let direct = matches!(scope, Scope::Direct);
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
         self.seen.clear();
-        self.trie.matches(&msg.topic, &mut self.matched);
-        for m in &self.matched {
-            // [MQTT-3.8.3-3]: no-local subscriptions never get their own session's messages.
-            if m.opts.no_local && msg.publisher == Some(m.session) {
+        self.trie.matches(&msg.topic, &mut matched);
+        for m in &matched {
+            if direct && m.shared {
                 continue;
             }
-            let qos = msg.qos.min(m.opts.qos);
-            let retain = m.opts.retain_as_published && msg.retain;
-            let list = self.out.entry(m.session).or_default();
-            // Overlapping non-shared subscriptions deliver once, with the highest QoS and every
-            // subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
-            if !m.shared
-                && let Some(&i) = self.seen.get(&m.session)
-            {
-                let d = &mut list[i];
-                d.qos = d.qos.max(qos);
-                d.retain |= retain;
-                d.sub_ids.extend(m.opts.sub_id);
-                continue;
-            }
-            if !m.shared {
-                self.seen.insert(m.session, list.len());
-            }
-            list.push(Delivery {
-                msg: msg.clone(),
-                qos,
-                retain,
-                sub_ids: m.opts.sub_id.into_iter().collect(),
-                journal: 0,
-            });
+            self.add(&msg, *m);
         }
+        self.matched = matched;
+    }
+
+    /// Adds `msg`'s delivery for match `m` to the batch of `m`'s session.
+    fn add(&mut self, msg: &Arc<AppMessage>, m: Matched) {
+        // [MQTT-3.8.3-3]: no-local subscriptions never get their own session's messages.
+        if m.opts.no_local && msg.publisher == Some(m.session) {
+            return;
+        }
+        let qos = msg.qos.min(m.opts.qos);
+        let retain = m.opts.retain_as_published && msg.retain;
+        let list = self.out.entry(m.session).or_default();
+        // Overlapping non-shared subscriptions deliver once, with the highest QoS and every
+        // subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
+        if !m.shared
+            && let Some(&i) = self.seen.get(&m.session)
+        {
+            let d = &mut list[i];
+            d.qos = d.qos.max(qos);
+            d.retain |= retain;
+            d.sub_ids.extend(m.opts.sub_id);
+            return;
+        }
+        if !m.shared {
+            self.seen.insert(m.session, list.len());
+        }
+        list.push(Delivery {
+            msg: msg.clone(),
+            qos,
+            retain,
+            sub_ids: m.opts.sub_id.into_iter().collect(),
+            journal: 0,
+        });
     }
 
     /// Hands the routed deliveries to their sessions. On a durable shard, QoS 1/2 deliveries
@@ -363,9 +405,9 @@ impl Handler<PublishBatch> for Router {
     /// shard, once those changes are committed: a retained QoS 1/2 PUBLISH is acknowledged only
     /// after its retained message would survive a crash.
     fn handle(&mut self, batch: PublishBatch, _: &mut Self::Context) -> Self::Result {
-        let PublishBatch { msgs, done } = batch;
+        let PublishBatch { msgs, done, scope } = batch;
         for m in msgs {
-            self.route_one(m);
+            self.route_one(m, &scope);
         }
         let journaled = self.flush();
         drop(done);

@@ -133,6 +133,16 @@ struct Entry {
     opts: SubOpts,
 }
 
+impl Entry {
+    fn shared(self) -> Matched {
+        Matched {
+            session: self.session,
+            opts: self.opts,
+            shared: true,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Group {
     name: Box<str>,
@@ -200,6 +210,14 @@ impl Subs {
                 removed
             }
         }
+    }
+
+    /// The next member of shared group `name` in turn.
+    fn pick(&mut self, name: &str) -> Option<Entry> {
+        let g = self.groups.iter_mut().find(|x| &*x.name == name)?;
+        let i = g.next % g.members.len();
+        g.next = g.next.wrapping_add(1);
+        Some(g.members[i])
     }
 
     fn collect(&mut self, out: &mut Vec<Matched>) {
@@ -377,6 +395,26 @@ impl SubTrie {
         let existed = node.end.upsert(filter.group, e);
         self.count += usize::from(!existed);
         existed
+    }
+
+    /// The next member in turn of the shared subscription `filter` (`$share/{group}/{f}`), for a
+    /// message that matched `f` elsewhere (a cluster's other node chose this one); `None` if no
+    /// session here holds it, or `filter` has no group.
+    pub fn pick_shared(&mut self, filter: TopicFilter<'_>) -> Option<Matched> {
+        let group = filter.group?;
+        let mut node = &mut self.root;
+        let mut levels = filter.filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                return node.hash.pick(group).map(|e| e.shared());
+            }
+            node = if level == "+" {
+                node.plus.as_deref_mut()?
+            } else {
+                node.children.get_mut(level)?
+            };
+        }
+        node.end.pick(group).map(|e| e.shared())
     }
 
     /// Removes a subscription; returns true when it existed.

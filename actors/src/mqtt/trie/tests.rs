@@ -154,3 +154,35 @@ fn wide_levels_switch_to_a_map_and_keep_matching() {
     }
     assert!(t.is_empty() && t.root.is_empty(), "nothing left behind");
 }
+
+#[test]
+fn a_shared_subscription_is_picked_by_its_filter_in_turn() {
+    let mut t = SubTrie::default();
+    let o = SubOpts::default();
+    for (f, s) in [
+        ("$share/g/a/+/c", 1),
+        ("$share/g/a/+/c", 2),
+        ("$share/h/a/+/c", 3),
+        ("$share/g/a/#", 4),
+        ("a/+/c", 5),
+    ] {
+        t.insert(
+            parse_filter(f, TopicLimits::UNLIMITED).unwrap(),
+            SessionId(s),
+            o,
+        );
+    }
+    let pick = |t: &mut SubTrie, f: &str| {
+        t.pick_shared(parse_filter(f, TopicLimits::UNLIMITED).unwrap())
+            .map(|m| (m.session.0, m.shared))
+    };
+    // Members of group g under exactly a/+/c take turns; other groups and filters are apart.
+    assert_eq!(pick(&mut t, "$share/g/a/+/c"), Some((1, true)));
+    assert_eq!(pick(&mut t, "$share/g/a/+/c"), Some((2, true)));
+    assert_eq!(pick(&mut t, "$share/g/a/+/c"), Some((1, true)));
+    assert_eq!(pick(&mut t, "$share/h/a/+/c"), Some((3, true)));
+    assert_eq!(pick(&mut t, "$share/g/a/#"), Some((4, true)));
+    assert_eq!(pick(&mut t, "$share/x/a/+/c"), None);
+    assert_eq!(pick(&mut t, "$share/g/a/b"), None);
+    assert_eq!(pick(&mut t, "a/+/c"), None);
+}
