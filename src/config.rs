@@ -60,6 +60,9 @@ pub struct ClusterConfig {
     /// The first token of every NATS subject evgrid uses, so that several evgrid clusters can
     /// share one NATS cluster.
     pub prefix: String,
+    /// Copies JetStream keeps of what evgrid stores in it (retained MQTT messages): 3 for a
+    /// cluster that survives the loss of a server; 1 on a single NATS server.
+    pub replicas: usize,
 }
 
 impl Default for ClusterConfig {
@@ -72,6 +75,7 @@ impl Default for ClusterConfig {
             token: String::new(),
             tls_ca: PathBuf::new(),
             prefix: "evgrid".into(),
+            replicas: 3,
         }
     }
 }
@@ -104,6 +108,7 @@ impl ClusterConfig {
             token: some(&self.token),
             tls_ca: (!self.tls_ca.as_os_str().is_empty()).then(|| self.tls_ca.clone()),
             prefix: self.prefix.clone(),
+            replicas: self.replicas,
         })
     }
 }
@@ -617,6 +622,12 @@ impl Config {
             return bad(
                 "cluster.prefix",
                 "must be one or more of A-Z, a-z, 0-9, '_' and '-'",
+            );
+        }
+        if !(1..=5).contains(&c.replicas) {
+            return bad(
+                "cluster.replicas",
+                "must be between 1 and 5 (JetStream's limits)",
             );
         }
         if c.user.is_empty() != c.password.is_empty() {

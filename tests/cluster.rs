@@ -271,6 +271,99 @@ async fn a_shared_group_spanning_nodes_gets_each_message_once() {
     assert!(per_node[0] > 0 && per_node[1] > 0, "{per_node:?}");
 }
 
+/// Subscribes `filter` on `s` as a new client and answers the retained message that arrives
+/// (topic, payload, RETAIN flag), if one does within `wait`.
+async fn retained_on(
+    s: &Server,
+    id: &str,
+    filter: &str,
+    wait: Duration,
+) -> Option<(String, String, bool)> {
+    let (c, mut ev) = AsyncClient::new(opts(id, s), 10);
+    c.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    let got = tokio::time::timeout(wait, async {
+        loop {
+            if let Event::Incoming(Packet::Publish(p)) = ev.poll().await.unwrap() {
+                return (
+                    p.topic.clone(),
+                    String::from_utf8_lossy(&p.payload).into_owned(),
+                    p.retain,
+                );
+            }
+        }
+    })
+    .await
+    .ok();
+    let _ = c.disconnect().await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_are_the_clusters_and_reach_nodes_started_later() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(1));
+    wait_until("both nodes ready", || {
+        a.get("/readyz").0 == 200 && b.get("/readyz").0 == 200
+    });
+    // Published on B while nobody anywhere subscribes; PUBACK after the bucket has it.
+    let (p, mut acks) = publisher("pub-b", &b).await;
+    p.publish("status/d1", QoS::AtLeastOnce, true, "on")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), acks.recv())
+        .await
+        .expect("PUBACK")
+        .unwrap();
+    let want = Some(("status/d1".to_string(), "on".to_string(), true));
+    // Another node has it for a new subscriber.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = retained_on(&a, "late-a", "status/#", Duration::from_millis(500)).await;
+        if got == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never had the retained message: {got:?}"
+        );
+    }
+    // A node started afterwards reads the bucket at start.
+    let c = node(&nats.url(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = retained_on(&c, "late-c", "status/+", Duration::from_millis(500)).await;
+        if got == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "C never had the retained message: {got:?}"
+        );
+    }
+    // Cleared on A (an empty retained message): gone on C too.
+    let (pa, mut acks_a) = publisher("pub-a", &a).await;
+    pa.publish("status/d1", QoS::AtLeastOnce, true, "")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), acks_a.recv())
+        .await
+        .expect("PUBACK")
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = retained_on(&c, "later-c", "status/#", Duration::from_millis(500)).await;
+        if got.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "C kept the cleared message: {got:?}"
+        );
+    }
+    assert_eq!(b.metric("evgrid_cluster_mqtt_retained_not_kept_total"), 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_connecting_to_another_node_takes_its_session_over() {
     let nats = NatsCluster::start(3);

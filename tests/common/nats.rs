@@ -95,7 +95,7 @@ impl NatsCluster {
         }
         let c = NatsCluster { nodes, _dir: dir };
         for i in 0..n {
-            c.wait_routed(i);
+            c.wait_routed(i, true);
         }
         c
     }
@@ -125,7 +125,8 @@ impl NatsCluster {
     pub fn restart(&mut self, i: usize) {
         let bin = nats_server();
         self.nodes[i].child = Some(spawn(&bin, &self.nodes[i].conf));
-        self.wait_routed(i);
+        // JetStream may lack a quorum now (other servers killed): serving and routed is all.
+        self.wait_routed(i, false);
     }
 
     /// Waits until server `i` has a route subscription from another server that matches
@@ -157,8 +158,9 @@ impl NatsCluster {
         }
     }
 
-    /// Waits until server `i` serves clients and has a route to every other server that runs.
-    fn wait_routed(&self, i: usize) {
+    /// Waits until server `i` serves clients and has a route to every other server that runs,
+    /// and (`jetstream`) JetStream is ready on it.
+    fn wait_routed(&self, i: usize, jetstream: bool) {
         let want = self.nodes.iter().filter(|n| n.child.is_some()).count() - 1;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -171,8 +173,11 @@ impl NatsCluster {
             let serving =
                 TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.nodes[i].client)))
                     .is_ok();
+            // JetStream has a meta leader and is current (what /healthz checks).
+            let healthy = !jetstream
+                || monitor(self.nodes[i].monitor, "/healthz").is_some_and(|b| b.contains("\"ok\""));
             // A pooled route counts more than once; at least one per peer is what matters.
-            if serving && routes as usize >= want {
+            if serving && healthy && routes as usize >= want {
                 return;
             }
             assert!(

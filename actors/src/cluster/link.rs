@@ -23,6 +23,10 @@
 //! at most once between nodes. A node cut off from NATS serves its own clients on; what it
 //! could not hand over is counted (`evgrid_cluster_mqtt_not_forwarded_total`), never waited for.
 //!
+//! Retained messages are the cluster's: a retained PUBLISH is also put in the JetStream KV bucket
+//! `{prefix}-retained` (key: the escaped topic; an empty payload purges it) before its PUBACK,
+//! and every node applies the bucket's values at start and its changes as they come.
+//!
 //! Must never block an MQTT or actor thread: the [`Link`] handle only queues into channels.
 
 use std::collections::HashMap;
@@ -196,7 +200,15 @@ async fn run(
         ))),
         Err(e) => tracing::error!(error = %e, "no takeovers across nodes: subscribing failed"),
     }
-    let writer = tokio::spawn(writer(client.clone(), out, messages.clone()));
+    let (bucket_tx, bucket) = tokio::sync::watch::channel(None);
+    let retained = tokio::spawn(retained_bucket(
+        client.clone(),
+        format!("{}-retained", s.prefix),
+        s.replicas,
+        broker.clone(),
+        bucket_tx,
+    ));
+    let writer = tokio::spawn(writer(client.clone(), out, messages.clone(), bucket));
     let links = Links {
         client: client.clone(),
         shared,
@@ -213,6 +225,7 @@ async fn run(
         _ = stop => {}
     }
     writer.abort();
+    retained.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
@@ -284,7 +297,14 @@ fn decode(b: &[u8], now: u64, mono: Instant) -> Option<AppMessage> {
 
 /// Publishes what the broker queued, in order; acknowledges waiting batches after a flush, one
 /// flush for every batch that was queued meanwhile.
-async fn writer(client: async_nats::Client, mut rx: mpsc::Receiver<Outbound>, prefix: String) {
+/// A retained message also goes to the retained-message bucket (awaited: retained messages
+/// are rare, and a QoS 1/2 one is acknowledged after the bucket has it).
+async fn writer(
+    client: async_nats::Client,
+    mut rx: mpsc::Receiver<Outbound>,
+    prefix: String,
+    bucket: tokio::sync::watch::Receiver<Option<async_nats::jetstream::kv::Store>>,
+) {
     let mut acks = Vec::new();
     let mut subject = String::new();
     while let Some(first) = rx.recv().await {
@@ -292,12 +312,22 @@ async fn writer(client: async_nats::Client, mut rx: mpsc::Receiver<Outbound>, pr
         while let Some(ob) = next.take() {
             let (now, mono) = (now_ms(), Instant::now());
             for m in &ob.msgs {
+                let key = subject::escape(&m.topic);
                 subject.clear();
                 subject.push_str(&prefix);
                 subject.push('.');
-                subject.push_str(&subject::escape(&m.topic));
-                let payload = encode(m, now, mono);
-                match client.publish(subject.clone(), payload.into()).await {
+                subject.push_str(&key);
+                let payload = bytes::Bytes::from(encode(m, now, mono));
+                if m.retain {
+                    // Cut off from NATS, the put could only time out: the message stays this
+                    // node's (counted), and the writer goes on.
+                    let kv = bucket.borrow().clone().filter(|_| connected(&client));
+                    match kv {
+                        Some(kv) => keep_retained(&kv, &key, m, payload.clone()).await,
+                        None => CLUSTER.retained_not_kept.inc(),
+                    }
+                }
+                match client.publish(subject.clone(), payload).await {
                     Ok(()) => CLUSTER.forwarded.inc(),
                     Err(_) => CLUSTER.not_forwarded.inc(),
                 }
@@ -318,6 +348,119 @@ async fn writer(client: async_nats::Client, mut rx: mpsc::Receiver<Outbound>, pr
             }
         }
     }
+}
+
+/// Puts (or, for an empty payload, purges) `m` in the retained-message bucket under `key`.
+async fn keep_retained(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+    m: &AppMessage,
+    framed: bytes::Bytes,
+) {
+    let done = match m.payload.is_empty() {
+        true => kv.purge(key).await.map_err(|e| e.to_string()),
+        false => kv
+            .put(key, framed)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = done {
+        CLUSTER.retained_not_kept.inc();
+        tracing::warn!(error = %e, topic = %m.topic, "retained message not kept in the cluster");
+    }
+}
+
+/// Opens (or creates) the retained-message bucket, hands it to the writer, and applies every
+/// value in it, then every change, to this node's routing shards: a node has the cluster's
+/// retained messages whenever it started and whoever published them. Retried while JetStream
+/// is unreachable.
+async fn retained_bucket(
+    client: async_nats::Client,
+    name: String,
+    replicas: usize,
+    broker: Broker,
+    tx: tokio::sync::watch::Sender<Option<async_nats::jetstream::kv::Store>>,
+) {
+    use async_nats::jetstream::kv;
+    let js = async_nats::jetstream::new(client);
+    let mut warned = false;
+    let store = loop {
+        let opened = match js.get_key_value(name.clone()).await {
+            Ok(s) => Ok(s),
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: name.clone(),
+                    description: "evgrid: retained MQTT messages".into(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match opened {
+            Ok(s) => break s,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, bucket = %name,
+                        "retained messages are not shared yet: no JetStream bucket (retrying)");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let _ = tx.send(Some(store.clone()));
+    loop {
+        match store.watch_with_history(">").await {
+            Ok(mut w) => {
+                while let Some(e) = w.next().await {
+                    match e {
+                        Ok(entry) => apply_retained(&broker, entry),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retained-message bucket watch ended");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch the retained-message bucket"),
+        }
+        // Watched again from the current values: applying one twice changes nothing.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn apply_retained(broker: &Broker, entry: async_nats::jetstream::kv::Entry) {
+    use async_nats::jetstream::kv::Operation;
+    let (now, mono) = (now_ms(), Instant::now());
+    let msg = match entry.operation {
+        Operation::Put => match decode(&entry.value, now, mono) {
+            Some(mut m) => {
+                m.retain = true;
+                m
+            }
+            None => return, // expired, or not evgrid's
+        },
+        Operation::Delete | Operation::Purge => {
+            let Some(topic) = subject::unescape(&entry.key) else {
+                CLUSTER.undecodable.inc();
+                return;
+            };
+            AppMessage {
+                topic: ByteString::from(topic),
+                payload: ntex_bytes::Bytes::new(),
+                qos: 0,
+                retain: true,
+                props: None,
+                expires_at: None,
+                publisher: None,
+            }
+        }
+    };
+    broker.set_retained(msg);
 }
 
 /// Routes what one subscription brings to the local subscribers, in batches: a cover's to the

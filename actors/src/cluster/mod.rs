@@ -30,6 +30,8 @@ pub struct Settings {
     /// The first token of every subject evgrid uses: several evgrid clusters can share one NATS
     /// cluster under different prefixes.
     pub prefix: String,
+    /// Copies JetStream keeps of what evgrid stores there (the retained-message bucket).
+    pub replicas: usize,
 }
 
 const NONE: u8 = 0;

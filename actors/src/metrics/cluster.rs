@@ -21,6 +21,9 @@ pub struct ClusterMetrics {
     pub undecodable: Counter,
     /// Sessions here ended because their client id connected to another node.
     pub takeovers: Counter,
+    /// Retained messages published here that the cluster's bucket did not take (JetStream
+    /// unreachable): other nodes' later subscribers will not see them.
+    pub retained_not_kept: Counter,
 }
 
 pub static CLUSTER: ClusterMetrics = ClusterMetrics {
@@ -30,6 +33,7 @@ pub static CLUSTER: ClusterMetrics = ClusterMetrics {
     not_forwarded: Counter::new(),
     undecodable: Counter::new(),
     takeovers: Counter::new(),
+    retained_not_kept: Counter::new(),
 };
 
 impl ClusterMetrics {
@@ -41,7 +45,7 @@ impl ClusterMetrics {
             "1 while this node is connected to the NATS cluster (cluster mode only).",
             self.connected.get(),
         );
-        let rows: [(&str, &str, &Counter); 5] = [
+        let rows: [(&str, &str, &Counter); 6] = [
             (
                 "evgrid_cluster_mqtt_forwarded_total",
                 "MQTT messages published on this node and handed to NATS for the other nodes.",
@@ -66,6 +70,11 @@ impl ClusterMetrics {
                 "evgrid_cluster_mqtt_takeovers_total",
                 "MQTT sessions on this node ended because their client id connected to another node.",
                 &self.takeovers,
+            ),
+            (
+                "evgrid_cluster_mqtt_retained_not_kept_total",
+                "Retained MQTT messages published here that the cluster's bucket did not take (JetStream unreachable).",
+                &self.retained_not_kept,
             ),
         ];
         for (name, help, c) in rows {

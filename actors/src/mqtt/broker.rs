@@ -18,8 +18,8 @@ use crate::mqtt::persist;
 use crate::mqtt::remote::{Forwarded, Remote};
 use crate::mqtt::retained::RetainedMessage;
 use crate::mqtt::router::{
-    self, GetRetained, PublishBatch, RemoveSession, Router, Scope, SubReq, SubResult, Subscribe,
-    Unsubscribe,
+    self, GetRetained, PublishBatch, RemoveSession, Router, Scope, SetRetained, SubReq, SubResult,
+    Subscribe, Unsubscribe,
 };
 use crate::mqtt::session::{self, Attach, Discard, Mailbox, Session, SessionLimits};
 use crate::store::Op;
@@ -194,6 +194,13 @@ impl Broker {
         msgs: Vec<AppMessage>,
     ) -> Result<(), MailboxError> {
         self.route_local(msgs, Scope::Shared(filter.clone())).await
+    }
+
+    /// Sets (empty payload: clears) a retained message without delivering it, on the shard
+    /// that owns its topic (the cluster's retained-message bucket changed).
+    pub fn set_retained(&self, msg: AppMessage) {
+        let shard = self.shard_of(&msg.topic);
+        self.0.routers[shard].do_send(SetRetained { msg });
     }
 
     /// A client connected to another node with `client_id` at `at_ms` (ms since the epoch):

@@ -153,6 +153,15 @@ pub struct GetRetained {
     pub topic: ByteString,
 }
 
+/// Sets (or, with an empty payload, clears) the retained message of `msg.topic` without
+/// delivering it: the cluster's retained-message bucket changed (another node's publish, or
+/// the bucket read at start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRetained {
+    pub msg: AppMessage,
+}
+
 /// Removes every subscription of a session that ended.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -258,24 +267,7 @@ impl Router {
             return;
         }
         if msg.retain {
-            let kept = Arc::new(msg.detached());
-            // A clock read per retained message only: retained ones are the rare case.
-            let now = now_ms();
-            if self.persist.is_some() {
-                let key = retained_key(&kept.topic);
-                self.ops.push(if kept.payload.is_empty() {
-                    Op::DeleteMqtt { key }
-                } else {
-                    let expires = kept.expires_at.map(|t| {
-                        now + t.saturating_duration_since(Instant::now()).as_millis() as u64
-                    });
-                    Op::PutMqtt {
-                        key,
-                        value: encode_retained(&kept, now, expires),
-                    }
-                });
-            }
-            METRICS.retained.add(self.retained.set(kept, now) as i64);
+            self.keep_retained(&msg);
         }
         let msg = Arc::new(msg);
         let direct = matches!(scope, Scope::Direct);
@@ -290,6 +282,29 @@ impl Router {
             self.add(&msg, *m);
         }
         self.matched = matched;
+    }
+
+    /// Keeps `msg` as its topic's retained message (an empty payload clears it), in the store
+    /// too on a durable shard (committed with the batch).
+    fn keep_retained(&mut self, msg: &AppMessage) {
+        let kept = Arc::new(msg.detached());
+        // A clock read per retained message only: retained ones are the rare case.
+        let now = now_ms();
+        if self.persist.is_some() {
+            let key = retained_key(&kept.topic);
+            self.ops.push(if kept.payload.is_empty() {
+                Op::DeleteMqtt { key }
+            } else {
+                let expires = kept
+                    .expires_at
+                    .map(|t| now + t.saturating_duration_since(Instant::now()).as_millis() as u64);
+                Op::PutMqtt {
+                    key,
+                    value: encode_retained(&kept, now, expires),
+                }
+            });
+        }
+        METRICS.retained.add(self.retained.set(kept, now) as i64);
     }
 
     /// Adds `msg`'s delivery for match `m` to the batch of `m`'s session.
@@ -507,6 +522,20 @@ impl Handler<Unsubscribe> for Router {
             results.push(removed);
         }
         MessageResult(results)
+    }
+}
+
+impl Handler<SetRetained> for Router {
+    type Result = ();
+
+    fn handle(&mut self, req: SetRetained, _: &mut Self::Context) {
+        self.keep_retained(&req.msg);
+        if let Some(w) = &self.persist
+            && !self.ops.is_empty()
+        {
+            // Nobody waits: the bucket, not this node's store, is the cluster's record.
+            drop(w.submit(std::mem::take(&mut self.ops)));
+        }
     }
 }
 
