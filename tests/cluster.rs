@@ -365,6 +365,83 @@ async fn retained_messages_are_the_clusters_and_reach_nodes_started_later() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_resumes_on_another_node_with_what_it_held() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(1));
+    wait_until("both nodes ready", || {
+        a.get("/readyz").0 == 200 && b.get("/readyz").0 == 200
+    });
+    let persistent = |s: &Server| {
+        let mut o = opts("dev-9", s);
+        o.set_clean_session(false);
+        o
+    };
+    // The device subscribes on A, then goes away.
+    {
+        let (c, mut ev) = AsyncClient::new(persistent(&a), 10);
+        c.subscribe("cmd/dev-9", QoS::AtLeastOnce).await.unwrap();
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = ev.poll().await.unwrap() {
+                break;
+            }
+        }
+        c.disconnect().await.unwrap();
+        while ev.poll().await.is_ok() {}
+    }
+    // Commands for it wait in its session on A.
+    let (pa, mut acks) = publisher("cmd-a", &a).await;
+    for i in 0..3 {
+        pa.publish("cmd/dev-9", QoS::AtLeastOnce, false, format!("c{i}"))
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(5), acks.recv())
+            .await
+            .expect("PUBACK")
+            .unwrap();
+    }
+    // The cluster's session directory names A (written after A's CONNACK, without waiting).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // It comes back on B: the session moves, with its subscription and its three messages.
+    let (_c, mut ev) = AsyncClient::new(persistent(&b), 10);
+    let present = loop {
+        if let Event::Incoming(Packet::ConnAck(ack)) = ev.poll().await.unwrap() {
+            break ack.session_present;
+        }
+    };
+    assert!(present, "the session did not move to B");
+    let mut got = Vec::new();
+    // Then a command published on A after the move reaches it on B.
+    while got.len() < 4 {
+        let e = tokio::time::timeout(Duration::from_secs(10), ev.poll())
+            .await
+            .expect("a message within 10 s")
+            .unwrap();
+        if let Event::Incoming(Packet::Publish(p)) = e {
+            assert_eq!(p.qos, QoS::AtLeastOnce);
+            got.push(String::from_utf8_lossy(&p.payload).into_owned());
+            if got.len() == 3 {
+                nats.wait_interest(0, "evgrid.m.cmd.dev-9");
+                pa.publish("cmd/dev-9", QoS::AtLeastOnce, false, "c3")
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert_eq!(got, ["c0", "c1", "c2", "c3"]);
+    assert_eq!(
+        a.metric("evgrid_cluster_mqtt_sessions_moved_out_total"),
+        1.0
+    );
+    assert_eq!(b.metric("evgrid_cluster_mqtt_sessions_moved_in_total"), 1.0);
+    wait_until("A no longer holds it", || {
+        a.metric("evgrid_mqtt_sessions") == 1.0
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_connecting_to_another_node_takes_its_session_over() {
     let nats = NatsCluster::start(3);
     let a = node(&nats.urls());

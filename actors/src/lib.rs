@@ -38,6 +38,8 @@
 //! - [`delivery`] never names `grid` or `mqtt`: it gets settings types of its own, built by grid.
 //! - [`bridge`] is the only module that may name both `mqtt` and `grid`.
 //! - [`store`] names neither; the edges (`src/http`, `src/mqtt`) never name the store.
+//! - [`cluster`] (the NATS link of cluster mode) may name `mqtt`; only the root (`src/app.rs`)
+//!   and the configuration name it: the MQTT engine sees it as [`mqtt::remote::Remote`].
 //! - Pure modules — [`model`] (but for the clock and key generator), `grid::resource`,
 //!   `grid::filter`, `grid::schema`, `delivery::retry`, `delivery::request`, `store::record`,
 //!   `mqtt::trie`, `identity`, and the edge's body parsers and SAS code — use no actix, tokio, awc,

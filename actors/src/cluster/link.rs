@@ -23,6 +23,13 @@
 //! at most once between nodes. A node cut off from NATS serves its own clients on; what it
 //! could not hand over is counted (`evgrid_cluster_mqtt_not_forwarded_total`), never waited for.
 //!
+//! Persistent sessions move: a CONNECT of a persistent session also puts the node's name under
+//! the client id in the KV bucket `{prefix}-sessions`. A CONNECT without clean start on a node
+//! that holds no session of that client id looks it up there and asks the named node
+//! (`{prefix}.s.{node}.{client id}`, request and reply); that node hands the session over
+//! (subscriptions, QoS 1/2 messages, inbound QoS 2 ids) and forgets it, and this one adopts it
+//! before the CONNACK (session present).
+//!
 //! Retained messages are the cluster's: a retained PUBLISH is also put in the JetStream KV bucket
 //! `{prefix}-retained` (key: the escaped topic; an empty payload purges it) before its PUBACK,
 //! and every node applies the bucket's values at start and its changes as they come.
@@ -42,8 +49,10 @@ use crate::metrics::CLUSTER;
 use crate::model::clock::now_ms;
 use crate::mqtt::broker::Broker;
 use crate::mqtt::message::AppMessage;
+use crate::mqtt::persist::{decode_delivery, decode_sub, encode_delivery, encode_sub};
 use crate::mqtt::persist::{decode_retained, encode_retained_into};
-use crate::mqtt::remote::{Forwarded, Remote};
+use crate::mqtt::remote::{Forwarded, Moved, Remote};
+use crate::mqtt::router::SubReq;
 
 /// Header bit of a forwarded message: it was published with RETAIN.
 const RETAIN: u8 = 1;
@@ -62,14 +71,21 @@ struct Outbound {
 
 enum Control {
     Interest(ByteString, bool),
-    Claim(ByteString, u64),
+    Claim(ByteString, u64, bool),
+    Released(ByteString),
     Settled(oneshot::Sender<()>),
 }
+
+/// What finding and fetching a session needs, once the link has it.
+type Directory = Option<(async_nats::Client, async_nats::jetstream::kv::Store)>;
 
 /// The handle the broker holds ([`Remote`]): queues work for the link's thread.
 pub struct Link {
     out: mpsc::Sender<Outbound>,
     control: mpsc::UnboundedSender<Control>,
+    directory: tokio::sync::watch::Receiver<Directory>,
+    node: String,
+    prefix: String,
 }
 
 impl Remote for Link {
@@ -99,8 +115,48 @@ impl Remote for Link {
         let _ = self.control.send(Control::Interest(filter.clone(), added));
     }
 
-    fn claim(&self, client_id: &ByteString, at_ms: u64) {
-        let _ = self.control.send(Control::Claim(client_id.clone(), at_ms));
+    fn claim(&self, client_id: &ByteString, at_us: u64, persistent: bool) {
+        let _ = self
+            .control
+            .send(Control::Claim(client_id.clone(), at_us, persistent));
+    }
+
+    fn released(&self, client_id: &ByteString) {
+        let _ = self.control.send(Control::Released(client_id.clone()));
+    }
+
+    fn fetch(
+        &self,
+        client_id: &ByteString,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Moved>> + Send>> {
+        let dir = self.directory.borrow().clone();
+        let (node, prefix, id) = (self.node.clone(), self.prefix.clone(), client_id.clone());
+        Box::pin(async move {
+            let (client, kv) = dir?;
+            if !connected(&client) {
+                return None;
+            }
+            let key = subject::escape_one(&id);
+            let owner = tokio::time::timeout(SERVER_WAIT, kv.get(&key))
+                .await
+                .ok()?
+                .ok()??;
+            let owner = std::str::from_utf8(&owner).ok()?;
+            if owner == node {
+                return None;
+            }
+            let asked = format!("{prefix}.s.{}.{key}", subject::escape_one(owner));
+            let reply =
+                tokio::time::timeout(SERVER_WAIT, client.request(asked, Default::default()))
+                    .await
+                    .ok()?
+                    .ok()?;
+            let moved = decode_moved(&reply.payload);
+            if moved.is_some() {
+                CLUSTER.sessions_moved_in.inc();
+            }
+            moved
+        })
     }
 
     fn settled(&self) -> Option<Forwarded> {
@@ -130,9 +186,13 @@ impl Cluster {
         let (out_tx, out_rx) = mpsc::channel(FORWARD_QUEUE);
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (dir_tx, dir_rx) = tokio::sync::watch::channel(None);
         let link = Arc::new(Link {
             out: out_tx,
             control: ctl_tx,
+            directory: dir_rx,
+            node: settings.node.clone(),
+            prefix: settings.prefix.clone(),
         });
         if broker.set_remote(link).is_err() {
             return Err(std::io::Error::other("the broker is already in a cluster"));
@@ -143,7 +203,11 @@ impl Cluster {
             .build()?;
         let thread = std::thread::Builder::new()
             .name("evgrid-cluster".into())
-            .spawn(move || rt.block_on(run(settings, addrs, broker, out_rx, ctl_rx, stop_rx)))?;
+            .spawn(move || {
+                rt.block_on(run(
+                    settings, addrs, broker, out_rx, ctl_rx, stop_rx, dir_tx,
+                ))
+            })?;
         Ok(Cluster {
             thread: Some(thread),
             stop: Some(stop_tx),
@@ -168,6 +232,7 @@ async fn run(
     out: mpsc::Receiver<Outbound>,
     control: mpsc::UnboundedReceiver<Control>,
     stop: oneshot::Receiver<()>,
+    directory: tokio::sync::watch::Sender<Directory>,
 ) {
     let client = match options(&s, true).connect(addrs.clone()).await {
         Ok(c) => c,
@@ -200,6 +265,37 @@ async fn run(
         ))),
         Err(e) => tracing::error!(error = %e, "no takeovers across nodes: subscribing failed"),
     }
+    // Requests for this node's persistent sessions, from the nodes their clients moved to.
+    let asks = format!("{}.s.{}", s.prefix, subject::escape_one(&s.node));
+    match client.subscribe(format!("{asks}.>")).await {
+        Ok(sub) => drop(tokio::spawn(hand_overs(
+            sub,
+            client.clone(),
+            broker.clone(),
+            asks.len() + 1,
+        ))),
+        Err(e) => tracing::error!(error = %e, "no session handover: subscribing failed"),
+    }
+    let (sessions_tx, sessions_rx) = tokio::sync::watch::channel(None);
+    let dir_client = client.clone();
+    let sessions_bucket = tokio::spawn({
+        let (js, name, replicas) = (
+            async_nats::jetstream::new(client.clone()),
+            format!("{}-sessions", s.prefix),
+            s.replicas,
+        );
+        async move {
+            let kv = open_bucket(
+                &js,
+                &name,
+                "evgrid: which node holds each persistent MQTT session",
+                replicas,
+            )
+            .await;
+            let _ = directory.send(Some((dir_client, kv.clone())));
+            let _ = sessions_tx.send(Some(kv));
+        }
+    });
     let (bucket_tx, bucket) = tokio::sync::watch::channel(None);
     let retained = tokio::spawn(retained_bucket(
         client.clone(),
@@ -210,6 +306,7 @@ async fn run(
     ));
     let writer = tokio::spawn(writer(client.clone(), out, messages.clone(), bucket));
     let links = Links {
+        sessions: sessions_rx,
         client: client.clone(),
         shared,
         groups: HashMap::new(),
@@ -226,6 +323,7 @@ async fn run(
     }
     writer.abort();
     retained.abort();
+    sessions_bucket.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
@@ -382,36 +480,8 @@ async fn retained_bucket(
     broker: Broker,
     tx: tokio::sync::watch::Sender<Option<async_nats::jetstream::kv::Store>>,
 ) {
-    use async_nats::jetstream::kv;
     let js = async_nats::jetstream::new(client);
-    let mut warned = false;
-    let store = loop {
-        let opened = match js.get_key_value(name.clone()).await {
-            Ok(s) => Ok(s),
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.clone(),
-                    description: "evgrid: retained MQTT messages".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        match opened {
-            Ok(s) => break s,
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(error = %e, bucket = %name,
-                        "retained messages are not shared yet: no JetStream bucket (retrying)");
-                    warned = true;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    };
+    let store = open_bucket(&js, &name, "evgrid: retained MQTT messages", replicas).await;
     let _ = tx.send(Some(store.clone()));
     loop {
         match store.watch_with_history(">").await {
@@ -431,6 +501,157 @@ async fn retained_bucket(
         // Watched again from the current values: applying one twice changes nothing.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Opens KV bucket `name`, creating it if missing; retried (warned once) while JetStream is
+/// unreachable.
+async fn open_bucket(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    description: &str,
+    replicas: usize,
+) -> async_nats::jetstream::kv::Store {
+    use async_nats::jetstream::kv;
+    let mut warned = false;
+    loop {
+        let opened = match js.get_key_value(name).await {
+            Ok(s) => Ok(s),
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: name.to_string(),
+                    description: description.to_string(),
+                    history: 1,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        // A bucket just created is not known to every server at once ("no stream found"): it
+        // is handed out once a read through this node's server works.
+        let opened = match opened {
+            Ok(s) => match tokio::time::timeout(SERVER_WAIT, s.get("evgrid-probe")).await {
+                Ok(Ok(_)) => Ok(s),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer from JetStream".into()),
+            },
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(s) => return s,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, bucket = %name,
+                        "no JetStream bucket yet (retrying): {description}");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Answers other nodes' requests for a persistent session held here (`{prefix}.s.{node}.{id}`):
+/// hands it over and replies with it, or with nothing.
+async fn hand_overs(
+    mut sub: async_nats::Subscriber,
+    client: async_nats::Client,
+    broker: Broker,
+    skip: usize,
+) {
+    while let Some(m) = sub.next().await {
+        let Some(reply) = m.reply.clone() else {
+            continue;
+        };
+        let Some(id) = m.subject.get(skip..).and_then(subject::unescape) else {
+            CLUSTER.undecodable.inc();
+            let _ = client.publish(reply, Default::default()).await;
+            continue;
+        };
+        let body = match broker.hand_over(&id).await {
+            Some(moved) => {
+                CLUSTER.sessions_moved_out.inc();
+                tracing::debug!(client_id = %id, "session handed to another node");
+                encode_moved(&moved)
+            }
+            None => Vec::new(),
+        };
+        if let Err(e) = client.publish(reply, body.into()).await {
+            tracing::warn!(error = %e, client_id = %id, "a handed-over session was lost on the way");
+        }
+    }
+}
+
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Frames a session for another node: expiry, subscriptions (filter, recorded options),
+/// messages (the journal's record), inbound QoS 2 packet ids.
+fn encode_moved(m: &Moved) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&m.expiry_secs.to_le_bytes());
+    out.extend_from_slice(&(m.subs.len() as u32).to_le_bytes());
+    for s in &m.subs {
+        put(&mut out, s.filter.as_bytes());
+        put(&mut out, &encode_sub(&s.opts));
+    }
+    out.extend_from_slice(&(m.saved.len() as u32).to_le_bytes());
+    for d in &m.saved {
+        put(
+            &mut out,
+            &encode_delivery(&d.delivery, d.inflight, d.expires_ms),
+        );
+    }
+    out.extend_from_slice(&(m.inbound_qos2.len() as u32).to_le_bytes());
+    for p in &m.inbound_qos2 {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+    out
+}
+
+/// The session framed by [`encode_moved`]; `None` for an empty reply (no session) or a damaged one.
+fn decode_moved(b: &[u8]) -> Option<Moved> {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            (self.0.len() >= n).then(|| {
+                let (a, b) = self.0.split_at(n);
+                self.0 = b;
+                a
+            })
+        }
+        fn u32(&mut self) -> Option<u32> {
+            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+        }
+        fn bytes(&mut self) -> Option<&'a [u8]> {
+            let n = self.u32()? as usize;
+            self.take(n)
+        }
+    }
+    let mut r = R(b);
+    let expiry_secs = r.u32()?;
+    let mut m = Moved {
+        expiry_secs,
+        ..Moved::default()
+    };
+    for _ in 0..r.u32()? {
+        let filter = ByteString::from(std::str::from_utf8(r.bytes()?).ok()?);
+        m.subs.push(SubReq {
+            filter,
+            opts: decode_sub(r.bytes()?)?,
+        });
+    }
+    for _ in 0..r.u32()? {
+        m.saved.push(decode_delivery(r.bytes()?)?);
+    }
+    for _ in 0..r.u32()? {
+        m.inbound_qos2
+            .push(u16::from_le_bytes(r.take(2)?.try_into().ok()?));
+    }
+    r.0.is_empty().then_some(m)
 }
 
 fn apply_retained(broker: &Broker, entry: async_nats::jetstream::kv::Entry) {
@@ -500,14 +721,14 @@ async fn inbound(mut sub: async_nats::Subscriber, broker: Broker, group: Option<
 async fn takeovers(mut sub: async_nats::Subscriber, broker: Broker, skip: usize) {
     while let Some(m) = sub.next().await {
         let id = m.subject.get(skip..).and_then(subject::unescape);
-        let at_ms = std::str::from_utf8(&m.payload)
+        let at_us = std::str::from_utf8(&m.payload)
             .ok()
             .and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
-        let (Some(id), Some(at_ms)) = (id, at_ms) else {
+        let (Some(id), Some(at_us)) = (id, at_us) else {
             CLUSTER.undecodable.inc();
             continue;
         };
-        if broker.evict(&id, at_ms) {
+        if broker.evict(&id, at_us) {
             CLUSTER.takeovers.inc();
             tracing::debug!(client_id = %id, "session taken over on another node");
         }
@@ -516,6 +737,8 @@ async fn takeovers(mut sub: async_nats::Subscriber, broker: Broker, skip: usize)
 
 /// The control side: subscriptions follow the local filters; claims go out.
 struct Links {
+    /// The session directory bucket, once open.
+    sessions: tokio::sync::watch::Receiver<Option<async_nats::jetstream::kv::Store>>,
     client: async_nats::Client,
     /// The connection of the shared groups' queue subscriptions.
     shared: async_nats::Client,
@@ -549,11 +772,44 @@ impl Links {
                         self.apply(ch).await;
                     }
                 }
-                Control::Claim(id, at_ms) => {
-                    let subject = format!("{}.{}", self.claims, subject::escape_one(&id));
-                    let body = format!("{at_ms} {}", self.node);
+                Control::Claim(id, at_us, persistent) => {
+                    let key = subject::escape_one(&id);
+                    let subject = format!("{}.{key}", self.claims);
+                    let body = format!("{at_us} {}", self.node);
                     if let Err(e) = self.client.publish(subject, body.into()).await {
                         tracing::warn!(error = %e, client_id = %id, "takeover not announced");
+                    }
+                    let kv = self.sessions.borrow().clone();
+                    if persistent
+                        && connected(&self.client)
+                        && let Some(kv) = kv
+                    {
+                        let put = kv.put(&key, self.node.clone().into_bytes().into());
+                        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(SERVER_WAIT, put)
+                            .await
+                            .map_err(|_| "no answer from JetStream".to_string())
+                            .map(|r| r.map(drop).map_err(|e| e.to_string()))
+                        {
+                            tracing::warn!(error = %e, client_id = %id,
+                                "the cluster will not find this session on another node");
+                        }
+                    }
+                }
+                Control::Released(id) => {
+                    let kv = self.sessions.borrow().clone();
+                    if let Some(kv) = kv.filter(|_| connected(&self.client)) {
+                        let key = subject::escape_one(&id);
+                        // Only while it still names this node: the client may have moved on.
+                        if let Ok(Ok(Some(e))) =
+                            tokio::time::timeout(SERVER_WAIT, kv.entry(&key)).await
+                            && e.value.as_ref() == self.node.as_bytes()
+                        {
+                            let _ = tokio::time::timeout(
+                                SERVER_WAIT,
+                                kv.delete_expect_revision(&key, Some(e.revision)),
+                            )
+                            .await;
+                        }
                     }
                 }
                 Control::Settled(tx) => {
@@ -676,5 +932,69 @@ mod tests {
         };
         let d = decode(&encode(&plain, 5, mono), 6, mono).unwrap();
         assert!(!d.retain && d.props.is_none() && d.expires_at.is_none());
+    }
+
+    #[test]
+    fn a_moved_session_crosses_whole() {
+        use crate::mqtt::message::Delivery;
+        use crate::mqtt::persist::SavedDelivery;
+        use crate::mqtt::trie::SubOpts;
+        let msg = |t: &'static str| {
+            Arc::new(AppMessage {
+                topic: ByteString::from_static(t),
+                payload: ntex_bytes::Bytes::from_static(b"p"),
+                qos: 1,
+                retain: false,
+                props: None,
+                expires_at: None,
+                publisher: None,
+            })
+        };
+        let d = |t| Delivery {
+            msg: msg(t),
+            qos: 1,
+            retain: false,
+            sub_ids: vec![7],
+            journal: 0,
+        };
+        let m = Moved {
+            expiry_secs: 3600,
+            subs: vec![SubReq {
+                filter: ByteString::from_static("cmd/+"),
+                opts: SubOpts {
+                    qos: 1,
+                    sub_id: Some(7),
+                    ..SubOpts::default()
+                },
+            }],
+            saved: vec![
+                SavedDelivery {
+                    delivery: d("cmd/a"),
+                    inflight: Some((42, true)),
+                    expires_ms: Some(123),
+                },
+                SavedDelivery {
+                    delivery: d("cmd/b"),
+                    inflight: None,
+                    expires_ms: None,
+                },
+            ],
+            inbound_qos2: vec![5, 9],
+        };
+        let b = encode_moved(&m);
+        let back = decode_moved(&b).unwrap();
+        assert_eq!(back.expiry_secs, 3600);
+        assert_eq!(back.subs[0].filter, m.subs[0].filter);
+        assert_eq!(back.subs[0].opts, m.subs[0].opts);
+        assert_eq!(back.saved.len(), 2);
+        assert_eq!(back.saved[0].inflight, Some((42, true)));
+        assert_eq!(back.saved[0].expires_ms, Some(123));
+        assert_eq!(back.saved[0].delivery.msg.topic, "cmd/a");
+        assert_eq!(back.saved[0].delivery.sub_ids, vec![7]);
+        assert_eq!(back.saved[1].inflight, None);
+        assert_eq!(back.inbound_qos2, vec![5, 9]);
+        // No session: an empty reply. A damaged one is refused, not half read.
+        assert!(decode_moved(b"").is_none());
+        assert!(decode_moved(&b[..b.len() - 1]).is_none());
     }
 }

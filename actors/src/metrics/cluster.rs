@@ -24,6 +24,10 @@ pub struct ClusterMetrics {
     /// Retained messages published here that the cluster's bucket did not take (JetStream
     /// unreachable): other nodes' later subscribers will not see them.
     pub retained_not_kept: Counter,
+    /// Persistent sessions taken over from another node with what they held.
+    pub sessions_moved_in: Counter,
+    /// Persistent sessions handed to another node with what they held.
+    pub sessions_moved_out: Counter,
 }
 
 pub static CLUSTER: ClusterMetrics = ClusterMetrics {
@@ -34,6 +38,8 @@ pub static CLUSTER: ClusterMetrics = ClusterMetrics {
     undecodable: Counter::new(),
     takeovers: Counter::new(),
     retained_not_kept: Counter::new(),
+    sessions_moved_in: Counter::new(),
+    sessions_moved_out: Counter::new(),
 };
 
 impl ClusterMetrics {
@@ -45,7 +51,7 @@ impl ClusterMetrics {
             "1 while this node is connected to the NATS cluster (cluster mode only).",
             self.connected.get(),
         );
-        let rows: [(&str, &str, &Counter); 6] = [
+        let rows: [(&str, &str, &Counter); 8] = [
             (
                 "evgrid_cluster_mqtt_forwarded_total",
                 "MQTT messages published on this node and handed to NATS for the other nodes.",
@@ -75,6 +81,16 @@ impl ClusterMetrics {
                 "evgrid_cluster_mqtt_retained_not_kept_total",
                 "Retained MQTT messages published here that the cluster's bucket did not take (JetStream unreachable).",
                 &self.retained_not_kept,
+            ),
+            (
+                "evgrid_cluster_mqtt_sessions_moved_in_total",
+                "Persistent MQTT sessions taken over from another node with what they held.",
+                &self.sessions_moved_in,
+            ),
+            (
+                "evgrid_cluster_mqtt_sessions_moved_out_total",
+                "Persistent MQTT sessions handed to another node with what they held.",
+                &self.sessions_moved_out,
             ),
         ];
         for (name, help, c) in rows {

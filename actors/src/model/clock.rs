@@ -14,6 +14,14 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Microseconds since the Unix epoch; 0 if the system clock is before it. For ordering events
+/// that may be a millisecond apart across processes (a client reconnecting to another node).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Milliseconds on a monotonic clock that starts with the process: for deadlines that a
 /// wall-clock step must not move (pull locks, endpoint probation).
 pub fn mono_ms() -> u64 {

@@ -15,22 +15,22 @@ use ntex_bytes::ByteString;
 
 use crate::mqtt::message::{AppMessage, SessionId};
 use crate::mqtt::persist;
-use crate::mqtt::remote::{Forwarded, Remote};
+use crate::mqtt::remote::{Forwarded, Moved, Remote};
 use crate::mqtt::retained::RetainedMessage;
 use crate::mqtt::router::{
-    self, GetRetained, PublishBatch, RemoveSession, Router, Scope, SetRetained, SubReq, SubResult,
-    Subscribe, Unsubscribe,
+    self, ExportSubs, GetRetained, PublishBatch, RemoveSession, Router, Scope, SetRetained, SubReq,
+    SubResult, Subscribe, Unsubscribe,
 };
-use crate::mqtt::session::{self, Attach, Discard, Mailbox, Session, SessionLimits};
+use crate::mqtt::session::{self, Attach, Discard, Handover, Mailbox, Session, SessionLimits};
 use crate::store::Op;
 
 struct Entry {
     id: SessionId,
     addr: Addr<Session>,
     mailbox: Arc<Mailbox>,
-    /// When a connection last attached (ms since the epoch): a takeover announced by another
+    /// When a connection last attached (µs since the epoch): a takeover announced by another
     /// node for an earlier connect is stale and ends nothing ([`Broker::evict`]).
-    attached_ms: u64,
+    attached_us: u64,
 }
 
 struct Inner {
@@ -196,6 +196,76 @@ impl Broker {
         self.route_local(msgs, Scope::Shared(filter.clone())).await
     }
 
+    /// Another node's client resumes the persistent session of `client_id`: it leaves this
+    /// node (out of the registry, its records deleted, a connection still attached closed with
+    /// Session taken over, its will not published) and is answered with what it held. `None`
+    /// when this node holds no such session, or holds one that is not persistent (then it just
+    /// ends, as a takeover would end it).
+    pub async fn hand_over(&self, client_id: &str) -> Option<Moved> {
+        let (id, addr) = {
+            let e = self.0.registry.get(client_id)?;
+            (e.id, e.addr.clone())
+        };
+        let subs = self.0.routers[0]
+            .send(ExportSubs { session: id })
+            .await
+            .unwrap_or_default();
+        self.0.registry.remove_if(client_id, |_, e| e.id == id)?;
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        if let Some(w) = &self.0.persist {
+            drop(w.submit(vec![Op::DeleteMqtt {
+                key: persist::session_key(client_id),
+            }]));
+        }
+        let handed = addr.send(Handover).await.ok()?;
+        (handed.expiry_secs > 0).then_some(Moved {
+            expiry_secs: handed.expiry_secs,
+            subs,
+            saved: handed.saved,
+            inbound_qos2: handed.inbound_qos2,
+        })
+    }
+
+    /// Puts a session handed over by another node in place (offline, as a restored one is),
+    /// with its subscriptions, its messages and its records in this node's store; the connection
+    /// that asked for it attaches next. Nothing happens if a session of `client_id` appeared here
+    /// meanwhile.
+    async fn adopt(&self, client_id: &ByteString, moved: Moved) {
+        let entry = self.spawn_session(client_id);
+        let (id, addr, mailbox) = (entry.id, entry.addr.clone(), entry.mailbox.clone());
+        {
+            use dashmap::mapref::entry::Entry as E;
+            match self.0.registry.entry(client_id.clone()) {
+                E::Occupied(_) => {
+                    addr.do_send(Discard);
+                    return;
+                }
+                E::Vacant(v) => {
+                    v.insert(entry);
+                    self.0.sessions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        addr.do_send(session::Restore {
+            expiry_secs: moved.expiry_secs,
+            saved: moved.saved,
+            inbound_qos2: moved.inbound_qos2,
+            will: None,
+        });
+        if !moved.subs.is_empty() {
+            match self
+                .subscribe(id, &addr, &mailbox, moved.subs.clone(), usize::MAX)
+                .await
+            {
+                Ok(results) => {
+                    self.record_subscriptions(id, true, &moved.subs, &results)
+                        .await
+                }
+                Err(_) => tracing::warn!(%client_id, "a moved session's subscriptions were lost"),
+            }
+        }
+    }
+
     /// Sets (empty payload: clears) a retained message without delivering it, on the shard
     /// that owns its topic (the cluster's retained-message bucket changed).
     pub fn set_retained(&self, msg: AppMessage) {
@@ -203,15 +273,15 @@ impl Broker {
         self.0.routers[shard].do_send(SetRetained { msg });
     }
 
-    /// A client connected to another node with `client_id` at `at_ms` (ms since the epoch):
+    /// A client connected to another node with `client_id` at `at_us` (µs since the epoch):
     /// its session here ends, as a local takeover would end it (the connection is closed with
-    /// Session taken over), unless a connection attached here after that (the announcement is
-    /// stale: the client moved back first). Answers whether one ended.
-    pub fn evict(&self, client_id: &str, at_ms: u64) -> bool {
+    /// Session taken over), unless a connection attached here since (the announcement is stale:
+    /// the client moved back first). Answers whether one ended.
+    pub fn evict(&self, client_id: &str, at_us: u64) -> bool {
         let Some((_, e)) = self
             .0
             .registry
-            .remove_if(client_id, |_, e| e.attached_ms <= at_ms)
+            .remove_if(client_id, |_, e| e.attached_us < at_us)
         else {
             return false;
         };
@@ -409,7 +479,7 @@ impl Broker {
             id,
             addr,
             mailbox,
-            attached_ms: 0,
+            attached_us: 0,
         }
     }
 
@@ -427,6 +497,14 @@ impl Broker {
         let mut slot_given_back = false;
         // A clean start replaced a session of this client id: its record (if any) goes.
         let mut replaced = false;
+        // In a cluster, a session this node does not hold may be another's: it moves here.
+        if !clean_start
+            && let Some(r) = self.remote()
+            && !self.0.registry.contains_key(client_id)
+            && let Some(moved) = r.fetch(client_id).await
+        {
+            self.adopt(client_id, moved).await;
+        }
         for _ in 0..8 {
             let (id, addr, mailbox, fresh) = {
                 use dashmap::mapref::entry::Entry as E;
@@ -490,13 +568,13 @@ impl Broker {
                     };
                     self.commit(ops, "MQTT session record").await;
                     if let Some(r) = self.remote() {
-                        let now = crate::model::clock::now_ms();
+                        let now = crate::model::clock::now_us();
                         if let Some(mut e) = self.0.registry.get_mut(client_id)
                             && e.id == id
                         {
-                            e.attached_ms = now;
+                            e.attached_us = now;
                         }
-                        r.claim(client_id, now);
+                        r.claim(client_id, now, persistent);
                     }
                     return Ok(Opened {
                         id,
@@ -519,6 +597,13 @@ impl Broker {
     /// A session stopped; whether it was still its client id's session in the registry.
     pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) -> bool {
         let ours = self.forget(client_id, id);
+        // A graceful stop keeps persistent sessions here for the next start.
+        if ours
+            && !self.closing()
+            && let Some(r) = self.remote()
+        {
+            r.released(client_id);
+        }
         let last = self.0.routers.len() - 1;
         for (i, r) in self.0.routers.iter().enumerate() {
             r.do_send(RemoveSession {

@@ -6,9 +6,14 @@
 //! [`crate::mqtt::broker::Broker::route_remote`]. Nothing here knows NATS. Single-node evgrid
 //! has no `Remote` and none of these calls happen.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use ntex_bytes::ByteString;
 
 use crate::mqtt::message::AppMessage;
+use crate::mqtt::persist::SavedDelivery;
+use crate::mqtt::router::SubReq;
 
 /// Resolves once messages handed to [`Remote::forward`] have been handed to the cluster (or the
 /// link gave up on them: it counts those; a publish never fails for the cluster's sake).
@@ -23,10 +28,27 @@ pub trait Remote: Send + Sync + 'static {
     /// A local session subscribed (`added`) or unsubscribed topic filter `filter` (as the
     /// client sent it, `$share/{group}/` prefix included).
     fn interest(&self, filter: &ByteString, added: bool);
-    /// A client connected here with `client_id` at `at_ms` (ms since the epoch): its session on
-    /// any other node ends (takeover), unless that one is newer.
-    fn claim(&self, client_id: &ByteString, at_ms: u64);
+    /// A client connected here with `client_id` at `at_us` (µs since the epoch): its session on
+    /// any other node ends (takeover), unless that one is newer. `persistent`: the session
+    /// outlives the connection, and this node is where the cluster finds it now.
+    fn claim(&self, client_id: &ByteString, at_us: u64, persistent: bool);
+    /// Asks the node that holds the persistent session of `client_id` (if another does) to hand
+    /// it over; resolves with it, or `None` (no such session, or its node does not answer).
+    fn fetch(&self, client_id: &ByteString) -> Pin<Box<dyn Future<Output = Option<Moved>> + Send>>;
+    /// The persistent session of `client_id` ended here: the cluster no longer finds it here.
+    fn released(&self, client_id: &ByteString);
     /// Resolves once every [`Remote::interest`] change made before it is in force at the
     /// cluster (a SUBACK waits for it, so messages published elsewhere after it arrive).
     fn settled(&self) -> Option<Forwarded>;
+}
+
+/// A persistent session handed from one node to another: what it held, to resume on the node
+/// its client connected to.
+#[derive(Debug, Default)]
+pub struct Moved {
+    pub expiry_secs: u32,
+    pub subs: Vec<SubReq>,
+    /// In flight (with their packet ids), then queued.
+    pub saved: Vec<SavedDelivery>,
+    pub inbound_qos2: Vec<u16>,
 }

@@ -162,6 +162,13 @@ pub struct SetRetained {
     pub msg: AppMessage,
 }
 
+/// A session's subscriptions with their options, for handing it to another node.
+#[derive(Message)]
+#[rtype(result = "Vec<SubReq>")]
+pub struct ExportSubs {
+    pub session: SessionId,
+}
+
 /// Removes every subscription of a session that ended.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -536,6 +543,30 @@ impl Handler<SetRetained> for Router {
             // Nobody waits: the bucket, not this node's store, is the cluster's record.
             drop(w.submit(std::mem::take(&mut self.ops)));
         }
+    }
+}
+
+impl Handler<ExportSubs> for Router {
+    type Result = MessageResult<ExportSubs>;
+
+    fn handle(&mut self, req: ExportSubs, _: &mut Self::Context) -> Self::Result {
+        let Some(s) = self.sessions.get(&req.session) else {
+            return MessageResult(Vec::new());
+        };
+        let subs = s
+            .filters
+            .iter()
+            .filter_map(|f| {
+                let opts = self
+                    .trie
+                    .opts_of(parse_filter(f, TopicLimits::UNLIMITED).ok()?, req.session)?;
+                Some(SubReq {
+                    filter: f.clone(),
+                    opts,
+                })
+            })
+            .collect();
+        MessageResult(subs)
     }
 }
 

@@ -227,6 +227,23 @@ pub struct Restore {
     pub will: Option<(AppMessage, u64)>,
 }
 
+/// The session moves to another node of a cluster: it answers what it holds (QoS 1/2 messages
+/// in flight then queued, inbound QoS 2 packet ids awaiting PUBREL, its expiry) and ends here,
+/// closing a connection still attached (Session taken over), without publishing its will (the
+/// session goes on elsewhere) and deleting its records. The broker has already taken it out of
+/// the registry.
+#[derive(Message)]
+#[rtype(result = "Handed")]
+pub struct Handover;
+
+/// What a session hands over ([`Handover`]).
+#[derive(Debug, Default)]
+pub struct Handed {
+    pub expiry_secs: u32,
+    pub saved: Vec<persist::SavedDelivery>,
+    pub inbound_qos2: Vec<u16>,
+}
+
 /// Graceful stop: a recorded session submits its journal, brought fully up to date (QoS 1/2
 /// messages in flight and queued, inbound QoS 2 packet ids awaiting PUBREL), itself, so that
 /// its own later changes follow in the writer's order; answers how many messages it holds.
@@ -314,6 +331,8 @@ pub struct Session {
     /// Its pending will has a record in the store (`will/SID`), to delete once it is published
     /// or cancelled.
     will_recorded: bool,
+    /// Handed to another node ([`Handover`]): it ends without publishing its will.
+    handed_over: bool,
     /// Recorded sessions only: the store's copy of the QoS 1/2 messages it holds.
     journal: Journal,
     /// Shared with the routing shards (its byte count, and whether it is offline and recorded).
@@ -363,6 +382,7 @@ impl Session {
             will: None,
             will_timer: None,
             will_recorded: false,
+            handed_over: false,
             journal: Journal::default(),
             expiry_timer: None,
             epoch: 0,
@@ -691,7 +711,10 @@ impl Actor for Session {
         // A will still waiting for its delay is due when the session ends [MQTT-3.1.3-9]. A
         // graceful stop of the broker does not end a persistent session: its recorded will
         // waits in the store, and the next start arms it again.
-        if !(self.broker.closing() && self.will_recorded) {
+        if self.handed_over {
+            self.will = None;
+            self.forget_will_record();
+        } else if !(self.broker.closing() && self.will_recorded) {
             self.publish_will();
         }
         let ours = self.broker.session_ended(&self.client_id, self.id);
@@ -950,6 +973,56 @@ impl Handler<Restore> for Session {
             let mut q2 = self.inbound_qos2.lock().unwrap_or_else(|p| p.into_inner());
             q2.extend(msg.inbound_qos2);
         }
+    }
+}
+
+impl Handler<Handover> for Session {
+    type Result = MessageResult<Handover>;
+
+    fn handle(&mut self, _: Handover, ctx: &mut Self::Context) -> Self::Result {
+        let (now, mono) = (now_ms(), Instant::now());
+        let expires = |d: &Delivery| {
+            d.msg
+                .expires_at
+                .map(|t| now + t.saturating_duration_since(mono).as_millis() as u64)
+        };
+        let mut saved = Vec::with_capacity(self.inflight.len() + self.queue.len());
+        // Numbered by the node that takes them (journal 0): its journal, not this one's.
+        for i in &self.inflight {
+            saved.push(persist::SavedDelivery {
+                delivery: Delivery {
+                    journal: 0,
+                    ..i.d.clone()
+                },
+                inflight: Some((i.pid, i.received)),
+                expires_ms: expires(&i.d),
+            });
+        }
+        for d in &self.queue {
+            saved.push(persist::SavedDelivery {
+                delivery: Delivery {
+                    journal: 0,
+                    ..d.clone()
+                },
+                inflight: None,
+                expires_ms: expires(d),
+            });
+        }
+        let inbound_qos2 = self
+            .inbound_qos2
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        self.handed_over = true;
+        self.close_link(CloseReason::SessionTakenOver);
+        ctx.stop();
+        MessageResult(Handed {
+            expiry_secs: self.expiry_secs,
+            saved,
+            inbound_qos2,
+        })
     }
 }
 

@@ -417,6 +417,30 @@ impl SubTrie {
         node.end.pick(group).map(|e| e.shared())
     }
 
+    /// The options `session` subscribed `filter` with, if it did.
+    pub fn opts_of(&self, filter: TopicFilter<'_>, session: SessionId) -> Option<SubOpts> {
+        let mut node = &self.root;
+        let mut levels = filter.filter.split('/').peekable();
+        let mut subs = None;
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                subs = Some(&node.hash);
+                break;
+            }
+            node = if level == "+" {
+                node.plus.as_deref()?
+            } else {
+                node.children.get(level)?
+            };
+        }
+        let subs = subs.unwrap_or(&node.end);
+        let list = match filter.group {
+            None => &subs.direct,
+            Some(g) => &subs.groups.iter().find(|x| &*x.name == g)?.members,
+        };
+        list.iter().find(|e| e.session == session).map(|e| e.opts)
+    }
+
     /// Removes a subscription; returns true when it existed.
     pub fn remove(&mut self, filter: TopicFilter<'_>, session: SessionId) -> bool {
         let levels: Vec<&str> = filter.filter.split('/').collect();

@@ -186,3 +186,27 @@ fn a_shared_subscription_is_picked_by_its_filter_in_turn() {
     assert_eq!(pick(&mut t, "$share/g/a/b"), None);
     assert_eq!(pick(&mut t, "a/+/c"), None);
 }
+
+#[test]
+fn a_sessions_options_are_found_by_filter() {
+    let mut t = SubTrie::default();
+    let q1 = SubOpts {
+        qos: 1,
+        ..SubOpts::default()
+    };
+    let q2 = SubOpts {
+        qos: 2,
+        no_local: true,
+        ..SubOpts::default()
+    };
+    let f = |s: &'static str| parse_filter(s, TopicLimits::UNLIMITED).unwrap();
+    t.insert(f("a/+/c"), SessionId(1), q1);
+    t.insert(f("a/#"), SessionId(1), q2);
+    t.insert(f("$share/g/a/#"), SessionId(2), q1);
+    assert_eq!(t.opts_of(f("a/+/c"), SessionId(1)), Some(q1));
+    assert_eq!(t.opts_of(f("a/#"), SessionId(1)), Some(q2));
+    assert_eq!(t.opts_of(f("$share/g/a/#"), SessionId(2)), Some(q1));
+    assert_eq!(t.opts_of(f("a/#"), SessionId(2)), None);
+    assert_eq!(t.opts_of(f("$share/h/a/#"), SessionId(2)), None);
+    assert_eq!(t.opts_of(f("a/b"), SessionId(1)), None);
+}
