@@ -4,8 +4,9 @@
 # evgrid nodes), and beside publisher and subscriber on one node of the cluster; CPU per
 # delivered message on each path (every process's user + system time over the messages
 # received); failover after kill -9 of the NATS server under the subscriber's node and under the
-# publisher's node (the longest gap between two messages at 500/s). A fresh set of processes
-# per run; the scenarios alternate round by round.
+# publisher's node (the longest gap between two messages at 500/s); fan-out to three
+# subscribers on one node beside one subscriber on each of three nodes. A fresh set of processes
+# per run; the scenarios alternate round by round. RATE (default 100000) is the publish rate.
 # Usage: benches/cluster-series.sh [OUTDIR] [ROUNDS]   (NATS_SERVER: the nats-server binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,31 @@ evgrid() {
   wait_port "$2"
 }
 
+# spread TAG PUB_PORT SUB_PORT...: one subscriber on bench/# per SUB_PORT, 10 publishers on
+# PUB_PORT at $rate msgs/s as in run. Prints "delivered/s (all subscribers) cpu_us_per_delivery".
+spread() {
+  local tag=$1 pp=$2
+  shift 2
+  local before=0 p subs=() i=0
+  for p in "${pids[@]}"; do before=$((before + $(ticks "$p"))); done
+  for sp in "$@"; do
+    $lt sub -h 127.0.0.1 -p "$sp" -c 1 -t 'bench/#' -d 14s \
+      >"$out/$tag-sub$i.txt" 2>&1 &
+    subs+=($!)
+    i=$((i + 1))
+  done
+  sleep 1
+  $lt pub -h 127.0.0.1 -p "$pp" -c 10 -t 'bench/%i' --rate "$rate" -s 64 -q 0 -d 10s \
+    >"$out/$tag-pub.txt" 2>&1 || true
+  for p in "${subs[@]}"; do wait "$p" || true; done
+  local after=0
+  for p in "${pids[@]}"; do after=$((after + $(ticks "$p"))); done
+  local got
+  got=$(cat "$out/$tag"-sub*.txt | awk '$1 == "messages" {for (i = 1; i < NF; i++) if ($i == "received") s += $(i + 1)} END {print s + 0}')
+  awk -v got="$got" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {printf "%.0f %.2f\n", got / 10, (got > 0 ? t / hz * 1e6 / got : 0)}'
+}
+
 # run TAG SUB_PORT PUB_PORT: 10 publishers at $rate msgs/s QoS 0, 64-byte payloads, for 10 s,
 # one subscriber on bench/#. Prints "delivered/s cpu_us_per_msg e2e_p50_us e2e_p99_us".
 run() {
@@ -123,6 +149,17 @@ for r in $(seq "$rounds"); do
   gap=$(failover "fo-sub-$r" 1); echo "failover, subscriber's NATS server killed, round $r: gap, lost: $gap"; res[fo_sub]+="$gap"$'\n'
   stop_all
 
+  # Fan-out to three subscribers: on one node, then one on each of three nodes.
+  evgrid single 19883 19880
+  line=$(spread "fan1-$r" 19883 19883 19883 19883); echo "fan-out x3, one node   round $r: $line"; res[fan1]+="$line"$'\n'
+  stop_all
+  start_nats
+  evgrid a 19883 19880 nats://127.0.0.1:19421
+  evgrid b 19884 19881 nats://127.0.0.1:19422
+  evgrid c 19885 19882 nats://127.0.0.1:19423
+  line=$(spread "fan3-$r" 19883 19883 19884 19885); echo "fan-out x3, three nodes round $r: $line"; res[fan3]+="$line"$'\n'
+  stop_all
+
   start_nats
   evgrid a 19883 19880 nats://127.0.0.1:19421
   evgrid b 19884 19881 nats://127.0.0.1:19422
@@ -133,6 +170,10 @@ echo "medians of $rounds (delivered msgs/s, CPU µs per delivered message over e
 for k in single across local; do
   col() { printf '%s' "${res[$k]}" | awk -v c="$1" 'NF {print $c}' | median; }
   echo "  $k: $(col 1) msgs/s, $(col 2) µs/msg, p50 $(col 3) µs, p99 $(col 4) µs"
+done
+for k in fan1 fan3; do
+  col() { printf '%s' "${res[$k]}" | awk -v c="$1" 'NF {print $c}' | median; }
+  echo "  $k: $(col 1) deliveries/s, $(col 2) µs per delivery"
 done
 for k in fo_sub fo_pub; do
   g=$(printf '%s' "${res[$k]}" | awk 'NF {print $1}' | median)

@@ -441,6 +441,67 @@ async fn a_persistent_session_resumes_on_another_node_with_what_it_held() {
     });
 }
 
+/// Publishes `payload` at QoS 1 on `ev`'s connection and waits for its PUBACK; `false` if the
+/// connection failed first.
+async fn publish_acked(c: &AsyncClient, ev: &mut rumqttc::EventLoop, payload: String) -> bool {
+    if c.publish("seq/x", QoS::AtLeastOnce, false, payload)
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => return true,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_acknowledged_message_and_its_clients_carry_on_elsewhere() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats.url(0));
+    let b = node(&nats.url(1));
+    wait_until("both nodes ready", || {
+        a.get("/readyz").0 == 200 && b.get("/readyz").0 == 200
+    });
+    let (_s, mut on_a) = subscriber("sub-a", &a, &[("seq/#", QoS::AtLeastOnce)]).await;
+    nats.wait_interest(1, "evgrid.m.seq.x");
+    // The publisher on B, one QoS 1 message at a time; B is killed half-way.
+    let (mut c, mut ev) = AsyncClient::new(opts("pub-seq", &b), 10);
+    let mut acked = Vec::new();
+    let mut on_b = true;
+    let mut i = 0;
+    while i < 400 {
+        if i == 200 && on_b {
+            b.kill9();
+        }
+        if publish_acked(&c, &mut ev, format!("{i}")).await {
+            acked.push(i);
+            i += 1;
+            continue;
+        }
+        assert!(on_b, "the publisher failed on A too");
+        // It reconnects to the other node and publishes the unacknowledged message again.
+        on_b = false;
+        (c, ev) = AsyncClient::new(opts("pub-seq", &a), 10);
+    }
+    assert!(!on_b, "B was never found dead");
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 400 {
+        let m = next(&mut on_a).await;
+        got.insert(m.1.parse::<u32>().unwrap());
+    }
+    // Every acknowledged message arrived (a message whose PUBACK the kill swallowed may arrive
+    // twice: QoS 1 is at least once).
+    for i in &acked {
+        assert!(got.contains(i), "acknowledged message {i} lost");
+    }
+    assert_eq!(acked.len(), 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_connecting_to_another_node_takes_its_session_over() {
     let nats = NatsCluster::start(3);
