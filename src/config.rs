@@ -439,7 +439,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./evgrid-data"),
-            log: "info".into(),
+            log: "info,async_nats=warn".into(),
             admin_key: String::new(),
             resources: PathBuf::new(),
             memory_budget_bytes: 1024 * 1024 * 1024,
