@@ -372,7 +372,7 @@ pub fn run(cfg: Config) -> std::io::Result<()> {
         );
         // Joined before the persistent sessions come back, so that their subscriptions are
         // announced to the other nodes too.
-        let cluster = match cfg.cluster.settings() {
+        let cluster = match cfg.cluster.settings(&cfg.data_dir) {
             Some(s) => {
                 tracing::info!(urls = ?s.urls, node = %s.node, "cluster mode");
                 Some(evgrid_actors::cluster::link::Cluster::start(

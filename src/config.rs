@@ -48,7 +48,8 @@ pub struct ClusterConfig {
     /// NATS server URLs, comma-separated (`nats://h1:4222,nats://h2:4222`); empty: a single
     /// node, nothing clustered.
     pub urls: String,
-    /// This node's name in NATS; empty: `evgrid-HOSTNAME-PID`.
+    /// This node's name in NATS; empty: `evgrid-HOSTNAME-XXXXXXXX` (from the data directory's
+    /// path: the same after a restart).
     pub node_id: String,
     /// NATS user and password (both or neither).
     pub user: String,
@@ -90,14 +91,15 @@ impl ClusterConfig {
             .collect()
     }
 
-    /// What the cluster link needs; `None` on a single node.
-    pub fn settings(&self) -> Option<evgrid_actors::cluster::Settings> {
+    /// What the cluster link needs (`data_dir` names the node by default); `None` on a single
+    /// node.
+    pub fn settings(&self, data_dir: &std::path::Path) -> Option<evgrid_actors::cluster::Settings> {
         let urls = self.url_list();
         if urls.is_empty() {
             return None;
         }
         let node = match self.node_id.is_empty() {
-            true => evgrid_actors::cluster::default_node_id(),
+            true => evgrid_actors::cluster::default_node_id(data_dir),
             false => self.node_id.clone(),
         };
         let some = |s: &String| (!s.is_empty()).then(|| s.clone());

@@ -586,6 +586,31 @@ async fn readiness_follows_the_nats_connection_and_a_killed_server_is_survived()
     assert_eq!(a.metric("evgrid_cluster_connected"), 0.0);
     assert_eq!(a.get("/healthz").0, 200);
     a.assert_mqtt_alive();
+    // Its own clients are served on: far more QoS 1 messages than the NATS client buffers are
+    // acknowledged at once, and a shared group's member here gets them (the cluster cannot
+    // choose a node for the group now).
+    let (_m, mut member) = subscriber("member-a", &a, &[("$share/g/k/#", QoS::AtLeastOnce)]).await;
+    let (pa, mut acks) = publisher("pub-a", &a).await;
+    let sent = tokio::spawn(async move {
+        for i in 0..3000 {
+            pa.publish("k/3", QoS::AtLeastOnce, false, format!("{i}"))
+                .await
+                .unwrap();
+        }
+        pa
+    });
+    for _ in 0..3000 {
+        tokio::time::timeout(Duration::from_secs(10), acks.recv())
+            .await
+            .expect("a PUBACK while NATS is away")
+            .unwrap();
+    }
+    let _pa = sent.await.unwrap();
+    for i in 0..3000 {
+        assert_eq!(next(&mut on_a).await.1, format!("{i}"));
+        assert_eq!(next(&mut member).await.1, format!("{i}"));
+    }
+    assert!(a.metric("evgrid_cluster_mqtt_not_forwarded_total") >= 3000.0);
     // A server comes back: ready again without any step on the node.
     nats.restart(1);
     wait_until("A is ready again", || a.get("/readyz").0 == 200);

@@ -63,6 +63,9 @@ const FORWARD_QUEUE: usize = 4096;
 const BATCH: usize = 256;
 /// How long a QoS 1/2 acknowledgement or a SUBACK waits for the NATS server before giving up.
 const SERVER_WAIT: Duration = Duration::from_secs(5);
+/// Longest subject published or subscribed (a topic of `mqtt.max_topic_length` can be longer
+/// once escaped; such a topic stays on its node).
+const MAX_SUBJECT: usize = 3_500;
 
 struct Outbound {
     msgs: Vec<AppMessage>,
@@ -125,6 +128,10 @@ impl Remote for Link {
         let _ = self.control.send(Control::Released(client_id.clone()));
     }
 
+    fn connected(&self) -> bool {
+        super::connected() == Some(true)
+    }
+
     fn fetch(
         &self,
         client_id: &ByteString,
@@ -136,7 +143,7 @@ impl Remote for Link {
             if !connected(&client) {
                 return None;
             }
-            let key = subject::escape_one(&id);
+            let key = subject::client_key(&id);
             let owner = tokio::time::timeout(SERVER_WAIT, kv.get(&key))
                 .await
                 .ok()?
@@ -146,11 +153,11 @@ impl Remote for Link {
                 return None;
             }
             let asked = format!("{prefix}.s.{}.{key}", subject::escape_one(owner));
-            let reply =
-                tokio::time::timeout(SERVER_WAIT, client.request(asked, Default::default()))
-                    .await
-                    .ok()?
-                    .ok()?;
+            let body = bytes::Bytes::copy_from_slice(id.as_bytes());
+            let reply = tokio::time::timeout(SERVER_WAIT, client.request(asked, body))
+                .await
+                .ok()?
+                .ok()?;
             let moved = decode_moved(&reply.payload);
             if moved.is_some() {
                 CLUSTER.sessions_moved_in.inc();
@@ -258,11 +265,7 @@ async fn run(
     let messages = format!("{}.m", s.prefix);
     let claims = format!("{}.c", s.prefix);
     match client.subscribe(format!("{claims}.>")).await {
-        Ok(sub) => drop(tokio::spawn(takeovers(
-            sub,
-            broker.clone(),
-            claims.len() + 1,
-        ))),
+        Ok(sub) => drop(tokio::spawn(takeovers(sub, broker.clone()))),
         Err(e) => tracing::error!(error = %e, "no takeovers across nodes: subscribing failed"),
     }
     // Requests for this node's persistent sessions, from the nodes their clients moved to.
@@ -272,7 +275,6 @@ async fn run(
             sub,
             client.clone(),
             broker.clone(),
-            asks.len() + 1,
         ))),
         Err(e) => tracing::error!(error = %e, "no session handover: subscribing failed"),
     }
@@ -409,8 +411,24 @@ async fn writer(
         let mut next = Some(first);
         while let Some(ob) = next.take() {
             let (now, mono) = (now_ms(), Instant::now());
+            // Cut off from NATS, a publish would wait in the client's buffer and then block
+            // this writer, and with it every publisher's acknowledgement: the node serves its
+            // own clients on, and what it cannot hand over is counted.
+            if !connected(&client) {
+                CLUSTER.not_forwarded.add(ob.msgs.len() as u64);
+                acks.extend(ob.ack);
+                if acks.len() < 1024 {
+                    next = rx.try_recv().ok();
+                }
+                continue;
+            }
             for m in &ob.msgs {
                 let key = subject::escape(&m.topic);
+                // A NATS server closes a connection whose protocol line passes 4,096 bytes.
+                if key.len() + prefix.len() > MAX_SUBJECT {
+                    CLUSTER.not_forwarded.inc();
+                    continue;
+                }
                 subject.clear();
                 subject.push_str(&prefix);
                 subject.push('.');
@@ -554,32 +572,32 @@ async fn open_bucket(
 
 /// Answers other nodes' requests for a persistent session held here (`{prefix}.s.{node}.{id}`):
 /// hands it over and replies with it, or with nothing.
-async fn hand_overs(
-    mut sub: async_nats::Subscriber,
-    client: async_nats::Client,
-    broker: Broker,
-    skip: usize,
-) {
+async fn hand_overs(mut sub: async_nats::Subscriber, client: async_nats::Client, broker: Broker) {
     while let Some(m) = sub.next().await {
         let Some(reply) = m.reply.clone() else {
             continue;
         };
-        let Some(id) = m.subject.get(skip..).and_then(subject::unescape) else {
-            CLUSTER.undecodable.inc();
-            let _ = client.publish(reply, Default::default()).await;
-            continue;
-        };
-        let body = match broker.hand_over(&id).await {
-            Some(moved) => {
-                CLUSTER.sessions_moved_out.inc();
-                tracing::debug!(client_id = %id, "session handed to another node");
-                encode_moved(&moved)
+        // One task each: a reconnect storm's requests must not queue behind one another past
+        // the asking nodes' timeouts.
+        let (client, broker) = (client.clone(), broker.clone());
+        tokio::spawn(async move {
+            let Ok(id) = std::str::from_utf8(&m.payload) else {
+                CLUSTER.undecodable.inc();
+                let _ = client.publish(reply, Default::default()).await;
+                return;
+            };
+            let body = match broker.hand_over(id).await {
+                Some(moved) => {
+                    CLUSTER.sessions_moved_out.inc();
+                    tracing::debug!(client_id = %id, "session handed to another node");
+                    encode_moved(&moved)
+                }
+                None => Vec::new(),
+            };
+            if let Err(e) = client.publish(reply, body.into()).await {
+                tracing::warn!(error = %e, client_id = %id, "a handed-over session was lost on the way");
             }
-            None => Vec::new(),
-        };
-        if let Err(e) = client.publish(reply, body.into()).await {
-            tracing::warn!(error = %e, client_id = %id, "a handed-over session was lost on the way");
-        }
+        });
     }
 }
 
@@ -718,17 +736,18 @@ async fn inbound(mut sub: async_nats::Subscriber, broker: Broker, group: Option<
 }
 
 /// Ends the local session of every client id that connected to another node.
-async fn takeovers(mut sub: async_nats::Subscriber, broker: Broker, skip: usize) {
+async fn takeovers(mut sub: async_nats::Subscriber, broker: Broker) {
     while let Some(m) = sub.next().await {
-        let id = m.subject.get(skip..).and_then(subject::unescape);
-        let at_us = std::str::from_utf8(&m.payload)
+        // "{µs} {client id}": the subject's token may be a hash of a long id.
+        let parsed = std::str::from_utf8(&m.payload)
             .ok()
-            .and_then(|b| b.split(' ').next()?.parse::<u64>().ok());
-        let (Some(id), Some(at_us)) = (id, at_us) else {
+            .and_then(|b| b.split_once(' '))
+            .and_then(|(at, id)| Some((at.parse::<u64>().ok()?, id)));
+        let Some((at_us, id)) = parsed else {
             CLUSTER.undecodable.inc();
             continue;
         };
-        if broker.evict(&id, at_us) {
+        if broker.evict(id, at_us) {
             CLUSTER.takeovers.inc();
             tracing::debug!(client_id = %id, "session taken over on another node");
         }
@@ -768,14 +787,26 @@ impl Links {
                         true => self.covers.add(f),
                         false => self.covers.remove(f),
                     };
-                    for ch in changes {
+                    // The new subscriptions are in force at the server before the ones they
+                    // replace go: in between a message may come twice, never not at all.
+                    let (new, gone): (Vec<_>, Vec<_>) = changes
+                        .into_iter()
+                        .partition(|c| matches!(c, subject::CoverChange::Subscribe(_)));
+                    let replacing = !new.is_empty() && !gone.is_empty();
+                    for ch in new {
+                        self.apply(ch).await;
+                    }
+                    if replacing && connected(&self.client) {
+                        let _ = tokio::time::timeout(SERVER_WAIT, self.client.flush()).await;
+                    }
+                    for ch in gone {
                         self.apply(ch).await;
                     }
                 }
                 Control::Claim(id, at_us, persistent) => {
-                    let key = subject::escape_one(&id);
+                    let key = subject::client_key(&id);
                     let subject = format!("{}.{key}", self.claims);
-                    let body = format!("{at_us} {}", self.node);
+                    let body = format!("{at_us} {id}");
                     if let Err(e) = self.client.publish(subject, body.into()).await {
                         tracing::warn!(error = %e, client_id = %id, "takeover not announced");
                     }
@@ -784,39 +815,47 @@ impl Links {
                         && connected(&self.client)
                         && let Some(kv) = kv
                     {
-                        let put = kv.put(&key, self.node.clone().into_bytes().into());
-                        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(SERVER_WAIT, put)
-                            .await
-                            .map_err(|_| "no answer from JetStream".to_string())
-                            .map(|r| r.map(drop).map_err(|e| e.to_string()))
-                        {
-                            tracing::warn!(error = %e, client_id = %id,
-                                "the cluster will not find this session on another node");
-                        }
+                        // Apart from this loop: a connect storm's puts must not hold back the
+                        // SUBACKs waiting for `Settled`.
+                        let node = self.node.clone();
+                        tokio::spawn(async move {
+                            let put = kv.put(&key, node.into_bytes().into());
+                            let done = tokio::time::timeout(SERVER_WAIT, put).await;
+                            if !matches!(done, Ok(Ok(_))) {
+                                tracing::warn!(client_id = %id,
+                                    "the cluster will not find this session on another node");
+                            }
+                        });
                     }
                 }
                 Control::Released(id) => {
                     let kv = self.sessions.borrow().clone();
                     if let Some(kv) = kv.filter(|_| connected(&self.client)) {
-                        let key = subject::escape_one(&id);
-                        // Only while it still names this node: the client may have moved on.
-                        if let Ok(Ok(Some(e))) =
-                            tokio::time::timeout(SERVER_WAIT, kv.entry(&key)).await
-                            && e.value.as_ref() == self.node.as_bytes()
-                        {
-                            let _ = tokio::time::timeout(
-                                SERVER_WAIT,
-                                kv.delete_expect_revision(&key, Some(e.revision)),
-                            )
-                            .await;
-                        }
+                        let (key, node) = (subject::client_key(&id), self.node.clone());
+                        tokio::spawn(async move {
+                            // Only while it still names this node: the client may have moved on.
+                            if let Ok(Ok(Some(e))) =
+                                tokio::time::timeout(SERVER_WAIT, kv.entry(&key)).await
+                                && e.value.as_ref() == node.as_bytes()
+                            {
+                                let _ = tokio::time::timeout(
+                                    SERVER_WAIT,
+                                    kv.delete_expect_revision(&key, Some(e.revision)),
+                                )
+                                .await;
+                            }
+                        });
                     }
                 }
                 Control::Settled(tx) => {
                     // Disconnected, there is nothing to wait for: the client subscribes again
                     // on whichever server it reconnects to.
                     if connected(&self.client) {
-                        let _ = tokio::time::timeout(SERVER_WAIT, self.client.flush()).await;
+                        let both = async {
+                            let _ = self.client.flush().await;
+                            let _ = self.shared.flush().await;
+                        };
+                        let _ = tokio::time::timeout(SERVER_WAIT, both).await;
                     }
                     let _ = tx.send(());
                 }
@@ -849,6 +888,10 @@ impl Links {
         }
         let queue = subject::queue_group(group, filter);
         for subj in subject::filter_subjects(&self.messages, filter) {
+            if subj.len() > MAX_SUBJECT {
+                tracing::warn!(filter = %raw, "shared filter too long for NATS: its members here get nothing while the node is clustered");
+                continue;
+            }
             match self
                 .shared
                 .queue_subscribe(subj.clone(), queue.clone())
@@ -868,6 +911,10 @@ impl Links {
             subject::CoverChange::Subscribe(key) => {
                 let mut tasks = Vec::new();
                 for subj in subject::cover_subjects(&self.messages, &key) {
+                    if subj.len() > MAX_SUBJECT {
+                        tracing::warn!(subject = %subj, "too long for NATS: not subscribed");
+                        continue;
+                    }
                     match self.client.subscribe(subj.clone()).await {
                         Ok(sub) => tasks.push(
                             tokio::spawn(inbound(sub, self.broker.clone(), None)).abort_handle(),

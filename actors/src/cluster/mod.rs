@@ -70,8 +70,10 @@ pub fn valid_prefix(prefix: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// `evgrid-HOSTNAME-PID`: unique among the nodes of one machine and across machines.
-pub fn default_node_id() -> String {
+/// `evgrid-HOSTNAME-XXXXXXXX`, the last part from the data directory's path: unique among the
+/// nodes of one machine and across machines, and the same after a restart, so that the
+/// cluster's session directory still names this node for the sessions it restores.
+pub fn default_node_id(data_dir: &std::path::Path) -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer it is given.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -82,5 +84,8 @@ pub fn default_node_id() -> String {
         }
         _ => "host".into(),
     };
-    format!("evgrid-{host}-{}", std::process::id())
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let d = ring::digest::digest(&ring::digest::SHA256, dir.as_os_str().as_encoded_bytes());
+    let tag: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("evgrid-{host}-{tag}")
 }

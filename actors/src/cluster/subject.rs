@@ -129,10 +129,35 @@ pub fn filter_subjects(prefix: &str, filter: &str) -> Vec<String> {
     }
 }
 
+/// Longest escaped name used as it is in a subject, a queue group or a KV key; longer ones are
+/// hashed. A NATS server closes a connection whose protocol line passes 4,096 bytes, and
+/// escaping can triple a name.
+pub const MAX_NAME: usize = 256;
+
+/// `name` if it is at most [`MAX_NAME`] bytes, else `=H` and the hex SHA-256 of it: still one
+/// token, the same on every node, never the output of [`escape`] (which has no `=H`).
+fn bounded(name: String) -> String {
+    if name.len() <= MAX_NAME {
+        return name;
+    }
+    let d = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let mut out = String::from("=H");
+    for b in d.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 /// The NATS queue group of shared subscription `$share/{group}/{filter}`: the same on every
 /// node, so NATS hands each message to one of them.
 pub fn queue_group(group: &str, filter: &str) -> String {
-    format!("{}.{}", escape_one(group), escape(filter))
+    bounded(format!("{}.{}", escape_one(group), escape(filter)))
+}
+
+/// The token (subject, KV key) for client id `id`; a long id is hashed, so the id itself
+/// travels in the message bodies.
+pub fn client_key(id: &str) -> String {
+    bounded(escape_one(id))
 }
 
 /// Whether cover key `a` is `b` or one of its ancestors (level-wise prefix).
@@ -328,6 +353,18 @@ mod tests {
         assert_eq!(filter_subjects("p", "a b/x.y"), vec!["p.a=20b.x=2Ey"]);
         assert_eq!(filter_subjects("p", "/a"), vec!["p.=.a"]);
         assert_eq!(queue_group("g 1", "a/+"), "g=201.a.=2B");
+        // Long names are hashed into one bounded token, the same each time.
+        let long = "x/".repeat(300);
+        let q = queue_group("g", &long);
+        assert!(
+            q.starts_with("=H") && q.len() == 66 && !q.contains('.'),
+            "{q}"
+        );
+        assert_eq!(q, queue_group("g", &long));
+        assert_ne!(q, queue_group("h", &long));
+        assert_eq!(client_key("dev 1"), "dev=201");
+        let k = client_key(&"é".repeat(400));
+        assert!(k.starts_with("=H") && k.len() == 66, "{k}");
     }
 
     fn active(c: &Covers) -> Vec<&str> {

@@ -595,10 +595,16 @@ impl Broker {
 
     /// Called by a session actor when it stops.
     /// A session stopped; whether it was still its client id's session in the registry.
-    pub(crate) fn session_ended(&self, client_id: &ByteString, id: SessionId) -> bool {
+    pub(crate) fn session_ended(
+        &self,
+        client_id: &ByteString,
+        id: SessionId,
+        persistent: bool,
+    ) -> bool {
         let ours = self.forget(client_id, id);
         // A graceful stop keeps persistent sessions here for the next start.
         if ours
+            && persistent
             && !self.closing()
             && let Some(r) = self.remote()
         {
@@ -609,6 +615,7 @@ impl Broker {
             r.do_send(RemoveSession {
                 session: id,
                 count_metrics: i == last,
+                interest: i == 0,
             });
         }
         ours
@@ -633,7 +640,9 @@ impl Broker {
         let forwarded = self.forward(&msgs);
         self.route_local(msgs, self.local_scope()).await?;
         if let Some(f) = forwarded {
-            let _ = f.await;
+            // Bounded: the link answers within its own timeouts; this one only guards a link
+            // that stopped answering altogether.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), f).await;
         }
         Ok(())
     }
@@ -642,8 +651,8 @@ impl Broker {
     /// node; in a cluster, shared groups get it through the cluster, like every node's.
     fn local_scope(&self) -> Scope {
         match self.remote() {
-            Some(_) => Scope::Direct,
-            None => Scope::All,
+            Some(r) if r.connected() => Scope::Direct,
+            _ => Scope::All,
         }
     }
 

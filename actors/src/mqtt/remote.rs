@@ -37,6 +37,9 @@ pub trait Remote: Send + Sync + 'static {
     fn fetch(&self, client_id: &ByteString) -> Pin<Box<dyn Future<Output = Option<Moved>> + Send>>;
     /// The persistent session of `client_id` ended here: the cluster no longer finds it here.
     fn released(&self, client_id: &ByteString);
+    /// Whether the cluster is reachable now. While it is not, shared groups get this node's
+    /// messages directly (the cluster cannot choose a node for them).
+    fn connected(&self) -> bool;
     /// Resolves once every [`Remote::interest`] change made before it is in force at the
     /// cluster (a SUBACK waits for it, so messages published elsewhere after it arrive).
     fn settled(&self) -> Option<Forwarded>;

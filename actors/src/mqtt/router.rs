@@ -175,6 +175,9 @@ pub struct ExportSubs {
 pub struct RemoveSession {
     pub session: SessionId,
     pub count_metrics: bool,
+    /// This shard tells the cluster link of the filters that go: shard 0, the one that told it
+    /// of them when they came, so that the link sees each filter's add before its remove.
+    pub interest: bool,
 }
 
 struct SessionSubs {
@@ -588,10 +591,13 @@ impl Handler<RemoveSession> for Router {
         for filter in &s.filters {
             if let Ok(f) = parse_filter(filter, TopicLimits::UNLIMITED)
                 && self.trie.remove(f, req.session)
-                && req.count_metrics
             {
-                METRICS.subscriptions.dec();
-                self.interest(filter, false);
+                if req.count_metrics {
+                    METRICS.subscriptions.dec();
+                }
+                if req.interest {
+                    self.interest(filter, false);
+                }
             }
         }
     }

@@ -717,7 +717,9 @@ impl Actor for Session {
         } else if !(self.broker.closing() && self.will_recorded) {
             self.publish_will();
         }
-        let ours = self.broker.session_ended(&self.client_id, self.id);
+        let ours = self
+            .broker
+            .session_ended(&self.client_id, self.id, self.expiry_secs > 0);
         if self.recorded
             && !self.broker.closing()
             && let Some(w) = self.broker.persist()
@@ -1015,7 +1017,9 @@ impl Handler<Handover> for Session {
             .iter()
             .copied()
             .collect();
-        self.handed_over = true;
+        // A session that ends with its connection is not handed over but taken over: its will
+        // goes out as on one node.
+        self.handed_over = self.expiry_secs > 0;
         self.close_link(CloseReason::SessionTakenOver);
         ctx.stop();
         MessageResult(Handed {
