@@ -74,6 +74,16 @@ async fn publisher(id: &str, s: &Server) -> (AsyncClient, mpsc::UnboundedReceive
     (c, rx)
 }
 
+/// Waits for `n` PUBACKs, each within 10 s.
+async fn pubacks(acks: &mut mpsc::UnboundedReceiver<u16>, n: usize) {
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(10), acks.recv())
+            .await
+            .expect("a PUBACK within 10 s")
+            .expect("the publisher is running");
+    }
+}
+
 async fn next(rx: &mut mpsc::UnboundedReceiver<(String, String, QoS)>) -> (String, String, QoS) {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -147,12 +157,7 @@ async fn mqtt_messages_cross_nodes_by_wildcard_qos_and_order() {
         assert_eq!(next(&mut on_b).await.1, want);
     }
     nothing_more(&mut on_b).await;
-    for _ in 0..4 {
-        tokio::time::timeout(Duration::from_secs(5), acks.recv())
-            .await
-            .expect("PUBACK")
-            .unwrap();
-    }
+    pubacks(&mut acks, 4).await;
     // One publisher's messages keep their order on the other node.
     for i in 0..500 {
         p.publish(
@@ -311,10 +316,7 @@ async fn retained_messages_are_the_clusters_and_reach_nodes_started_later() {
     p.publish("status/d1", QoS::AtLeastOnce, true, "on")
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), acks.recv())
-        .await
-        .expect("PUBACK")
-        .unwrap();
+    pubacks(&mut acks, 1).await;
     let want = Some(("status/d1".to_string(), "on".to_string(), true));
     // Another node has it for a new subscriber.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -346,10 +348,7 @@ async fn retained_messages_are_the_clusters_and_reach_nodes_started_later() {
     pa.publish("status/d1", QoS::AtLeastOnce, true, "")
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), acks_a.recv())
-        .await
-        .expect("PUBACK")
-        .unwrap();
+    pubacks(&mut acks_a, 1).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let got = retained_on(&c, "later-c", "status/#", Duration::from_millis(500)).await;
@@ -396,12 +395,7 @@ async fn a_persistent_session_resumes_on_another_node_with_what_it_held() {
             .await
             .unwrap();
     }
-    for _ in 0..3 {
-        tokio::time::timeout(Duration::from_secs(5), acks.recv())
-            .await
-            .expect("PUBACK")
-            .unwrap();
-    }
+    pubacks(&mut acks, 3).await;
     // The cluster's session directory names A (written after A's CONNACK, without waiting).
     tokio::time::sleep(Duration::from_millis(500)).await;
     // It comes back on B: the session moves, with its subscription and its three messages.
@@ -599,12 +593,7 @@ async fn readiness_follows_the_nats_connection_and_a_killed_server_is_survived()
         }
         pa
     });
-    for _ in 0..3000 {
-        tokio::time::timeout(Duration::from_secs(10), acks.recv())
-            .await
-            .expect("a PUBACK while NATS is away")
-            .unwrap();
-    }
+    pubacks(&mut acks, 3000).await;
     let _pa = sent.await.unwrap();
     for i in 0..3000 {
         assert_eq!(next(&mut on_a).await.1, format!("{i}"));

@@ -44,15 +44,13 @@ use futures_util::{FutureExt, StreamExt};
 use ntex_bytes::ByteString;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Settings, set_connected, subject};
+use super::{Settings, handover, retained, set_connected, subject};
 use crate::metrics::CLUSTER;
 use crate::model::clock::now_ms;
 use crate::mqtt::broker::Broker;
 use crate::mqtt::message::AppMessage;
-use crate::mqtt::persist::{decode_delivery, decode_sub, encode_delivery, encode_sub};
 use crate::mqtt::persist::{decode_retained, encode_retained_into};
 use crate::mqtt::remote::{Forwarded, Moved, Remote};
-use crate::mqtt::router::SubReq;
 
 /// Header bit of a forwarded message: it was published with RETAIN.
 const RETAIN: u8 = 1;
@@ -62,7 +60,7 @@ const FORWARD_QUEUE: usize = 4096;
 /// Most messages from one subscription routed as one batch.
 const BATCH: usize = 256;
 /// How long a QoS 1/2 acknowledgement or a SUBACK waits for the NATS server before giving up.
-const SERVER_WAIT: Duration = Duration::from_secs(5);
+pub(super) const SERVER_WAIT: Duration = Duration::from_secs(5);
 /// Longest subject published or subscribed (a topic of `mqtt.max_topic_length` can be longer
 /// once escaped; such a topic stays on its node).
 const MAX_SUBJECT: usize = 3_500;
@@ -158,7 +156,7 @@ impl Remote for Link {
                 .await
                 .ok()?
                 .ok()?;
-            let moved = decode_moved(&reply.payload);
+            let moved = handover::decode_moved(&reply.payload);
             if moved.is_some() {
                 CLUSTER.sessions_moved_in.inc();
             }
@@ -271,7 +269,7 @@ async fn run(
     // Requests for this node's persistent sessions, from the nodes their clients moved to.
     let asks = format!("{}.s.{}", s.prefix, subject::escape_one(&s.node));
     match client.subscribe(format!("{asks}.>")).await {
-        Ok(sub) => drop(tokio::spawn(hand_overs(
+        Ok(sub) => drop(tokio::spawn(handover::hand_overs(
             sub,
             client.clone(),
             broker.clone(),
@@ -299,7 +297,7 @@ async fn run(
         }
     });
     let (bucket_tx, bucket) = tokio::sync::watch::channel(None);
-    let retained = tokio::spawn(retained_bucket(
+    let retained = tokio::spawn(retained::retained_bucket(
         client.clone(),
         format!("{}-retained", s.prefix),
         s.replicas,
@@ -329,7 +327,7 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
 }
 
-fn connected(client: &async_nats::Client) -> bool {
+pub(super) fn connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
 
@@ -381,7 +379,7 @@ fn encode(m: &AppMessage, now: u64, mono: Instant) -> Vec<u8> {
 }
 
 /// The message framed by [`encode`]; `None` if damaged or already expired.
-fn decode(b: &[u8], now: u64, mono: Instant) -> Option<AppMessage> {
+pub(super) fn decode(b: &[u8], now: u64, mono: Instant) -> Option<AppMessage> {
     let (&flags, rest) = b.split_first()?;
     let r = decode_retained(rest)?;
     let mut msg = r.msg;
@@ -439,7 +437,7 @@ async fn writer(
                     // node's (counted), and the writer goes on.
                     let kv = bucket.borrow().clone().filter(|_| connected(&client));
                     match kv {
-                        Some(kv) => keep_retained(&kv, &key, m, payload.clone()).await,
+                        Some(kv) => retained::keep_retained(&kv, &key, m, payload.clone()).await,
                         None => CLUSTER.retained_not_kept.inc(),
                     }
                 }
@@ -466,64 +464,9 @@ async fn writer(
     }
 }
 
-/// Puts (or, for an empty payload, purges) `m` in the retained-message bucket under `key`.
-async fn keep_retained(
-    kv: &async_nats::jetstream::kv::Store,
-    key: &str,
-    m: &AppMessage,
-    framed: bytes::Bytes,
-) {
-    let done = match m.payload.is_empty() {
-        true => kv.purge(key).await.map_err(|e| e.to_string()),
-        false => kv
-            .put(key, framed)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = done {
-        CLUSTER.retained_not_kept.inc();
-        tracing::warn!(error = %e, topic = %m.topic, "retained message not kept in the cluster");
-    }
-}
-
-/// Opens (or creates) the retained-message bucket, hands it to the writer, and applies every
-/// value in it, then every change, to this node's routing shards: a node has the cluster's
-/// retained messages whenever it started and whoever published them. Retried while JetStream
-/// is unreachable.
-async fn retained_bucket(
-    client: async_nats::Client,
-    name: String,
-    replicas: usize,
-    broker: Broker,
-    tx: tokio::sync::watch::Sender<Option<async_nats::jetstream::kv::Store>>,
-) {
-    let js = async_nats::jetstream::new(client);
-    let store = open_bucket(&js, &name, "evgrid: retained MQTT messages", replicas).await;
-    let _ = tx.send(Some(store.clone()));
-    loop {
-        match store.watch_with_history(">").await {
-            Ok(mut w) => {
-                while let Some(e) = w.next().await {
-                    match e {
-                        Ok(entry) => apply_retained(&broker, entry),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "retained-message bucket watch ended");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot watch the retained-message bucket"),
-        }
-        // Watched again from the current values: applying one twice changes nothing.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// Opens KV bucket `name`, creating it if missing; retried (warned once) while JetStream is
 /// unreachable.
-async fn open_bucket(
+pub(super) async fn open_bucket(
     js: &async_nats::jetstream::Context,
     name: &str,
     description: &str,
@@ -568,138 +511,6 @@ async fn open_bucket(
             }
         }
     }
-}
-
-/// Answers other nodes' requests for a persistent session held here (`{prefix}.s.{node}.{id}`):
-/// hands it over and replies with it, or with nothing.
-async fn hand_overs(mut sub: async_nats::Subscriber, client: async_nats::Client, broker: Broker) {
-    while let Some(m) = sub.next().await {
-        let Some(reply) = m.reply.clone() else {
-            continue;
-        };
-        // One task each: a reconnect storm's requests must not queue behind one another past
-        // the asking nodes' timeouts.
-        let (client, broker) = (client.clone(), broker.clone());
-        tokio::spawn(async move {
-            let Ok(id) = std::str::from_utf8(&m.payload) else {
-                CLUSTER.undecodable.inc();
-                let _ = client.publish(reply, Default::default()).await;
-                return;
-            };
-            let body = match broker.hand_over(id).await {
-                Some(moved) => {
-                    CLUSTER.sessions_moved_out.inc();
-                    tracing::debug!(client_id = %id, "session handed to another node");
-                    encode_moved(&moved)
-                }
-                None => Vec::new(),
-            };
-            if let Err(e) = client.publish(reply, body.into()).await {
-                tracing::warn!(error = %e, client_id = %id, "a handed-over session was lost on the way");
-            }
-        });
-    }
-}
-
-fn put(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
-/// Frames a session for another node: expiry, subscriptions (filter, recorded options),
-/// messages (the journal's record), inbound QoS 2 packet ids.
-fn encode_moved(m: &Moved) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&m.expiry_secs.to_le_bytes());
-    out.extend_from_slice(&(m.subs.len() as u32).to_le_bytes());
-    for s in &m.subs {
-        put(&mut out, s.filter.as_bytes());
-        put(&mut out, &encode_sub(&s.opts));
-    }
-    out.extend_from_slice(&(m.saved.len() as u32).to_le_bytes());
-    for d in &m.saved {
-        put(
-            &mut out,
-            &encode_delivery(&d.delivery, d.inflight, d.expires_ms),
-        );
-    }
-    out.extend_from_slice(&(m.inbound_qos2.len() as u32).to_le_bytes());
-    for p in &m.inbound_qos2 {
-        out.extend_from_slice(&p.to_le_bytes());
-    }
-    out
-}
-
-/// The session framed by [`encode_moved`]; `None` for an empty reply (no session) or a damaged one.
-fn decode_moved(b: &[u8]) -> Option<Moved> {
-    struct R<'a>(&'a [u8]);
-    impl<'a> R<'a> {
-        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-            (self.0.len() >= n).then(|| {
-                let (a, b) = self.0.split_at(n);
-                self.0 = b;
-                a
-            })
-        }
-        fn u32(&mut self) -> Option<u32> {
-            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-        }
-        fn bytes(&mut self) -> Option<&'a [u8]> {
-            let n = self.u32()? as usize;
-            self.take(n)
-        }
-    }
-    let mut r = R(b);
-    let expiry_secs = r.u32()?;
-    let mut m = Moved {
-        expiry_secs,
-        ..Moved::default()
-    };
-    for _ in 0..r.u32()? {
-        let filter = ByteString::from(std::str::from_utf8(r.bytes()?).ok()?);
-        m.subs.push(SubReq {
-            filter,
-            opts: decode_sub(r.bytes()?)?,
-        });
-    }
-    for _ in 0..r.u32()? {
-        m.saved.push(decode_delivery(r.bytes()?)?);
-    }
-    for _ in 0..r.u32()? {
-        m.inbound_qos2
-            .push(u16::from_le_bytes(r.take(2)?.try_into().ok()?));
-    }
-    r.0.is_empty().then_some(m)
-}
-
-fn apply_retained(broker: &Broker, entry: async_nats::jetstream::kv::Entry) {
-    use async_nats::jetstream::kv::Operation;
-    let (now, mono) = (now_ms(), Instant::now());
-    let msg = match entry.operation {
-        Operation::Put => match decode(&entry.value, now, mono) {
-            Some(mut m) => {
-                m.retain = true;
-                m
-            }
-            None => return, // expired, or not evgrid's
-        },
-        Operation::Delete | Operation::Purge => {
-            let Some(topic) = subject::unescape(&entry.key) else {
-                CLUSTER.undecodable.inc();
-                return;
-            };
-            AppMessage {
-                topic: ByteString::from(topic),
-                payload: ntex_bytes::Bytes::new(),
-                qos: 0,
-                retain: true,
-                props: None,
-                expires_at: None,
-                publisher: None,
-            }
-        }
-    };
-    broker.set_retained(msg);
 }
 
 /// Routes what one subscription brings to the local subscribers, in batches: a cover's to the
@@ -979,69 +790,5 @@ mod tests {
         };
         let d = decode(&encode(&plain, 5, mono), 6, mono).unwrap();
         assert!(!d.retain && d.props.is_none() && d.expires_at.is_none());
-    }
-
-    #[test]
-    fn a_moved_session_crosses_whole() {
-        use crate::mqtt::message::Delivery;
-        use crate::mqtt::persist::SavedDelivery;
-        use crate::mqtt::trie::SubOpts;
-        let msg = |t: &'static str| {
-            Arc::new(AppMessage {
-                topic: ByteString::from_static(t),
-                payload: ntex_bytes::Bytes::from_static(b"p"),
-                qos: 1,
-                retain: false,
-                props: None,
-                expires_at: None,
-                publisher: None,
-            })
-        };
-        let d = |t| Delivery {
-            msg: msg(t),
-            qos: 1,
-            retain: false,
-            sub_ids: vec![7],
-            journal: 0,
-        };
-        let m = Moved {
-            expiry_secs: 3600,
-            subs: vec![SubReq {
-                filter: ByteString::from_static("cmd/+"),
-                opts: SubOpts {
-                    qos: 1,
-                    sub_id: Some(7),
-                    ..SubOpts::default()
-                },
-            }],
-            saved: vec![
-                SavedDelivery {
-                    delivery: d("cmd/a"),
-                    inflight: Some((42, true)),
-                    expires_ms: Some(123),
-                },
-                SavedDelivery {
-                    delivery: d("cmd/b"),
-                    inflight: None,
-                    expires_ms: None,
-                },
-            ],
-            inbound_qos2: vec![5, 9],
-        };
-        let b = encode_moved(&m);
-        let back = decode_moved(&b).unwrap();
-        assert_eq!(back.expiry_secs, 3600);
-        assert_eq!(back.subs[0].filter, m.subs[0].filter);
-        assert_eq!(back.subs[0].opts, m.subs[0].opts);
-        assert_eq!(back.saved.len(), 2);
-        assert_eq!(back.saved[0].inflight, Some((42, true)));
-        assert_eq!(back.saved[0].expires_ms, Some(123));
-        assert_eq!(back.saved[0].delivery.msg.topic, "cmd/a");
-        assert_eq!(back.saved[0].delivery.sub_ids, vec![7]);
-        assert_eq!(back.saved[1].inflight, None);
-        assert_eq!(back.inbound_qos2, vec![5, 9]);
-        // No session: an empty reply. A damaged one is refused, not half read.
-        assert!(decode_moved(b"").is_none());
-        assert!(decode_moved(&b[..b.len() - 1]).is_none());
     }
 }

@@ -1,15 +1,18 @@
 //! Cluster mode: evgrid nodes joined through a NATS cluster (`cluster.urls`).
 //!
 //! Owns the NATS connection of this node and what travels over it: [`link`] carries MQTT
-//! messages, subscriptions' interest and client-id claims between the nodes; [`subject`] maps
-//! MQTT names onto NATS subjects. The connection runs on a thread of its own with its own
+//! messages, subscriptions' interest and client-id claims between the nodes; `retained` keeps
+//! retained messages in a KV bucket; `handover` moves persistent sessions between nodes;
+//! [`subject`] maps MQTT names onto NATS subjects. The connection runs on a thread of its own with its own
 //! runtime, so the network never runs on an MQTT or actor thread; the rest of the node talks to
 //! it through channels ([`crate::mqtt::remote::Remote`]).
 //!
 //! Never a replication protocol of its own: what must survive a node is NATS's to keep. Without
 //! `cluster.urls` none of this starts and evgrid is the single-node server.
 
+mod handover;
 pub mod link;
+mod retained;
 pub mod subject;
 
 use std::path::PathBuf;
