@@ -120,21 +120,15 @@ async fn mqtt_messages_cross_nodes_by_wildcard_qos_and_order() {
     nats.wait_interest(1, "evgrid.m.fleet.d1.telemetry");
     nats.wait_interest(1, "evgrid.m.alerts.x");
     let (p, mut acks) = publisher("pub-b", &b).await;
-    p.publish("fleet/d1/telemetry", QoS::AtMostOnce, false, "t0")
-        .await
-        .unwrap();
-    p.publish("fleet/d2/telemetry", QoS::AtLeastOnce, false, "t1")
-        .await
-        .unwrap();
-    p.publish("fleet/d2/status", QoS::AtLeastOnce, false, "s1")
-        .await
-        .unwrap();
-    p.publish("alerts/site 1/fire.alarm", QoS::AtLeastOnce, false, "a1")
-        .await
-        .unwrap();
-    p.publish("other/x", QoS::AtLeastOnce, false, "o1")
-        .await
-        .unwrap();
+    for (topic, qos, payload) in [
+        ("fleet/d1/telemetry", QoS::AtMostOnce, "t0"),
+        ("fleet/d2/telemetry", QoS::AtLeastOnce, "t1"),
+        ("fleet/d2/status", QoS::AtLeastOnce, "s1"),
+        ("alerts/site 1/fire.alarm", QoS::AtLeastOnce, "a1"),
+        ("other/x", QoS::AtLeastOnce, "o1"),
+    ] {
+        p.publish(topic, qos, false, payload).await.unwrap();
+    }
     assert_eq!(
         next(&mut on_a).await,
         ("fleet/d1/telemetry".into(), "t0".into(), QoS::AtMostOnce)
@@ -303,6 +297,25 @@ async fn retained_on(
     got
 }
 
+/// Subscribes as new clients on `s` until the retained message that arrives is `want` (`None`:
+/// none arrives), for at most 10 s; fails with `what` otherwise.
+async fn retained_becomes(
+    s: &Server,
+    id: &str,
+    filter: &str,
+    want: &Option<(String, String, bool)>,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = retained_on(s, id, filter, Duration::from_millis(500)).await;
+        if &got == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {got:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_are_the_clusters_and_reach_nodes_started_later() {
     let nats = NatsCluster::start(3);
@@ -319,47 +332,38 @@ async fn retained_messages_are_the_clusters_and_reach_nodes_started_later() {
     pubacks(&mut acks, 1).await;
     let want = Some(("status/d1".to_string(), "on".to_string(), true));
     // Another node has it for a new subscriber.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = retained_on(&a, "late-a", "status/#", Duration::from_millis(500)).await;
-        if got == want {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "A never had the retained message: {got:?}"
-        );
-    }
+    retained_becomes(
+        &a,
+        "late-a",
+        "status/#",
+        &want,
+        "A never had the retained message",
+    )
+    .await;
     // A node started afterwards reads the bucket at start.
     let c = node(&nats.url(2));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = retained_on(&c, "late-c", "status/+", Duration::from_millis(500)).await;
-        if got == want {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "C never had the retained message: {got:?}"
-        );
-    }
+    retained_becomes(
+        &c,
+        "late-c",
+        "status/+",
+        &want,
+        "C never had the retained message",
+    )
+    .await;
     // Cleared on A (an empty retained message): gone on C too.
     let (pa, mut acks_a) = publisher("pub-a", &a).await;
     pa.publish("status/d1", QoS::AtLeastOnce, true, "")
         .await
         .unwrap();
     pubacks(&mut acks_a, 1).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = retained_on(&c, "later-c", "status/#", Duration::from_millis(500)).await;
-        if got.is_none() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "C kept the cleared message: {got:?}"
-        );
-    }
+    retained_becomes(
+        &c,
+        "later-c",
+        "status/#",
+        &None,
+        "C kept the cleared message",
+    )
+    .await;
     assert_eq!(b.metric("evgrid_cluster_mqtt_retained_not_kept_total"), 0.0);
 }
 
