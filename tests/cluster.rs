@@ -226,9 +226,12 @@ async fn a_shared_group_spanning_nodes_gets_each_message_once() {
     let (_m3, mut m3) = subscriber("m3", &b, &[(filter, QoS::AtLeastOnce)]).await;
     // A plain subscriber beside the group still gets every message.
     let (_all, mut all) = subscriber("all", &b, &[("jobs/+", QoS::AtLeastOnce)]).await;
+    // The plain subscriber's cover (B's) at the publishers' servers, and the group's queue
+    // subscriptions at C's: any one of them alone would satisfy a looser wait.
     for n in [0, 2] {
-        nats.wait_interest(n, "evgrid.m.jobs.x");
+        nats.wait_route_sub(n, "evgrid.m.jobs.>");
     }
+    nats.wait_route_sub(2, "evgrid.m.jobs.*");
     let (pc, _ca) = publisher("pub-c", &c).await;
     let (pa, _aa) = publisher("pub-a", &a).await;
     // From a node without members, and from a node with some.

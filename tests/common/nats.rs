@@ -158,6 +158,36 @@ impl NatsCluster {
         }
     }
 
+    /// Waits until server `i` has, from another server, the subscription `subject` itself (a
+    /// queue subscription shows as the subject, a space and its queue group): for a test that
+    /// needs one particular node's subscription there, not just any that matches.
+    pub fn wait_route_sub(&self, i: usize, subject: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let queued = format!("{subject} ");
+        loop {
+            let found = monitor(self.nodes[i].monitor, "/routez?subs=1")
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| {
+                    v["routes"].as_array().into_iter().flatten().any(|r| {
+                        r["subscriptions_list"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s.as_str())
+                            .any(|s| s == subject || s.starts_with(&queued))
+                    })
+                });
+            if found {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server n{i} never got the route subscription {subject}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until server `i` serves clients and has a route to every other server that runs,
     /// and (`jetstream`) JetStream is ready on it.
     fn wait_routed(&self, i: usize, jetstream: bool) {
